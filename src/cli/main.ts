@@ -1,0 +1,308 @@
+/**
+ * The command-line frame: global options, command registration, error → exit code mapping.
+ *
+ * Command modules are imported only when their command runs, so `--help`, `env list` and usage
+ * errors never pay for got, winston, csv-stringify or cli-table3.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { loadConfig, type ConfigFile } from '../config/store.js';
+import { resolveDirs, resolveLogFormat, resolveLogLevel, resolveSettings, type GlobalOptions } from '../config/settings.js';
+import { ExitCode, InterruptedError, LegacyError, UsageError, errorToJson, exitCodeFor, formatErrorLine, isBrokenPipe, oneLine } from '../errors/index.js';
+import { createLogger, type Logger } from '../log/index.js';
+import type { CommandContext } from './context.js';
+import { colorEnabled, type Io } from './io.js';
+
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** A command module: `run(ctx, args, opts)` returns the exit code (0 unless it says otherwise). */
+export interface CommandModule {
+  run(ctx: CommandContext, args: string[], opts: Record<string, unknown>): Promise<number | void>;
+}
+
+type Loader = () => Promise<CommandModule>;
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0 ok · 1 unexpected error · 64 usage · 65 bad data (unknown table/field, rejected filter, conflict)
+  69 server unavailable · 75 temporary (licences all in use, lock busy) · 77 authentication
+  78 configuration · 130 interrupted`;
+
+/** -v, -vv: each occurrence adds one. */
+function increase(_value: string, previous: number): number {
+  return previous + 1;
+}
+
+/** Build the commander program. `dispatch` runs a command module with its parsed args and options. */
+export function buildProgram(dispatch: (loader: Loader, args: string[], opts: Record<string, unknown>, cmd: Command) => Promise<void>): Command {
+  const program = new Command('legacy');
+  const load = (loader: Loader) =>
+    async function action(this: Command, ...received: unknown[]) {
+      const cmd = received[received.length - 1] as Command;
+      const args = received.slice(0, -2).flat().filter((a): a is string => typeof a === 'string');
+      await dispatch(loader, args, cmd.opts(), cmd);
+    };
+
+  program
+    .description('Export, update and replicate data of a legacy 4D ERP over the 4D REST API.')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .option('-e, --env <name>', 'environment to use (LEGACY_ENV; default: the config\'s default, else "live")')
+    .option('--base-url <url>', 'server URL, overriding the environment\'s (LEGACY_BASE_URL)')
+    .option('--config-dir <dir>', 'configuration and session directory (LEGACY_CONFIG_DIR)')
+    .option('--data-dir <dir>', 'data directory: sync databases, audit log (LEGACY_DATA_DIR)')
+    .option('--session <name>', 'named session slot for isolated workflows (LEGACY_SESSION; default "default")')
+    .option('--timeout <ms>', 'per-request timeout in ms (LEGACY_TIMEOUT; default 60000)')
+    .option('--retries <n>', 'retries for transient failures (LEGACY_RETRIES; default 3)')
+    .option('-v, --verbose', 'more output on stderr (-vv for debug)', increase, 0)
+    .option('-q, --quiet', 'only errors on stderr')
+    .addOption(new Option('--log-level <level>', 'error, warn, info or debug (LEGACY_LOG_LEVEL)'))
+    .option('--log-file <path>', 'also write logs to this file (LEGACY_LOG_FILE)')
+    .addOption(new Option('--log-format <format>', 'text or json (LEGACY_LOG_FORMAT)'))
+    .option('--no-color', 'no colour (also NO_COLOR)')
+    .option('--insecure', 'do not verify TLS certificates (prefer the environment setting "insecure")')
+    .option('--password-stdin', 'read the password for servers that require login from standard input')
+    .option('--debug', 'show stack traces on errors (LEGACY_DEBUG)')
+    .showSuggestionAfterError(true)
+    .addHelpText('after', `${EXIT_CODES_HELP}\n\nSee 'legacy help <command>' and 'man legacy' for more.`);
+
+  const env = program.command('env').description('manage environments (named servers) in the config file');
+  env.command('list').description('list environments').option('--json', 'JSON output')
+    .action(load(() => import('../commands/env.js').then((m) => ({ run: m.runList }))));
+  env.command('add <name> <url>').description('add or replace an environment').option('--default', 'make it the default environment')
+    .action(load(() => import('../commands/env.js').then((m) => ({ run: m.runAdd }))));
+  env.command('remove <name>').alias('rm').description('remove an environment')
+    .action(load(() => import('../commands/env.js').then((m) => ({ run: m.runRemove }))));
+  env.command('default <name>').description('set the default environment')
+    .action(load(() => import('../commands/env.js').then((m) => ({ run: m.runDefault }))));
+
+  const session = program.command('session').description('inspect and manage the persisted server session');
+  session.command('status').description('show stored sessions (no server request unless --server)')
+    .option('--all', 'every environment and session name, not just the selected one')
+    .option('--json', 'JSON output')
+    .option('--server', 'also ask the server ($info) for its live sessions')
+    .action(load(() => import('../commands/session.js').then((m) => ({ run: m.runStatus }))));
+  session.command('refresh').description('confirm the stored session with one cheap request; create one if none')
+    .option('--json', 'JSON output')
+    .action(load(() => import('../commands/session.js').then((m) => ({ run: m.runRefresh }))));
+  session.command('clear').description('forget stored session cookie(s) locally (never logs out)')
+    .option('--all', 'every environment and session name')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(load(() => import('../commands/session.js').then((m) => ({ run: m.runClear }))));
+
+  program.command('doctor').description('check config, server reachability, REST prefix, session and licence headroom')
+    .option('--json', 'JSON output')
+    .action(load(() => import('../commands/doctor.js')));
+
+  program.command('tables').description('list the tables (dataclasses) the server exposes')
+    .option('--json', 'JSON output')
+    .action(load(() => import('../commands/tables.js').then((m) => ({ run: m.runTables }))));
+  program.command('describe <table>').description('show a table\'s attributes, types and key')
+    .option('--json', 'JSON output')
+    .action(load(() => import('../commands/tables.js').then((m) => ({ run: m.runDescribe }))));
+
+  program.command('get-table <table>')
+    .description('stream a whole table out as CSV, JSON, NDJSON or a terminal table')
+    .option('--csv', 'CSV (default when stdout is not a terminal)')
+    .option('--json', 'one JSON array')
+    .option('--ndjson', 'one JSON object per line')
+    .option('--table', 'a terminal table (default on a terminal; at most 100 rows unless --limit)')
+    .addOption(new Option('-f, --format <format>', 'output format').choices(['csv', 'json', 'ndjson', 'table']))
+    .option('-o, --output <file>', 'write to this file (atomically: temp file, renamed on success); - for stdout')
+    .option('--fields <list>', 'comma-separated attributes, in this order')
+    .option('--where <cond>', 'condition <field><op><value>, op one of = != < > <= >= begin (repeatable, ANDed)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--filter <query>', 'a raw 4D query, passed as $filter')
+    .option('--order-by <spec>', 'sort, e.g. "Nummer desc,Bezeichnung"')
+    .option('--limit <n>', 'at most n rows')
+    .option('--skip <n>', 'skip the first n rows')
+    .option('--page-size <n>', 'rows per request (default 1000)')
+    .option('--concurrency <n>', 'pages fetched in parallel (default 3)')
+    .option('--raw', 'values as the server sends them (no date/time conversion)')
+    .option('--meta', 'add __KEY, __STAMP and __TIMESTAMP columns')
+    .option('--delimiter <c>', 'CSV delimiter (default ,)')
+    .option('--bom', 'start CSV with a UTF-8 byte order mark (for Excel)')
+    .option('--excel-safe', 'neutralise CSV cells starting with = + - @')
+    .option('--no-header', 'no CSV header row')
+    .option('--count', 'print the number of rows (respecting filters) and nothing else')
+    .option('--no-entityset', 'page with $skip/$top instead of a server-side entity set')
+    .addHelpText('after', `
+Examples:
+  legacy get-table Artikel --csv > artikel.csv
+  legacy get-table Artikel --where 'Bezeichnung=Engel@' --fields Nummer,Bezeichnung --limit 20
+  legacy get-table Kunden --ndjson -o kunden.ndjson
+  legacy get-table Belege --count --where 'Datum>=2025-01-01'`)
+    .action(load(() => import('../commands/get-table.js')));
+
+  program.command('completion <shell>').description('print a shell completion script (bash, zsh or fish)')
+    .action(load(() => import('../commands/completion.js')));
+
+  return program;
+}
+
+/** Turn commander's messages ("error: unknown option '--x'\n(Did you mean --y?)") into one line. */
+function commanderLine(message: string): string {
+  const text = oneLine(message.replace(/^error:\s*/i, '').replace(/\(Did you mean/g, '(did you mean'));
+  return text;
+}
+
+export interface MainOptions {
+  /** Abort signal from the process (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+/** Run the CLI. Never calls process.exit; returns the exit code. */
+export async function main(argv: string[], io: Io, options: MainOptions = {}): Promise<number> {
+  let exitCode: number = ExitCode.ok;
+  let logger: Logger | undefined;
+  let globalOpts: GlobalOptions = {};
+  const controller = new AbortController();
+  const onOuterAbort = () => controller.abort(options.signal?.reason ?? 'interrupt');
+  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+
+  // `legacy ... | head`: the reader went away. Stop the work quietly and exit 0.
+  let pipeClosed = false;
+  const onStdoutError = (error: Error) => {
+    if (isBrokenPipe(error)) {
+      pipeClosed = true;
+      controller.abort('epipe');
+    }
+  };
+  io.stdout.on('error', onStdoutError);
+
+  const errLine = (line: string) => {
+    try {
+      io.stderr.write(`${line}\n`);
+    } catch {
+      /* nothing to do */
+    }
+  };
+
+  const dispatch = async (loader: Loader, args: string[], opts: Record<string, unknown>, cmd: Command) => {
+    globalOpts = cmd.optsWithGlobals() as GlobalOptions;
+    const dirs = resolveDirs(globalOpts, io.env);
+    logger = createLogger({
+      level: resolveLogLevel(globalOpts, io.env),
+      format: resolveLogFormat(globalOpts, io.env),
+      stderr: io.stderr,
+      file: globalOpts.logFile ?? (io.env.LEGACY_LOG_FILE || undefined),
+      color: colorEnabled(io.stderr, globalOpts.color, io.env),
+    });
+    let config: ConfigFile | undefined;
+    let configError: unknown;
+    try {
+      config = await loadConfig(dirs.configDir);
+    } catch (error) {
+      configError = error;
+    }
+    // Commands that repair or list environments still need a readable config; all do.
+    if (configError) throw configError;
+    const passwordFromStdin = (globalOpts as { passwordStdin?: boolean }).passwordStdin ? await readStdin(io) : undefined;
+    const settings = resolveSettings(globalOpts, io.env, config!, passwordFromStdin);
+    const log = logger;
+    let clientPromise: Promise<import('../http/index.js').RestClient> | undefined;
+    const ctx: CommandContext = {
+      io,
+      settings,
+      config: config!,
+      logger: log,
+      color: {
+        stdout: colorEnabled(io.stdout, globalOpts.color, io.env),
+        stderr: colorEnabled(io.stderr, globalOpts.color, io.env),
+      },
+      signal: controller.signal,
+      interactive: io.stderr.isTTY === true && settings.logLevel !== 'error' && !io.env.CI,
+      client: () => {
+        clientPromise ??= import('../http/index.js').then((m) => m.createRestClient({ settings, config: config!, logger: log, signal: controller.signal }));
+        return clientPromise;
+      },
+    };
+    const mod = await loader();
+    try {
+      const code = await mod.run(ctx, args, opts);
+      exitCode = typeof code === 'number' ? code : ExitCode.ok;
+    } finally {
+      if (clientPromise) await clientPromise.then((c) => c.close()).catch(() => undefined);
+    }
+  };
+
+  const program = buildProgram(dispatch);
+  program.exitOverride();
+  program.configureOutput({
+    writeOut: (s) => io.stdout.write(s),
+    writeErr: (s) => io.stderr.write(s),
+    outputError: () => undefined, // we print our own one-line error
+  });
+  // Apply the same to every subcommand.
+  const configure = (cmd: Command) => {
+    for (const sub of cmd.commands) {
+      sub.exitOverride();
+      sub.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: () => undefined });
+      configure(sub);
+    }
+  };
+  configure(program);
+
+  try {
+    if (argv.length === 0) {
+      program.outputHelp();
+      return ExitCode.ok;
+    }
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') {
+        exitCode = ExitCode.ok;
+      } else {
+        exitCode = ExitCode.usage;
+        errLine(`legacy: ${commanderLine(error.message)}; see 'legacy --help'`);
+      }
+    } else if (pipeClosed || (controller.signal.aborted && controller.signal.reason === 'epipe')) {
+      exitCode = ExitCode.ok;
+    } else {
+      const interrupted = controller.signal.aborted && !(error instanceof LegacyError && !(error instanceof InterruptedError));
+      const reported = interrupted ? new InterruptedError('interrupted') : error;
+      exitCode = exitCodeFor(reported);
+      if (!(reported instanceof InterruptedError)) {
+        const debug = globalOpts.debug === true || Boolean(io.env.LEGACY_DEBUG);
+        if (logger && resolveLogFormatSafe(globalOpts, io) === 'json') {
+          logger.error(formatErrorLine(reported), { error: errorToJson(reported) });
+        } else {
+          errLine(`legacy: ${formatErrorLine(reported)}`);
+          logger?.debug('error details', { error: errorToJson(reported) });
+        }
+        if (debug && reported instanceof Error && reported.stack) errLine(reported.stack);
+        if (!(reported instanceof LegacyError) && !debug) {
+          /* unexpected: formatErrorLine already asks for --debug */
+        }
+      } else {
+        errLine('legacy: interrupted');
+      }
+    }
+  } finally {
+    options.signal?.removeEventListener('abort', onOuterAbort);
+    io.stdout.off('error', onStdoutError);
+    if (logger) await logger.close();
+  }
+  if (pipeClosed && exitCode !== ExitCode.interrupted) return ExitCode.ok;
+  return exitCode;
+}
+
+function resolveLogFormatSafe(opts: GlobalOptions, io: Io): 'text' | 'json' {
+  try {
+    return resolveLogFormat(opts, io.env);
+  } catch {
+    return 'text';
+  }
+}
+
+async function readStdin(io: Io): Promise<string> {
+  if (io.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input, not a terminal');
+  const chunks: Buffer[] = [];
+  for await (const chunk of io.stdin) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+export { isBrokenPipe };

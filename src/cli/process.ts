@@ -1,0 +1,37 @@
+/**
+ * Process wiring for the `legacy` bin: signals, exit code, last-resort error handling.
+ * Never calls process.exit() while work is in flight: it sets process.exitCode and lets streams drain.
+ */
+import { ExitCode, isBrokenPipe } from '../errors/index.js';
+import { processIo } from './io.js';
+import { main } from './main.js';
+
+export async function runProcess(argv: string[]): Promise<void> {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupts += 1;
+    if (interrupts > 1) {
+      // Second Ctrl-C: the user means it.
+      process.exit(ExitCode.interrupted);
+    }
+    controller.abort('interrupt');
+    // Cleanup (temp files, locks) has a few seconds; then we leave anyway.
+    setTimeout(() => process.exit(signal === 'SIGINT' ? ExitCode.interrupted : 128 + 15), 5000).unref();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // A closed stdout/stderr must never surface as an uncaught EPIPE trace.
+  process.stdout.on('error', (error) => {
+    if (!isBrokenPipe(error)) throw error;
+  });
+  process.stderr.on('error', () => undefined);
+
+  const code = await main(argv, processIo(), { signal: controller.signal });
+  process.exitCode = code;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  // Everything is written and closed by now; if a stray handle (an idle socket, a timer in a
+  // dependency) would keep the process alive, leave anyway after a grace period.
+  setTimeout(() => process.exit(code), 2000).unref();
+}

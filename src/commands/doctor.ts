@@ -1,0 +1,52 @@
+/** `legacy doctor`: one line per check, for ops and bug reports. Exits non-zero when something is wrong. */
+import type { CommandContext } from '../cli/context.js';
+import { write } from '../cli/io.js';
+import { configPath } from '../config/store.js';
+import { exitCodeFor, formatErrorLine } from '../errors/index.js';
+import { SESSION_COOKIE } from '../session/store.js';
+import { serverSessions, statusOf } from '../session/status.js';
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+  exitCode?: number;
+}
+
+export async function run(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
+  const { settings } = ctx;
+  const checks: Check[] = [];
+  checks.push({ name: 'config', ok: true, detail: `${configPath(settings.configDir)} (${Object.keys(ctx.config.environments).length} environment(s))` });
+  let client: Awaited<ReturnType<CommandContext['client']>> | undefined;
+  try {
+    client = await ctx.client();
+    checks.push({ name: 'environment', ok: true, detail: `${settings.envName} → ${client.baseUrl} (session name ${settings.sessionName})` });
+  } catch (error) {
+    checks.push({ name: 'environment', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+  }
+  if (client) {
+    const stored = client.session.current();
+    try {
+      const response = await client.send({ method: 'GET', url: `${client.baseUrl}/rest/$info`, idempotent: true });
+      const json = (response.json ?? {}) as Record<string, unknown>;
+      checks.push({ name: 'reachable', ok: true, detail: `HTTP ${response.status} in ${response.ms} ms` });
+      const restOk = response.status === 200 && typeof json === 'object' && ('sessionInfo' in json || 'cacheSize' in json);
+      checks.push({ name: 'rest prefix', ok: restOk, detail: restOk ? `${client.baseUrl}/rest/$info answers like 4D` : `unexpected answer (HTTP ${response.status})`, exitCode: restOk ? undefined : 69 });
+      const ev = client.session.events;
+      const status = statusOf(client.session.current(), client.session.slot, settings.sessionIdleMinutes);
+      checks.push({
+        name: 'session',
+        ok: true,
+        detail: `${ev.created ? 'created a new one' : ev.adopted ? 'stored one had expired; replaced' : stored ? 'stored one reused' : 'reused'} (${status.cookieNames.join('+')} ${status.masked ?? ''})`,
+      });
+      const sessions = serverSessions(json, client.session.current()?.cookies[SESSION_COOKIE]);
+      checks.push({ name: 'licences', ok: true, detail: `${sessions.length} live session(s) on the server${ev.licenceWaits ? `; had to wait ${ev.licenceWaits}x for a free licence` : ''}` });
+    } catch (error) {
+      checks.push({ name: 'server', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+    }
+  }
+  if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ ok: checks.every((c) => c.ok), checks }, null, 2)}\n`);
+  else await write(ctx.io.stdout, checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(12)} ${c.detail}\n`).join(''));
+  const failed = checks.find((c) => !c.ok);
+  return failed ? failed.exitCode ?? 1 : 0;
+}

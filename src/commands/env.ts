@@ -1,0 +1,81 @@
+/** `legacy env list|add|remove|default`: named servers in the config file. */
+import { normaliseBaseUrl, updateConfig, validateEnvName } from '../config/store.js';
+import { UsageError } from '../errors/index.js';
+import { didYouMean } from '../errors/suggest.js';
+import type { CommandContext } from '../cli/context.js';
+import { write } from '../cli/io.js';
+
+export async function runList(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
+  const { config, settings } = ctx;
+  const rows = Object.entries(config.environments).map(([name, env]) => ({
+    name,
+    baseUrl: env.baseUrl,
+    default: name === config.defaultEnv,
+    selected: name === settings.envName,
+  }));
+  if (opts.json) {
+    await write(ctx.io.stdout, `${JSON.stringify({ defaultEnv: config.defaultEnv ?? null, environments: rows }, null, 2)}\n`);
+    return 0;
+  }
+  if (rows.length === 0) {
+    ctx.logger.warn("no environments configured; add one with 'legacy env add <name> <url> --default'");
+    return 0;
+  }
+  const width = Math.max(...rows.map((r) => r.name.length));
+  const lines = rows.map((r) => `${r.default ? '*' : ' '} ${r.name.padEnd(width)}  ${r.baseUrl}`);
+  await write(ctx.io.stdout, `${lines.join('\n')}\n`);
+  return 0;
+}
+
+function checkName(name: string): void {
+  const problem = validateEnvName(name);
+  if (problem) throw new UsageError(problem);
+}
+
+export async function runAdd(ctx: CommandContext, args: string[], opts: { default?: boolean }): Promise<number> {
+  const [name, url] = args as [string, string];
+  checkName(name);
+  let baseUrl: string;
+  try {
+    baseUrl = normaliseBaseUrl(url);
+  } catch (error) {
+    throw new UsageError((error as Error).message, { hint: 'use a URL like http://127.0.0.1:8080' });
+  }
+  let replaced = false;
+  await updateConfig(ctx.settings.configDir, (config) => {
+    replaced = Object.prototype.hasOwnProperty.call(config.environments, name);
+    const previous = replaced ? config.environments[name] : undefined;
+    config.environments[name] = { ...previous, baseUrl };
+    if (opts.default || !config.defaultEnv) config.defaultEnv = name;
+  });
+  ctx.logger.info(`${replaced ? 'updated' : 'added'} environment ${name} → ${baseUrl}`);
+  return 0;
+}
+
+export async function runRemove(ctx: CommandContext, args: string[]): Promise<number> {
+  const [name] = args as [string];
+  await updateConfig(ctx.settings.configDir, (config) => {
+    if (!Object.prototype.hasOwnProperty.call(config.environments, name)) {
+      const hint = didYouMean(name, Object.keys(config.environments));
+      throw new UsageError(`no environment named '${name}'${hint ? ` (${hint})` : ''}`);
+    }
+    delete config.environments[name];
+    if (config.defaultEnv === name) delete config.defaultEnv;
+  });
+  ctx.logger.info(`removed environment ${name}`);
+  return 0;
+}
+
+export async function runDefault(ctx: CommandContext, args: string[]): Promise<number> {
+  const [name] = args as [string];
+  await updateConfig(ctx.settings.configDir, (config) => {
+    if (!Object.prototype.hasOwnProperty.call(config.environments, name)) {
+      const hint = didYouMean(name, Object.keys(config.environments));
+      throw new UsageError(`no environment named '${name}'${hint ? ` (${hint})` : ''}`, {
+        hint: `add it first with 'legacy env add ${name} <url>'`,
+      });
+    }
+    config.defaultEnv = name;
+  });
+  return 0;
+}

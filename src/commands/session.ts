@@ -1,0 +1,110 @@
+/** `legacy session status|refresh|clear`: inspect and manage the persisted server session. */
+import type { CommandContext } from '../cli/context.js';
+import { write } from '../cli/io.js';
+import { confirm } from '../cli/prompt.js';
+import { columns, relative } from '../cli/render.js';
+import { UsageError } from '../errors/index.js';
+import { SessionStore, SESSION_COOKIE } from '../session/store.js';
+import { serverSessions, statusOf, type ServerSession, type SessionStatus } from '../session/status.js';
+
+function selected(ctx: CommandContext) {
+  return { env: ctx.settings.envName, name: ctx.settings.sessionName, baseUrl: ctx.settings.baseUrl ?? '' };
+}
+
+export async function runStatus(ctx: CommandContext, _args: string[], opts: { all?: boolean; json?: boolean; server?: boolean }): Promise<number> {
+  const { settings } = ctx;
+  const store = new SessionStore(settings.configDir, ctx.logger);
+  const entries = await store.list();
+  const slot = selected(ctx);
+  const chosen = opts.all ? entries : entries.filter((e) => e.env === slot.env && e.name === slot.name);
+  const statuses: SessionStatus[] = chosen.map((e) => statusOf(e, e, settings.sessionIdleMinutes));
+  if (!opts.all && !chosen.some((e) => e.baseUrl === slot.baseUrl) && slot.baseUrl) {
+    statuses.push(statusOf(undefined, slot, settings.sessionIdleMinutes));
+  }
+
+  let server: { url: string; live: number; ours: boolean; sessions: ServerSession[]; note?: string } | undefined;
+  if (opts.server) {
+    const client = await ctx.client();
+    const response = await client.session.sendExisting({ method: 'GET', url: `${client.baseUrl}/rest/$info`, idempotent: true });
+    if (!response) {
+      server = { url: client.baseUrl, live: 0, ours: false, sessions: [], note: "no stored session: not asking the server, as that would open one (run 'legacy session refresh' first)" };
+    } else if (response.status !== 200) {
+      server = { url: client.baseUrl, live: 0, ours: false, sessions: [], note: `server answered HTTP ${response.status}${response.status === 402 ? ' (licences all in use)' : ''}` };
+    } else {
+      const ours = client.session.current()?.cookies[SESSION_COOKIE];
+      const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, ours);
+      server = { url: client.baseUrl, live: sessions.length, ours: sessions.some((s) => s.ours), sessions };
+    }
+  }
+
+  if (opts.json) {
+    await write(ctx.io.stdout, `${JSON.stringify({ sessions: statuses, server }, null, 2)}\n`);
+    return 0;
+  }
+  if (statuses.length === 0) {
+    await write(ctx.io.stdout, `no stored session for ${opts.all ? 'any environment' : `${slot.env}/${slot.name}`}\n`);
+  } else {
+    const rows = statuses.map((s) => [
+      `${s.env}/${s.name}`,
+      s.baseUrl,
+      s.state,
+      s.masked ? `${s.cookieNames.join('+')} ${s.masked}` : '-',
+      s.createdAt ? relative(s.createdAt).replace(' ago', '') : '-',
+      relative(s.lastUsedAt),
+      s.expiresIfUnusedAt ? (s.expiredByClock ? `expired ${relative(s.expiresIfUnusedAt)}` : relative(s.expiresIfUnusedAt)) : '-',
+    ]);
+    await write(ctx.io.stdout, columns(rows, ['SESSION', 'URL', 'STATE', 'COOKIE', 'AGE', 'LAST USED', 'EXPIRES IF UNUSED']));
+  }
+  if (server) {
+    const lines = [`\nserver ${server.url}: ${server.note ?? `${server.live} live session(s); ours is ${server.ours ? '' : 'NOT '}among them`}`];
+    if (server.sessions.length) {
+      lines.push(columns(server.sessions.map((s) => [s.masked, s.userName || '-', s.lifeTimeMinutes !== undefined ? `${s.lifeTimeMinutes} min` : '-', s.expiration ? relative(s.expiration) : '-', s.ours ? 'ours' : '']), ['SESSION', 'USER', 'IDLE TIMEOUT', 'EXPIRES', '']).trimEnd());
+    }
+    await write(ctx.io.stdout, `${lines.join('\n')}\n`);
+  }
+  return 0;
+}
+
+export async function runRefresh(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
+  const client = await ctx.client();
+  const before = client.session.current();
+  const response = await client.send({ method: 'GET', url: `${client.baseUrl}/rest/$info`, idempotent: true });
+  if (response.status !== 200) throw client.errorFor(response, 'session refresh');
+  const ev = client.session.events;
+  const outcome = ev.created > 0 ? 'created' : ev.adopted > 0 ? 'replaced' : ev.fromOtherProcess ? 'confirmed' : 'confirmed';
+  const message =
+    outcome === 'created'
+      ? `no usable session was stored for ${ctx.settings.envName}/${ctx.settings.sessionName}; created one`
+      : outcome === 'replaced'
+        ? 'the server had replaced the stored session (it had expired); stored the new one'
+        : `the stored session is alive on the server${before ? '' : ' (another process had just created it)'}`;
+  const status = statusOf(client.session.current(), client.session.slot, ctx.settings.sessionIdleMinutes);
+  if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ outcome, message, session: status }, null, 2)}\n`);
+  else await write(ctx.io.stdout, `${message}: ${status.cookieNames.join('+')} ${status.masked ?? ''}\n`);
+  return 0;
+}
+
+export async function runClear(ctx: CommandContext, _args: string[], opts: { all?: boolean; yes?: boolean }): Promise<number> {
+  const store = new SessionStore(ctx.settings.configDir, ctx.logger);
+  const slot = selected(ctx);
+  const matches = (e: { env: string; name: string }) => opts.all || (e.env === slot.env && e.name === slot.name);
+  const existing = (await store.list()).filter(matches);
+  if (existing.length === 0) {
+    await write(ctx.io.stdout, 'nothing to clear\n');
+    return 0;
+  }
+  if (opts.all && !opts.yes) {
+    if (!ctx.io.stdin.isTTY) throw new UsageError('session clear --all removes every stored session; add --yes to confirm');
+    if (!(await confirm(ctx.io, `forget ${existing.length} stored session(s)? (the server keeps them until they expire)`, ctx.signal))) {
+      await write(ctx.io.stdout, 'nothing cleared\n');
+      return 0;
+    }
+  }
+  const removed = await store.update((file) => {
+    const gone = file.sessions.filter(matches);
+    file.sessions = file.sessions.filter((e) => !matches(e));
+    return gone;
+  });
+  await write(ctx.io.stdout, removed.map((e) => `forgot ${e.env}/${e.name} (${e.baseUrl})\n`).join(''));
+  return 0;
+}

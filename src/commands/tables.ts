@@ -1,0 +1,32 @@
+/** `legacy tables` and `legacy describe <table>`: what the server exposes. */
+import type { CommandContext } from '../cli/context.js';
+import { write } from '../cli/io.js';
+import { columns } from '../cli/render.js';
+
+export async function runTables(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
+  const client = await ctx.client();
+  const catalog = await client.catalog();
+  if (opts.json) {
+    await write(ctx.io.stdout, `${JSON.stringify(catalog.map((dc) => ({ name: dc.name, dataURI: dc.dataURI ?? `/rest/${dc.name}` })), null, 2)}\n`);
+  } else {
+    await write(ctx.io.stdout, catalog.map((dc) => `${dc.name}\n`).join(''));
+  }
+  return 0;
+}
+
+export async function runDescribe(ctx: CommandContext, args: string[], opts: { json?: boolean }): Promise<number> {
+  const client = await ctx.client();
+  const dc = await client.dataClass(args[0]!);
+  const keyNames = new Set(dc.key.map((k) => k.name));
+  if (opts.json) {
+    await write(ctx.io.stdout, `${JSON.stringify({ name: dc.name, key: [...keyNames], attributes: dc.attributes }, null, 2)}\n`);
+    return 0;
+  }
+  const rows = dc.attributes.map((a) => [
+    a.name,
+    a.kind === 'storage' ? a.type : `${a.kind} → ${a.path ?? a.type}`,
+    [keyNames.has(a.name) || a.identifying ? 'key' : '', a.indexed ? 'indexed' : ''].filter(Boolean).join(', '),
+  ]);
+  await write(ctx.io.stdout, columns(rows, ['ATTRIBUTE', 'TYPE', 'NOTES']));
+  return 0;
+}

@@ -1,0 +1,117 @@
+/**
+ * File primitives shared by every store (config, sessions, sync state, audit log):
+ * private directories, atomic writes and a cross-process lock.
+ */
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { ConfigError, LockBusyError } from '../errors/index.js';
+
+const require = createRequire(import.meta.url);
+
+export const PRIVATE_DIR_MODE = 0o700;
+export const PRIVATE_FILE_MODE = 0o600;
+
+/** Create `dir` (and parents) 0700; tighten an existing directory we own. Unwritable → ConfigError (78). */
+export function ensurePrivateDir(dir: string, what = 'directory'): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    const st = statSync(dir);
+    if (!st.isDirectory()) throw new ConfigError(`${what} ${dir} is not a directory`);
+    if ((st.mode & 0o077) !== 0 && typeof process.getuid === 'function' && st.uid === process.getuid()) {
+      chmodSync(dir, PRIVATE_DIR_MODE);
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError(`cannot create ${what} ${dir}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, {
+      hint: 'choose a writable location with --config-dir / --data-dir or fix its permissions',
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Write a file atomically (temp file + fsync + rename, mode 0600) with npm's write-file-atomic.
+ * A reader never sees a half-written file; a crash leaves the old content.
+ */
+export async function writeFileAtomic(path: string, content: string, what = 'file'): Promise<void> {
+  const writeAtomic = require('write-file-atomic') as typeof import('write-file-atomic');
+  try {
+    await writeAtomic(path, content, { mode: PRIVATE_FILE_MODE, fsync: true, encoding: 'utf8' });
+  } catch (error) {
+    throw new ConfigError(`cannot write ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, {
+      hint: 'check the permissions of the directory, or choose another one with --config-dir',
+      cause: error,
+    });
+  }
+}
+
+/** Move a damaged file aside as `<path>.corrupt-<time>`; returns the new name. */
+export async function quarantine(path: string): Promise<string> {
+  const aside = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  await rename(path, aside);
+  return aside;
+}
+
+export interface LockOptions {
+  /** How long to wait for another process to release the lock, in ms. */
+  timeoutMs?: number;
+  /** A lock whose holder stopped refreshing it for this long is reclaimed (killed process). */
+  staleMs?: number;
+  /** What the lock protects, for the error message. */
+  what?: string;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Run `fn` while holding the cross-process lock `<target>.lock` (proper-lockfile: an atomic mkdir,
+ * refreshed while held, reclaimed when stale). Waits with jittered backoff up to `timeoutMs`, then
+ * throws LockBusyError (exit 75).
+ */
+export async function withLock<T>(target: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
+  const lockfile = require('proper-lockfile') as typeof import('proper-lockfile');
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const staleMs = Math.max(options.staleMs ?? 10_000, 5_000);
+  const deadline = Date.now() + timeoutMs;
+  let compromised: Error | undefined;
+  let delay = 20;
+  let release: (() => Promise<void>) | undefined;
+  ensurePrivateDir(dirname(target));
+  for (;;) {
+    try {
+      release = await lockfile.lock(target, {
+        realpath: false,
+        lockfilePath: `${target}.lock`,
+        stale: staleMs,
+        retries: 0,
+        // The default handler throws inside a timer and kills the process; note it and let the
+        // critical section finish (its writes are atomic anyway).
+        onCompromised: (error) => {
+          compromised = error;
+        },
+      });
+      break;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ELOCKED') {
+        throw new ConfigError(`cannot lock ${options.what ?? target}: ${code ?? String(error)}`, { cause: error });
+      }
+      if (Date.now() + delay > deadline) {
+        throw new LockBusyError(`${options.what ?? target} is locked by another legacy process`, {
+          hint: `waited ${Math.round(timeoutMs / 1000)} s; try again later, or remove ${target}.lock if no legacy process is running`,
+        });
+      }
+      await sleep(delay + Math.random() * delay);
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    if (!compromised) {
+      await release().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * Effective settings for one run, with the precedence flags > environment variables > config file > defaults.
+ */
+import { ConfigError, UsageError } from '../errors/index.js';
+import { didYouMean } from '../errors/suggest.js';
+import type { LogLevel } from '../log/index.js';
+import { defaultConfigDir, defaultDataDir } from './paths.js';
+import { type ConfigFile, type EnvironmentConfig, normaliseBaseUrl } from './store.js';
+
+/** Global options as parsed from the command line (undefined = not given). */
+export interface GlobalOptions {
+  env?: string;
+  baseUrl?: string;
+  configDir?: string;
+  dataDir?: string;
+  timeout?: string;
+  retries?: string;
+  session?: string;
+  verbose?: number;
+  quiet?: boolean;
+  logLevel?: string;
+  logFile?: string;
+  logFormat?: string;
+  color?: boolean;
+  debug?: boolean;
+  insecure?: boolean;
+}
+
+export type Source = 'flag' | 'env' | 'config' | 'default';
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface Settings {
+  envName: string;
+  envSource: Source;
+  /** The environment's config entry, when the environment is configured. */
+  envConfig?: EnvironmentConfig;
+  baseUrl?: string;
+  baseUrlSource?: Source;
+  configDir: string;
+  dataDir: string;
+  timeout: number;
+  retries: number;
+  pageSize: number;
+  concurrency: number;
+  sessionName: string;
+  sessionIdleMinutes: number;
+  licenceWaitMs: number;
+  licenceRetries: number;
+  insecure: boolean;
+  logLevel: LogLevel;
+  logFile?: string;
+  logFormat: 'text' | 'json';
+  debug: boolean;
+  credentials?: Credentials;
+}
+
+export const DEFAULTS = {
+  env: 'live',
+  timeout: 60_000,
+  retries: 3,
+  pageSize: 1000,
+  concurrency: 3,
+  sessionName: 'default',
+  sessionIdleMinutes: 60,
+  licenceWaitMs: 60_000,
+  licenceRetries: 5,
+} as const;
+
+type Env = Record<string, string | undefined>;
+
+/** Directories come from flags or environment only (they say where the config file is). */
+export function resolveDirs(opts: GlobalOptions, env: Env): { configDir: string; dataDir: string } {
+  return {
+    configDir: opts.configDir ?? (env.LEGACY_CONFIG_DIR || undefined) ?? defaultConfigDir(),
+    dataDir: opts.dataDir ?? (env.LEGACY_DATA_DIR || undefined) ?? defaultDataDir(),
+  };
+}
+
+function parseInteger(raw: string, what: string, source: Source, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number(raw);
+  if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) {
+    const message = `${what} must be a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, got '${raw}'`;
+    throw source === 'flag' ? new UsageError(message) : new ConfigError(message);
+  }
+  return n;
+}
+
+/** The first defined value with its source. */
+function pick<T>(...candidates: Array<[T | undefined, Source]>): [T, Source] | undefined {
+  for (const c of candidates) if (c[0] !== undefined && c[0] !== null && (c[0] as unknown) !== '') return c as [T, Source];
+  return undefined;
+}
+
+const LEVELS: LogLevel[] = ['error', 'warn', 'info', 'debug'];
+
+export function resolveLogLevel(opts: GlobalOptions, env: Env): LogLevel {
+  if (opts.logLevel) {
+    const level = opts.logLevel.toLowerCase() === 'warning' ? 'warn' : opts.logLevel.toLowerCase();
+    if (!LEVELS.includes(level as LogLevel)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}, got '${opts.logLevel}'`);
+    return level as LogLevel;
+  }
+  if (opts.quiet) return 'error';
+  if (opts.verbose && opts.verbose >= 2) return 'debug';
+  if (opts.verbose === 1) return 'info';
+  if (opts.debug) return 'debug';
+  const fromEnv = env.LEGACY_LOG_LEVEL?.toLowerCase();
+  if (fromEnv) {
+    if (!LEVELS.includes(fromEnv as LogLevel)) throw new ConfigError(`LEGACY_LOG_LEVEL must be one of ${LEVELS.join(', ')}, got '${fromEnv}'`);
+    return fromEnv as LogLevel;
+  }
+  return 'warn';
+}
+
+export function resolveLogFormat(opts: GlobalOptions, env: Env): 'text' | 'json' {
+  const raw = opts.logFormat ?? env.LEGACY_LOG_FORMAT ?? 'text';
+  if (raw !== 'text' && raw !== 'json') {
+    const message = `log format must be text or json, got '${raw}'`;
+    throw opts.logFormat ? new UsageError(message) : new ConfigError(message);
+  }
+  return raw;
+}
+
+/** Per-environment variable names: LEGACY_<ENV>_USERNAME with the name upper-cased and '-' → '_'. */
+export function envVarFor(envName: string, suffix: string): string {
+  return `LEGACY_${envName.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_${suffix}`;
+}
+
+export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFile, passwordFromStdin?: string): Settings {
+  const { configDir, dataDir } = resolveDirs(opts, env);
+  const [envName, envSource] = pick<string>(
+    [opts.env, 'flag'],
+    [env.LEGACY_ENV, 'env'],
+    [config.defaultEnv, 'config'],
+  ) ?? [DEFAULTS.env, 'default' as Source];
+  const envConfig = Object.prototype.hasOwnProperty.call(config.environments, envName) ? config.environments[envName] : undefined;
+  const defaults = config.defaults ?? {};
+
+  let baseUrl: string | undefined;
+  let baseUrlSource: Source | undefined;
+  const urlPick = pick<string>([opts.baseUrl, 'flag'], [env.LEGACY_BASE_URL, 'env'], [envConfig?.baseUrl, 'config']);
+  if (urlPick) {
+    [baseUrl, baseUrlSource] = urlPick;
+    try {
+      baseUrl = normaliseBaseUrl(baseUrl);
+    } catch (error) {
+      const what = baseUrlSource === 'flag' ? '--base-url' : baseUrlSource === 'env' ? 'LEGACY_BASE_URL' : `environment '${envName}'`;
+      const message = `${what}: ${(error as Error).message}`;
+      throw baseUrlSource === 'flag' ? new UsageError(message) : new ConfigError(message);
+    }
+  }
+
+  const intSetting = (flag: string | undefined, envVar: string, key: 'timeout' | 'retries', what: string, min: number, max?: number): number => {
+    if (flag !== undefined) return parseInteger(flag, what, 'flag', min, max);
+    const fromEnv = env[envVar];
+    if (fromEnv) return parseInteger(fromEnv, envVar, 'env', min, max);
+    return envConfig?.[key] ?? defaults[key] ?? DEFAULTS[key];
+  };
+
+  const sessionName = opts.session ?? (env.LEGACY_SESSION || undefined) ?? DEFAULTS.sessionName;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(sessionName)) {
+    throw new UsageError(`session name '${sessionName}' must be letters, digits, '.', '-' or '_'`);
+  }
+
+  // Credentials never come from argv: environment variables, --password-stdin, or the config file.
+  const username = env[envVarFor(envName, 'USERNAME')] || env.LEGACY_USERNAME || envConfig?.username;
+  const password = passwordFromStdin ?? (env[envVarFor(envName, 'PASSWORD')] || env.LEGACY_PASSWORD || envConfig?.password);
+
+  return {
+    envName,
+    envSource,
+    envConfig,
+    baseUrl,
+    baseUrlSource,
+    configDir,
+    dataDir,
+    timeout: intSetting(opts.timeout, 'LEGACY_TIMEOUT', 'timeout', 'timeout (ms)', 1),
+    retries: intSetting(opts.retries, 'LEGACY_RETRIES', 'retries', 'retries', 0, 100),
+    pageSize: envConfig?.pageSize ?? defaults.pageSize ?? DEFAULTS.pageSize,
+    concurrency: envConfig?.concurrency ?? defaults.concurrency ?? DEFAULTS.concurrency,
+    sessionName,
+    sessionIdleMinutes: envConfig?.sessionIdleMinutes ?? defaults.sessionIdleMinutes ?? DEFAULTS.sessionIdleMinutes,
+    licenceWaitMs: env.LEGACY_LICENCE_WAIT_MS
+      ? parseInteger(env.LEGACY_LICENCE_WAIT_MS, 'LEGACY_LICENCE_WAIT_MS', 'env', 0)
+      : envConfig?.licenceWaitMs ?? defaults.licenceWaitMs ?? DEFAULTS.licenceWaitMs,
+    licenceRetries: env.LEGACY_LICENCE_RETRIES
+      ? parseInteger(env.LEGACY_LICENCE_RETRIES, 'LEGACY_LICENCE_RETRIES', 'env', 0)
+      : envConfig?.licenceRetries ?? defaults.licenceRetries ?? DEFAULTS.licenceRetries,
+    insecure: opts.insecure ?? envConfig?.insecure ?? defaults.insecure ?? false,
+    logLevel: resolveLogLevel(opts, env),
+    logFile: opts.logFile ?? (env.LEGACY_LOG_FILE || undefined),
+    logFormat: resolveLogFormat(opts, env),
+    debug: opts.debug === true || Boolean(env.LEGACY_DEBUG),
+    credentials: username && password ? { username, password } : undefined,
+  };
+}
+
+/** The server URL for commands that talk to a server; explains what to do when there is none. */
+export function requireBaseUrl(settings: Settings, config: ConfigFile): string {
+  if (settings.baseUrl) return settings.baseUrl;
+  const names = Object.keys(config.environments);
+  const known = names.length ? `configured: ${names.join(', ')}` : 'none is configured yet';
+  const hint = didYouMean(settings.envName, names);
+  throw new ConfigError(
+    `unknown environment '${settings.envName}' (${hint ? `${hint} ` : ''}${known})`,
+    { hint: `add it with 'legacy env add ${settings.envName} <url>', or pass --base-url` },
+  );
+}

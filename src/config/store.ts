@@ -1,0 +1,198 @@
+/**
+ * The configuration file: `<config dir>/config.json` (0600, dir 0700).
+ *
+ * Reads never modify the file. A file that is not valid JSON or fails validation is a
+ * ConfigError (exit 78) naming the path and the problem, and is never overwritten.
+ * Writes take the config lock, re-read, apply the change and replace the file atomically,
+ * so two processes editing the config never lose each other's change.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConfigError } from '../errors/index.js';
+import { ensurePrivateDir, withLock, writeFileAtomic } from './files.js';
+
+export interface SyncTableConfig {
+  name: string;
+  key?: string;
+  cursor?: string[];
+}
+
+/** Settings that may be given per environment and, as fallbacks, under `defaults`. */
+export interface EnvironmentSettings {
+  timeout?: number;
+  retries?: number;
+  pageSize?: number;
+  concurrency?: number;
+  /** Idle minutes after which the server forgets a session (4D default 60). */
+  sessionIdleMinutes?: number;
+  /** How long to keep retrying while the server's licences are all in use (HTTP 402). */
+  licenceWaitMs?: number;
+  licenceRetries?: number;
+  /** Skip TLS certificate verification for this environment. */
+  insecure?: boolean;
+}
+
+export interface EnvironmentConfig extends EnvironmentSettings {
+  baseUrl: string;
+  /** Credentials for servers that require $directory/login. Prefer environment variables. */
+  username?: string;
+  password?: string;
+  sync?: { tables?: Array<string | SyncTableConfig> };
+}
+
+export interface ConfigFile {
+  defaultEnv?: string;
+  defaults?: EnvironmentSettings;
+  environments: Record<string, EnvironmentConfig>;
+}
+
+export const CONFIG_FILE_NAME = 'config.json';
+
+export function configPath(configDir: string): string {
+  return join(configDir, CONFIG_FILE_NAME);
+}
+
+export function emptyConfig(): ConfigFile {
+  return { environments: {} };
+}
+
+const ENV_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+export function validateEnvName(name: string): string | undefined {
+  return ENV_NAME.test(name) ? undefined : `environment name '${name}' must be letters, digits, '-' or '_' (at most 64)`;
+}
+
+/** Parse and check a base URL: http(s), host, optional port, no query. Returns it without a trailing slash. */
+export function normaliseBaseUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`'${raw}' is not a valid URL`, { hint: 'use a URL like http://127.0.0.1:8080' });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`'${raw}' must use http or https`);
+  }
+  if (url.search || url.hash || url.username || url.password) {
+    throw new ConfigError(`'${raw}' must not contain credentials, a query or a fragment`);
+  }
+  let path = url.pathname.replace(/\/+$/, '');
+  // The client adds /rest itself; accept a URL that already ends with it.
+  if (/\/rest$/i.test(path)) path = path.slice(0, -5);
+  return `${url.protocol}//${url.host}${path}`;
+}
+
+const SETTING_CHECKS: Record<keyof EnvironmentSettings, (v: unknown) => boolean> = {
+  timeout: (v) => Number.isInteger(v) && (v as number) > 0,
+  retries: (v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 100,
+  pageSize: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 100_000,
+  concurrency: (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 32,
+  sessionIdleMinutes: (v) => typeof v === 'number' && v > 0,
+  licenceWaitMs: (v) => Number.isInteger(v) && (v as number) >= 0,
+  licenceRetries: (v) => Number.isInteger(v) && (v as number) >= 0,
+  insecure: (v) => typeof v === 'boolean',
+};
+
+function checkSettings(where: string, value: Record<string, unknown>, problems: string[]): void {
+  for (const [key, check] of Object.entries(SETTING_CHECKS)) {
+    if (value[key] !== undefined && !check(value[key])) problems.push(`${where}.${key} has an invalid value ${JSON.stringify(value[key])}`);
+  }
+}
+
+/** Validate a parsed config; returns the list of problems (empty = valid). */
+export function validateConfig(data: unknown): string[] {
+  const problems: string[] = [];
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return ['the top level must be a JSON object'];
+  const obj = data as Record<string, unknown>;
+  if (obj.defaultEnv !== undefined && typeof obj.defaultEnv !== 'string') problems.push('defaultEnv must be a string');
+  if (obj.defaults !== undefined) {
+    if (typeof obj.defaults !== 'object' || obj.defaults === null || Array.isArray(obj.defaults)) problems.push('defaults must be an object');
+    else checkSettings('defaults', obj.defaults as Record<string, unknown>, problems);
+  }
+  if (obj.environments !== undefined) {
+    if (typeof obj.environments !== 'object' || obj.environments === null || Array.isArray(obj.environments)) {
+      problems.push('environments must be an object of name → {baseUrl, ...}');
+    } else {
+      for (const [name, env] of Object.entries(obj.environments as Record<string, unknown>)) {
+        const where = `environments.${name}`;
+        const nameProblem = validateEnvName(name);
+        if (nameProblem) problems.push(nameProblem);
+        if (env === null || typeof env !== 'object' || Array.isArray(env)) {
+          problems.push(`${where} must be an object`);
+          continue;
+        }
+        const e = env as Record<string, unknown>;
+        if (typeof e.baseUrl !== 'string') problems.push(`${where}.baseUrl is missing or not a string`);
+        else {
+          try {
+            normaliseBaseUrl(e.baseUrl);
+          } catch (error) {
+            problems.push(`${where}.baseUrl: ${(error as Error).message}`);
+          }
+        }
+        for (const k of ['username', 'password'] as const) {
+          if (e[k] !== undefined && typeof e[k] !== 'string') problems.push(`${where}.${k} must be a string`);
+        }
+        checkSettings(where, e, problems);
+      }
+    }
+  }
+  if (typeof obj.defaultEnv === 'string' && obj.environments && typeof obj.environments === 'object' &&
+      !(obj.defaultEnv in (obj.environments as object))) {
+    problems.push(`defaultEnv '${obj.defaultEnv}' is not one of the environments`);
+  }
+  return problems;
+}
+
+/** Read the config; a missing file is an empty config. Invalid → ConfigError (78), file untouched. */
+export async function loadConfig(configDir: string): Promise<ConfigFile> {
+  const path = configPath(configDir);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return emptyConfig();
+    throw new ConfigError(`cannot read config file ${path}: ${code ?? String(error)}`, {
+      hint: 'fix its permissions (it should be readable by you only, mode 0600)',
+    });
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(error as Error).message}`, {
+      hint: 'fix or remove the file; legacy will not overwrite it',
+    });
+  }
+  const problems = validateConfig(data);
+  if (problems.length) {
+    throw new ConfigError(`config file ${path} is invalid: ${problems.join('; ')}`, {
+      hint: 'fix the file by hand; legacy will not overwrite it',
+    });
+  }
+  const config = data as ConfigFile;
+  config.environments ??= {};
+  return config;
+}
+
+/**
+ * Change the config safely: lock, re-read (so a concurrent edit is not lost), apply `mutate`,
+ * validate, write atomically. Returns the new config.
+ */
+export async function updateConfig(configDir: string, mutate: (config: ConfigFile) => void): Promise<ConfigFile> {
+  ensurePrivateDir(configDir, 'config directory');
+  const path = configPath(configDir);
+  return withLock(
+    path,
+    async () => {
+      const config = await loadConfig(configDir);
+      mutate(config);
+      const problems = validateConfig(config);
+      if (problems.length) throw new ConfigError(`refusing to write an invalid config: ${problems.join('; ')}`);
+      await writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`, 'config file');
+      return config;
+    },
+    { what: `config file ${path}` },
+  );
+}

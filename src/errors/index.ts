@@ -1,0 +1,133 @@
+/**
+ * The typed error hierarchy and the one place that maps errors to exit codes.
+ *
+ * Every error a user can meet is a LegacyError with a one-line message and, where useful,
+ * a hint that says what to do. Anything else is a bug and maps to exit 1.
+ */
+
+export const ExitCode = {
+  ok: 0,
+  unexpected: 1,
+  usage: 64,
+  badData: 65,
+  unavailable: 69,
+  temporary: 75,
+  auth: 77,
+  config: 78,
+  interrupted: 130,
+} as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+export interface LegacyErrorOptions {
+  hint?: string;
+  cause?: unknown;
+}
+
+export class LegacyError extends Error {
+  readonly exitCode: number = ExitCode.unexpected;
+  /** A short machine-readable code, stable across releases (used by --json error output). */
+  readonly code: string = 'E_LEGACY';
+  readonly hint?: string;
+
+  constructor(message: string, options: LegacyErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.hint = options.hint;
+  }
+}
+
+/** Bad command line: unknown option, missing argument, conflicting flags. Exit 64. */
+export class UsageError extends LegacyError {
+  override readonly exitCode = ExitCode.usage;
+  override readonly code = 'E_USAGE';
+}
+
+/** Configuration is missing, invalid or cannot be written. Exit 78. */
+export class ConfigError extends LegacyError {
+  override readonly exitCode = ExitCode.config;
+  override readonly code = 'E_CONFIG';
+}
+
+/** Input or server data that cannot be used: bad value, rejected filter, unknown field. Exit 65. */
+export class BadDataError extends LegacyError {
+  override readonly exitCode = ExitCode.badData;
+  override readonly code: string = 'E_BAD_DATA';
+}
+
+/** A table, field or record that does not exist. Exit 65 (it is bad input data). */
+export class NotFoundError extends BadDataError {
+  override readonly code = 'E_NOT_FOUND';
+}
+
+/** Someone else changed the record since we read it. Exit 65. */
+export class ConflictError extends BadDataError {
+  override readonly code = 'E_CONFLICT';
+}
+
+/** The server could not be reached or kept failing after retries. Exit 69. */
+export class UnavailableError extends LegacyError {
+  override readonly exitCode = ExitCode.unavailable;
+  override readonly code = 'E_UNAVAILABLE';
+}
+
+/** A temporary condition: retry later (licence limit, lock held by another run). Exit 75. */
+export class TemporaryError extends LegacyError {
+  override readonly exitCode = ExitCode.temporary;
+  override readonly code: string = 'E_TEMPORARY';
+}
+
+/** The server's licences (sessions) are all in use. Exit 75. */
+export class SessionLimitError extends TemporaryError {
+  override readonly code = 'E_SESSION_LIMIT';
+}
+
+/** Another process holds a lock we need. Exit 75. */
+export class LockBusyError extends TemporaryError {
+  override readonly code = 'E_LOCK_BUSY';
+}
+
+/** Login required, wrong credentials or no permission. Exit 77. */
+export class AuthError extends LegacyError {
+  override readonly exitCode = ExitCode.auth;
+  override readonly code = 'E_AUTH';
+}
+
+/** The user pressed Ctrl-C (or the process got SIGTERM). Exit 130. */
+export class InterruptedError extends LegacyError {
+  override readonly exitCode = ExitCode.interrupted;
+  override readonly code = 'E_INTERRUPTED';
+}
+
+/** Exit code for any thrown value. */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof LegacyError) return error.exitCode;
+  return ExitCode.unexpected;
+}
+
+/** One line for the user: the message plus its hint, never a stack. */
+export function formatErrorLine(error: unknown): string {
+  if (error instanceof LegacyError) {
+    const message = oneLine(error.message);
+    return error.hint ? `${message} (${oneLine(error.hint)})` : message;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return `unexpected error: ${oneLine(message)} (this is a bug; re-run with --debug and report it)`;
+}
+
+/** Machine-readable form used with --log-format json. */
+export function errorToJson(error: unknown): Record<string, unknown> {
+  if (error instanceof LegacyError) {
+    return { code: error.code, message: error.message, hint: error.hint, exitCode: error.exitCode };
+  }
+  return { code: 'E_UNEXPECTED', message: error instanceof Error ? error.message : String(error), exitCode: 1 };
+}
+
+export function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}
+
+/** Is this a write to a closed pipe (`legacy ... | head`)? */
+export function isBrokenPipe(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_WRITE_AFTER_END';
+}

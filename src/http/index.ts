@@ -1,0 +1,242 @@
+/**
+ * The 4D REST client: catalog, pages, single entities and updates, with 4D errors mapped to the
+ * typed errors of this tool. Every request goes through the session manager.
+ */
+import type { ConfigFile } from '../config/store.js';
+import { requireBaseUrl, type Settings } from '../config/settings.js';
+import { AuthError, BadDataError, NotFoundError, UnavailableError, oneLine } from '../errors/index.js';
+import { didYouMean } from '../errors/suggest.js';
+import type { Logger } from '../log/index.js';
+import { SessionManager, errCodeOf } from '../session/manager.js';
+import { SessionStore } from '../session/store.js';
+import { Transport, type HttpRequest, type HttpResponse } from '../transport/index.js';
+import type { DataClass, DataClassSummary, Entity, Envelope, FourDError, PageQuery } from './types.js';
+import { dataClassPath, encodeValue, entityPath, pageUrl } from './url.js';
+
+export type { Attribute, DataClass, DataClassSummary, Entity, Envelope, PageQuery } from './types.js';
+export { encodeValue, paramsJson } from './url.js';
+
+/** A stored entity set is gone (expired or belonged to a replaced session). */
+export class EntitySetGoneError extends BadDataError {}
+
+export interface RestClientOptions {
+  baseUrl: string;
+  envName: string;
+  sessionName: string;
+  configDir: string;
+  timeoutMs: number;
+  retries: number;
+  insecure?: boolean;
+  idleMinutes: number;
+  licenceRetries: number;
+  licenceWaitMs: number;
+  credentials?: { username: string; password: string };
+  logger: Logger;
+  signal?: AbortSignal;
+  /** Base delay for transient-failure backoff (ms). */
+  backoffMs?: number;
+}
+
+function firstError(json: unknown): FourDError | undefined {
+  const errors = (json as { __ERROR?: FourDError[] } | undefined)?.__ERROR;
+  return Array.isArray(errors) ? errors[0] : undefined;
+}
+
+/** The server's error message, one line and bounded. */
+export function serverMessage(json: unknown, fallback: string): string {
+  const error = firstError(json);
+  const text = error?.message ? oneLine(error.message) : fallback;
+  const bounded = text.length > 300 ? `${text.slice(0, 300)}…` : text;
+  return error?.errCode ? `${bounded} (errCode ${error.errCode})` : bounded;
+}
+
+export class RestClient {
+  readonly baseUrl: string;
+  readonly session: SessionManager;
+  private catalogCache?: Promise<DataClassSummary[]>;
+  private readonly dataClasses = new Map<string, Promise<DataClass>>();
+
+  constructor(readonly options: RestClientOptions) {
+    this.baseUrl = options.baseUrl;
+    const transport = new Transport({
+      timeoutMs: options.timeoutMs,
+      retries: options.retries,
+      insecure: options.insecure,
+      logger: options.logger,
+      signal: options.signal,
+      backoffMs: options.backoffMs,
+    });
+    this.session = new SessionManager({
+      slot: { env: options.envName, name: options.sessionName, baseUrl: options.baseUrl },
+      store: new SessionStore(options.configDir, options.logger),
+      transport,
+      logger: options.logger,
+      signal: options.signal,
+      idleMinutes: options.idleMinutes,
+      licenceRetries: options.licenceRetries,
+      licenceWaitMs: options.licenceWaitMs,
+      credentials: options.credentials,
+    });
+  }
+
+  /** Send a request in the session; non-2xx answers are returned, not thrown. */
+  send(request: HttpRequest): Promise<HttpResponse> {
+    return this.session.send(request);
+  }
+
+  private async getJson(url: string, what: string): Promise<HttpResponse> {
+    const response = await this.send({ method: 'GET', url, idempotent: true });
+    if (response.status >= 200 && response.status < 300) return response;
+    throw this.errorFor(response, what);
+  }
+
+  /** Map a failed response to a typed error. */
+  errorFor(response: HttpResponse, what: string): Error {
+    const code = errCodeOf(response.json);
+    const message = serverMessage(response.json, `HTTP ${response.status}`);
+    if (response.status === 401 || response.status === 403 || (code !== undefined && code >= 1557 && code <= 1561)) {
+      return new AuthError(`${what}: permission denied by the server: ${message}`, { hint: 'check the user\'s permissions on the server' });
+    }
+    if (response.status === 404 && code === 1802) return new EntitySetGoneError(`${what}: ${message}`);
+    if (response.status === 404) return new NotFoundError(`${what}: ${message}`);
+    if (response.status >= 500 && code === undefined) {
+      return new UnavailableError(`${what}: the server failed with HTTP ${response.status}`, { hint: 'try again later' });
+    }
+    return new BadDataError(`${what}: the server rejected the request: ${message}`);
+  }
+
+  async info(): Promise<Record<string, unknown>> {
+    const response = await this.getJson(`${this.baseUrl}/rest/$info`, 'server info');
+    return (response.json ?? {}) as Record<string, unknown>;
+  }
+
+  /** The exposed dataclasses (cached per run). */
+  catalog(): Promise<DataClassSummary[]> {
+    this.catalogCache ??= this.getJson(`${this.baseUrl}/rest/$catalog`, 'catalog').then((r) => {
+      const json = r.json as { dataClasses?: DataClassSummary[] } | DataClassSummary[] | undefined;
+      const list = Array.isArray(json) ? json : json?.dataClasses;
+      if (!Array.isArray(list)) throw new UnavailableError(`${this.baseUrl}/rest/$catalog did not return a catalog`, { hint: 'is this a 4D REST server?' });
+      return list;
+    });
+    this.catalogCache.catch(() => {
+      this.catalogCache = undefined;
+    });
+    return this.catalogCache;
+  }
+
+  /** One dataclass with attributes and key; an unknown name → NotFoundError with suggestions. */
+  dataClass(name: string): Promise<DataClass> {
+    let cached = this.dataClasses.get(name);
+    if (!cached) {
+      cached = (async () => {
+        const catalog = await this.catalog();
+        if (!catalog.some((dc) => dc.name === name)) {
+          const hint = didYouMean(name, catalog.map((dc) => dc.name));
+          throw new NotFoundError(`unknown table '${name}'${hint ? ` (${hint})` : ''}`, { hint: "list the tables with 'legacy tables'" });
+        }
+        const response = await this.getJson(`${this.baseUrl}/rest/$catalog/${encodeURIComponent(name)}`, `table ${name}`);
+        const dc = response.json as DataClass;
+        if (!dc || !Array.isArray(dc.attributes)) throw new UnavailableError(`the catalog of ${name} has no attributes`);
+        dc.key ??= [];
+        return dc;
+      })();
+      this.dataClasses.set(name, cached);
+      cached.catch(() => this.dataClasses.delete(name));
+    }
+    return cached;
+  }
+
+  /** One page of a dataclass or of a stored entity set. */
+  async page(table: string, query: PageQuery): Promise<Envelope> {
+    const response = await this.send({ method: 'GET', url: pageUrl(this.baseUrl, table, query), idempotent: true });
+    if (response.status !== 200) {
+      const what = query.filter ? `reading ${table} with filter ${JSON.stringify(query.filter)}` : `reading ${table}`;
+      throw this.errorFor(response, what);
+    }
+    const envelope = response.json as Envelope | undefined;
+    if (!envelope || !Array.isArray(envelope.__ENTITIES)) {
+      throw new UnavailableError(`the server's answer for ${table} has no __ENTITIES`, { hint: 'is this a 4D REST server?' });
+    }
+    envelope.__SENT ??= envelope.__ENTITIES.length;
+    envelope.__FIRST ??= query.skip ?? 0;
+    return envelope;
+  }
+
+  /** Number of rows matching a filter (one request with $top=0... 4D counts the whole selection). */
+  async count(table: string, query: Pick<PageQuery, 'filter' | 'params'>): Promise<number> {
+    const envelope = await this.page(table, { ...query, top: 1, skip: 0, attributes: undefined });
+    return envelope.__COUNT;
+  }
+
+  /** Release a stored entity set (best effort). */
+  async releaseEntitySet(table: string, id: string): Promise<void> {
+    await this.send({ method: 'GET', url: `${dataClassPath(this.baseUrl, table)}/$entityset/${encodeValue(id)}?$method=release`, idempotent: true });
+  }
+
+  /** One entity by key, or null when it does not exist. */
+  async entity(table: string, key: string): Promise<Entity | null> {
+    const response = await this.send({ method: 'GET', url: entityPath(this.baseUrl, table, key), idempotent: true });
+    if (response.status === 404) {
+      const code = errCodeOf(response.json);
+      if (code === 1800) throw this.errorFor(response, `table ${table}`);
+      return null;
+    }
+    if (response.status !== 200) throw this.errorFor(response, `reading ${table}[${key}]`);
+    return response.json as Entity;
+  }
+
+  /**
+   * POST $method=update with one or many entities. Never retried blindly: a transport failure
+   * surfaces as TransportError (maybeDelivered tells whether the server may have applied it).
+   * Returns the items as the server reported them, whatever the HTTP status.
+   */
+  async update(table: string, items: Array<Record<string, unknown>>): Promise<{ status: number; items: Entity[]; response: HttpResponse }> {
+    const response = await this.send({
+      method: 'POST',
+      url: `${dataClassPath(this.baseUrl, table)}?$method=update`,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(items.length === 1 ? items[0] : items),
+      idempotent: false,
+    });
+    const json = response.json as { __ENTITIES?: Entity[] } | Entity | undefined;
+    if (json && typeof json === 'object' && Array.isArray((json as { __ENTITIES?: Entity[] }).__ENTITIES)) {
+      return { status: response.status, items: (json as { __ENTITIES: Entity[] }).__ENTITIES, response };
+    }
+    if (json && typeof json === 'object' && ('__KEY' in json || '__ERROR' in json) && items.length === 1) {
+      return { status: response.status, items: [json as Entity], response };
+    }
+    throw this.errorFor(response, `updating ${table}`);
+  }
+
+  async close(): Promise<void> {
+    await this.session.close();
+  }
+}
+
+export interface CreateClientOptions {
+  settings: Settings;
+  config: ConfigFile;
+  logger: Logger;
+  signal?: AbortSignal;
+}
+
+/** The client for the selected environment and session name. */
+export function createRestClient({ settings, config, logger, signal }: CreateClientOptions): RestClient {
+  const baseUrl = requireBaseUrl(settings, config);
+  return new RestClient({
+    baseUrl,
+    envName: settings.envName,
+    sessionName: settings.sessionName,
+    configDir: settings.configDir,
+    timeoutMs: settings.timeout,
+    retries: settings.retries,
+    insecure: settings.insecure,
+    idleMinutes: settings.sessionIdleMinutes,
+    licenceRetries: settings.licenceRetries,
+    licenceWaitMs: settings.licenceWaitMs,
+    credentials: settings.credentials,
+    logger,
+    signal,
+  });
+}
+

@@ -1,0 +1,419 @@
+/**
+ * One server session per environment + session name + base URL, shared by every run and process.
+ *
+ * - A run starts with the stored cookie and no validation round trip.
+ * - With no usable cookie, the first request runs under a per-slot cross-process lock; after taking
+ *   the lock the store is re-read, so of many processes starting at once only one creates a session.
+ * - A response that sets a new session cookie (the server silently replaced an expired session)
+ *   is adopted and persisted.
+ * - 402 (licences all in use): back off with jitter, honour Retry-After, never open another session
+ *   while waiting; when the budget is spent, SessionLimitError (exit 75).
+ * - 401/1822 (login required): log in once, under the lock, with $directory/login; wrong
+ *   credentials → AuthError (exit 77).
+ * - Never logs out: sessions expire on the server by themselves (see the man page).
+ */
+import { AuthError, SessionLimitError } from '../errors/index.js';
+import { registerSecret, type Logger } from '../log/index.js';
+import { withLock } from '../config/files.js';
+import { Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
+import { SCALABLE_COOKIE_PREFIX, SESSION_COOKIE, SessionStore, slotLabel, type SessionEntry, type SlotId } from './store.js';
+
+export interface SessionManagerOptions {
+  slot: SlotId;
+  store: SessionStore;
+  transport: Transport;
+  logger: Logger;
+  signal?: AbortSignal;
+  /** The server's idle timeout as we assume it (minutes). */
+  idleMinutes: number;
+  /** 402 budget: tries and total wait. */
+  licenceRetries: number;
+  licenceWaitMs: number;
+  credentials?: { username: string; password: string };
+  lockTimeoutMs?: number;
+}
+
+/** What happened to the session during this run (for `session refresh`, tests and benchmarks). */
+export interface SessionEvents {
+  created: number;
+  adopted: number;
+  reusedStored: boolean;
+  fromOtherProcess: boolean;
+  licenceWaits: number;
+  logins: number;
+}
+
+/** The 4D error code of a response body, if any. */
+export function errCodeOf(json: unknown): number | undefined {
+  const errors = (json as { __ERROR?: Array<{ errCode?: number }> } | undefined)?.__ERROR;
+  return Array.isArray(errors) && errors.length ? errors[0]?.errCode : undefined;
+}
+
+export function isSessionCookieName(name: string): boolean {
+  return name === SESSION_COOKIE || name.startsWith(SCALABLE_COOKIE_PREFIX);
+}
+
+type CookieModule = typeof import('tough-cookie');
+let toughCookie: CookieModule | undefined;
+
+/** Session cookies set by a response: name → value (tough-cookie parses, leniently). */
+export async function sessionCookiesFrom(setCookies: string[]): Promise<Record<string, string>> {
+  if (setCookies.length === 0) return {};
+  toughCookie ??= await import('tough-cookie');
+  const found: Record<string, string> = {};
+  for (const raw of setCookies) {
+    const cookie = toughCookie.Cookie.parse(raw, { loose: true });
+    if (!cookie || !isSessionCookieName(cookie.key)) continue;
+    if (cookie.value === '' || (typeof cookie.maxAge === 'number' && cookie.maxAge <= 0)) continue; // a deletion
+    found[cookie.key] = cookie.value;
+  }
+  return found;
+}
+
+/** The one Cookie header: each session cookie name exactly once, built from our own state. */
+export function cookieHeader(cookies: Record<string, string>): string {
+  return Object.entries(cookies)
+    .map(([name, value]) => `${name}=${value}`)
+    .join('; ');
+}
+
+const now = () => new Date().toISOString();
+
+export class SessionManager {
+  readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, logins: 0 };
+  private entry?: SessionEntry;
+  private loaded = false;
+  /** The server gave no cookie to a cookie-less request: it does not use sessions. */
+  private cookieless = false;
+  private coldStart?: Promise<void>;
+  private holdingSlotLock = false;
+  private confirmedThisRun = false;
+  private pending: Promise<unknown>[] = [];
+  private lastConfirmedAt?: string;
+
+  constructor(private readonly options: SessionManagerOptions) {
+    if (options.credentials) registerSecret(options.credentials.password);
+  }
+
+  get slot(): SlotId {
+    return this.options.slot;
+  }
+
+  /** The session in use (after the first request), or the stored one. */
+  current(): SessionEntry | undefined {
+    return this.entry;
+  }
+
+  private staleByClock(entry: SessionEntry): boolean {
+    const idle = (entry.idleMinutes ?? this.options.idleMinutes) * 60_000;
+    return Date.parse(entry.lastUsedAt) + idle < Date.now();
+  }
+
+  private remember(entry: SessionEntry | undefined): void {
+    this.entry = entry;
+    if (entry) for (const value of Object.values(entry.cookies)) registerSecret(value);
+  }
+
+  /** Load the stored cookie once per run (no lock: reads never see a half-written file). */
+  private async load(): Promise<void> {
+    if (this.loaded) return;
+    this.loaded = true;
+    const stored = await this.options.store.find(this.options.slot);
+    if (stored && !this.staleByClock(stored)) {
+      this.remember(stored);
+      this.events.reusedStored = true;
+    }
+  }
+
+  /** Send a request in the session. Handles cold start, adoption, 402 backoff and login. */
+  async send(request: HttpRequest): Promise<HttpResponse> {
+    const { licenceRetries, licenceWaitMs, logger, signal } = this.options;
+    const requestId = newRequestId();
+    const licenceDeadline = Date.now() + licenceWaitMs;
+    let licenceTries = 0;
+    let loginTried = false;
+    for (;;) {
+      await this.load();
+      let response: HttpResponse | undefined;
+      let sentWith: SessionEntry | undefined;
+      if (!this.entry && !this.cookieless) {
+        response = await this.startSession(request, requestId);
+        if (!response) continue; // a session is now there (ours or another process's): send with it
+        sentWith = undefined;
+      } else {
+        sentWith = this.entry;
+        response = await this.options.transport.send(this.withCookie(request, sentWith), requestId);
+        await this.observe(response, sentWith);
+      }
+      if (response.status === 402) {
+        licenceTries += 1;
+        const remaining = licenceDeadline - Date.now();
+        if (licenceTries > licenceRetries || remaining <= 0) {
+          throw new SessionLimitError(
+            `the server's licences are all in use (HTTP 402 "Maximum number of sessions reached", ${licenceTries} tries over ${Math.round(licenceWaitMs / 1000)} s)`,
+            { hint: "see the server's sessions with 'legacy session status --server', or try again later" },
+          );
+        }
+        this.events.licenceWaits += 1;
+        const step = licenceWaitMs / Math.max(1, 2 ** licenceRetries - 1);
+        const wait = Math.min(remaining, Math.max(backoffDelay(licenceTries - 1, step, licenceWaitMs), parseRetryAfter(response.headers['retry-after']) ?? 0));
+        logger.info('server licences all in use (402); waiting', { id: requestId, try: licenceTries, waitMs: wait });
+        await sleep(wait, signal);
+        continue;
+      }
+      if (response.status === 401 && errCodeOf(response.json) === 1822 && !loginTried) {
+        loginTried = true;
+        await this.login(sentWith);
+        continue;
+      }
+      if (response.status === 401 && errCodeOf(response.json) === 1822) {
+        throw new AuthError(`the server at ${this.options.slot.baseUrl} refused the session (REST login failed)`, {
+          hint: this.options.credentials ? 'check the username and password' : 'set LEGACY_USERNAME and LEGACY_PASSWORD (or use --password-stdin)',
+        });
+      }
+      return response;
+    }
+  }
+
+  private withCookie(request: HttpRequest, entry: SessionEntry | undefined): HttpRequest {
+    const headers = { ...request.headers };
+    // Never append: the header is built from our state alone, each cookie name once.
+    for (const key of Object.keys(headers)) if (key.toLowerCase() === 'cookie') delete headers[key];
+    if (entry) headers.cookie = cookieHeader(entry.cookies);
+    return { ...request, headers };
+  }
+
+  /** Look at a response to a request that carried `sentWith`: adopt replacements, note confirmations. */
+  private async observe(response: HttpResponse, sentWith: SessionEntry | undefined): Promise<void> {
+    const cookies = await sessionCookiesFrom(response.setCookies);
+    if (Object.keys(cookies).length > 0) {
+      const sentValue = sentWith?.cookies[SESSION_COOKIE];
+      const newValue = cookies[SESSION_COOKIE] ?? Object.values(cookies)[0];
+      if (sentValue !== newValue) {
+        if (this.entry && this.entry !== sentWith) {
+          // Another in-flight request of ours already adopted a replacement; this one is an orphan
+          // the server will expire by itself.
+          this.options.logger.debug('server replaced the session again for a concurrent request; keeping the first replacement');
+          return;
+        }
+        this.events.adopted += 1;
+        this.options.logger.info(`server replaced the ${slotLabel(this.options.slot)} session (it had expired); adopting the new one`);
+        const entry: SessionEntry = {
+          ...this.options.slot,
+          cookies,
+          createdAt: now(),
+          lastUsedAt: now(),
+          confirmedAt: now(),
+          idleMinutes: sentWith?.idleMinutes ?? this.options.idleMinutes,
+          user: sentWith?.user,
+        };
+        this.remember(entry);
+        this.track(this.persistAdoption(entry, sentWith));
+        return;
+      }
+    }
+    if (sentWith && response.status < 400 && response.status !== 0) {
+      this.lastConfirmedAt = now();
+      if (!this.confirmedThisRun) {
+        this.confirmedThisRun = true;
+        this.track(this.persistTouch());
+      }
+    }
+  }
+
+  private track(promise: Promise<unknown>): void {
+    const guarded = promise.catch((error) => this.options.logger.warn(`could not update the session store: ${(error as Error).message}`));
+    this.pending.push(guarded);
+  }
+
+  /** Persist an adopted replacement unless another process already stored a newer one. */
+  private async persistAdoption(entry: SessionEntry, replaced: SessionEntry | undefined): Promise<void> {
+    await this.options.store.update((file) => {
+      const index = file.sessions.findIndex((s) => s.env === entry.env && s.name === entry.name && s.baseUrl === entry.baseUrl);
+      const stored = index >= 0 ? file.sessions[index] : undefined;
+      const storedValue = stored?.cookies[SESSION_COOKIE];
+      if (stored && replaced && storedValue !== replaced.cookies[SESSION_COOKIE] && storedValue !== entry.cookies[SESSION_COOKIE]) {
+        // Someone else replaced it first: converge on theirs for the rest of this run.
+        this.remember(stored);
+        return;
+      }
+      if (index >= 0) file.sessions.splice(index, 1);
+      file.sessions.push(entry);
+    }, this.options.lockTimeoutMs);
+  }
+
+  private async persistTouch(): Promise<void> {
+    const entry = this.entry;
+    if (!entry) return;
+    const at = now();
+    await this.options.store.update((file) => {
+      const stored = file.sessions.find((s) => s.env === entry.env && s.name === entry.name && s.baseUrl === entry.baseUrl);
+      if (stored && stored.cookies[SESSION_COOKIE] === entry.cookies[SESSION_COOKIE]) {
+        stored.lastUsedAt = at;
+        stored.confirmedAt = this.lastConfirmedAt ?? at;
+      } else if (!stored) {
+        file.sessions.push({ ...entry, lastUsedAt: at, confirmedAt: this.lastConfirmedAt ?? at });
+      }
+    }, this.options.lockTimeoutMs);
+  }
+
+  /**
+   * Cold start, single-flight within the process and across processes. Returns the response to
+   * `request` if this call sent it, or undefined when a usable session is now known (the caller
+   * re-sends with it).
+   */
+  private async startSession(request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
+    if (this.coldStart) {
+      await this.coldStart;
+      return undefined;
+    }
+    let response: HttpResponse | undefined;
+    const run = async () => {
+      response = await withLock(
+        this.options.store.slotLockTarget(this.options.slot),
+        async () => {
+          this.holdingSlotLock = true;
+          try {
+            return await this.startSessionLocked(request, requestId);
+          } finally {
+            this.holdingSlotLock = false;
+          }
+        },
+        { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000, staleMs: 15_000 },
+      );
+    };
+    this.coldStart = run();
+    try {
+      await this.coldStart;
+    } finally {
+      this.coldStart = undefined;
+    }
+    return response;
+  }
+
+  private async startSessionLocked(request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
+    const { store, slot, transport, logger } = this.options;
+    const stored = await store.find(slot);
+    if (stored && !this.staleByClock(stored)) {
+      // Another process created (or refreshed) it while we waited for the lock.
+      this.remember(stored);
+      this.events.fromOtherProcess = true;
+      logger.debug(`using the ${slotLabel(slot)} session another process just created`);
+      return undefined;
+    }
+    // None, or idle for longer than the server keeps sessions: try it anyway (the server may
+    // still know it); if it is gone the server answers with a new cookie, which we store.
+    const response = await transport.send(this.withCookie(request, stored), requestId);
+    const cookies = await sessionCookiesFrom(response.setCookies);
+    if (Object.keys(cookies).length > 0) {
+      const entry: SessionEntry = { ...slot, cookies, createdAt: now(), lastUsedAt: now(), confirmedAt: now(), idleMinutes: this.options.idleMinutes };
+      this.remember(entry);
+      this.events.created += 1;
+      this.confirmedThisRun = true;
+      logger.info(`created a new server session for ${slotLabel(slot)}`);
+      await store.put(entry);
+      return response;
+    }
+    if (response.status === 401 && errCodeOf(response.json) === 1822) {
+      await this.loginLocked(stored);
+      return undefined;
+    }
+    if (response.status < 400) {
+      if (stored) {
+        // The server still knew the stale cookie.
+        this.remember({ ...stored, lastUsedAt: now(), confirmedAt: now() });
+        this.confirmedThisRun = true;
+        await store.put(this.entry!);
+      } else {
+        this.cookieless = true;
+        logger.debug('the server set no session cookie; continuing without one');
+      }
+    }
+    return response;
+  }
+
+  /** Log in under the slot lock (taking it unless this call chain already holds it). */
+  private async login(failed: SessionEntry | undefined): Promise<void> {
+    if (this.holdingSlotLock) return this.loginLocked(failed);
+    await withLock(
+      this.options.store.slotLockTarget(this.options.slot),
+      async () => {
+        this.holdingSlotLock = true;
+        try {
+          const stored = await this.options.store.find(this.options.slot);
+          if (stored && stored.cookies[SESSION_COOKIE] !== failed?.cookies[SESSION_COOKIE] && !this.staleByClock(stored)) {
+            this.remember(stored); // another process already logged in
+            return;
+          }
+          await this.loginLocked(failed);
+        } finally {
+          this.holdingSlotLock = false;
+        }
+      },
+      { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000, staleMs: 15_000 },
+    );
+  }
+
+  private async loginLocked(_failed: SessionEntry | undefined): Promise<void> {
+    const { credentials, slot, transport, store, logger } = this.options;
+    if (!credentials) {
+      throw new AuthError(`the server at ${slot.baseUrl} requires a login`, {
+        hint: `set LEGACY_USERNAME and LEGACY_PASSWORD (or LEGACY_${slot.env.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_USERNAME/_PASSWORD), or use --password-stdin`,
+      });
+    }
+    const response = await transport.send({
+      method: 'POST',
+      url: `${slot.baseUrl}/rest/$directory/login`,
+      headers: {
+        'username-4D': credentials.username,
+        'password-4D': credentials.password,
+        'session-4D-length': String(Math.max(60, Math.round(this.options.idleMinutes))),
+        'content-type': 'application/json',
+      },
+      body: '{}',
+      idempotent: true, // a login creates at most one session and is safe to repeat
+    });
+    this.events.logins += 1;
+    if (response.status === 402) return; // the caller's loop handles the licence wait
+    const cookies = await sessionCookiesFrom(response.setCookies);
+    const ok = response.status === 200 && (response.json as { result?: boolean } | undefined)?.result !== false;
+    if (!ok || Object.keys(cookies).length === 0) {
+      throw new AuthError(`login as '${credentials.username}' at ${slot.baseUrl} failed (HTTP ${response.status})`, {
+        hint: 'check the username and password',
+      });
+    }
+    const entry: SessionEntry = { ...slot, cookies, createdAt: now(), lastUsedAt: now(), confirmedAt: now(), idleMinutes: Math.max(60, this.options.idleMinutes), user: credentials.username };
+    this.remember(entry);
+    this.events.created += 1;
+    this.confirmedThisRun = true;
+    logger.info(`logged in as ${credentials.username} and stored the session for ${slotLabel(slot)}`);
+    await store.put(entry);
+  }
+
+  /**
+   * Send with the stored session only: never creates one (used by `session status --server`).
+   * Returns undefined when no session is stored for this slot.
+   */
+  async sendExisting(request: HttpRequest): Promise<HttpResponse | undefined> {
+    await this.load();
+    const stored = this.entry ?? (await this.options.store.find(this.options.slot));
+    if (!stored) return undefined;
+    this.remember(stored);
+    const response = await this.options.transport.send(this.withCookie(request, stored));
+    await this.observe(response, stored);
+    return response;
+  }
+
+  /** Record the end of the run (last used) and wait for pending store writes. */
+  async close(): Promise<void> {
+    await Promise.all(this.pending);
+    this.pending = [];
+    if (this.entry && this.confirmedThisRun && this.lastConfirmedAt) {
+      // Only worth a write when the run was long enough to matter for the idle clock.
+      const stored = await this.options.store.find(this.options.slot);
+      if (stored && Date.parse(stored.lastUsedAt) < Date.now() - 30_000) {
+        await this.persistTouch().catch(() => undefined);
+      }
+    }
+  }
+}

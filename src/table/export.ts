@@ -1,0 +1,220 @@
+/**
+ * Reading a whole table, page by page, in order, with bounded memory.
+ *
+ * Stable paging: the selection is stored on the server as an entity set (a snapshot: rows are
+ * neither skipped nor duplicated while the table changes) ordered by the primary key (or
+ * --order-by plus the key as tie-breaker). Pages of the set are fetched with bounded concurrency
+ * and handed out strictly in order. Every page request repeats the filter and order as
+ * $savedfilter/$savedorderby, so when the set is gone (expired, or the server replaced our
+ * session) 4D recreates it under the same id and the export carries on from the page it was on.
+ * A server that does not return an entity set is paged with $skip/$top over the same order.
+ */
+import { UsageError } from '../errors/index.js';
+import { EntitySetGoneError, type RestClient } from '../http/index.js';
+import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../http/types.js';
+import type { Logger } from '../log/index.js';
+import { converterFor, type Converter } from './convert.js';
+import { attributeNamed, buildOrderBy, buildQuery, splitList } from './query.js';
+
+export interface ExportOptions {
+  table: string;
+  fields?: string[];
+  where?: string[];
+  filter?: string;
+  orderBy?: string;
+  limit?: number;
+  skip?: number;
+  pageSize?: number;
+  concurrency?: number;
+  raw?: boolean;
+  meta?: boolean;
+  /** Page a server-side entity set (default true). */
+  entitySet?: boolean;
+}
+
+export interface Column {
+  name: string;
+  attribute?: Attribute;
+  convert: Converter;
+}
+
+export interface ExportPlan {
+  dataClass: DataClass;
+  columns: Column[];
+  query: { filter?: string; params: unknown[]; orderBy?: string; attributes?: string[] };
+  options: Required<Pick<ExportOptions, 'pageSize' | 'concurrency' | 'skip'>> & ExportOptions;
+}
+
+export interface ExportProgress {
+  rows: number;
+  total?: number;
+}
+
+export interface ExportSummary {
+  rows: number;
+  /** __COUNT at the start (rows in the selection, before --skip/--limit). */
+  serverCount: number;
+  /** Rows we expected to write given skip/limit. */
+  expected: number;
+  /** Rows deleted on the server during the export (placeholders in the entity set). */
+  vanished: number;
+  usedEntitySet: boolean;
+}
+
+const META: Array<{ name: string; convert: Converter }> = [
+  { name: '__KEY', convert: (v) => (v === undefined ? null : String(v)) },
+  { name: '__STAMP', convert: (v) => (v === undefined ? null : v) },
+  { name: '__TIMESTAMP', convert: (v) => (typeof v === 'string' ? v.replace(/^"+|"+$/g, '') : v ?? null) },
+];
+
+/** Check names against the catalog and work out columns, query and order. */
+export async function planExport(client: RestClient, options: ExportOptions): Promise<ExportPlan> {
+  const dc = await client.dataClass(options.table);
+  const raw = options.raw === true;
+  let attrs: Attribute[];
+  if (options.fields?.length) {
+    attrs = options.fields.map((f) => attributeNamed(dc, f, 'field'));
+  } else {
+    // Every stored attribute and to-one relation; to-many relations have no value of their own.
+    attrs = dc.attributes.filter((a) => a.kind === 'storage' || a.kind === 'relatedEntity');
+  }
+  const columns: Column[] = [
+    ...(options.meta ? META.map((m) => ({ ...m })) : []),
+    ...attrs.map((a) => ({ name: a.name, attribute: a, convert: converterFor(a, raw) })),
+  ];
+  const built = buildQuery(dc, options.where ?? [], options.filter);
+  const orderBy = buildOrderBy(dc, options.orderBy);
+  return {
+    dataClass: dc,
+    columns,
+    query: { ...built, orderBy, attributes: options.fields?.length ? attrs.map((a) => a.name) : undefined },
+    options: { ...options, pageSize: options.pageSize ?? 1000, concurrency: options.concurrency ?? 3, skip: options.skip ?? 0 },
+  };
+}
+
+export function parseFields(text: string | undefined): string[] | undefined {
+  return text ? splitList(text) : undefined;
+}
+
+function isPlaceholder(entity: Entity): boolean {
+  // A row deleted after the entity set was made comes back as {__KEY, __STAMP: 0}.
+  return entity.__STAMP === 0 && Object.keys(entity).every((k) => k.startsWith('__'));
+}
+
+function toRow(plan: ExportPlan, entity: Entity): unknown[] {
+  return plan.columns.map((c) => c.convert(c.attribute ? entity[c.attribute.name] : entity[c.name]));
+}
+
+/** Rows in order, one page at a time (each yielded array is one page). */
+export async function* exportRows(
+  client: RestClient,
+  plan: ExportPlan,
+  hooks: { logger: Logger; onStart?: (total: number) => void; onPage?: (p: ExportProgress) => void; summary?: Partial<ExportSummary> } ,
+): AsyncGenerator<unknown[][]> {
+  const { options, query } = plan;
+  const table = plan.dataClass.name;
+  const pageSize = options.pageSize;
+  const base: PageQuery = { filter: query.filter, params: query.params, orderBy: query.orderBy, attributes: query.attributes };
+  const useSet = options.entitySet !== false;
+
+  // First page: creates the entity set (when supported) and tells us the count.
+  const firstTop = options.limit !== undefined ? Math.min(pageSize, options.limit) : pageSize;
+  const first = await client.page(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet });
+  let setId = useSet ? entitySetId(first) : undefined;
+  if (useSet && !setId) hooks.logger.info(`the server returned no entity set for ${table}; paging with $skip/$top ordered by ${query.orderBy ?? 'natural order'}`);
+  const available = Math.max(0, first.__COUNT - options.skip);
+  const expected = options.limit !== undefined ? Math.min(options.limit, available) : available;
+  hooks.onStart?.(expected);
+  const summary = hooks.summary ?? {};
+  Object.assign(summary, { serverCount: first.__COUNT, expected, rows: 0, vanished: 0, usedEntitySet: Boolean(setId) });
+
+  let written = 0;
+  const emit = (entities: Entity[], room: number): unknown[][] => {
+    const rows: unknown[][] = [];
+    for (const entity of entities) {
+      if (rows.length >= room) break;
+      if (isPlaceholder(entity)) {
+        summary.vanished = (summary.vanished ?? 0) + 1;
+        continue;
+      }
+      rows.push(toRow(plan, entity));
+    }
+    return rows;
+  };
+
+  const firstRows = emit(first.__ENTITIES, expected);
+  written += firstRows.length;
+  summary.rows = written;
+  if (firstRows.length) yield firstRows;
+  hooks.onPage?.({ rows: written, total: expected });
+
+  // The remaining pages, by position in the selection.
+  const offsets: number[] = [];
+  for (let pos = firstTop; pos < expected; pos += pageSize) offsets.push(pos);
+
+  const fetchPage = async (pos: number): Promise<Envelope> => {
+    const top = Math.min(pageSize, expected - pos);
+    const skip = options.skip + pos;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (setId) return await client.page(table, { ...base, fromEntitySet: setId, skip, top });
+        return await client.page(table, { ...base, skip, top });
+      } catch (error) {
+        if (!(error instanceof EntitySetGoneError) || attempt > 0) throw error;
+        // The server could not recreate the set from $savedfilter: make a new one and carry on.
+        hooks.logger.warn(`the server lost the entity set for ${table}; recreating it (rows changed since the start may shift)`);
+        const fresh = await client.page(table, { ...base, skip: 0, top: 0, entitySet: true });
+        setId = entitySetId(fresh);
+      }
+    }
+  };
+
+  const inflight = new Map<number, Promise<Envelope>>();
+  let next = 0;
+  const concurrency = Math.max(1, options.concurrency);
+  try {
+    for (let i = 0; i < offsets.length; i++) {
+      while (next < offsets.length && inflight.size < concurrency) {
+        const promise = fetchPage(offsets[next]!);
+        promise.catch(() => undefined); // observed when its turn comes
+        inflight.set(next, promise);
+        next++;
+      }
+      const page = await inflight.get(i)!;
+      inflight.delete(i);
+      const rows = emit(page.__ENTITIES, expected - written);
+      written += rows.length;
+      summary.rows = written;
+      if (rows.length) yield rows;
+      hooks.onPage?.({ rows: written, total: expected });
+      if (page.__ENTITIES.length === 0 && !setId) break; // the table shrank under plain paging
+    }
+  } finally {
+    inflight.clear();
+  }
+  if (setId) {
+    // Free the server's memory early (best effort; it would expire by itself).
+    await client.releaseEntitySet(table, setId).catch(() => undefined);
+  }
+}
+
+function entitySetId(envelope: Envelope): string | undefined {
+  const uri = envelope.__ENTITYSET;
+  if (!uri) return undefined;
+  const m = /\$entityset\/([^/?]+)/.exec(uri);
+  return m ? decodeURIComponent(m[1]!) : undefined;
+}
+
+/** `--count`: rows matching the filter. */
+export async function countRows(client: RestClient, plan: ExportPlan): Promise<number> {
+  const total = await client.count(plan.dataClass.name, { filter: plan.query.filter, params: plan.query.params });
+  const available = Math.max(0, total - plan.options.skip);
+  return plan.options.limit !== undefined ? Math.min(plan.options.limit, available) : available;
+}
+
+export function assertPositive(value: string | undefined, what: string, min = 1): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < min) throw new UsageError(`${what} must be a whole number ≥ ${min}, got '${value}'`);
+  return n;
+}

@@ -1,0 +1,153 @@
+/**
+ * Output formats. All of them take the same converted rows, so every format carries the same
+ * data for the same row. CSV/JSON/NDJSON stream page by page; the terminal table is capped.
+ */
+import type { Writable } from 'node:stream';
+import { write } from '../cli/io.js';
+
+export type Format = 'csv' | 'json' | 'ndjson' | 'table';
+export const FORMATS: readonly Format[] = ['csv', 'json', 'ndjson', 'table'];
+
+export interface WriterOptions {
+  delimiter?: string;
+  bom?: boolean;
+  excelSafe?: boolean;
+  header?: boolean;
+  /** table: colour the header/borders */
+  color?: boolean;
+  /** table: terminal width */
+  width?: number;
+  /** table: rows to show at most */
+  maxRows?: number;
+}
+
+export interface RowWriter {
+  begin(): Promise<void>;
+  write(rows: unknown[][]): Promise<void>;
+  end(): Promise<void>;
+  /** Rows actually written (the table format stops at its cap). */
+  readonly written: number;
+}
+
+type StringifySync = typeof import('csv-stringify/sync').stringify;
+
+export async function createWriter(format: Format, columns: string[], out: Writable, options: WriterOptions = {}): Promise<RowWriter> {
+  switch (format) {
+    case 'csv':
+      return csvWriter(columns, out, options, (await import('csv-stringify/sync')).stringify);
+    case 'json':
+      return jsonWriter(columns, out, false);
+    case 'ndjson':
+      return jsonWriter(columns, out, true);
+    case 'table':
+      return tableWriter(columns, out, options);
+  }
+}
+
+function csvWriter(columns: string[], out: Writable, options: WriterOptions, stringify: StringifySync): RowWriter {
+  const csvOptions = {
+    delimiter: options.delimiter ?? ',',
+    record_delimiter: 'unix' as const,
+    escape_formulas: options.excelSafe === true,
+    cast: {
+      boolean: (v: boolean) => (v ? 'true' : 'false'),
+      object: (v: object) => JSON.stringify(v),
+      number: (v: number) => String(v),
+    },
+  };
+  let written = 0;
+  return {
+    get written() {
+      return written;
+    },
+    async begin() {
+      let head = options.bom ? '\ufeff' : '';
+      if (options.header !== false) head += stringify([columns], { ...csvOptions, escape_formulas: false });
+      if (head) await write(out, head);
+    },
+    async write(rows) {
+      written += rows.length;
+      await write(out, stringify(rows, csvOptions));
+    },
+    async end() {},
+  };
+}
+
+function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWriter {
+  let written = 0;
+  // Build each object with the keys in column order.
+  const toObject = (row: unknown[]) => {
+    const obj: Record<string, unknown> = {};
+    for (let i = 0; i < columns.length; i++) obj[columns[i]!] = row[i] ?? null;
+    return obj;
+  };
+  return {
+    get written() {
+      return written;
+    },
+    async begin() {
+      if (!ndjson) await write(out, '[');
+    },
+    async write(rows) {
+      let chunk = '';
+      for (const row of rows) {
+        const text = JSON.stringify(toObject(row));
+        if (ndjson) chunk += `${text}\n`;
+        else chunk += `${written === 0 ? '\n' : ',\n'}${text}`;
+        written++;
+      }
+      await write(out, chunk);
+    },
+    async end() {
+      if (!ndjson) await write(out, written === 0 ? ']\n' : '\n]\n');
+    },
+  };
+}
+
+function cellText(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}
+
+function truncate(text: string, width: number): string {
+  const flat = text.replace(/[\r\n\t]+/g, ' ');
+  const chars = [...flat];
+  return chars.length <= width ? flat : `${chars.slice(0, Math.max(1, width - 1)).join('')}…`;
+}
+
+function tableWriter(columns: string[], out: Writable, options: WriterOptions): RowWriter {
+  const maxRows = options.maxRows ?? 100;
+  const rows: string[][] = [];
+  let written = 0;
+  return {
+    get written() {
+      return written;
+    },
+    async begin() {},
+    async write(page) {
+      for (const row of page) {
+        if (rows.length >= maxRows) return;
+        rows.push(row.map(cellText));
+        written++;
+      }
+    },
+    async end() {
+      const { default: Table } = await import('cli-table3');
+      // Fit the terminal: natural widths, then shrink the widest columns until the table fits.
+      const total = options.width ?? 120;
+      const natural = columns.map((c, i) => Math.min(60, Math.max([...c].length, ...rows.map((r) => [...(r[i] ?? '')].length), 1)));
+      const overhead = columns.length * 3 + 1; // borders and padding
+      const widths = [...natural];
+      while (widths.reduce((a, b) => a + b, 0) + overhead > total) {
+        const widest = widths.indexOf(Math.max(...widths));
+        if (widths[widest]! <= 4) break;
+        widths[widest]! -= 1;
+      }
+      const style = options.color ? { head: ['cyan'], border: ['grey'] } : { head: [], border: [] };
+      const table = new Table({ head: columns.map((c, i) => truncate(c, widths[i]!)), style, colWidths: widths.map((w) => w + 2), wordWrap: false });
+      for (const r of rows) table.push(r.map((cell, i) => truncate(cell, widths[i]!)));
+      await write(out, `${table.toString()}\n`);
+    },
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * Field, filter and order checks against the catalog, and `--where` → 4D query with `$params`
+ * placeholders (values are never spliced into the query text).
+ */
+import { BadDataError, NotFoundError, UsageError } from '../errors/index.js';
+import { didYouMean } from '../errors/suggest.js';
+import type { Attribute, DataClass } from '../http/types.js';
+import { DATE_TYPES, NUMBER_TYPES, TIME_TYPES, timeToMs } from './convert.js';
+
+export function attributeNamed(dc: DataClass, name: string, what: string): Attribute {
+  const attr = dc.attributes.find((a) => a.name === name);
+  if (!attr) {
+    const hint = didYouMean(name, dc.attributes.map((a) => a.name));
+    throw new NotFoundError(`unknown ${what} '${name}' in table ${dc.name}${hint ? ` (${hint})` : ''}`, {
+      hint: `see the attributes with 'legacy describe ${dc.name}'`,
+    });
+  }
+  return attr;
+}
+
+export function splitList(text: string): string[] {
+  return text.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+export interface Condition {
+  field: string;
+  op: string;
+  value: string;
+}
+
+const OPERATOR = /^\s*(.+?)\s*(!=|<=|>=|=|<|>)\s*(.*)$/s;
+const BEGIN = /^\s*(\S+)\s+begin\s+(.*)$/is;
+
+export function parseCondition(text: string): Condition {
+  const begin = BEGIN.exec(text);
+  if (begin) return { field: begin[1]!, op: 'begin', value: begin[2]! };
+  const m = OPERATOR.exec(text);
+  if (!m || !m[1]) {
+    throw new UsageError(`--where '${text}' is not <field><op><value>`, { hint: "operators: = != < > <= >= begin, e.g. --where 'Nummer>=1000'" });
+  }
+  return { field: m[1], op: m[2]!, value: m[3]! };
+}
+
+/** A value typed for the attribute, for `$params`. */
+export function typedValue(attr: Attribute, value: string, context: string): unknown {
+  if (NUMBER_TYPES.has(attr.type)) {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n)) {
+      throw new BadDataError(`${context}: ${attr.name} is a number field (${attr.type}); '${value}' is not a number`);
+    }
+    return n;
+  }
+  if (TIME_TYPES.has(attr.type)) {
+    if (/^\d+$/.test(value)) return Number(value);
+    try {
+      return timeToMs(value);
+    } catch {
+      throw new BadDataError(`${context}: ${attr.name} is a time field; use HH:MM[:SS], got '${value}'`);
+    }
+  }
+  if (attr.type === 'bool') {
+    const v = value.trim().toLowerCase();
+    if (['true', '1', 'yes', 'ja'].includes(v)) return true;
+    if (['false', '0', 'no', 'nein'].includes(v)) return false;
+    throw new BadDataError(`${context}: ${attr.name} is a boolean field; use true or false, got '${value}'`);
+  }
+  if (DATE_TYPES.has(attr.type)) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value.trim());
+    const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : undefined;
+    if (!m || !d || d.getUTCDate() !== Number(m[3])) {
+      throw new BadDataError(`${context}: ${attr.name} is a date field; use YYYY-MM-DD, got '${value}'`);
+    }
+    return value.trim();
+  }
+  return value;
+}
+
+export interface BuiltQuery {
+  filter?: string;
+  params: unknown[];
+}
+
+/** Combine `--filter` (raw) and `--where` conditions (placeholders) into one 4D query. */
+export function buildQuery(dc: DataClass, where: string[], rawFilter?: string): BuiltQuery {
+  const parts: string[] = [];
+  const params: unknown[] = [];
+  if (rawFilter && rawFilter.trim()) parts.push(where.length ? `(${rawFilter.trim()})` : rawFilter.trim());
+  for (const text of where) {
+    const cond = parseCondition(text);
+    const attr = attributeNamed(dc, cond.field, 'field in --where');
+    if (attr.kind !== 'storage') throw new UsageError(`--where: ${attr.name} is a relation; filter on a stored field`);
+    if (cond.value === '' && (cond.op === '=' || cond.op === '!=')) {
+      parts.push(`${attr.name} ${cond.op === '=' ? '=' : '!='} null`);
+      continue;
+    }
+    params.push(typedValue(attr, cond.value, `--where '${text}'`));
+    parts.push(`${attr.name} ${cond.op} :${params.length}`);
+  }
+  return { filter: parts.length ? parts.join(' AND ') : undefined, params };
+}
+
+/** Validate `--order-by "a desc, b"` and add the key as a tie-breaker so paging is stable. */
+export function buildOrderBy(dc: DataClass, spec: string | undefined): string | undefined {
+  const keyName = dc.key[0]?.name;
+  const items: string[] = [];
+  const seen = new Set<string>();
+  if (spec) {
+    for (const part of splitList(spec)) {
+      const m = /^(\S+)(?:\s+(asc|desc))?$/i.exec(part);
+      if (!m) throw new UsageError(`--order-by '${part}' is not "<field> [asc|desc]"`);
+      const attr = attributeNamed(dc, m[1]!, 'field in --order-by');
+      items.push(`${attr.name} ${(m[2] ?? 'asc').toLowerCase()}`);
+      seen.add(attr.name);
+    }
+  }
+  if (keyName && !seen.has(keyName)) items.push(`${keyName} asc`);
+  return items.length ? items.join(',') : undefined;
+}
