@@ -74,6 +74,9 @@ export function buildProgram(dispatch: (loader: Loader, args: string[], opts: Re
     .action(load(() => import('../commands/env.js').then((m) => ({ run: m.runList }))));
   env.command('add <name> <url>').description('add or replace an environment').option('--default', 'make it the default environment')
     .action(load(() => import('../commands/env.js').then((m) => ({ run: m.runAdd }))));
+  env.command('current').description('show the effective settings of this run and where each came from')
+    .option('--json', 'JSON output')
+    .action(load(() => import('../commands/env.js').then((m) => ({ run: m.runCurrent }))));
   env.command('remove <name>').alias('rm').description('remove an environment')
     .action(load(() => import('../commands/env.js').then((m) => ({ run: m.runRemove }))));
   env.command('default <name>').description('set the default environment')

@@ -79,3 +79,29 @@ export async function runDefault(ctx: CommandContext, args: string[]): Promise<n
   });
   return 0;
 }
+
+export async function runCurrent(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
+  const s = ctx.settings;
+  const view = {
+    env: s.envName,
+    envSource: s.envSource,
+    baseUrl: s.baseUrl ?? null,
+    baseUrlSource: s.baseUrlSource ?? null,
+    session: s.sessionName,
+    configDir: s.configDir,
+    dataDir: s.dataDir,
+    timeout: s.timeout,
+    retries: s.retries,
+    pageSize: s.pageSize,
+    concurrency: s.concurrency,
+    logLevel: s.logLevel,
+    credentials: s.credentials ? { username: s.credentials.username, password: '***' } : null,
+  };
+  if (opts.json) {
+    await write(ctx.io.stdout, `${JSON.stringify(view, null, 2)}\n`);
+    return 0;
+  }
+  const lines = Object.entries(view).map(([k, v]) => `${k.padEnd(14)} ${v === null ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  await write(ctx.io.stdout, `${lines.join('\n')}\n`);
+  return 0;
+}

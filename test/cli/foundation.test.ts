@@ -1,0 +1,192 @@
+/** Issue 2: the CLI frame, configuration precedence, bad config, modes, usage errors. */
+import { chmodSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BIN, cleanupTempDirs, runCli, runShell, tempDir } from '../helpers/cli.js';
+
+afterAll(cleanupTempDirs);
+
+const mode = (path: string) => statSync(path).mode & 0o777;
+
+describe('frame', () => {
+  it('--help lists the commands and exits 0', async () => {
+    const r = await runCli(['--help']);
+    expect(r.code).toBe(0);
+    for (const cmd of ['get-table', 'session', 'env', 'doctor', 'tables', 'describe', 'completion']) expect(r.stdout).toContain(cmd);
+    expect(r.stderr).toBe('');
+  });
+
+  it('--version prints the package version', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    const r = await runCli(['--version']);
+    expect(r.stdout.trim()).toBe(pkg.version);
+    expect(r.code).toBe(0);
+  });
+
+  it('help <command> shows that command', async () => {
+    const r = await runCli(['help', 'get-table']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('--where');
+  });
+
+  it('an unknown command exits 64 with one line and a suggestion, not a help dump', async () => {
+    const r = await runCli(['get-tabel', 'Artikel'], { env: { LEGACY_CONFIG_DIR: tempDir() } });
+    expect(r.code).toBe(64);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/did you mean get-table/);
+    expect(r.stdout).toBe('');
+  });
+
+  it('an unknown option exits 64 with one line', async () => {
+    const r = await runCli(['env', 'list', '--jsno'], { env: { LEGACY_CONFIG_DIR: tempDir() } });
+    expect(r.code).toBe(64);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/unknown option '--jsno'.*did you mean --json/);
+  });
+
+  it('completion scripts are printed for bash, zsh and fish; other shells are a usage error', async () => {
+    for (const shell of ['bash', 'zsh', 'fish']) {
+      const r = await runCli(['completion', shell], { env: { LEGACY_CONFIG_DIR: tempDir() } });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('get-table');
+    }
+    const bad = await runCli(['completion', 'tcsh'], { env: { LEGACY_CONFIG_DIR: tempDir() } });
+    expect(bad.code).toBe(64);
+  });
+});
+
+describe('environments and config file', () => {
+  it('env add / list --json round-trips; dir 0700 and file 0600', async () => {
+    const dir = join(tempDir(), 'cfg');
+    const env = { LEGACY_CONFIG_DIR: dir };
+    expect((await runCli(['env', 'add', 'test', 'http://127.0.0.1:8090', '--default'], { env })).code).toBe(0);
+    expect((await runCli(['env', 'add', 'live', 'http://127.0.0.1:8080/rest/'], { env })).code).toBe(0);
+    const r = await runCli(['env', 'list', '--json'], { env });
+    expect(r.code).toBe(0);
+    const data = JSON.parse(r.stdout);
+    expect(data.defaultEnv).toBe('test');
+    expect(data.environments).toEqual([
+      { name: 'test', baseUrl: 'http://127.0.0.1:8090', default: true, selected: true },
+      { name: 'live', baseUrl: 'http://127.0.0.1:8080', default: false, selected: false },
+    ]);
+    expect(mode(dir)).toBe(0o700);
+    expect(mode(join(dir, 'config.json'))).toBe(0o600);
+  });
+
+  it('modes stay private even with a permissive umask', async () => {
+    const dir = join(tempDir(), 'cfg');
+    const r = await runShell(`umask 000; node ${BIN} env add a http://127.0.0.1:1`, { env: { LEGACY_CONFIG_DIR: dir } });
+    expect(r.code).toBe(0);
+    expect(mode(dir)).toBe(0o700);
+    expect(mode(join(dir, 'config.json'))).toBe(0o600);
+  });
+
+  it('env default / remove, with suggestions for unknown names', async () => {
+    const env = { LEGACY_CONFIG_DIR: tempDir() };
+    await runCli(['env', 'add', 'test', 'http://127.0.0.1:8090'], { env });
+    await runCli(['env', 'add', 'live', 'http://127.0.0.1:8080'], { env });
+    expect((await runCli(['env', 'default', 'live'], { env })).code).toBe(0);
+    const bad = await runCli(['env', 'default', 'tset'], { env });
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toMatch(/did you mean test/);
+    expect((await runCli(['env', 'remove', 'test'], { env })).code).toBe(0);
+    const list = JSON.parse((await runCli(['env', 'list', '--json'], { env })).stdout);
+    expect(list.environments.map((e: { name: string }) => e.name)).toEqual(['live']);
+    expect(list.defaultEnv).toBe('live');
+  });
+
+  it('concurrent env add from many processes loses no change', async () => {
+    const env = { LEGACY_CONFIG_DIR: tempDir() };
+    await Promise.all(Array.from({ length: 8 }, (_, i) => runCli(['env', 'add', `e${i}`, `http://127.0.0.1:${9000 + i}`], { env })));
+    const list = JSON.parse((await runCli(['env', 'list', '--json'], { env })).stdout);
+    expect(list.environments).toHaveLength(8);
+  });
+
+  it('precedence: flag beats environment variable beats config file beats default', async () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({
+        defaultEnv: 'a',
+        defaults: { timeout: 1111, retries: 1 },
+        environments: { a: { baseUrl: 'http://127.0.0.1:1001' }, b: { baseUrl: 'http://127.0.0.1:1002', timeout: 2222 }, c: { baseUrl: 'http://127.0.0.1:1003' } },
+      }),
+      { mode: 0o600 },
+    );
+    const current = async (args: string[], env: Record<string, string> = {}) => {
+      const r = await runCli([...args, 'env', 'current', '--json'], { env: { LEGACY_CONFIG_DIR: dir, ...env } });
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout);
+    };
+    const fromConfig = await current([]);
+    expect(fromConfig).toMatchObject({ env: 'a', envSource: 'config', baseUrl: 'http://127.0.0.1:1001', timeout: 1111, retries: 1 });
+    const fromEnv = await current([], { LEGACY_ENV: 'b', LEGACY_RETRIES: '5' });
+    expect(fromEnv).toMatchObject({ env: 'b', envSource: 'env', baseUrl: 'http://127.0.0.1:1002', timeout: 2222, retries: 5 });
+    const fromFlag = await current(['--env', 'c', '--retries', '7', '--timeout', '3333', '--base-url', 'http://127.0.0.1:1009'], {
+      LEGACY_ENV: 'b',
+      LEGACY_RETRIES: '5',
+      LEGACY_TIMEOUT: '4444',
+      LEGACY_BASE_URL: 'http://127.0.0.1:1008',
+    });
+    expect(fromFlag).toMatchObject({ env: 'c', envSource: 'flag', baseUrl: 'http://127.0.0.1:1009', baseUrlSource: 'flag', timeout: 3333, retries: 7 });
+    const envUrl = await current([], { LEGACY_BASE_URL: 'http://127.0.0.1:1008' });
+    expect(envUrl).toMatchObject({ baseUrl: 'http://127.0.0.1:1008', baseUrlSource: 'env' });
+    const defaults = await current([], { LEGACY_CONFIG_DIR: tempDir() });
+    expect(defaults).toMatchObject({ env: 'live', envSource: 'default', timeout: 60000, retries: 3, baseUrl: null });
+  });
+
+  it('a config file that is not valid JSON: exit 78 naming the path, file untouched', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'config.json');
+    const broken = '{"environments": {"test": {"baseUrl": "http://127.0.0.1:1"}},,}';
+    writeFileSync(path, broken, { mode: 0o600 });
+    for (const args of [['env', 'list'], ['env', 'add', 'x', 'http://127.0.0.1:2'], ['get-table', 'Artikel']]) {
+      const r = await runCli(args, { env: { LEGACY_CONFIG_DIR: dir } });
+      expect(r.code).toBe(78);
+      expect(r.stderr).toContain(path);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    expect(readFileSync(path, 'utf8')).toBe(broken);
+  });
+
+  it('a config file that fails validation: exit 78 saying what is wrong', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'config.json');
+    const invalid = JSON.stringify({ environments: { test: { baseUrl: 'ftp://x', timeout: -1 } } });
+    writeFileSync(path, invalid, { mode: 0o600 });
+    const r = await runCli(['env', 'list'], { env: { LEGACY_CONFIG_DIR: dir } });
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/environments\.test\.baseUrl/);
+    expect(r.stderr).toMatch(/environments\.test\.timeout/);
+    expect(readFileSync(path, 'utf8')).toBe(invalid);
+  });
+
+  it('an unwritable config dir: exit 78 with the path', async () => {
+    const parent = tempDir();
+    const dir = join(parent, 'ro');
+    mkdirSync(dir, { mode: 0o500 });
+    chmodSync(dir, 0o500);
+    const r = await runCli(['env', 'add', 'x', 'http://127.0.0.1:2'], { env: { LEGACY_CONFIG_DIR: join(dir, 'sub') } });
+    // root ignores directory permissions; then the write succeeds, which is also fine.
+    if (process.getuid?.() !== 0) {
+      expect(r.code).toBe(78);
+      expect(r.stderr).toContain(dir);
+    }
+    chmodSync(dir, 0o700);
+  });
+
+  it('an unknown environment for a server command: exit 78 with a suggestion', async () => {
+    const env = { LEGACY_CONFIG_DIR: tempDir() };
+    await runCli(['env', 'add', 'test', 'http://127.0.0.1:8090'], { env });
+    const r = await runCli(['-e', 'tset', 'tables'], { env });
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/unknown environment 'tset'.*did you mean test/);
+  });
+
+  it('credentials are never taken from the command line', async () => {
+    const r = await runCli(['--password', 'secret', 'env', 'list'], { env: { LEGACY_CONFIG_DIR: tempDir() } });
+    expect(r.code).toBe(64);
+    expect(r.stderr).not.toContain('secret');
+  });
+});
