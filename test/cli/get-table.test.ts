@@ -1,0 +1,226 @@
+/** Issue 5: get-table streams whole tables out, byte-exact, under faults, safely to files. */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'csv-parse/sync';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, cleanupTempDirs, collect, runCli, runShell, spawnCli, tempDir } from '../helpers/cli.js';
+import { startServer, type TestServer } from '../helpers/emulator.js';
+
+const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
+
+afterAll(cleanupTempDirs);
+
+describe('exact output for a small fixture', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ data: FIXTURE });
+  });
+  afterAll(() => server.stop());
+
+  it('CSV: RFC 4180, catalog order, key order, converted values', async () => {
+    const r = await runCli(['get-table', 'Teile', '--csv'], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(
+      [
+        'ID,Name,Notiz,PLZ,Preis,Aktiv,Datum,Leer,Zeit,Daten,Familie',
+        '1,"Straße ""Süd"", Nr. 5","Zeile 1\nZeile 2; mit Semikolon",01067,39.5,true,2025-01-27,,20:35:41,"{""Coll"":[{""Art"":""Laden"",""Preis"":39.5}]}",A1',
+        '2,=SUMME(A1),,00100,-3,false,,1999-12-01,,,',
+        '3,"O\'Reilly & ""Söhne"" #1",@home,20095,12,false,1999-12-31,,01:00:00,{},A1',
+        '10,Ärger & Co,"Komma, ""Zitat""",80331,0.1,true,2024-03-05,,00:00:00,"{""values"":[],""geerbt"":true}",B2',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('every format carries the same data for the same row', async () => {
+    const csv = await runCli(['get-table', 'Teile', '--csv', '--meta'], { env: server.env });
+    const ndjson = await runCli(['get-table', 'Teile', '--ndjson', '--meta'], { env: server.env });
+    const json = await runCli(['get-table', 'Teile', '--json', '--meta'], { env: server.env });
+    for (const r of [csv, ndjson, json]) expect(r.code, r.stderr).toBe(0);
+    const fromNd = ndjson.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const fromJson = JSON.parse(json.stdout);
+    expect(fromJson).toEqual(fromNd);
+    const rows = parse(csv.stdout, { columns: true }) as Array<Record<string, string>>;
+    expect(rows).toHaveLength(fromNd.length);
+    const asCell = (v: unknown) => (v === null ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+    rows.forEach((row, i) => {
+      for (const [k, v] of Object.entries(fromNd[i])) expect(row[k], `${k} of row ${i}`).toBe(asCell(v));
+    });
+    expect(fromNd[0]).toMatchObject({ __KEY: '1', __STAMP: 1, ID: 1, Datum: '2025-01-27', Leer: null, Zeit: '20:35:41', Daten: { Coll: [{ Art: 'Laden', Preis: 39.5 }] }, Familie: 'A1' });
+  });
+
+  it('--raw keeps the server encoding', async () => {
+    const r = await runCli(['get-table', 'Teile', '--ndjson', '--raw', '--fields', 'ID,Datum,Leer,Zeit,Familie'], { env: server.env });
+    const first = JSON.parse(r.stdout.split('\n')[0]!);
+    expect(first).toMatchObject({ ID: 1, Datum: '27!1!2025', Leer: '0!0!0', Zeit: 74141000 });
+    expect(first.Familie.__deferred.__KEY).toBe('A1');
+  });
+
+  it('--fields order, --delimiter, --bom, --no-header, --excel-safe', async () => {
+    const r = await runCli(['get-table', 'Teile', '--fields', 'Name,ID', '--delimiter', ';', '--bom', '--excel-safe', '--where', 'ID<=3'], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.startsWith('\ufeffName;ID\n')).toBe(true);
+    expect(r.stdout).toContain("'=SUMME(A1);2\n");
+    const nh = await runCli(['get-table', 'Teile', '--fields', 'ID', '--no-header'], { env: server.env });
+    expect(nh.stdout).toBe('1\n2\n3\n10\n');
+  });
+
+  it('--where builds placeholders: quotes, & and # in a value are safe', async () => {
+    const r = await runCli(['get-table', 'Teile', '--fields', 'ID', '--no-header', '--where', `Name=O'Reilly & "Söhne" #1`], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('3\n');
+    const wild = await runCli(['get-table', 'Teile', '--fields', 'ID', '--no-header', '--where', 'Name=Str@', '--where', 'Preis>=1'], { env: server.env });
+    expect(wild.stdout).toBe('1\n');
+    const dates = await runCli(['get-table', 'Teile', '--fields', 'ID', '--no-header', '--where', 'Datum>=2024-01-01'], { env: server.env });
+    expect(dates.stdout).toBe('1\n10\n');
+    const begin = await runCli(['get-table', 'Teile', '--fields', 'ID', '--no-header', '--where', 'Name begin Ä'], { env: server.env });
+    expect(begin.stdout).toBe('10\n');
+  });
+
+  it('--count, --limit, --skip, --order-by', async () => {
+    expect((await runCli(['get-table', 'Teile', '--count'], { env: server.env })).stdout).toBe('4\n');
+    expect((await runCli(['get-table', 'Teile', '--count', '--where', 'Aktiv=true'], { env: server.env })).stdout).toBe('2\n');
+    const page = await runCli(['get-table', 'Teile', '--fields', 'ID', '--no-header', '--skip', '1', '--limit', '2'], { env: server.env });
+    expect(page.stdout).toBe('2\n3\n');
+    const ordered = await runCli(['get-table', 'Teile', '--fields', 'ID', '--no-header', '--order-by', 'Preis desc'], { env: server.env });
+    expect(ordered.stdout).toBe('1\n3\n10\n2\n');
+  });
+
+  it('unknown table or field: exit 65 with a suggestion', async () => {
+    const table = await runCli(['get-table', 'teile'], { env: server.env });
+    expect(table.code).toBe(65);
+    expect(table.stderr).toMatch(/unknown table 'teile'.*did you mean Teile/);
+    const field = await runCli(['get-table', 'Teile', '--fields', 'ID,Nmae'], { env: server.env });
+    expect(field.code).toBe(65);
+    expect(field.stderr).toMatch(/did you mean Name/);
+    const where = await runCli(['get-table', 'Teile', '--where', 'Prise>1'], { env: server.env });
+    expect(where.code).toBe(65);
+    const order = await runCli(['get-table', 'Teile', '--order-by', 'Preiss'], { env: server.env });
+    expect(order.code).toBe(65);
+    const value = await runCli(['get-table', 'Teile', '--where', 'Preis>abc'], { env: server.env });
+    expect(value.code).toBe(65);
+    expect(value.stderr).toMatch(/not a number/);
+    const malformed = await runCli(['get-table', 'Teile', '--where', 'Preis'], { env: server.env });
+    expect(malformed.code).toBe(64);
+  });
+
+  it('a filter the server rejects: exit 65 with its message, and no output file', async () => {
+    const dir = tempDir();
+    const out = join(dir, 'out.csv');
+    const r = await runCli(['get-table', 'Teile', '--filter', 'Nmae = 1', '-o', out], { env: server.env });
+    expect(r.code).toBe(65);
+    expect(r.stderr).toMatch(/rejected/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('tables and describe', async () => {
+    const t = await runCli(['tables'], { env: server.env });
+    expect(t.stdout).toBe('Gruppe\nTeile\n');
+    const d = await runCli(['describe', 'Teile', '--json'], { env: server.env });
+    const json = JSON.parse(d.stdout);
+    expect(json.key).toEqual(['ID']);
+    expect(json.attributes.map((a: { name: string }) => a.name)).toContain('Familie');
+    expect((await runCli(['describe', 'Teil'], { env: server.env })).code).toBe(65);
+  });
+
+  it('--table shows a capped, width-fitted table and the total on stderr', async () => {
+    const r = await runCli(['get-table', 'Teile', '--table', '--limit', '2'], { env: { ...server.env, COLUMNS: '80' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Straße');
+    expect(r.stdout.split('\n').every((line) => [...line].length <= 120)).toBe(true);
+    expect(r.stderr).toMatch(/showing 2 of 4 rows/);
+  });
+});
+
+describe('large tables, faults, files and signals', () => {
+  let server: TestServer;
+  let clean: string;
+  beforeAll(async () => {
+    server = await startServer({ rows: { Artikel: 6000 }, maxSessions: 10 });
+    const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '500'], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    clean = r.stdout;
+  });
+  afterAll(() => server.stop());
+  afterEach(async () => {
+    await server.control('options', { faults: { rate: 0, expireEvery: 0 }, latencyMs: 0 });
+    await server.control('faults', undefined, 'DELETE');
+  });
+
+  it('the clean export has every row once, in key order', () => {
+    const rows = parse(clean, { columns: true }) as Array<Record<string, string>>;
+    expect(rows).toHaveLength(6000);
+    const keys = rows.map((r) => r.UID!);
+    expect(new Set(keys).size).toBe(6000);
+    expect([...keys].sort()).toEqual(keys);
+  });
+
+  it('10% injected faults plus forced session expiry → byte-identical CSV', async () => {
+    await server.control('options', { faults: { rate: 0.1, kinds: ['500', '503', 'reset', 'truncate'], seed: 42, expireEvery: 5 } });
+    const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '500', '--retries', '6'], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout === clean).toBe(true);
+    const stats = await server.stats();
+    expect(stats.faults.expire).toBeGreaterThan(0);
+    expect(Object.values(stats.faults as Record<string, number>).reduce((a, b) => a + b, 0)).toBeGreaterThan(3);
+  });
+
+  it('concurrency does not change the output', async () => {
+    const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '300', '--concurrency', '6'], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout === clean).toBe(true);
+  });
+
+  it('-o writes the same bytes atomically', async () => {
+    const dir = tempDir();
+    const out = join(dir, 'artikel.csv');
+    const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '500', '-o', out], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(readFileSync(out, 'utf8') === clean).toBe(true);
+    expect(readdirSync(dir)).toEqual(['artikel.csv']);
+  });
+
+  it('retries exhausted: a clean failure (69), never a silently short file', async () => {
+    const dir = tempDir();
+    const out = join(dir, 'artikel.csv');
+    await server.control('options', { faults: { rate: 1, kinds: ['503'], seed: 1 } });
+    const r = await runCli(['get-table', 'Artikel', '-o', out, '--retries', '1'], { env: server.env });
+    expect(r.code).toBe(69);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('| head -n 3 ends with exit 0 and no EPIPE trace', async () => {
+    const r = await runShell(`node ${BIN} get-table Artikel --csv --page-size 200 | head -n 3; echo "status=\${PIPESTATUS[0]}"`, { env: server.env });
+    expect(r.stdout).toContain('status=0');
+    expect(r.stdout.split('\n').slice(0, 3).join('\n')).toBe(clean.split('\n').slice(0, 3).join('\n'));
+    expect(r.stderr).toBe('');
+  });
+
+  it('Ctrl-C during -o: exit 130 and no file, not even a temporary one', async () => {
+    await server.control('options', { latencyMs: 300 });
+    const dir = tempDir();
+    const out = join(dir, 'artikel.csv');
+    const child = spawnCli(['get-table', 'Artikel', '-o', out, '--page-size', '100', '--concurrency', '1'], { env: server.env });
+    const done = collect(child);
+    await new Promise((r) => setTimeout(r, 1500));
+    child.kill('SIGINT');
+    const r = await done;
+    expect(r.code).toBe(130);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(dir)).toEqual([]);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('the server down: exit 69 naming the URL', async () => {
+    const r = await runCli(['get-table', 'Artikel', '--retries', '1'], { env: { ...server.env, LEGACY_BASE_URL: 'http://127.0.0.1:9', LEGACY_CONFIG_DIR: tempDir() } });
+    expect(r.code).toBe(69);
+    expect(r.stderr).toContain('http://127.0.0.1:9');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
