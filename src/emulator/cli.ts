@@ -1,0 +1,222 @@
+/**
+ * `legacy-emulator`: command line of the 4D REST emulator (node:util parseArgs only, no dependencies).
+ *
+ * Exit codes (sysexits): 0 ok / stopped by SIGINT or SIGTERM, 64 bad options, 65 invalid fixture,
+ * 66 fixture file not found, 69 cannot listen (port in use, permission).
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { FixtureError } from './datastore.js';
+import { OptionError } from './options.js';
+import { startEmulator } from './server.js';
+import { FAULT_KINDS, type EmulatorOptions, type FaultKind } from './types.js';
+
+export const USAGE = `Usage: legacy-emulator [options]
+
+A 4D REST server emulator (sessions and licences, $catalog, paging, $filter, entity sets,
+$method=update, fault injection). Control API under /__emulator/ (stats, reset, options, ...).
+
+Options:
+  --host <addr>                 address to listen on (default 127.0.0.1)
+  --port <n>                    port (default 8090; 0 = a free port)
+  --data demo|<file.json>       seeded demo tables (default) or a JSON fixture
+  --rows <T=n,...>              demo row counts, e.g. Artikel=200000,Kunden=5000
+  --seed <n>                    demo data seed (default 1)
+  --max-sessions <n>            licences (default 3); more sessions get HTTP 402
+  --session-timeout <dur>       idle session timeout, sliding (default 60m)
+  --auth <user:password>        require username-4D/password-4D (default: open access)
+  --app-name <name>             scalable session cookie 4DSID_<name> (default WSZ-DB)
+  --no-scalable                 set only WASID4D, not 4DSID_<app>
+  --latency <dur>               delay added to every /rest response (default 0)
+  --faults <rate[:kinds]>       random faults on data requests, e.g. 0.1:500,503,reset,slow
+                                kinds: ${FAULT_KINDS.join(', ')}
+                                (default kinds: all but slow)
+  --fault-seed <n>              fault RNG seed (default 1)
+  --slow <dur>                  delay of the 'slow' fault (default 5s)
+  --expire-every <n>            expire the requesting session every n data requests
+  --duplicate-cookie reject|first-wins     two WASID4D cookies: 401 (default) or use the first
+  --strict-date-compare reject|allow       < and > on dates: 500 (default) or evaluate
+  -v, --verbose                 log requests to stderr
+  --quiet                       no warnings on stderr
+  -h, --help                    show this help
+  -V, --version                 show the version
+
+Durations take ms, s, m or h (bare numbers are milliseconds).
+Prints "listening on http://<host>:<port>" on stdout when ready.
+Exit codes: 0 stopped, 64 bad options, 65 bad fixture, 66 fixture not found, 69 cannot listen.`;
+
+class UsageError extends Error {}
+
+/** `250ms`, `5s`, `60m`, `1h`, or a bare number of milliseconds. */
+export function parseDuration(text: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`${what}: "${text}" is not a duration (e.g. 500ms, 5s, 60m, 1h)`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 'ms']!;
+  return Math.round(Number(m[1]) * unit);
+}
+
+function parseCount(text: string, what: string): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${what}: "${text}" is not a non-negative integer`);
+  return Number(text);
+}
+
+function parseRows(text: string): Record<string, number> {
+  const rows: Record<string, number> = {};
+  for (const part of text.split(',').filter((p) => p.trim() !== '')) {
+    const m = /^\s*([^=\s]+)\s*=\s*(\d+)\s*$/.exec(part);
+    if (!m) throw new UsageError(`--rows: "${part}" is not Table=count`);
+    rows[m[1]!] = Number(m[2]);
+  }
+  return rows;
+}
+
+function parseFaults(text: string): { rate: number; kinds?: FaultKind[] } {
+  const [rateText, kindsText] = text.split(':', 2) as [string, string | undefined];
+  const rate = Number(rateText);
+  if (rateText.trim() === '' || !Number.isFinite(rate) || rate < 0 || rate > 1) {
+    throw new UsageError(`--faults: rate "${rateText}" must be a number between 0 and 1`);
+  }
+  if (kindsText === undefined) return { rate };
+  const kinds = kindsText.split(',').map((k) => k.trim()).filter((k) => k !== '');
+  for (const k of kinds) {
+    if (!(FAULT_KINDS as readonly string[]).includes(k)) throw new UsageError(`--faults: unknown kind "${k}" (${FAULT_KINDS.join(', ')})`);
+  }
+  if (kinds.length === 0) throw new UsageError('--faults: no fault kinds after ":"');
+  return { rate, kinds: kinds as FaultKind[] };
+}
+
+export type CliCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; options: EmulatorOptions };
+
+/** Parses the command line (without `node` and the script). Throws UsageError on bad input. */
+export function parseCliArgs(argv: string[]): CliCommand {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        data: { type: 'string' },
+        rows: { type: 'string' },
+        seed: { type: 'string' },
+        'max-sessions': { type: 'string' },
+        'session-timeout': { type: 'string' },
+        auth: { type: 'string' },
+        'app-name': { type: 'string' },
+        'no-scalable': { type: 'boolean' },
+        latency: { type: 'string' },
+        faults: { type: 'string' },
+        'fault-seed': { type: 'string' },
+        slow: { type: 'string' },
+        'expire-every': { type: 'string' },
+        'duplicate-cookie': { type: 'string' },
+        'strict-date-compare': { type: 'string' },
+        verbose: { type: 'boolean', short: 'v' },
+        quiet: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message.split('\n')[0]!);
+  }
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  const o: EmulatorOptions = {};
+  if (values.host !== undefined) o.host = values.host;
+  if (values.port !== undefined) {
+    o.port = parseCount(values.port, '--port');
+    if (o.port > 65535) throw new UsageError(`--port: ${o.port} is not a port number`);
+  }
+  if (values.data !== undefined) o.data = values.data;
+  if (values.rows !== undefined) o.rows = parseRows(values.rows);
+  if (values.seed !== undefined) o.seed = parseCount(values.seed, '--seed');
+  if (values['max-sessions'] !== undefined) o.maxSessions = parseCount(values['max-sessions'], '--max-sessions');
+  if (values['session-timeout'] !== undefined) o.sessionTimeoutMs = parseDuration(values['session-timeout'], '--session-timeout');
+  if (values.auth !== undefined) {
+    const i = values.auth.indexOf(':');
+    if (i <= 0) throw new UsageError('--auth: expected user:password');
+    o.auth = { user: values.auth.slice(0, i), password: values.auth.slice(i + 1) };
+  }
+  if (values['app-name'] !== undefined) o.appName = values['app-name'];
+  if (values['no-scalable']) o.scalable = false;
+  if (values.latency !== undefined) o.latencyMs = parseDuration(values.latency, '--latency');
+  const faults: NonNullable<EmulatorOptions['faults']> = {};
+  if (values.faults !== undefined) Object.assign(faults, parseFaults(values.faults));
+  if (values['fault-seed'] !== undefined) faults.seed = parseCount(values['fault-seed'], '--fault-seed');
+  if (values.slow !== undefined) faults.slowMs = parseDuration(values.slow, '--slow');
+  if (values['expire-every'] !== undefined) faults.expireEvery = parseCount(values['expire-every'], '--expire-every');
+  if (Object.keys(faults).length > 0) o.faults = faults;
+  if (values['duplicate-cookie'] !== undefined) o.duplicateCookie = values['duplicate-cookie'] as EmulatorOptions['duplicateCookie'];
+  if (values['strict-date-compare'] !== undefined) o.strictDateCompare = values['strict-date-compare'] as EmulatorOptions['strictDateCompare'];
+  if (values.verbose) o.verbose = true;
+  if (values.quiet) o.quiet = true;
+  return { kind: 'run', options: o };
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Maps a start-up failure to one stderr line and an exit code. */
+function failure(e: unknown, port: number | undefined): { message: string; code: number } {
+  const err = e as NodeJS.ErrnoException;
+  if (e instanceof UsageError || e instanceof OptionError) return { message: err.message, code: 64 };
+  if (e instanceof FixtureError) return { message: err.message, code: 65 };
+  if (err.code === 'ENOENT' || err.code === 'EISDIR' || err.code === 'EACCES' && err.syscall === 'open') {
+    return { message: `cannot read fixture: ${err.message}`, code: 66 };
+  }
+  if (err.code === 'EADDRINUSE') return { message: `port ${port ?? 8090} is already in use`, code: 69 };
+  if (err.syscall === 'listen' || err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES') return { message: `cannot listen: ${err.message}`, code: 69 };
+  return { message: err.stack ?? String(e), code: 70 };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let cmd: CliCommand;
+  try {
+    cmd = parseCliArgs(argv);
+  } catch (e) {
+    const f = failure(e, undefined);
+    process.stderr.write(`legacy-emulator: ${f.message}\n`);
+    process.exitCode = f.code;
+    return;
+  }
+  if (cmd.kind === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (cmd.kind === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+  let emu;
+  try {
+    emu = await startEmulator(cmd.options);
+  } catch (e) {
+    const f = failure(e, cmd.options.port);
+    process.stderr.write(`legacy-emulator: ${f.message}\n`);
+    process.exitCode = f.code;
+    return;
+  }
+  process.stdout.write(`listening on ${emu.url}\n`);
+  const running = emu;
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    void running.stop().then(() => {
+      process.exitCode = 0;
+    });
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}

@@ -1,0 +1,266 @@
+/**
+ * The control API: in-process (`RunningEmulator.control`) and over HTTP under `/__emulator/`. It never creates
+ * sessions and is not counted as REST traffic. JSON in, JSON out; errors are `{"error": "..."}` with 400/404.
+ *
+ *   GET    stats | sessions | tables | row/{table}/{key}
+ *   POST   reset | options | expire-sessions | occupy {count} | release-occupied | faults {queue} | mutate | row
+ *   DELETE faults
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { EmulatorCore } from './core.js';
+import type { WireValue } from './model.js';
+import { OptionError } from './options.js';
+import { allAttributes } from './render.js';
+import type { Table } from './table.js';
+import type { EmulatorControl, MutateRequest, MutateResult, QueuedFault, RenderedEntity, RuntimeOptionsPatch } from './types.js';
+import { Rng } from './util/random.js';
+import { applyAttributes, createRow, newKey, saveRow, type ChangeContext } from './update.js';
+
+export class ControlError extends Error {
+  override name = 'ControlError';
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+const ERP_USERS = ['Müller', 'Schäfer', 'Tropp', 'König'];
+const TEXT_FIELDS = ['Bezeichnung', 'Firma', 'Text', 'Name'];
+const EDIT_MARK = / \(geändert \d+\)$/;
+
+function nonNegInt(v: unknown, name: string): number {
+  if (v === undefined) return 0;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ControlError(400, `${name} must be a non-negative integer`);
+  return v;
+}
+
+/** Fields an ERP user would edit: a text field and a number field (not the key, not audit fields). */
+function editableFields(table: Table): { text: number; num: number } {
+  const candidates = table.attrs
+    .map((a, i) => ({ a, i }))
+    .filter(({ a, i }) => a.kind === 'storage' && i !== table.keyAttr && !/^(created|modified)_/.test(a.name) && !a.name.endsWith('_'));
+  const text = candidates.find(({ a }) => a.type === 'string' && TEXT_FIELDS.includes(a.name)) ?? candidates.find(({ a }) => a.type === 'string');
+  const num = candidates.find(({ a }) => a.type === 'number');
+  return { text: text?.i ?? -1, num: num?.i ?? -1 };
+}
+
+export class Control implements EmulatorControl {
+  private mutations = 0;
+  private edits = 0;
+
+  constructor(private readonly core: EmulatorCore) {}
+
+  private table(name: unknown): Table {
+    const t = typeof name === 'string' ? this.core.store.table(name) : undefined;
+    if (!t) throw new ControlError(404, `unknown table ${JSON.stringify(name)}`);
+    return t;
+  }
+
+  private row(t: Table, key: unknown): number {
+    const row = typeof key === 'string' || typeof key === 'number' ? t.indexOfKey(String(key)) : -1;
+    if (row < 0) throw new ControlError(404, `no row ${JSON.stringify(key)} in ${t.name}`);
+    return row;
+  }
+
+  private render(t: Table, row: number): RenderedEntity {
+    return this.core.renderer.entity(t, row, allAttributes(t), { __entityModel: t.name });
+  }
+
+  stats() {
+    return this.core.stats();
+  }
+
+  sessions() {
+    return this.core.sessions.summaries();
+  }
+
+  reset(): void {
+    this.core.reset();
+    this.mutations = 0;
+    this.edits = 0;
+  }
+
+  setOptions(patch: RuntimeOptionsPatch): void {
+    try {
+      this.core.setOptions(patch);
+    } catch (e) {
+      if (e instanceof OptionError) throw new ControlError(400, e.message);
+      throw e;
+    }
+  }
+
+  expireSessions(): number {
+    return this.core.sessions.expireAll();
+  }
+
+  occupy(count: number): number {
+    return this.core.sessions.occupy(nonNegInt(count, 'count'));
+  }
+
+  releaseOccupied(): number {
+    return this.core.sessions.releaseOccupied();
+  }
+
+  queueFaults(queue: QueuedFault[]): number {
+    try {
+      return this.core.faults.enqueue(queue);
+    } catch (e) {
+      if (e instanceof OptionError) throw new ControlError(400, e.message);
+      throw e;
+    }
+  }
+
+  clearFaults(): void {
+    this.core.faults.clear();
+  }
+
+  /**
+   * Changes rows like ERP users would. Rows are picked with a seeded RNG (`seed`, else a counter), updates first,
+   * deletions among the other rows, insertions last (copies of an existing row with a new key).
+   */
+  mutate(req: MutateRequest): MutateResult {
+    if (!req || typeof req !== 'object') throw new ControlError(400, 'body must be an object');
+    const t = this.table(req.table);
+    const nUpdate = nonNegInt(req.update, 'update');
+    const nInsert = nonNegInt(req.insert, 'insert');
+    const nDelete = nonNegInt(req.delete, 'delete');
+    if (nUpdate + nDelete > t.size) throw new ControlError(400, `${t.name} has only ${t.size} rows`);
+    const seed = req.seed === undefined ? this.core.initial.seed * 7919 + ++this.mutations : nonNegInt(req.seed, 'seed');
+    const rng = new Rng(seed);
+    const live = t.all();
+    const picked = new Set<number>();
+    const pick = () => {
+      for (;;) {
+        const row = live.at(rng.int(live.size));
+        if (!picked.has(row)) {
+          picked.add(row);
+          return row;
+        }
+      }
+    };
+    const now = Date.now();
+    const ctx: ChangeContext = { now, userName: ERP_USERS[rng.int(ERP_USERS.length)]! };
+    const { text, num } = editableFields(t);
+    const out: MutateResult = { updated: [], inserted: [], deleted: [] };
+    const toUpdate = Array.from({ length: nUpdate }, pick);
+    const toDelete = Array.from({ length: nDelete }, pick);
+    for (const row of toUpdate) {
+      const values = t.materialize(row).values;
+      if (text >= 0) values[text] = `${String(values[text] ?? '').replace(EDIT_MARK, '')} (geändert ${++this.edits})`;
+      if (num >= 0) values[num] = Math.round(((Number(values[num]) || 0) + 1 + rng.int(100) / 100) * 100) / 100;
+      saveRow(t, row, values, ctx, true);
+      out.updated.push(t.keyOf(row));
+    }
+    for (let k = 0; k < nInsert; k++) {
+      const values: WireValue[] = t.size > 0 ? t.materialize(live.at(rng.int(live.size))).values : t.attrs.map(() => null);
+      values[t.keyAttr] = newKey(t);
+      out.inserted.push(t.keyOf(createRow(t, values, ctx)));
+    }
+    for (const row of toDelete) {
+      out.deleted.push(t.keyOf(row));
+      t.remove(row);
+    }
+    return out;
+  }
+
+  /** Changes one row as another user would: always a save (stamp + 1, modified_* = now). */
+  setRow(table: string, key: string, set: Record<string, unknown>): RenderedEntity {
+    const t = this.table(table);
+    const row = this.row(t, key);
+    if (!set || typeof set !== 'object' || Array.isArray(set)) throw new ControlError(400, '"set" must be an object');
+    const values = t.materialize(row).values;
+    const errors = applyAttributes(t, values, set);
+    if (errors.length > 0) throw new ControlError(400, errors.map((e) => e.message).join('; '));
+    if (t.normalizeKey(String(values[t.keyAttr])) !== t.normalizeKey(t.keyOf(row))) throw new ControlError(400, 'the key cannot change');
+    saveRow(t, row, values, { now: Date.now(), userName: ERP_USERS[0]! }, true);
+    return this.render(t, row);
+  }
+
+  getRow(table: string, key: string): RenderedEntity | null {
+    const t = this.table(table);
+    const row = t.indexOfKey(String(key));
+    return row < 0 ? null : this.render(t, row);
+  }
+
+  tables(): Array<{ name: string; count: number }> {
+    return this.core.store.tables.map((t) => ({ name: t.name, count: t.size }));
+  }
+}
+
+// ---- HTTP ------------------------------------------------------------------------------------------------------
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ControlError(400, 'body is not valid JSON');
+  }
+}
+
+function obj(body: unknown): Record<string, unknown> {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ControlError(400, 'body must be a JSON object');
+  return body as Record<string, unknown>;
+}
+
+async function route(control: Control, req: IncomingMessage, path: string): Promise<unknown> {
+  const m = req.method ?? 'GET';
+  const rowPath = /^row\/([^/]+)\/(.+)$/.exec(path);
+  if (m === 'GET' && rowPath) {
+    const [table, key] = [decodeURIComponent(rowPath[1]!), decodeURIComponent(rowPath[2]!)];
+    const row = control.getRow(table, key);
+    if (!row) throw new ControlError(404, `no row ${key} in ${table}`);
+    return row;
+  }
+  const op = `${m} ${path}`;
+  switch (op) {
+    case 'GET stats':
+      return control.stats();
+    case 'GET sessions':
+      return control.sessions();
+    case 'GET tables':
+      return control.tables();
+    case 'POST reset':
+      control.reset();
+      return { ok: true };
+    case 'POST options':
+      control.setOptions(obj(await readJson(req)) as RuntimeOptionsPatch);
+      return { ok: true };
+    case 'POST expire-sessions':
+      return { expired: control.expireSessions() };
+    case 'POST occupy':
+      return { occupied: control.occupy(obj(await readJson(req)).count as number) };
+    case 'POST release-occupied':
+      return { released: control.releaseOccupied() };
+    case 'POST faults':
+      return { queued: control.queueFaults(obj(await readJson(req)).queue as QueuedFault[]) };
+    case 'DELETE faults':
+      control.clearFaults();
+      return { ok: true };
+    case 'POST mutate':
+      return control.mutate(obj(await readJson(req)) as unknown as MutateRequest);
+    case 'POST row': {
+      const b = obj(await readJson(req));
+      return control.setRow(b.table as string, b.key as string, b.set as Record<string, unknown>);
+    }
+    default:
+      throw new ControlError(404, `unknown control operation ${op}`);
+  }
+}
+
+/** Serves `/__emulator/<path>`. */
+export async function handleControlHttp(control: Control, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  let status = 200;
+  let body: unknown;
+  try {
+    body = await route(control, req, path);
+  } catch (e) {
+    status = e instanceof ControlError ? e.status : 500;
+    body = { error: (e as Error).message };
+  }
+  const buf = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=UTF-8', 'Content-Length': buf.length });
+  res.end(buf);
+}

@@ -1,0 +1,147 @@
+/**
+ * The emulator's state: data, sessions, entity sets, faults, statistics and runtime options. The HTTP layer
+ * (server.ts), the REST router (rest.ts) and the control API (control.ts) all work on one EmulatorCore.
+ */
+import { DataStore, dataStoreFactory } from './datastore.js';
+import { EntitySetStore } from './entitysets.js';
+import { FaultInjector } from './faults.js';
+import { applyRuntimePatch, DEFAULT_APP_NAME, type ResolvedOptions, type RuntimeOptions } from './options.js';
+import { compileFilter, filterSelection, parseParams, sortSelection } from './query.js';
+import { Renderer } from './render.js';
+import { SessionManager } from './sessions.js';
+import type { Selection, Table } from './table.js';
+import type { EmulatorStats, FaultKind, RuntimeOptionsPatch } from './types.js';
+import { FAULT_KINDS } from './types.js';
+import { Updater } from './update.js';
+import { hashString, hex8, mix32 } from './util/random.js';
+
+type Counters = Omit<EmulatorStats, 'liveSessions' | 'occupiedSessions' | 'entitySets'>;
+
+function zeroCounters(): Counters {
+  const faults = Object.fromEntries([...FAULT_KINDS, 'expire'].map((k) => [k, 0])) as Record<FaultKind | 'expire', number>;
+  return {
+    sessionsCreated: 0,
+    maxLiveSessions: 0,
+    rejected402: 0,
+    duplicateCookieRejections: 0,
+    authFailures: 0,
+    logins: 0,
+    logouts: 0,
+    requests: 0,
+    requestsWithoutCookie: 0,
+    dataRequests: 0,
+    updates: 0,
+    conflicts: 0,
+    faults,
+  };
+}
+
+export interface SelectQuery {
+  filter?: string;
+  params?: string;
+  orderby?: string;
+}
+
+const QUERY_CACHE_SIZE = 32;
+
+export class EmulatorCore {
+  opts: RuntimeOptions;
+  store: DataStore;
+  renderer: Renderer;
+  updater: Updater;
+  counters: Counters = zeroCounters();
+  readonly appName: string;
+  readonly uniqId: string;
+  readonly sessions: SessionManager;
+  readonly sets = new EntitySetStore();
+  readonly faults: FaultInjector;
+  private readonly makeStore: () => DataStore;
+  /** Recent query results over whole tables (key includes the table version), so paging a filter is cheap. */
+  private readonly queryCache = new Map<string, Selection>();
+
+  constructor(readonly initial: ResolvedOptions) {
+    this.opts = initial.runtime;
+    this.makeStore = dataStoreFactory(initial.data, initial.seed, initial.rows);
+    this.store = this.makeStore();
+    this.appName = initial.appName ?? this.store.appName ?? DEFAULT_APP_NAME;
+    this.uniqId = hex8(mix32(initial.seed)) + hex8(hashString(this.appName)) + hex8(mix32(initial.seed + 1)) + hex8(mix32(initial.seed + 2));
+    this.renderer = new Renderer(this.store);
+    this.updater = new Updater(this.renderer, this.appName);
+    this.sessions = new SessionManager(() => this.opts, (id) => this.sets.dropOwner(id));
+    this.faults = new FaultInjector(() => this.opts);
+  }
+
+  get sessionCookie(): string {
+    return `4DSID_${this.appName}`;
+  }
+
+  setOptions(patch: RuntimeOptionsPatch): void {
+    this.opts = applyRuntimePatch(this.opts, patch);
+    if (patch.faults !== undefined) this.faults.restart();
+  }
+
+  /** Back to the start state: sessions, sets, stats, data; runtime options as started, faults off. */
+  reset(): void {
+    this.sessions.clear();
+    this.sets.clear();
+    this.queryCache.clear();
+    this.store = this.makeStore();
+    this.renderer = new Renderer(this.store);
+    this.updater = new Updater(this.renderer, this.appName);
+    this.opts = { ...this.initial.runtime, faults: { ...this.initial.runtime.faults, rate: 0, expireEvery: 0 } };
+    this.faults.clear();
+    this.faults.restart();
+    this.counters = zeroCounters();
+  }
+
+  stats(): EmulatorStats {
+    const c = this.counters;
+    return {
+      ...c,
+      faults: { ...c.faults },
+      liveSessions: this.sessions.liveCount(),
+      occupiedSessions: this.sessions.occupiedCount(),
+      entitySets: this.sets.live().length,
+    };
+  }
+
+  /** Records the live-session high-water mark after a session was created. */
+  noteSessionCreated(): void {
+    this.counters.sessionsCreated++;
+    this.counters.maxLiveSessions = Math.max(this.counters.maxLiveSessions, this.sessions.liveCount());
+  }
+
+  /**
+   * Filter and sort `base` (default: the whole table). Whole-table results are cached by table version.
+   * Throws RestError for bad filters (500) and bad orderby (404).
+   */
+  select(table: Table, q: SelectQuery, base?: Selection): Selection {
+    if (q.filter === undefined && q.orderby === undefined) return base ?? table.all();
+    const cacheKey = base
+      ? null
+      : [table.name, table.version, q.filter ?? '', q.params ?? '', q.orderby ?? '', this.opts.strictDateCompare].join('\u0000');
+    if (cacheKey !== null) {
+      const hit = this.queryCache.get(cacheKey);
+      if (hit) {
+        this.queryCache.delete(cacheKey);
+        this.queryCache.set(cacheKey, hit);
+        return hit;
+      }
+    }
+    let sel = base ?? table.all();
+    if (q.filter !== undefined) {
+      const pred = compileFilter(q.filter, table, {
+        store: this.store,
+        params: parseParams(q.params),
+        strictDateCompare: this.opts.strictDateCompare,
+      });
+      sel = filterSelection(table, sel, pred);
+    }
+    if (q.orderby !== undefined) sel = sortSelection(table, sel, q.orderby, this.store);
+    if (cacheKey !== null) {
+      this.queryCache.set(cacheKey, sel);
+      if (this.queryCache.size > QUERY_CACHE_SIZE) this.queryCache.delete(this.queryCache.keys().next().value!);
+    }
+    return sel;
+  }
+}

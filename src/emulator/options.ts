@@ -1,0 +1,180 @@
+/**
+ * Defaults and validation of emulator options, shared by `startEmulator`, the control API and the CLI.
+ */
+import {
+  DEFAULT_FAULT_KINDS,
+  FAULT_KINDS,
+  type EmulatorOptions,
+  type FaultKind,
+  type FaultOptions,
+  type RuntimeOptionsPatch,
+} from './types.js';
+
+export class OptionError extends Error {
+  override name = 'OptionError';
+}
+
+export interface ResolvedFaults {
+  rate: number;
+  kinds: FaultKind[];
+  seed: number;
+  slowMs: number;
+  expireEvery: number;
+}
+
+/** Options that can change at runtime. */
+export interface RuntimeOptions {
+  maxSessions: number;
+  sessionTimeoutMs: number;
+  auth: { user: string; password: string } | null;
+  latencyMs: number;
+  faults: ResolvedFaults;
+  scalable: boolean;
+  duplicateCookie: 'reject' | 'first-wins';
+  strictDateCompare: 'reject' | 'allow';
+  verbose: boolean;
+  quiet: boolean;
+}
+
+export interface ResolvedOptions {
+  host: string;
+  port: number;
+  data: string;
+  rows: Record<string, number>;
+  seed: number;
+  appName: string | null; // null = default (or the fixture's appName)
+  runtime: RuntimeOptions;
+}
+
+export const DEFAULT_APP_NAME = 'WSZ-DB';
+export const DEFAULT_PORT = 8090;
+export const DEFAULT_SESSION_TIMEOUT_MS = 60 * 60 * 1000;
+
+function nonNegInt(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new OptionError(`${name} must be a non-negative integer`);
+  return v;
+}
+
+function nonNegNumber(name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new OptionError(`${name} must be a non-negative number`);
+  return v;
+}
+
+function oneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+    throw new OptionError(`${name} must be one of ${allowed.join(', ')}`);
+  }
+  return v as T;
+}
+
+function resolveAuth(v: unknown): { user: string; password: string } | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'object') throw new OptionError('auth must be {user, password} or null');
+  const { user, password } = v as { user?: unknown; password?: unknown };
+  if (typeof user !== 'string' || user === '' || typeof password !== 'string') {
+    throw new OptionError('auth must be {user, password} with a non-empty user');
+  }
+  return { user, password };
+}
+
+export function resolveFaults(f: FaultOptions | undefined, base?: ResolvedFaults): ResolvedFaults {
+  const out: ResolvedFaults = base
+    ? { ...base, kinds: [...base.kinds] }
+    : { rate: 0, kinds: [...DEFAULT_FAULT_KINDS], seed: 1, slowMs: 5000, expireEvery: 0 };
+  if (f === undefined) return out;
+  if (f === null || typeof f !== 'object') throw new OptionError('faults must be an object');
+  if (f.rate !== undefined) {
+    out.rate = nonNegNumber('faults.rate', f.rate);
+    if (out.rate > 1) throw new OptionError('faults.rate must be between 0 and 1');
+  }
+  if (f.kinds !== undefined) {
+    if (!Array.isArray(f.kinds) || f.kinds.length === 0) throw new OptionError('faults.kinds must be a non-empty array');
+    out.kinds = f.kinds.map((k) => oneOf('fault kind', k, FAULT_KINDS));
+  }
+  if (f.seed !== undefined) out.seed = nonNegInt('faults.seed', f.seed);
+  if (f.slowMs !== undefined) out.slowMs = nonNegInt('faults.slowMs', f.slowMs);
+  if (f.expireEvery !== undefined) out.expireEvery = nonNegInt('faults.expireEvery', f.expireEvery);
+  return out;
+}
+
+/** Applies a runtime patch on top of `base` (validated; returns a new object). */
+export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPatch): RuntimeOptions {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new OptionError('options must be an object');
+  const allowed = new Set([
+    'maxSessions', 'sessionTimeoutMs', 'auth', 'latencyMs', 'faults', 'scalable',
+    'duplicateCookie', 'strictDateCompare', 'verbose', 'quiet',
+  ]);
+  for (const k of Object.keys(patch)) {
+    if (!allowed.has(k)) throw new OptionError(`option ${k} cannot be changed at runtime`);
+  }
+  const out: RuntimeOptions = { ...base };
+  if (patch.maxSessions !== undefined) out.maxSessions = nonNegInt('maxSessions', patch.maxSessions);
+  if (patch.sessionTimeoutMs !== undefined) {
+    out.sessionTimeoutMs = nonNegInt('sessionTimeoutMs', patch.sessionTimeoutMs);
+    if (out.sessionTimeoutMs === 0) throw new OptionError('sessionTimeoutMs must be positive');
+  }
+  if (patch.auth !== undefined) out.auth = resolveAuth(patch.auth);
+  if (patch.latencyMs !== undefined) out.latencyMs = nonNegInt('latencyMs', patch.latencyMs);
+  if (patch.faults !== undefined) out.faults = resolveFaults(patch.faults, base.faults);
+  if (patch.scalable !== undefined) {
+    if (typeof patch.scalable !== 'boolean') throw new OptionError('scalable must be a boolean');
+    out.scalable = patch.scalable;
+  }
+  if (patch.duplicateCookie !== undefined) {
+    out.duplicateCookie = oneOf('duplicateCookie', patch.duplicateCookie, ['reject', 'first-wins'] as const);
+  }
+  if (patch.strictDateCompare !== undefined) {
+    out.strictDateCompare = oneOf('strictDateCompare', patch.strictDateCompare, ['reject', 'allow'] as const);
+  }
+  if (patch.verbose !== undefined) out.verbose = Boolean(patch.verbose);
+  if (patch.quiet !== undefined) out.quiet = Boolean(patch.quiet);
+  return out;
+}
+
+export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
+  if (o === null || typeof o !== 'object') throw new OptionError('options must be an object');
+  const host = o.host ?? '127.0.0.1';
+  if (typeof host !== 'string' || host === '') throw new OptionError('host must be a non-empty string');
+  const port = o.port ?? DEFAULT_PORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new OptionError('port must be an integer 0-65535');
+  const data = o.data ?? 'demo';
+  if (typeof data !== 'string' || data === '') throw new OptionError('data must be "demo" or a path to a JSON fixture');
+  const rows: Record<string, number> = {};
+  if (o.rows !== undefined) {
+    if (o.rows === null || typeof o.rows !== 'object') throw new OptionError('rows must be an object of row counts');
+    for (const [t, n] of Object.entries(o.rows)) rows[t] = nonNegInt(`rows.${t}`, n);
+  }
+  const seed = o.seed === undefined ? 1 : nonNegInt('seed', o.seed);
+  let appName: string | null = null;
+  if (o.appName !== undefined) {
+    if (typeof o.appName !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(o.appName)) {
+      throw new OptionError('appName must be a non-empty cookie-safe name (letters, digits, _ . -)');
+    }
+    appName = o.appName;
+  }
+  const defaults: RuntimeOptions = {
+    maxSessions: 3,
+    sessionTimeoutMs: DEFAULT_SESSION_TIMEOUT_MS,
+    auth: null,
+    latencyMs: 0,
+    faults: resolveFaults(undefined),
+    scalable: true,
+    duplicateCookie: 'reject',
+    strictDateCompare: 'reject',
+    verbose: false,
+    quiet: false,
+  };
+  const runtime = applyRuntimePatch(defaults, {
+    maxSessions: o.maxSessions,
+    sessionTimeoutMs: o.sessionTimeoutMs,
+    auth: o.auth,
+    latencyMs: o.latencyMs,
+    faults: o.faults,
+    scalable: o.scalable,
+    duplicateCookie: o.duplicateCookie,
+    strictDateCompare: o.strictDateCompare,
+    verbose: o.verbose,
+    quiet: o.quiet,
+  });
+  return { host, port, data, rows, seed, appName, runtime };
+}

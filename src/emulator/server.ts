@@ -1,0 +1,235 @@
+/**
+ * The HTTP side: request lifecycle, sessions/licences, fault injection, latency, control API routing.
+ *
+ * Lifecycle of a `/rest` request (mirrors 4D's RestRequestHandler):
+ *   latency → parse URL → count data request (expireEvery) → duplicate WASID4D check (401/1822)
+ *   → session lookup (WASID4D, then 4DSID_<app>; sliding expiry) → else authenticate (username-4D/password-4D)
+ *   and take a licence (402/1823 when none) → pre-dispatch faults (500, 503, reset) → dispatch
+ *   → post-dispatch faults (reset-after-update, truncate, slow) → answer.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Control, handleControlHttp } from './control.js';
+import { EmulatorCore } from './core.js';
+import { E, errorBody, fourD, RestError } from './errors.js';
+import type { RequestClass } from './faults.js';
+import { resolveOptions } from './options.js';
+import { handleRest, JSON_TYPE, type RestResponse } from './rest.js';
+import type { Session } from './sessions.js';
+import type { EmulatorOptions, FaultKind, RunningEmulator } from './types.js';
+import { isRestPath, parseRestUrl, type ParsedUrl } from './url.js';
+
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+interface Outgoing extends RestResponse {
+  headers: Record<string, string | string[]>;
+}
+
+/** All values of cookie `name` over the Cookie header(s), in order (exact, case-sensitive name match). */
+export function cookieValues(header: string | string[] | undefined, name: string): string[] {
+  if (!header) return [];
+  const out: string[] = [];
+  for (const part of (Array.isArray(header) ? header.join(';') : header).split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) out.push(part.slice(eq + 1).trim());
+  }
+  return out;
+}
+
+function headerValue(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function restError(e: RestError, headers: Record<string, string | string[]> = {}): Outgoing {
+  return { status: e.status, contentType: JSON_TYPE, body: JSON.stringify(errorBody(e.errors)), headers: { ...headers, ...e.headers } };
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new RestError(413, [fourD(1806, 'The request body is too large')]);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function startEmulator(options: EmulatorOptions = {}): Promise<RunningEmulator> {
+  const resolved = resolveOptions(options);
+  const core = new EmulatorCore(resolved);
+  const control = new Control(core);
+  const timers = new Set<NodeJS.Timeout>();
+  const delay = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        resolve();
+      }, ms);
+      timers.add(t);
+    });
+  const log = (line: string) => {
+    if (core.opts.verbose) process.stderr.write(`${line}\n`);
+  };
+
+  function write(res: ServerResponse, out: Outgoing, fault: FaultKind | null): void {
+    const buf = typeof out.body === 'string' ? Buffer.from(out.body) : out.body;
+    res.writeHead(out.status, { 'Content-Type': out.contentType, 'Content-Length': buf.length, ...out.headers });
+    if (fault === 'truncate') {
+      // correct Content-Length, half the body, then the connection drops
+      res.write(buf.subarray(0, Math.floor(buf.length / 2)), () => res.socket?.destroy());
+      return;
+    }
+    res.end(buf);
+  }
+
+  /** Settles the session for a request; returns the session or an error answer. */
+  function settleSession(req: IncomingMessage, url: ParsedUrl | null, expireNow: boolean): { session: Session | null; setCookie: string[]; error?: Outgoing } {
+    const opts = core.opts;
+    const was = cookieValues(req.headers.cookie, 'WASID4D');
+    const sid = cookieValues(req.headers.cookie, core.sessionCookie);
+    if (was.length === 0 && sid.length === 0) core.counters.requestsWithoutCookie++;
+    if (was.length > 1 && opts.duplicateCookie === 'reject') {
+      // observed on the legacy server: two WASID4D cookies make authentication fail
+      core.counters.duplicateCookieRejections++;
+      return { session: null, setCookie: [], error: restError(E.loginFailed()) };
+    }
+    if (expireNow) {
+      const id = was[0] ?? sid[0];
+      if (id !== undefined && core.sessions.lookup(id) && core.sessions.end(id)) core.counters.faults.expire++;
+    }
+    const existing = (was[0] !== undefined ? core.sessions.lookup(was[0]) : undefined) ?? (sid[0] !== undefined ? core.sessions.lookup(sid[0]) : undefined);
+    if (existing) {
+      core.sessions.touch(existing);
+      return { session: existing, setCookie: [] };
+    }
+    if (url?.segments[0] === '$directory' && url.segments[1] === 'logout') return { session: null, setCookie: [] };
+    const user = headerValue(req, 'username-4d');
+    if (opts.auth && (user !== opts.auth.user || headerValue(req, 'password-4d') !== opts.auth.password)) {
+      core.counters.authFailures++;
+      return { session: null, setCookie: [], error: restError(E.loginFailed()) };
+    }
+    const minutes = Number.parseInt(headerValue(req, 'session-4d-length') ?? '', 10);
+    const session = core.sessions.create(opts.auth ? user! : '', Number.isFinite(minutes) ? Math.max(60, minutes) * 60_000 : null);
+    if (!session) {
+      core.counters.rejected402++;
+      return { session: null, setCookie: [], error: restError(E.maxSessions()) };
+    }
+    core.noteSessionCreated();
+    const setCookie = [`WASID4D=${session.id}; Path=/; Max-Age=3600; HttpOnly`];
+    if (opts.scalable) setCookie.push(`${core.sessionCookie}=${session.id}; Path=/; HttpOnly; SameSite=Strict`);
+    return { session, setCookie };
+  }
+
+  async function handleRestRequest(req: IncomingMessage, res: ServerResponse, target: string): Promise<{ status: number; fault: FaultKind | null }> {
+    core.counters.requests++;
+    if (core.opts.latencyMs > 0) await delay(core.opts.latencyMs);
+    let url: ParsedUrl | null = null;
+    let urlError: RestError | null = null;
+    try {
+      url = parseRestUrl(target);
+    } catch (e) {
+      if (!(e instanceof RestError)) throw e;
+      urlError = e;
+    }
+    const head = url?.segments[0];
+    const isData = head !== undefined && !head.startsWith('$');
+    const cls: RequestClass = req.method === 'POST' ? 'update' : 'read';
+    let expireNow = false;
+    if (isData) {
+      core.counters.dataRequests++;
+      expireNow = core.faults.countDataRequest();
+    }
+    const { session, setCookie, error } = settleSession(req, url, expireNow);
+    const headers: Record<string, string | string[]> = setCookie.length > 0 ? { 'Set-Cookie': setCookie } : {};
+    if (error) {
+      req.resume();
+      write(res, error, null);
+      return { status: error.status, fault: null };
+    }
+    const fault = isData ? core.faults.pick(cls) : null;
+    if (fault) core.counters.faults[fault]++;
+    if (fault === 'reset') {
+      req.socket.destroy();
+      return { status: 0, fault };
+    }
+    if (fault === '500' || fault === '503') {
+      req.resume();
+      const html = fault === '500' ? '<html><body><h1>500 Internal Server Error</h1></body></html>' : 'Service Unavailable';
+      write(res, { status: Number(fault), contentType: fault === '500' ? 'text/html; charset=UTF-8' : 'text/plain; charset=UTF-8', body: html, headers }, null);
+      return { status: Number(fault), fault };
+    }
+    let out: Outgoing;
+    try {
+      if (urlError) throw urlError;
+      const body = req.method === 'POST' ? await readBody(req) : (req.resume(), '');
+      out = session
+        ? { ...handleRest(core, { method: req.method ?? 'GET', url: url!, headers: req.headers, body, session }), headers }
+        : { status: 200, contentType: JSON_TYPE, body: JSON.stringify({ result: true }), headers }; // logout without a session
+    } catch (e) {
+      if (!(e instanceof RestError)) throw e;
+      out = restError(e, headers);
+    }
+    if (fault === 'reset-after-update') {
+      req.socket.destroy();
+      return { status: 0, fault };
+    }
+    if (fault === 'slow') await delay(core.opts.faults.slowMs);
+    write(res, out, fault);
+    return { status: out.status, fault };
+  }
+
+  async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const target = req.url ?? '/';
+    const started = Date.now();
+    const ctl = /^\/__emulator(?:\/([^?]*))?/.exec(target);
+    if (ctl) {
+      await handleControlHttp(control, req, res, ctl[1] ?? '');
+      return;
+    }
+    if (!isRestPath(target)) {
+      req.resume();
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=UTF-8' });
+      res.end('Not Found');
+      return;
+    }
+    const { status, fault } = await handleRestRequest(req, res, target);
+    log(`${req.method} ${target} ${status === 0 ? 'reset' : status} ${Date.now() - started}ms${fault ? ` fault=${fault}` : ''}`);
+  }
+
+  const server = createServer((req, res) => {
+    onRequest(req, res).catch((e: unknown) => {
+      if (!core.opts.quiet) process.stderr.write(`legacy-emulator: internal error on ${req.method} ${req.url}: ${(e as Error).stack ?? String(e)}\n`);
+      if (!res.headersSent) {
+        const body = JSON.stringify(errorBody([fourD(1, `Internal emulator error: ${(e as Error).message}`)]));
+        res.writeHead(500, { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+      } else res.destroy();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: resolved.host, port: resolved.port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = resolved.host.includes(':') ? `[${resolved.host}]` : resolved.host;
+
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    stats: () => core.stats(),
+    control,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const t of timers) clearTimeout(t);
+        timers.clear();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

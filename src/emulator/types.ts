@@ -1,0 +1,151 @@
+/**
+ * Public types of the 4D REST server emulator. The rest of the CLI and the tests rely on these shapes;
+ * keep them stable.
+ */
+
+export type FaultKind = '500' | '503' | 'reset' | 'truncate' | 'slow' | 'reset-after-update';
+
+export const FAULT_KINDS: readonly FaultKind[] = ['500', '503', 'reset', 'truncate', 'slow', 'reset-after-update'];
+
+/** Kinds used when fault injection is switched on without naming kinds. 'slow' is opt-in (it stalls for seconds). */
+export const DEFAULT_FAULT_KINDS: readonly FaultKind[] = ['500', '503', 'reset', 'truncate', 'reset-after-update'];
+
+export interface FaultOptions {
+  /** Probability per data request, e.g. 0.1. */
+  rate?: number;
+  /** Chosen uniformly among these (those applicable to the request) when a fault fires. */
+  kinds?: FaultKind[];
+  /** Fault RNG seed (reproducible). */
+  seed?: number;
+  /** Delay for 'slow', default 5000. */
+  slowMs?: number;
+  /** Force-expire the requesting session every N data requests (0 = off). */
+  expireEvery?: number;
+}
+
+export interface EmulatorOptions {
+  host?: string;
+  port?: number;
+  data?: 'demo' | string;
+  rows?: Record<string, number>;
+  seed?: number;
+  maxSessions?: number;
+  sessionTimeoutMs?: number;
+  auth?: { user: string; password: string } | null;
+  appName?: string;
+  scalable?: boolean;
+  latencyMs?: number;
+  faults?: FaultOptions;
+  quiet?: boolean;
+  verbose?: boolean;
+  duplicateCookie?: 'reject' | 'first-wins';
+  strictDateCompare?: 'reject' | 'allow';
+}
+
+/** The options that can be changed while the emulator runs (`POST /__emulator/options`). */
+export type RuntimeOptionsPatch = Pick<
+  EmulatorOptions,
+  | 'maxSessions'
+  | 'sessionTimeoutMs'
+  | 'auth'
+  | 'latencyMs'
+  | 'faults'
+  | 'scalable'
+  | 'duplicateCookie'
+  | 'strictDateCompare'
+  | 'verbose'
+  | 'quiet'
+>;
+
+export interface EmulatorStats {
+  sessionsCreated: number;
+  /** Live REST sessions (phantom sessions made by `occupy` are counted in `occupiedSessions`). */
+  liveSessions: number;
+  occupiedSessions: number;
+  /** High-water mark of `liveSessions`. */
+  maxLiveSessions: number;
+  rejected402: number;
+  duplicateCookieRejections: number;
+  authFailures: number;
+  logins: number;
+  logouts: number;
+  /** Every request under /rest. */
+  requests: number;
+  /** /rest requests carrying neither WASID4D nor 4DSID_<app>. */
+  requestsWithoutCookie: number;
+  /** /rest/{dataClass}... requests (the ones faults apply to). */
+  dataRequests: number;
+  /** Entities actually saved (updates and creations, REST only). */
+  updates: number;
+  /** Stamp mismatches on update. */
+  conflicts: number;
+  faults: Record<FaultKind | 'expire', number>;
+  /** Live entity sets. */
+  entitySets: number;
+}
+
+export interface SessionSummary {
+  id: string;
+  createdAt: string;
+  lastUsedAt: string;
+  /** null for phantom sessions made by `occupy` (they never time out). */
+  expiresAt: string | null;
+  userName: string;
+  occupied: boolean;
+}
+
+export interface QueuedFault {
+  kind: FaultKind;
+  /** Which data requests it applies to; default 'any'. 'reset-after-update' only ever fires on updates. */
+  match?: 'read' | 'update' | 'any';
+  /** How many matching requests it hits; default 1. */
+  count?: number;
+}
+
+export interface MutateRequest {
+  table: string;
+  update?: number;
+  insert?: number;
+  delete?: number;
+  seed?: number;
+}
+
+export interface MutateResult {
+  updated: string[];
+  inserted: string[];
+  deleted: string[];
+}
+
+/** An entity as the REST API renders it (`__entityModel`, `__KEY`, `__TIMESTAMP`, `__STAMP`, attributes). */
+export type RenderedEntity = Record<string, unknown>;
+
+/** In-process twin of the HTTP control API under `/__emulator/`. Errors are thrown as `ControlError`. */
+export interface EmulatorControl {
+  stats(): EmulatorStats;
+  sessions(): SessionSummary[];
+  /** Sessions, entity sets, stats and data back to the start state; runtime options back to the start options, faults off. */
+  reset(): void;
+  setOptions(patch: RuntimeOptionsPatch): void;
+  /** Expires every live REST session (not the phantom ones); returns how many. */
+  expireSessions(): number;
+  /** Adds `count` phantom sessions holding licences; returns the number of phantoms now held. */
+  occupy(count: number): number;
+  /** Frees the phantom sessions; returns how many were freed. */
+  releaseOccupied(): number;
+  /** Queues one-shot faults; returns the queue length. */
+  queueFaults(queue: QueuedFault[]): number;
+  clearFaults(): void;
+  mutate(request: MutateRequest): MutateResult;
+  setRow(table: string, key: string, set: Record<string, unknown>): RenderedEntity;
+  getRow(table: string, key: string): RenderedEntity | null;
+  tables(): Array<{ name: string; count: number }>;
+}
+
+export interface RunningEmulator {
+  /** 'http://127.0.0.1:<port>' (no trailing slash, no /rest). */
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+  stats(): EmulatorStats;
+  control: EmulatorControl;
+}
