@@ -4,6 +4,7 @@
  *
  *   GET    stats | sessions | tables | row/{table}/{key}
  *   POST   reset | options | expire-sessions | occupy {count} | release-occupied | faults {queue} | mutate | row
+ *          | before-update {table, key, set}
  *   DELETE faults
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -93,7 +94,7 @@ export class Control implements EmulatorControl {
   }
 
   occupy(count: number): number {
-    return this.core.sessions.occupy(nonNegInt(count, 'count'));
+    return this.core.occupy(nonNegInt(count, 'count'));
   }
 
   releaseOccupied(): number {
@@ -162,17 +163,31 @@ export class Control implements EmulatorControl {
     return out;
   }
 
-  /** Changes one row as another user would: always a save (stamp + 1, modified_* = now). */
-  setRow(table: string, key: string, set: Record<string, unknown>): RenderedEntity {
-    const t = this.table(table);
-    const row = this.row(t, key);
+  /** Validates `set` for row `row` and returns the values it would save. */
+  private changed(t: Table, row: number, set: Record<string, unknown>): WireValue[] {
     if (!set || typeof set !== 'object' || Array.isArray(set)) throw new ControlError(400, '"set" must be an object');
     const values = t.materialize(row).values;
     const errors = applyAttributes(t, values, set);
     if (errors.length > 0) throw new ControlError(400, errors.map((e) => e.message).join('; '));
     if (t.normalizeKey(String(values[t.keyAttr])) !== t.normalizeKey(t.keyOf(row))) throw new ControlError(400, 'the key cannot change');
-    saveRow(t, row, values, { now: Date.now(), userName: ERP_USERS[0]! }, true);
+    return values;
+  }
+
+  /** Changes one row as another user would: always a save (stamp + 1, modified_* = now). */
+  setRow(table: string, key: string, set: Record<string, unknown>): RenderedEntity {
+    const t = this.table(table);
+    const row = this.row(t, key);
+    saveRow(t, row, this.changed(t, row, set), { now: Date.now(), userName: ERP_USERS[0]! }, true);
     return this.render(t, row);
+  }
+
+  beforeUpdate(table: string, key: string, set: Record<string, unknown>): number {
+    const t = this.table(table);
+    this.changed(t, this.row(t, key), set); // validate now, apply later
+    return this.core.addBeforeUpdate(t, String(key), () => {
+      const row = t.indexOfKey(String(key));
+      if (row >= 0) saveRow(t, row, this.changed(t, row, set), { now: Date.now(), userName: ERP_USERS[0]! }, true);
+    });
   }
 
   getRow(table: string, key: string): RenderedEntity | null {
@@ -244,6 +259,10 @@ async function route(control: Control, req: IncomingMessage, path: string): Prom
     case 'POST row': {
       const b = obj(await readJson(req));
       return control.setRow(b.table as string, b.key as string, b.set as Record<string, unknown>);
+    }
+    case 'POST before-update': {
+      const b = obj(await readJson(req));
+      return { pending: control.beforeUpdate(b.table as string, b.key as string, b.set as Record<string, unknown>) };
     }
     default:
       throw new ControlError(404, `unknown control operation ${op}`);

@@ -58,6 +58,8 @@ export class EmulatorCore {
   private readonly makeStore: () => DataStore;
   /** Recent query results over whole tables (key includes the table version), so paging a filter is cheap. */
   private readonly queryCache = new Map<string, Selection>();
+  /** One-shot changes applied by "another user" just before the next update of that row (control: before-update). */
+  private beforeUpdate: Array<{ table: string; key: string; apply: () => void }> = [];
 
   constructor(readonly initial: ResolvedOptions) {
     this.opts = initial.runtime;
@@ -66,7 +68,7 @@ export class EmulatorCore {
     this.appName = initial.appName ?? this.store.appName ?? DEFAULT_APP_NAME;
     this.uniqId = hex8(mix32(initial.seed)) + hex8(hashString(this.appName)) + hex8(mix32(initial.seed + 1)) + hex8(mix32(initial.seed + 2));
     this.renderer = new Renderer(this.store);
-    this.updater = new Updater(this.renderer, this.appName);
+    this.updater = new Updater(this.renderer, this.appName, (t, k) => this.runBeforeUpdate(t, k));
     this.sessions = new SessionManager(() => this.opts, (id) => this.sets.dropOwner(id));
     this.faults = new FaultInjector(() => this.opts);
   }
@@ -87,11 +89,27 @@ export class EmulatorCore {
     this.queryCache.clear();
     this.store = this.makeStore();
     this.renderer = new Renderer(this.store);
-    this.updater = new Updater(this.renderer, this.appName);
+    this.updater = new Updater(this.renderer, this.appName, (t, k) => this.runBeforeUpdate(t, k));
     this.opts = { ...this.initial.runtime, faults: { ...this.initial.runtime.faults, rate: 0, expireEvery: 0 } };
     this.faults.clear();
     this.faults.restart();
+    this.beforeUpdate = [];
     this.counters = zeroCounters();
+  }
+
+  /** Registers a change to run right before the next `$method=update` item for `table`/`key`. */
+  addBeforeUpdate(table: Table, key: string, apply: () => void): number {
+    this.beforeUpdate.push({ table: table.name, key: table.normalizeKey(key), apply });
+    return this.beforeUpdate.length;
+  }
+
+  /** Runs (and drops) the before-update hooks for this row; called by the updater before each item. */
+  runBeforeUpdate(table: Table, key: string): void {
+    const k = table.normalizeKey(key);
+    const due = this.beforeUpdate.filter((h) => h.table === table.name && h.key === k);
+    if (due.length === 0) return;
+    this.beforeUpdate = this.beforeUpdate.filter((h) => !due.includes(h));
+    for (const h of due) h.apply();
   }
 
   stats(): EmulatorStats {
@@ -105,10 +123,16 @@ export class EmulatorCore {
     };
   }
 
-  /** Records the live-session high-water mark after a session was created. */
+  /** Counts a created REST session and updates the live-session high-water mark. */
   noteSessionCreated(): void {
     this.counters.sessionsCreated++;
     this.counters.maxLiveSessions = Math.max(this.counters.maxLiveSessions, this.sessions.liveCount());
+  }
+
+  /** Phantom sessions (occupy) count as created sessions too, but not in maxLiveSessions. */
+  occupy(count: number): number {
+    this.counters.sessionsCreated += count;
+    return this.sessions.occupy(count);
   }
 
   /**

@@ -58,6 +58,7 @@ export type RuntimeOptionsPatch = Pick<
 >;
 
 export interface EmulatorStats {
+  /** REST sessions created, plus phantom sessions made by `occupy`. */
   sessionsCreated: number;
   /** Live REST sessions (phantom sessions made by `occupy` are counted in `occupiedSessions`). */
   liveSessions: number;
@@ -137,6 +138,11 @@ export interface EmulatorControl {
   clearFaults(): void;
   mutate(request: MutateRequest): MutateResult;
   setRow(table: string, key: string, set: Record<string, unknown>): RenderedEntity;
+  /**
+   * One-shot: right before the next `$method=update` item for this row is processed, change the row as
+   * another user would (like setRow), so the client's stamp is stale. Returns the number of pending hooks.
+   */
+  beforeUpdate(table: string, key: string, set: Record<string, unknown>): number;
   getRow(table: string, key: string): RenderedEntity | null;
   tables(): Array<{ name: string; count: number }>;
 }

@@ -96,6 +96,8 @@ export class Updater {
   constructor(
     private readonly renderer: Renderer,
     private readonly databaseName: string,
+    /** Called before an item with a `__KEY` is processed (the control API's before-update hooks). */
+    private readonly beforeItem: (table: Table, key: string) => void = () => {},
   ) {}
 
   private rendered(table: Table, row: number): Record<string, unknown> {
@@ -180,6 +182,11 @@ export class Updater {
       throw E.badJsonBody((e as Error).message);
     }
     const items = Array.isArray(parsed) ? parsed : [parsed];
+    // other users' changes land first (and outside an $atomic transaction)
+    for (const it of items) {
+      const k = (it as { __KEY?: unknown } | null)?.__KEY;
+      if (k !== undefined && k !== null) this.beforeItem(table, String(k));
+    }
     if (atomic) table.begin();
     let results = items.map((it) => this.item(table, it, ctx));
     const allOk = results.every((r) => r.ok);
