@@ -36,6 +36,7 @@ Options:
   --expire-every <n>            expire the requesting session every n data requests
   --duplicate-cookie reject|first-wins     two WASID4D cookies: 401 (default) or use the first
   --strict-date-compare reject|allow       < and > on dates: 500 (default) or evaluate
+  --quoted-timestamps           v17 quirk: __TIMESTAMP as "\"2017-...Z\""
   -v, --verbose                 log requests to stderr
   --quiet                       no warnings on stderr
   -h, --help                    show this help
@@ -113,6 +114,7 @@ export function parseCliArgs(argv: string[]): CliCommand {
         'expire-every': { type: 'string' },
         'duplicate-cookie': { type: 'string' },
         'strict-date-compare': { type: 'string' },
+        'quoted-timestamps': { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -151,6 +153,7 @@ export function parseCliArgs(argv: string[]): CliCommand {
   if (Object.keys(faults).length > 0) o.faults = faults;
   if (values['duplicate-cookie'] !== undefined) o.duplicateCookie = values['duplicate-cookie'] as EmulatorOptions['duplicateCookie'];
   if (values['strict-date-compare'] !== undefined) o.strictDateCompare = values['strict-date-compare'] as EmulatorOptions['strictDateCompare'];
+  if (values['quoted-timestamps']) o.quotedTimestamps = true;
   if (values.verbose) o.verbose = true;
   if (values.quiet) o.quiet = true;
   return { kind: 'run', options: o };

@@ -67,7 +67,7 @@ export class EmulatorCore {
     this.store = this.makeStore();
     this.appName = initial.appName ?? this.store.appName ?? DEFAULT_APP_NAME;
     this.uniqId = hex8(mix32(initial.seed)) + hex8(hashString(this.appName)) + hex8(mix32(initial.seed + 1)) + hex8(mix32(initial.seed + 2));
-    this.renderer = new Renderer(this.store);
+    this.renderer = new Renderer(this.store, () => this.opts.quotedTimestamps);
     this.updater = new Updater(this.renderer, this.appName, (t, k) => this.runBeforeUpdate(t, k));
     this.sessions = new SessionManager(() => this.opts, (id) => this.sets.dropOwner(id));
     this.faults = new FaultInjector(() => this.opts);
@@ -88,7 +88,7 @@ export class EmulatorCore {
     this.sets.clear();
     this.queryCache.clear();
     this.store = this.makeStore();
-    this.renderer = new Renderer(this.store);
+    this.renderer = new Renderer(this.store, () => this.opts.quotedTimestamps);
     this.updater = new Updater(this.renderer, this.appName, (t, k) => this.runBeforeUpdate(t, k));
     this.opts = { ...this.initial.runtime, faults: { ...this.initial.runtime.faults, rate: 0, expireEvery: 0 } };
     this.faults.clear();

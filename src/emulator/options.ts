@@ -32,6 +32,7 @@ export interface RuntimeOptions {
   scalable: boolean;
   duplicateCookie: 'reject' | 'first-wins';
   strictDateCompare: 'reject' | 'allow';
+  quotedTimestamps: boolean;
   verbose: boolean;
   quiet: boolean;
 }
@@ -102,7 +103,7 @@ export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPat
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new OptionError('options must be an object');
   const allowed = new Set([
     'maxSessions', 'sessionTimeoutMs', 'auth', 'latencyMs', 'faults', 'scalable',
-    'duplicateCookie', 'strictDateCompare', 'verbose', 'quiet',
+    'duplicateCookie', 'strictDateCompare', 'quotedTimestamps', 'verbose', 'quiet',
   ]);
   for (const k of Object.keys(patch)) {
     if (!allowed.has(k)) throw new OptionError(`option ${k} cannot be changed at runtime`);
@@ -125,6 +126,10 @@ export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPat
   }
   if (patch.strictDateCompare !== undefined) {
     out.strictDateCompare = oneOf('strictDateCompare', patch.strictDateCompare, ['reject', 'allow'] as const);
+  }
+  if (patch.quotedTimestamps !== undefined) {
+    if (typeof patch.quotedTimestamps !== 'boolean') throw new OptionError('quotedTimestamps must be a boolean');
+    out.quotedTimestamps = patch.quotedTimestamps;
   }
   if (patch.verbose !== undefined) out.verbose = Boolean(patch.verbose);
   if (patch.quiet !== undefined) out.quiet = Boolean(patch.quiet);
@@ -161,6 +166,7 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     scalable: true,
     duplicateCookie: 'reject',
     strictDateCompare: 'reject',
+    quotedTimestamps: false,
     verbose: false,
     quiet: false,
   };
@@ -173,6 +179,7 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     scalable: o.scalable,
     duplicateCookie: o.duplicateCookie,
     strictDateCompare: o.strictDateCompare,
+    quotedTimestamps: o.quotedTimestamps,
     verbose: o.verbose,
     quiet: o.quiet,
   });

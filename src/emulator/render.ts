@@ -71,7 +71,11 @@ export class Renderer {
   /** Per table: `,"<name>":` for every attribute. */
   private readonly names = new WeakMap<Table, string[]>();
 
-  constructor(private readonly store: DataStore) {}
+  constructor(
+    private readonly store: DataStore,
+    /** The v17 quirk: `__TIMESTAMP` as a string with embedded quotes. */
+    private readonly quotedTimestamps: () => boolean = () => false,
+  ) {}
 
   private nameTexts(table: Table): string[] {
     let n = this.names.get(table);
@@ -87,7 +91,9 @@ export class Renderer {
     const key = table.keyOf(row);
     const names = this.nameTexts(table);
     w.raw('{').raw(head).raw('"__KEY":').string(key);
-    w.raw(',"__TIMESTAMP":"').raw(isoTimestamp(table.timestamp(row))).raw('","__STAMP":').number(table.stamp(row));
+    const ts = isoTimestamp(table.timestamp(row));
+    w.raw(this.quotedTimestamps() ? `,"__TIMESTAMP":"\\"${ts}\\""` : `,"__TIMESTAMP":"${ts}"`);
+    w.raw(',"__STAMP":').number(table.stamp(row));
     for (const { attr, expand } of proj) {
       const def = table.attrs[attr]!;
       w.raw(names[attr]!);

@@ -40,6 +40,8 @@ export interface EmulatorOptions {
   verbose?: boolean;
   duplicateCookie?: 'reject' | 'first-wins';
   strictDateCompare?: 'reject' | 'allow';
+  /** The 4D v17 quirk: `__TIMESTAMP` holds a string with embedded quotes (`"\"2017-03-13T08:27:17.298Z\""`). Default false. */
+  quotedTimestamps?: boolean;
 }
 
 /** The options that can be changed while the emulator runs (`POST /__emulator/options`). */
@@ -53,6 +55,7 @@ export type RuntimeOptionsPatch = Pick<
   | 'scalable'
   | 'duplicateCookie'
   | 'strictDateCompare'
+  | 'quotedTimestamps'
   | 'verbose'
   | 'quiet'
 >;

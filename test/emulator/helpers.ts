@@ -1,0 +1,115 @@
+/**
+ * Helpers for the emulator tests: an in-process emulator on a free loopback port and a raw HTTP client.
+ * The client sends the request target verbatim (node:http `path`), so tests control quoting and
+ * percent-encoding exactly, and it keeps one `Cookie` header like a careful 4D client.
+ */
+import http, { type IncomingHttpHeaders } from 'node:http';
+import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../src/emulator/index.js';
+
+export interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+  /** Parsed JSON body (undefined when the body is not JSON). */
+  json: any;
+  setCookies: string[];
+}
+
+export interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string | string[]>;
+  body?: unknown;
+  /** Cookie header to send; default: the client's session cookie. null = none. */
+  cookie?: string | null;
+}
+
+export function startTestEmulator(options: EmulatorOptions = {}): Promise<RunningEmulator> {
+  return startEmulator({ host: '127.0.0.1', port: 0, quiet: true, ...options });
+}
+
+/** Value of cookie `name` in the Set-Cookie headers of a reply. */
+export function setCookieValue(reply: Reply, name: string): string | undefined {
+  for (const c of reply.setCookies) {
+    const [pair] = c.split(';');
+    const eq = pair!.indexOf('=');
+    if (pair!.slice(0, eq) === name) return pair!.slice(eq + 1);
+  }
+  return undefined;
+}
+
+export class Client {
+  /** The session cookie this client sends (`WASID4D=<id>`), adopted from Set-Cookie replies. */
+  cookie: string | undefined;
+  private readonly port: number;
+
+  constructor(readonly emu: RunningEmulator) {
+    this.port = emu.port;
+  }
+
+  request(path: string, opts: RequestOptions = {}): Promise<Reply> {
+    const headers: Record<string, string | string[]> = { ...(opts.headers ?? {}) };
+    const cookie = opts.cookie === undefined ? this.cookie : opts.cookie;
+    if (cookie) headers.cookie = cookie;
+    let payload: Buffer | undefined;
+    if (opts.body !== undefined) {
+      payload = Buffer.from(typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body));
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(payload.length);
+    }
+    return new Promise((resolve, reject) => {
+      // only spaces, controls and non-ASCII are percent-encoded (node:http refuses them raw); quotes, & and =
+      // stay as typed so the server's quote-aware tokenizer is exercised
+      const target = path.replace(/[^\x21-\x7e]+/gu, (m) => encodeURIComponent(m));
+      const req = http.request({ host: '127.0.0.1', port: this.port, path: target, method: opts.method ?? (payload ? 'POST' : 'GET'), headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          const setCookies = res.headers['set-cookie'] ?? [];
+          const reply: Reply = { status: res.statusCode ?? 0, headers: res.headers, text, json, setCookies };
+          const was = setCookieValue(reply, 'WASID4D');
+          if (was && opts.cookie === undefined) this.cookie = `WASID4D=${was}`;
+          resolve(reply);
+        });
+      });
+      req.on('error', reject);
+      if (payload) req.write(payload);
+      req.end();
+    });
+  }
+
+  get(path: string, opts: RequestOptions = {}): Promise<Reply> {
+    return this.request(path, opts);
+  }
+
+  post(path: string, body: unknown, opts: RequestOptions = {}): Promise<Reply> {
+    return this.request(path, { ...opts, method: 'POST', body });
+  }
+
+  /** GET that must answer 200; returns the JSON body. */
+  async ok(path: string, opts: RequestOptions = {}): Promise<any> {
+    const r = await this.get(path, opts);
+    if (r.status !== 200) throw new Error(`GET ${path} → ${r.status} ${r.text.slice(0, 300)}`);
+    return r.json;
+  }
+
+  /** The session id currently held. */
+  get sessionId(): string | undefined {
+    return this.cookie?.split('=')[1];
+  }
+}
+
+/** Percent-encodes a query value completely (as the legacy server's Python client did). */
+export const enc = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Error codes of an `__ERROR` stack. */
+export const errCodes = (r: Reply): number[] => ((r.json?.__ERROR ?? []) as Array<{ errCode: number }>).map((e) => e.errCode);
