@@ -51,8 +51,3 @@ export interface DataClassDef {
  * relatedEntities are not stored (always null).
  */
 export type WireValue = string | number | boolean | null | { [k: string]: unknown } | unknown[];
-
-export function isNumericKey(def: DataClassDef): boolean {
-  const a = def.attributes.find((x) => x.name === def.keyName);
-  return a !== undefined && NUMERIC_TYPES.has(a.type);
-}

@@ -78,7 +78,7 @@ function resolveAuth(v: unknown): { user: string; password: string } | null {
   return { user, password };
 }
 
-export function resolveFaults(f: FaultOptions | undefined, base?: ResolvedFaults): ResolvedFaults {
+function resolveFaults(f: FaultOptions | undefined, base?: ResolvedFaults): ResolvedFaults {
   const out: ResolvedFaults = base
     ? { ...base, kinds: [...base.kinds] }
     : { rate: 0, kinds: [...DEFAULT_FAULT_KINDS], seed: 1, slowMs: 5000, expireEvery: 0 };

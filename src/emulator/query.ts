@@ -345,7 +345,7 @@ const EQUALITY = new Set<CmpOp>(['=', '==', '===', '!=', '!==', '#', 'in']);
 const NON_ASCII = /[^\x00-\x7f]/;
 const DIACRITICS = /[\u0300-\u036f]/g;
 /** Case- and diacritic-insensitive form (as 4D compares text). */
-export function fold(s: string): string {
+function fold(s: string): string {
   const l = s.toLowerCase();
   return NON_ASCII.test(l) ? l.normalize('NFD').replace(DIACRITICS, '') : l;
 }

@@ -8,7 +8,7 @@ import type { EmulatorCore } from './core.js';
 import { DEFAULT_SET_TIMEOUT_MS, RECREATED_SET_TIMEOUT_MS, type EntitySet } from './entitysets.js';
 import { E, RestError } from './errors.js';
 import { allAttributes, parseAttributes, type Projection } from './render.js';
-import type { Session } from './sessions.js';
+import { credentialsOk, requestedLifetimeMs, requestUser, type Session } from './sessions.js';
 import type { Selection, Table } from './table.js';
 import { ArraySelection } from './table.js';
 import { parseEntityRef, type ParsedUrl } from './url.js';
@@ -39,11 +39,6 @@ const PNG_1X1 = Buffer.from(
   '89504e470d0a1a0a0000000d4948445200000001000000010806000000' + '1f15c4890000000d49444154789c6300010000000500010d0a2db40000000049454e44ae426082',
   'hex',
 );
-
-function header(h: IncomingHttpHeaders, name: string): string | undefined {
-  const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
-}
 
 /** Integer query parameter; absent or unparsable → fallback. */
 function intParam(q: Map<string, string>, name: string, fallback: number): number {
@@ -144,15 +139,13 @@ function directory(core: EmulatorCore, req: RestRequest, action: string): RestRe
     case 'login': {
       // The session was created (or reused) before dispatch. With auth on, credentials sent here are checked
       // even when a session already exists.
-      const auth = core.opts.auth;
-      const user = header(req.headers, 'username-4d');
-      if (auth && user !== undefined && (user !== auth.user || header(req.headers, 'password-4d') !== auth.password)) {
+      const user = requestUser(req.headers);
+      if (user !== undefined && !credentialsOk(core.opts.auth, req.headers)) {
         core.counters.authFailures++;
         throw E.loginFailed();
       }
-      const minutes = Number.parseInt(header(req.headers, 'session-4d-length') ?? '', 10);
-      if (Number.isFinite(minutes)) s.lifetimeMs = Math.max(60, minutes) * 60_000;
-      if (user !== undefined && auth) s.userName = user;
+      s.lifetimeMs = requestedLifetimeMs(req.headers) ?? s.lifetimeMs;
+      if (user !== undefined && core.opts.auth) s.userName = user;
       core.counters.logins++;
       return json({ result: true });
     }

@@ -15,7 +15,7 @@ import { E, errorBody, fourD, RestError } from './errors.js';
 import type { RequestClass } from './faults.js';
 import { resolveOptions } from './options.js';
 import { handleRest, JSON_TYPE, type RestResponse } from './rest.js';
-import type { Session } from './sessions.js';
+import { credentialsOk, requestedLifetimeMs, requestUser, type Session } from './sessions.js';
 import type { EmulatorOptions, FaultKind, RunningEmulator } from './types.js';
 import { isRestPath, parseRestUrl, type ParsedUrl } from './url.js';
 
@@ -34,11 +34,6 @@ export function cookieValues(header: string | string[] | undefined, name: string
     if (eq > 0 && part.slice(0, eq).trim() === name) out.push(part.slice(eq + 1).trim());
   }
   return out;
-}
-
-function headerValue(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
 }
 
 function restError(e: RestError, headers: Record<string, string | string[]> = {}): Outgoing {
@@ -84,8 +79,16 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     res.end(buf);
   }
 
+  interface Settled {
+    session: Session | null;
+    setCookie: string[];
+    /** The forced expiry (expireEvery) ended the session this request named. */
+    expired: boolean;
+    error?: Outgoing;
+  }
+
   /** Settles the session for a request; returns the session or an error answer. */
-  function settleSession(req: IncomingMessage, url: ParsedUrl | null, expireNow: boolean): { session: Session | null; setCookie: string[]; error?: Outgoing } {
+  function settleSession(req: IncomingMessage, url: ParsedUrl | null, expireNow: boolean): Settled {
     const opts = core.opts;
     const was = cookieValues(req.headers.cookie, 'WASID4D');
     const sid = cookieValues(req.headers.cookie, core.sessionCookie);
@@ -93,36 +96,37 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     if (was.length > 1 && opts.duplicateCookie === 'reject') {
       // observed on the legacy server: two WASID4D cookies make authentication fail
       core.counters.duplicateCookieRejections++;
-      return { session: null, setCookie: [], error: restError(E.loginFailed()) };
+      return { session: null, setCookie: [], expired: false, error: restError(E.loginFailed()) };
     }
+    let expired = false;
     if (expireNow) {
       const id = was[0] ?? sid[0];
-      if (id !== undefined && core.sessions.lookup(id) && core.sessions.end(id)) core.counters.faults.expire++;
+      expired = id !== undefined && core.sessions.lookup(id) !== undefined && core.sessions.end(id);
+      if (expired) core.counters.faults.expire++;
     }
     const existing = (was[0] !== undefined ? core.sessions.lookup(was[0]) : undefined) ?? (sid[0] !== undefined ? core.sessions.lookup(sid[0]) : undefined);
     if (existing) {
       core.sessions.touch(existing);
-      return { session: existing, setCookie: [] };
+      return { session: existing, setCookie: [], expired };
     }
-    if (url?.segments[0] === '$directory' && url.segments[1] === 'logout') return { session: null, setCookie: [] };
-    const user = headerValue(req, 'username-4d');
-    if (opts.auth && (user !== opts.auth.user || headerValue(req, 'password-4d') !== opts.auth.password)) {
+    if (url?.segments[0] === '$directory' && url.segments[1] === 'logout') return { session: null, setCookie: [], expired };
+    if (!credentialsOk(opts.auth, req.headers)) {
       core.counters.authFailures++;
-      return { session: null, setCookie: [], error: restError(E.loginFailed()) };
+      return { session: null, setCookie: [], expired, error: restError(E.loginFailed()) };
     }
-    const minutes = Number.parseInt(headerValue(req, 'session-4d-length') ?? '', 10);
-    const session = core.sessions.create(opts.auth ? user! : '', Number.isFinite(minutes) ? Math.max(60, minutes) * 60_000 : null);
+    const session = core.sessions.create(opts.auth ? requestUser(req.headers)! : '', requestedLifetimeMs(req.headers));
     if (!session) {
       core.counters.rejected402++;
-      return { session: null, setCookie: [], error: restError(E.maxSessions()) };
+      return { session: null, setCookie: [], expired, error: restError(E.maxSessions()) };
     }
     core.noteSessionCreated();
     const setCookie = [`WASID4D=${session.id}; Path=/; Max-Age=3600; HttpOnly`];
     if (opts.scalable) setCookie.push(`${core.sessionCookie}=${session.id}; Path=/; HttpOnly; SameSite=Strict`);
-    return { session, setCookie };
+    return { session, setCookie, expired };
   }
 
-  async function handleRestRequest(req: IncomingMessage, res: ServerResponse, target: string): Promise<{ status: number; fault: FaultKind | null }> {
+  /** Answers a /rest request; returns what to log (status 0 = connection dropped). */
+  async function handleRestRequest(req: IncomingMessage, res: ServerResponse, target: string): Promise<{ status: number; fault: FaultKind | 'expire' | null }> {
     core.counters.requests++;
     if (core.opts.latencyMs > 0) await delay(core.opts.latencyMs);
     let url: ParsedUrl | null = null;
@@ -141,12 +145,12 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
       core.counters.dataRequests++;
       expireNow = core.faults.countDataRequest();
     }
-    const { session, setCookie, error } = settleSession(req, url, expireNow);
+    const { session, setCookie, expired, error } = settleSession(req, url, expireNow);
     const headers: Record<string, string | string[]> = setCookie.length > 0 ? { 'Set-Cookie': setCookie } : {};
     if (error) {
       req.resume();
       write(res, error, null);
-      return { status: error.status, fault: null };
+      return { status: error.status, fault: expired ? 'expire' : null };
     }
     const fault = isData ? core.faults.pick(cls) : null;
     if (fault) core.counters.faults[fault]++;
@@ -163,7 +167,9 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     let out: Outgoing;
     try {
       if (urlError) throw urlError;
-      const body = req.method === 'POST' ? await readBody(req) : (req.resume(), '');
+      let body = '';
+      if (req.method === 'POST') body = await readBody(req);
+      else req.resume();
       out = session
         ? { ...handleRest(core, { method: req.method ?? 'GET', url: url!, headers: req.headers, body, session }), headers }
         : { status: 200, contentType: JSON_TYPE, body: JSON.stringify({ result: true }), headers }; // logout without a session
@@ -177,7 +183,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     }
     if (fault === 'slow') await delay(core.opts.faults.slowMs);
     write(res, out, fault);
-    return { status: out.status, fault };
+    return { status: out.status, fault: fault ?? (expired ? 'expire' : null) };
   }
 
   async function onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -4,6 +4,7 @@
  * Phantom sessions (`occupy`) stand for other users: they hold a licence, never time out, and are freed only by
  * `release-occupied` (or `reset`).
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { RuntimeOptions } from './options.js';
 import type { SessionSummary } from './types.js';
 import { randomHexId } from './util/random.js';
@@ -16,6 +17,27 @@ export interface Session {
   lifetimeMs: number | null;
   userName: string;
   occupied: boolean;
+}
+
+function headerValue(h: IncomingHttpHeaders, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** The `username-4D` header, if any. */
+export function requestUser(h: IncomingHttpHeaders): string | undefined {
+  return headerValue(h, 'username-4d');
+}
+
+/** Whether `username-4D`/`password-4D` match the configured credentials (always true with open access). */
+export function credentialsOk(auth: RuntimeOptions['auth'], h: IncomingHttpHeaders): boolean {
+  return !auth || (headerValue(h, 'username-4d') === auth.user && headerValue(h, 'password-4d') === auth.password);
+}
+
+/** `session-4D-length` (minutes, clamped to at least 60 as the 4D docs say) in ms, or null when absent. */
+export function requestedLifetimeMs(h: IncomingHttpHeaders): number | null {
+  const minutes = Number.parseInt(headerValue(h, 'session-4d-length') ?? '', 10);
+  return Number.isFinite(minutes) ? Math.max(60, minutes) * 60_000 : null;
 }
 
 export class SessionManager {

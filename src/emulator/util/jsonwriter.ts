@@ -32,7 +32,7 @@ export function numberText(v: number): string {
 }
 
 /** JSON text of a string literal. */
-export function stringText(s: string): string {
+function stringText(s: string): string {
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
 }
 
