@@ -139,6 +139,26 @@ Examples:
   legacy get-table Belege --count --where 'Datum>=2025-01-01'`)
     .action(load(() => import('../commands/get-table.js')));
 
+  program.command('push-field <table> [args...]')
+    .usage('<Table> <key> <field> <value> [options]  |  <Table> --from <file|-> [options]')
+    .description('update fields of records safely (optimistic locking with __STAMP)')
+    .option('--type <type>', 'value type: auto, string, number, bool, date, time or json (default auto: from the catalog)')
+    .option('--from <file>', 'bulk: CSV (header row) or NDJSON file, - for stdin; a key column and one or more field columns')
+    .option('--key-column <name>', 'bulk: the column holding the key (default: the table\'s key)')
+    .option('--batch-size <n>', 'bulk: records per update request (default 100)')
+    .option('--continue-on-error', 'bulk: keep going after rows that fail')
+    .option('--report <format>', 'bulk: report as table, ndjson or csv (default: table on a terminal, else ndjson)')
+    .option('--dry-run', 'read and validate, show what would change, write nothing')
+    .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
+    .option('--json', 'JSON result (one object; NDJSON report in bulk)')
+    .option('--force', 'overwrite even if someone else changed the field since it was read')
+    .addHelpText('after', `
+Examples:
+  legacy push-field Artikel 7464FEB39C516942B01E62F44B1ED454 Bezeichnung 'Engel, groß' --yes
+  legacy push-field Artikel 7464FEB3... Auslaufdatum 2026-12-31 --dry-run
+  legacy push-field Kunden --from kunden-plz.csv --key-column KundenNr --yes`)
+    .action(load(() => import('../commands/push-field.js')));
+
   program.command('completion <shell>').description('print a shell completion script (bash, zsh or fish)')
     .action(load(() => import('../commands/completion.js')));
 

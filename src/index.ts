@@ -1,0 +1,41 @@
+/**
+ * The library API: what the CLI does, for other Node code.
+ *
+ *   import { openClient, planExport, exportRows, createWriter } from 'legacy-4d-cli';
+ *   const client = await openClient({ env: 'live' });
+ *   const plan = await planExport(client, { table: 'Artikel', where: ['Aktiv=true'] });
+ *   for await (const rows of exportRows(client, plan, { logger: silentLogger })) ...
+ *   await client.close();
+ */
+import { loadConfig } from './config/store.js';
+import { resolveDirs, resolveSettings, type GlobalOptions } from './config/settings.js';
+import { createRestClient, type RestClient } from './http/index.js';
+import { silentLogger, type Logger } from './log/index.js';
+
+export * from './errors/index.js';
+export { loadConfig, updateConfig, type ConfigFile, type EnvironmentConfig } from './config/store.js';
+export { resolveSettings, type GlobalOptions, type Settings } from './config/settings.js';
+export { createLogger, silentLogger, redact, type Logger, type LogLevel } from './log/index.js';
+export { RestClient, createRestClient, EntitySetGoneError, type Attribute, type DataClass, type Entity, type Envelope, type PageQuery } from './http/index.js';
+export { SessionManager, type SessionEvents } from './session/manager.js';
+export { SessionStore, type SessionEntry } from './session/store.js';
+export { planExport, exportRows, countRows, type ExportOptions, type ExportPlan, type ExportSummary } from './table/export.js';
+export { createWriter, type Format, type RowWriter } from './table/formats.js';
+export { fourDDateToIso, isoToFourDDate, msToTime, timeToMs } from './table/convert.js';
+export { startEmulator, type EmulatorOptions, type RunningEmulator } from './emulator/index.js';
+export { main } from './cli/main.js';
+
+export interface OpenClientOptions extends GlobalOptions {
+  /** Environment variables to read LEGACY_* settings from (default: none, only the options given). */
+  environment?: Record<string, string | undefined>;
+  logger?: Logger;
+  signal?: AbortSignal;
+}
+
+/** A REST client for an environment, resolved exactly as the CLI resolves it (flags = these options). */
+export async function openClient(options: OpenClientOptions = {}): Promise<RestClient> {
+  const environment = options.environment ?? {};
+  const config = await loadConfig(resolveDirs(options, environment).configDir);
+  const settings = resolveSettings(options, environment, config);
+  return createRestClient({ settings, config, logger: options.logger ?? silentLogger, signal: options.signal });
+}

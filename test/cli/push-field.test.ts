@@ -1,0 +1,212 @@
+/** Issue 6: push-field updates safely, with optimistic locking, an audit log, and no blind re-sends. */
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { cleanupTempDirs, runCli, tempDir } from '../helpers/cli.js';
+import { startServer, type TestServer } from '../helpers/emulator.js';
+
+const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
+
+let server: TestServer;
+beforeEach(async () => {
+  server = await startServer({ data: FIXTURE });
+});
+afterEach(() => server.stop());
+afterAll(cleanupTempDirs);
+
+const row = (key: string) => server.control<Record<string, any>>(`row/Teile/${key}`);
+const auditLines = () => {
+  const path = join(server.dataDir, 'audit.log');
+  return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+};
+const push = (args: string[], extra: Record<string, string> = {}) => runCli(['push-field', 'Teile', ...args], { env: { ...server.env, ...extra } });
+
+describe('single record', () => {
+  it('updates the value, increments the stamp, and audits the write', async () => {
+    const before = await row('1');
+    const r = await push(['1', 'Name', 'Neuer Name', '--yes', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ key: '1', result: 'updated', old: { Name: 'Straße "Süd", Nr. 5' }, new: { Name: 'Neuer Name' }, stampBefore: before.__STAMP, stampAfter: before.__STAMP + 1 });
+    const after = await row('1');
+    expect(after.Name).toBe('Neuer Name');
+    expect(after.__STAMP).toBe(before.__STAMP + 1);
+    expect((await server.stats()).updates).toBe(1);
+    const audit = auditLines();
+    expect(audit).toHaveLength(1);
+    expect(audit[0]).toMatchObject({ env: 'test', baseUrl: server.url, table: 'Teile', key: '1', field: 'Name', result: 'updated', stampBefore: before.__STAMP, stampAfter: before.__STAMP + 1 });
+    expect(audit[0].requestId).toMatch(/^[0-9a-f]{8}$/);
+  });
+
+  it('coerces with the catalog type: dates, numbers, booleans, times, objects', async () => {
+    expect((await push(['2', 'Datum', '2026-02-03', '--yes'])).code).toBe(0);
+    expect((await row('2')).Datum).toBe('3!2!2026');
+    expect((await push(['2', 'Preis', '12.5', '--yes'])).code).toBe(0);
+    expect((await row('2')).Preis).toBe(12.5);
+    expect((await push(['2', 'Aktiv', 'yes', '--yes'])).code).toBe(0);
+    expect((await row('2')).Aktiv).toBe(true);
+    expect((await push(['2', 'Zeit', '08:30', '--yes'])).code).toBe(0);
+    expect((await row('2')).Zeit).toBe(30600000);
+    expect((await push(['2', 'Daten', '{"a":[1,2]}', '--yes'])).code).toBe(0);
+    expect((await row('2')).Daten).toEqual({ a: [1, 2] });
+    expect((await push(['1', 'Datum', '', '--yes'])).code).toBe(0);
+    expect((await row('1')).Datum).toBe('0!0!0');
+  });
+
+  it('the same value already: no write, exit 0', async () => {
+    const r = await push(['1', 'PLZ', '01067', '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/nothing written/);
+    expect((await server.stats()).updates).toBe(0);
+    expect(auditLines()).toHaveLength(0);
+    // Equal in meaning, different in spelling: still unchanged.
+    expect((await push(['1', 'Datum', '2025-01-27', '--yes'])).code).toBe(0);
+    expect((await server.stats()).updates).toBe(0);
+  });
+
+  it('invalid values: exit 65 naming field, type and value; no write', async () => {
+    for (const [field, value, pattern] of [
+      ['Preis', 'zwölf', /Preis \(number\).*zwölf.*not a number/],
+      ['Datum', '2025-02-30', /Datum \(date\).*not a date/],
+      ['Aktiv', 'vielleicht', /Aktiv \(bool\)/],
+      ['Zeit', '25:99', /Zeit \(duration\)/],
+      ['Daten', '{broken', /Daten \(object\)/],
+    ] as const) {
+      const r = await push(['1', field, value, '--yes']);
+      expect(r.code, `${field}=${value}`).toBe(65);
+      expect(r.stderr).toMatch(pattern);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    expect((await server.stats()).updates).toBe(0);
+  });
+
+  it('unknown field, table or key: exit 65 with suggestions', async () => {
+    const field = await push(['1', 'Nmae', 'x', '--yes']);
+    expect(field.code).toBe(65);
+    expect(field.stderr).toMatch(/did you mean Name/);
+    const table = await runCli(['push-field', 'Teil', '1', 'Name', 'x', '--yes'], { env: server.env });
+    expect(table.code).toBe(65);
+    expect(table.stderr).toMatch(/did you mean Teile/);
+    const key = await push(['999', 'Name', 'x', '--yes']);
+    expect(key.code).toBe(65);
+    expect(key.stderr).toMatch(/no record with key 999/);
+  });
+
+  it('not on a terminal without --yes: exit 64 and no write; --dry-run writes nothing', async () => {
+    const r = await push(['1', 'Name', 'x']);
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/--yes/);
+    const dry = await push(['1', 'Name', 'x', '--dry-run']);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/dry run/);
+    expect((await server.stats()).updates).toBe(0);
+    expect((await row('1')).Name).toBe('Straße "Süd", Nr. 5');
+  });
+
+  it('someone changed the same field meanwhile: conflict, exit 65, their value stays', async () => {
+    await server.control('before-update', { table: 'Teile', key: '1', set: { Name: 'Von Kollegin' } });
+    const r = await push(['1', 'Name', 'Von mir', '--yes']);
+    expect(r.code).toBe(65);
+    expect(r.stderr).toMatch(/Name was changed by someone else from "Straße \\"Süd\\", Nr. 5" to "Von Kollegin"; re-run to overwrite/);
+    expect((await row('1')).Name).toBe('Von Kollegin');
+    expect((await server.stats()).conflicts).toBe(1);
+    expect(auditLines()[0]).toMatchObject({ result: 'conflict', key: '1' });
+  });
+
+  it('someone changed another field meanwhile: retried with the new stamp and succeeds', async () => {
+    await server.control('before-update', { table: 'Teile', key: '1', set: { Notiz: 'andere Änderung' } });
+    const r = await push(['1', 'Name', 'Von mir', '--yes']);
+    expect(r.code, r.stderr).toBe(0);
+    const after = await row('1');
+    expect(after.Name).toBe('Von mir');
+    expect(after.Notiz).toBe('andere Änderung');
+  });
+
+  it('--force overwrites a concurrent change of the same field', async () => {
+    await server.control('before-update', { table: 'Teile', key: '1', set: { Name: 'Von Kollegin' } });
+    const r = await push(['1', 'Name', 'Von mir', '--yes', '--force']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await row('1')).Name).toBe('Von mir');
+  });
+
+  it('a reset after the server saved the write: reported updated, no double write', async () => {
+    await server.control('faults', { queue: [{ kind: 'reset-after-update', match: 'update', count: 1 }] });
+    const r = await push(['1', 'Name', 'Einmal', '--yes', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).result).toBe('updated');
+    expect((await server.stats()).updates).toBe(1);
+    expect((await row('1')).Name).toBe('Einmal');
+  });
+
+  it('a reset before the server saved it: retried once, saved once', async () => {
+    await server.control('faults', { queue: [{ kind: 'reset', match: 'update', count: 1 }] });
+    const r = await push(['1', 'Name', 'Zweimal?', '--yes', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await server.stats()).updates).toBe(1);
+  });
+});
+
+describe('bulk', () => {
+  it('a mix of good, unchanged, conflicting, not-found and invalid rows gives an exact report', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'in.csv');
+    writeFileSync(file, 'ID,Preis,Name\n1,40,Straße "Süd" neu\n2,-3,=SUMME(A1)\n3,13,O\'Reilly & "Söhne" #1\n999,1,x\n10,abc,y\n');
+    await server.control('before-update', { table: 'Teile', key: '3', set: { Preis: 99 } });
+    const r = await runCli(['push-field', 'Teile', '--from', file, '--yes', '--continue-on-error'], { env: server.env });
+    expect(r.code).toBe(65);
+    const reports = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(reports.map((x: { key: string; result: string }) => [x.key, x.result])).toEqual([
+      ['1', 'updated'],
+      ['2', 'unchanged'],
+      ['3', 'conflict'],
+      ['999', 'not-found'],
+      ['10', 'invalid'],
+    ]);
+    expect(reports[0]).toMatchObject({ line: 1, fields: ['Preis', 'Name'], old: { Preis: '39.5' }, new: { Preis: '40', Name: 'Straße "Süd" neu' } });
+    expect((await row('1')).Preis).toBe(40);
+    expect((await row('3')).Preis).toBe(99);
+    // One audit line per attempted write (row 1: two fields; row 3: one conflicting field... per field).
+    const audit = auditLines();
+    expect(audit.filter((a) => a.key === '1')).toHaveLength(2);
+    expect(audit.filter((a) => a.key === '3').every((a) => a.result === 'conflict')).toBe(true);
+    expect(audit.some((a) => a.key === '2' || a.key === '999' || a.key === '10')).toBe(false);
+  });
+
+  it('NDJSON input, batches, and stdin', async () => {
+    const input = '{"ID":1,"Aktiv":false}\n{"ID":2,"Aktiv":true}\n{"ID":10,"Aktiv":false}\n';
+    const r = await runCli(['push-field', 'Teile', '--from', '-', '--yes', '--batch-size', '2'], { env: server.env, input });
+    expect(r.code, r.stderr).toBe(0);
+    expect((await row('1')).Aktiv).toBe(false);
+    expect((await row('2')).Aktiv).toBe(true);
+    expect((await row('10')).Aktiv).toBe(false);
+  });
+
+  it('stops at the first failing batch without --continue-on-error', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'in.csv');
+    writeFileSync(file, 'ID,Preis\n999,1\n1,41\n');
+    const r = await runCli(['push-field', 'Teile', '--from', file, '--yes', '--batch-size', '1'], { env: server.env });
+    expect(r.code).toBe(65);
+    expect((await row('1')).Preis).toBe(39.5);
+  });
+
+  it('bad input files: unknown column, empty file, invalid UTF-8, missing key column', async () => {
+    const dir = tempDir();
+    const cases: Array<[string, Buffer | string, RegExp, number]> = [
+      ['unknown.csv', 'ID,Prise\n1,2\n', /did you mean Preis/, 65],
+      ['empty.csv', '', /has no rows/, 65],
+      ['latin1.csv', Buffer.concat([Buffer.from('ID,Name\n1,Stra'), Buffer.from([0xdf]), Buffer.from('e\n')]), /not valid UTF-8/, 65],
+      ['nokey.csv', 'Name\nx\n', /no key column 'ID'/, 65],
+      ['missing.csv', '', /cannot read/, 64],
+    ];
+    for (const [name, content, pattern, code] of cases) {
+      const file = join(dir, name);
+      if (name !== 'missing.csv') writeFileSync(file, content);
+      const r = await runCli(['push-field', 'Teile', '--from', file, '--yes'], { env: server.env });
+      expect(r.code, name).toBe(code);
+      expect(r.stderr, name).toMatch(pattern);
+    }
+    expect((await server.stats()).updates).toBe(0);
+  });
+});
