@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { FixtureError } from './datastore.js';
 import { OptionError } from './options.js';
 import { startEmulator } from './server.js';
-import { FAULT_KINDS, type EmulatorOptions, type FaultKind } from './types.js';
+import { FAULT_KINDS, type EmulatorOptions, type FaultKind, type RunningEmulator } from './types.js';
 
 export const USAGE = `Usage: legacy-emulator [options]
 
@@ -199,27 +199,31 @@ export async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${version()}\n`);
     return;
   }
-  let emu;
+  // Signal handlers go in before start-up and stay: a signal at any moment means a clean stop with exit 0,
+  // and repeated signals while stopping are ignored (signal handlers do not keep the process alive).
+  let emu: RunningEmulator | undefined;
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    process.exitCode = 0;
+    void emu?.stop();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   try {
     emu = await startEmulator(cmd.options);
   } catch (e) {
     const f = failure(e, cmd.options.port);
     process.stderr.write(`legacy-emulator: ${f.message}\n`);
     process.exitCode = f.code;
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    return;
+  }
+  if (stopping) {
+    await emu.stop();
     return;
   }
   process.stdout.write(`listening on ${emu.url}\n`);
-  const running = emu;
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-    void running.stop().then(() => {
-      process.exitCode = 0;
-    });
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
 }
