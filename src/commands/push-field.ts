@@ -7,7 +7,7 @@ import { BadDataError, UsageError } from '../errors/index.js';
 import { AuditLog } from '../push/audit.js';
 import { VALUE_TYPES, type ValueType } from '../push/coerce.js';
 import { Pusher, errorForReport, pushExitCode, type PushRequestRow, type RowReport } from '../push/index.js';
-import { detectFormat, openInput, readRows } from '../push/input.js';
+import { detectFormat, detectStdinFormat, openInput, readRows } from '../push/input.js';
 import { assertPositive } from '../table/export.js';
 import { startProgress } from '../cli/progress.js';
 
@@ -80,7 +80,8 @@ export async function run(ctx: CommandContext, args: string[], opts: PushOptions
   }
 
   // Bulk: stream the input in batches; check the header before any write.
-  const format = await detectFormat(opts.from, ctx.io.cwd);
+  const format = opts.from === '-' ? await detectStdinFormat(ctx.io.stdin) : await detectFormat(opts.from, ctx.io.cwd).catch(() => 'csv' as const);
+  const input = await openInput(opts.from, ctx.io.cwd, ctx.io.stdin);
   const keyColumn = opts.keyColumn ?? dc.key[0]?.name;
   if (!keyColumn) throw new UsageError(`${dc.name} has no primary key in the catalog; name the key column with --key-column`);
   const reportFormat = opts.report ?? (opts.json ? 'ndjson' : ctx.io.stdout.isTTY ? 'table' : 'ndjson');
@@ -121,7 +122,6 @@ export async function run(ctx: CommandContext, args: string[], opts: PushOptions
     return true;
   };
   try {
-    const input = openInput(opts.from, ctx.io.cwd, ctx.io.stdin);
     let stopped = false;
     for await (const row of readRows(input, format)) {
       if (!fieldsChecked) {

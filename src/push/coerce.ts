@@ -4,7 +4,7 @@
  */
 import { BadDataError } from '../errors/index.js';
 import type { Attribute } from '../http/types.js';
-import { DATE_TYPES, MEDIA_TYPES, NUMBER_TYPES, TIME_TYPES, fourDDateToIso, isoToFourDDate, timeToMs } from '../table/convert.js';
+import { DATE_TYPES, MEDIA_TYPES, NUMBER_TYPES, TIME_TYPES, fourDDateToIso, isoToFourDDate, msToTime, timeToMs } from '../table/convert.js';
 
 export type ValueType = 'auto' | 'string' | 'number' | 'bool' | 'date' | 'time' | 'json';
 export const VALUE_TYPES: readonly ValueType[] = ['auto', 'string', 'number', 'bool', 'date', 'time', 'json'];
@@ -108,5 +108,17 @@ export function sameValue(attr: Attribute, a: unknown, b: unknown): boolean {
   return canonical(attr, a) === canonical(attr, b);
 }
 
-/** A value for reports: dates ISO, times HH:MM:SS, objects as they are. */
-export { canonical as canonicalValue };
+/** A value for reports and the audit log: dates ISO, times HH:MM:SS, numbers, booleans, objects as they are. */
+export function displayValue(attr: Attribute, value: unknown): unknown {
+  if (value === undefined || value === null) return null;
+  switch (typeOf(attr)) {
+    case 'date':
+      return fourDDateToIso(value);
+    case 'time':
+      return msToTime(value);
+    case 'number':
+      return typeof value === 'number' ? value : Number(value);
+    default:
+      return value;
+  }
+}

@@ -17,7 +17,7 @@ import { errCodeOf } from '../session/manager.js';
 import { TransportError } from '../transport/index.js';
 import { attributeNamed } from '../table/query.js';
 import { AuditLog, type AuditRecord } from './audit.js';
-import { canonicalValue, coerce, sameValue, type ValueType } from './coerce.js';
+import { displayValue, coerce, sameValue, type ValueType } from './coerce.js';
 
 export type PushResult = 'updated' | 'unchanged' | 'conflict' | 'not-found' | 'invalid' | 'failed' | 'would-update';
 
@@ -61,7 +61,7 @@ interface Planned {
 const MAX_CONFLICT_RETRIES = 3;
 
 function changedBySomeoneElse(attr: Attribute, before: Entity, now: Entity): string {
-  const show = (e: Entity) => JSON.stringify(canonicalValue(attr, e[attr.name]));
+  const show = (e: Entity) => JSON.stringify(displayValue(attr, e[attr.name]));
   return `${attr.name} was changed by someone else from ${show(before)} to ${show(now)}; re-run to overwrite`;
 }
 
@@ -131,7 +131,7 @@ export class Pusher {
         for (const n of names) report.new[n] = row.fields[n];
         return { report };
       }
-      for (const attr of attrs) report.new[attr.name] = canonicalValue(attr, values[attr.name]);
+      for (const attr of attrs) report.new[attr.name] = displayValue(attr, values[attr.name]);
       if (!entity) {
         report.result = 'not-found';
         report.message = `no record with key ${row.key} in ${this.dataClass.name}`;
@@ -140,7 +140,7 @@ export class Pusher {
       report.stampBefore = entity.__STAMP;
       const changed: Record<string, unknown> = {};
       for (const attr of attrs) {
-        report.old[attr.name] = canonicalValue(attr, entity[attr.name]);
+        report.old[attr.name] = displayValue(attr, entity[attr.name]);
         if (!sameValue(attr, entity[attr.name], values[attr.name])) changed[attr.name] = values[attr.name];
       }
       if (Object.keys(changed).length === 0) return { report };

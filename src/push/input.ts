@@ -2,10 +2,9 @@
  * Bulk input for push-field: CSV (header row) or NDJSON, from a file or stdin, streamed as rows.
  * Bytes must be valid UTF-8; a file is checked whole before anything is written.
  */
-import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, pipeline, type Readable } from 'node:stream';
 import { BadDataError, UsageError } from '../errors/index.js';
 
 export interface InputRow {
@@ -40,9 +39,38 @@ function utf8Guard(): Transform {
   });
 }
 
+/** Sniff stdin: peek at its first chunk and put it back. */
+export async function detectStdinFormat(stdin: Readable): Promise<InputFormat> {
+  const first = await new Promise<Buffer | null>((resolve, reject) => {
+    const onReadable = () => {
+      cleanup();
+      resolve(stdin.read() as Buffer | null);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(null);
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    const cleanup = () => {
+      stdin.off('readable', onReadable);
+      stdin.off('end', onEnd);
+      stdin.off('error', onError);
+    };
+    stdin.once('readable', onReadable);
+    stdin.once('end', onEnd);
+    stdin.once('error', onError);
+  });
+  if (!first) return 'csv';
+  stdin.unshift(first);
+  return Buffer.from(first).toString('utf8').trimStart().startsWith('{') ? 'ndjson' : 'csv';
+}
+
 export async function detectFormat(path: string, cwd: string): Promise<InputFormat> {
   if (/\.(ndjson|jsonl)$/i.test(path)) return 'ndjson';
-  if (/\.csv$/i.test(path) || path === '-') return path === '-' ? 'csv' : 'csv';
+  if (/\.csv$/i.test(path)) return 'csv';
   const handle = await open(resolve(cwd, path), 'r');
   try {
     const { buffer, bytesRead } = await handle.read({ buffer: Buffer.alloc(256), position: 0 });
@@ -52,20 +80,24 @@ export async function detectFormat(path: string, cwd: string): Promise<InputForm
   }
 }
 
-export function openInput(path: string, cwd: string, stdin: Readable): Readable {
+/** Open the input; a file that cannot be read is a usage error (64) before anything else happens. */
+export async function openInput(path: string, cwd: string, stdin: Readable): Promise<Readable> {
   if (path === '-') return stdin;
-  const stream = createReadStream(resolve(cwd, path));
-  return stream;
+  try {
+    const handle = await open(resolve(cwd, path), 'r');
+    return handle.createReadStream();
+  } catch (error) {
+    throw new UsageError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
 }
 
-/** Rows of the input, streamed. */
+/** Rows of the input, streamed. Errors of any stage (read, UTF-8, parse) end the iteration. */
 export async function* readRows(source: Readable, format: InputFormat): AsyncGenerator<InputRow> {
-  const text = source.pipe(utf8Guard());
-  source.on('error', (error) => text.destroy(error));
   if (format === 'csv') {
     const { parse } = await import('csv-parse');
-    const parser = text.pipe(parse({ columns: true, bom: true, skip_empty_lines: true, relax_column_count: false, trim: false }));
-    text.on('error', (error) => parser.destroy(error));
+    // relax_quotes: a quote inside an unquoted field is taken literally (common in hand-made files).
+    const parser = parse({ columns: true, bom: true, skip_empty_lines: true, relax_quotes: true, trim: false });
+    pipeline(source, utf8Guard(), parser, () => undefined);
     let line = 0;
     try {
       for await (const record of parser as AsyncIterable<Record<string, string>>) {
@@ -73,13 +105,11 @@ export async function* readRows(source: Readable, format: InputFormat): AsyncGen
         yield { line, values: record };
       }
     } catch (error) {
-      if (error instanceof BadDataError) throw error;
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') throw inputError(error);
-      throw new BadDataError(`the CSV input is malformed: ${(error as Error).message}`);
+      throw classify(error, 'CSV');
     }
     return;
   }
+  const text = pipeline(source, utf8Guard(), () => undefined) as unknown as AsyncIterable<string>;
   let buffer = '';
   let line = 0;
   const parseLine = (raw: string): InputRow | undefined => {
@@ -95,7 +125,7 @@ export async function* readRows(source: Readable, format: InputFormat): AsyncGen
     return { line, values: value as Record<string, unknown> };
   };
   try {
-    for await (const chunk of text as AsyncIterable<string>) {
+    for await (const chunk of text) {
       buffer += chunk;
       let nl: number;
       while ((nl = buffer.indexOf('\n')) >= 0) {
@@ -105,11 +135,17 @@ export async function* readRows(source: Readable, format: InputFormat): AsyncGen
       }
     }
   } catch (error) {
-    if (error instanceof BadDataError) throw error;
-    throw inputError(error);
+    throw classify(error, 'NDJSON');
   }
   const last = parseLine(buffer);
   if (last) yield last;
+}
+
+function classify(error: unknown, kind: string): Error {
+  if (error instanceof BadDataError || error instanceof UsageError) return error;
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code && /^E[A-Z]+$/.test(code)) return inputError(error);
+  return new BadDataError(`the ${kind} input is malformed: ${(error as Error).message}`);
 }
 
 function inputError(error: unknown): Error {

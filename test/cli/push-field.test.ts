@@ -163,7 +163,7 @@ describe('bulk', () => {
       ['999', 'not-found'],
       ['10', 'invalid'],
     ]);
-    expect(reports[0]).toMatchObject({ line: 1, fields: ['Preis', 'Name'], old: { Preis: '39.5' }, new: { Preis: '40', Name: 'Straße "Süd" neu' } });
+    expect(reports[0]).toMatchObject({ line: 1, fields: ['Preis', 'Name'], old: { Preis: 39.5 }, new: { Preis: 40, Name: 'Straße "Süd" neu' } });
     expect((await row('1')).Preis).toBe(40);
     expect((await row('3')).Preis).toBe(99);
     // One audit line per attempted write (row 1: two fields; row 3: one conflicting field... per field).
