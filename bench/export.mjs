@@ -10,9 +10,9 @@ const rows = Number(process.env.BENCH_ROWS ?? 200_000);
 const bigRows = Number(process.env.BENCH_BIG_ROWS ?? 1_000_000);
 const pageSize = 1000;
 
+let cookie;
 async function plainLoop(url, table, total) {
   const started = process.hrtime.bigint();
-  let cookie;
   for (let skip = 0; skip < total; skip += pageSize) {
     const res = await fetch(`${url}/rest/${table}?$orderby=UID%20asc&$skip=${skip}&$top=${pageSize}`, { headers: cookie ? { cookie } : {} });
     const set = res.headers.get('set-cookie');
@@ -23,17 +23,18 @@ async function plainLoop(url, table, total) {
   return Number(process.hrtime.bigint() - started) / 1e6;
 }
 
+const work = tempDir();
 async function runLegacy(url, args) {
-  const dir = tempDir();
-  const env = { ...process.env, LEGACY_CONFIG_DIR: join(dir, 'cfg'), LEGACY_BASE_URL: url, LEGACY_ENV: 'bench', NO_COLOR: '1' };
-  const out = join(dir, 'out');
+  // One config dir for every run: the stored session is reused, as under cron.
+  const env = { ...process.env, LEGACY_CONFIG_DIR: join(work, 'cfg'), LEGACY_BASE_URL: url, LEGACY_ENV: 'bench', NO_COLOR: '1' };
+  const out = join(work, 'out');
   const r = await measure(process.execPath, [legacyBin, 'get-table', 'Artikel', ...args, '-o', out], { env });
-  rmSync(dir, { recursive: true, force: true });
+  rmSync(out, { force: true });
   if (r.code !== 0) throw new Error(`legacy exited ${r.code}: ${r.stderr}`);
   return r;
 }
 
-const emu = await startEmulatorProcess(['--rows', `Artikel=${rows}`]);
+const emu = await startEmulatorProcess(['--rows', `Artikel=${rows}`, '--max-sessions', '10']);
 try {
   await plainLoop(emu.url, 'Artikel', 20_000); // warm the emulator's caches
   const a = await plainLoop(emu.url, 'Artikel', rows);
@@ -50,7 +51,7 @@ try {
 }
 
 if (bigRows > 0) {
-  const big = await startEmulatorProcess(['--rows', `Artikel=${bigRows}`]);
+  const big = await startEmulatorProcess(['--rows', `Artikel=${bigRows}`, '--max-sessions', '10']);
   try {
     const b = await runLegacy(big.url, ['--csv']);
     console.log(`(b) at ${bigRows.toLocaleString('en-US')} rows: ${s(b.ms)}, peak RSS ${mb(b.peakRss)}`);
@@ -58,3 +59,4 @@ if (bigRows > 0) {
     await big.stop();
   }
 }
+rmSync(work, { recursive: true, force: true });

@@ -9,6 +9,7 @@ import { VALUE_TYPES, type ValueType } from '../push/coerce.js';
 import { Pusher, errorForReport, pushExitCode, type PushRequestRow, type RowReport } from '../push/index.js';
 import { detectFormat, detectStdinFormat, openInput, readRows } from '../push/input.js';
 import { assertPositive } from '../table/export.js';
+import { csvEncoder } from '../table/csv.js';
 import { startProgress } from '../cli/progress.js';
 
 interface PushOptions {
@@ -92,10 +93,10 @@ export async function run(ctx: CommandContext, args: string[], opts: PushOptions
     if (reportFormat === 'ndjson') {
       await write(ctx.io.stdout, reports.map((r) => `${JSON.stringify(r)}\n`).join(''));
     } else if (reportFormat === 'csv') {
-      const { stringify } = await import('csv-stringify/sync');
-      const head = csvHeader ? [] : [['line', 'key', 'fields', 'old', 'new', 'result', 'message']];
+      const csv = csvEncoder();
+      const head = csvHeader ? '' : csv.row(['line', 'key', 'fields', 'old', 'new', 'result', 'message']);
       csvHeader = true;
-      await write(ctx.io.stdout, stringify([...head, ...reports.map((r) => [r.line ?? '', r.key, r.fields.join(' '), JSON.stringify(r.old), JSON.stringify(r.new), r.result, r.message ?? ''])]));
+      await write(ctx.io.stdout, head + reports.map((r) => csv.row([r.line ?? '', r.key, r.fields.join(' '), r.old, r.new, r.result, r.message ?? ''])).join(''));
     } else {
       for (const r of reports) tableRows.push([r.key, r.fields.join(','), r.fields.map((f) => show(r.old[f])).join(','), r.fields.map((f) => show(r.new[f])).join(','), r.result, r.message ?? '']);
     }

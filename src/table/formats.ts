@@ -4,6 +4,7 @@
  */
 import type { Writable } from 'node:stream';
 import { write } from '../cli/io.js';
+import { csvEncoder } from './csv.js';
 
 export type Format = 'csv' | 'json' | 'ndjson' | 'table';
 export const FORMATS: readonly Format[] = ['csv', 'json', 'ndjson', 'table'];
@@ -29,12 +30,10 @@ export interface RowWriter {
   readonly written: number;
 }
 
-type StringifySync = typeof import('csv-stringify/sync').stringify;
-
 export async function createWriter(format: Format, columns: string[], out: Writable, options: WriterOptions = {}): Promise<RowWriter> {
   switch (format) {
     case 'csv':
-      return csvWriter(columns, out, options, (await import('csv-stringify/sync')).stringify);
+      return csvWriter(columns, out, options);
     case 'json':
       return jsonWriter(columns, out, false);
     case 'ndjson':
@@ -44,17 +43,9 @@ export async function createWriter(format: Format, columns: string[], out: Writa
   }
 }
 
-function csvWriter(columns: string[], out: Writable, options: WriterOptions, stringify: StringifySync): RowWriter {
-  const csvOptions = {
-    delimiter: options.delimiter ?? ',',
-    record_delimiter: 'unix' as const,
-    escape_formulas: options.excelSafe === true,
-    cast: {
-      boolean: (v: boolean) => (v ? 'true' : 'false'),
-      object: (v: object) => JSON.stringify(v),
-      number: (v: number) => String(v),
-    },
-  };
+function csvWriter(columns: string[], out: Writable, options: WriterOptions): RowWriter {
+  const encoder = csvEncoder({ delimiter: options.delimiter, excelSafe: options.excelSafe });
+  const header = csvEncoder({ delimiter: options.delimiter });
   let written = 0;
   return {
     get written() {
@@ -62,12 +53,14 @@ function csvWriter(columns: string[], out: Writable, options: WriterOptions, str
     },
     async begin() {
       let head = options.bom ? '\ufeff' : '';
-      if (options.header !== false) head += stringify([columns], { ...csvOptions, escape_formulas: false });
+      if (options.header !== false) head += header.row(columns);
       if (head) await write(out, head);
     },
     async write(rows) {
       written += rows.length;
-      await write(out, stringify(rows, csvOptions));
+      let chunk = '';
+      for (const row of rows) chunk += encoder.row(row);
+      await write(out, chunk);
     },
     async end() {},
   };

@@ -186,6 +186,8 @@ export class Transport {
           }
         }
         if (response.statusCode >= 400 && text.length > MAX_ERROR_BODY) text = `${text.slice(0, MAX_ERROR_BODY)}…`;
+        // A parsed success body is all callers need; do not keep a second copy of a large page alive.
+        if (json !== undefined && response.statusCode < 300) text = '';
         const setCookie = response.headers['set-cookie'];
         const result: HttpResponse = {
           status: response.statusCode,
