@@ -43,7 +43,8 @@ export function buildProgram(dispatch: (loader: Loader, args: string[], opts: Re
     async function action(this: Command, ...received: unknown[]) {
       const cmd = received[received.length - 1] as Command;
       const args = received.slice(0, -2).flat().filter((a): a is string => typeof a === 'string');
-      await dispatch(loader, args, cmd.opts(), cmd);
+      // Merged with the parents' options: `sync status --json` must see --json even though `sync` has one too.
+      await dispatch(loader, args, cmd.optsWithGlobals(), cmd);
     };
 
   program
@@ -158,6 +159,32 @@ Examples:
   legacy push-field Artikel 7464FEB3... Auslaufdatum 2026-12-31 --dry-run
   legacy push-field Kunden --from kunden-plz.csv --key-column KundenNr --yes`)
     .action(load(() => import('../commands/push-field.js')));
+
+  const sync = program.command('sync')
+    .description('incremental, crash-safe replication of tables into SQLite')
+    .argument('[tables...]', 'tables to sync (default: sync.tables of the environment in the config)')
+    .option('--db <path>', 'SQLite database (default: <data dir>/<environment>.sqlite)')
+    .option('--full', 'read every row again instead of the incremental window')
+    .option('--reconcile', 'also fetch the current key set and mark rows deleted on the server (_deleted_at)')
+    .option('--lookback <duration>', 're-read this far behind the cursor, e.g. 2d (default: the cursor\'s own day)')
+    .option('--page-size <n>', 'rows per request (default 1000)')
+    .option('--json', 'JSON summary')
+    .option('--dry-run', 'say what would be read, write nothing')
+    .addHelpText('after', `
+Examples:
+  legacy sync Artikel Kunden                 # incremental after the first (full) run
+  legacy sync --reconcile                    # tables from the config; also detect deletions
+  legacy sync status --json`)
+    .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runSync }))));
+  sync.command('status').description('per table: rows, last successful run, cursor, last error; recent runs')
+    .option('--db <path>', 'SQLite database').option('--json', 'JSON output')
+    .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runStatus }))));
+  sync.command('runs').description('run history')
+    .option('--db <path>', 'SQLite database').option('--limit <n>', 'at most n runs (default 20)').option('--json', 'JSON output')
+    .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runRuns }))));
+  sync.command('prune').description('delete run history older than a duration')
+    .option('--db <path>', 'SQLite database').requiredOption('--older-than <duration>', 'e.g. 7d, 12h')
+    .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runPrune }))));
 
   program.command('completion <shell>').description('print a shell completion script (bash, zsh or fish)')
     .action(load(() => import('../commands/completion.js')));

@@ -1,0 +1,167 @@
+/** `legacy sync [<Table>...]`, `sync status`, `sync runs`, `sync prune`: replication into SQLite. */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { CommandContext } from '../cli/context.js';
+import { write } from '../cli/io.js';
+import { startProgress } from '../cli/progress.js';
+import { columns } from '../cli/render.js';
+import { UsageError, exitCodeFor, formatErrorLine } from '../errors/index.js';
+import { Syncer, SyncStore, newRunId, normaliseTableConfig, parseDuration, type TableResult } from '../sync/index.js';
+
+interface SyncOptions {
+  db?: string;
+  full?: boolean;
+  reconcile?: boolean;
+  json?: boolean;
+  dryRun?: boolean;
+  lookback?: string;
+  pageSize?: string;
+  limit?: string;
+  olderThan?: string;
+}
+
+function dbPath(ctx: CommandContext, opts: SyncOptions): string {
+  return opts.db ? resolve(ctx.io.cwd, opts.db) : join(ctx.settings.dataDir, `${ctx.settings.envName}.sqlite`);
+}
+
+export async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
+  const configured = ctx.settings.envConfig?.sync?.tables ?? [];
+  const tables = args.length ? args.map((name) => ({ name })) : configured.map(normaliseTableConfig);
+  if (tables.length === 0) {
+    throw new UsageError('no tables to sync', { hint: `name them (legacy sync Artikel Kunden) or list them under environments.${ctx.settings.envName}.sync.tables in the config` });
+  }
+  // Config entries (key, cursor) apply to tables named on the command line too.
+  const byName = new Map(configured.map(normaliseTableConfig).map((t) => [t.name, t]));
+  const plan = tables.map((t) => byName.get(t.name) ?? t);
+  const lookbackMs = opts.lookback ? parseDuration(opts.lookback) : 0;
+  const pageSize = opts.pageSize ? Number(opts.pageSize) : ctx.settings.pageSize;
+  if (!Number.isInteger(pageSize) || pageSize < 1) throw new UsageError('--page-size must be a whole number ≥ 1');
+
+  const path = dbPath(ctx, opts);
+  const client = await ctx.client();
+  let store: SyncStore | undefined;
+  if (!opts.dryRun) {
+    store = SyncStore.open(path);
+    store.acquireRunLock();
+    const interrupted = store.markInterrupted(new Date().toISOString());
+    if (interrupted) ctx.logger.warn(`marked ${interrupted} run(s) left unfinished by an earlier process as interrupted`);
+  } else if (existsSync(path)) {
+    store = SyncStore.open(path, { readOnly: true });
+  }
+  const progress = ctx.interactive && !opts.json ? await startProgress(ctx.io.stderr, 'sync') : undefined;
+  const syncer = new Syncer(client, store, {
+    full: opts.full,
+    reconcile: opts.reconcile,
+    dryRun: opts.dryRun,
+    lookbackMs,
+    pageSize,
+    concurrency: ctx.settings.concurrency,
+    logger: ctx.logger,
+    signal: ctx.signal,
+    onProgress: (table, rows, total) => progress?.update({ rows, total, label: table }),
+  });
+
+  const runId = newRunId();
+  const results: TableResult[] = [];
+  let firstError: unknown;
+  try {
+    for (const table of plan) {
+      const started = Date.now();
+      try {
+        const r = await syncer.syncTable(table, runId);
+        results.push(r);
+        ctx.logger.info(`${r.table}: ${r.mode}, ${r.fetched} fetched, ${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      } catch (error) {
+        if (ctx.signal.aborted) throw error;
+        firstError ??= error;
+        results.push({ table: table.name, mode: 'full', status: 'failed', fetched: 0, inserted: 0, updated: 0, unchanged: 0, deleted: 0, cursor: null, addedColumns: [], vanishedColumns: [], error: formatErrorLine(error) });
+        ctx.logger.error(`${table.name}: ${formatErrorLine(error)}`);
+      }
+    }
+  } finally {
+    progress?.stop();
+    store?.close();
+  }
+
+  if (opts.json) {
+    await write(ctx.io.stdout, `${JSON.stringify({ runId, database: path, dryRun: opts.dryRun === true, tables: results }, null, 2)}\n`);
+  } else {
+    const rows = results.map((r) =>
+      opts.dryRun
+        ? [r.table, r.mode, r.cursor ?? '-', String(r.expected ?? '-')]
+        : [r.table, r.status, r.mode, String(r.fetched), String(r.inserted), String(r.updated), String(r.deleted), r.cursor ?? '-'],
+    );
+    const head = opts.dryRun ? ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS'] : ['TABLE', 'STATUS', 'MODE', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED', 'CURSOR'];
+    await write(ctx.io.stdout, columns(rows, head));
+  }
+  if (firstError) {
+    // The per-table errors were reported above; the exit code says what kind the first one was.
+    return exitCodeFor(firstError);
+  }
+  return 0;
+}
+
+function openForReading(ctx: CommandContext, opts: SyncOptions): SyncStore | undefined {
+  const path = dbPath(ctx, opts);
+  return existsSync(path) ? SyncStore.open(path, { readOnly: true }) : undefined;
+}
+
+export async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
+  const store = openForReading(ctx, opts);
+  const path = dbPath(ctx, opts);
+  if (!store) {
+    if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ database: path, tables: [], runs: [] }, null, 2)}\n`);
+    else await write(ctx.io.stdout, `no sync database yet at ${path}\n`);
+    return 0;
+  }
+  try {
+    const runs = store.runs(10);
+    const tables = store.allStates().map((s) => ({ s, n: store.counts(s.table_name) })).map(({ s, n }) => ({
+      table: s.table_name,
+      rows: n.rows ?? 0,
+      deleted: n.deleted ?? 0,
+      lastSuccess: s.last_success,
+      lastFullSync: s.last_full_sync,
+      cursor: s.cursor_value,
+      lastError: s.last_error,
+    }));
+    if (opts.json) {
+      await write(ctx.io.stdout, `${JSON.stringify({ database: path, tables, runs }, null, 2)}\n`);
+      return 0;
+    }
+    await write(ctx.io.stdout, columns(tables.map((t) => [t.table, String(t.rows), String(t.deleted), t.lastSuccess ?? '-', t.cursor ?? '-', t.lastError ?? '']), ['TABLE', 'ROWS', 'DELETED', 'LAST SUCCESS', 'CURSOR', 'LAST ERROR']));
+    await write(ctx.io.stdout, `\nrecent runs:\n${columns(runs.map((r) => [r.run_id, r.table_name, r.status, r.mode, r.started, String(r.rows_fetched), String(r.inserted), String(r.updated), String(r.deleted)]), ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED'])}`);
+    return 0;
+  } finally {
+    store.close();
+  }
+}
+
+export async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
+  const limit = opts.limit ? Number(opts.limit) : 20;
+  if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number ≥ 1');
+  const store = openForReading(ctx, opts);
+  const runs = store ? store.runs(limit) : [];
+  store?.close();
+  if (opts.json) await write(ctx.io.stdout, `${JSON.stringify(runs, null, 2)}\n`);
+  else await write(ctx.io.stdout, columns(runs.map((r) => [r.run_id, r.table_name, r.status, r.mode, r.started, r.finished ?? '-', String(r.rows_fetched), r.error ?? '']), ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FINISHED', 'FETCHED', 'ERROR']));
+  return 0;
+}
+
+export async function runPrune(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
+  if (!opts.olderThan) throw new UsageError('sync prune needs --older-than, e.g. --older-than 7d');
+  const ms = parseDuration(opts.olderThan);
+  const path = dbPath(ctx, opts);
+  if (!existsSync(path)) {
+    await write(ctx.io.stdout, `no sync database at ${path}\n`);
+    return 0;
+  }
+  const store = SyncStore.open(path);
+  try {
+    const removed = store.pruneRuns(new Date(Date.now() - ms).toISOString());
+    await write(ctx.io.stdout, `removed ${removed} run record(s) older than ${opts.olderThan}\n`);
+  } finally {
+    store.close();
+  }
+  return 0;
+}
