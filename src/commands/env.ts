@@ -1,5 +1,5 @@
 /** `legacy env list|add|remove|default`: named servers in the config file. */
-import { normaliseBaseUrl, updateConfig, validateEnvName } from '../config/store.js';
+import { normaliseBaseUrl, updateConfig, validateEnvName, type ConfigFile } from '../config/store.js';
 import { UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { CommandContext } from '../cli/context.js';
@@ -52,13 +52,17 @@ export async function runAdd(ctx: CommandContext, args: string[], opts: { defaul
   return 0;
 }
 
+/** Fail with a suggestion when `name` is not a configured environment. */
+function requireEnvironment(config: ConfigFile, name: string, hint?: string): void {
+  if (Object.prototype.hasOwnProperty.call(config.environments, name)) return;
+  const close = didYouMean(name, Object.keys(config.environments));
+  throw new UsageError(`no environment named '${name}'${close ? ` (${close})` : ''}`, hint ? { hint } : {});
+}
+
 export async function runRemove(ctx: CommandContext, args: string[]): Promise<number> {
   const [name] = args as [string];
   await updateConfig(ctx.settings.configDir, (config) => {
-    if (!Object.prototype.hasOwnProperty.call(config.environments, name)) {
-      const hint = didYouMean(name, Object.keys(config.environments));
-      throw new UsageError(`no environment named '${name}'${hint ? ` (${hint})` : ''}`);
-    }
+    requireEnvironment(config, name);
     delete config.environments[name];
     if (config.defaultEnv === name) delete config.defaultEnv;
   });
@@ -69,12 +73,7 @@ export async function runRemove(ctx: CommandContext, args: string[]): Promise<nu
 export async function runDefault(ctx: CommandContext, args: string[]): Promise<number> {
   const [name] = args as [string];
   await updateConfig(ctx.settings.configDir, (config) => {
-    if (!Object.prototype.hasOwnProperty.call(config.environments, name)) {
-      const hint = didYouMean(name, Object.keys(config.environments));
-      throw new UsageError(`no environment named '${name}'${hint ? ` (${hint})` : ''}`, {
-        hint: `add it first with 'legacy env add ${name} <url>'`,
-      });
-    }
+    requireEnvironment(config, name, `add it first with 'legacy env add ${name} <url>'`);
     config.defaultEnv = name;
   });
   return 0;

@@ -134,6 +134,21 @@ export function validateConfig(data: unknown): string[] {
           if (e[k] !== undefined && typeof e[k] !== 'string') problems.push(`${where}.${k} must be a string`);
         }
         checkSettings(where, e, problems);
+        if (e.sync !== undefined) {
+          const tables = (e.sync as { tables?: unknown })?.tables;
+          if (typeof e.sync !== 'object' || e.sync === null || (tables !== undefined && !Array.isArray(tables))) {
+            problems.push(`${where}.sync must be {"tables": [...]}`);
+          } else {
+            (tables ?? []).forEach((t: unknown, i: number) => {
+              const ok =
+                typeof t === 'string' ||
+                (t !== null && typeof t === 'object' && typeof (t as SyncTableConfig).name === 'string' &&
+                  ((t as SyncTableConfig).key === undefined || typeof (t as SyncTableConfig).key === 'string') &&
+                  ((t as SyncTableConfig).cursor === undefined || (Array.isArray((t as SyncTableConfig).cursor) && (t as SyncTableConfig).cursor!.every((c) => typeof c === 'string'))));
+              if (!ok) problems.push(`${where}.sync.tables[${i}] must be a table name or {"name", "key"?, "cursor"?: [date, time]}`);
+            });
+          }
+        }
       }
     }
   }

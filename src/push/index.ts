@@ -170,6 +170,14 @@ export class Pusher {
     return planned.map((p) => p.report);
   }
 
+  /** Record the outcome of one row and its audit line(s). */
+  private conclude(c: Planned, result: PushResult, message: string | undefined, requestId: string | undefined, audit: AuditRecord[], stampAfter?: number): void {
+    c.report.result = result;
+    c.report.message = message;
+    if (stampAfter !== undefined) c.report.stampAfter = stampAfter;
+    this.auditFor(c, requestId, audit);
+  }
+
   private auditFor(p: Planned, requestId: string | undefined, audit: AuditRecord[]): void {
     for (const attr of p.attrs ?? []) {
       audit.push({
@@ -218,63 +226,41 @@ export class Pusher {
     const failed = !item || item.__ERROR !== undefined || item.__STATUS?.success === false;
     if (!failed) {
       const holds = c.attrs!.every((a) => sameValue(a, item![a.name], c.values![a.name]));
-      if (holds && (item!.__STAMP ?? 0) > (c.entity!.__STAMP ?? 0)) {
-        c.report.result = 'updated';
-        c.report.stampAfter = item!.__STAMP;
-      } else {
-        c.report.result = 'failed';
-        c.report.message = 'the server answered without the new value or a new stamp';
-      }
-      this.auditFor(c, requestId, audit);
+      if (holds && (item!.__STAMP ?? 0) > (c.entity!.__STAMP ?? 0)) this.conclude(c, 'updated', undefined, requestId, audit, item!.__STAMP);
+      else this.conclude(c, 'failed', 'the server answered without the new value or a new stamp', requestId, audit);
       return;
     }
     const stampConflict = code === 1263 || item?.__STATUS?.status === 2;
     const gone = code === 1542 || code === 1543 || item?.__STATUS?.status === 5;
     if (gone) {
-      c.report.result = 'not-found';
-      c.report.message = `record ${c.report.key} no longer exists`;
-      this.auditFor(c, requestId, audit);
+      this.conclude(c, 'not-found', `record ${c.report.key} no longer exists`, requestId, audit);
       return;
     }
     if (!stampConflict) {
-      c.report.result = 'failed';
-      c.report.message = item?.__ERROR?.[0]?.message ? `server: ${item.__ERROR[0].message} (errCode ${code})` : 'the server refused the update';
-      this.auditFor(c, requestId, audit);
+      this.conclude(c, 'failed', item?.__ERROR?.[0]?.message ? `server: ${item.__ERROR[0].message} (errCode ${code})` : 'the server refused the update', requestId, audit);
       return;
     }
     // Stamp conflict: someone saved the record since we read it.
     const current = await this.client.entity(this.dataClass.name, c.report.key);
     if (!current) {
-      c.report.result = 'not-found';
-      c.report.message = `record ${c.report.key} was deleted meanwhile`;
-      this.auditFor(c, requestId, audit);
+      this.conclude(c, 'not-found', `record ${c.report.key} was deleted meanwhile`, requestId, audit);
       return;
     }
     const movedFields = c.attrs!.filter((a) => !sameValue(a, current[a.name], c.entity![a.name]));
     if (c.attrs!.every((a) => sameValue(a, current[a.name], c.values![a.name]))) {
-      c.report.result = 'unchanged';
-      c.report.message = 'someone else already set the same value';
-      c.report.stampAfter = current.__STAMP;
-      this.auditFor(c, requestId, audit);
+      this.conclude(c, 'unchanged', 'someone else already set the same value', requestId, audit, current.__STAMP);
       return;
     }
     if (movedFields.length > 0 && !this.options.force) {
-      c.report.result = 'conflict';
-      c.report.message = changedBySomeoneElse(movedFields[0]!, c.entity!, current);
-      c.report.stampAfter = current.__STAMP;
-      this.auditFor(c, requestId, audit);
+      this.conclude(c, 'conflict', changedBySomeoneElse(movedFields[0]!, c.entity!, current), requestId, audit, current.__STAMP);
       return;
     }
     if (attempt + 1 >= MAX_CONFLICT_RETRIES) {
-      c.report.result = 'conflict';
-      c.report.message = `the record kept changing (${MAX_CONFLICT_RETRIES} tries); re-run later`;
-      this.auditFor(c, requestId, audit);
+      this.conclude(c, 'conflict', `the record kept changing (${MAX_CONFLICT_RETRIES} tries); re-run later`, requestId, audit);
       return;
     }
     // Only other fields changed (or --force): write again on top of the current stamp.
-    c.report.result = 'conflict';
-    c.report.message = 'stamp changed; retried with the new stamp';
-    this.auditFor(c, requestId, audit);
+    this.conclude(c, 'conflict', 'stamp changed; retried with the new stamp', requestId, audit);
     c.entity = current;
     c.report.stampBefore = current.__STAMP;
     const retry = await this.client.update(this.dataClass.name, [{ __KEY: current.__KEY, __STAMP: current.__STAMP, ...c.values }]).catch((error: unknown) => {
@@ -293,29 +279,20 @@ export class Pusher {
   private async recover(c: Planned, audit: AuditRecord[], retried = false): Promise<void> {
     const current = await this.client.entity(this.dataClass.name, c.report.key);
     if (!current) {
-      c.report.result = 'not-found';
-      c.report.message = `record ${c.report.key} no longer exists`;
-      this.auditFor(c, undefined, audit);
+      this.conclude(c, 'not-found', `record ${c.report.key} no longer exists`, undefined, audit);
       return;
     }
     if (c.attrs!.every((a) => sameValue(a, current[a.name], c.values![a.name]))) {
-      c.report.result = 'updated';
-      c.report.stampAfter = current.__STAMP;
-      c.report.message = 'the connection failed after the server saved it';
-      this.auditFor(c, undefined, audit);
+      this.conclude(c, 'updated', 'the connection failed after the server saved it', undefined, audit, current.__STAMP);
       return;
     }
     if (retried) {
-      c.report.result = 'failed';
-      c.report.message = 'the connection failed twice while writing';
-      this.auditFor(c, undefined, audit);
+      this.conclude(c, 'failed', 'the connection failed twice while writing', undefined, audit);
       return;
     }
     const moved = c.attrs!.find((a) => !sameValue(a, current[a.name], c.entity![a.name]));
     if (moved && !this.options.force) {
-      c.report.result = 'conflict';
-      c.report.message = changedBySomeoneElse(moved, c.entity!, current);
-      this.auditFor(c, undefined, audit);
+      this.conclude(c, 'conflict', changedBySomeoneElse(moved, c.entity!, current), undefined, audit);
       return;
     }
     c.entity = current;
