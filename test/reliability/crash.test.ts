@@ -1,0 +1,206 @@
+/**
+ * Issue 8, scenario 3: SIGKILL at random moments (seeded), then re-run.
+ *
+ * After every kill: nothing partial under the final output name, the session store is valid JSON,
+ * the audit log parses line by line, the server holds either the old or the new value of every
+ * row (never anything else); the re-run succeeds and completes the job. Temporary files
+ * `.NAME.<pid>.<hex>.tmp` that a SIGKILLed export could not remove are expected (no process can
+ * clean up after SIGKILL); they are counted and reported, and must never be under the final name.
+ *
+ * Default: 6 kills of each command; stress: 30 each.
+ */
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanupTempDirs, collect, runCli, spawnCli, tempDir, type CliResult } from '../helpers/cli.js';
+import { startServer, type TestServer } from '../helpers/emulator.js';
+import { badJsonLines, jsonProblem, listDir, seededRandom, sha256, size, tempFilesFor, waitFor } from './support.js';
+
+const KILLS = size(6, 30);
+const ROWS = 3_000;
+const OUT = 'artikel.csv';
+
+let server: TestServer;
+let clean: Buffer;
+let uids: string[];
+
+afterAll(async () => {
+  await server?.stop();
+  cleanupTempDirs();
+});
+
+beforeAll(async () => {
+  server = await startServer({ rows: { Artikel: ROWS }, maxSessions: 10, latencyMs: 5 });
+  const dir = tempDir('legacy-crash-');
+  const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '100', '--concurrency', '2', '-o', join(dir, OUT)], { env: server.env });
+  expect(r.code, r.stderr).toBe(0);
+  clean = readFileSync(join(dir, OUT));
+  const keys = await runCli(['get-table', 'Artikel', '--fields', 'UID', '--no-header'], { env: server.env });
+  uids = keys.stdout.trim().split('\n');
+  expect(uids).toHaveLength(ROWS);
+});
+
+const storePath = () => join(server.configDir, 'sessions.json');
+const auditPath = () => join(server.dataDir, 'audit.log');
+
+/** Run to completion and time it. */
+async function timed(args: string[]): Promise<{ r: CliResult; ms: number }> {
+  const started = Date.now();
+  const r = await runCli(args, { env: server.env, timeoutMs: 120_000 });
+  return { r, ms: Date.now() - started };
+}
+
+/** Spawn, SIGKILL after `delayMs` (unless it finished first). */
+async function killAfter(args: string[], delayMs: number): Promise<{ r: CliResult; killed: boolean }> {
+  const child = spawnCli(args, { env: server.env });
+  const done = collect(child, { timeoutMs: 120_000 });
+  const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+  const r = await done;
+  clearTimeout(timer);
+  return { r, killed: r.signal === 'SIGKILL' };
+}
+
+function lockLeftovers(): string[] {
+  return listDir(server.configDir).filter((f) => f.endsWith('.lock'));
+}
+
+describe(`SIGKILL during get-table -o (${KILLS} kills)`, () => {
+  it('never a partial file under the final name; the store stays valid; the re-run completes', async () => {
+    const args = (dir: string) => ['get-table', 'Artikel', '--csv', '--page-size', '100', '--concurrency', '2', '-o', join(dir, OUT)];
+    const probe = await timed(args(tempDir('legacy-crash-')));
+    expect(probe.r.code, probe.r.stderr).toBe(0);
+    const span = Math.max(probe.ms, 300) * 1.1;
+    const rand = seededRandom(8);
+    let killedMidRun = 0;
+    let leftoverTemps = 0;
+    let locksSeen = 0;
+    let slowestRerun = 0;
+    for (let i = 0; i < KILLS; i++) {
+      if (i % 2 === 0) rmSync(storePath(), { force: true }); // half the kills hit a cold start (session creation under its lock)
+      const dir = tempDir('legacy-crash-');
+      const delay = Math.round(rand() * span);
+      const { r, killed } = await killAfter(args(dir), delay);
+      if (killed) killedMidRun += 1;
+      else expect(r.code, r.stderr).toBe(0);
+
+      const files = listDir(dir);
+      const temps = tempFilesFor(dir, OUT);
+      leftoverTemps += temps.length;
+      // Only the final file (complete) and the temporary file(s) of the killed run may be there.
+      expect(files.filter((f) => f !== OUT && !temps.includes(f)), `kill ${i} at ${delay} ms`).toEqual([]);
+      if (files.includes(OUT)) expect(sha256(readFileSync(join(dir, OUT))), `kill ${i} at ${delay} ms: complete or absent`).toBe(sha256(clean));
+      if (!killed) expect(temps).toEqual([]);
+      expect(jsonProblem(storePath())).toBeUndefined();
+      locksSeen += lockLeftovers().length;
+
+      // Re-run into the same directory: complete, identical, store still valid.
+      const rerun = await timed(args(dir));
+      slowestRerun = Math.max(slowestRerun, rerun.ms);
+      expect(rerun.r.code, `re-run after kill ${i}: ${rerun.r.stderr}`).toBe(0);
+      // A lock left by the killed run is reclaimed once stale (15 s at most), never waited on forever.
+      expect(rerun.ms).toBeLessThan(60_000);
+      expect(sha256(readFileSync(join(dir, OUT)))).toBe(sha256(clean));
+      expect(tempFilesFor(dir, OUT), 'the re-run leaves no temporary file of its own').toEqual(temps);
+      expect(jsonProblem(storePath())).toBeUndefined();
+    }
+    console.log(
+      `get-table -o: ${KILLS} SIGKILLs (${killedMidRun} mid-run); ${leftoverTemps} temporary file(s) left behind by killed runs, ` +
+        `never under the final name; lock dirs seen right after a kill: ${locksSeen}; slowest re-run ${slowestRerun} ms`,
+    );
+    expect(killedMidRun).toBeGreaterThan(0);
+  }, 600_000);
+});
+
+describe(`SIGKILL during push-field --from (${KILLS} kills)`, () => {
+  const COUNT = 200;
+  const price = (round: number, j: number) => round * 1000 + j + 0.5;
+  const input = (dir: string, round: number) => {
+    const file = join(dir, `round-${round}.csv`);
+    writeFileSync(file, `UID,Preis\n${Array.from({ length: COUNT }, (_, j) => `${uids[j * 7]},${price(round, j)}`).join('\n')}\n`);
+    return file;
+  };
+  const args = (file: string) => ['push-field', 'Artikel', '--from', file, '--yes', '--batch-size', '10'];
+  const prices = () => Array.from({ length: COUNT }, (_, j) => server.emu.control.getRow('Artikel', uids[j * 7]!)!.Preis as number);
+  const auditRecords = (): Array<Record<string, any>> =>
+    existsSync(auditPath()) ? readFileSync(auditPath(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+  const auditLines = () => auditRecords().length;
+
+  it('every row holds the old or the new value, the audit log parses, the re-run completes the job', async () => {
+    const dir = tempDir('legacy-crash-');
+    const probe = await timed(args(input(dir, 1)));
+    expect(probe.r.code, probe.r.stderr).toBe(0);
+    expect(prices()).toEqual(Array.from({ length: COUNT }, (_, j) => price(1, j)));
+    const span = Math.max(probe.ms, 300) * 1.1;
+    const rand = seededRandom(9);
+    let killedMidRun = 0;
+    let partialRounds = 0;
+    let unaudited = 0;
+    for (let i = 0; i < KILLS; i++) {
+      const round = i + 2;
+      if (i % 2 === 0) rmSync(storePath(), { force: true });
+      const file = input(dir, round);
+      const old = prices();
+      const updatesBefore = server.emu.stats().updates;
+      const auditBefore = auditLines();
+      const delay = Math.round(rand() * span);
+      const { r, killed } = await killAfter(args(file), delay);
+      if (killed) killedMidRun += 1;
+      else expect(r.code, r.stderr).toBe(0);
+
+      // The server holds, per row, the old or the new value; nothing in between, nothing else.
+      const now = prices();
+      const written = now.filter((p, j) => p === price(round, j)).length;
+      now.forEach((p, j) => expect([old[j], price(round, j)], `row ${j} after kill ${i} at ${delay} ms`).toContain(p));
+      if (written > 0 && written < COUNT) partialRounds += 1;
+      expect(badJsonLines(auditPath()), 'every audit line is JSON').toEqual([]);
+      expect(jsonProblem(storePath())).toBeUndefined();
+      const saved = server.emu.stats().updates - updatesBefore;
+      const audited = auditRecords().slice(auditBefore);
+      unaudited += Math.max(0, saved - audited.filter((a) => a.result === 'updated').length);
+
+      // Re-run the same file: rows already written report unchanged, the rest updated; all hold the new value.
+      const rerun = await timed(args(file));
+      expect(rerun.r.code, `re-run after kill ${i}: ${rerun.r.stderr}`).toBe(0);
+      const reports = rerun.r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+      expect(reports).toHaveLength(COUNT);
+      expect(reports.filter((x) => x.result === 'unchanged')).toHaveLength(written);
+      expect(reports.filter((x) => x.result === 'updated')).toHaveLength(COUNT - written);
+      expect(prices()).toEqual(Array.from({ length: COUNT }, (_, j) => price(round, j)));
+      expect(badJsonLines(auditPath())).toEqual([]);
+    }
+    console.log(
+      `push-field --from: ${KILLS} SIGKILLs (${killedMidRun} mid-run, ${partialRounds} with part of the file written); ` +
+        `writes the server saved but the audit log never recorded: ${unaudited}`,
+    );
+    expect(killedMidRun).toBeGreaterThan(0);
+  }, 600_000);
+
+  // DEFECT: a SIGKILL after the server saved a write but before its answer arrived leaves no audit
+  // record of that write (src/push/index.ts Pusher.push appends the audit records only after
+  // the update request returns). The man page promises "Every attempted write is appended".
+  it.fails('a write the server saved is in the audit log even if the process is killed before the answer', async () => {
+    const key = uids[1]!;
+    const target = 987654.5;
+    await server.control('faults', { queue: [{ kind: 'slow', match: 'update', count: 1 }] });
+    await server.control('options', { faults: { slowMs: 10_000 } });
+    const updatesBefore = server.emu.stats().updates;
+    const auditBefore = auditLines();
+    const child = spawnCli(['push-field', 'Artikel', key, 'Preis', String(target), '--yes'], { env: server.env });
+    const done = collect(child, { timeoutMs: 60_000 });
+    try {
+      await waitFor(() => server.emu.stats().updates > updatesBefore, 20_000, 'the server to save the write');
+      child.kill('SIGKILL');
+      await done;
+    } finally {
+      await server.control('faults', undefined, 'DELETE');
+      await server.control('options', { faults: { slowMs: 5000 } });
+    }
+    expect(server.emu.control.getRow('Artikel', key)!.Preis).toBe(target); // it was saved
+    const added = auditRecords().slice(auditBefore);
+    expect(added.some((a) => a.key === key && a.field === 'Preis')).toBe(true);
+  });
+});
+
+// TODO(sync): SIGKILL at random moments during `legacy sync` (30 times in stress), then re-run:
+// the sync database must be consistent (integrity check, no duplicate keys, cursor never ahead of
+// the stored rows) and the re-run must bring it level with a clean sync.
