@@ -28,8 +28,8 @@ type Loader = () => Promise<CommandModule>;
 const EXIT_CODES_HELP = `
 Exit codes:
   0 ok · 1 unexpected error · 64 usage · 65 bad data (unknown table/field, rejected filter, conflict)
-  69 server unavailable · 75 temporary (licences all in use, lock busy) · 77 authentication
-  78 configuration · 130 interrupted`;
+  69 server unavailable · 73 output file cannot be created · 75 temporary (licences all in use,
+  lock busy) · 77 authentication · 78 configuration · 130 interrupted`;
 
 /** -v, -vv: each occurrence adds one. */
 function increase(_value: string, previous: number): number {
