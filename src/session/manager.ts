@@ -10,7 +10,9 @@
  *   while waiting; when the budget is spent, SessionLimitError (exit 75).
  * - 401/1822 (login required): log in once, under the lock, with $directory/login; wrong
  *   credentials → AuthError (exit 77).
- * - Never logs out: sessions expire on the server by themselves (see the man page).
+ * - Never logs out the shared session: sessions expire on the server by themselves (see the man
+ *   page). The one exception is a session the server opened for a concurrent request of ours while
+ *   it replaced an expired one: nobody has seen that cookie, so it is logged out at once.
  */
 import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
@@ -41,6 +43,8 @@ export interface SessionEvents {
   fromOtherProcess: boolean;
   licenceWaits: number;
   logins: number;
+  /** Extra sessions the server opened for concurrent requests during a replacement, logged out at once. */
+  orphansReleased: number;
 }
 
 /** The 4D error code of a response body, if any. */
@@ -80,7 +84,7 @@ export function cookieHeader(cookies: Record<string, string>): string {
 const now = () => new Date().toISOString();
 
 export class SessionManager {
-  readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, logins: 0 };
+  readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, logins: 0, orphansReleased: 0 };
   private entry?: SessionEntry;
   private loaded = false;
   /** The server gave no cookie to a cookie-less request: it does not use sessions. */
@@ -190,10 +194,13 @@ export class SessionManager {
       const sentValue = sentWith?.cookies[SESSION_COOKIE];
       const newValue = cookies[SESSION_COOKIE] ?? Object.values(cookies)[0];
       if (sentValue !== newValue) {
-        if (this.entry && this.entry !== sentWith) {
-          // Another in-flight request of ours already adopted a replacement; this one is an orphan
-          // the server will expire by itself.
-          this.options.logger.debug('server replaced the session again for a concurrent request; keeping the first replacement');
+        if (this.entry && this.entry.cookies[SESSION_COOKIE] !== sentValue) {
+          // Another in-flight request of ours already adopted a replacement: the server opened one
+          // more session for this concurrent request. Nobody else has ever seen its cookie, so
+          // logging it out is safe, and it gives its licence back now instead of in an hour.
+          this.options.logger.debug('server opened a second replacement session for a concurrent request; releasing it');
+          this.events.orphansReleased += 1;
+          this.track(this.releaseOrphan(cookies));
           return;
         }
         this.events.adopted += 1;
@@ -219,6 +226,14 @@ export class SessionManager {
         this.track(this.persistTouch());
       }
     }
+  }
+
+  /** Log out a session we created by accident and never shared (see observe). Best effort. */
+  private async releaseOrphan(cookies: Record<string, string>): Promise<void> {
+    for (const value of Object.values(cookies)) registerSecret(value);
+    await this.options.transport
+      .send({ method: 'GET', url: `${this.options.slot.baseUrl}/rest/$directory/logout`, headers: { cookie: cookieHeader(cookies) }, idempotent: false })
+      .catch(() => undefined);
   }
 
   private track(promise: Promise<unknown>): void {

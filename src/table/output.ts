@@ -23,27 +23,35 @@ export interface AtomicFile {
   abort(): Promise<void>;
 }
 
-function endStream(stream: WriteStream): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    if (stream.closed || stream.destroyed) return resolvePromise();
-    stream.once('error', reject);
-    stream.end(() => resolvePromise());
+/** End (or destroy) the stream and wait until its file descriptor is closed. */
+function closeStream(stream: WriteStream, destroy: boolean): Promise<void> {
+  return new Promise((resolvePromise) => {
+    if (stream.closed) return resolvePromise();
+    stream.once('close', () => resolvePromise());
+    if (destroy) stream.destroy();
+    else stream.end();
   });
 }
 
 export async function openAtomic(target: string, cwd: string): Promise<AtomicFile> {
   const finalPath = resolve(cwd, target);
   const temp = join(dirname(finalPath), `.${basename(finalPath)}.${process.pid}.${randomBytes(3).toString('hex')}.tmp`);
-  let handle;
-  try {
-    handle = await open(temp, 'wx', 0o644);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new CannotCreateError(`cannot create output file ${finalPath}: ${code ?? String(error)}`, {
+  const stream = createWriteStream(temp, { flags: 'wx', mode: 0o644 });
+  let streamError: Error | undefined;
+  stream.on('error', (error) => {
+    streamError ??= error;
+  });
+  // Creation errors (directory missing or not writable) surface before any data is fetched.
+  await new Promise<void>((resolvePromise) => {
+    stream.once('open', () => resolvePromise());
+    stream.once('error', () => resolvePromise());
+  });
+  if (streamError) {
+    const code = (streamError as NodeJS.ErrnoException).code;
+    throw new CannotCreateError(`cannot create output file ${finalPath}: ${code ?? String(streamError)}`, {
       hint: code === 'ENOENT' ? 'the directory does not exist' : 'check the directory permissions, or write to stdout',
     });
   }
-  const stream = createWriteStream(temp, { fd: handle.fd, autoClose: false });
   let settled = false;
   return {
     stream,
@@ -51,12 +59,17 @@ export async function openAtomic(target: string, cwd: string): Promise<AtomicFil
       if (settled) return;
       settled = true;
       try {
-        await endStream(stream);
-        await handle.sync();
-        await handle.close();
+        await closeStream(stream, false);
+        if (streamError) throw streamError;
+        // fsync through a fresh descriptor, then rename: the final name only ever holds a whole file.
+        const handle = await open(temp, 'r+');
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
         await rename(temp, finalPath);
       } catch (error) {
-        await handle.close().catch(() => undefined);
         await unlink(temp).catch(() => undefined);
         throw new CannotCreateError(`cannot write output file ${finalPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
       }
@@ -64,8 +77,7 @@ export async function openAtomic(target: string, cwd: string): Promise<AtomicFil
     async abort() {
       if (settled) return;
       settled = true;
-      stream.destroy();
-      await handle.close().catch(() => undefined);
+      await closeStream(stream, true);
       await unlink(temp).catch(() => undefined);
     },
   };
