@@ -192,9 +192,17 @@ Examples:
   return program;
 }
 
-/** Turn commander's messages ("error: unknown option '--x'\n(Did you mean --y?)") into one line. */
-function commanderLine(message: string): string {
-  const text = oneLine(message.replace(/^error:\s*/i, '').replace(/\(Did you mean/g, '(did you mean'));
+/**
+ * Turn commander's messages ("error: unknown option '--x'\n(Did you mean --y?)") into one line,
+ * without echoing anything that may be a secret typed in the wrong place: the value of an
+ * unknown --name=value option, or an unknown command word that does not look like a command.
+ */
+export function commanderLine(message: string): string {
+  let text = oneLine(message.replace(/^error:\s*/i, '').replace(/\(Did you mean/g, '(did you mean'));
+  text = text.replace(/'(--?[^'=\s]+)=[^']*'/g, "'$1=…'");
+  text = text.replace(/unknown command '([^']*)'(?! \(did you mean)/, (whole, word: string) =>
+    /^[a-z][a-z-]{0,24}$/.test(word) ? whole : 'unknown command (the word is not shown in case it is a secret)',
+  );
   return text;
 }
 

@@ -100,8 +100,10 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
   const started = Date.now();
   const progress = ctx.interactive ? await startProgress(ctx.io.stderr, `${table}: reading`) : undefined;
   const summary: Partial<ExportSummary> = {};
+  // Nothing is written before the first page has arrived: a rejected filter or an unknown field
+  // leaves stdout empty, not a header-only "export".
+  let begun = false;
   try {
-    await writer.begin();
     for await (const rows of exportRows(client, plan, {
       logger: ctx.logger,
       summary,
@@ -109,9 +111,14 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
       onPage: (p) => progress?.update({ ...p, label: table }),
     })) {
       if (ctx.signal.aborted) break;
+      if (!begun) {
+        begun = true;
+        await writer.begin();
+      }
       await writer.write(rows);
     }
     if (ctx.signal.aborted) throw new InterruptedError('interrupted');
+    if (!begun) await writer.begin();
     await writer.end();
     progress?.stop();
     if (file) await file.commit();

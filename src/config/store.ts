@@ -62,19 +62,26 @@ export function validateEnvName(name: string): string | undefined {
   return ENV_NAME.test(name) ? undefined : `environment name '${name}' must be letters, digits, '-' or '_' (at most 64)`;
 }
 
+/** A URL for messages: any password in it replaced by ***. */
+export function maskUrl(raw: string): string {
+  return raw.replace(/(\/\/[^/:@\s]*):[^@/\s]*@/g, '$1:***@');
+}
+
 /** Parse and check a base URL: http(s), host, optional port, no query. Returns it without a trailing slash. */
 export function normaliseBaseUrl(raw: string): string {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError(`'${raw}' is not a valid URL`, { hint: 'use a URL like http://127.0.0.1:8080' });
+    throw new ConfigError(`'${maskUrl(raw)}' is not a valid URL`, { hint: 'use a URL like http://127.0.0.1:8080' });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConfigError(`'${raw}' must use http or https`);
+    throw new ConfigError(`'${maskUrl(raw)}' must use http or https`);
   }
   if (url.search || url.hash || url.username || url.password) {
-    throw new ConfigError(`'${raw}' must not contain credentials, a query or a fragment`);
+    throw new ConfigError(`'${maskUrl(raw)}' must not contain credentials, a query or a fragment`, {
+      hint: 'give credentials with LEGACY_USERNAME/LEGACY_PASSWORD or --password-stdin, never in the URL',
+    });
   }
   let path = url.pathname.replace(/\/+$/, '');
   // The client adds /rest itself; accept a URL that already ends with it.

@@ -14,6 +14,7 @@ export const ExitCode = {
   temporary: 75,
   auth: 77,
   config: 78,
+  cannotCreate: 73,
   interrupted: 130,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
@@ -68,6 +69,12 @@ export class ConflictError extends BadDataError {
 export class UnavailableError extends LegacyError {
   override readonly exitCode = ExitCode.unavailable;
   override readonly code = 'E_UNAVAILABLE';
+}
+
+/** An output or log file cannot be created (sysexits EX_CANTCREAT). Exit 73. */
+export class CannotCreateError extends LegacyError {
+  override readonly exitCode = 73;
+  override readonly code = 'E_CANT_CREATE';
 }
 
 /** A temporary condition: retry later (licence limit, lock held by another run). Exit 75. */

@@ -97,6 +97,12 @@ export class RestClient {
     if (response.status === 401 || response.status === 403 || (code !== undefined && code >= 1557 && code <= 1561)) {
       return new AuthError(`${what}: permission denied by the server: ${message}`, { hint: 'check the user\'s permissions on the server' });
     }
+    if (code === undefined && response.json === undefined) {
+      // Not a 4D answer at all (an HTML error page, a proxy): the server is not what we expect.
+      return new UnavailableError(`${what}: ${this.baseUrl} answered HTTP ${response.status} without a 4D error`, {
+        hint: 'is the URL right, and is "Expose as REST server" enabled on the 4D server?',
+      });
+    }
     if (response.status === 404 && code === 1802) return new EntitySetGoneError(`${what}: ${message}`);
     if (response.status === 404) return new NotFoundError(`${what}: ${message}`);
     if (response.status >= 500 && code === undefined) {
@@ -190,8 +196,9 @@ export class RestClient {
    * surfaces as TransportError (maybeDelivered tells whether the server may have applied it).
    * Returns the items as the server reported them, whatever the HTTP status.
    */
-  async update(table: string, items: Array<Record<string, unknown>>): Promise<{ status: number; items: Entity[]; response: HttpResponse }> {
+  async update(table: string, items: Array<Record<string, unknown>>, requestId?: string): Promise<{ status: number; items: Entity[]; response: HttpResponse }> {
     const response = await this.send({
+      requestId,
       method: 'POST',
       url: `${dataClassPath(this.baseUrl, table)}?$method=update`,
       headers: { 'content-type': 'application/json' },

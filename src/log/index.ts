@@ -8,6 +8,7 @@
 import { closeSync, openSync, fchmodSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Writable } from 'node:stream';
+import { CannotCreateError } from '../errors/index.js';
 import { redact, redactString, registerSecret } from './redact.js';
 
 export { redact, redactString, registerSecret };
@@ -48,6 +49,19 @@ function formatMeta(meta: Record<string, unknown>): string {
 }
 
 export function createLogger(options: LoggerOptions): Logger {
+  if (options.file) {
+    // Create the file now, 0600, so that a bad path is reported at once (73), not from whatever
+    // code happens to log first.
+    try {
+      const fd = openSync(options.file, 'a', 0o600);
+      fchmodSync(fd, 0o600);
+      closeSync(fd);
+    } catch (error) {
+      throw new CannotCreateError(`cannot open log file ${options.file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, {
+        hint: 'check that the directory exists and is writable',
+      });
+    }
+  }
   let winstonLogger: import('winston').Logger | undefined;
   let fileTransport: import('winston').transport | undefined;
 
@@ -83,10 +97,6 @@ export function createLogger(options: LoggerOptions): Logger {
       }),
     ];
     if (options.file) {
-      // Create the file 0600 before winston opens it for appending.
-      const fd = openSync(options.file, 'a', 0o600);
-      fchmodSync(fd, 0o600);
-      closeSync(fd);
       fileTransport = new winston.transports.File({
         filename: options.file,
         format: options.format === 'json' ? jsonLine : format.combine(format.timestamp(), format.printf((info) => {

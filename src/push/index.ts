@@ -14,12 +14,12 @@ import { EntitySetGoneError, type RestClient } from '../http/index.js';
 import type { Attribute, DataClass, Entity } from '../http/types.js';
 import type { Logger } from '../log/index.js';
 import { errCodeOf } from '../session/manager.js';
-import { TransportError } from '../transport/index.js';
+import { TransportError, newRequestId } from '../transport/index.js';
 import { attributeNamed } from '../table/query.js';
 import { AuditLog, type AuditRecord } from './audit.js';
 import { displayValue, coerce, sameValue, type ValueType } from './coerce.js';
 
-export type PushResult = 'updated' | 'unchanged' | 'conflict' | 'not-found' | 'invalid' | 'failed' | 'would-update';
+export type PushResult = 'updated' | 'unchanged' | 'conflict' | 'not-found' | 'invalid' | 'failed' | 'would-update' | 'pending';
 
 export interface PushRequestRow {
   line?: number;
@@ -198,11 +198,24 @@ export class Pusher {
     }
   }
 
-  private async write(changes: Planned[], audit: AuditRecord[]): Promise<void> {
+  /**
+   * Send one update request. Its `pending` audit lines are appended first (write-ahead), so a
+   * write the server may have received is on record even if this process is killed before the
+   * answer; the outcome lines follow with the same request id.
+   */
+  private async sendUpdate(changes: Planned[]) {
+    const requestId = newRequestId();
+    const pending: AuditRecord[] = [];
+    for (const c of changes) this.auditFor({ ...c, report: { ...c.report, result: 'pending' as PushResult, message: undefined, stampAfter: undefined } }, requestId, pending);
+    await this.options.audit.append(pending);
     const items = changes.map((c) => ({ __KEY: c.entity!.__KEY, __STAMP: c.entity!.__STAMP, ...c.values }));
+    return this.client.update(this.dataClass.name, items, requestId);
+  }
+
+  private async write(changes: Planned[], audit: AuditRecord[]): Promise<void> {
     let result;
     try {
-      result = await this.client.update(this.dataClass.name, items);
+      result = await this.sendUpdate(changes);
     } catch (error) {
       if (!(error instanceof TransportError)) throw error;
       // The batch may or may not have reached the server: find out record by record.
@@ -263,7 +276,7 @@ export class Pusher {
     this.conclude(c, 'conflict', 'stamp changed; retried with the new stamp', requestId, audit);
     c.entity = current;
     c.report.stampBefore = current.__STAMP;
-    const retry = await this.client.update(this.dataClass.name, [{ __KEY: current.__KEY, __STAMP: current.__STAMP, ...c.values }]).catch((error: unknown) => {
+    const retry = await this.sendUpdate([c]).catch((error: unknown) => {
       if (error instanceof TransportError) return undefined;
       throw error;
     });
@@ -298,7 +311,7 @@ export class Pusher {
     c.entity = current;
     c.report.stampBefore = current.__STAMP;
     try {
-      const retry = await this.client.update(this.dataClass.name, [{ __KEY: current.__KEY, __STAMP: current.__STAMP, ...c.values }]);
+      const retry = await this.sendUpdate([c]);
       await this.settle(c, retry.items[0], retry.response.requestId, audit, 0);
     } catch (error) {
       if (!(error instanceof TransportError)) throw error;

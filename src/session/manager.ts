@@ -82,6 +82,7 @@ export function cookieHeader(cookies: Record<string, string>): string {
 }
 
 const now = () => new Date().toISOString();
+const MAX_LOGINS_PER_REQUEST = 3;
 
 export class SessionManager {
   readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, logins: 0, orphansReleased: 0 };
@@ -132,10 +133,12 @@ export class SessionManager {
   /** Send a request in the session. Handles cold start, adoption, 402 backoff and login. */
   async send(request: HttpRequest): Promise<HttpResponse> {
     const { licenceRetries, licenceWaitMs, logger, signal } = this.options;
-    const requestId = newRequestId();
+    const requestId = request.requestId ?? newRequestId();
     const licenceDeadline = Date.now() + licenceWaitMs;
     let licenceTries = 0;
-    let loginTried = false;
+    // A session can expire (and need a new login) more than once while one request is retried;
+    // a bound keeps a server that refuses every new session from looping.
+    let logins = 0;
     for (;;) {
       await this.load();
       let response: HttpResponse | undefined;
@@ -165,8 +168,8 @@ export class SessionManager {
         await sleep(wait, signal);
         continue;
       }
-      if (response.status === 401 && errCodeOf(response.json) === 1822 && !loginTried) {
-        loginTried = true;
+      if (response.status === 401 && errCodeOf(response.json) === 1822 && logins < MAX_LOGINS_PER_REQUEST) {
+        logins += 1;
         await this.login(sentWith);
         continue;
       }

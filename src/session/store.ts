@@ -132,7 +132,11 @@ export class SessionStore {
         }
         if (problem) {
           const aside = await quarantine(this.path).catch(() => undefined);
-          this.logger.warn(`session store was damaged (${problem}); moved it aside${aside ? ` to ${aside}` : ''} and started clean`);
+          const message = `session store was damaged (${problem}); moved it aside${aside ? ` to ${aside}` : ''} and started clean`;
+          // Said once per run: a reader may already have warned about the same damage.
+          if (this.warnedCorrupt) this.logger.info(message);
+          else this.logger.warn(message);
+          this.warnedCorrupt = true;
         }
         const result = mutate(file);
         await writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, 'session store');

@@ -7,13 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { LegacyError } from '../errors/index.js';
+import { CannotCreateError } from '../errors/index.js';
 
-/** The output file cannot be created (EX_CANTCREAT). */
-export class CannotCreateError extends LegacyError {
-  override readonly exitCode = 73;
-  override readonly code = 'E_CANT_CREATE';
-}
+export { CannotCreateError };
 
 export interface AtomicFile {
   stream: WriteStream;

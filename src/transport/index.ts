@@ -23,6 +23,8 @@ export interface HttpRequest {
   body?: string;
   /** Safe to send again (reads). Writes are never retried blindly. */
   idempotent: boolean;
+  /** Id for logs and the audit trail; generated when absent. */
+  requestId?: string;
 }
 
 export interface HttpResponse {

@@ -20,6 +20,8 @@ const auditLines = () => {
   const path = join(server.dataDir, 'audit.log');
   return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
 };
+/** Audit lines with an outcome (every write also has a `pending` line written before it). */
+const outcomes = () => auditLines().filter((a) => a.result !== 'pending');
 const push = (args: string[], extra: Record<string, string> = {}) => runCli(['push-field', 'Teile', ...args], { env: { ...server.env, ...extra } });
 
 describe('single record', () => {
@@ -33,10 +35,13 @@ describe('single record', () => {
     expect(after.Name).toBe('Neuer Name');
     expect(after.__STAMP).toBe(before.__STAMP + 1);
     expect((await server.stats()).updates).toBe(1);
+    // Write-ahead: a pending line before the request, the outcome after it, same request id.
     const audit = auditLines();
-    expect(audit).toHaveLength(1);
-    expect(audit[0]).toMatchObject({ env: 'test', baseUrl: server.url, table: 'Teile', key: '1', field: 'Name', result: 'updated', stampBefore: before.__STAMP, stampAfter: before.__STAMP + 1 });
-    expect(audit[0].requestId).toMatch(/^[0-9a-f]{8}$/);
+    expect(audit).toHaveLength(2);
+    expect(audit[0]).toMatchObject({ key: '1', field: 'Name', result: 'pending', stampBefore: before.__STAMP, old: 'Straße "Süd", Nr. 5', new: 'Neuer Name' });
+    expect(audit[1]).toMatchObject({ env: 'test', baseUrl: server.url, table: 'Teile', key: '1', field: 'Name', result: 'updated', stampBefore: before.__STAMP, stampAfter: before.__STAMP + 1 });
+    expect(audit[1].requestId).toMatch(/^[0-9a-f]{8}$/);
+    expect(audit[0].requestId).toBe(audit[1].requestId);
   });
 
   it('coerces with the catalog type: dates, numbers, booleans, times, objects', async () => {
@@ -111,7 +116,7 @@ describe('single record', () => {
     expect(r.stderr).toMatch(/Name was changed by someone else from "Straße \\"Süd\\", Nr. 5" to "Von Kollegin"; re-run to overwrite/);
     expect((await row('1')).Name).toBe('Von Kollegin');
     expect((await server.stats()).conflicts).toBe(1);
-    expect(auditLines()[0]).toMatchObject({ result: 'conflict', key: '1' });
+    expect(outcomes()).toEqual([expect.objectContaining({ result: 'conflict', key: '1' })]);
   });
 
   it('someone changed another field meanwhile: retried with the new stamp and succeeds', async () => {
@@ -167,7 +172,7 @@ describe('bulk', () => {
     expect((await row('1')).Preis).toBe(40);
     expect((await row('3')).Preis).toBe(99);
     // One audit line per attempted write (row 1: two fields; row 3: one conflicting field... per field).
-    const audit = auditLines();
+    const audit = outcomes();
     expect(audit.filter((a) => a.key === '1')).toHaveLength(2);
     expect(audit.filter((a) => a.key === '3').every((a) => a.result === 'conflict')).toBe(true);
     expect(audit.some((a) => a.key === '2' || a.key === '999' || a.key === '10')).toBe(false);
