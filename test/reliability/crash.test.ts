@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, runCli, spawnCli, tempDir, type CliResult } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
-import { badJsonLines, jsonProblem, listDir, seededRandom, sha256, size, tempFilesFor, waitFor } from './support.js';
+import { badJsonLines, jsonProblem, listDir, seededRandom, sha256, size, STRESS, tempFilesFor, waitFor } from './support.js';
 
 const KILLS = size(6, 30);
 const ROWS = 3_000;
@@ -199,6 +199,27 @@ describe(`SIGKILL during push-field --from (${KILLS} kills)`, () => {
     const added = auditRecords().slice(auditBefore);
     expect(added.some((a) => a.key === key && a.field === 'Preis')).toBe(true);
   });
+});
+
+describe.skipIf(!STRESS)(`stress: SIGKILL during single push-field updates (${KILLS} kills)`, () => {
+  it('the record holds the old or the new value, the audit log parses, the re-run lands the new value', async () => {
+    const key = uids[42]!;
+    const rand = seededRandom(10);
+    for (let i = 0; i < KILLS; i++) {
+      const old = server.emu.control.getRow('Artikel', key)!.Preis as number;
+      const target = 5000 + i + 0.75;
+      const argv = ['push-field', 'Artikel', key, 'Preis', String(target), '--yes', '--json'];
+      const { r, killed } = await killAfter(argv, Math.round(rand() * 600));
+      if (!killed) expect(r.code, r.stderr).toBe(0);
+      expect([old, target]).toContain(server.emu.control.getRow('Artikel', key)!.Preis);
+      expect(badJsonLines(auditPath())).toEqual([]);
+      expect(jsonProblem(storePath())).toBeUndefined();
+      const rerun = await timed(argv);
+      expect(rerun.r.code, rerun.r.stderr).toBe(0);
+      expect(['updated', 'unchanged']).toContain(JSON.parse(rerun.r.stdout).result);
+      expect(server.emu.control.getRow('Artikel', key)!.Preis).toBe(target);
+    }
+  }, 900_000);
 });
 
 // TODO(sync): SIGKILL at random moments during `legacy sync` (30 times in stress), then re-run:

@@ -29,7 +29,10 @@ afterAll(async () => {
 });
 
 beforeAll(async () => {
-  server = await startServer({ rows: { Artikel: ROWS }, maxSessions: 10 });
+  // A realistic licence pool (3): when the session expires while several pages are in flight, the
+  // server answers each of them in a new session; only one can be kept, and the others must give their
+  // licence back at once, or repeated expiry ends the export in 402 (exit 75) instead of finishing it.
+  server = await startServer({ rows: { Artikel: ROWS }, maxSessions: 3 });
   const dir = tempDir('legacy-faults-');
   const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', String(PAGE), '-o', join(dir, OUT)], { env: server.env, timeoutMs: 120_000 });
   expect(r.code, r.stderr).toBe(0);
@@ -162,12 +165,37 @@ describe('a 10% mix of every fault kind plus forced session expiry', () => {
   });
 
   it('the same mix with low retries: complete, or a clean 69 with no file — never a short one', async () => {
-    await arm({ rate: 0.1, kinds: ['500', '503', 'reset', 'truncate'], seed: 404, expireEvery: 7 });
     const outcomes: string[] = [];
-    for (let i = 0; i < size(3, 8); i++) outcomes.push(expectCompleteOrAbsent(await exportTo(['--retries', '0'])));
+    for (let i = 0; i < size(3, 8); i++) {
+      await arm({ rate: 0.1, kinds: ['500', '503', 'reset', 'truncate'], seed: 404 + i, expireEvery: 7 });
+      outcomes.push(expectCompleteOrAbsent(await exportTo(['--retries', '0'])));
+    }
     // With no retries at 10% faults over dozens of requests, failures are practically certain:
     // this proves the failure path was exercised, not just the happy one.
     expect(outcomes).toContain('failed');
+  });
+});
+
+describe.skipIf(!STRESS)('stress: every output format, and plain paging, under the 10% mix', () => {
+  const FORMATS: Array<{ name: string; args: string[] }> = [
+    { name: 'NDJSON', args: ['--ndjson'] },
+    { name: 'JSON', args: ['--json'] },
+    { name: 'CSV with --meta', args: ['--csv', '--meta'] },
+    { name: 'CSV paged with $skip/$top (--no-entityset)', args: ['--csv', '--no-entityset'] },
+  ];
+  it.for(FORMATS)('$name: byte-identical to a clean run of the same format', async ({ args }) => {
+    await arm({ rate: 0 });
+    const cleanDir = tempDir('legacy-faults-');
+    const base = ['get-table', 'Artikel', ...args, '--page-size', String(PAGE)];
+    const reference = await runCli([...base, '-o', join(cleanDir, 'out')], { env: server.env, timeoutMs: 240_000 });
+    expect(reference.code, reference.stderr).toBe(0);
+    await arm({ rate: 0.1, kinds: ['500', '503', 'reset', 'truncate', 'slow'], slowMs: 3000, seed: 505, expireEvery: 9 });
+    const dir = tempDir('legacy-faults-');
+    const r = await runCli([...base, '--timeout', '1000', '--retries', '8', '-o', join(dir, 'out')], { env: server.env, timeoutMs: 600_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(listDir(dir)).toEqual(['out']);
+    expect(sha256(readFileSync(join(dir, 'out')))).toBe(sha256(readFileSync(join(cleanDir, 'out'))));
+    expect(totalFaults(await server.stats())).toBeGreaterThan(5);
   });
 });
 
