@@ -130,7 +130,7 @@ describe(`SIGKILL during push-field --from (${KILLS} kills)`, () => {
     writeFileSync(file, `UID,Preis\n${Array.from({ length: COUNT }, (_, j) => `${uids[j * 7]},${price(round, j)}`).join('\n')}\n`);
     return file;
   };
-  const args = (file: string) => ['push-field', 'Artikel', '--from', file, '--yes', '--batch-size', '10'];
+  const args = (file: string) => ['push-field', 'Artikel', '--from', file, '--yes', '--batch-size', '5'];
   const prices = () => Array.from({ length: COUNT }, (_, j) => server.emu.control.getRow('Artikel', uids[j * 7]!)!.Preis as number);
   const auditRecords = (): Array<Record<string, any>> =>
     existsSync(auditPath()) ? readFileSync(auditPath(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
