@@ -98,7 +98,7 @@ const KINDS: KindCase[] = [
   { name: 'truncated body', faults: { rate: 0.15, kinds: ['truncate'], seed: 14 }, args: ['--retries', '6'], counter: 'truncate' },
   {
     name: 'slow answers beyond --timeout',
-    faults: { rate: 0.1, kinds: ['slow'], slowMs: 3000, seed: 15 },
+    faults: { rate: 0.06, kinds: ['slow'], slowMs: 3000, seed: 15 }, // each costs a full --timeout, so fewer
     args: ['--timeout', '1000', '--retries', '6'],
     counter: 'slow',
   },
