@@ -73,7 +73,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function withLock<T>(target: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
   const lockfile = require('proper-lockfile') as typeof import('proper-lockfile');
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const staleMs = Math.max(options.staleMs ?? 10_000, 5_000);
+  const staleMs = Math.max(options.staleMs ?? 6_000, 5_000);
   const deadline = Date.now() + timeoutMs;
   let compromised: Error | undefined;
   let delay = 20;

@@ -297,7 +297,7 @@ export class SessionManager {
             this.holdingSlotLock = false;
           }
         },
-        { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000, staleMs: 15_000 },
+        { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000, staleMs: 6_000 },
       );
     };
     this.coldStart = run();
@@ -368,7 +368,7 @@ export class SessionManager {
           this.holdingSlotLock = false;
         }
       },
-      { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000, staleMs: 15_000 },
+      { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000, staleMs: 6_000 },
     );
   }
 

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CannotCreateError } from '../errors/index.js';
 
@@ -29,8 +29,29 @@ function closeStream(stream: WriteStream, destroy: boolean): Promise<void> {
   });
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Remove temporary files of earlier exports to the same name whose process has died (SIGKILL). */
+async function removeStaleTemps(finalPath: string): Promise<void> {
+  const prefix = `.${basename(finalPath)}.`;
+  const names = await readdir(dirname(finalPath)).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const m = /^(\d+)\.[0-9a-f]{6}\.tmp$/.exec(name.slice(prefix.length));
+    if (m && Number(m[1]) !== process.pid && !processAlive(Number(m[1]))) await unlink(join(dirname(finalPath), name)).catch(() => undefined);
+  }
+}
+
 export async function openAtomic(target: string, cwd: string): Promise<AtomicFile> {
   const finalPath = resolve(cwd, target);
+  await removeStaleTemps(finalPath);
   const temp = join(dirname(finalPath), `.${basename(finalPath)}.${process.pid}.${randomBytes(3).toString('hex')}.tmp`);
   const stream = createWriteStream(temp, { flags: 'wx', mode: 0o644 });
   let streamError: Error | undefined;
