@@ -168,7 +168,7 @@ export class RestClient {
     return envelope;
   }
 
-  /** Number of rows matching a filter (one request with $top=0... 4D counts the whole selection). */
+  /** Number of rows matching a filter: one request for a single row; __COUNT is the whole selection. */
   async count(table: string, query: Pick<PageQuery, 'filter' | 'params'>): Promise<number> {
     const envelope = await this.page(table, { ...query, top: 1, skip: 0, attributes: undefined });
     return envelope.__COUNT;

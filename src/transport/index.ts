@@ -166,11 +166,8 @@ export class Transport {
           https: { rejectUnauthorized: !this.options.insecure },
           agent: agents(),
           signal: this.options.signal,
-          hooks: {
-            // Once the request body is fully written the server may act on it.
-            beforeRequest: [],
-          },
         }).on('request', (req) => {
+          // Once the request is fully written the server may act on it (maybeDelivered).
           req.once('finish', () => {
             sent = true;
           });
