@@ -6,6 +6,9 @@
  *   const plan = await planExport(client, { table: 'Artikel', where: ['Aktiv=true'] });
  *   for await (const rows of exportRows(client, plan, { logger: silentLogger })) ...
  *   await client.close();
+ *
+ * Updates: new Pusher(client, await client.dataClass('Artikel'), { logger, audit: new AuditLog(dir), env }).
+ * Sync: new Syncer(client, SyncStore.open(path), { logger }).syncTable({ name: 'Artikel' }, newRunId()).
  */
 import { loadConfig } from './config/store.js';
 import { resolveDirs, resolveSettings, type GlobalOptions } from './config/settings.js';
@@ -22,6 +25,10 @@ export { SessionStore, type SessionEntry } from './session/store.js';
 export { planExport, exportRows, countRows, type ExportOptions, type ExportPlan, type ExportSummary } from './table/export.js';
 export { createWriter, type Format, type RowWriter } from './table/formats.js';
 export { fourDDateToIso, isoToFourDDate, msToTime, timeToMs } from './table/convert.js';
+export { Pusher, pushExitCode, type PushRequestRow, type RowReport, type PushResult } from './push/index.js';
+export { AuditLog, type AuditRecord } from './push/audit.js';
+export { coerce, type ValueType } from './push/coerce.js';
+export { Syncer, SyncStore, newRunId, type SyncOptions, type TableResult } from './sync/index.js';
 export { startEmulator, type EmulatorOptions, type RunningEmulator } from './emulator/index.js';
 export { main } from './cli/main.js';
 
