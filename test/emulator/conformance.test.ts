@@ -2,9 +2,9 @@
  * Protocol conformance: walks the emulator checklist of 4d-rest-protocol.md §10 item by item, over HTTP.
  * Where the real legacy server disagrees with the protocol doc, the real behaviour is the default.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RunningEmulator } from '../../src/emulator/index.js';
-import { Client, enc, errCodes, setCookieValue, sleep, startTestEmulator } from './helpers.js';
+import { Client, enc, errCodes, setCookieValue, sleep, startTestEmulator, useEmulator } from './helpers.js';
 
 const FIXTURE = new URL('./fixtures/erp.json', import.meta.url).pathname;
 const HEX32 = /^[0-9A-F]{32}$/;
@@ -12,14 +12,9 @@ const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 let emu: RunningEmulator;
 let c: Client;
-
-beforeAll(async () => {
-  emu = await startTestEmulator();
-});
-afterAll(() => emu.stop());
-beforeEach(() => {
-  emu.control.reset();
-  c = new Client(emu);
+useEmulator({}, (e, client) => {
+  emu = e;
+  c = client;
 });
 
 describe('§10.1 routing: /rest prefix, case-insensitive; anything else is a plain 404', () => {

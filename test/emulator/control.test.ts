@@ -1,18 +1,13 @@
 /** The HTTP control API under /__emulator/: never a session, never REST traffic; JSON in and out. */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RunningEmulator } from '../../src/emulator/index.js';
-import { Client, startTestEmulator } from './helpers.js';
+import { Client, useEmulator } from './helpers.js';
 
 let emu: RunningEmulator;
 let c: Client;
-
-beforeAll(async () => {
-  emu = await startTestEmulator({ rows: { Kunden: 50 } });
-});
-afterAll(() => emu.stop());
-beforeEach(async () => {
-  await ctl('reset', {});
-  c = new Client(emu);
+useEmulator({ rows: { Kunden: 50 } }, (e, client) => {
+  emu = e;
+  c = client;
 });
 
 /** Calls the control API; returns [status, json]. */

@@ -1,21 +1,19 @@
 /** Fault injection on data requests: each kind, queued one-shots, seeded random faults, expiry, latency. */
 import http from 'node:http';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FaultKind, RunningEmulator } from '../../src/emulator/index.js';
-import { Client, startTestEmulator } from './helpers.js';
+import { Client, useEmulator } from './helpers.js';
 
 let emu: RunningEmulator;
 let c: Client;
-
-beforeAll(async () => {
-  emu = await startTestEmulator({ rows: { Artikel: 2000 } });
-});
-afterAll(() => emu.stop());
-beforeEach(async () => {
-  emu.control.reset();
-  c = new Client(emu);
-  await c.get('/rest/$info'); // hold a session
-});
+useEmulator(
+  { rows: { Artikel: 2000 } },
+  (e, client) => {
+    emu = e;
+    c = client;
+  },
+  (_e, client) => client.get('/rest/$info'), // hold a session
+);
 
 type Outcome = { kind: 'ok' | 'status' | 'reset' | 'truncated'; status?: number; body?: string; contentType?: string; ms: number };
 

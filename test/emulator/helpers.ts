@@ -4,6 +4,7 @@
  * percent-encoding exactly, and it keeps one `Cookie` header like a careful 4D client.
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../src/emulator/index.js';
 
 export interface Reply {
@@ -113,3 +114,25 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Error codes of an `__ERROR` stack. */
 export const errCodes = (r: Reply): number[] => ((r.json?.__ERROR ?? []) as Array<{ errCode: number }>).map((e) => e.errCode);
+
+/**
+ * One emulator per test file: started once, reset before every test, stopped at the end. `use`
+ * receives the emulator and a fresh client before each test (after `reset`), then `prepare` runs.
+ */
+export function useEmulator(
+  options: EmulatorOptions,
+  use: (emu: RunningEmulator, client: Client) => void,
+  prepare?: (emu: RunningEmulator, client: Client) => Promise<unknown> | void,
+): void {
+  let emu: RunningEmulator;
+  beforeAll(async () => {
+    emu = await startTestEmulator(options);
+  });
+  afterAll(() => emu.stop());
+  beforeEach(async () => {
+    emu.control.reset();
+    const client = new Client(emu);
+    use(emu, client);
+    await prepare?.(emu, client);
+  });
+}

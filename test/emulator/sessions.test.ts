@@ -1,18 +1,13 @@
 /** Sessions, cookies, licences and authentication in detail (beyond the §10 walk). */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { RunningEmulator } from '../../src/emulator/index.js';
-import { Client, errCodes, setCookieValue, sleep, startTestEmulator } from './helpers.js';
+import { Client, errCodes, setCookieValue, sleep, startTestEmulator, useEmulator } from './helpers.js';
 
 let emu: RunningEmulator;
 let c: Client;
-
-beforeAll(async () => {
-  emu = await startTestEmulator();
-});
-afterAll(() => emu.stop());
-beforeEach(() => {
-  emu.control.reset();
-  c = new Client(emu);
+useEmulator({}, (e, client) => {
+  emu = e;
+  c = client;
 });
 
 describe('cookies', () => {
