@@ -16,6 +16,9 @@ import { dataClassPath, encodeValue, entityPath, pageUrl } from './url.js';
 export type { Attribute, DataClass, DataClassSummary, Entity, Envelope, PageQuery } from './types.js';
 export { encodeValue, paramsJson } from './url.js';
 
+/** Longest request URL we send; servers commonly accept 8–16 KB request lines. */
+const MAX_URL_LENGTH = 16 * 1024;
+
 /** A stored entity set is gone (expired or belonged to a replaced session). */
 export class EntitySetGoneError extends BadDataError {}
 
@@ -154,7 +157,14 @@ export class RestClient {
 
   /** One page of a dataclass or of a stored entity set. */
   async page(table: string, query: PageQuery): Promise<Envelope> {
-    const response = await this.send({ method: 'GET', url: pageUrl(this.baseUrl, table, query), idempotent: true });
+    const url = pageUrl(this.baseUrl, table, query);
+    if (url.length > MAX_URL_LENGTH) {
+      // Web servers refuse such request lines (Node: 431) or drop the connection mid-request.
+      throw new BadDataError(`the query is too long to send: the request URL would be ${Math.round(url.length / 1024)} KB (at most ${MAX_URL_LENGTH / 1024} KB)`, {
+        hint: 'shorten the --where / --filter values',
+      });
+    }
+    const response = await this.send({ method: 'GET', url, idempotent: true });
     if (response.status !== 200) {
       const what = query.filter ? `reading ${table} with filter ${JSON.stringify(query.filter)}` : `reading ${table}`;
       throw this.errorFor(response, what);

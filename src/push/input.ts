@@ -15,6 +15,27 @@ export interface InputRow {
 
 export type InputFormat = 'csv' | 'ndjson';
 
+/** Index of the first byte in `chunk` that starts or continues an invalid UTF-8 sequence (0 if unknown). */
+function firstInvalidByte(chunk: Buffer): number {
+  const fatal = new TextDecoder('utf-8', { fatal: true });
+  // Binary search on prefixes: the longest prefix that decodes (allowing a cut-off sequence at its end).
+  let lo = 0;
+  let hi = chunk.length;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    try {
+      fatal.decode(chunk.subarray(0, mid), { stream: true });
+      lo = mid;
+    } catch {
+      hi = mid - 1;
+    }
+  }
+  // A sequence left incomplete at the end of that prefix is where the error starts.
+  let k = lo;
+  while (k > 0 && lo - k < 3 && ((chunk[k - 1] ?? 0) & 0xc0) === 0x80) k--;
+  return k > 0 && ((chunk[k - 1] ?? 0) & 0xc0) === 0xc0 ? k - 1 : lo;
+}
+
 /** Fails the stream on bytes that are not UTF-8 (Node would silently turn them into U+FFFD). */
 function utf8Guard(): Transform {
   const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -26,7 +47,7 @@ function utf8Guard(): Transform {
         offset += chunk.length;
         done(null, text);
       } catch {
-        done(new BadDataError(`the input is not valid UTF-8 (near byte ${offset})`, { hint: 'save the file as UTF-8' }));
+        done(new BadDataError(`the input is not valid UTF-8 (at byte offset ${offset + firstInvalidByte(chunk)})`, { hint: 'save the file as UTF-8' }));
       }
     },
     flush(done) {
