@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { loadConfig, type ConfigFile } from '../config/store.js';
+import { loadConfig } from '../config/store.js';
 import { resolveDirs, resolveLogFormat, resolveLogLevel, resolveSettings, type GlobalOptions } from '../config/settings.js';
 import { ExitCode, InterruptedError, LegacyError, UsageError, errorToJson, exitCodeFor, formatErrorLine, isBrokenPipe, oneLine } from '../errors/index.js';
 import { createLogger, type Logger } from '../log/index.js';
@@ -216,6 +216,7 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   let exitCode: number = ExitCode.ok;
   let logger: Logger | undefined;
   let globalOpts: GlobalOptions = {};
+  let jsonLogs = false;
   const controller = new AbortController();
   const onOuterAbort = () => controller.abort(options.signal?.reason ?? 'interrupt');
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
@@ -241,22 +242,17 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   const dispatch = async (loader: Loader, args: string[], opts: Record<string, unknown>, cmd: Command) => {
     globalOpts = cmd.optsWithGlobals() as GlobalOptions;
     const dirs = resolveDirs(globalOpts, io.env);
+    const format = resolveLogFormat(globalOpts, io.env);
     logger = createLogger({
       level: resolveLogLevel(globalOpts, io.env),
-      format: resolveLogFormat(globalOpts, io.env),
+      format,
       stderr: io.stderr,
       file: globalOpts.logFile ?? (io.env.LEGACY_LOG_FILE || undefined),
       color: colorEnabled(io.stderr, globalOpts.color, io.env),
     });
-    let config: ConfigFile | undefined;
-    let configError: unknown;
-    try {
-      config = await loadConfig(dirs.configDir);
-    } catch (error) {
-      configError = error;
-    }
-    // Commands that repair or list environments still need a readable config; all do.
-    if (configError) throw configError;
+    jsonLogs = format === 'json';
+    // Every command needs a readable config (an invalid one is exit 78, never overwritten).
+    const config = await loadConfig(dirs.configDir);
     const passwordFromStdin = (globalOpts as { passwordStdin?: boolean }).passwordStdin ? await readStdin(io) : undefined;
     const settings = resolveSettings(globalOpts, io.env, config!, passwordFromStdin);
     const log = logger;
@@ -264,7 +260,7 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
     const ctx: CommandContext = {
       io,
       settings,
-      config: config!,
+      config,
       logger: log,
       color: {
         stdout: colorEnabled(io.stdout, globalOpts.color, io.env),
@@ -273,7 +269,7 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
       signal: controller.signal,
       interactive: io.stderr.isTTY === true && settings.logLevel !== 'error' && !io.env.CI,
       client: () => {
-        clientPromise ??= import('../http/index.js').then((m) => m.createRestClient({ settings, config: config!, logger: log, signal: controller.signal }));
+        clientPromise ??= import('../http/index.js').then((m) => m.createRestClient({ settings, config, logger: log, signal: controller.signal }));
         return clientPromise;
       },
     };
@@ -287,19 +283,12 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   };
 
   const program = buildProgram(dispatch);
-  program.exitOverride();
-  program.configureOutput({
-    writeOut: (s) => io.stdout.write(s),
-    writeErr: (s) => io.stderr.write(s),
-    outputError: () => undefined, // we print our own one-line error
-  });
-  // Apply the same to every subcommand.
+  // Every command throws instead of exiting, writes through the injected streams, and leaves the
+  // one-line error to us.
   const configure = (cmd: Command) => {
-    for (const sub of cmd.commands) {
-      sub.exitOverride();
-      sub.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: () => undefined });
-      configure(sub);
-    }
+    cmd.exitOverride();
+    cmd.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: () => undefined });
+    cmd.commands.forEach(configure);
   };
   configure(program);
 
@@ -320,21 +309,19 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
     } else if (pipeClosed || (controller.signal.aborted && controller.signal.reason === 'epipe')) {
       exitCode = ExitCode.ok;
     } else {
-      const interrupted = controller.signal.aborted && !(error instanceof LegacyError && !(error instanceof InterruptedError));
+      // After Ctrl-C, whatever the aborted work threw is reported as the interruption it is.
+      const interrupted = controller.signal.aborted && (!(error instanceof LegacyError) || error instanceof InterruptedError);
       const reported = interrupted ? new InterruptedError('interrupted') : error;
       exitCode = exitCodeFor(reported);
       if (!(reported instanceof InterruptedError)) {
         const debug = globalOpts.debug === true || Boolean(io.env.LEGACY_DEBUG);
-        if (logger && resolveLogFormatSafe(globalOpts, io) === 'json') {
+        if (logger && jsonLogs) {
           logger.error(formatErrorLine(reported), { error: errorToJson(reported) });
         } else {
           errLine(`legacy: ${formatErrorLine(reported)}`);
           logger?.debug('error details', { error: errorToJson(reported) });
         }
         if (debug && reported instanceof Error && reported.stack) errLine(reported.stack);
-        if (!(reported instanceof LegacyError) && !debug) {
-          /* unexpected: formatErrorLine already asks for --debug */
-        }
       } else {
         errLine('legacy: interrupted');
       }
@@ -348,14 +335,6 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   return exitCode;
 }
 
-function resolveLogFormatSafe(opts: GlobalOptions, io: Io): 'text' | 'json' {
-  try {
-    return resolveLogFormat(opts, io.env);
-  } catch {
-    return 'text';
-  }
-}
-
 async function readStdin(io: Io): Promise<string> {
   if (io.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input, not a terminal');
   const chunks: Buffer[] = [];
@@ -363,4 +342,3 @@ async function readStdin(io: Io): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
-export { isBrokenPipe };

@@ -31,7 +31,4 @@ export async function runProcess(argv: string[]): Promise<void> {
   process.exitCode = code;
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
-  // Everything is written and closed by now; if a stray handle (an idle socket, a timer in a
-  // dependency) would keep the process alive, leave anyway after a grace period.
-  setTimeout(() => process.exit(code), 2000).unref();
 }

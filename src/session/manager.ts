@@ -18,7 +18,7 @@ import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
 import { withLock } from '../config/files.js';
 import { Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
-import { SCALABLE_COOKIE_PREFIX, SESSION_COOKIE, SessionStore, slotLabel, type SessionEntry, type SlotId } from './store.js';
+import { SCALABLE_COOKIE_PREFIX, SESSION_COOKIE, SessionStore, sameSlot, slotLabel, type SessionEntry, type SlotId } from './store.js';
 
 export interface SessionManagerOptions {
   slot: SlotId;
@@ -92,7 +92,10 @@ export class SessionManager {
   private cookieless = false;
   private coldStart?: Promise<void>;
   private holdingSlotLock = false;
-  private confirmedThisRun = false;
+  /** When this run last wrote its slot to the store (ms); undefined until it has. */
+  private persistedAt?: number;
+  /** What load() found, even when too old to use (for sendExisting). */
+  private storedAtLoad?: SessionEntry;
   private pending: Promise<unknown>[] = [];
   private lastConfirmedAt?: string;
 
@@ -124,6 +127,7 @@ export class SessionManager {
     if (this.loaded) return;
     this.loaded = true;
     const stored = await this.options.store.find(this.options.slot);
+    this.storedAtLoad = stored;
     if (stored && !this.staleByClock(stored)) {
       this.remember(stored);
       this.events.reusedStored = true;
@@ -224,10 +228,8 @@ export class SessionManager {
     }
     if (sentWith && response.status < 400 && response.status !== 0) {
       this.lastConfirmedAt = now();
-      if (!this.confirmedThisRun) {
-        this.confirmedThisRun = true;
-        this.track(this.persistTouch());
-      }
+      // The first confirmation of a run is written down (last used / confirmed); later ones only at close.
+      if (this.persistedAt === undefined) this.track(this.persistTouch());
     }
   }
 
@@ -246,8 +248,9 @@ export class SessionManager {
 
   /** Persist an adopted replacement unless another process already stored a newer one. */
   private async persistAdoption(entry: SessionEntry, replaced: SessionEntry | undefined): Promise<void> {
+    this.persistedAt = Date.now();
     await this.options.store.update((file) => {
-      const index = file.sessions.findIndex((s) => s.env === entry.env && s.name === entry.name && s.baseUrl === entry.baseUrl);
+      const index = file.sessions.findIndex((s) => sameSlot(s, entry));
       const stored = index >= 0 ? file.sessions[index] : undefined;
       const storedValue = stored?.cookies[SESSION_COOKIE];
       if (stored && replaced && storedValue !== replaced.cookies[SESSION_COOKIE] && storedValue !== entry.cookies[SESSION_COOKIE]) {
@@ -260,12 +263,19 @@ export class SessionManager {
     }, this.options.lockTimeoutMs);
   }
 
+  /** Store a new or confirmed session for this slot. */
+  private async put(entry: SessionEntry): Promise<void> {
+    this.persistedAt = Date.now();
+    await this.options.store.put(entry);
+  }
+
   private async persistTouch(): Promise<void> {
     const entry = this.entry;
     if (!entry) return;
     const at = now();
+    this.persistedAt = Date.now();
     await this.options.store.update((file) => {
-      const stored = file.sessions.find((s) => s.env === entry.env && s.name === entry.name && s.baseUrl === entry.baseUrl);
+      const stored = file.sessions.find((s) => sameSlot(s, entry));
       if (stored && stored.cookies[SESSION_COOKIE] === entry.cookies[SESSION_COOKIE]) {
         stored.lastUsedAt = at;
         stored.confirmedAt = this.lastConfirmedAt ?? at;
@@ -327,9 +337,8 @@ export class SessionManager {
       const entry: SessionEntry = { ...slot, cookies, createdAt: now(), lastUsedAt: now(), confirmedAt: now(), idleMinutes: this.options.idleMinutes };
       this.remember(entry);
       this.events.created += 1;
-      this.confirmedThisRun = true;
       logger.info(`created a new server session for ${slotLabel(slot)}`);
-      await store.put(entry);
+      await this.put(entry);
       return response;
     }
     if (response.status === 401 && errCodeOf(response.json) === 1822) {
@@ -340,8 +349,7 @@ export class SessionManager {
       if (stored) {
         // The server still knew the stale cookie.
         this.remember({ ...stored, lastUsedAt: now(), confirmedAt: now() });
-        this.confirmedThisRun = true;
-        await store.put(this.entry!);
+        await this.put(this.entry!);
       } else {
         this.cookieless = true;
         logger.debug('the server set no session cookie; continuing without one');
@@ -373,7 +381,7 @@ export class SessionManager {
   }
 
   private async loginLocked(_failed: SessionEntry | undefined): Promise<void> {
-    const { credentials, slot, transport, store, logger } = this.options;
+    const { credentials, slot, transport, logger } = this.options;
     if (!credentials) {
       throw new AuthError(`the server at ${slot.baseUrl} requires a login`, {
         hint: `set LEGACY_USERNAME and LEGACY_PASSWORD (or LEGACY_${slot.env.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_USERNAME/_PASSWORD), or use --password-stdin`,
@@ -403,9 +411,8 @@ export class SessionManager {
     const entry: SessionEntry = { ...slot, cookies, createdAt: now(), lastUsedAt: now(), confirmedAt: now(), idleMinutes: Math.max(60, this.options.idleMinutes), user: credentials.username };
     this.remember(entry);
     this.events.created += 1;
-    this.confirmedThisRun = true;
     logger.info(`logged in as ${credentials.username} and stored the session for ${slotLabel(slot)}`);
-    await store.put(entry);
+    await this.put(entry);
   }
 
   /**
@@ -414,7 +421,7 @@ export class SessionManager {
    */
   async sendExisting(request: HttpRequest): Promise<HttpResponse | undefined> {
     await this.load();
-    const stored = this.entry ?? (await this.options.store.find(this.options.slot));
+    const stored = this.entry ?? this.storedAtLoad;
     if (!stored) return undefined;
     this.remember(stored);
     const response = await this.options.transport.send(this.withCookie(request, stored));
@@ -426,12 +433,9 @@ export class SessionManager {
   async close(): Promise<void> {
     await Promise.all(this.pending);
     this.pending = [];
-    if (this.entry && this.confirmedThisRun && this.lastConfirmedAt) {
-      // Only worth a write when the run was long enough to matter for the idle clock.
-      const stored = await this.options.store.find(this.options.slot);
-      if (stored && Date.parse(stored.lastUsedAt) < Date.now() - 30_000) {
-        await this.persistTouch().catch(() => undefined);
-      }
+    // Only worth a write when the run was long enough to matter for the idle clock.
+    if (this.entry && this.lastConfirmedAt && this.persistedAt !== undefined && Date.now() - this.persistedAt > 30_000) {
+      await this.persistTouch().catch(() => undefined);
     }
   }
 }

@@ -226,14 +226,11 @@ export class Syncer {
 
       // The pass is complete: advance the cursor together with the run's end.
       const finished = new Date().toISOString();
-      const max = store.db.prepare(`SELECT max(_cursor) AS c FROM "${dc.name.replace(/"/g, '""')}"`).get() as { c: string | null };
-      const boundary = max.c
-        ? (store.db.prepare(`SELECT "${keyAttr.name.replace(/"/g, '""')}" AS k FROM "${dc.name.replace(/"/g, '""')}" WHERE _cursor = ? LIMIT 1000`).all(max.c) as Array<{ k: unknown }>).map((r) => r.k)
-        : [];
+      const { cursor, boundary } = store.cursorOf(dc.name, keyAttr.name);
       const next: TableState = {
         table_name: dc.name,
         key_column: keyAttr.name,
-        cursor_value: max.c ?? state?.cursor_value ?? null,
+        cursor_value: cursor ?? state?.cursor_value ?? null,
         boundary_keys: JSON.stringify(boundary),
         last_full_sync: result.mode === 'incremental' ? state?.last_full_sync ?? null : finished,
         last_success: finished,

@@ -176,9 +176,13 @@ export class SyncStore {
     return this.db.prepare('SELECT * FROM _legacy_sync_state ORDER BY table_name').all() as TableState[];
   }
 
+  private hasTable(table: string): boolean {
+    return this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(table) !== undefined;
+  }
+
   /** Create the data table, or add columns for attributes that are new in the catalog. Returns the added names. */
   ensureTable(table: string, keyColumn: string, columns: StoredColumn[], keyType: StoredColumn['sqlType']): string[] {
-    const exists = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(table);
+    const exists = this.hasTable(table);
     if (!exists) {
       const defs = columns.map((c) => `${quoteId(c.name)} ${c.sqlType}${c.name === keyColumn ? ` PRIMARY KEY` : ''}`);
       if (!columns.some((c) => c.name === keyColumn)) defs.unshift(`${quoteId(keyColumn)} ${keyType} PRIMARY KEY`);
@@ -232,6 +236,14 @@ export class SyncStore {
     };
   }
 
+  /** The newest row cursor stored for a table, and the keys of the rows at it (at most 1,000). */
+  cursorOf(table: string, keyColumn: string): { cursor: string | null; boundary: unknown[] } {
+    const { c } = this.db.prepare(`SELECT max(_cursor) AS c FROM ${quoteId(table)}`).get() as { c: string | null };
+    if (!c) return { cursor: null, boundary: [] };
+    const rows = this.db.prepare(`SELECT ${quoteId(keyColumn)} AS k FROM ${quoteId(table)} WHERE _cursor = ? LIMIT 1000`).all(c) as Array<{ k: unknown }>;
+    return { cursor: c, boundary: rows.map((r) => r.k) };
+  }
+
   transaction<T>(fn: () => T): T {
     return this.db.transaction(fn)();
   }
@@ -271,7 +283,7 @@ export class SyncStore {
   }
 
   counts(table: string): { rows: number; deleted: number } {
-    const exists = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(table);
+    const exists = this.hasTable(table);
     if (!exists) return { rows: 0, deleted: 0 };
     return this.db.prepare(`SELECT sum(_deleted_at IS NULL) AS rows, sum(_deleted_at IS NOT NULL) AS deleted FROM ${quoteId(table)}`).get() as { rows: number; deleted: number };
   }

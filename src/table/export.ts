@@ -102,7 +102,13 @@ function isPlaceholder(entity: Entity): boolean {
 }
 
 function toRow(plan: ExportPlan, entity: Entity): unknown[] {
-  return plan.columns.map((c) => c.convert(c.attribute ? entity[c.attribute.name] : entity[c.name]));
+  return plan.columns.map((c) => c.convert(entity[c.name]));
+}
+
+/** Rows an export of `count` matching rows writes, after --skip and --limit. */
+function rowsAfterSkipLimit(count: number, options: ExportPlan['options']): number {
+  const available = Math.max(0, count - options.skip);
+  return options.limit !== undefined ? Math.min(options.limit, available) : available;
 }
 
 /** Rows in order, one page at a time (each yielded array is one page). */
@@ -122,8 +128,7 @@ export async function* exportRows(
   const first = await client.page(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet });
   let setId = useSet ? entitySetId(first) : undefined;
   if (useSet && !setId) hooks.logger.info(`the server returned no entity set for ${table}; paging with $skip/$top ordered by ${query.orderBy ?? 'natural order'}`);
-  const available = Math.max(0, first.__COUNT - options.skip);
-  const expected = options.limit !== undefined ? Math.min(options.limit, available) : available;
+  const expected = rowsAfterSkipLimit(first.__COUNT, options);
   hooks.onStart?.(expected);
   const summary = hooks.summary ?? {};
   Object.assign(summary, { serverCount: first.__COUNT, expected, rows: 0, vanished: 0, usedEntitySet: Boolean(setId) });
@@ -142,14 +147,8 @@ export async function* exportRows(
     return rows;
   };
 
-  const firstRows = emit(first.__ENTITIES, expected);
-  written += firstRows.length;
-  summary.rows = written;
-  if (firstRows.length) yield firstRows;
-  hooks.onPage?.({ rows: written, total: expected });
-
-  // The remaining pages, by position in the selection.
-  const offsets: number[] = [];
+  // Pages by position in the selection; the first one is already here.
+  const offsets = [0];
   for (let pos = firstTop; pos < expected; pos += pageSize) offsets.push(pos);
 
   const fetchPage = async (pos: number): Promise<Envelope> => {
@@ -169,8 +168,8 @@ export async function* exportRows(
     }
   };
 
-  const inflight = new Map<number, Promise<Envelope>>();
-  let next = 0;
+  const inflight = new Map<number, Promise<Envelope>>([[0, Promise.resolve(first)]]);
+  let next = 1;
   const concurrency = Math.max(1, options.concurrency);
   try {
     for (let i = 0; i < offsets.length; i++) {
@@ -208,8 +207,7 @@ function entitySetId(envelope: Envelope): string | undefined {
 /** `--count`: rows matching the filter. */
 export async function countRows(client: RestClient, plan: ExportPlan): Promise<number> {
   const total = await client.count(plan.dataClass.name, { filter: plan.query.filter, params: plan.query.params });
-  const available = Math.max(0, total - plan.options.skip);
-  return plan.options.limit !== undefined ? Math.min(plan.options.limit, available) : available;
+  return rowsAfterSkipLimit(total, plan.options);
 }
 
 export function assertPositive(value: string | undefined, what: string, min = 1): number | undefined {

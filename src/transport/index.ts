@@ -200,11 +200,13 @@ export class Transport {
         };
         const transientStatus = TRANSIENT_STATUS.has(response.statusCode) && !is4DErrorBody(json);
         const garbage = response.statusCode < 300 && (parseFailed || (text.length > 0 && !/json/i.test(contentType) && json === undefined));
-        logger.debug(`http ${request.method} ${describeUrl(request.url)} → ${response.statusCode} ${ms}ms`, {
-          id: requestId,
-          retries: attempt,
-          bytes: response.body.length,
-        });
+        if (logger.isEnabled('debug')) {
+          logger.debug(`http ${request.method} ${describeUrl(request.url)} → ${response.statusCode} ${ms}ms`, {
+            id: requestId,
+            retries: attempt,
+            bytes: response.body.length,
+          });
+        }
         if ((transientStatus || garbage) && request.idempotent && attempt < retries) {
           const wait = Math.max(backoffDelay(attempt, this.options.backoffMs ?? 200), parseRetryAfter(response.headers['retry-after']) ?? 0);
           logger.info(`retrying after ${garbage ? 'an unreadable response' : `HTTP ${response.statusCode}`}`, { id: requestId, attempt: attempt + 1, waitMs: wait });

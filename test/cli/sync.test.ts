@@ -72,6 +72,11 @@ function countRows(path: string): number {
   }
 }
 
+/** Wait (up to 10 s) until a running sync has committed at least `n` Artikel rows. */
+async function untilRows(path: string, n: number): Promise<void> {
+  for (let i = 0; i < 100 && !(existsSync(path) && countRows(path) >= n); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 const sync = (s: TestServer, args: string[], extra: Record<string, string> = {}) => runCli(['sync', ...args], { env: { ...s.env, ...extra } });
 
 describe('sync into SQLite', () => {
@@ -131,7 +136,7 @@ describe('sync into SQLite', () => {
     const child = spawnCli(['sync', 'Artikel', '--page-size', '100'], { env: server.env });
     const done = collect(child);
     // Kill once some pages are committed (the database has rows) but long before the end.
-    for (let i = 0; i < 100 && !(existsSync(db) && countRows(db) >= 200); i++) await new Promise((r) => setTimeout(r, 100));
+    await untilRows(db, 200);
     child.kill('SIGKILL');
     await done;
     const partial = dbRows(db, 'Artikel', 'UID').size;
@@ -154,7 +159,7 @@ describe('sync into SQLite', () => {
     const db = join(server.dataDir, 'test.sqlite');
     const child = spawnCli(['sync', 'Artikel', '--page-size', '100'], { env: server.env });
     const first = collect(child);
-    for (let i = 0; i < 100 && !(existsSync(db) && countRows(db) >= 100); i++) await new Promise((r) => setTimeout(r, 100));
+    await untilRows(db, 100);
     const started = Date.now();
     const second = await sync(server, ['Artikel']);
     expect(second.code).toBe(75);
