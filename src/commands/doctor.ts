@@ -21,6 +21,16 @@ export async function run(ctx: CommandContext, _args: string[], opts: { json?: b
   try {
     client = await ctx.client();
     checks.push({ name: 'environment', ok: true, detail: `${settings.envName} → ${client.baseUrl} (session name ${settings.sessionName})` });
+    const store = client.options.store;
+    const fellBack = settings.sessionStore !== 'file' && store.kind === 'file';
+    checks.push({
+      name: 'session store',
+      ok: !fellBack,
+      detail: fellBack
+        ? `Redis is unreachable; runs fall back to ${store.location} (see the warning above)`
+        : `${store.kind} ${store.location}${store.budget ? ` (licence budget ${store.budget.maxSessions})` : ''}`,
+      exitCode: fellBack ? 69 : undefined,
+    });
   } catch (error) {
     checks.push({ name: 'environment', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
   }
@@ -46,7 +56,7 @@ export async function run(ctx: CommandContext, _args: string[], opts: { json?: b
     }
   }
   if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ ok: checks.every((c) => c.ok), checks }, null, 2)}\n`);
-  else await write(ctx.io.stdout, checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(12)} ${c.detail}\n`).join(''));
+  else await write(ctx.io.stdout, checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(13)} ${c.detail}\n`).join(''));
   const failed = checks.find((c) => !c.ok);
   return failed ? failed.exitCode ?? 1 : 0;
 }

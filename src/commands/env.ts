@@ -1,5 +1,5 @@
 /** `legacy env list|add|remove|default`: named servers in the config file. */
-import { normaliseBaseUrl, updateConfig, validateEnvName, type ConfigFile } from '../config/store.js';
+import { maskUrl, normaliseBaseUrl, updateConfig, validateEnvName, type ConfigFile } from '../config/store.js';
 import { UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { CommandContext } from '../cli/context.js';
@@ -94,13 +94,17 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     pageSize: s.pageSize,
     concurrency: s.concurrency,
     logLevel: s.logLevel,
+    sessionStore: maskUrl(s.sessionStore),
+    sessionStoreSource: s.sessionStoreSource,
+    sessionStoreStrict: s.sessionStoreStrict,
+    maxSessions: s.maxSessions ?? null,
     credentials: s.credentials ? { username: s.credentials.username, password: '***' } : null,
   };
   if (opts.json) {
     await write(ctx.io.stdout, `${JSON.stringify(view, null, 2)}\n`);
     return 0;
   }
-  const lines = Object.entries(view).map(([k, v]) => `${k.padEnd(14)} ${v === null ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  const lines = Object.entries(view).map(([k, v]) => `${k.padEnd(18)} ${v === null ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
   await write(ctx.io.stdout, `${lines.join('\n')}\n`);
   return 0;
 }

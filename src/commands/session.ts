@@ -4,7 +4,8 @@ import { write } from '../cli/io.js';
 import { confirm } from '../cli/prompt.js';
 import { columns, relative } from '../cli/render.js';
 import { UsageError } from '../errors/index.js';
-import { SessionStore, SESSION_COOKIE } from '../session/store.js';
+import { openSessionStore } from '../session/open.js';
+import { SESSION_COOKIE, type SessionBackend } from '../session/store.js';
 import { serverSessions, statusOf, type ServerSession, type SessionStatus } from '../session/status.js';
 
 function selected(ctx: CommandContext) {
@@ -13,8 +14,10 @@ function selected(ctx: CommandContext) {
 
 export async function runStatus(ctx: CommandContext, _args: string[], opts: { all?: boolean; json?: boolean; server?: boolean }): Promise<number> {
   const { settings } = ctx;
-  const store = new SessionStore(settings.configDir, ctx.logger);
-  const entries = await store.list();
+  const store = await openSessionStore(settings, ctx.logger);
+  const storeKind = store.kind;
+  const storeLocation = store.location;
+  const entries = await listAndClose(store);
   const slot = selected(ctx);
   const chosen = opts.all ? entries : entries.filter((e) => e.env === slot.env && e.name === slot.name);
   const statuses: SessionStatus[] = chosen.map((e) => statusOf(e, e, settings.sessionIdleMinutes));
@@ -38,11 +41,11 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   }
 
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify({ sessions: statuses, server }, null, 2)}\n`);
+    await write(ctx.io.stdout, `${JSON.stringify({ store: { kind: storeKind, location: storeLocation }, sessions: statuses, server }, null, 2)}\n`);
     return 0;
   }
   if (statuses.length === 0) {
-    await write(ctx.io.stdout, `no stored session for ${opts.all ? 'any environment' : `${slot.env}/${slot.name}`}\n`);
+    await write(ctx.io.stdout, `no stored session for ${opts.all ? 'any environment' : `${slot.env}/${slot.name}`} in ${storeLocation}\n`);
   } else {
     const rows = statuses.map((s) => [
       `${s.env}/${s.name}`,
@@ -85,7 +88,23 @@ export async function runRefresh(ctx: CommandContext, _args: string[], opts: { j
 }
 
 export async function runClear(ctx: CommandContext, _args: string[], opts: { all?: boolean; yes?: boolean }): Promise<number> {
-  const store = new SessionStore(ctx.settings.configDir, ctx.logger);
+  const store = await openSessionStore(ctx.settings, ctx.logger);
+  try {
+    return await clear(ctx, store, opts);
+  } finally {
+    await store.close();
+  }
+}
+
+async function listAndClose(store: SessionBackend) {
+  try {
+    return await store.list();
+  } finally {
+    await store.close();
+  }
+}
+
+async function clear(ctx: CommandContext, store: SessionBackend, opts: { all?: boolean; yes?: boolean }): Promise<number> {
   const slot = selected(ctx);
   const matches = (e: { env: string; name: string }) => opts.all || (e.env === slot.env && e.name === slot.name);
   const existing = (await store.list()).filter(matches);
@@ -100,11 +119,7 @@ export async function runClear(ctx: CommandContext, _args: string[], opts: { all
       return 0;
     }
   }
-  const removed = await store.update((file) => {
-    const gone = file.sessions.filter(matches);
-    file.sessions = file.sessions.filter((e) => !matches(e));
-    return gone;
-  });
+  const removed = await store.remove(matches);
   await write(ctx.io.stdout, removed.map((e) => `forgot ${e.env}/${e.name} (${e.baseUrl})\n`).join(''));
   return 0;
 }

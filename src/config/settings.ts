@@ -5,7 +5,7 @@ import { ConfigError, UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { LogLevel } from '../log/index.js';
 import { defaultConfigDir, defaultDataDir } from './paths.js';
-import { type ConfigFile, type EnvironmentConfig, normaliseBaseUrl } from './store.js';
+import { type ConfigFile, type EnvironmentConfig, normaliseBaseUrl, sessionStoreProblem } from './store.js';
 
 /** Global options as parsed from the command line (undefined = not given). */
 export interface GlobalOptions {
@@ -51,6 +51,13 @@ export interface Settings {
   licenceWaitMs: number;
   licenceRetries: number;
   insecure: boolean;
+  /** 'file' (default) or a redis:// URL (may hold a password: show it through maskUrl). */
+  sessionStore: string;
+  sessionStoreSource: Source;
+  /** Redis down → exit 69 instead of falling back to the file store. */
+  sessionStoreStrict: boolean;
+  /** Licence budget per server across hosts (Redis store only). */
+  maxSessions?: number;
   logLevel: LogLevel;
   logFile?: string;
   logFormat: 'text' | 'json';
@@ -165,6 +172,18 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     throw new UsageError(`session name '${sessionName}' must be letters, digits, '.', '-' or '_'`);
   }
 
+  const [sessionStore, sessionStoreSource] = pick<string>(
+    [env.LEGACY_SESSION_STORE, 'env'],
+    [envConfig?.sessionStore, 'config'],
+    [defaults.sessionStore, 'config'],
+  ) ?? ['file', 'default' as Source];
+  const storeProblem = sessionStoreProblem(sessionStore);
+  if (storeProblem) throw new ConfigError(`${sessionStoreSource === 'env' ? 'LEGACY_SESSION_STORE' : 'sessionStore'}: ${storeProblem}`);
+  const strictRaw = env.LEGACY_SESSION_STORE_STRICT?.toLowerCase();
+  if (strictRaw && !['1', '0', 'true', 'false', 'yes', 'no'].includes(strictRaw)) {
+    throw new ConfigError(`LEGACY_SESSION_STORE_STRICT must be 1 or 0, got '${env.LEGACY_SESSION_STORE_STRICT}'`);
+  }
+
   // Credentials never come from argv: environment variables, --password-stdin, or the config file.
   const username = env[envVarFor(envName, 'USERNAME')] || env.LEGACY_USERNAME || envConfig?.username;
   const password = passwordFromStdin ?? (env[envVarFor(envName, 'PASSWORD')] || env.LEGACY_PASSWORD || envConfig?.password);
@@ -190,6 +209,12 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
       ? parseInteger(env.LEGACY_LICENCE_RETRIES, 'LEGACY_LICENCE_RETRIES', 'env', 0)
       : envConfig?.licenceRetries ?? defaults.licenceRetries ?? DEFAULTS.licenceRetries,
     insecure: opts.insecure ?? envConfig?.insecure ?? defaults.insecure ?? false,
+    sessionStore,
+    sessionStoreSource,
+    sessionStoreStrict: strictRaw ? ['1', 'true', 'yes'].includes(strictRaw) : envConfig?.sessionStoreStrict ?? defaults.sessionStoreStrict ?? false,
+    maxSessions: env.LEGACY_MAX_SESSIONS
+      ? parseInteger(env.LEGACY_MAX_SESSIONS, 'LEGACY_MAX_SESSIONS', 'env', 1)
+      : envConfig?.maxSessions ?? defaults.maxSessions,
     logLevel: resolveLogLevel(opts, env),
     logFile: opts.logFile ?? (env.LEGACY_LOG_FILE || undefined),
     logFormat: resolveLogFormat(opts, env),

@@ -30,6 +30,12 @@ export interface EnvironmentSettings {
   licenceRetries?: number;
   /** Skip TLS certificate verification for this environment. */
   insecure?: boolean;
+  /** Where sessions are kept: 'file' (default, sessions.json) or redis://[user:password@]host:port/db. */
+  sessionStore?: string;
+  /** With a Redis store: fail (exit 69) when Redis is down instead of falling back to the file. */
+  sessionStoreStrict?: boolean;
+  /** Licence budget: at most this many server sessions for the server, across every host (Redis store). */
+  maxSessions?: number;
 }
 
 export interface EnvironmentConfig extends EnvironmentSettings {
@@ -98,7 +104,25 @@ const SETTING_CHECKS: Record<keyof EnvironmentSettings, (v: unknown) => boolean>
   licenceWaitMs: (v) => Number.isInteger(v) && (v as number) >= 0,
   licenceRetries: (v) => Number.isInteger(v) && (v as number) >= 0,
   insecure: (v) => typeof v === 'boolean',
+  sessionStore: (v) => typeof v === 'string' && sessionStoreProblem(v) === undefined,
+  sessionStoreStrict: (v) => typeof v === 'boolean',
+  maxSessions: (v) => Number.isInteger(v) && (v as number) >= 1,
 };
+
+/** What is wrong with a session store setting, if anything: 'file' or a redis:// / rediss:// URL. */
+export function sessionStoreProblem(raw: string): string | undefined {
+  if (raw === 'file') return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return `'${maskUrl(raw)}' is neither 'file' nor a URL`;
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return `'${maskUrl(raw)}' must be 'file' or a redis:// or rediss:// URL`;
+  if (!url.hostname) return `'${maskUrl(raw)}' has no host`;
+  if (url.pathname.length > 1 && !/^\/\d+$/.test(url.pathname)) return `'${maskUrl(raw)}': the path must be a database number (redis://host:port/0)`;
+  return undefined;
+}
 
 function checkSettings(where: string, value: Record<string, unknown>, problems: string[]): void {
   for (const [key, check] of Object.entries(SETTING_CHECKS)) {

@@ -8,7 +8,8 @@ import { AuthError, BadDataError, NotFoundError, UnavailableError, oneLine } fro
 import { didYouMean } from '../errors/suggest.js';
 import type { Logger } from '../log/index.js';
 import { SessionManager, errCodeOf } from '../session/manager.js';
-import { SessionStore } from '../session/store.js';
+import { openSessionStore } from '../session/open.js';
+import type { SessionBackend } from '../session/store.js';
 import { Transport, type HttpRequest, type HttpResponse } from '../transport/index.js';
 import type { DataClass, DataClassSummary, Entity, Envelope, FourDError, PageQuery } from './types.js';
 import { dataClassPath, encodeValue, entityPath, pageUrl } from './url.js';
@@ -26,7 +27,8 @@ export interface RestClientOptions {
   baseUrl: string;
   envName: string;
   sessionName: string;
-  configDir: string;
+  /** Where the session lives (file or Redis); closed with the client. */
+  store: SessionBackend;
   timeoutMs: number;
   retries: number;
   insecure?: boolean;
@@ -71,7 +73,7 @@ export class RestClient {
     });
     this.session = new SessionManager({
       slot: { env: options.envName, name: options.sessionName, baseUrl: options.baseUrl },
-      store: new SessionStore(options.configDir, options.logger),
+      store: options.store,
       transport,
       logger: options.logger,
       signal: options.signal,
@@ -226,7 +228,11 @@ export class RestClient {
   }
 
   async close(): Promise<void> {
-    await this.session.close();
+    try {
+      await this.session.close();
+    } finally {
+      await this.options.store.close();
+    }
   }
 }
 
@@ -237,14 +243,14 @@ export interface CreateClientOptions {
   signal?: AbortSignal;
 }
 
-/** The client for the selected environment and session name. */
-export function createRestClient({ settings, config, logger, signal }: CreateClientOptions): RestClient {
+/** The client for the selected environment and session name, with its session store opened. */
+export async function createRestClient({ settings, config, logger, signal }: CreateClientOptions): Promise<RestClient> {
   const baseUrl = requireBaseUrl(settings, config);
   return new RestClient({
     baseUrl,
     envName: settings.envName,
     sessionName: settings.sessionName,
-    configDir: settings.configDir,
+    store: await openSessionStore(settings, logger),
     timeoutMs: settings.timeout,
     retries: settings.retries,
     insecure: settings.insecure,

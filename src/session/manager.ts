@@ -13,16 +13,17 @@
  * - Never logs out the shared session: sessions expire on the server by themselves (see the man
  *   page). The one exception is a session the server opened for a concurrent request of ours while
  *   it replaced an expired one: nobody has seen that cookie, so it is logged out at once.
+ * - With a licence budget (Redis store, maxSessions), a run first leases its slot among the
+ *   server's live sessions; to make room it may log out a session no run is using (eviction).
  */
 import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
-import { withLock } from '../config/files.js';
 import { Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
-import { SCALABLE_COOKIE_PREFIX, SESSION_COOKIE, SessionStore, sameSlot, slotLabel, type SessionEntry, type SlotId } from './store.js';
+import { SCALABLE_COOKIE_PREFIX, SESSION_COOKIE, slotLabel, type Lease, type SessionBackend, type SessionEntry, type SlotId } from './store.js';
 
 export interface SessionManagerOptions {
   slot: SlotId;
-  store: SessionStore;
+  store: SessionBackend;
   transport: Transport;
   logger: Logger;
   signal?: AbortSignal;
@@ -45,6 +46,8 @@ export interface SessionEvents {
   logins: number;
   /** Extra sessions the server opened for concurrent requests during a replacement, logged out at once. */
   orphansReleased: number;
+  /** Idle sessions of other slots logged out to stay within the licence budget. */
+  evicted: number;
 }
 
 /** The 4D error code of a response body, if any. */
@@ -85,7 +88,7 @@ const now = () => new Date().toISOString();
 const MAX_LOGINS_PER_REQUEST = 3;
 
 export class SessionManager {
-  readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, logins: 0, orphansReleased: 0 };
+  readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, logins: 0, orphansReleased: 0, evicted: 0 };
   private entry?: SessionEntry;
   private loaded = false;
   /** The server gave no cookie to a cookie-less request: it does not use sessions. */
@@ -98,6 +101,7 @@ export class SessionManager {
   private storedAtLoad?: SessionEntry;
   private pending: Promise<unknown>[] = [];
   private lastConfirmedAt?: string;
+  private lease?: Lease;
 
   constructor(private readonly options: SessionManagerOptions) {
     if (options.credentials) registerSecret(options.credentials.password);
@@ -123,8 +127,24 @@ export class SessionManager {
   }
 
   /** Load the stored cookie once per run (no lock: reads never see a half-written file). */
-  private async load(): Promise<void> {
+  private async load(lease = true): Promise<void> {
     if (this.loaded) return;
+    this.loadStarted ??= this.loadOnce(lease);
+    await this.loadStarted;
+  }
+
+  private loadStarted?: Promise<void>;
+
+  private async loadOnce(lease: boolean): Promise<void> {
+    const { budget } = this.options.store;
+    if (budget && lease) {
+      this.lease = await budget.acquire(this.options.slot, {
+        waitMs: this.options.licenceWaitMs,
+        signal: this.options.signal,
+        logger: this.options.logger,
+        evict: (entry) => this.evict(entry),
+      });
+    }
     this.loaded = true;
     const stored = await this.options.store.find(this.options.slot);
     this.storedAtLoad = stored;
@@ -235,10 +255,26 @@ export class SessionManager {
 
   /** Log out a session we created by accident and never shared (see observe). Best effort. */
   private async releaseOrphan(cookies: Record<string, string>): Promise<void> {
+    await this.logout(this.options.slot.baseUrl, cookies);
+  }
+
+  private async logout(baseUrl: string, cookies: Record<string, string>): Promise<void> {
     for (const value of Object.values(cookies)) registerSecret(value);
     await this.options.transport
-      .send({ method: 'GET', url: `${this.options.slot.baseUrl}/rest/$directory/logout`, headers: { cookie: cookieHeader(cookies) }, idempotent: false })
+      .send({ method: 'GET', url: `${baseUrl}/rest/$directory/logout`, headers: { cookie: cookieHeader(cookies) }, idempotent: false })
       .catch(() => undefined);
+  }
+
+  /**
+   * Give the licence of an idle slot back to the server (licence budget). The budget guarantees
+   * no run holds that slot; its entry is forgotten so the next run for it starts a new session.
+   */
+  private async evict(entry: SessionEntry): Promise<void> {
+    this.options.logger.info(`licence budget full: logging out the idle ${slotLabel(entry)} session to make room for ${slotLabel(this.options.slot)}`);
+    this.events.evicted += 1;
+    await this.logout(entry.baseUrl, entry.cookies);
+    const value = entry.cookies[SESSION_COOKIE];
+    await this.options.store.remove((e) => e.env === entry.env && e.name === entry.name && e.baseUrl === entry.baseUrl && e.cookies[SESSION_COOKIE] === value);
   }
 
   private track(promise: Promise<unknown>): void {
@@ -249,17 +285,14 @@ export class SessionManager {
   /** Persist an adopted replacement unless another process already stored a newer one. */
   private async persistAdoption(entry: SessionEntry, replaced: SessionEntry | undefined): Promise<void> {
     this.persistedAt = Date.now();
-    await this.options.store.update((file) => {
-      const index = file.sessions.findIndex((s) => sameSlot(s, entry));
-      const stored = index >= 0 ? file.sessions[index] : undefined;
+    await this.options.store.updateSlot(entry, (stored) => {
       const storedValue = stored?.cookies[SESSION_COOKIE];
       if (stored && replaced && storedValue !== replaced.cookies[SESSION_COOKIE] && storedValue !== entry.cookies[SESSION_COOKIE]) {
         // Someone else replaced it first: converge on theirs for the rest of this run.
         this.remember(stored);
-        return;
+        return undefined;
       }
-      if (index >= 0) file.sessions.splice(index, 1);
-      file.sessions.push(entry);
+      return entry;
     }, this.options.lockTimeoutMs);
   }
 
@@ -274,14 +307,9 @@ export class SessionManager {
     if (!entry) return;
     const at = now();
     this.persistedAt = Date.now();
-    await this.options.store.update((file) => {
-      const stored = file.sessions.find((s) => sameSlot(s, entry));
-      if (stored && stored.cookies[SESSION_COOKIE] === entry.cookies[SESSION_COOKIE]) {
-        stored.lastUsedAt = at;
-        stored.confirmedAt = this.lastConfirmedAt ?? at;
-      } else if (!stored) {
-        file.sessions.push({ ...entry, lastUsedAt: at, confirmedAt: this.lastConfirmedAt ?? at });
-      }
+    await this.options.store.updateSlot(entry, (stored) => {
+      if (stored && stored.cookies[SESSION_COOKIE] !== entry.cookies[SESSION_COOKIE]) return undefined;
+      return { ...(stored ?? entry), lastUsedAt: at, confirmedAt: this.lastConfirmedAt ?? at };
     }, this.options.lockTimeoutMs);
   }
 
@@ -297,8 +325,8 @@ export class SessionManager {
     }
     let response: HttpResponse | undefined;
     const run = async () => {
-      response = await withLock(
-        this.options.store.slotLockTarget(this.options.slot),
+      response = await this.options.store.withSlotLock(
+        this.options.slot,
         async () => {
           this.holdingSlotLock = true;
           try {
@@ -307,7 +335,7 @@ export class SessionManager {
             this.holdingSlotLock = false;
           }
         },
-        { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000, staleMs: 6_000 },
+        { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000 },
       );
     };
     this.coldStart = run();
@@ -361,8 +389,8 @@ export class SessionManager {
   /** Log in under the slot lock (taking it unless this call chain already holds it). */
   private async login(failed: SessionEntry | undefined): Promise<void> {
     if (this.holdingSlotLock) return this.loginLocked(failed);
-    await withLock(
-      this.options.store.slotLockTarget(this.options.slot),
+    await this.options.store.withSlotLock(
+      this.options.slot,
       async () => {
         this.holdingSlotLock = true;
         try {
@@ -376,7 +404,7 @@ export class SessionManager {
           this.holdingSlotLock = false;
         }
       },
-      { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000, staleMs: 6_000 },
+      { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000 },
     );
   }
 
@@ -420,7 +448,7 @@ export class SessionManager {
    * Returns undefined when no session is stored for this slot.
    */
   async sendExisting(request: HttpRequest): Promise<HttpResponse | undefined> {
-    await this.load();
+    await this.load(false); // looking only: no licence lease
     const stored = this.entry ?? this.storedAtLoad;
     if (!stored) return undefined;
     this.remember(stored);
@@ -437,5 +465,8 @@ export class SessionManager {
     if (this.entry && this.lastConfirmedAt && this.persistedAt !== undefined && Date.now() - this.persistedAt > 30_000) {
       await this.persistTouch().catch(() => undefined);
     }
+    const lease = this.lease;
+    this.lease = undefined;
+    await lease?.release().catch((error) => this.options.logger.warn(`could not release the licence lease: ${(error as Error).message}`));
   }
 }

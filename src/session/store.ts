@@ -1,5 +1,8 @@
 /**
- * The session store: `<config dir>/sessions.json` (0600), one slot per environment, session name
+ * Where sessions live. Two stores share one interface (SessionBackend): the file store here
+ * (default, one machine) and the Redis store (src/session/redis.ts, a fleet of hosts).
+ *
+ * The file store: `<config dir>/sessions.json` (0600), one slot per environment, session name
  * and base URL. A cookie is only ever looked up for the exact base URL it came from, so switching
  * --base-url or environment never sends one server's session to another.
  *
@@ -9,7 +12,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ensurePrivateDir, quarantine, withLock, writeFileAtomic } from '../config/files.js';
+import { ensurePrivateDir, quarantine, withLock, writeFileAtomic, type LockOptions } from '../config/files.js';
 import { ConfigError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 
@@ -51,7 +54,47 @@ export function slotLabel(slot: SlotId): string {
   return `${slot.env}/${slot.name}`;
 }
 
-function isEntry(value: unknown): value is SessionEntry {
+/**
+ * A session store. Every method is safe across processes (and, for Redis, across hosts).
+ */
+export interface SessionBackend {
+  readonly kind: 'file' | 'redis';
+  /** Where the sessions are, for messages: a path or a URL with its password masked. */
+  readonly location: string;
+  find(slot: SlotId): Promise<SessionEntry | undefined>;
+  list(): Promise<SessionEntry[]>;
+  /** Insert or replace the entry for its slot. */
+  put(entry: SessionEntry): Promise<void>;
+  /**
+   * Change one slot atomically: `change` sees what is stored now and returns what to store, or
+   * undefined to leave it as it is. It may be called more than once (optimistic retry).
+   */
+  updateSlot(slot: SlotId, change: (stored: SessionEntry | undefined) => SessionEntry | undefined, lockTimeoutMs?: number): Promise<void>;
+  /** Forget the entries that match; returns them. */
+  remove(match: (entry: SessionEntry) => boolean): Promise<SessionEntry[]>;
+  /** Run `fn` holding the slot's single-flight lock (session creation and login). */
+  withSlotLock<T>(slot: SlotId, fn: () => Promise<T>, options: Pick<LockOptions, 'what' | 'timeoutMs'>): Promise<T>;
+  /** The fleet-wide licence budget, when one is configured (Redis only). */
+  readonly budget?: LicenceBudget;
+  close(): Promise<void>;
+}
+
+/** A claim on one of the server's licences for a slot, held for the length of a run. */
+export interface Lease {
+  release(): Promise<void>;
+}
+
+export interface LicenceBudget {
+  readonly maxSessions: number;
+  /**
+   * Wait for the slot to be among the live sessions of its server (at most maxSessions), and
+   * hold it for this run. When every place is taken and one belongs to a slot no run is using,
+   * `evict` is called with that slot's stored entry (if any) before its place is handed over.
+   */
+  acquire(slot: SlotId, options: { waitMs: number; signal?: AbortSignal; logger: Logger; evict: (entry: SessionEntry) => Promise<void> }): Promise<Lease>;
+}
+
+export function isEntry(value: unknown): value is SessionEntry {
   if (!value || typeof value !== 'object') return false;
   const e = value as Record<string, unknown>;
   return (
@@ -67,12 +110,17 @@ function isEntry(value: unknown): value is SessionEntry {
   );
 }
 
-export class SessionStore {
+export class SessionStore implements SessionBackend {
+  readonly kind = 'file' as const;
   readonly path: string;
   private warnedCorrupt = false;
 
   constructor(readonly configDir: string, private readonly logger: Logger) {
     this.path = join(configDir, 'sessions.json');
+  }
+
+  get location(): string {
+    return this.path;
   }
 
   /** Read without locking (a reader never sees a half-written file). Damage is reported by `problem`. */
@@ -153,6 +201,31 @@ export class SessionStore {
       file.sessions.push(entry);
     });
   }
+
+  async updateSlot(slot: SlotId, change: (stored: SessionEntry | undefined) => SessionEntry | undefined, lockTimeoutMs?: number): Promise<void> {
+    await this.update((file) => {
+      const index = file.sessions.findIndex((s) => sameSlot(s, slot));
+      const next = change(index >= 0 ? file.sessions[index] : undefined);
+      if (!next) return;
+      if (index >= 0) file.sessions.splice(index, 1);
+      file.sessions.push(next);
+    }, lockTimeoutMs);
+  }
+
+  async remove(match: (entry: SessionEntry) => boolean): Promise<SessionEntry[]> {
+    if (!(await this.list()).some(match)) return [];
+    return this.update((file) => {
+      const gone = file.sessions.filter(match);
+      file.sessions = file.sessions.filter((e) => !match(e));
+      return gone;
+    });
+  }
+
+  withSlotLock<T>(slot: SlotId, fn: () => Promise<T>, options: Pick<LockOptions, 'what' | 'timeoutMs'>): Promise<T> {
+    return withLock(this.slotLockTarget(slot), fn, { ...options, staleMs: 6_000 });
+  }
+
+  async close(): Promise<void> {}
 
   /** Lock file path used to single-flight session creation for one slot. */
   slotLockTarget(slot: SlotId): string {

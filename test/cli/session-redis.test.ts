@@ -1,0 +1,201 @@
+/**
+ * Issue 9: sessions shared across hosts through a real Redis (started on loopback by the test).
+ * "Hosts" are separate config dirs: nothing is shared between them but the Redis server.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createClient } from '@redis/client';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { cleanupTempDirs, runCli, spawnCli, collect, tempDir } from '../helpers/cli.js';
+import { startServer, type TestServer } from '../helpers/emulator.js';
+import { startRedis, type RunningRedis } from '../helpers/services.mjs';
+
+const redis: RunningRedis | undefined = await startRedis();
+
+let server: TestServer | undefined;
+let client: ReturnType<typeof createClient> | undefined;
+
+beforeAll(async () => {
+  if (!redis) return;
+  client = createClient({ url: redis.url });
+  await client.connect();
+});
+beforeEach(async () => {
+  await client?.flushAll();
+});
+afterEach(async () => {
+  await server?.stop();
+  server = undefined;
+});
+afterAll(async () => {
+  await client?.close();
+  await redis?.stop();
+  cleanupTempDirs();
+});
+
+/** The environment of one simulated host: its own config dir, the shared Redis. */
+function host(s: TestServer, extra: Record<string, string> = {}): Record<string, string> {
+  return { ...s.env, LEGACY_CONFIG_DIR: tempDir('legacy-host-'), LEGACY_DATA_DIR: tempDir('legacy-hostdata-'), LEGACY_SESSION_STORE: redis!.url, ...extra };
+}
+
+describe.skipIf(!redis)('sessions in Redis', () => {
+  it('two hosts x 16 concurrent cold runs create exactly one server session, stored in Redis only', async () => {
+    server = await startServer({ maxSessions: 3, latencyMs: 20 });
+    const hosts = [host(server), host(server)];
+    const runs = await Promise.all(Array.from({ length: 32 }, (_, i) => runCli(['tables'], { env: hosts[i % 2] })));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const stats = await server.stats();
+    expect(stats.sessionsCreated).toBe(1);
+    expect(stats.rejected402).toBe(0);
+    expect(stats.duplicateCookieRejections).toBe(0);
+    expect(stats.requestsWithoutCookie).toBe(1);
+    for (const env of hosts) expect(existsSync(join(env.LEGACY_CONFIG_DIR, 'sessions.json'))).toBe(false);
+    const stored = await client!.hVals('legacy:v1:sessions');
+    expect(stored).toHaveLength(1);
+    // A later run on either host reuses it without a round trip to create one.
+    const again = await runCli(['session', 'status', '--json'], { env: hosts[1] });
+    expect(again.code, again.stderr).toBe(0);
+    const status = JSON.parse(again.stdout);
+    expect(status.store).toEqual({ kind: 'redis', location: redis!.url });
+    expect(status.sessions[0].state).toBe('confirmed');
+  });
+
+  it('licence budget 2, six named sessions wanted at once (twice over): never more than 2 live, all runs finish', async () => {
+    server = await startServer({ maxSessions: 10, latencyMs: 15, rows: { Artikel: 2000 } });
+    const a = host(server, { LEGACY_MAX_SESSIONS: '2' });
+    const b = host(server, { LEGACY_MAX_SESSIONS: '2' });
+    const runs = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        runCli(['--session', `s${i % 6}`, '-v', 'get-table', 'Artikel', '--ndjson', '--page-size', '250', '--concurrency', '1'], { env: i % 2 ? a : b, timeoutMs: 120_000 }),
+      ),
+    );
+    for (const r of runs) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.trim().split('\n')).toHaveLength(2000);
+    }
+    const stats = await server.stats();
+    expect(stats.maxLiveSessions).toBeLessThanOrEqual(2);
+    expect(stats.liveSessions).toBeLessThanOrEqual(2);
+    expect(stats.rejected402).toBe(0);
+    // Six names through two places: idle ones were logged out to make room.
+    expect(stats.logouts).toBeGreaterThanOrEqual(4);
+    expect(runs.some((r) => /licence budget full: logging out the idle test\/s\d session/.test(r.stderr))).toBe(true);
+    expect((await client!.zRange(`legacy:v1:leases:${server.url}`, 0, -1))).toEqual([]);
+  });
+
+  it('a budget equal to the licences: runs wait for a place instead of hitting 402', async () => {
+    server = await startServer({ maxSessions: 2, latencyMs: 10, rows: { Artikel: 1000 } });
+    const env = host(server, { LEGACY_MAX_SESSIONS: '2' });
+    const runs = await Promise.all(Array.from({ length: 5 }, (_, i) => runCli(['--session', `n${i}`, 'get-table', 'Artikel', '--csv', '--page-size', '200', '--concurrency', '1'], { env })));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const stats = await server.stats();
+    expect(stats.rejected402).toBe(0);
+    expect(stats.maxLiveSessions).toBeLessThanOrEqual(2);
+  });
+
+  it('every place leased and the wait spent: exit 75 with one line', async () => {
+    server = await startServer({ maxSessions: 10, rows: { Artikel: 1000 } });
+    const env = host(server, { LEGACY_MAX_SESSIONS: '1', LEGACY_LICENCE_WAIT_MS: '1500' });
+    // A slow export holds the only place.
+    await server.control('options', { latencyMs: 400 });
+    const holder = spawnCli(['--session', 'holder', 'get-table', 'Artikel', '--csv', '--page-size', '100', '--concurrency', '1'], { env });
+    const held = collect(holder);
+    for (let i = 0; i < 100 && (await client!.zCard(`legacy:v1:leases:${server.url}`)) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const r = await runCli(['--session', 'other', 'tables'], { env });
+    expect(r.code).toBe(75);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/licence budget of 1 session\(s\) for .* is in use by other runs/);
+    holder.kill('SIGTERM');
+    await held;
+  });
+
+  it('a killed run gives its place back when its lease lapses; its lock expires', async () => {
+    server = await startServer({ maxSessions: 10, latencyMs: 300, rows: { Artikel: 2000 } });
+    const env = host(server, { LEGACY_MAX_SESSIONS: '1', LEGACY_LICENCE_WAIT_MS: '60000' });
+    const victim = spawnCli(['--session', 'killed', 'get-table', 'Artikel', '--csv', '--page-size', '100', '--concurrency', '1'], { env });
+    const done = collect(victim);
+    for (let i = 0; i < 100 && (await client!.zCard(`legacy:v1:leases:${server.url}`)) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    victim.kill('SIGKILL');
+    await done;
+    await server.control('options', { latencyMs: 0 });
+    const started = Date.now();
+    const r = await runCli(['--session', 'next', 'tables'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    // The lease lives 30 s unless renewed; the next run got the place after it lapsed, not before.
+    expect(Date.now() - started).toBeLessThan(45_000);
+    expect((await server.stats()).maxLiveSessions).toBeLessThanOrEqual(1);
+  }, 90_000);
+
+  it('session status, refresh and clear work on the Redis store', async () => {
+    server = await startServer();
+    const env = host(server);
+    expect((await runCli(['session', 'refresh'], { env })).code).toBe(0);
+    const other = host(server); // another host sees the same session
+    const status = await runCli(['session', 'status'], { env: other });
+    expect(status.stdout).toMatch(/test\/default .* confirmed/);
+    const cleared = await runCli(['session', 'clear'], { env: other });
+    expect(cleared.stdout).toMatch(/forgot test\/default/);
+    expect(await client!.hLen('legacy:v1:sessions')).toBe(0);
+    const doctor = await runCli(['doctor'], { env });
+    expect(doctor.code, doctor.stdout).toBe(0);
+    expect(doctor.stdout).toMatch(/session store redis redis:\/\/127\.0\.0\.1:\d+/);
+  });
+});
+
+describe.skipIf(!redis)('Redis unavailable', () => {
+  it('falls back to the local file store for the run, with one warning', async () => {
+    server = await startServer();
+    const env = host(server, { LEGACY_SESSION_STORE: 'redis://127.0.0.1:1/0' });
+    const r = await runCli(['tables'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/warning: session store redis:\/\/127\.0\.0\.1:1\/0 is unreachable \(ECONNREFUSED\); using the local session file/);
+    expect(JSON.parse(readFileSync(join(env.LEGACY_CONFIG_DIR, 'sessions.json'), 'utf8')).sessions).toHaveLength(1);
+    const doctor = await runCli(['doctor'], { env });
+    expect(doctor.code).toBe(69);
+    expect(doctor.stdout).toMatch(/FAIL {2}session store Redis is unreachable/);
+  });
+
+  it('strict: exit 69 with one line, the password masked, no session created', async () => {
+    server = await startServer();
+    const env = host(server, { LEGACY_SESSION_STORE: 'redis://:hunter2secret@127.0.0.1:1/0', LEGACY_SESSION_STORE_STRICT: '1' });
+    const r = await runCli(['-vv', 'tables'], { env });
+    expect(r.code).toBe(69);
+    expect(r.stderr).not.toContain('hunter2secret');
+    expect(r.stderr).toMatch(/session store redis:\/\/:\*\*\*@127\.0\.0\.1:1\/0 is unreachable/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect((await server.stats()).sessionsCreated).toBe(0);
+  });
+
+  it('a bad store setting is a config error (78)', async () => {
+    server = await startServer();
+    for (const bad of ['http://127.0.0.1:6379', 'redis://127.0.0.1:6379/x', 'nonsense']) {
+      const r = await runCli(['tables'], { env: host(server, { LEGACY_SESSION_STORE: bad }) });
+      expect(r.code, bad).toBe(78);
+      expect(r.stderr).toMatch(/LEGACY_SESSION_STORE/);
+    }
+  });
+
+  it('Redis with a password: the right one works and never shows; a wrong one is 78', async () => {
+    const own = await startRedis();
+    const admin = createClient({ url: own!.url });
+    await admin.connect();
+    await admin.configSet('requirepass', 's3cretRedisPw');
+    await admin.close();
+    try {
+      server = await startServer();
+      const good = host(server, { LEGACY_SESSION_STORE: `redis://:s3cretRedisPw@127.0.0.1:${own!.port}/2` });
+      const r = await runCli(['-vv', '--log-format', 'json', 'tables'], { env: good });
+      expect(r.code, r.stderr).toBe(0);
+      const status = await runCli(['session', 'status', '--json'], { env: good });
+      const current = await runCli(['env', 'current', '--json'], { env: good });
+      for (const out of [r.stdout, r.stderr, status.stdout, status.stderr, current.stdout]) expect(out).not.toContain('s3cretRedisPw');
+      expect(JSON.parse(status.stdout).store.location).toBe(`redis://:***@127.0.0.1:${own!.port}/2`);
+      const wrong = await runCli(['tables'], { env: host(server, { LEGACY_SESSION_STORE: `redis://:nope@127.0.0.1:${own!.port}/2` }) });
+      expect(wrong.code).toBe(78);
+      expect(wrong.stderr).not.toContain('nope@');
+    } finally {
+      await own!.stop();
+    }
+  });
+});
