@@ -1,10 +1,28 @@
 // npm run bench:session — server sessions created and wall time for 100 sequential runs and for
-// 16 workers x 10 runs each, all against one emulator (its own process) with 3 licences.
+// 16 workers x 10 runs each, all against one emulator (its own process) with 3 licences; then the
+// same 160 runs from two simulated hosts (separate config dirs) sharing a real Redis on loopback.
 import { join } from 'node:path';
+import { startRedis } from '../test/helpers/services.mjs';
 import { control, legacyBin, measure, s, startEmulatorProcess, tempDir } from './lib.mjs';
 
 const emu = await startEmulatorProcess(['--max-sessions', '3']);
-const env = (dir) => ({ ...process.env, LEGACY_CONFIG_DIR: dir, LEGACY_BASE_URL: emu.url, LEGACY_ENV: 'bench', NO_COLOR: '1' });
+const env = (dir, extra = {}) => ({ ...process.env, LEGACY_CONFIG_DIR: dir, LEGACY_BASE_URL: emu.url, LEGACY_ENV: 'bench', NO_COLOR: '1', ...extra });
+const redis = await startRedis();
+
+/** 16 workers x 10 runs of `legacy tables`; worker i uses envs[i % envs.length]. */
+async function workers(envs) {
+  const before = (await control(emu.url, 'stats')).sessionsCreated;
+  const started = Date.now();
+  await Promise.all(
+    Array.from({ length: 16 }, async (_, w) => {
+      for (let i = 0; i < 10; i++) {
+        const r = await measure(process.execPath, [legacyBin, 'tables'], { env: envs[w % envs.length] });
+        if (r.code !== 0) throw new Error(r.stderr);
+      }
+    }),
+  );
+  return { ms: Date.now() - started, sessions: (await control(emu.url, 'stats')).sessionsCreated - before };
+}
 try {
   const seqDir = join(tempDir(), 'cfg');
   let before = (await control(emu.url, 'stats')).sessionsCreated;
@@ -16,22 +34,20 @@ try {
   const seqMs = Date.now() - started;
   const seqSessions = (await control(emu.url, 'stats')).sessionsCreated - before;
 
-  const parDir = join(tempDir(), 'cfg');
-  before = (await control(emu.url, 'stats')).sessionsCreated;
-  started = Date.now();
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      for (let i = 0; i < 10; i++) {
-        const r = await measure(process.execPath, [legacyBin, 'tables'], { env: env(parDir) });
-        if (r.code !== 0) throw new Error(r.stderr);
-      }
-    }),
-  );
-  const parMs = Date.now() - started;
+  const par = await workers([env(join(tempDir(), 'cfg'))]);
+  const fleet = redis
+    ? await workers([0, 1].map(() => env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url })))
+    : undefined;
   const stats = await control(emu.url, 'stats');
   console.log(`100 sequential runs:        ${s(seqMs)} (${(seqMs / 100).toFixed(0)} ms/run), server sessions created: ${seqSessions}`);
-  console.log(`16 workers x 10 runs:       ${s(parMs)} (${(parMs / 160).toFixed(0)} ms/run), server sessions created: ${stats.sessionsCreated - before}`);
+  console.log(`16 workers x 10 runs:       ${s(par.ms)} (${(par.ms / 160).toFixed(0)} ms/run), server sessions created: ${par.sessions}`);
+  if (fleet) {
+    console.log(`2 hosts via Redis, 16 x 10: ${s(fleet.ms)} (${(fleet.ms / 160).toFixed(0)} ms/run), server sessions created: ${fleet.sessions}; time ratio Redis / file store: ${(fleet.ms / par.ms).toFixed(2)}`);
+  } else {
+    console.log('2 hosts via Redis: SKIPPED, redis-server is not installed');
+  }
   console.log(`402 answers: ${stats.rejected402}, duplicate-cookie rejections: ${stats.duplicateCookieRejections}`);
 } finally {
   await emu.stop();
+  await redis?.stop();
 }
