@@ -9,6 +9,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { cleanupTempDirs, runCli, spawnCli, collect, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { startRedis, type RunningRedis } from '../helpers/services.mjs';
+import { RedisSessionStore, slotKey } from '../../dist/session/redis.js';
+import { silentLogger } from '../../dist/log/index.js';
 
 const redis: RunningRedis | undefined = await startRedis();
 
@@ -139,6 +141,44 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     const doctor = await runCli(['doctor'], { env });
     expect(doctor.code, doctor.stdout).toBe(0);
     expect(doctor.stdout).toMatch(/session store redis redis:\/\/127\.0\.0\.1:\d+/);
+  });
+});
+
+describe.skipIf(!redis)('the Redis lock (SET NX PX, renewed, compare-and-delete)', () => {
+  const slot = { env: 'e', name: 'n', baseUrl: 'http://127.0.0.1:9' };
+  const key = `legacy:v1:lock:${slotKey(slot)}`;
+  const open = () => RedisSessionStore.connect({ url: redis!.url, logger: silentLogger, idleMinutes: 60, lockTtlMs: 300 });
+
+  it('is renewed while held, so a holder slower than the TTL keeps it; released after', async () => {
+    const [a, b] = await Promise.all([open(), open()]);
+    try {
+      let contender: unknown;
+      await a.withSlotLock(slot, async () => {
+        await new Promise((r) => setTimeout(r, 1000)); // > 3 TTLs
+        contender = await b.withSlotLock(slot, async () => 'got it', { what: 'x', timeoutMs: 200 }).catch((e: Error) => e);
+      }, { what: 'x', timeoutMs: 1000 });
+      expect(String(contender)).toMatch(/locked by another legacy process/);
+      expect(await client!.exists(key)).toBe(0);
+      expect(await b.withSlotLock(slot, async () => 'got it', { what: 'x', timeoutMs: 200 })).toBe('got it');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('a lock left by a dead holder expires; a holder never deletes a lock that is no longer its own', async () => {
+    const a = await open();
+    try {
+      await client!.set(key, 'dead-holder', { PX: 300 });
+      const started = Date.now();
+      await a.withSlotLock(slot, async () => {
+        expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+        // Someone else's token appears (our lock expired during a long pause): we must leave it.
+        await client!.set(key, 'someone-else', { PX: 5000 });
+      }, { what: 'x', timeoutMs: 5000 });
+      expect(await client!.get(key)).toBe('someone-else');
+    } finally {
+      await a.close();
+    }
   });
 });
 
