@@ -30,7 +30,8 @@ export async function openSessionStore(settings: SessionStoreSettings, logger: L
   } catch (error) {
     if (!(error instanceof UnavailableError) || settings.sessionStoreStrict) throw error;
     const file = fileStore();
-    logger.warn(`${error.message}; using the local session file ${file.location} for this run (set sessionStoreStrict to fail instead)`);
+    const budget = settings.maxSessions !== undefined ? ', without the licence budget' : '';
+    logger.warn(`${error.message}; using the local session file ${file.location} for this run${budget} (set sessionStoreStrict to fail instead)`);
     return file;
   }
 }
