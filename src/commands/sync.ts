@@ -1,12 +1,11 @@
-/** `legacy sync [<Table>...]`, `sync status`, `sync runs`, `sync prune`: replication into SQLite. */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+/** `legacy sync [<Table>...]`, `sync status`, `sync runs`, `sync prune`: replication into SQLite or PostgreSQL. */
+import { join } from 'node:path';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { startProgress } from '../cli/progress.js';
 import { columns } from '../cli/render.js';
 import { UsageError, exitCodeFor, formatErrorLine } from '../errors/index.js';
-import { Syncer, SyncStore, newRunId, normaliseTableConfig, parseDuration, type TableResult } from '../sync/index.js';
+import { Syncer, newRunId, normaliseTableConfig, openSyncStore, parseDuration, syncTarget, type SyncTarget, type TableResult } from '../sync/index.js';
 
 interface SyncOptions {
   db?: string;
@@ -20,8 +19,9 @@ interface SyncOptions {
   olderThan?: string;
 }
 
-function dbPath(ctx: CommandContext, opts: SyncOptions): string {
-  return opts.db ? resolve(ctx.io.cwd, opts.db) : join(ctx.settings.dataDir, `${ctx.settings.envName}.sqlite`);
+/** `--db`: an SQLite path (default <data dir>/<env>.sqlite) or a postgres:// URL (64 if malformed). */
+function target(ctx: CommandContext, opts: SyncOptions): SyncTarget {
+  return syncTarget(opts.db, ctx.io.cwd, join(ctx.settings.dataDir, `${ctx.settings.envName}.sqlite`));
 }
 
 export async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
@@ -37,17 +37,10 @@ export async function runSync(ctx: CommandContext, args: string[], opts: SyncOpt
   const pageSize = opts.pageSize ? Number(opts.pageSize) : ctx.settings.pageSize;
   if (!Number.isInteger(pageSize) || pageSize < 1) throw new UsageError('--page-size must be a whole number ≥ 1');
 
-  const path = dbPath(ctx, opts);
+  const db = target(ctx, opts);
   const client = await ctx.client();
-  let store: SyncStore | undefined;
-  if (!opts.dryRun) {
-    store = SyncStore.open(path);
-    store.acquireRunLock();
-    const interrupted = store.markInterrupted(new Date().toISOString());
-    if (interrupted) ctx.logger.warn(`marked ${interrupted} run(s) left unfinished by an earlier process as interrupted`);
-  } else if (existsSync(path)) {
-    store = SyncStore.open(path, { readOnly: true });
-  }
+  // A sync run holds the target's lock until it closes the store; a dry run only reads.
+  const store = opts.dryRun ? await openSyncStore(db, 'read') : await openSyncStore(db, 'run');
   const progress = ctx.interactive && !opts.json ? await startProgress(ctx.io.stderr, 'sync') : undefined;
   const syncer = new Syncer(client, store, {
     full: opts.full,
@@ -65,6 +58,8 @@ export async function runSync(ctx: CommandContext, args: string[], opts: SyncOpt
   const results: TableResult[] = [];
   let firstError: unknown;
   try {
+    const interrupted = opts.dryRun ? 0 : await store!.markInterrupted(new Date().toISOString());
+    if (interrupted) ctx.logger.warn(`marked ${interrupted} run(s) left unfinished by an earlier process as interrupted`);
     for (const table of plan) {
       const started = Date.now();
       try {
@@ -80,11 +75,11 @@ export async function runSync(ctx: CommandContext, args: string[], opts: SyncOpt
     }
   } finally {
     progress?.stop();
-    store?.close();
+    await store?.close();
   }
 
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify({ runId, database: path, dryRun: opts.dryRun === true, tables: results }, null, 2)}\n`);
+    await write(ctx.io.stdout, `${JSON.stringify({ runId, database: db.display, dryRun: opts.dryRun === true, tables: results }, null, 2)}\n`);
   } else {
     const rows = results.map((r) =>
       opts.dryRun
@@ -101,22 +96,20 @@ export async function runSync(ctx: CommandContext, args: string[], opts: SyncOpt
   return 0;
 }
 
-function openForReading(ctx: CommandContext, opts: SyncOptions): SyncStore | undefined {
-  const path = dbPath(ctx, opts);
-  return existsSync(path) ? SyncStore.open(path, { readOnly: true }) : undefined;
-}
-
 export async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
-  const store = openForReading(ctx, opts);
-  const path = dbPath(ctx, opts);
+  const db = target(ctx, opts);
+  const store = await openSyncStore(db, 'read');
   if (!store) {
-    if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ database: path, tables: [], runs: [] }, null, 2)}\n`);
-    else await write(ctx.io.stdout, `no sync database yet at ${path}\n`);
+    if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ database: db.display, tables: [], runs: [] }, null, 2)}\n`);
+    else await write(ctx.io.stdout, `no sync database yet at ${db.display}\n`);
     return 0;
   }
   try {
-    const runs = store.runs(10);
-    const tables = store.allStates().map((s) => ({ s, n: store.counts(s.table_name) })).map(({ s, n }) => ({
+    const runs = await store.runs(10);
+    const states = await store.allStates();
+    const counted = [];
+    for (const s of states) counted.push({ s, n: await store.counts(s.table_name) });
+    const tables = counted.map(({ s, n }) => ({
       table: s.table_name,
       rows: n.rows ?? 0,
       deleted: n.deleted ?? 0,
@@ -126,23 +119,22 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: Sync
       lastError: s.last_error,
     }));
     if (opts.json) {
-      await write(ctx.io.stdout, `${JSON.stringify({ database: path, tables, runs }, null, 2)}\n`);
+      await write(ctx.io.stdout, `${JSON.stringify({ database: db.display, tables, runs }, null, 2)}\n`);
       return 0;
     }
     await write(ctx.io.stdout, columns(tables.map((t) => [t.table, String(t.rows), String(t.deleted), t.lastSuccess ?? '-', t.cursor ?? '-', t.lastError ?? '']), ['TABLE', 'ROWS', 'DELETED', 'LAST SUCCESS', 'CURSOR', 'LAST ERROR']));
     await write(ctx.io.stdout, `\nrecent runs:\n${columns(runs.map((r) => [r.run_id, r.table_name, r.status, r.mode, r.started, String(r.rows_fetched), String(r.inserted), String(r.updated), String(r.deleted)]), ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED'])}`);
     return 0;
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
 export async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
   const limit = opts.limit ? Number(opts.limit) : 20;
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number ≥ 1');
-  const store = openForReading(ctx, opts);
-  const runs = store ? store.runs(limit) : [];
-  store?.close();
+  const store = await openSyncStore(target(ctx, opts), 'read');
+  const runs = store ? await store.runs(limit).finally(() => store.close()) : [];
   if (opts.json) await write(ctx.io.stdout, `${JSON.stringify(runs, null, 2)}\n`);
   else await write(ctx.io.stdout, columns(runs.map((r) => [r.run_id, r.table_name, r.status, r.mode, r.started, r.finished ?? '-', String(r.rows_fetched), r.error ?? '']), ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FINISHED', 'FETCHED', 'ERROR']));
   return 0;
@@ -151,17 +143,17 @@ export async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOp
 export async function runPrune(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
   if (!opts.olderThan) throw new UsageError('sync prune needs --older-than, e.g. --older-than 7d');
   const ms = parseDuration(opts.olderThan);
-  const path = dbPath(ctx, opts);
-  if (!existsSync(path)) {
-    await write(ctx.io.stdout, `no sync database at ${path}\n`);
+  const db = target(ctx, opts);
+  const store = await openSyncStore(db, 'write');
+  if (!store) {
+    await write(ctx.io.stdout, `no sync database at ${db.display}\n`);
     return 0;
   }
-  const store = SyncStore.open(path);
   try {
-    const removed = store.pruneRuns(new Date(Date.now() - ms).toISOString());
+    const removed = await store.pruneRuns(new Date(Date.now() - ms).toISOString());
     await write(ctx.io.stdout, `removed ${removed} run record(s) older than ${opts.olderThan}\n`);
   } finally {
-    store.close();
+    await store.close();
   }
   return 0;
 }

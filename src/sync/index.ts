@@ -1,6 +1,6 @@
 /**
- * Incremental, crash-safe replication of tables into SQLite, built on the get-table exporter
- * (same paging, same value conversion).
+ * Incremental, crash-safe replication of tables into SQLite or PostgreSQL (./store.ts), built on
+ * the get-table exporter (same paging, same value conversion).
  *
  * - First run of a table, or --full: every row, paged, upserted.
  * - Later runs: rows whose modification date (or, for never-modified rows, creation date) is on or
@@ -22,9 +22,9 @@ import type { Attribute, DataClass } from '../http/types.js';
 import type { Logger } from '../log/index.js';
 import { exportRows, planExport, type ExportPlan } from '../table/export.js';
 import { attributeNamed } from '../table/query.js';
-import { SyncStore, sqlTypeOf, type StoredColumn, type TableState, type UpsertCounts } from './store.js';
+import { sqlTypeOf, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
 
-export { SyncStore } from './store.js';
+export { SyncStore, openSyncStore, syncTarget, type SyncTarget } from './store.js';
 
 export interface SyncOptions {
   full?: boolean;
@@ -109,7 +109,7 @@ export class Syncer {
     const columns: StoredColumn[] = attrs.map((a) => ({ name: a.name, sqlType: sqlTypeOf(a) }));
     const hash = catalogHash(attrs);
     const pairs = cursorFields(dc, config);
-    const state = this.store?.state(dc.name);
+    const state = await this.store?.state(dc.name);
     const result: TableResult = {
       table: dc.name,
       mode: 'full',
@@ -162,20 +162,20 @@ export class Syncer {
     const store = this.store!;
     const started = new Date().toISOString();
     // Schema: create, or absorb new attributes; keep vanished ones and warn once.
-    result.addedColumns = store.ensureTable(dc.name, keyAttr.name, columns, sqlTypeOf(keyAttr));
+    result.addedColumns = await store.ensureTable(dc.name, keyAttr.name, columns, sqlTypeOf(keyAttr));
     if (result.addedColumns.length) logger.warn(`${dc.name}: new attributes in the catalog, added columns ${result.addedColumns.join(', ')}`);
-    const have = store.existingColumns(dc.name).filter((c) => !c.startsWith('_'));
+    const have = (await store.existingColumns(dc.name)).filter((c) => !c.startsWith('_'));
     const vanished = have.filter((c) => !attrs.some((a) => a.name === c));
     const warned = new Set<string>(JSON.parse(state?.vanished_warned ?? '[]') as string[]);
     const newlyVanished = vanished.filter((c) => !warned.has(c));
     if (newlyVanished.length) logger.warn(`${dc.name}: attributes no longer in the catalog, kept as columns: ${newlyVanished.join(', ')}`);
     result.vanishedColumns = vanished;
 
-    store.startRun({ run_id: runId, table_name: dc.name, started, mode: result.mode });
+    await store.startRun({ run_id: runId, table_name: dc.name, started, mode: result.mode });
     try {
       let p = await plan(where);
       const schemaChanged = result.addedColumns.length > 0 || (state?.catalog_hash != null && state.catalog_hash !== hash);
-      const upsert = store.upserter(dc.name, keyAttr.name, attrs.map((a) => a.name), schemaChanged);
+      const upsert = await store.upserter(dc.name, keyAttr.name, attrs.map((a) => a.name), schemaChanged);
       // Column positions in the exported rows: [__KEY, __STAMP, __TIMESTAMP, ...attrs].
       const index = new Map(p.columns.map((c, i) => [c.name, i]));
       const keyIdx = index.get(keyAttr.name)!;
@@ -199,9 +199,9 @@ export class Syncer {
           if (this.options.signal?.aborted) throw new Error('interrupted');
           const syncedAt = new Date().toISOString();
           // The page and the run's progress commit together.
-          const counts: UpsertCounts = store.transaction(() => {
-            const c = upsert(rows.map(layout), syncedAt);
-            store.progressRun(runId, dc.name, { rows_fetched: rows.length, inserted: c.inserted, updated: c.updated });
+          const counts: UpsertCounts = await store.transaction(async () => {
+            const c = await upsert(rows.map(layout), syncedAt);
+            await store.progressRun(runId, dc.name, { rows_fetched: rows.length, inserted: c.inserted, updated: c.updated });
             return c;
           });
           result.fetched += rows.length;
@@ -226,7 +226,7 @@ export class Syncer {
 
       // The pass is complete: advance the cursor together with the run's end.
       const finished = new Date().toISOString();
-      const { cursor, boundary } = store.cursorOf(dc.name, keyAttr.name);
+      const { cursor, boundary } = await store.cursorOf(dc.name, keyAttr.name);
       const next: TableState = {
         table_name: dc.name,
         key_column: keyAttr.name,
@@ -239,20 +239,25 @@ export class Syncer {
         vanished_warned: JSON.stringify(vanished),
         last_error: null,
       };
-      store.transaction(() => {
-        store.saveState(next);
-        store.finishRun(runId, dc.name, 'completed', finished);
+      await store.transaction(async () => {
+        await store.saveState(next);
+        await store.finishRun(runId, dc.name, 'completed', finished);
       });
       result.cursor = next.cursor_value;
       return result;
     } catch (error) {
       const message = (error as Error).message;
       const finished = new Date().toISOString();
-      store.transaction(() => {
-        store.finishRun(runId, dc.name, this.options.signal?.aborted ? 'interrupted' : 'failed', finished, message);
-        if (state) store.saveState({ ...state, last_error: message });
-        else store.saveState({ table_name: dc.name, key_column: keyAttr.name, cursor_value: null, boundary_keys: null, last_full_sync: null, last_success: null, catalog_hash: hash, columns: JSON.stringify(columns), vanished_warned: null, last_error: message });
-      });
+      try {
+        await store.transaction(async () => {
+          await store.finishRun(runId, dc.name, this.options.signal?.aborted ? 'interrupted' : 'failed', finished, message);
+          if (state) await store.saveState({ ...state, last_error: message });
+          else await store.saveState({ table_name: dc.name, key_column: keyAttr.name, cursor_value: null, boundary_keys: null, last_full_sync: null, last_success: null, catalog_hash: hash, columns: JSON.stringify(columns), vanished_warned: null, last_error: message });
+        });
+      } catch (recording) {
+        // The database itself failed (e.g. the connection dropped): the first error says more.
+        logger.debug(`could not record the failed run: ${(recording as Error).message}`);
+      }
       throw error;
     }
   }
@@ -260,13 +265,13 @@ export class Syncer {
   /** Mark rows the server no longer has. Reads the key set only, in large pages, into a temp table. */
   private async reconcile(dc: DataClass, keyAttr: Attribute, runId: string): Promise<number> {
     const store = this.store!;
-    const scan = store.beginKeyScan();
+    const scan = await store.beginKeyScan(dc.name, keyAttr.name);
     const p = await planExport(this.client, { table: dc.name, fields: [keyAttr.name], pageSize: Math.max(this.options.pageSize ?? 1000, 5000), concurrency: this.options.concurrency });
     for await (const rows of exportRows(this.client, p, { logger: this.options.logger })) {
-      scan.add(rows.map((r) => r[0]));
+      await scan.add(rows.map((r) => r[0]));
     }
-    const deleted = scan.finish(dc.name, keyAttr.name, new Date().toISOString());
-    if (deleted) store.progressRun(runId, dc.name, { rows_fetched: 0, inserted: 0, updated: 0, deleted });
+    const deleted = await scan.finish(new Date().toISOString());
+    if (deleted) await store.progressRun(runId, dc.name, { rows_fetched: 0, inserted: 0, updated: 0, deleted });
     return deleted;
   }
 }

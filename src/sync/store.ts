@@ -1,33 +1,34 @@
 /**
- * The SQLite side of sync (better-sqlite3): one table per dataclass plus `_legacy_sync_state` and
- * `_legacy_sync_runs`. Each page of rows is upserted together with the table's progress in one
+ * The storage side of sync: one table per dataclass plus `_legacy_sync_state` and `_legacy_sync_runs`,
+ * in SQLite (the default, ./sqlite.ts) or PostgreSQL (./postgres.ts, `--db postgres://…`). Both share
+ * the SQL below; a subclass supplies the driver (three primitives), its column types, the run lock and
+ * the upsert loop. Each page of rows is upserted together with the table's progress in one
  * transaction, so a crash at any point leaves a consistent database.
  */
-import { mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
-import type { Database as Db, Statement } from 'better-sqlite3';
-import { ConfigError, LockBusyError } from '../errors/index.js';
+import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { maskUrl } from '../config/store.js';
+import { UsageError } from '../errors/index.js';
 import type { Attribute } from '../http/types.js';
 import { NUMBER_TYPES } from '../table/convert.js';
 
-const require = createRequire(import.meta.url);
-
 export const quoteId = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+
+export type SqlType = 'INTEGER' | 'REAL' | 'TEXT';
 
 export interface StoredColumn {
   name: string;
-  sqlType: 'INTEGER' | 'REAL' | 'TEXT';
+  sqlType: SqlType;
 }
 
-export function sqlTypeOf(attr: Attribute): StoredColumn['sqlType'] {
+export function sqlTypeOf(attr: Attribute): SqlType {
   if (attr.kind === 'relatedEntity') return 'TEXT';
   if (['long', 'long64', 'word', 'byte', 'integer', 'bool'].includes(attr.type)) return 'INTEGER';
   if (NUMBER_TYPES.has(attr.type)) return 'REAL';
   return 'TEXT';
 }
 
-/** A value as SQLite stores it: booleans 0/1, objects as JSON text. */
+/** A value as the database stores it: booleans 0/1, objects as JSON text. */
 export function toSql(value: unknown): string | number | null {
   if (value === null || value === undefined) return null;
   if (typeof value === 'boolean') return value ? 1 : 0;
@@ -69,239 +70,281 @@ export interface UpsertCounts {
   unchanged: number;
 }
 
-export class SyncStore {
-  readonly db: Db;
-  private lockDb?: Db;
+/** Rows laid out as [key, __STAMP, __TIMESTAMP, cursor, ...data columns] → the upsert's parameters. */
+export type Upsert = (rows: unknown[][], syncedAt: string) => Promise<UpsertCounts>;
 
-  private constructor(readonly path: string, db: Db) {
-    this.db = db;
+export interface KeyScan {
+  add(keys: unknown[]): Promise<void>;
+  /** Mark the rows whose key was not added; returns how many. */
+  finish(at: string): Promise<number>;
+}
+
+/** What differs in the SQL of the two targets. */
+export interface Dialect {
+  type(t: SqlType): string;
+  /** Columns (name, type) of a table, none if there is no such table; one parameter, the table name. */
+  columnsSql: string;
+  /** Null-safe "differs". */
+  distinct: string;
+  /** The temporary key table of a reconcile. */
+  keys: string;
+  /** (Re)create the key table with the key's type. */
+  keyTableSql(table: string, keyColumn: string): string;
+}
+
+/** Keys per INSERT of a reconcile (SQLite allows 32,766 parameters per statement, PostgreSQL 65,535). */
+const KEYS_PER_INSERT = 10_000;
+
+const STATE_FIELDS = ['table_name', 'key_column', 'cursor_value', 'boundary_keys', 'last_full_sync', 'last_success', 'catalog_hash', 'columns', 'vanished_warned', 'last_error'] as const;
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS _legacy_sync_state (
+    table_name TEXT PRIMARY KEY,
+    key_column TEXT NOT NULL,
+    cursor_value TEXT,
+    boundary_keys TEXT,
+    last_full_sync TEXT,
+    last_success TEXT,
+    catalog_hash TEXT,
+    columns TEXT NOT NULL DEFAULT '[]',
+    vanished_warned TEXT,
+    last_error TEXT
+  );
+  CREATE TABLE IF NOT EXISTS _legacy_sync_runs (
+    run_id TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT,
+    status TEXT NOT NULL CHECK (status IN ('running','completed','failed','interrupted')),
+    mode TEXT NOT NULL,
+    rows_fetched INTEGER NOT NULL DEFAULT 0,
+    inserted INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    pid INTEGER,
+    PRIMARY KEY (run_id, table_name)
+  );
+  CREATE INDEX IF NOT EXISTS _legacy_sync_runs_started ON _legacy_sync_runs (started);
+`;
+
+/** [key, stamp, timestamp, cursor, ...values] → the values of one upserted row, in upsertColumns order. */
+export function upsertParams(row: unknown[], syncedAt: string): Array<string | number | null> {
+  const [key, stamp, timestamp, cursor, ...values] = row;
+  return [...[key, ...values, stamp, timestamp, cursor].map(toSql), syncedAt];
+}
+
+export abstract class SyncStore {
+  /** The path, or the URL with its password masked: safe to print. */
+  abstract readonly display: string;
+  protected abstract readonly dialect: Dialect;
+
+  /** Run one statement (`?` placeholders). */
+  protected abstract query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<{ rows: T[]; changes: number }>;
+  /** Run several statements without parameters. */
+  protected abstract exec(sql: string): Promise<void>;
+  /** One sync per target: throws LockBusyError (exit 75) at once when another holds it. */
+  abstract acquireRunLock(): Promise<void>;
+  /** A function upserting pages of rows; a row whose stamp is unchanged is skipped, unless `rewriteAll` (new columns to fill). */
+  abstract upserter(table: string, keyColumn: string, columns: string[], rewriteAll?: boolean): Promise<Upsert>;
+  abstract close(): Promise<void>;
+
+  async migrate(): Promise<void> {
+    await this.exec(SCHEMA);
   }
 
-  /** Open (creating) the database. `readOnly` never creates anything. */
-  static open(path: string, options: { readOnly?: boolean } = {}): SyncStore {
-    const Database = require('better-sqlite3') as typeof import('better-sqlite3');
-    let db: Db;
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    await this.exec('BEGIN');
     try {
-      if (!options.readOnly) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      db = new Database(path, { readonly: options.readOnly === true, fileMustExist: options.readOnly === true, timeout: 5000 });
+      const result = await fn();
+      await this.exec('COMMIT');
+      return result;
     } catch (error) {
-      throw new ConfigError(`cannot open sync database ${path}: ${(error as Error).message}`, { hint: 'choose another path with --db or --data-dir' });
-    }
-    const store = new SyncStore(path, db);
-    if (!options.readOnly) {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      store.migrate();
-    }
-    return store;
-  }
-
-  /**
-   * One sync per database: an exclusive transaction on a side lock database. SQLite's file lock is
-   * released by the operating system when the process dies (even on SIGKILL), so there are no
-   * stale locks to reclaim. A second sync gets SQLITE_BUSY at once → LockBusyError (exit 75).
-   */
-  acquireRunLock(): void {
-    const Database = require('better-sqlite3') as typeof import('better-sqlite3');
-    const lockPath = `${this.path}.lock`;
-    const lockDb = new Database(lockPath, { timeout: 0 });
-    try {
-      lockDb.exec('BEGIN EXCLUSIVE');
-    } catch (error) {
-      lockDb.close();
-      if ((error as { code?: string }).code === 'SQLITE_BUSY') {
-        throw new LockBusyError(`another sync is already running on ${this.path}`, { hint: 'wait for it to finish; overlapping runs are refused' });
-      }
+      await this.exec('ROLLBACK').catch(() => undefined);
       throw error;
     }
-    this.lockDb = lockDb;
-  }
-
-  close(): void {
-    if (this.lockDb) {
-      try {
-        this.lockDb.exec('ROLLBACK');
-      } catch {
-        /* already gone */
-      }
-      this.lockDb.close();
-      this.lockDb = undefined;
-    }
-    this.db.close();
-  }
-
-  private migrate(): void {
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS _legacy_sync_state (
-        table_name TEXT PRIMARY KEY,
-        key_column TEXT NOT NULL,
-        cursor_value TEXT,
-        boundary_keys TEXT,
-        last_full_sync TEXT,
-        last_success TEXT,
-        catalog_hash TEXT,
-        columns TEXT NOT NULL DEFAULT '[]',
-        vanished_warned TEXT,
-        last_error TEXT
-      );
-      CREATE TABLE IF NOT EXISTS _legacy_sync_runs (
-        run_id TEXT NOT NULL,
-        table_name TEXT NOT NULL,
-        started TEXT NOT NULL,
-        finished TEXT,
-        status TEXT NOT NULL CHECK (status IN ('running','completed','failed','interrupted')),
-        mode TEXT NOT NULL,
-        rows_fetched INTEGER NOT NULL DEFAULT 0,
-        inserted INTEGER NOT NULL DEFAULT 0,
-        updated INTEGER NOT NULL DEFAULT 0,
-        deleted INTEGER NOT NULL DEFAULT 0,
-        error TEXT,
-        pid INTEGER,
-        PRIMARY KEY (run_id, table_name)
-      );
-      CREATE INDEX IF NOT EXISTS _legacy_sync_runs_started ON _legacy_sync_runs (started);
-    `);
   }
 
   /** Runs left `running` by a killed process (we hold the run lock, so none is alive). */
-  markInterrupted(now: string): number {
-    return this.db.prepare(`UPDATE _legacy_sync_runs SET status = 'interrupted', finished = ? , error = coalesce(error, 'the process ended before the run finished') WHERE status = 'running'`).run(now).changes;
+  async markInterrupted(now: string): Promise<number> {
+    const r = await this.query(`UPDATE _legacy_sync_runs SET status = 'interrupted', finished = ?, error = coalesce(error, 'the process ended before the run finished') WHERE status = 'running'`, [now]);
+    return r.changes;
   }
 
-  state(table: string): TableState | undefined {
-    return this.db.prepare('SELECT * FROM _legacy_sync_state WHERE table_name = ?').get(table) as TableState | undefined;
+  async state(table: string): Promise<TableState | undefined> {
+    return (await this.query<TableState>('SELECT * FROM _legacy_sync_state WHERE table_name = ?', [table])).rows[0];
   }
 
-  allStates(): TableState[] {
-    return this.db.prepare('SELECT * FROM _legacy_sync_state ORDER BY table_name').all() as TableState[];
+  async allStates(): Promise<TableState[]> {
+    return (await this.query<TableState>('SELECT * FROM _legacy_sync_state ORDER BY table_name')).rows;
   }
 
-  private hasTable(table: string): boolean {
-    return this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(table) !== undefined;
+  async tableColumns(table: string): Promise<Array<{ name: string; type: string }>> {
+    return (await this.query<{ name: string; type: string }>(this.dialect.columnsSql, [table])).rows;
+  }
+
+  async existingColumns(table: string): Promise<string[]> {
+    return (await this.tableColumns(table)).map((c) => c.name);
   }
 
   /** Create the data table, or add columns for attributes that are new in the catalog. Returns the added names. */
-  ensureTable(table: string, keyColumn: string, columns: StoredColumn[], keyType: StoredColumn['sqlType']): string[] {
-    const exists = this.hasTable(table);
-    if (!exists) {
-      const defs = columns.map((c) => `${quoteId(c.name)} ${c.sqlType}${c.name === keyColumn ? ` PRIMARY KEY` : ''}`);
-      if (!columns.some((c) => c.name === keyColumn)) defs.unshift(`${quoteId(keyColumn)} ${keyType} PRIMARY KEY`);
-      defs.push('_stamp INTEGER', '_timestamp TEXT', '_synced_at TEXT', '_deleted_at TEXT', '_cursor TEXT');
-      this.db.exec(`CREATE TABLE ${quoteId(table)} (${defs.join(', ')})`);
-      this.db.exec(`CREATE INDEX ${quoteId(`${table}__cursor`)} ON ${quoteId(table)} (_cursor)`);
+  async ensureTable(table: string, keyColumn: string, columns: StoredColumn[], keyType: SqlType): Promise<string[]> {
+    const type = (t: SqlType) => this.dialect.type(t);
+    const have = new Set(await this.existingColumns(table));
+    if (have.size === 0) {
+      const defs = columns.map((c) => `${quoteId(c.name)} ${type(c.sqlType)}${c.name === keyColumn ? ' PRIMARY KEY' : ''}`);
+      if (!columns.some((c) => c.name === keyColumn)) defs.unshift(`${quoteId(keyColumn)} ${type(keyType)} PRIMARY KEY`);
+      defs.push(`_stamp ${type('INTEGER')}`, '_timestamp TEXT', '_synced_at TEXT', '_deleted_at TEXT', '_cursor TEXT');
+      await this.transaction(() =>
+        this.exec(`CREATE TABLE ${quoteId(table)} (${defs.join(', ')}); CREATE INDEX ${quoteId(`${table}__cursor`)} ON ${quoteId(table)} (_cursor)`),
+      );
       return [];
     }
-    const have = new Set((this.db.prepare(`PRAGMA table_info(${quoteId(table)})`).all() as Array<{ name: string }>).map((c) => c.name));
-    const added: string[] = [];
-    for (const c of columns) {
-      if (!have.has(c.name)) {
-        this.db.exec(`ALTER TABLE ${quoteId(table)} ADD COLUMN ${quoteId(c.name)} ${c.sqlType}`);
-        added.push(c.name);
-      }
-    }
-    return added;
+    const added = columns.filter((c) => !have.has(c.name));
+    for (const c of added) await this.exec(`ALTER TABLE ${quoteId(table)} ADD COLUMN ${quoteId(c.name)} ${type(c.sqlType)}`);
+    return added.map((c) => c.name);
   }
 
-  existingColumns(table: string): string[] {
-    return (this.db.prepare(`PRAGMA table_info(${quoteId(table)})`).all() as Array<{ name: string }>).map((c) => c.name);
+  /** The columns an upsert writes, in upsertParams order. */
+  protected upsertColumns(keyColumn: string, dataColumns: string[]): string[] {
+    return [keyColumn, ...dataColumns, '_stamp', '_timestamp', '_cursor', '_synced_at'];
   }
 
   /**
-   * A prepared upsert for rows laid out as [key, __STAMP, __TIMESTAMP, cursor, ...columns]. A row whose
-   * stamp is unchanged is skipped, unless `rewriteAll` (after a schema change: new columns to fill).
+   * INSERT … ON CONFLICT DO UPDATE from `source` (VALUES or a SELECT of upsertColumns); a row written
+   * is live again (`_deleted_at` NULL). `onlyChanged` leaves rows whose stamp is unchanged alone.
    */
-  upserter(table: string, keyColumn: string, columns: string[], rewriteAll = false): (rows: unknown[][], syncedAt: string) => UpsertCounts {
-    const dataColumns = columns.filter((c) => c !== keyColumn);
-    const all = [keyColumn, ...dataColumns, '_stamp', '_timestamp', '_cursor', '_synced_at', '_deleted_at'];
-    const insert: Statement = this.db.prepare(
-      `INSERT INTO ${quoteId(table)} (${all.map(quoteId).join(', ')}) VALUES (${all.map(() => '?').join(', ')})
-       ON CONFLICT(${quoteId(keyColumn)}) DO UPDATE SET ${[...dataColumns, '_stamp', '_timestamp', '_cursor', '_synced_at', '_deleted_at'].map((c) => `${quoteId(c)} = excluded.${quoteId(c)}`).join(', ')}`,
-    );
-    const existing: Statement = this.db.prepare(`SELECT _stamp, _deleted_at FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`);
-    return (rows, syncedAt) => {
-      const counts: UpsertCounts = { inserted: 0, updated: 0, unchanged: 0 };
-      for (const row of rows) {
-        const [key, stamp, timestamp, cursor, ...values] = row;
-        const keyValue = toSql(key);
-        const before = existing.get(keyValue) as { _stamp: number | null; _deleted_at: string | null } | undefined;
-        if (!rewriteAll && before && before._stamp === stamp && before._deleted_at === null) {
-          counts.unchanged++;
-          continue;
-        }
-        insert.run(keyValue, ...values.map(toSql), toSql(stamp), toSql(timestamp), toSql(cursor), syncedAt, null);
-        if (before) counts.updated++;
-        else counts.inserted++;
-      }
-      return counts;
-    };
+  protected upsertSql(table: string, keyColumn: string, dataColumns: string[], source: string, onlyChanged: boolean, returning = ''): string {
+    const all = this.upsertColumns(keyColumn, dataColumns);
+    const t = quoteId(table);
+    const guard = onlyChanged ? ` WHERE ${t}._stamp ${this.dialect.distinct} excluded._stamp OR ${t}._deleted_at IS NOT NULL` : '';
+    const set = [...all.slice(1).map((c) => `${quoteId(c)} = excluded.${quoteId(c)}`), '_deleted_at = NULL'];
+    return `INSERT INTO ${t} (${all.map(quoteId).join(', ')}) ${source} ON CONFLICT (${quoteId(keyColumn)}) DO UPDATE SET ${set.join(', ')}${guard}${returning}`;
   }
 
   /** The newest row cursor stored for a table, and the keys of the rows at it (at most 1,000). */
-  cursorOf(table: string, keyColumn: string): { cursor: string | null; boundary: unknown[] } {
-    const { c } = this.db.prepare(`SELECT max(_cursor) AS c FROM ${quoteId(table)}`).get() as { c: string | null };
+  async cursorOf(table: string, keyColumn: string): Promise<{ cursor: string | null; boundary: unknown[] }> {
+    const c = (await this.query<{ c: string | null }>(`SELECT max(_cursor) AS c FROM ${quoteId(table)}`)).rows[0]?.c;
     if (!c) return { cursor: null, boundary: [] };
-    const rows = this.db.prepare(`SELECT ${quoteId(keyColumn)} AS k FROM ${quoteId(table)} WHERE _cursor = ? LIMIT 1000`).all(c) as Array<{ k: unknown }>;
+    const rows = (await this.query<{ k: unknown }>(`SELECT ${quoteId(keyColumn)} AS k FROM ${quoteId(table)} WHERE _cursor = ? LIMIT 1000`, [c])).rows;
     return { cursor: c, boundary: rows.map((r) => r.k) };
   }
 
-  transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+  async saveState(state: TableState): Promise<void> {
+    await this.query(
+      `INSERT INTO _legacy_sync_state (${STATE_FIELDS.join(', ')}) VALUES (${STATE_FIELDS.map(() => '?').join(', ')})
+       ON CONFLICT (table_name) DO UPDATE SET ${STATE_FIELDS.slice(1).map((f) => `${f} = excluded.${f}`).join(', ')}`,
+      STATE_FIELDS.map((f) => state[f]),
+    );
   }
 
-  saveState(state: TableState): void {
-    this.db
-      .prepare(
-        `INSERT INTO _legacy_sync_state (table_name, key_column, cursor_value, boundary_keys, last_full_sync, last_success, catalog_hash, columns, vanished_warned, last_error)
-         VALUES (@table_name, @key_column, @cursor_value, @boundary_keys, @last_full_sync, @last_success, @catalog_hash, @columns, @vanished_warned, @last_error)
-         ON CONFLICT(table_name) DO UPDATE SET key_column = excluded.key_column, cursor_value = excluded.cursor_value,
-           boundary_keys = excluded.boundary_keys, last_full_sync = excluded.last_full_sync, last_success = excluded.last_success,
-           catalog_hash = excluded.catalog_hash, columns = excluded.columns, vanished_warned = excluded.vanished_warned, last_error = excluded.last_error`,
-      )
-      .run(state);
+  async startRun(run: Pick<RunRow, 'run_id' | 'table_name' | 'started' | 'mode'>): Promise<void> {
+    await this.query(`INSERT INTO _legacy_sync_runs (run_id, table_name, started, status, mode, pid) VALUES (?, ?, ?, 'running', ?, ?)`, [run.run_id, run.table_name, run.started, run.mode, process.pid]);
   }
 
-  startRun(run: Pick<RunRow, 'run_id' | 'table_name' | 'started' | 'mode'>): void {
-    this.db.prepare(`INSERT INTO _legacy_sync_runs (run_id, table_name, started, status, mode, pid) VALUES (?, ?, ?, 'running', ?, ?)`).run(run.run_id, run.table_name, run.started, run.mode, process.pid);
+  async progressRun(runId: string, table: string, delta: { rows_fetched: number; inserted: number; updated: number; deleted?: number }): Promise<void> {
+    await this.query(
+      `UPDATE _legacy_sync_runs SET rows_fetched = rows_fetched + ?, inserted = inserted + ?, updated = updated + ?, deleted = deleted + ? WHERE run_id = ? AND table_name = ?`,
+      [delta.rows_fetched, delta.inserted, delta.updated, delta.deleted ?? 0, runId, table],
+    );
   }
 
-  progressRun(runId: string, table: string, delta: { rows_fetched: number; inserted: number; updated: number; deleted?: number }): void {
-    this.db
-      .prepare(`UPDATE _legacy_sync_runs SET rows_fetched = rows_fetched + ?, inserted = inserted + ?, updated = updated + ?, deleted = deleted + ? WHERE run_id = ? AND table_name = ?`)
-      .run(delta.rows_fetched, delta.inserted, delta.updated, delta.deleted ?? 0, runId, table);
+  async finishRun(runId: string, table: string, status: RunRow['status'], finished: string, error?: string): Promise<void> {
+    await this.query(`UPDATE _legacy_sync_runs SET status = ?, finished = ?, error = ? WHERE run_id = ? AND table_name = ?`, [status, finished, error ?? null, runId, table]);
   }
 
-  finishRun(runId: string, table: string, status: RunRow['status'], finished: string, error?: string): void {
-    this.db.prepare(`UPDATE _legacy_sync_runs SET status = ?, finished = ?, error = ? WHERE run_id = ? AND table_name = ?`).run(status, finished, error ?? null, runId, table);
+  async runs(limit: number): Promise<RunRow[]> {
+    return (await this.query<RunRow>(`SELECT run_id, table_name, started, finished, status, mode, rows_fetched, inserted, updated, deleted, error FROM _legacy_sync_runs ORDER BY started DESC, table_name LIMIT ?`, [limit])).rows;
   }
 
-  runs(limit: number): RunRow[] {
-    return this.db.prepare(`SELECT run_id, table_name, started, finished, status, mode, rows_fetched, inserted, updated, deleted, error FROM _legacy_sync_runs ORDER BY started DESC, table_name LIMIT ?`).all(limit) as RunRow[];
+  async pruneRuns(before: string): Promise<number> {
+    return (await this.query(`DELETE FROM _legacy_sync_runs WHERE started < ? AND status != 'running'`, [before])).changes;
   }
 
-  pruneRuns(before: string): number {
-    return this.db.prepare(`DELETE FROM _legacy_sync_runs WHERE started < ? AND status != 'running'`).run(before).changes;
+  async counts(table: string): Promise<{ rows: number; deleted: number }> {
+    if ((await this.existingColumns(table)).length === 0) return { rows: 0, deleted: 0 };
+    return (await this.query<{ rows: number; deleted: number }>(`SELECT count(*) - count(_deleted_at) AS rows, count(_deleted_at) AS deleted FROM ${quoteId(table)}`)).rows[0]!;
   }
 
-  counts(table: string): { rows: number; deleted: number } {
-    const exists = this.hasTable(table);
-    if (!exists) return { rows: 0, deleted: 0 };
-    return this.db.prepare(`SELECT sum(_deleted_at IS NULL) AS rows, sum(_deleted_at IS NOT NULL) AS deleted FROM ${quoteId(table)}`).get() as { rows: number; deleted: number };
-  }
-
-  /** Reconcile: mark rows whose key the server no longer has. Keys arrive in pages into a temp table. */
-  beginKeyScan(): { add(keys: unknown[]): void; finish(table: string, keyColumn: string, at: string): number } {
-    this.db.exec('DROP TABLE IF EXISTS temp._legacy_keys; CREATE TEMP TABLE _legacy_keys (k PRIMARY KEY) WITHOUT ROWID');
-    const add = this.db.prepare('INSERT OR IGNORE INTO temp._legacy_keys (k) VALUES (?)');
+  /** Reconcile: mark rows whose key the server no longer has. Keys arrive in pages into a temporary table. */
+  async beginKeyScan(table: string, keyColumn: string): Promise<KeyScan> {
+    const { keys, keyTableSql } = this.dialect;
+    await this.exec(keyTableSql(table, keyColumn));
+    const chunk = KEYS_PER_INSERT;
     return {
-      add: (keys) => this.transaction(() => keys.forEach((k) => add.run(toSql(k)))),
-      finish: (table, keyColumn, at) =>
-        this.transaction(() => {
-          const changes = this.db
-            .prepare(`UPDATE ${quoteId(table)} SET _deleted_at = ? WHERE _deleted_at IS NULL AND ${quoteId(keyColumn)} NOT IN (SELECT k FROM temp._legacy_keys)`)
-            .run(at).changes;
-          this.db.exec('DROP TABLE temp._legacy_keys');
+      add: (list) =>
+        this.transaction(async () => {
+          for (let i = 0; i < list.length; i += chunk) {
+            const part = list.slice(i, i + chunk);
+            await this.query(`INSERT INTO ${keys} (k) VALUES ${part.map(() => '(?)').join(', ')} ON CONFLICT DO NOTHING`, part.map(toSql));
+          }
+        }),
+      finish: (at) =>
+        this.transaction(async () => {
+          const t = quoteId(table);
+          const { changes } = await this.query(`UPDATE ${t} SET _deleted_at = ? WHERE _deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM ${keys} AS s WHERE s.k = ${t}.${quoteId(keyColumn)})`, [at]);
+          await this.exec(`DROP TABLE ${keys}`);
           return changes;
         }),
     };
   }
+}
+
+/** Where sync stores: an SQLite file (the default) or a PostgreSQL database. `display` is safe to print. */
+export type SyncTarget = { kind: 'sqlite'; path: string; display: string } | { kind: 'postgres'; url: string; display: string };
+
+const POSTGRES_URL = /^postgres(?:ql)?:/i;
+
+/** Mask the password, also a `?password=` and one in a URL too broken to parse (it may hold '@' or '/'). */
+function maskAny(raw: string): string {
+  return maskUrl(raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@]*:).*@/i, '$1***@').replace(/([?&]password=)[^&#]*/gi, '$1***'));
+}
+
+/** `--db` → the target: `postgres://` or `postgresql://` URLs go to PostgreSQL, anything else is an SQLite path. */
+export function syncTarget(db: string | undefined, cwd: string, defaultPath: string): SyncTarget {
+  if (!db || !POSTGRES_URL.test(db)) {
+    const path = db ? resolve(cwd, db) : defaultPath;
+    return { kind: 'sqlite', path, display: path };
+  }
+  const bad = (why: string) => new UsageError(`--db ${maskAny(db)}: ${why}`, { hint: 'use postgres://user@host:port/database; give the password with PGPASSWORD or ~/.pgpass' });
+  let url: URL;
+  try {
+    url = new URL(db);
+  } catch {
+    throw bad('not a valid PostgreSQL URL');
+  }
+  if (!url.hostname && !url.searchParams.get('host')) throw bad('no host');
+  if (!/^\/?[^/]*$/.test(url.pathname)) throw bad('the path must be only the database name');
+  return { kind: 'postgres', url: url.href, display: maskAny(url.href) };
+}
+
+/**
+ * Open a target. `run`: create it if needed, take the one-sync-per-target lock, create or upgrade the
+ * schema. `read` (read-only) and `write`: only an existing store, else undefined.
+ */
+export async function openSyncStore(target: SyncTarget, mode: 'run'): Promise<SyncStore>;
+export async function openSyncStore(target: SyncTarget, mode: 'read' | 'write'): Promise<SyncStore | undefined>;
+export async function openSyncStore(target: SyncTarget, mode: 'run' | 'read' | 'write'): Promise<SyncStore | undefined> {
+  let store: SyncStore;
+  if (target.kind === 'postgres') {
+    const { PostgresSyncStore } = await import('./postgres.js');
+    store = await PostgresSyncStore.connect(target, { readOnly: mode === 'read' });
+    if (mode !== 'run' && (await store.existingColumns('_legacy_sync_runs')).length === 0) {
+      await store.close();
+      return undefined;
+    }
+  } else {
+    if (mode !== 'run' && !existsSync(target.path)) return undefined;
+    const { SqliteSyncStore } = await import('./sqlite.js');
+    store = SqliteSyncStore.open(target.path, { readOnly: mode === 'read' });
+  }
+  if (mode === 'read') return store;
+  try {
+    if (mode === 'run') await store.acquireRunLock();
+    await store.migrate();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  return store;
 }

@@ -1,0 +1,121 @@
+/** The SQLite target of sync (better-sqlite3, synchronous underneath the async SyncStore interface). */
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import type { Database as Db, Statement } from 'better-sqlite3';
+import { ConfigError, LockBusyError } from '../errors/index.js';
+import { SyncStore, quoteId, toSql, upsertParams, type Dialect, type Upsert, type UpsertCounts } from './store.js';
+
+const require = createRequire(import.meta.url);
+const load = () => require('better-sqlite3') as typeof import('better-sqlite3');
+
+const dialect: Dialect = {
+  type: (t) => t,
+  columnsSql: 'SELECT name, type FROM pragma_table_info(?)',
+  distinct: 'IS NOT',
+  keys: 'temp._legacy_keys',
+  keyTableSql: () => 'DROP TABLE IF EXISTS temp._legacy_keys; CREATE TEMP TABLE _legacy_keys (k PRIMARY KEY) WITHOUT ROWID',
+};
+
+export class SqliteSyncStore extends SyncStore {
+  protected readonly dialect = dialect;
+  private lockDb?: Db;
+  private readonly statements = new Map<string, Statement>();
+
+  readonly display: string;
+
+  private constructor(readonly path: string, readonly db: Db) {
+    super();
+    this.display = path;
+  }
+
+  /** Open (creating the file) the database. `readOnly` never creates anything. */
+  static open(path: string, options: { readOnly?: boolean } = {}): SqliteSyncStore {
+    const Database = load();
+    let db: Db;
+    try {
+      if (!options.readOnly) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      db = new Database(path, { readonly: options.readOnly === true, fileMustExist: options.readOnly === true, timeout: 5000 });
+    } catch (error) {
+      throw new ConfigError(`cannot open sync database ${path}: ${(error as Error).message}`, { hint: 'choose another path with --db or --data-dir' });
+    }
+    if (!options.readOnly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+    }
+    return new SqliteSyncStore(path, db);
+  }
+
+  private prepare(sql: string): Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  protected async query<T>(sql: string, params: unknown[] = []): Promise<{ rows: T[]; changes: number }> {
+    const statement = this.prepare(sql);
+    if (statement.reader) return { rows: statement.all(...params) as T[], changes: 0 };
+    return { rows: [], changes: statement.run(...params).changes };
+  }
+
+  protected async exec(sql: string): Promise<void> {
+    this.db.exec(sql);
+  }
+
+  /**
+   * An exclusive transaction on a side lock database. SQLite's file lock is released by the
+   * operating system when the process dies (even on SIGKILL), so there are no stale locks to reclaim.
+   * A second sync gets SQLITE_BUSY at once → LockBusyError (exit 75).
+   */
+  async acquireRunLock(): Promise<void> {
+    const lockDb = new (load())(`${this.path}.lock`, { timeout: 0 });
+    try {
+      lockDb.exec('BEGIN EXCLUSIVE');
+    } catch (error) {
+      lockDb.close();
+      if ((error as { code?: string }).code === 'SQLITE_BUSY') {
+        throw new LockBusyError(`another sync is already running on ${this.path}`, { hint: 'wait for it to finish; overlapping runs are refused' });
+      }
+      throw error;
+    }
+    this.lockDb = lockDb;
+  }
+
+  async close(): Promise<void> {
+    if (this.lockDb) {
+      try {
+        this.lockDb.exec('ROLLBACK');
+      } catch {
+        /* already gone */
+      }
+      this.lockDb.close();
+      this.lockDb = undefined;
+    }
+    this.db.close();
+  }
+
+  /** Row by row: a read of the stored stamp decides between skip, insert and update. */
+  async upserter(table: string, keyColumn: string, columns: string[], rewriteAll = false): Promise<Upsert> {
+    const dataColumns = columns.filter((c) => c !== keyColumn);
+    const values = `VALUES (${this.upsertColumns(keyColumn, dataColumns).map(() => '?').join(', ')})`;
+    const insert = this.db.prepare(this.upsertSql(table, keyColumn, dataColumns, values, false));
+    const existing = this.db.prepare(`SELECT _stamp, _deleted_at FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`);
+    return async (rows, syncedAt) => {
+      const counts: UpsertCounts = { inserted: 0, updated: 0, unchanged: 0 };
+      for (const row of rows) {
+        const before = existing.get(toSql(row[0])) as { _stamp: number | null; _deleted_at: string | null } | undefined;
+        if (!rewriteAll && before && before._stamp === row[1] && before._deleted_at === null) {
+          counts.unchanged++;
+          continue;
+        }
+        insert.run(...upsertParams(row, syncedAt));
+        if (before) counts.updated++;
+        else counts.inserted++;
+      }
+      return counts;
+    };
+  }
+}
