@@ -8,7 +8,8 @@
  *   await client.close();
  *
  * Updates: new Pusher(client, await client.dataClass('Artikel'), { logger, audit: new AuditLog(dir), env }).
- * Sync: new Syncer(client, SyncStore.open(path), { logger }).syncTable({ name: 'Artikel' }, newRunId()).
+ * Sync: const store = await openSyncStore(syncTarget(process.env.SYNC_DB, process.cwd(), 'sync.sqlite'), 'run'); // or postgres://…
+ *       await new Syncer(client, store, { logger }).syncTable({ name: 'Artikel' }, newRunId()); await store.close();
  */
 import { loadConfig } from './config/store.js';
 import { resolveDirs, resolveSettings, type GlobalOptions } from './config/settings.js';
@@ -21,14 +22,16 @@ export { resolveSettings, type GlobalOptions, type Settings } from './config/set
 export { createLogger, silentLogger, redact, type Logger, type LogLevel } from './log/index.js';
 export { RestClient, createRestClient, EntitySetGoneError, type Attribute, type DataClass, type Entity, type Envelope, type PageQuery } from './http/index.js';
 export { SessionManager, type SessionEvents } from './session/manager.js';
-export { SessionStore, type SessionEntry } from './session/store.js';
+export { SessionStore, type SessionBackend, type SessionEntry, type LicenceBudget } from './session/store.js';
+export { openSessionStore } from './session/open.js';
+export { RedisSessionStore } from './session/redis.js';
 export { planExport, exportRows, countRows, type ExportOptions, type ExportPlan, type ExportSummary } from './table/export.js';
 export { createWriter, type Format, type RowWriter } from './table/formats.js';
 export { fourDDateToIso, isoToFourDDate, msToTime, timeToMs } from './table/convert.js';
 export { Pusher, pushExitCode, type PushRequestRow, type RowReport, type PushResult } from './push/index.js';
 export { AuditLog, type AuditRecord } from './push/audit.js';
 export { coerce, type ValueType } from './push/coerce.js';
-export { Syncer, SyncStore, newRunId, type SyncOptions, type TableResult } from './sync/index.js';
+export { Syncer, SyncStore, newRunId, openSyncStore, syncTarget, type SyncOptions, type SyncTarget, type TableResult } from './sync/index.js';
 export { startEmulator, type EmulatorOptions, type RunningEmulator } from './emulator/index.js';
 export { main } from './cli/main.js';
 

@@ -161,9 +161,9 @@ Examples:
     .action(load(() => import('../commands/push-field.js')));
 
   const sync = program.command('sync')
-    .description('incremental, crash-safe replication of tables into SQLite')
+    .description('incremental, crash-safe replication of tables into SQLite or PostgreSQL')
     .argument('[tables...]', 'tables to sync (default: sync.tables of the environment in the config)')
-    .option('--db <path>', 'SQLite database (default: <data dir>/<environment>.sqlite)')
+    .option('--db <path|url>', 'SQLite file (default: <data dir>/<environment>.sqlite) or postgres://user@host:port/db')
     .option('--full', 'read every row again instead of the incremental window')
     .option('--reconcile', 'also fetch the current key set and mark rows deleted on the server (_deleted_at)')
     .option('--lookback <duration>', 're-read this far behind the cursor, e.g. 2d (default: the cursor\'s own day)')
@@ -177,13 +177,13 @@ Examples:
   legacy sync status --json`)
     .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runSync }))));
   sync.command('status').description('per table: rows, last successful run, cursor, last error; recent runs')
-    .option('--db <path>', 'SQLite database').option('--json', 'JSON output')
+    .option('--db <path|url>', 'SQLite file or postgres:// URL').option('--json', 'JSON output')
     .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runStatus }))));
   sync.command('runs').description('run history')
-    .option('--db <path>', 'SQLite database').option('--limit <n>', 'at most n runs (default 20)').option('--json', 'JSON output')
+    .option('--db <path|url>', 'SQLite file or postgres:// URL').option('--limit <n>', 'at most n runs (default 20)').option('--json', 'JSON output')
     .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runRuns }))));
   sync.command('prune').description('delete run history older than a duration')
-    .option('--db <path>', 'SQLite database').requiredOption('--older-than <duration>', 'e.g. 7d, 12h')
+    .option('--db <path|url>', 'SQLite file or postgres:// URL').requiredOption('--older-than <duration>', 'e.g. 7d, 12h')
     .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runPrune }))));
 
   program.command('completion <shell>').description('print a shell completion script (bash, zsh or fish)')
