@@ -62,6 +62,34 @@ async function killAfter(args: string[], delayMs: number): Promise<{ r: CliResul
   return { r, killed: r.signal === 'SIGKILL' };
 }
 
+/** SIGKILL the run as soon as `ready()` says so (polled every 20 ms): a kill that surely lands mid-run. */
+async function killWhen(args: string[], ready: () => boolean): Promise<{ r: CliResult; killed: boolean }> {
+  const child = spawnCli(args, { env: server.env });
+  const done = collect(child, { timeoutMs: 120_000 });
+  const timer = setInterval(() => {
+    if (ready()) child.kill('SIGKILL');
+  }, 20);
+  const r = await done;
+  clearInterval(timer);
+  return { r, killed: r.signal === 'SIGKILL' };
+}
+
+/** Has the sync database a run in progress with at least one page stored? */
+function syncMidRun(db: string): boolean {
+  if (!existsSync(db)) return false;
+  try {
+    const check = new Database(db, { readonly: true });
+    try {
+      const row = check.prepare(`SELECT count(*) AS n FROM _legacy_sync_runs WHERE status = 'running' AND rows_fetched > 0`).get() as { n: number };
+      return row.n > 0;
+    } finally {
+      check.close();
+    }
+  } catch {
+    return false; // not created yet
+  }
+}
+
 /**
  * Forget the stored session and end the server's sessions (a new client on a fresh machine, with
  * its licence given back), so the next run creates a session under the slot lock. Without the
@@ -250,7 +278,9 @@ describe(`SIGKILL during sync (${KILLS} kills)`, () => {
     for (let i = 0; i < KILLS; i++) {
       // The ERP keeps changing between runs: updates, inserts and deletes.
       await server.control('mutate', { table: 'Artikel', update: 15, insert: 2, delete: 1, seed: i + 1 });
-      const { killed } = await killAfter(argv(db), Math.floor(rand() * reference.ms * 1.2));
+      // Random moments, and the first one surely inside a recorded run (start-up is a large share
+      // of a short run, so random kills alone may all land before the run is recorded).
+      const { killed } = i === 0 ? await killWhen(argv(db), () => syncMidRun(db)) : await killAfter(argv(db), Math.floor(rand() * reference.ms * 1.2));
       if (killed) killedMidRun++;
       if (existsSync(db)) {
         const check = new Database(db, { readonly: true });
