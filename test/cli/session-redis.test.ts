@@ -2,7 +2,7 @@
  * Issue 9: sessions shared across hosts through a real Redis (started on loopback by the test).
  * "Hosts" are separate config dirs: nothing is shared between them but the Redis server.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClient } from '@redis/client';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -127,6 +127,26 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     expect(Date.now() - started).toBeLessThan(45_000);
     expect((await server.stats()).maxLiveSessions).toBeLessThanOrEqual(1);
   }, 90_000);
+
+  it('the store and the budget can come from the config file, per environment; bad values are 78', async () => {
+    server = await startServer();
+    const env = host(server, { LEGACY_SESSION_STORE: '' });
+    const write = (test: Record<string, unknown>) =>
+      writeFileSync(join(env.LEGACY_CONFIG_DIR, 'config.json'), JSON.stringify({ environments: { test: { baseUrl: server!.url, ...test } } }), { mode: 0o600 });
+    write({ sessionStore: redis!.url, maxSessions: 1, sessionStoreStrict: true });
+    const current = JSON.parse((await runCli(['env', 'current', '--json'], { env })).stdout);
+    expect(current).toMatchObject({ sessionStore: redis!.url, sessionStoreSource: 'config', sessionStoreStrict: true, maxSessions: 1 });
+    const doctor = await runCli(['doctor'], { env });
+    expect(doctor.code, doctor.stdout + doctor.stderr).toBe(0);
+    expect(doctor.stdout).toMatch(/session store redis .* \(licence budget 1\)/);
+    expect(await client!.hLen('legacy:v1:sessions')).toBe(1);
+    for (const bad of [{ sessionStore: 'mysql://x' }, { maxSessions: 0 }, { sessionStoreStrict: 'yes' }]) {
+      write(bad);
+      const r = await runCli(['tables'], { env });
+      expect(r.code, JSON.stringify(bad)).toBe(78);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    }
+  });
 
   it('session status, refresh and clear work on the Redis store', async () => {
     server = await startServer();
