@@ -13,10 +13,12 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, runCli, spawnCli, tempDir, type CliResult } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
-import { badJsonLines, jsonProblem, listDir, seededRandom, sha256, size, STRESS, tempFilesFor, waitFor } from './support.js';
+import { startPostgres, type RunningPostgres } from '../helpers/services.mjs';
+import { badJsonLines, jsonProblem, listDir, seededRandom, sha256, size, sleep, STRESS, tempFilesFor, waitFor } from './support.js';
 
 const KILLS = size(6, 30);
 const ROWS = 3_000;
@@ -63,31 +65,20 @@ async function killAfter(args: string[], delayMs: number): Promise<{ r: CliResul
 }
 
 /** SIGKILL the run as soon as `ready()` says so (polled every 20 ms): a kill that surely lands mid-run. */
-async function killWhen(args: string[], ready: () => boolean): Promise<{ r: CliResult; killed: boolean }> {
+async function killWhen(args: string[], ready: () => Promise<boolean>): Promise<{ r: CliResult; killed: boolean }> {
   const child = spawnCli(args, { env: server.env });
   const done = collect(child, { timeoutMs: 120_000 });
-  const timer = setInterval(() => {
-    if (ready()) child.kill('SIGKILL');
-  }, 20);
-  const r = await done;
-  clearInterval(timer);
-  return { r, killed: r.signal === 'SIGKILL' };
-}
-
-/** Has the sync database a run in progress with at least one page stored? */
-function syncMidRun(db: string): boolean {
-  if (!existsSync(db)) return false;
-  try {
-    const check = new Database(db, { readonly: true });
-    try {
-      const row = check.prepare(`SELECT count(*) AS n FROM _legacy_sync_runs WHERE status = 'running' AND rows_fetched > 0`).get() as { n: number };
-      return row.n > 0;
-    } finally {
-      check.close();
+  let finished = false;
+  void done.then(() => (finished = true));
+  while (!finished) {
+    if (await ready()) {
+      child.kill('SIGKILL');
+      break;
     }
-  } catch {
-    return false; // not created yet
+    await sleep(20);
   }
+  const r = await done;
+  return { r, killed: r.signal === 'SIGKILL' };
 }
 
 /**
@@ -266,56 +257,132 @@ describe.skipIf(!STRESS)(`stress: SIGKILL during single push-field updates (${KI
   }, 900_000);
 });
 
-describe(`SIGKILL during sync (${KILLS} kills)`, () => {
-  it('the database stays consistent, the killed run is marked interrupted, and the re-run brings it level', async () => {
-    const rand = seededRandom(7_007);
-    const dir = tempDir('legacy-crash-sync-');
-    const db = join(dir, 'crash.sqlite');
-    const argv = (path: string) => ['sync', 'Artikel', '--db', path, '--page-size', '100', '--reconcile', '--json'];
-    const reference = await timed(argv(join(dir, 'reference.sqlite')));
-    expect(reference.r.code, reference.r.stderr).toBe(0);
-    let killedMidRun = 0;
-    for (let i = 0; i < KILLS; i++) {
-      // The ERP keeps changing between runs: updates, inserts and deletes.
-      await server.control('mutate', { table: 'Artikel', update: 15, insert: 2, delete: 1, seed: i + 1 });
-      // Random moments, and the first one surely inside a recorded run (start-up is a large share
-      // of a short run, so random kills alone may all land before the run is recorded).
-      const { killed } = i === 0 ? await killWhen(argv(db), () => syncMidRun(db)) : await killAfter(argv(db), Math.floor(rand() * reference.ms * 1.2));
-      if (killed) killedMidRun++;
-      if (existsSync(db)) {
-        const check = new Database(db, { readonly: true });
+/** What the crash loop needs to look into a sync target. */
+interface SyncTargetProbe {
+  name: string;
+  db: string;
+  /** Structural checks right after a kill (integrity, no duplicate keys); the table may not exist yet. */
+  checkAfterKill(): Promise<void>;
+  /** Live rows' UID → _stamp. */
+  stamps(): Promise<Map<string, number>>;
+  /** Runs still marked running. */
+  running(): Promise<number>;
+  /** A run is recorded and at least one page stored. */
+  midRun(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const MID_RUN_SQL = `SELECT count(*) AS n FROM _legacy_sync_runs WHERE status = 'running' AND rows_fetched > 0`;
+const DUPES_SQL = 'SELECT count(*) AS n FROM (SELECT "UID" FROM "Artikel" GROUP BY "UID" HAVING count(*) > 1) d';
+const STAMPS_SQL = 'SELECT "UID", _stamp FROM "Artikel" WHERE _deleted_at IS NULL';
+const RUNNING_SQL = `SELECT count(*) AS n FROM _legacy_sync_runs WHERE status = 'running'`;
+
+function sqliteProbe(): SyncTargetProbe {
+  const db = join(tempDir('legacy-crash-sync-'), 'crash.sqlite');
+  const read = <T>(fn: (d: Database.Database) => T): T => {
+    const d = new Database(db, { readonly: true });
+    try {
+      return fn(d);
+    } finally {
+      d.close();
+    }
+  };
+  return {
+    name: 'SQLite',
+    db,
+    async checkAfterKill() {
+      if (!existsSync(db)) return;
+      read((d) => {
+        expect(d.pragma('integrity_check', { simple: true })).toBe('ok');
         try {
-          expect(check.pragma('integrity_check', { simple: true })).toBe('ok');
-          const dupes = check.prepare('SELECT count(*) AS n FROM (SELECT UID FROM Artikel GROUP BY UID HAVING count(*) > 1)').get() as { n: number } | undefined;
-          expect(dupes?.n ?? 0).toBe(0);
+          expect((d.prepare(DUPES_SQL).get() as { n: number }).n).toBe(0);
         } catch (error) {
           if (!/no such table/.test(String(error))) throw error; // killed before the first page
-        } finally {
-          check.close();
         }
-      }
-      const rerun = await timed(argv(db));
-      expect(rerun.r.code, rerun.r.stderr).toBe(0);
-      // Level with the server: the same live keys with the same stamps.
-      const live = await runCli(['get-table', 'Artikel', '--fields', 'UID', '--meta', '--ndjson'], { env: server.env });
-      const expected = new Map(live.stdout.trim().split('\n').map((l) => JSON.parse(l) as { UID: string; __STAMP: number }).map((r) => [r.UID, r.__STAMP]));
-      const got = new Database(db, { readonly: true });
+      });
+    },
+    stamps: async () => read((d) => new Map((d.prepare(STAMPS_SQL).all() as Array<{ UID: string; _stamp: number }>).map((r) => [r.UID, r._stamp]))),
+    running: async () => read((d) => (d.prepare(RUNNING_SQL).get() as { n: number }).n),
+    midRun: async () => existsSync(db) && (() => {
       try {
-        const rows = got.prepare('SELECT UID, _stamp FROM Artikel WHERE _deleted_at IS NULL').all() as Array<{ UID: string; _stamp: number }>;
-        expect(rows.length).toBe(expected.size);
-        for (const r of rows) expect(r._stamp, r.UID).toBe(expected.get(r.UID));
-        const running = got.prepare(`SELECT count(*) AS n FROM _legacy_sync_runs WHERE status = 'running'`).get() as { n: number };
-        expect(running.n).toBe(0);
-      } finally {
-        got.close();
+        return read((d) => (d.prepare(MID_RUN_SQL).get() as { n: number }).n > 0);
+      } catch {
+        return false; // not created yet
       }
+    })(),
+    close: async () => undefined,
+  };
+}
+
+async function postgresProbe(pgServer: RunningPostgres): Promise<SyncTargetProbe> {
+  const db = await pgServer.newDatabase();
+  const client = new pg.Client({ connectionString: db });
+  await client.connect();
+  const one = async (sql: string): Promise<number> => {
+    try {
+      return Number((await client.query(sql)).rows[0].n);
+    } catch (error) {
+      if ((error as { code?: string }).code === '42P01') return 0; // no such table yet
+      throw error;
     }
-    const runs = JSON.parse((await runCli(['sync', 'runs', '--db', db, '--limit', '1000', '--json'], { env: server.env })).stdout) as Array<{ status: string }>;
-    // A kill before the run was recorded (during start-up) leaves nothing to mark.
-    const interrupted = runs.filter((r) => r.status === 'interrupted').length;
-    expect(interrupted).toBeLessThanOrEqual(killedMidRun);
-    expect(interrupted).toBeGreaterThan(0);
-    expect(runs.some((r) => r.status === 'running')).toBe(false);
-    console.log(`sync: ${KILLS} SIGKILLs, ${killedMidRun} before the end, ${interrupted} runs marked interrupted; every re-run ended level with the server`);
+  };
+  return {
+    name: 'PostgreSQL',
+    db,
+    async checkAfterKill() {
+      expect(await one(DUPES_SQL)).toBe(0);
+    },
+    stamps: async () => new Map((await client.query(STAMPS_SQL)).rows.map((r: { UID: string; _stamp: string }) => [r.UID, Number(r._stamp)])),
+    running: () => one(RUNNING_SQL),
+    midRun: async () => (await one(MID_RUN_SQL)) > 0,
+    close: () => client.end(),
+  };
+}
+
+const pgServer = await startPostgres();
+afterAll(async () => {
+  await pgServer?.stop();
+});
+
+describe.each([
+  { target: 'SQLite', probe: async () => sqliteProbe() },
+  { target: 'PostgreSQL', probe: async () => (pgServer ? postgresProbe(pgServer) : undefined) },
+])(`SIGKILL during sync into $target (${KILLS} kills)`, ({ target, probe }) => {
+  it.skipIf(target === 'PostgreSQL' && !pgServer)('the database stays consistent, the killed run is marked interrupted, and the re-run brings it level', async () => {
+    const rand = seededRandom(7_007);
+    const t = (await probe())!;
+    try {
+      const argv = (db: string) => ['sync', 'Artikel', '--db', db, '--page-size', '100', '--reconcile', '--json'];
+      const reference = await timed(argv(join(tempDir('legacy-crash-ref-'), 'reference.sqlite')));
+      expect(reference.r.code, reference.r.stderr).toBe(0);
+      let killedMidRun = 0;
+      for (let i = 0; i < KILLS; i++) {
+        // The ERP keeps changing between runs: updates, inserts and deletes.
+        await server.control('mutate', { table: 'Artikel', update: 15, insert: 2, delete: 1, seed: i + 1 });
+        // Random moments, and the first one surely inside a recorded run (start-up is a large share
+        // of a short run, so random kills alone may all land before the run is recorded).
+        const { killed } = i === 0 ? await killWhen(argv(t.db), () => t.midRun()) : await killAfter(argv(t.db), Math.floor(rand() * reference.ms * 1.2));
+        if (killed) killedMidRun++;
+        await t.checkAfterKill();
+        const rerun = await timed(argv(t.db));
+        expect(rerun.r.code, rerun.r.stderr).toBe(0);
+        // Level with the server: the same live keys with the same stamps.
+        const live = await runCli(['get-table', 'Artikel', '--fields', 'UID', '--meta', '--ndjson'], { env: server.env });
+        const expected = new Map(live.stdout.trim().split('\n').map((l) => JSON.parse(l) as { UID: string; __STAMP: number }).map((r) => [r.UID, r.__STAMP]));
+        const got = await t.stamps();
+        expect(got.size).toBe(expected.size);
+        for (const [uid, stamp] of got) expect(stamp, uid).toBe(expected.get(uid));
+        expect(await t.running()).toBe(0);
+      }
+      const runs = JSON.parse((await runCli(['sync', 'runs', '--db', t.db, '--limit', '1000', '--json'], { env: server.env })).stdout) as Array<{ status: string }>;
+      // A kill before the run was recorded (during start-up) leaves nothing to mark.
+      const interrupted = runs.filter((r) => r.status === 'interrupted').length;
+      expect(interrupted).toBeLessThanOrEqual(killedMidRun);
+      expect(interrupted).toBeGreaterThan(0);
+      expect(runs.some((r) => r.status === 'running')).toBe(false);
+      console.log(`sync into ${t.name}: ${KILLS} SIGKILLs, ${killedMidRun} before the end, ${interrupted} runs marked interrupted; every re-run ended level with the server`);
+    } finally {
+      await t.close();
+    }
   }, 900_000);
 });
