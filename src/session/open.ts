@@ -26,6 +26,7 @@ export async function openSessionStore(settings: SessionStoreSettings, logger: L
       logger,
       maxSessions: settings.maxSessions,
       idleMinutes: settings.sessionIdleMinutes,
+      strict: settings.sessionStoreStrict,
     });
   } catch (error) {
     if (!(error instanceof UnavailableError) || settings.sessionStoreStrict) throw error;

@@ -14,7 +14,7 @@
  * clocks still agree. Every multi-key decision is one Lua script, atomic in Redis.
  */
 import { randomBytes } from 'node:crypto';
-import type { RedisClientType } from '@redis/client';
+import type { Redis } from 'ioredis';
 import { maskUrl } from '../config/store.js';
 import type { LockOptions } from '../config/files.js';
 import { ConfigError, LockBusyError, SessionLimitError, UnavailableError } from '../errors/index.js';
@@ -93,7 +93,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[3]), ARGV[2])
 return 1`;
 
-type Client = RedisClientType;
+type Client = Redis;
 
 export interface RedisStoreOptions {
   url: string;
@@ -103,6 +103,11 @@ export interface RedisStoreOptions {
   /** How long the server keeps an unused session (minutes). */
   idleMinutes: number;
   connectTimeoutMs?: number;
+  /**
+   * Redis failing after the run has started: strict → exit 69; otherwise the run goes on without
+   * the store (reads find nothing, writes are dropped, locks are skipped) after one warning.
+   */
+  strict?: boolean;
   /** Lease and lock lifetimes (ms), renewed at a third while held. Small values are for tests. */
   leaseTtlMs?: number;
   lockTtlMs?: number;
@@ -127,6 +132,8 @@ export class RedisSessionStore implements SessionBackend {
   readonly kind = 'redis' as const;
   readonly location: string;
   readonly budget?: LicenceBudget;
+  /** Redis failed mid-run (not strict): every later call answers its fallback at once. */
+  private degraded = false;
 
   private constructor(private readonly client: Client, private readonly options: RedisStoreOptions) {
     this.location = maskUrl(options.url);
@@ -143,40 +150,51 @@ export class RedisSessionStore implements SessionBackend {
       throw new ConfigError(`session store '${location}' is not a valid URL`, { hint: 'use redis://host:port/db' });
     }
     if (parsed.password) registerSecret(decodeURIComponent(parsed.password));
-    const { createClient } = await import('@redis/client');
-    const timeout = options.connectTimeoutMs ?? 2_000;
-    const client = createClient({
-      url: options.url,
-      // One attempt: a run must not hang on a dead Redis, it falls back or fails (see open.ts).
-      socket: { connectTimeout: timeout, reconnectStrategy: false },
-    }) as unknown as Client;
+    const { Redis: RedisClient } = await import('ioredis');
+    const client = new RedisClient(options.url, {
+      lazyConnect: true,
+      connectTimeout: options.connectTimeoutMs ?? 2_000,
+      // One attempt and no queueing: a run must not hang on a dead Redis; it falls back or fails
+      // (see open.ts), and a Redis lost mid-run fails the one call at once.
+      retryStrategy: () => null,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      connectionName: 'legacy',
+    });
     let lastError: unknown;
     client.on('error', (error: unknown) => {
-      lastError = error;
+      lastError = error; // without a listener ioredis prints to the console
     });
     try {
       await client.connect();
     } catch (error) {
-      client.destroy();
+      // A failed connect has already ended the client; disconnect() now would start a timer that
+      // keeps the process alive for the connect timeout.
+      if (client.status !== 'end') client.disconnect();
       throw connectError(location, lastError ?? error);
     }
     return new RedisSessionStore(client, options);
   }
 
-  /** Run one Redis call; a failure mid-run is the server-unavailable exit (69), never a trace. */
-  async call<T>(what: string, fn: (client: Client) => Promise<T>): Promise<T> {
+  /**
+   * Run one Redis call. A failure mid-run is exit 69 in strict mode; otherwise it is said once and
+   * the call answers `fallback`, so losing Redis never fails an export that is under way.
+   */
+  async call<T>(what: string, fn: (client: Client) => Promise<T>, fallback: T): Promise<T> {
+    if (this.degraded) return fallback;
     try {
       return await fn(this.client);
     } catch (error) {
-      throw new UnavailableError(`session store ${this.location}: ${what} failed: ${(error as Error).message.split('\n')[0]}`, {
-        hint: 'check that Redis is running',
-        cause: error,
-      });
+      const message = `session store ${this.location}: ${what} failed: ${(error as Error).message.split('\n')[0]}`;
+      if (this.options.strict) throw new UnavailableError(message, { hint: 'check that Redis is running', cause: error });
+      this.degraded = true;
+      this.options.logger.warn(`${message}; this run goes on without the shared session store`);
+      return fallback;
     }
   }
 
-  eval(what: string, script: string, keys: string[], args: string[]): Promise<unknown> {
-    return this.call(what, (c) => c.eval(script, { keys, arguments: args }) as Promise<unknown>);
+  eval(what: string, script: string, keys: string[], args: string[], fallback: unknown): Promise<unknown> {
+    return this.call(what, (c) => c.eval(script, keys.length, ...keys, ...args), fallback);
   }
 
   private parse(raw: string | null | undefined): SessionEntry | undefined {
@@ -190,7 +208,7 @@ export class RedisSessionStore implements SessionBackend {
   }
 
   async findByKey(key: string): Promise<SessionEntry | undefined> {
-    return this.parse(await this.call('reading a session', (c) => c.hGet(SESSIONS, key)));
+    return this.parse(await this.call('reading a session', (c) => c.hget(SESSIONS, key), null));
   }
 
   find(slot: SlotId): Promise<SessionEntry | undefined> {
@@ -198,35 +216,35 @@ export class RedisSessionStore implements SessionBackend {
   }
 
   async list(): Promise<SessionEntry[]> {
-    const values = await this.call('listing sessions', (c) => c.hVals(SESSIONS));
-    return values.map((v) => this.parse(String(v))).filter((e): e is SessionEntry => e !== undefined);
+    const values = await this.call('listing sessions', (c) => c.hvals(SESSIONS), [] as string[]);
+    return values.map((v) => this.parse(v)).filter((e): e is SessionEntry => e !== undefined);
   }
 
   async put(entry: SessionEntry): Promise<void> {
-    await this.call('storing a session', (c) => c.hSet(SESSIONS, slotKey(entry), JSON.stringify(entry)));
+    await this.call('storing a session', (c) => c.hset(SESSIONS, slotKey(entry), JSON.stringify(entry)), 0);
   }
 
   /** Optimistic: read, change, compare-and-set; retried when another host wrote in between. */
   async updateSlot(slot: SlotId, change: (stored: SessionEntry | undefined) => SessionEntry | undefined): Promise<void> {
     const key = slotKey(slot);
     for (let attempt = 0; attempt < 50; attempt += 1) {
-      const raw = (await this.call('reading a session', (c) => c.hGet(SESSIONS, key))) ?? '';
+      const raw = (await this.call('reading a session', (c) => c.hget(SESSIONS, key), null)) ?? '';
       const next = change(this.parse(raw));
       if (!next) return;
-      const done = await this.eval('storing a session', COMPARE_AND_SET, [SESSIONS], [key, raw, JSON.stringify(next)]);
+      const done = await this.eval('storing a session', COMPARE_AND_SET, [SESSIONS], [key, raw, JSON.stringify(next)], 1);
       if (Number(done) === 1) return;
     }
     throw new LockBusyError(`the ${slotLabel(slot)} session in ${this.location} kept changing under us`, { hint: 'try again' });
   }
 
   async remove(match: (entry: SessionEntry) => boolean): Promise<SessionEntry[]> {
-    const all = await this.call('listing sessions', (c) => c.hGetAll(SESSIONS));
+    const all = await this.call('listing sessions', (c) => c.hgetall(SESSIONS), {} as Record<string, string>);
     const removed: SessionEntry[] = [];
-    for (const [key, raw] of Object.entries(all as Record<string, string>)) {
+    for (const [key, raw] of Object.entries(all)) {
       const entry = this.parse(raw);
       if (!entry || !match(entry)) continue;
       // Only if unchanged: a session another host stored a moment ago is not ours to forget.
-      if (Number(await this.eval('removing a session', COMPARE_AND_SET, [SESSIONS], [key, raw, '']))) removed.push(entry);
+      if (Number(await this.eval('removing a session', COMPARE_AND_SET, [SESSIONS], [key, raw, ''], 0))) removed.push(entry);
     }
     return removed;
   }
@@ -240,7 +258,7 @@ export class RedisSessionStore implements SessionBackend {
     const deadline = Date.now() + timeoutMs;
     let delay = 20;
     for (;;) {
-      const taken = await this.call('taking a lock', (c) => c.set(key, token, { condition: 'NX', expiration: { type: 'PX', value: ttl } }));
+      const taken = await this.call('taking a lock', (c) => c.set(key, token, 'PX', ttl, 'NX'), 'OK' as const);
       if (taken === 'OK') break;
       if (Date.now() + delay > deadline) {
         throw new LockBusyError(`${options.what ?? key} is locked by another legacy process (in ${this.location})`, {
@@ -251,7 +269,7 @@ export class RedisSessionStore implements SessionBackend {
       delay = Math.min(delay * 2, 250);
     }
     const renew = setInterval(() => {
-      this.eval('renewing a lock', RENEW_LOCK, [key], [token, String(ttl)]).then(
+      this.eval('renewing a lock', RENEW_LOCK, [key], [token, String(ttl)], 1).then(
         (kept) => {
           if (Number(kept) !== 1) this.options.logger.warn(`lost the lock on ${options.what ?? key} (it expired while held)`);
         },
@@ -263,12 +281,13 @@ export class RedisSessionStore implements SessionBackend {
       return await fn();
     } finally {
       clearInterval(renew);
-      await this.eval('releasing a lock', RELEASE_LOCK, [key], [token]).catch(() => undefined);
+      await this.eval('releasing a lock', RELEASE_LOCK, [key], [token], 0).catch(() => undefined);
     }
   }
 
   async close(): Promise<void> {
-    if (this.client.isOpen) await this.client.close().catch(() => this.client.destroy());
+    if (this.client.status === 'ready') await this.client.quit().catch(() => this.client.disconnect());
+    else if (this.client.status !== 'end') this.client.disconnect();
   }
 }
 
@@ -286,14 +305,14 @@ class RedisLicenceBudget implements LicenceBudget {
     const deadline = Date.now() + waitMs;
     let waits = 0;
     for (;;) {
-      const [outcome, victim] = (await this.store.eval('taking a licence', ACQUIRE, [live, leases], [key, String(this.maxSessions), String(idleMs), member, String(leaseTtl), String(Math.max(leaseTtl, 30_000))])) as [number, string];
+      const [outcome, victim] = (await this.store.eval('taking a licence', ACQUIRE, [live, leases], [key, String(this.maxSessions), String(idleMs), member, String(leaseTtl), String(Math.max(leaseTtl, 30_000))], [1, ''])) as [number, string];
       if (Number(outcome) === 1) break;
       if (Number(outcome) === 2) {
         const entry = await this.store.findByKey(victim);
         try {
           if (entry) await evict(entry);
         } finally {
-          await this.store.call('freeing a licence', (c) => c.zRem(live, `~${victim}`));
+          await this.store.call('freeing a licence', (c) => c.zrem(live, `~${victim}`), 0);
         }
         continue;
       }
@@ -308,7 +327,7 @@ class RedisLicenceBudget implements LicenceBudget {
       waits += 1;
     }
     const renew = setInterval(() => {
-      this.store.eval('renewing a licence lease', RENEW_LEASE, [leases], [member, String(leaseTtl)]).catch(() => undefined);
+      this.store.eval('renewing a licence lease', RENEW_LEASE, [leases], [member, String(leaseTtl)], 1).catch(() => undefined);
     }, Math.max(50, Math.floor(leaseTtl / 3)));
     renew.unref();
     let released = false;
@@ -317,7 +336,7 @@ class RedisLicenceBudget implements LicenceBudget {
         if (released) return;
         released = true;
         clearInterval(renew);
-        await this.store.eval('releasing a licence lease', RELEASE_LEASE, [live, leases], [member, key, String(idleMs)]);
+        await this.store.eval('releasing a licence lease', RELEASE_LEASE, [live, leases], [member, key, String(idleMs)], 1);
       },
     };
   }

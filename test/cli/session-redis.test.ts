@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createClient } from '@redis/client';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, runCli, spawnCli, collect, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
@@ -15,22 +15,21 @@ import { silentLogger } from '../../dist/log/index.js';
 const redis: RunningRedis | undefined = await startRedis();
 
 let server: TestServer | undefined;
-let client: ReturnType<typeof createClient> | undefined;
+let client: Redis | undefined;
 
 beforeAll(async () => {
   if (!redis) return;
-  client = createClient({ url: redis.url });
-  await client.connect();
+  client = new Redis(redis.url);
 });
 beforeEach(async () => {
-  await client?.flushAll();
+  await client?.flushall();
 });
 afterEach(async () => {
   await server?.stop();
   server = undefined;
 });
 afterAll(async () => {
-  await client?.close();
+  await client?.quit();
   await redis?.stop();
   cleanupTempDirs();
 });
@@ -52,7 +51,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     expect(stats.duplicateCookieRejections).toBe(0);
     expect(stats.requestsWithoutCookie).toBe(1);
     for (const env of hosts) expect(existsSync(join(env.LEGACY_CONFIG_DIR, 'sessions.json'))).toBe(false);
-    const stored = await client!.hVals('legacy:v1:sessions');
+    const stored = await client!.hvals('legacy:v1:sessions');
     expect(stored).toHaveLength(1);
     // A later run on either host reuses it without a round trip to create one.
     const again = await runCli(['session', 'status', '--json'], { env: hosts[1] });
@@ -82,7 +81,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     // Six names through two places: idle ones were logged out to make room.
     expect(stats.logouts).toBeGreaterThanOrEqual(4);
     expect(runs.some((r) => /licence budget full: logging out the idle test\/s\d session/.test(r.stderr))).toBe(true);
-    expect((await client!.zRange(`legacy:v1:leases:${server.url}`, 0, -1))).toEqual([]);
+    expect((await client!.zrange(`legacy:v1:leases:${server.url}`, 0, -1))).toEqual([]);
   });
 
   it('a budget equal to the licences: runs wait for a place instead of hitting 402', async () => {
@@ -102,7 +101,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     await server.control('options', { latencyMs: 400 });
     const holder = spawnCli(['--session', 'holder', 'get-table', 'Artikel', '--csv', '--page-size', '100', '--concurrency', '1'], { env });
     const held = collect(holder);
-    for (let i = 0; i < 100 && (await client!.zCard(`legacy:v1:leases:${server.url}`)) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && (await client!.zcard(`legacy:v1:leases:${server.url}`)) === 0; i++) await new Promise((r) => setTimeout(r, 50));
     const r = await runCli(['--session', 'other', 'tables'], { env });
     expect(r.code).toBe(75);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -116,7 +115,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     const env = host(server, { LEGACY_MAX_SESSIONS: '1', LEGACY_LICENCE_WAIT_MS: '60000' });
     const victim = spawnCli(['--session', 'killed', 'get-table', 'Artikel', '--csv', '--page-size', '100', '--concurrency', '1'], { env });
     const done = collect(victim);
-    for (let i = 0; i < 100 && (await client!.zCard(`legacy:v1:leases:${server.url}`)) === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && (await client!.zcard(`legacy:v1:leases:${server.url}`)) === 0; i++) await new Promise((r) => setTimeout(r, 50));
     victim.kill('SIGKILL');
     await done;
     await server.control('options', { latencyMs: 0 });
@@ -139,7 +138,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     const doctor = await runCli(['doctor'], { env });
     expect(doctor.code, doctor.stdout + doctor.stderr).toBe(0);
     expect(doctor.stdout).toMatch(/session store redis .* \(licence budget 1\)/);
-    expect(await client!.hLen('legacy:v1:sessions')).toBe(1);
+    expect(await client!.hlen('legacy:v1:sessions')).toBe(1);
     for (const bad of [{ sessionStore: 'mysql://x' }, { maxSessions: 0 }, { sessionStoreStrict: 'yes' }]) {
       write(bad);
       const r = await runCli(['tables'], { env });
@@ -157,7 +156,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     expect(status.stdout).toMatch(/test\/default .* confirmed/);
     const cleared = await runCli(['session', 'clear'], { env: other });
     expect(cleared.stdout).toMatch(/forgot test\/default/);
-    expect(await client!.hLen('legacy:v1:sessions')).toBe(0);
+    expect(await client!.hlen('legacy:v1:sessions')).toBe(0);
     const doctor = await runCli(['doctor'], { env });
     expect(doctor.code, doctor.stdout).toBe(0);
     expect(doctor.stdout).toMatch(/session store redis redis:\/\/127\.0\.0\.1:\d+/);
@@ -188,12 +187,12 @@ describe.skipIf(!redis)('the Redis lock (SET NX PX, renewed, compare-and-delete)
   it('a lock left by a dead holder expires; a holder never deletes a lock that is no longer its own', async () => {
     const a = await open();
     try {
-      await client!.set(key, 'dead-holder', { PX: 300 });
+      await client!.set(key, 'dead-holder', 'PX', 300);
       const started = Date.now();
       await a.withSlotLock(slot, async () => {
         expect(Date.now() - started).toBeGreaterThanOrEqual(200);
         // Someone else's token appears (our lock expired during a long pause): we must leave it.
-        await client!.set(key, 'someone-else', { PX: 5000 });
+        await client!.set(key, 'someone-else', 'PX', 5000);
       }, { what: 'x', timeoutMs: 5000 });
       expect(await client!.get(key)).toBe('someone-else');
     } finally {
@@ -214,6 +213,27 @@ describe.skipIf(!redis)('Redis unavailable', () => {
     const doctor = await runCli(['doctor'], { env });
     expect(doctor.code).toBe(69);
     expect(doctor.stdout).toMatch(/FAIL {2}session store Redis is unreachable/);
+  });
+
+  it('Redis lost in the middle of a run: the run completes, with one warning', async () => {
+    const own = await startRedis();
+    try {
+      server = await startServer({ rows: { Artikel: 600 }, latencyMs: 150 });
+      const env = host(server, { LEGACY_SESSION_STORE: own!.url, LEGACY_MAX_SESSIONS: '3' });
+      const child = spawnCli(['get-table', 'Artikel', '--ndjson', '--page-size', '50', '--concurrency', '1'], { env });
+      const done = collect(child, { timeoutMs: 60_000 });
+      const watcher = new Redis(own!.url);
+      for (let i = 0; i < 200 && (await watcher.zcard(`legacy:v1:leases:${server.url}`)) === 0; i++) await new Promise((r) => setTimeout(r, 25));
+      watcher.disconnect();
+      own!.kill();
+      const r = await done;
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.trim().split('\n')).toHaveLength(600);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/warning: session store redis:\/\/127\.0\.0\.1:\d+: .* failed: .*; this run goes on without the shared session store/);
+    } finally {
+      await own!.stop();
+    }
   });
 
   it('strict: exit 69 with one line, the password masked, no session created', async () => {
@@ -238,10 +258,9 @@ describe.skipIf(!redis)('Redis unavailable', () => {
 
   it('Redis with a password: the right one works and never shows; a wrong one is 78', async () => {
     const own = await startRedis();
-    const admin = createClient({ url: own!.url });
-    await admin.connect();
-    await admin.configSet('requirepass', 's3cretRedisPw');
-    await admin.close();
+    const admin = new Redis(own!.url);
+    await admin.config('SET', 'requirepass', 's3cretRedisPw');
+    admin.disconnect();
     try {
       server = await startServer();
       const good = host(server, { LEGACY_SESSION_STORE: `redis://:s3cretRedisPw@127.0.0.1:${own!.port}/2` });

@@ -1,7 +1,7 @@
 /** The test harness's real redis-server and PostgreSQL: they start, serve, run unprivileged, and stop. */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { createClient } from '@redis/client';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startPostgres, startRedis } from '../helpers/services.mjs';
@@ -41,13 +41,12 @@ const asRoot = process.getuid?.() === 0;
 describe.skipIf(!redis)('redis-server', () => {
   it('serves SET/GET on loopback', async () => {
     expect(redis!.url).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
-    const client = createClient({ url: redis!.url });
-    await client.connect();
+    const client = new Redis(redis!.url);
     try {
       await client.set('greeting', 'héllo');
       expect(await client.get('greeting')).toBe('héllo');
     } finally {
-      client.destroy();
+      client.disconnect();
     }
   });
 
