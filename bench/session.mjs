@@ -1,11 +1,11 @@
 // npm run bench:session — server sessions created and wall time for 100 sequential runs and for
-// 16 workers x 10 runs each, all against one emulator (its own process) with 3 licences; then the
-// same 160 runs from two simulated hosts (separate config dirs) sharing a real Redis on loopback.
+// 16 workers x 10 runs each, all against one emulator (its own process) with 4 licences (one per scenario); then the
+// same runs through a real Redis on loopback (100 sequential; 160 from two simulated hosts, cold).
 import { join } from 'node:path';
 import { startRedis } from '../test/helpers/services.mjs';
 import { control, legacyBin, measure, s, startEmulatorProcess, tempDir } from './lib.mjs';
 
-const emu = await startEmulatorProcess(['--max-sessions', '3']);
+const emu = await startEmulatorProcess(['--max-sessions', '4']);
 const env = (dir, extra = {}) => ({ ...process.env, LEGACY_CONFIG_DIR: dir, LEGACY_BASE_URL: emu.url, LEGACY_ENV: 'bench', NO_COLOR: '1', ...extra });
 const redis = await startRedis();
 
@@ -23,23 +23,28 @@ async function workers(envs) {
   );
   return { ms: Date.now() - started, sessions: (await control(emu.url, 'stats')).sessionsCreated - before };
 }
-try {
-  const seqDir = join(tempDir(), 'cfg');
-  let before = (await control(emu.url, 'stats')).sessionsCreated;
-  let started = Date.now();
+/** 100 runs of `legacy tables`, one after another. */
+async function sequential(runEnv) {
+  const before = (await control(emu.url, 'stats')).sessionsCreated;
+  const started = Date.now();
   for (let i = 0; i < 100; i++) {
-    const r = await measure(process.execPath, [legacyBin, 'tables'], { env: env(seqDir) });
+    const r = await measure(process.execPath, [legacyBin, 'tables'], { env: runEnv });
     if (r.code !== 0) throw new Error(r.stderr);
   }
-  const seqMs = Date.now() - started;
-  const seqSessions = (await control(emu.url, 'stats')).sessionsCreated - before;
-
+  return { ms: Date.now() - started, sessions: (await control(emu.url, 'stats')).sessionsCreated - before };
+}
+try {
+  const seq = await sequential(env(join(tempDir(), 'cfg')));
+  const seqRedis = redis ? await sequential(env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url })) : undefined;
   const par = await workers([env(join(tempDir(), 'cfg'))]);
   const fleet = redis
-    ? await workers([0, 1].map(() => env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url })))
+    ? await workers([0, 1].map(() => env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url, LEGACY_SESSION: 'fleet' })))
     : undefined;
   const stats = await control(emu.url, 'stats');
-  console.log(`100 sequential runs:        ${s(seqMs)} (${(seqMs / 100).toFixed(0)} ms/run), server sessions created: ${seqSessions}`);
+  console.log(`100 sequential runs:        ${s(seq.ms)} (${(seq.ms / 100).toFixed(0)} ms/run), server sessions created: ${seq.sessions}`);
+  if (seqRedis) {
+    console.log(`100 sequential via Redis:   ${s(seqRedis.ms)} (${(seqRedis.ms / 100).toFixed(0)} ms/run), server sessions created: ${seqRedis.sessions}; time ratio Redis / file store: ${(seqRedis.ms / seq.ms).toFixed(2)}`);
+  }
   console.log(`16 workers x 10 runs:       ${s(par.ms)} (${(par.ms / 160).toFixed(0)} ms/run), server sessions created: ${par.sessions}`);
   if (fleet) {
     console.log(`2 hosts via Redis, 16 x 10: ${s(fleet.ms)} (${(fleet.ms / 160).toFixed(0)} ms/run), server sessions created: ${fleet.sessions}; time ratio Redis / file store: ${(fleet.ms / par.ms).toFixed(2)}`);
