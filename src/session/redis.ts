@@ -149,7 +149,14 @@ export class RedisSessionStore implements SessionBackend {
     } catch {
       throw new ConfigError(`session store '${location}' is not a valid URL`, { hint: 'use redis://host:port/db' });
     }
-    if (parsed.password) registerSecret(decodeURIComponent(parsed.password));
+    if (parsed.password) {
+      registerSecret(parsed.password);
+      try {
+        registerSecret(decodeURIComponent(parsed.password));
+      } catch {
+        /* not percent-encoded: registered as written */
+      }
+    }
     const { Redis: RedisClient } = await import('ioredis');
     const client = new RedisClient(options.url, {
       lazyConnect: true,
