@@ -19,9 +19,15 @@ interface SyncOptions {
   olderThan?: string;
 }
 
-/** `--db`: an SQLite path (default <data dir>/<env>.sqlite) or a postgres:// URL (64 if malformed). */
+/**
+ * Where to sync: --db, else LEGACY_SYNC_DB, else the environment's sync.db in the config, else
+ * <data dir>/<env>.sqlite. An SQLite path or a postgres:// URL (64 if malformed).
+ */
 function target(ctx: CommandContext, opts: SyncOptions): SyncTarget {
-  return syncTarget(opts.db, ctx.io.cwd, join(ctx.settings.dataDir, `${ctx.settings.envName}.sqlite`));
+  const fromEnv = ctx.io.env.LEGACY_SYNC_DB || undefined;
+  const fromConfig = ctx.settings.envConfig?.sync?.db;
+  const [db, what] = opts.db ? [opts.db, '--db'] : fromEnv ? [fromEnv, 'LEGACY_SYNC_DB'] : [fromConfig, `environments.${ctx.settings.envName}.sync.db`];
+  return syncTarget(db, ctx.io.cwd, join(ctx.settings.dataDir, `${ctx.settings.envName}.sqlite`), what);
 }
 
 export async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {

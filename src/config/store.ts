@@ -7,7 +7,7 @@
  * so two processes editing the config never lose each other's change.
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { ConfigError } from '../errors/index.js';
 import { ensurePrivateDir, withLock, writeFileAtomic } from './files.js';
 
@@ -43,7 +43,8 @@ export interface EnvironmentConfig extends EnvironmentSettings {
   /** Credentials for servers that require $directory/login. Prefer environment variables. */
   username?: string;
   password?: string;
-  sync?: { tables?: Array<string | SyncTableConfig> };
+  /** Tables to sync, and where to (an absolute SQLite path or a postgres:// URL; default <data dir>/<env>.sqlite). */
+  sync?: { tables?: Array<string | SyncTableConfig>; db?: string };
 }
 
 export interface ConfigFile {
@@ -167,8 +168,12 @@ export function validateConfig(data: unknown): string[] {
         checkSettings(where, e, problems);
         if (e.sync !== undefined) {
           const tables = (e.sync as { tables?: unknown })?.tables;
+          const db = (e.sync as { db?: unknown })?.db;
+          if (db !== undefined && (typeof db !== 'string' || !(/^postgres(ql)?:\/\//i.test(db) || isAbsolute(db)))) {
+            problems.push(`${where}.sync.db must be an absolute path or a postgres:// URL`);
+          }
           if (typeof e.sync !== 'object' || e.sync === null || (tables !== undefined && !Array.isArray(tables))) {
-            problems.push(`${where}.sync must be {"tables": [...]}`);
+            problems.push(`${where}.sync must be {"tables": [...], "db"?: ...}`);
           } else {
             (tables ?? []).forEach((t: unknown, i: number) => {
               const ok =

@@ -301,12 +301,12 @@ function maskAny(raw: string): string {
 }
 
 /** `--db` → the target: `postgres://` or `postgresql://` URLs go to PostgreSQL, anything else is an SQLite path. */
-export function syncTarget(db: string | undefined, cwd: string, defaultPath: string): SyncTarget {
+export function syncTarget(db: string | undefined, cwd: string, defaultPath: string, what = '--db'): SyncTarget {
   if (!db || !POSTGRES_URL.test(db)) {
     const path = db ? resolve(cwd, db) : defaultPath;
     return { kind: 'sqlite', path, display: path };
   }
-  const bad = (why: string) => new UsageError(`--db ${maskAny(db)}: ${why}`, { hint: 'use postgres://user@host:port/database; give the password with PGPASSWORD or ~/.pgpass' });
+  const bad = (why: string) => new UsageError(`${what} ${maskAny(db)}: ${why}`, { hint: 'use postgres://user@host:port/database; give the password with PGPASSWORD or ~/.pgpass' });
   let url: URL;
   try {
     url = new URL(db);

@@ -125,6 +125,30 @@ describe.skipIf(!postgres)('sync into PostgreSQL', () => {
     expect(runs.map((r) => r.status)).toEqual(['completed', 'interrupted']);
   });
 
+  it('the target can come from the config (sync.db) or LEGACY_SYNC_DB; --db wins; a bad sync.db is 78', async () => {
+    server = await startServer({ rows: { Artikel: 300, Kunden: 50 } });
+    const fromConfig = await newDb();
+    const fromEnv = await newDb();
+    const config = (sync: Record<string, unknown>) =>
+      writeFileSync(join(server!.configDir, 'config.json'), JSON.stringify({ environments: { test: { baseUrl: server!.url, sync } } }), { mode: 0o600 });
+    config({ tables: ['Artikel'], db: fromConfig.url });
+    const r = await legacy(server, ['sync', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).database).toBe(fromConfig.masked);
+    expect(await stored(fromConfig.url, 'Artikel')).toBe(300);
+    const viaEnv = await legacy(server, ['sync', 'Kunden', '--json'], { LEGACY_SYNC_DB: fromEnv.url });
+    expect(viaEnv.code, viaEnv.stderr).toBe(0);
+    expect(await stored(fromEnv.url, 'Kunden')).toBe(50);
+    expect(await stored(fromConfig.url, 'Kunden')).toBe(0);
+    const sqlite = join(tempDir('legacy-syncdb-'), 'x.sqlite');
+    const viaFlag = await legacy(server, ['sync', '--db', sqlite, '--json'], { LEGACY_SYNC_DB: fromEnv.url });
+    expect(JSON.parse(viaFlag.stdout).database).toBe(sqlite);
+    config({ tables: ['Artikel'], db: 'relative/path.sqlite' });
+    const bad = await legacy(server, ['sync']);
+    expect(bad.code).toBe(78);
+    expect(bad.stderr).toMatch(/sync\.db must be an absolute path or a postgres:\/\/ URL/);
+  });
+
   it('two syncs at once on the same database: the second exits 75 at once', async () => {
     server = await startServer({ rows: { Artikel: 2000 }, latencyMs: 300 });
     const { url, masked } = await newDb();
