@@ -57,6 +57,8 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
       s.expiresIfUnusedAt ? (s.expiredByClock ? `expired ${relative(s.expiresIfUnusedAt)}` : relative(s.expiresIfUnusedAt)) : '-',
     ]);
     await write(ctx.io.stdout, columns(rows, ['SESSION', 'URL', 'STATE', 'COOKIE', 'AGE', 'LAST USED', 'EXPIRES IF UNUSED']));
+    // The file store is the default; a shared store is worth naming, since other hosts see the same.
+    if (storeKind === 'redis') await write(ctx.io.stdout, `(shared session store: ${storeLocation})\n`);
   }
   if (server) {
     const lines = [`\nserver ${server.url}: ${server.note ?? `${server.live} live session(s); ours is ${server.ours ? '' : 'NOT '}among them`}`];

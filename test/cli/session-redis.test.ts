@@ -154,6 +154,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     const other = host(server); // another host sees the same session
     const status = await runCli(['session', 'status'], { env: other });
     expect(status.stdout).toMatch(/test\/default .* confirmed/);
+    expect(status.stdout).toMatch(/\(shared session store: redis:\/\/127\.0\.0\.1:\d+\)\n$/);
     const cleared = await runCli(['session', 'clear'], { env: other });
     expect(cleared.stdout).toMatch(/forgot test\/default/);
     expect(await client!.hlen('legacy:v1:sessions')).toBe(0);
