@@ -4,7 +4,7 @@ import { write } from '../cli/io.js';
 import { confirm } from '../cli/prompt.js';
 import { columns, relative } from '../cli/render.js';
 import { UsageError } from '../errors/index.js';
-import { openSessionStore } from '../session/open.js';
+import { withSessionStore } from '../session/open.js';
 import { SESSION_COOKIE, type SessionBackend } from '../session/store.js';
 import { serverSessions, statusOf, type ServerSession, type SessionStatus } from '../session/status.js';
 
@@ -14,10 +14,11 @@ function selected(ctx: CommandContext) {
 
 export async function runStatus(ctx: CommandContext, _args: string[], opts: { all?: boolean; json?: boolean; server?: boolean }): Promise<number> {
   const { settings } = ctx;
-  const store = await openSessionStore(settings, ctx.logger);
-  const storeKind = store.kind;
-  const storeLocation = store.location;
-  const entries = await listAndClose(store);
+  const { storeKind, storeLocation, entries } = await withSessionStore(settings, ctx.logger, async (store) => ({
+    storeKind: store.kind,
+    storeLocation: store.location,
+    entries: await store.list(),
+  }));
   const slot = selected(ctx);
   const chosen = opts.all ? entries : entries.filter((e) => e.env === slot.env && e.name === slot.name);
   const statuses: SessionStatus[] = chosen.map((e) => statusOf(e, e, settings.sessionIdleMinutes));
@@ -90,20 +91,7 @@ export async function runRefresh(ctx: CommandContext, _args: string[], opts: { j
 }
 
 export async function runClear(ctx: CommandContext, _args: string[], opts: { all?: boolean; yes?: boolean }): Promise<number> {
-  const store = await openSessionStore(ctx.settings, ctx.logger);
-  try {
-    return await clear(ctx, store, opts);
-  } finally {
-    await store.close();
-  }
-}
-
-async function listAndClose(store: SessionBackend) {
-  try {
-    return await store.list();
-  } finally {
-    await store.close();
-  }
+  return withSessionStore(ctx.settings, ctx.logger, (store) => clear(ctx, store, opts));
 }
 
 async function clear(ctx: CommandContext, store: SessionBackend, opts: { all?: boolean; yes?: boolean }): Promise<number> {

@@ -70,8 +70,15 @@ export function validateEnvName(name: string): string | undefined {
 }
 
 /** A URL for messages: any password in it replaced by ***. */
+/**
+ * A URL fit to print: the password masked, also a `?password=` and one in a URL too broken to
+ * parse (a password may hold '@' or '/').
+ */
 export function maskUrl(raw: string): string {
-  return raw.replace(/(\/\/[^/:@\s]*):[^@/\s]*@/g, '$1:***@');
+  return raw
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@]*:).*@/i, '$1***@')
+    .replace(/([?&]password=)[^&#]*/gi, '$1***')
+    .replace(/(\/\/[^/:@\s]*):[^@/\s]*@/g, '$1:***@');
 }
 
 /** Parse and check a base URL: http(s), host, optional port, no query. Returns it without a trailing slash. */

@@ -19,7 +19,7 @@
 import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
 import { Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
-import { SCALABLE_COOKIE_PREFIX, SESSION_COOKIE, slotLabel, type Lease, type SessionBackend, type SessionEntry, type SlotId } from './store.js';
+import { SCALABLE_COOKIE_PREFIX, SESSION_COOKIE, sameSlot, slotLabel, type Lease, type SessionBackend, type SessionEntry, type SlotId } from './store.js';
 
 export interface SessionManagerOptions {
   slot: SlotId;
@@ -90,7 +90,6 @@ const MAX_LOGINS_PER_REQUEST = 3;
 export class SessionManager {
   readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, logins: 0, orphansReleased: 0, evicted: 0 };
   private entry?: SessionEntry;
-  private loaded = false;
   /** The server gave no cookie to a cookie-less request: it does not use sessions. */
   private cookieless = false;
   private coldStart?: Promise<void>;
@@ -127,10 +126,9 @@ export class SessionManager {
   }
 
   /** Load the stored cookie once per run (no lock: reads never see a half-written file). */
-  private async load(lease = true): Promise<void> {
-    if (this.loaded) return;
+  private load(lease = true): Promise<void> {
     this.loadStarted ??= this.loadOnce(lease);
-    await this.loadStarted;
+    return this.loadStarted;
   }
 
   private loadStarted?: Promise<void>;
@@ -145,7 +143,6 @@ export class SessionManager {
         evict: (entry) => this.evict(entry),
       });
     }
-    this.loaded = true;
     const stored = await this.options.store.find(this.options.slot);
     this.storedAtLoad = stored;
     if (stored && !this.staleByClock(stored)) {
@@ -274,7 +271,7 @@ export class SessionManager {
     this.events.evicted += 1;
     await this.logout(entry.baseUrl, entry.cookies);
     const value = entry.cookies[SESSION_COOKIE];
-    await this.options.store.remove((e) => e.env === entry.env && e.name === entry.name && e.baseUrl === entry.baseUrl && e.cookies[SESSION_COOKIE] === value);
+    await this.options.store.remove((e) => sameSlot(e, entry) && e.cookies[SESSION_COOKIE] === value);
   }
 
   private track(promise: Promise<unknown>): void {

@@ -36,3 +36,13 @@ export async function openSessionStore(settings: SessionStoreSettings, logger: L
     return file;
   }
 }
+
+/** Open the store, run `fn` with it, and always close it (a Redis connection would keep the process alive). */
+export async function withSessionStore<T>(settings: SessionStoreSettings, logger: Logger, fn: (store: SessionBackend) => Promise<T>): Promise<T> {
+  const store = await openSessionStore(settings, logger);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}

@@ -295,18 +295,13 @@ export type SyncTarget = { kind: 'sqlite'; path: string; display: string } | { k
 
 const POSTGRES_URL = /^postgres(?:ql)?:/i;
 
-/** Mask the password, also a `?password=` and one in a URL too broken to parse (it may hold '@' or '/'). */
-function maskAny(raw: string): string {
-  return maskUrl(raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@]*:).*@/i, '$1***@').replace(/([?&]password=)[^&#]*/gi, '$1***'));
-}
-
 /** `--db` → the target: `postgres://` or `postgresql://` URLs go to PostgreSQL, anything else is an SQLite path. */
 export function syncTarget(db: string | undefined, cwd: string, defaultPath: string, what = '--db'): SyncTarget {
   if (!db || !POSTGRES_URL.test(db)) {
     const path = db ? resolve(cwd, db) : defaultPath;
     return { kind: 'sqlite', path, display: path };
   }
-  const bad = (why: string) => new UsageError(`${what} ${maskAny(db)}: ${why}`, { hint: 'use postgres://user@host:port/database; give the password with PGPASSWORD or ~/.pgpass' });
+  const bad = (why: string) => new UsageError(`${what} ${maskUrl(db)}: ${why}`, { hint: 'use postgres://user@host:port/database; give the password with PGPASSWORD or ~/.pgpass' });
   let url: URL;
   try {
     url = new URL(db);
@@ -315,7 +310,7 @@ export function syncTarget(db: string | undefined, cwd: string, defaultPath: str
   }
   if (!url.hostname && !url.searchParams.get('host')) throw bad('no host');
   if (!/^\/?[^/]*$/.test(url.pathname)) throw bad('the path must be only the database name');
-  return { kind: 'postgres', url: url.href, display: maskAny(url.href) };
+  return { kind: 'postgres', url: url.href, display: maskUrl(url.href) };
 }
 
 /**
