@@ -4,10 +4,11 @@
  */
 import type { ConfigFile } from '../config/store.js';
 import { requireBaseUrl, type Settings } from '../config/settings.js';
-import { AuthError, BadDataError, NotFoundError, UnavailableError, oneLine } from '../errors/index.js';
+import { classifyResponse, errCodeOf, serverMessage } from '../errors/fourd.js';
+import { AuthError, BadDataError, NotFoundError, SessionLimitError, UnavailableError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { Logger } from '../log/index.js';
-import { SessionManager, errCodeOf } from '../session/manager.js';
+import { SessionManager } from '../session/manager.js';
 import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
 import { Transport, type HttpRequest, type HttpResponse } from '../transport/index.js';
@@ -42,18 +43,7 @@ export interface RestClientOptions {
   backoffMs?: number;
 }
 
-function firstError(json: unknown): FourDError | undefined {
-  const errors = (json as { __ERROR?: FourDError[] } | undefined)?.__ERROR;
-  return Array.isArray(errors) ? errors[0] : undefined;
-}
-
-/** The server's error message, one line and bounded. */
-export function serverMessage(json: unknown, fallback: string): string {
-  const error = firstError(json);
-  const text = error?.message ? oneLine(error.message) : fallback;
-  const bounded = text.length > 300 ? `${text.slice(0, 300)}…` : text;
-  return error?.errCode ? `${bounded} (errCode ${error.errCode})` : bounded;
-}
+export { serverMessage } from '../errors/fourd.js';
 
 export class RestClient {
   readonly baseUrl: string;
@@ -95,25 +85,33 @@ export class RestClient {
     throw this.errorFor(response, what);
   }
 
-  /** Map a failed response to a typed error. */
+  /** Map a failed response to a typed error, by the class of its 4D error (errors/fourd.ts). */
   errorFor(response: HttpResponse, what: string): Error {
-    const code = errCodeOf(response.json);
     const message = serverMessage(response.json, `HTTP ${response.status}`);
-    if (response.status === 401 || response.status === 403 || (code !== undefined && code >= 1557 && code <= 1561)) {
-      return new AuthError(`${what}: permission denied by the server: ${message}`, { hint: 'check the user\'s permissions on the server' });
-    }
-    if (code === undefined && response.json === undefined) {
+    const { cls } = classifyResponse(response.status, response.json);
+    if (response.json === undefined && response.status !== 401 && response.status !== 403) {
       // Not a 4D answer at all (an HTML error page, a proxy): the server is not what we expect.
       return new UnavailableError(`${what}: ${this.baseUrl} answered HTTP ${response.status} without a 4D error`, {
         hint: 'is the URL right, and is "Expose as REST server" enabled on the 4D server?',
       });
     }
-    if (response.status === 404 && code === 1802) return new EntitySetGoneError(`${what}: ${message}`);
-    if (response.status === 404) return new NotFoundError(`${what}: ${message}`);
-    if (response.status >= 500 && code === undefined) {
-      return new UnavailableError(`${what}: the server failed with HTTP ${response.status}`, { hint: 'try again later' });
+    switch (cls) {
+      case 'permission':
+      case 'login':
+        return new AuthError(`${what}: permission denied by the server: ${message}`, { hint: "check the user's permissions on the server" });
+      case 'licence':
+        return new SessionLimitError(`${what}: the server's licences are all in use: ${message}`, { hint: 'try again later' });
+      case 'entity-set-gone':
+        return new EntitySetGoneError(`${what}: ${message}`);
+      case 'unknown-name':
+        return new NotFoundError(`${what}: the server rejected the request: ${message}`);
+      case 'not-found':
+        return new NotFoundError(`${what}: ${message}`);
+      case 'transient':
+        return new UnavailableError(`${what}: the server failed with HTTP ${response.status}: ${message}`, { hint: 'try again later' });
+      default:
+        return new BadDataError(`${what}: the server rejected the request: ${message}`);
     }
-    return new BadDataError(`${what}: the server rejected the request: ${message}`);
   }
 
   async info(): Promise<Record<string, unknown>> {

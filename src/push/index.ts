@@ -13,7 +13,7 @@ import { BadDataError, LegacyError } from '../errors/index.js';
 import { EntitySetGoneError, type RestClient } from '../http/index.js';
 import type { Attribute, DataClass, Entity } from '../http/types.js';
 import type { Logger } from '../log/index.js';
-import { errCodeOf } from '../session/manager.js';
+import { errCodeOf } from '../errors/fourd.js';
 import { TransportError, newRequestId } from '../transport/index.js';
 import { attributeNamed } from '../table/query.js';
 import { AuditLog, type AuditRecord } from './audit.js';

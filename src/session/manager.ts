@@ -16,6 +16,7 @@
  * - With a licence budget (Redis store, maxSessions), a run first leases its slot among the
  *   server's live sessions; to make room it may log out a session no run is using (eviction).
  */
+import { errCodeOf } from '../errors/fourd.js';
 import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
 import { Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
@@ -48,12 +49,6 @@ export interface SessionEvents {
   orphansReleased: number;
   /** Idle sessions of other slots logged out to stay within the licence budget. */
   evicted: number;
-}
-
-/** The 4D error code of a response body, if any. */
-export function errCodeOf(json: unknown): number | undefined {
-  const errors = (json as { __ERROR?: Array<{ errCode?: number }> } | undefined)?.__ERROR;
-  return Array.isArray(errors) && errors.length ? errors[0]?.errCode : undefined;
 }
 
 export function isSessionCookieName(name: string): boolean {

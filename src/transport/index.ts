@@ -1,17 +1,20 @@
 /**
  * The bottom layer: one HTTP exchange with got, retried on transient failures.
  *
- * Transient = connection refused/reset, timeouts, a truncated or unparseable body, and
- * 500/502/503/504 whose body is not a 4D error (a 4D `__ERROR` body on a 500 is the server's
- * considered answer, e.g. a rejected filter, and is returned to the caller). Only idempotent
- * requests are retried; a write that may have reached the server is reported as such and never
- * re-sent here (the caller re-reads and decides).
+ * Transient = connection refused/reset, timeouts, a truncated or unparseable body, 502/503/504
+ * whatever the body, and a 500 unless its 4D errCode is of a deterministic class (a rejected
+ * query, an unknown name, a permission, a stamp conflict: see errors/fourd.ts, the one table).
+ * Only idempotent requests are retried; a write that may have reached the server is reported as
+ * such and never re-sent here (the caller re-reads and decides).
+ *
+ * Every try is reported to the observers (HAR recording, metrics) with what was really sent.
  *
  * No cookie handling here: the session layer above builds the one Cookie header.
  */
 import { randomBytes } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import { classifyResponse, serverMessage } from '../errors/fourd.js';
 import { UnavailableError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 
@@ -41,6 +44,35 @@ export interface HttpResponse {
   retries: number;
 }
 
+/** One try of one request, as it went over the wire (for HAR files and metrics). */
+export interface Exchange {
+  requestId: string;
+  /** 0 for the first try, then 1, 2, ... for retries of the same request. */
+  attempt: number;
+  startedAt: Date;
+  method: string;
+  url: string;
+  /** The request headers as sent (secrets included: observers must mask them). */
+  requestHeaders: Record<string, string | string[] | number | undefined>;
+  requestBody?: string;
+  /** 0 when no answer came (network error, timeout). */
+  status: number;
+  statusText?: string;
+  httpVersion?: string;
+  responseHeaders: Record<string, string | string[] | undefined>;
+  /** The raw body text (secrets included: observers must mask them). */
+  responseBody?: string;
+  /** The network error code when there was no answer. */
+  error?: string;
+  ms: number;
+  /** The transport will send this request again. */
+  willRetry: boolean;
+}
+
+export interface ExchangeObserver {
+  onExchange(exchange: Exchange): void;
+}
+
 export interface TransportOptions {
   timeoutMs: number;
   retries: number;
@@ -49,6 +81,8 @@ export interface TransportOptions {
   signal?: AbortSignal;
   /** Base delay of the exponential backoff between retries (ms). */
   backoffMs?: number;
+  /** Told about every try (HAR recorder, metrics). */
+  observers?: ExchangeObserver[];
 }
 
 /** A request that failed at the transport level after all retries. */
@@ -63,7 +97,6 @@ export class TransportError extends UnavailableError {
   }
 }
 
-const TRANSIENT_STATUS = new Set([500, 502, 503, 504, 429, 408]);
 const TLS_CODES = /^(EPROTO|ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|HOSTNAME_MISMATCH)/;
 const MAX_ERROR_BODY = 64 * 1024;
 
@@ -97,10 +130,6 @@ export function originOf(url: string): string {
   } catch {
     return url;
   }
-}
-
-function is4DErrorBody(json: unknown): boolean {
-  return typeof json === 'object' && json !== null && '__ERROR' in (json as object);
 }
 
 function parseRetryAfter(value: string | string[] | undefined): number | undefined {
@@ -146,14 +175,26 @@ export class Transport {
     return this.gotInstance;
   }
 
+  private notify(exchange: Exchange): void {
+    for (const observer of this.options.observers ?? []) {
+      try {
+        observer.onExchange(exchange);
+      } catch (error) {
+        this.options.logger.debug(`an exchange observer failed: ${(error as Error).message}`);
+      }
+    }
+  }
+
   /** Send one request, retrying transient failures of idempotent requests. */
   async send(request: HttpRequest, requestId = newRequestId()): Promise<HttpResponse> {
     const { logger, retries } = this.options;
     const got = await this.got();
+    const observed = (this.options.observers?.length ?? 0) > 0;
     let attempt = 0;
     for (;;) {
       const started = Date.now();
       let sent = false;
+      let sentHeaders: Record<string, string | string[] | number | undefined> = {};
       try {
         const response = await got(request.url, {
           method: request.method,
@@ -167,6 +208,7 @@ export class Transport {
           agent: agents(),
           signal: this.options.signal,
         }).on('request', (req) => {
+          if (observed) sentHeaders = req.getHeaders();
           // Once the request is fully written the server may act on it (maybeDelivered).
           req.once('finish', () => {
             sent = true;
@@ -198,8 +240,9 @@ export class Transport {
           ms,
           retries: attempt,
         };
-        const transientStatus = TRANSIENT_STATUS.has(response.statusCode) && !is4DErrorBody(json);
+        const transientStatus = classifyResponse(response.statusCode, json).transient;
         const garbage = response.statusCode < 300 && (parseFailed || (text.length > 0 && !/json/i.test(contentType) && json === undefined));
+        const willRetry = (transientStatus || garbage) && request.idempotent && attempt < retries;
         if (logger.isEnabled('debug')) {
           logger.debug(`http ${request.method} ${describeUrl(request.url)} → ${response.statusCode} ${ms}ms`, {
             id: requestId,
@@ -207,7 +250,25 @@ export class Transport {
             bytes: response.body.length,
           });
         }
-        if ((transientStatus || garbage) && request.idempotent && attempt < retries) {
+        if (observed) {
+          this.notify({
+            requestId,
+            attempt,
+            startedAt: new Date(started),
+            method: request.method,
+            url: request.url,
+            requestHeaders: sentHeaders,
+            requestBody: request.body,
+            status: response.statusCode,
+            statusText: response.statusMessage,
+            httpVersion: response.httpVersion,
+            responseHeaders: response.headers,
+            responseBody: response.body,
+            ms,
+            willRetry,
+          });
+        }
+        if (willRetry) {
           const wait = Math.max(backoffDelay(attempt, this.options.backoffMs ?? 200), parseRetryAfter(response.headers['retry-after']) ?? 0);
           logger.info(`retrying after ${garbage ? 'an unreadable response' : `HTTP ${response.statusCode}`}`, { id: requestId, attempt: attempt + 1, waitMs: wait });
           attempt += 1;
@@ -220,10 +281,11 @@ export class Transport {
             { hint: 'is the URL a 4D server with "Expose as REST server" enabled?' },
           );
         }
-        if (transientStatus && attempt >= retries && request.idempotent) {
-          throw new UnavailableError(`${originOf(request.url)} kept answering HTTP ${response.statusCode} (${attempt + 1} tries)`, {
-            hint: 'the server is overloaded or failing; try again later or raise --retries',
-          });
+        if (transientStatus && request.idempotent) {
+          throw new UnavailableError(
+            `${originOf(request.url)} kept answering HTTP ${response.statusCode} (${attempt + 1} tries): ${serverMessage(json, text ? oneLineSnippet(text) : 'no message')}`,
+            { hint: 'the server is overloaded or failing; try again later or raise --retries' },
+          );
         }
         return result;
       } catch (error) {
@@ -233,7 +295,25 @@ export class Transport {
         const causeCode = ((error as { cause?: { code?: string } }).cause?.code) ?? code;
         const ms = Date.now() - started;
         logger.debug(`http ${request.method} ${describeUrl(request.url)} ✗ ${code} ${ms}ms`, { id: requestId, retries: attempt });
-        if (TLS_CODES.test(causeCode) || TLS_CODES.test(code) || /SSL|TLS|certificate/i.test((error as Error).message ?? '')) {
+        const tls = TLS_CODES.test(causeCode) || TLS_CODES.test(code) || /SSL|TLS|certificate/i.test((error as Error).message ?? '');
+        const willRetry = !tls && request.idempotent && attempt < retries;
+        if (observed) {
+          this.notify({
+            requestId,
+            attempt,
+            startedAt: new Date(started),
+            method: request.method,
+            url: request.url,
+            requestHeaders: sentHeaders,
+            requestBody: request.body,
+            status: 0,
+            responseHeaders: {},
+            error: causeCode || code || (error as Error).message,
+            ms,
+            willRetry,
+          });
+        }
+        if (tls) {
           throw new TransportError(`TLS failure talking to ${originOf(request.url)}: ${causeCode || code}`, {
             hint: /CERT|SIGNATURE|SELF_SIGNED|UNABLE_TO/.test(causeCode)
               ? 'the certificate could not be verified; if you trust this server set "insecure": true for the environment'
@@ -243,7 +323,7 @@ export class Transport {
             causeCode,
           });
         }
-        if (request.idempotent && attempt < retries) {
+        if (willRetry) {
           const wait = backoffDelay(attempt, this.options.backoffMs ?? 200);
           logger.info(`retrying after ${code || 'a network error'}`, { id: requestId, attempt: attempt + 1, waitMs: wait });
           attempt += 1;
@@ -265,4 +345,10 @@ export class Transport {
       }
     }
   }
+}
+
+/** The start of a non-JSON error body, one line (an HTML error page says little more). */
+function oneLineSnippet(text: string): string {
+  const plain = text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+  return plain.length > 120 ? `${plain.slice(0, 120)}…` : plain || 'no message';
 }
