@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { FixtureError } from './datastore.js';
 import { OptionError } from './options.js';
 import { startEmulator } from './server.js';
-import { FAULT_KINDS, type EmulatorOptions, type FaultKind, type RunningEmulator } from './types.js';
+import { DEFAULT_FAULT_KINDS, FAULT_KINDS, type EmulatorOptions, type FaultKind, type RunningEmulator } from './types.js';
 
 export const USAGE = `Usage: legacy-emulator [options]
 
@@ -30,13 +30,21 @@ Options:
   --latency <dur>               delay added to every /rest response (default 0)
   --faults <rate[:kinds]>       random faults on data requests, e.g. 0.1:500,503,reset,slow
                                 kinds: ${FAULT_KINDS.join(', ')}
-                                (default kinds: all but slow)
+                                (default kinds: ${DEFAULT_FAULT_KINDS.join(', ')})
+                                4d500/4d503: 500/503 with a 4D __ERROR body (errCode 1000)
   --fault-seed <n>              fault RNG seed (default 1)
   --slow <dur>                  delay of the 'slow' fault (default 5s)
   --expire-every <n>            expire the requesting session every n data requests
   --duplicate-cookie reject|first-wins     two WASID4D cookies: 401 (default) or use the first
-  --strict-date-compare reject|allow       < and > on dates: 500 (default) or evaluate
-  --quoted-timestamps           v17 quirk: __TIMESTAMP as "\"2017-...Z\""
+  --strict-date-compare reject|allow       < and > on dates: 500 or evaluate (default)
+  --url-decoding whole|split    whole (default, the 4D source): decode the whole URL, then split
+                                it quote-aware, last parameter wins; split: split the raw query,
+                                then decode each part (+ = space), first wins
+  --ignore-filters              silently drop $filter/$params (and $savedfilter): every row, 200
+  --saved-filter-without-params recreate a lost entity set from $savedfilter without $params
+                                (an unfilled placeholder matches every row)
+  --lifetime-unit minutes|seconds          unit of $info sessionInfo lifeTime (default minutes)
+  --quoted-timestamps           v17 quirk: __TIMESTAMP as "\\"2017-...Z\\""
   -v, --verbose                 log requests to stderr
   --quiet                       no warnings on stderr
   -h, --help                    show this help
@@ -114,6 +122,10 @@ export function parseCliArgs(argv: string[]): CliCommand {
         'expire-every': { type: 'string' },
         'duplicate-cookie': { type: 'string' },
         'strict-date-compare': { type: 'string' },
+        'url-decoding': { type: 'string' },
+        'ignore-filters': { type: 'boolean' },
+        'saved-filter-without-params': { type: 'boolean' },
+        'lifetime-unit': { type: 'string' },
         'quoted-timestamps': { type: 'boolean' },
         verbose: { type: 'boolean', short: 'v' },
         quiet: { type: 'boolean' },
@@ -153,6 +165,10 @@ export function parseCliArgs(argv: string[]): CliCommand {
   if (Object.keys(faults).length > 0) o.faults = faults;
   if (values['duplicate-cookie'] !== undefined) o.duplicateCookie = values['duplicate-cookie'] as EmulatorOptions['duplicateCookie'];
   if (values['strict-date-compare'] !== undefined) o.strictDateCompare = values['strict-date-compare'] as EmulatorOptions['strictDateCompare'];
+  if (values['url-decoding'] !== undefined) o.urlDecoding = values['url-decoding'] as EmulatorOptions['urlDecoding'];
+  if (values['ignore-filters']) o.ignoreFilters = true;
+  if (values['saved-filter-without-params']) o.savedFilterWithoutParams = true;
+  if (values['lifetime-unit'] !== undefined) o.lifeTimeUnit = values['lifetime-unit'] as EmulatorOptions['lifeTimeUnit'];
   if (values['quoted-timestamps']) o.quotedTimestamps = true;
   if (values.verbose) o.verbose = true;
   if (values.quiet) o.quiet = true;

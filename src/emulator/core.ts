@@ -40,6 +40,8 @@ export interface SelectQuery {
   filter?: string;
   params?: string;
   orderby?: string;
+  /** A comparison whose placeholder has no value matches every row instead of failing with 1279 (savedFilterWithoutParams). */
+  placeholdersMatchAll?: boolean;
 }
 
 const QUERY_CACHE_SIZE = 32;
@@ -143,7 +145,7 @@ export class EmulatorCore {
     if (q.filter === undefined && q.orderby === undefined) return base ?? table.all();
     const cacheKey = base
       ? null
-      : [table.name, table.version, q.filter ?? '', q.params ?? '', q.orderby ?? '', this.opts.strictDateCompare].join('\u0000');
+      : [table.name, table.version, q.filter ?? '', q.params ?? '', q.orderby ?? '', this.opts.strictDateCompare, q.placeholdersMatchAll ? 1 : 0].join('\u0000');
     if (cacheKey !== null) {
       const hit = this.queryCache.get(cacheKey);
       if (hit) {
@@ -158,6 +160,7 @@ export class EmulatorCore {
         store: this.store,
         params: parseParams(q.params),
         strictDateCompare: this.opts.strictDateCompare,
+        missingPlaceholder: q.placeholdersMatchAll ? 'match-all' : 'error',
       });
       sel = filterSelection(table, sel, pred);
     }

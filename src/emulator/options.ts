@@ -33,6 +33,10 @@ export interface RuntimeOptions {
   duplicateCookie: 'reject' | 'first-wins';
   strictDateCompare: 'reject' | 'allow';
   quotedTimestamps: boolean;
+  urlDecoding: 'whole' | 'split';
+  ignoreFilters: boolean;
+  savedFilterWithoutParams: boolean;
+  lifeTimeUnit: 'minutes' | 'seconds';
   verbose: boolean;
   quiet: boolean;
 }
@@ -66,6 +70,11 @@ function oneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]
     throw new OptionError(`${name} must be one of ${allowed.join(', ')}`);
   }
   return v as T;
+}
+
+function bool(name: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw new OptionError(`${name} must be a boolean`);
+  return v;
 }
 
 function resolveAuth(v: unknown): { user: string; password: string } | null {
@@ -103,7 +112,8 @@ export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPat
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new OptionError('options must be an object');
   const allowed = new Set([
     'maxSessions', 'sessionTimeoutMs', 'auth', 'latencyMs', 'faults', 'scalable',
-    'duplicateCookie', 'strictDateCompare', 'quotedTimestamps', 'verbose', 'quiet',
+    'duplicateCookie', 'strictDateCompare', 'quotedTimestamps', 'urlDecoding', 'ignoreFilters',
+    'savedFilterWithoutParams', 'lifeTimeUnit', 'verbose', 'quiet',
   ]);
   for (const k of Object.keys(patch)) {
     if (!allowed.has(k)) throw new OptionError(`option ${k} cannot be changed at runtime`);
@@ -117,20 +127,20 @@ export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPat
   if (patch.auth !== undefined) out.auth = resolveAuth(patch.auth);
   if (patch.latencyMs !== undefined) out.latencyMs = nonNegInt('latencyMs', patch.latencyMs);
   if (patch.faults !== undefined) out.faults = resolveFaults(patch.faults, base.faults);
-  if (patch.scalable !== undefined) {
-    if (typeof patch.scalable !== 'boolean') throw new OptionError('scalable must be a boolean');
-    out.scalable = patch.scalable;
-  }
+  if (patch.scalable !== undefined) out.scalable = bool('scalable', patch.scalable);
   if (patch.duplicateCookie !== undefined) {
     out.duplicateCookie = oneOf('duplicateCookie', patch.duplicateCookie, ['reject', 'first-wins'] as const);
   }
   if (patch.strictDateCompare !== undefined) {
     out.strictDateCompare = oneOf('strictDateCompare', patch.strictDateCompare, ['reject', 'allow'] as const);
   }
-  if (patch.quotedTimestamps !== undefined) {
-    if (typeof patch.quotedTimestamps !== 'boolean') throw new OptionError('quotedTimestamps must be a boolean');
-    out.quotedTimestamps = patch.quotedTimestamps;
+  if (patch.quotedTimestamps !== undefined) out.quotedTimestamps = bool('quotedTimestamps', patch.quotedTimestamps);
+  if (patch.urlDecoding !== undefined) out.urlDecoding = oneOf('urlDecoding', patch.urlDecoding, ['whole', 'split'] as const);
+  if (patch.ignoreFilters !== undefined) out.ignoreFilters = bool('ignoreFilters', patch.ignoreFilters);
+  if (patch.savedFilterWithoutParams !== undefined) {
+    out.savedFilterWithoutParams = bool('savedFilterWithoutParams', patch.savedFilterWithoutParams);
   }
+  if (patch.lifeTimeUnit !== undefined) out.lifeTimeUnit = oneOf('lifeTimeUnit', patch.lifeTimeUnit, ['minutes', 'seconds'] as const);
   if (patch.verbose !== undefined) out.verbose = Boolean(patch.verbose);
   if (patch.quiet !== undefined) out.quiet = Boolean(patch.quiet);
   return out;
@@ -165,8 +175,12 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     faults: resolveFaults(undefined),
     scalable: true,
     duplicateCookie: 'reject',
-    strictDateCompare: 'reject',
+    strictDateCompare: 'allow',
     quotedTimestamps: false,
+    urlDecoding: 'whole',
+    ignoreFilters: false,
+    savedFilterWithoutParams: false,
+    lifeTimeUnit: 'minutes',
     verbose: false,
     quiet: false,
   };
@@ -180,6 +194,10 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     duplicateCookie: o.duplicateCookie,
     strictDateCompare: o.strictDateCompare,
     quotedTimestamps: o.quotedTimestamps,
+    urlDecoding: o.urlDecoding,
+    ignoreFilters: o.ignoreFilters,
+    savedFilterWithoutParams: o.savedFilterWithoutParams,
+    lifeTimeUnit: o.lifeTimeUnit,
     verbose: o.verbose,
     quiet: o.quiet,
   });

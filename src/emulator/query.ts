@@ -19,8 +19,11 @@
  *   placeholder values, as in 4D); === and !== take `@` literally; `%` matches a whole word; begin = prefix.
  * - numbers/durations/bools/dates compare by the attribute's type; placeholder strings are converted.
  * - dates: literals 'YYYY-MM-DD' (also ISO date-times, truncated to the UTC day, and D!M!YYYY); an empty date
- *   (0!0!0) only matches comparisons against the empty date; strict < and > on a date attribute are rejected
- *   with 500 unless strictDateCompare='allow' (observed on the legacy server).
+ *   (0!0!0) only matches comparisons against the empty date; strict < and > on a date attribute are evaluated
+ *   unless strictDateCompare='reject' (500/1162; an older reading of the legacy server's 500s, which were the
+ *   attribute `created_date+` of a `+`-encoded space, not a date rule).
+ * - a placeholder without a value fails with 1279, unless missingPlaceholder='match-all' (the comparison then
+ *   matches every row: a lost entity set recreated from `$savedfilter` without `$params`, savedFilterWithoutParams).
  * - null never matches a comparison except `= null` (and `!= null` matches every non-null value).
  * - paths: `attr`, `relatedEntity.attr...`, `objectAttr.prop`, `objectAttr.coll[].prop`, and
  *   `relatedEntities.attr` (true when any related entity matches).
@@ -62,6 +65,8 @@ export interface QueryContext {
   /** `$params` (a JSON array), or null when absent. */
   params: unknown[] | null;
   strictDateCompare: 'reject' | 'allow';
+  /** A placeholder with no value: 'error' (1279) or 'match-all' (the comparison holds for every row). Default 'error'. */
+  missingPlaceholder?: 'error' | 'match-all';
 }
 
 // ---- lexer -----------------------------------------------------------------------------------------------------
@@ -584,6 +589,7 @@ function resolveValue(v: ValueNode, ctx: QueryContext): Literal | Literal[] {
 
 function compileCmp(table: Table, path: string, op: CmpOp, value: ValueNode, ctx: QueryContext): Predicate {
   const r = resolvePath(table, path, ctx.store);
+  if (value.t === 'ph' && ctx.missingPlaceholder === 'match-all' && (ctx.params?.[value.n - 1] ?? null) === null) return () => true;
   const lit = resolveValue(value, ctx);
   if (r.kind === 'many') {
     // any related entity matches: find them once, then test the parent key

@@ -1,10 +1,14 @@
 /**
  * Routing and answering `/rest/...` requests once the session is settled (see server.ts for sessions, faults
  * and the HTTP side).
+ *
+ * Server variants (runtime options): `ignoreFilters` drops `$filter`/`$params` on every selection read and
+ * `$savedfilter` on recreation (`$orderby`/`$savedorderby` still apply); `savedFilterWithoutParams` recreates a
+ * lost set from `$savedfilter` without `$params`, so an unfilled placeholder matches every row.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { catalogList, dataClassInfo } from './catalog.js';
-import type { EmulatorCore } from './core.js';
+import type { EmulatorCore, SelectQuery } from './core.js';
 import { DEFAULT_SET_TIMEOUT_MS, RECREATED_SET_TIMEOUT_MS, type EntitySet } from './entitysets.js';
 import { E, RestError } from './errors.js';
 import { allAttributes, parseAttributes, type Projection } from './render.js';
@@ -107,13 +111,14 @@ function info(core: EmulatorCore): Record<string, unknown> {
     { UserInfo: 'indexProgressIndicator', SessionCount: 0, Title: '', CanInterrupt: true },
     { UserInfo: 'flushProgressIndicator', SessionCount: 0, Title: '', CanInterrupt: false },
   ];
-  // lifeTime in MINUTES, as real servers answer (the docs say seconds)
+  // lifeTime in minutes by default, as real v16/v17 servers answer (the docs say seconds: lifeTimeUnit)
+  const unitMs = core.opts.lifeTimeUnit === 'seconds' ? 1000 : 60_000;
   out.sessionInfo = core.sessions.all().map((s) => {
     const exp = core.sessions.expiresAt(s);
     return {
       sessionID: s.id,
       userName: s.userName,
-      lifeTime: Math.round(core.sessions.lifetimeOf(s) / 60_000),
+      lifeTime: Math.round(core.sessions.lifetimeOf(s) / unitMs),
       expiration: new Date(Number.isFinite(exp) ? exp : now + core.opts.sessionTimeoutMs).toISOString(),
     };
   });
@@ -195,6 +200,20 @@ function dataClass(core: EmulatorCore, req: RestRequest, method: string | undefi
   return selection(core, req, table, table.all(), method, segments[1]);
 }
 
+/** `$filter`/`$params`/`$orderby` of a selection read (`ignoreFilters`: the filter is dropped silently). */
+function readQuery(core: EmulatorCore, q: Map<string, string>): SelectQuery {
+  const orderby = q.get('$orderby');
+  return core.opts.ignoreFilters ? { orderby } : { filter: q.get('$filter'), params: q.get('$params'), orderby };
+}
+
+/** The query that recreates a lost set from `$savedfilter`/`$savedorderby` (see the server variants above). */
+function savedQuery(core: EmulatorCore, q: Map<string, string>): SelectQuery {
+  const orderby = q.get('$savedorderby');
+  if (core.opts.ignoreFilters) return { orderby };
+  if (core.opts.savedFilterWithoutParams) return { filter: q.get('$savedfilter'), orderby, placeholdersMatchAll: true };
+  return { filter: q.get('$savedfilter'), params: q.get('$params'), orderby };
+}
+
 /** A page of `base` filtered/sorted by the request, optionally stored as a new entity set. */
 function selection(
   core: EmulatorCore,
@@ -206,7 +225,7 @@ function selection(
   storedSet?: EntitySet,
 ): RestResponse {
   const q = req.url.query;
-  const sel = core.select(table, { filter: q.get('$filter'), params: q.get('$params'), orderby: q.get('$orderby') }, base === table.all() ? undefined : base);
+  const sel = core.select(table, readQuery(core, q), base === table.all() ? undefined : base);
   const proj = projection(core, table, q, attrList);
   let set = storedSet;
   if (method === 'entityset') {
@@ -224,7 +243,7 @@ function entitySet(core: EmulatorCore, req: RestRequest, table: Table, id: strin
     const savedOrderby = q.get('$savedorderby');
     if (method === 'release' || (savedFilter === undefined && savedOrderby === undefined)) throw E.entitySetNotFound(id);
     // $savedfilter/$savedorderby: recreate the lost set under the same id
-    const sel = core.select(table, { filter: savedFilter, params: q.get('$params'), orderby: savedOrderby });
+    const sel = core.select(table, savedQuery(core, q));
     set = core.sets.create(req.session.id, table, sel, savedOrderby !== undefined, timeoutMs(q, RECREATED_SET_TIMEOUT_MS), id);
   }
   if (set.table !== table) throw E.entitySetOtherClass(id, table.name);
@@ -232,7 +251,7 @@ function entitySet(core: EmulatorCore, req: RestRequest, table: Table, id: strin
     core.sets.release(req.session.id, id);
     return OK();
   }
-  const derived = q.has('$filter') || q.has('$orderby');
+  const derived = (q.has('$filter') && !core.opts.ignoreFilters) || q.has('$orderby');
   return selection(core, req, table, set.sel, method, undefined, derived || method === 'entityset' ? undefined : set);
 }
 

@@ -2,9 +2,10 @@
  * The HTTP side: request lifecycle, sessions/licences, fault injection, latency, control API routing.
  *
  * Lifecycle of a `/rest` request (mirrors 4D's RestRequestHandler):
- *   latency → parse URL → count data request (expireEvery) → duplicate WASID4D check (401/1822)
- *   → session lookup (WASID4D, then 4DSID_<app>; sliding expiry) → else authenticate (username-4D/password-4D)
- *   and take a licence (402/1823 when none) → pre-dispatch faults (500, 503, reset) → dispatch
+ *   latency → parse URL (urlDecoding: whole | split) → count data request (expireEvery) → duplicate WASID4D
+ *   check (401/1822) → session lookup (WASID4D, then 4DSID_<app>; sliding expiry) → else authenticate
+ *   (username-4D/password-4D) and take a licence (402/1823 when none) → pre-dispatch faults (500, 503, 4d500,
+ *   4d503, reset) → dispatch
  *   → post-dispatch faults (reset-after-update, truncate, slow) → answer.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -35,6 +36,14 @@ export function cookieValues(header: string | string[] | undefined, name: string
   }
   return out;
 }
+
+/** Bodies of the pre-dispatch faults that answer instead of the request. */
+const FAULT_ANSWERS: Partial<Record<FaultKind, { status: number; contentType: string; body: string }>> = {
+  '500': { status: 500, contentType: 'text/html; charset=UTF-8', body: '<html><body><h1>500 Internal Server Error</h1></body></html>' },
+  '503': { status: 503, contentType: 'text/plain; charset=UTF-8', body: 'Service Unavailable' },
+  '4d500': { status: 500, contentType: JSON_TYPE, body: JSON.stringify(errorBody([fourD(1000, 'Error processing the REST request')])) },
+  '4d503': { status: 503, contentType: JSON_TYPE, body: JSON.stringify(errorBody([fourD(1000, 'Service temporarily unavailable')])) },
+};
 
 function restError(e: RestError, headers: Record<string, string | string[]> = {}): Outgoing {
   return { status: e.status, contentType: JSON_TYPE, body: JSON.stringify(errorBody(e.errors)), headers: { ...headers, ...e.headers } };
@@ -132,7 +141,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     let url: ParsedUrl | null = null;
     let urlError: RestError | null = null;
     try {
-      url = parseRestUrl(target);
+      url = parseRestUrl(target, core.opts.urlDecoding);
     } catch (e) {
       if (!(e instanceof RestError)) throw e;
       urlError = e;
@@ -158,11 +167,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
       req.socket.destroy();
       return { status: 0, fault };
     }
-    if (fault === '500' || fault === '503') {
+    const answer = fault ? FAULT_ANSWERS[fault] : undefined;
+    if (answer) {
       req.resume();
-      const html = fault === '500' ? '<html><body><h1>500 Internal Server Error</h1></body></html>' : 'Service Unavailable';
-      write(res, { status: Number(fault), contentType: fault === '500' ? 'text/html; charset=UTF-8' : 'text/plain; charset=UTF-8', body: html, headers }, null);
-      return { status: Number(fault), fault };
+      write(res, { ...answer, headers }, null);
+      return { status: answer.status, fault };
     }
     let out: Outgoing;
     try {

@@ -3,11 +3,19 @@
  * keep them stable.
  */
 
-export type FaultKind = '500' | '503' | 'reset' | 'truncate' | 'slow' | 'reset-after-update';
+/**
+ * '500' (HTML body) and '503' (plain text) look like a proxy or web server failing; '4d500' and '4d503' are the
+ * 4D server itself answering a transient failure with an `__ERROR` body (errCode 1000, not a query, permission or
+ * conflict code).
+ */
+export type FaultKind = '500' | '503' | '4d500' | '4d503' | 'reset' | 'truncate' | 'slow' | 'reset-after-update';
 
-export const FAULT_KINDS: readonly FaultKind[] = ['500', '503', 'reset', 'truncate', 'slow', 'reset-after-update'];
+export const FAULT_KINDS: readonly FaultKind[] = ['500', '503', '4d500', '4d503', 'reset', 'truncate', 'slow', 'reset-after-update'];
 
-/** Kinds used when fault injection is switched on without naming kinds. 'slow' is opt-in (it stalls for seconds). */
+/**
+ * Kinds used when fault injection is switched on without naming kinds. 'slow' is opt-in (it stalls for seconds);
+ * so are '4d500' and '4d503' (tests name them in `kinds` or queue them).
+ */
 export const DEFAULT_FAULT_KINDS: readonly FaultKind[] = ['500', '503', 'reset', 'truncate', 'reset-after-update'];
 
 export interface FaultOptions {
@@ -39,7 +47,23 @@ export interface EmulatorOptions {
   quiet?: boolean;
   verbose?: boolean;
   duplicateCookie?: 'reject' | 'first-wins';
+  /** `<` and `>` on a date attribute: evaluate them (default 'allow') or answer 500/1162 ('reject'). */
   strictDateCompare?: 'reject' | 'allow';
+  /**
+   * How the request target is decoded. 'whole' (default, the 4D source): percent-decode the whole target, then
+   * split it quote-aware (last parameter wins). 'split': split the raw query, then decode each part (first wins,
+   * wrapping quotes stripped from a few parameters). See url.ts.
+   */
+  urlDecoding?: 'whole' | 'split';
+  /** A server that silently drops `$filter`/`$params` (and `$savedfilter` on recreation): 200 with every row. Default false. */
+  ignoreFilters?: boolean;
+  /**
+   * The 2014 source's recreation of a lost entity set from `$savedfilter` without `$params`: a comparison whose
+   * placeholder has no value then matches every row (the recreated set silently widens). Default false.
+   */
+  savedFilterWithoutParams?: boolean;
+  /** Unit of `$info.sessionInfo[].lifeTime`: 'minutes' (default, real v16/v17 output) or 'seconds' (the 4D docs). */
+  lifeTimeUnit?: 'minutes' | 'seconds';
   /** The 4D v17 quirk: `__TIMESTAMP` holds a string with embedded quotes (`"\"2017-03-13T08:27:17.298Z\""`). Default false. */
   quotedTimestamps?: boolean;
 }
@@ -56,6 +80,10 @@ export type RuntimeOptionsPatch = Pick<
   | 'duplicateCookie'
   | 'strictDateCompare'
   | 'quotedTimestamps'
+  | 'urlDecoding'
+  | 'ignoreFilters'
+  | 'savedFilterWithoutParams'
+  | 'lifeTimeUnit'
   | 'verbose'
   | 'quiet'
 >;

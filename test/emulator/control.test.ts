@@ -49,6 +49,9 @@ describe('read-only operations', () => {
     expect((await ctl('options', { maxSessions: 'many' }))[0]).toBe(400);
     expect((await ctl('options', { host: '0.0.0.0' }))[0]).toBe(400);
     expect((await ctl('faults', { queue: [{ kind: 'explode' }] }))[0]).toBe(400);
+    for (const bad of [{ urlDecoding: 'raw' }, { ignoreFilters: 'yes' }, { savedFilterWithoutParams: 1 }, { lifeTimeUnit: 'hours' }, { strictDateCompare: 'maybe' }]) {
+      expect((await ctl('options', bad))[0], JSON.stringify(bad)).toBe(400);
+    }
     const res = await fetch(`${emu.url}/__emulator/mutate`, { method: 'POST', body: '{oops' });
     expect(res.status).toBe(400);
   });
@@ -71,11 +74,26 @@ describe('changing state', () => {
     expect((await new Client(emu).get('/rest/$info')).status).toBe(200);
   });
 
+  it('the server variants can be switched at runtime', async () => {
+    const body = { urlDecoding: 'split', ignoreFilters: true, savedFilterWithoutParams: true, lifeTimeUnit: 'seconds', strictDateCompare: 'reject' };
+    expect(await ctl('options', body)).toEqual([200, { ok: true }]);
+    expect((await c.ok('/rest/Kunden?$top=1&$top=3')).__SENT).toBe(1); // split: the first wins
+    expect((await c.ok('/rest/Kunden?$filter="KundenNr=10001"&$top=0')).__COUNT).toBe(50); // filter dropped
+    expect((await c.ok('/rest/$info')).sessionInfo[0].lifeTime).toBe(3600);
+    await ctl('reset', {});
+    expect((await c.ok('/rest/Kunden?$top=1&$top=3')).__SENT).toBe(3);
+    expect((await c.ok('/rest/Kunden?$filter="KundenNr=10001"&$top=0')).__COUNT).toBe(1);
+  });
+
   it('faults queue and DELETE faults', async () => {
     expect(await ctl('faults', { queue: [{ kind: '503', match: 'read', count: 2 }] })).toEqual([200, { queued: 1 }]);
     expect((await c.get('/rest/Kunden?$top=1')).status).toBe(503);
     expect(await ctl('faults', undefined, 'DELETE')).toEqual([200, { ok: true }]);
     expect((await c.get('/rest/Kunden?$top=1')).status).toBe(200);
+    expect(await ctl('faults', { queue: [{ kind: '4d503' }, { kind: '4d500' }] })).toEqual([200, { queued: 2 }]);
+    expect((await c.get('/rest/Kunden?$top=1')).status).toBe(503);
+    expect((await c.get('/rest/Kunden?$top=1')).json.__ERROR[0].errCode).toBe(1000);
+    expect((await ctl('stats'))[1].faults).toMatchObject({ '503': 1, '4d503': 1, '4d500': 1 });
   });
 
   it('reset: sessions, stats, data and faults back to the start', async () => {

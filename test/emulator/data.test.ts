@@ -1,7 +1,7 @@
 /** Catalog shapes, value encodings, single entities and navigation, entity sets, demo data. */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RunningEmulator } from '../../src/emulator/index.js';
-import { Client, enc, errCodes, startTestEmulator } from './helpers.js';
+import { Client, enc, errCodes, quoted, startTestEmulator } from './helpers.js';
 
 const FIXTURE = new URL('./fixtures/erp.json', import.meta.url).pathname;
 const ENGEL = '7464FEB39C516942B01E62F44B1ED454';
@@ -162,8 +162,8 @@ describe('fixture data', () => {
     });
 
     it('$filter/$orderby apply within a set; $method=entityset on a set stores a new one; wrong dataclass → 1803', async () => {
-      const made = await c.ok(`/rest/Kunde?$filter=${enc('Aktiv = true')}&$method=entityset&$top=0`);
-      const sub = await c.ok(`${made.__ENTITYSET}?$filter=${enc('Umsatz > 50')}&$orderby=${enc('Umsatz desc')}&$method=entityset`);
+      const made = await c.ok(`/rest/Kunde?$filter=${quoted('Aktiv = true')}&$method=entityset&$top=0`);
+      const sub = await c.ok(`${made.__ENTITYSET}?$filter=${quoted('Umsatz > 50')}&$orderby=${quoted('Umsatz desc')}&$method=entityset`);
       expect(sub.__ENTITYSET).not.toBe(made.__ENTITYSET);
       expect(sub.__ENTITIES.map((e: { ID: number }) => e.ID)).toEqual([1, 4]);
       const id = made.__ENTITYSET.split('/').pop();
@@ -172,7 +172,7 @@ describe('fixture data', () => {
     });
 
     it('$savedorderby recreates a lost set sorted; an unknown $method is 400/1812', async () => {
-      const r = await c.ok(`/rest/Kunde/$entityset/0123456789ABCDEF0123456789ABCDEF?$savedfilter=${enc('Umsatz >= 100')}&$savedorderby=${enc('Umsatz desc')}`);
+      const r = await c.ok(`/rest/Kunde/$entityset/0123456789ABCDEF0123456789ABCDEF?$savedfilter=${quoted('Umsatz >= 100')}&$savedorderby=${quoted('Umsatz desc')}`);
       expect(r.__ENTITYSET).toBe('/rest/Kunde/$entityset/0123456789ABCDEF0123456789ABCDEF');
       expect(r.__ENTITIES.map((e: { ID: number }) => e.ID)).toEqual([5, 1, 8]);
       const bad = await c.get('/rest/Kunde?$method=explode');

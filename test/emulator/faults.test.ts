@@ -60,6 +60,34 @@ describe('each fault kind', () => {
     expect([r.status, r.contentType]).toEqual([503, 'text/plain; charset=UTF-8']);
   });
 
+  it("'4d500' and '4d503': the 4D server's own transient failure, a JSON __ERROR with errCode 1000", async () => {
+    emu.control.queueFaults([{ kind: '4d500' }, { kind: '4d503' }]);
+    const a = await read();
+    expect([a.status, a.contentType]).toEqual([500, 'application/json; charset=UTF-8']);
+    expect(JSON.parse(a.body!)).toEqual({ __ERROR: [{ message: 'Error processing the REST request', componentSignature: 'dbmg', errCode: 1000 }] });
+    const b = await read();
+    expect([b.status, b.contentType]).toEqual([503, 'application/json; charset=UTF-8']);
+    expect(JSON.parse(b.body!)).toEqual({ __ERROR: [{ message: 'Service temporarily unavailable', componentSignature: 'dbmg', errCode: 1000 }] });
+    expect((await read()).kind).toBe('ok');
+    expect(emu.stats().faults).toMatchObject({ '4d500': 1, '4d503': 1, '500': 0, '503': 0 });
+  });
+
+  it("'4d500'/'4d503' are opt-in: random faults use them only when named in kinds", async () => {
+    emu.control.setOptions({ faults: { rate: 1 } });
+    for (let i = 0; i < 20; i++) await read();
+    expect(emu.stats().faults).toMatchObject({ '4d500': 0, '4d503': 0 });
+    emu.control.setOptions({ faults: { rate: 1, kinds: ['4d500', '4d503'] } });
+    const statuses = new Set<number | undefined>();
+    for (let i = 0; i < 20; i++) {
+      const r = await read();
+      expect(r.contentType).toBe('application/json; charset=UTF-8');
+      statuses.add(r.status);
+    }
+    expect([...statuses].sort()).toEqual([500, 503]);
+    const f = emu.stats().faults;
+    expect(f['4d500'] + f['4d503']).toBe(20);
+  });
+
   it("'reset': the connection drops before any answer", async () => {
     emu.control.queueFaults([{ kind: 'reset' }]);
     expect((await read()).kind).toBe('reset');

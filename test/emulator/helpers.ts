@@ -110,6 +110,35 @@ export class Client {
 /** Percent-encodes a query value completely (as the legacy server's Python client did). */
 export const enc = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
+/**
+ * A query value that reads the same under both URL decodings (`whole` and `split`): raw quotes around
+ * percent-encoded runs. Runs without `"` go inside `"…"`, runs of `"` inside `'…'`; quoted runs join up, so
+ * `Name = "x"` → `"Name%20%3D%20"'%22'"x"'%22'`. Both tokenizers drop the raw quotes and keep the content.
+ */
+export function quoted(s: string): string {
+  if (s === '') return '""';
+  return s
+    .split(/("+)/)
+    .filter((part) => part !== '')
+    .map((part) => (part.startsWith('"') ? `'${enc(part)}'` : `"${enc(part)}"`))
+    .join('');
+}
+
+/**
+ * `$params` as the protocol reference's client rule sends it: a JSON array whose URL- and quote-special characters
+ * are JSON escapes (`' " & = + # %` → `\u0027 \u0022 \u0026 \u003d \u002b \u0023 \u0025`; the structural
+ * `"` of JSON strings stay), single-quoted, percent-encoded.
+ */
+export function jsonParams(values: unknown[]): string {
+  const text = (v: unknown): string => {
+    if (Array.isArray(v)) return `[${v.map(text).join(',')}]`;
+    if (typeof v !== 'string') return JSON.stringify(v);
+    const body = [...v].map((ch) => ("'\"&=+#%".includes(ch) ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : JSON.stringify(ch).slice(1, -1)));
+    return `"${body.join('')}"`;
+  };
+  return `'${enc(text(values))}'`;
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Error codes of an `__ERROR` stack. */

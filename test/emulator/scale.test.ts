@@ -1,7 +1,7 @@
 /** A 1,000,000-row table is served from generators: fast start, pages far into it, modest memory. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningEmulator } from '../../src/emulator/index.js';
-import { Client, enc, startTestEmulator } from './helpers.js';
+import { Client, quoted, startTestEmulator } from './helpers.js';
 
 const ROWS = 1_000_000;
 let emu: RunningEmulator;
@@ -43,7 +43,7 @@ describe('Artikel with 1,000,000 rows', () => {
 
   it('filters scan generated values; changes are overlays (a deletion shifts later pages by one)', async () => {
     const row = (await c.ok('/rest/Artikel?$skip=876543&$top=1')).__ENTITIES[0];
-    const hit = await c.ok(`/rest/Artikel?$filter=${enc(`Nummer = ${row.Nummer}`)}`);
+    const hit = await c.ok(`/rest/Artikel?$filter=${quoted(`Nummer = ${row.Nummer}`)}`);
     expect(hit.__ENTITIES.map((e: { __KEY: string }) => e.__KEY)).toEqual([row.__KEY]);
     const before = (await c.ok('/rest/Artikel?$skip=999998&$top=2')).__ENTITIES.map((e: { __KEY: string }) => e.__KEY);
     const { deleted, updated } = emu.control.mutate({ table: 'Artikel', delete: 1, update: 2, seed: 3 });

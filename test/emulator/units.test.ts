@@ -1,13 +1,24 @@
-/** Pure pieces: URL tokenizer, date encodings, the JSON writer (must equal JSON.stringify), CLI parsing. */
+/** Pure pieces: URL decoding and tokenizers, date encodings, the JSON writer (must equal JSON.stringify), CLI parsing. */
 import { describe, expect, it } from 'vitest';
 import { parseCliArgs, parseDuration } from '../../src/emulator/cli.js';
 import { RestError } from '../../src/emulator/errors.js';
 import { JsonWriter, numberText, valueText } from '../../src/emulator/util/jsonwriter.js';
 import { Permutation32, Rng } from '../../src/emulator/util/random.js';
-import { parseEntityRef, parseRestUrl, stripWrappingQuotes, tokenizeQuery } from '../../src/emulator/url.js';
+import { resolveOptions } from '../../src/emulator/options.js';
+import { decodeWhole, parseEntityRef, parseFullUrl, parseRestUrl, stripWrappingQuotes, tokenizeQuery } from '../../src/emulator/url.js';
 import { civilFromDays, dateOrdinal, daysFromCivil, isoTimestamp, parseDateInput } from '../../src/emulator/wire.js';
 
-describe('query tokenizer (4D VFullURL rules)', () => {
+/** The 400 RestError a parse throws. */
+function urlError(parse: () => unknown): RestError {
+  try {
+    parse();
+  } catch (err) {
+    return err as RestError;
+  }
+  throw new Error('no error');
+}
+
+describe('split mode: quote-aware tokenizer on the raw query, then decoding', () => {
   it.each([
     ['$filter="lastName=Smith"', [['$filter', 'lastName=Smith']]],
     [`$filter="name='a b'"`, [['$filter', "name='a b'"]]],
@@ -22,34 +33,83 @@ describe('query tokenizer (4D VFullURL rules)', () => {
 
   it('an open quote is 400 with 1808 (single) or 1809 (double) and 1806', () => {
     for (const [raw, code] of [[`$filter='x`, 1808], [`$filter="x`, 1809]] as const) {
-      const e = (() => {
-        try {
-          tokenizeQuery(raw);
-        } catch (err) {
-          return err as RestError;
-        }
-        throw new Error('no error');
-      })();
+      const e = urlError(() => tokenizeQuery(raw));
       expect(e.status).toBe(400);
       expect(e.errors.map((x) => x.errCode)).toEqual([code, 1806]);
     }
   });
 
-  it('decodes after splitting (%26 is a literal &, + is a space) and strips one wrapping quote pair', () => {
-    const u = parseRestUrl('/rest/Kunden/?%24filter=%22Firma%20%3D%20%27A%26B%27%22&$TOP=1&$orderby=Name+desc&$top=9');
+  it('decodes after splitting (%26 is a literal &, + is a space), first wins, strips one wrapping quote pair', () => {
+    const u = parseRestUrl('/rest/Kunden/?%24filter=%22Firma%20%3D%20%27A%26B%27%22&$TOP=1&$orderby=Name+desc&$top=9&$attributes=%22ID%2CName%22', 'split');
     expect(u.segments).toEqual(['Kunden']);
-    expect([...u.query]).toEqual([['$filter', "Firma = 'A&B'"], ['$top', '1'], ['$orderby', 'Name desc']]);
+    expect([...u.query]).toEqual([['$filter', "Firma = 'A&B'"], ['$top', '1'], ['$orderby', 'Name desc'], ['$attributes', 'ID,Name']]);
     expect(stripWrappingQuotes(`'a = 1' or 'a = 2'`)).toBe(`'a = 1' or 'a = 2'`);
     expect(stripWrappingQuotes(`"x"`)).toBe('x');
     expect(stripWrappingQuotes(`"`)).toBe('"');
   });
 
   it('path segments split outside quotes; entity references with () [] and quoted keys', () => {
-    expect(parseRestUrl('/rest/T("a/b")/x').segments).toEqual(['T("a/b")', 'x']);
-    expect(parseRestUrl('/rest/Stra%C3%9Fe').segments).toEqual(['Straße']);
+    for (const mode of ['whole', 'split'] as const) {
+      expect(parseRestUrl('/rest/T("a/b")/x', mode).segments).toEqual(['T("a/b")', 'x']);
+      expect(parseRestUrl('/rest/Stra%C3%9Fe', mode).segments).toEqual(['Straße']);
+    }
     expect(parseEntityRef('Artikel[ABC]')).toEqual({ name: 'Artikel', key: 'ABC' });
     expect(parseEntityRef("Artikel('A B')")).toEqual({ name: 'Artikel', key: 'A B' });
     expect(parseEntityRef('Artikel')).toEqual({ name: 'Artikel', key: null });
+  });
+});
+
+describe('whole mode: VURL::Decode on the whole target, then VFullURL::ParseURL', () => {
+  it.each([
+    ['%24filter%3DID%3D3', '$filter=ID=3'],
+    ['a+b%20c', 'a+b c'],
+    ['%C3%A9%E2%82%AC', 'é€'],
+    ['%E9', 'é'], // one byte alone is read as ISO-8859-1
+    ['%E9%E9', '\uFFFD\uFFFD'], // two or more bytes are UTF-8
+    ['100%', '100%'],
+    ['%zz%4', '%zz%4'],
+    ['%2541', '%41'], // one pass only
+    ['e%CC%81', 'é'], // composed (NFC)
+  ])('decodeWhole(%j) → %j', (raw, decoded) => {
+    expect(decodeWhole(raw)).toBe(decoded);
+  });
+
+  it.each([
+    ['/rest/K?$filter="a=1&b=2"&$top=5', [['$filter', 'a=1&b=2'], ['$top', '5']]],
+    [`/rest/K?$filter="name='a b'"`, [['$filter', "name='a b'"]]],
+    [`/rest/K?$filter='f > '2023-01-01''`, [['$filter', 'f > 2023-01-01']]],
+    [`/rest/K?$params='["O\\u0027Reilly"]'`, [['$params', '["O\\u0027Reilly"]']]],
+    ['/rest/K?$filter=Ort = :1&$params=x', [['Ort ', ' :1'], ['$params', 'x']]], // the second = replaces the name
+    ['/rest/K?$filter=a=b=c', [['b', 'c']]],
+    ['/rest/K?$top=10&&$skip=3&', [['$top', '10'], ['$skip', '3']]],
+    ['/rest/K?$expand&$top=1', [['$top', '1']]], // a bare name is never stored
+    ['/rest/K?=x&$top=', [['$top', '']]],
+    ['/rest/K?$top=1&$top=2', [['$top', '1'], ['$top', '2']]],
+  ])('parseFullUrl(%j)', (url, query) => {
+    expect(parseFullUrl(url)).toEqual({ path: ['rest', 'K'], query });
+  });
+
+  it('the path keeps quotes; an unclosed quote in the path swallows the rest (no error); empty segments vanish', () => {
+    expect(parseFullUrl(`/rest//T("a/b?")/x/`).path).toEqual(['rest', 'T("a/b?")', 'x']);
+    expect(parseRestUrl("/rest/T('a/b?c')/x?$top=1", 'whole')).toEqual({ segments: ["T('a/b?c')", 'x'], query: new Map([['$top', '1']]) });
+    expect(parseFullUrl(`/rest/T(O'Reilly)/x?$top=1`)).toEqual({ path: ['rest', "T(O'Reilly)/x?$top=1"], query: [] });
+  });
+
+  it('an open quote in the query is 400 with 1808 (single) or 1809 (double) and 1806', () => {
+    for (const [target, code] of [["/rest/K?$filter='x", 1808], ['/rest/K?$filter="x', 1809], ['/rest/K?$filter=%22x', 1809]] as const) {
+      const e = urlError(() => parseRestUrl(target, 'whole'));
+      expect(e.status).toBe(400);
+      expect(e.errors.map((x) => x.errCode)).toEqual([code, 1806]);
+    }
+  });
+
+  it('decodes before splitting: %3D and %26 split, + stays, last wins, raw quotes are dropped', () => {
+    const u = parseRestUrl('/rest/Kunden/?%24filter=%22Firma%20%3D%20%27A%26B%27%22&$TOP=1&$orderby=Name+desc&$top=9', 'whole');
+    expect(u.segments).toEqual(['Kunden']);
+    expect([...u.query]).toEqual([['$filter', "Firma = 'A&B'"], ['$top', '9'], ['$orderby', 'Name+desc']]);
+    const lost = parseRestUrl('/rest/Kunden?$filter=Ort%20%3D%20%3A1&$params=%27%5B%22Dresden%22%5D%27', 'whole');
+    expect([...lost.query]).toEqual([['Ort ', ' :1'], ['$params', '["Dresden"]']]);
+    expect(parseRestUrl('/rest/Kunden%2F%24entityset%2FX%3F%24top%3D1', 'whole')).toEqual({ segments: ['Kunden', '$entityset', 'X'], query: new Map([['$top', '1']]) });
   });
 });
 
@@ -136,7 +196,8 @@ describe('CLI arguments', () => {
         '--host', '127.0.0.1', '--port', '0', '--rows', 'Artikel=200000,Kunden=5', '--seed', '4', '--max-sessions', '2',
         '--session-timeout', '90m', '--auth', 'erp:pw:x', '--app-name', 'X-Y', '--no-scalable', '--latency', '5ms',
         '--faults', '0.1:500,503,reset,slow', '--fault-seed', '7', '--slow', '2s', '--expire-every', '10',
-        '--duplicate-cookie', 'first-wins', '--strict-date-compare', 'allow', '--quoted-timestamps', '-v', '--quiet',
+        '--duplicate-cookie', 'first-wins', '--strict-date-compare', 'reject', '--url-decoding', 'split', '--ignore-filters',
+        '--saved-filter-without-params', '--lifetime-unit', 'seconds', '--quoted-timestamps', '-v', '--quiet',
       ]),
     ).toEqual({
       kind: 'run',
@@ -144,7 +205,8 @@ describe('CLI arguments', () => {
         host: '127.0.0.1', port: 0, rows: { Artikel: 200000, Kunden: 5 }, seed: 4, maxSessions: 2, sessionTimeoutMs: 5_400_000,
         auth: { user: 'erp', password: 'pw:x' }, appName: 'X-Y', scalable: false, latencyMs: 5,
         faults: { rate: 0.1, kinds: ['500', '503', 'reset', 'slow'], seed: 7, slowMs: 2000, expireEvery: 10 },
-        duplicateCookie: 'first-wins', strictDateCompare: 'allow', quotedTimestamps: true, verbose: true, quiet: true,
+        duplicateCookie: 'first-wins', strictDateCompare: 'reject', urlDecoding: 'split', ignoreFilters: true,
+        savedFilterWithoutParams: true, lifeTimeUnit: 'seconds', quotedTimestamps: true, verbose: true, quiet: true,
       },
     });
     expect(parseCliArgs(['-h'])).toEqual({ kind: 'help' });
@@ -157,6 +219,17 @@ describe('CLI arguments', () => {
     [['--auth', 'nocolon']], [['--latency', '5 parsecs']], [['--bogus']], [['positional']],
   ])('rejects %j', (argv) => {
     expect(() => parseCliArgs(argv)).toThrow();
+  });
+
+  it('defaults of the server variants; bad values are option errors', () => {
+    const { runtime } = resolveOptions({});
+    expect(runtime).toMatchObject({ urlDecoding: 'whole', strictDateCompare: 'allow', ignoreFilters: false, savedFilterWithoutParams: false, lifeTimeUnit: 'minutes' });
+    expect(runtime.faults.kinds).toEqual(['500', '503', 'reset', 'truncate', 'reset-after-update']);
+    for (const bad of [{ urlDecoding: 'raw' }, { lifeTimeUnit: 'hours' }, { ignoreFilters: 'yes' }, { savedFilterWithoutParams: 1 }]) {
+      expect(() => resolveOptions(bad as never), JSON.stringify(bad)).toThrow(/must be/);
+    }
+    const cli = parseCliArgs(['--url-decoding', 'raw']) as { options: object };
+    expect(() => resolveOptions(cli.options)).toThrow(/urlDecoding must be one of whole, split/);
   });
 
   it('durations', () => {
