@@ -37,7 +37,7 @@ export async function run(ctx: CommandContext, _args: string[], opts: { json?: b
   if (client) {
     const stored = client.session.current();
     try {
-      const response = await client.send({ method: 'GET', url: `${client.baseUrl}/rest/$info`, idempotent: true });
+      const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
       const json = (response.json ?? {}) as Record<string, unknown>;
       checks.push({ name: 'reachable', ok: true, detail: `HTTP ${response.status} in ${response.ms} ms` });
       const restOk = response.status === 200 && typeof json === 'object' && ('sessionInfo' in json || 'cacheSize' in json);

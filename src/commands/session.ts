@@ -29,7 +29,7 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   let server: { url: string; live: number; ours: boolean; sessions: ServerSession[]; note?: string } | undefined;
   if (opts.server) {
     const client = await ctx.client();
-    const response = await client.session.sendExisting({ method: 'GET', url: `${client.baseUrl}/rest/$info`, idempotent: true });
+    const response = await client.session.sendExisting({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
     if (!response) {
       server = { url: client.baseUrl, live: 0, ours: false, sessions: [], note: "no stored session: not asking the server, as that would open one (run 'legacy session refresh' first)" };
     } else if (response.status !== 200) {
@@ -74,7 +74,7 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
 export async function runRefresh(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
   const client = await ctx.client();
   const before = client.session.current();
-  const response = await client.send({ method: 'GET', url: `${client.baseUrl}/rest/$info`, idempotent: true });
+  const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
   if (response.status !== 200) throw client.errorFor(response, 'session refresh');
   const ev = client.session.events;
   const outcome = ev.created > 0 ? 'created' : ev.adopted > 0 ? 'replaced' : ev.fromOtherProcess ? 'confirmed' : 'confirmed';

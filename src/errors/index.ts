@@ -65,6 +65,14 @@ export class ConflictError extends BadDataError {
   override readonly code = 'E_CONFLICT';
 }
 
+/**
+ * The server did not do what the query asked (it answered 200 with rows the filter excludes, or a
+ * probe query that cannot match matched). Exit 65: the data would be wrong, so nothing is written.
+ */
+export class FilterNotAppliedError extends BadDataError {
+  override readonly code = 'E_FILTER_NOT_APPLIED';
+}
+
 /** The server could not be reached or kept failing after retries. Exit 69. */
 export class UnavailableError extends LegacyError {
   override readonly exitCode = ExitCode.unavailable;
@@ -86,6 +94,14 @@ export class TemporaryError extends LegacyError {
 /** The server's licences (sessions) are all in use. Exit 75. */
 export class SessionLimitError extends TemporaryError {
   override readonly code = 'E_SESSION_LIMIT';
+}
+
+/**
+ * The server lost a stored selection during an export and rebuilt a different one (another row
+ * count): carrying on could skip or repeat rows. Exit 75: running again gives a consistent export.
+ */
+export class SelectionChangedError extends TemporaryError {
+  override readonly code = 'E_SELECTION_CHANGED';
 }
 
 /** Another process holds a lock we need. Exit 75. */

@@ -4,19 +4,20 @@
  */
 import type { ConfigFile } from '../config/store.js';
 import { requireBaseUrl, type Settings } from '../config/settings.js';
-import { classifyResponse, errCodeOf, serverMessage } from '../errors/fourd.js';
+import { classifyResponse, errCodeOf, serverMessage } from '../protocol/errors.js';
 import { AuthError, BadDataError, NotFoundError, SessionLimitError, UnavailableError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { Logger } from '../log/index.js';
 import { SessionManager } from '../session/manager.js';
 import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
-import { Transport, type HttpRequest, type HttpResponse } from '../transport/index.js';
-import type { DataClass, DataClassSummary, Entity, Envelope, FourDError, PageQuery } from './types.js';
-import { dataClassPath, encodeValue, entityPath, pageUrl } from './url.js';
+import { Transport, type ExchangeObserver, type HttpRequest, type HttpResponse } from '../transport/index.js';
+import { CANARY_TTL_MS, DialectCache, filterNotApplied, runCanary, type FilterCheck } from './dialect.js';
+import type { DataClass, DataClassSummary, Entity, Envelope, PageQuery } from './types.js';
+import { pageUrl, restUrl, type RestPath, type RestQuery } from '../protocol/url.js';
 
 export type { Attribute, DataClass, DataClassSummary, Entity, Envelope, PageQuery } from './types.js';
-export { encodeValue, paramsJson } from './url.js';
+export { encodeValue, paramsJson, queryString, restUrl, type RestPath, type RestQuery } from '../protocol/url.js';
 
 /** Longest request URL we send; servers commonly accept 8–16 KB request lines. */
 const MAX_URL_LENGTH = 16 * 1024;
@@ -41,18 +42,27 @@ export interface RestClientOptions {
   signal?: AbortSignal;
   /** Base delay for transient-failure backoff (ms). */
   backoffMs?: number;
+  /** What is known about the server's dialect (`<config dir>/servers.json`); none: checked every run. */
+  dialect?: DialectCache;
+  /** Told about every HTTP try (HAR recording, metrics). */
+  observers?: ExchangeObserver[];
 }
 
-export { serverMessage } from '../errors/fourd.js';
+export { serverMessage } from '../protocol/errors.js';
 
 export class RestClient {
   readonly baseUrl: string;
   readonly session: SessionManager;
+  readonly dialect: DialectCache;
   private catalogCache?: Promise<DataClassSummary[]>;
+  /** `__UNIQID` of the catalog: the server's identity for the dialect cache ('' when absent). */
+  private uniqId = '';
+  private filterCheck?: Promise<FilterCheck | undefined>;
   private readonly dataClasses = new Map<string, Promise<DataClass>>();
 
   constructor(readonly options: RestClientOptions) {
     this.baseUrl = options.baseUrl;
+    this.dialect = options.dialect ?? new DialectCache(undefined);
     const transport = new Transport({
       timeoutMs: options.timeoutMs,
       retries: options.retries,
@@ -60,6 +70,7 @@ export class RestClient {
       logger: options.logger,
       signal: options.signal,
       backoffMs: options.backoffMs,
+      observers: options.observers,
     });
     this.session = new SessionManager({
       slot: { env: options.envName, name: options.sessionName, baseUrl: options.baseUrl },
@@ -74,6 +85,11 @@ export class RestClient {
     });
   }
 
+  /** The URL of a REST request to this server (the one URL builder: ./url.ts). */
+  url(path: RestPath, query?: RestQuery): string {
+    return restUrl(this.baseUrl, path, query);
+  }
+
   /** Send a request in the session; non-2xx answers are returned, not thrown. */
   send(request: HttpRequest): Promise<HttpResponse> {
     return this.session.send(request);
@@ -85,7 +101,7 @@ export class RestClient {
     throw this.errorFor(response, what);
   }
 
-  /** Map a failed response to a typed error, by the class of its 4D error (errors/fourd.ts). */
+  /** Map a failed response to a typed error, by the class of its 4D error (protocol/errors.ts). */
   errorFor(response: HttpResponse, what: string): Error {
     const message = serverMessage(response.json, `HTTP ${response.status}`);
     const { cls } = classifyResponse(response.status, response.json);
@@ -115,15 +131,16 @@ export class RestClient {
   }
 
   async info(): Promise<Record<string, unknown>> {
-    const response = await this.getJson(`${this.baseUrl}/rest/$info`, 'server info');
+    const response = await this.getJson(this.url({ kind: 'info' }), 'server info');
     return (response.json ?? {}) as Record<string, unknown>;
   }
 
   /** The exposed dataclasses (cached per run). */
   catalog(): Promise<DataClassSummary[]> {
-    this.catalogCache ??= this.getJson(`${this.baseUrl}/rest/$catalog`, 'catalog').then((r) => {
-      const json = r.json as { dataClasses?: DataClassSummary[] } | DataClassSummary[] | undefined;
+    this.catalogCache ??= this.getJson(this.url({ kind: 'catalog' }), 'catalog').then((r) => {
+      const json = r.json as { dataClasses?: DataClassSummary[]; __UNIQID?: unknown } | DataClassSummary[] | undefined;
       const list = Array.isArray(json) ? json : json?.dataClasses;
+      if (json && !Array.isArray(json) && typeof json.__UNIQID === 'string') this.uniqId = json.__UNIQID;
       if (!Array.isArray(list)) throw new UnavailableError(`${this.baseUrl}/rest/$catalog did not return a catalog`, { hint: 'is this a 4D REST server?' });
       return list;
     });
@@ -143,7 +160,7 @@ export class RestClient {
           const hint = didYouMean(name, catalog.map((dc) => dc.name));
           throw new NotFoundError(`unknown table '${name}'${hint ? ` (${hint})` : ''}`, { hint: "list the tables with 'legacy tables'" });
         }
-        const response = await this.getJson(`${this.baseUrl}/rest/$catalog/${encodeURIComponent(name)}`, `table ${name}`);
+        const response = await this.getJson(this.url({ kind: 'catalog', dataClass: name }), `table ${name}`);
         const dc = response.json as DataClass;
         if (!dc || !Array.isArray(dc.attributes)) throw new UnavailableError(`the catalog of ${name} has no attributes`);
         dc.key ??= [];
@@ -178,6 +195,41 @@ export class RestClient {
     return envelope;
   }
 
+  /** The server's identity for the dialect cache (after the catalog was read). */
+  async identity(): Promise<string> {
+    await this.catalog();
+    return this.uniqId;
+  }
+
+  /**
+   * Before the first filtered request of a run: has this server been seen to apply `$filter` with
+   * `$params`? Asked with a canary query (./dialect.ts) unless a good answer is cached for this
+   * server; a server that ignores filters → FilterNotAppliedError (65), before anything is read.
+   */
+  async ensureFiltersApplied(dc: DataClass): Promise<FilterCheck | undefined> {
+    this.filterCheck ??= (async () => {
+      const identity = await this.identity();
+      const { envName } = this.options;
+      const cached = (await this.dialect.get(envName, this.baseUrl, identity))?.filters;
+      if (cached?.honoured && Date.now() - Date.parse(cached.checkedAt) < CANARY_TTL_MS) return cached;
+      const check = await runCanary(this, dc);
+      if (check?.honoured) await this.dialect.update(envName, this.baseUrl, identity, { filters: check }, this.options.logger);
+      return check;
+    })();
+    const pending = this.filterCheck;
+    let check: FilterCheck | undefined;
+    try {
+      check = await pending;
+    } finally {
+      // An inconclusive answer (empty table) or a failure is asked again with the next table.
+      const settled = await pending.catch(() => undefined);
+      if (!settled && this.filterCheck === pending) this.filterCheck = undefined;
+    }
+    if (check && !check.honoured) throw filterNotApplied(this.baseUrl, check);
+    if (!check) this.options.logger.debug(`could not check that ${this.baseUrl} applies filters (${dc.name} is empty); rows are checked instead`);
+    return check;
+  }
+
   /** Number of rows matching a filter: one request for a single row; __COUNT is the whole selection. */
   async count(table: string, query: Pick<PageQuery, 'filter' | 'params'>): Promise<number> {
     const envelope = await this.page(table, { ...query, top: 1, skip: 0, attributes: undefined });
@@ -186,12 +238,12 @@ export class RestClient {
 
   /** Release a stored entity set (best effort). */
   async releaseEntitySet(table: string, id: string): Promise<void> {
-    await this.send({ method: 'GET', url: `${dataClassPath(this.baseUrl, table)}/$entityset/${encodeValue(id)}?$method=release`, idempotent: true });
+    await this.send({ method: 'GET', url: this.url({ kind: 'entitySet', dataClass: table, id }, { method: 'release' }), idempotent: true });
   }
 
   /** One entity by key, or null when it does not exist. */
   async entity(table: string, key: string): Promise<Entity | null> {
-    const response = await this.send({ method: 'GET', url: entityPath(this.baseUrl, table, key), idempotent: true });
+    const response = await this.send({ method: 'GET', url: this.url({ kind: 'entity', dataClass: table, key }), idempotent: true });
     if (response.status === 404) {
       const code = errCodeOf(response.json);
       if (code === 1800) throw this.errorFor(response, `table ${table}`);
@@ -210,7 +262,7 @@ export class RestClient {
     const response = await this.send({
       requestId,
       method: 'POST',
-      url: `${dataClassPath(this.baseUrl, table)}?$method=update`,
+      url: this.url({ kind: 'dataClass', dataClass: table }, { method: 'update' }),
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(items.length === 1 ? items[0] : items),
       idempotent: false,
@@ -239,16 +291,20 @@ export interface CreateClientOptions {
   config: ConfigFile;
   logger: Logger;
   signal?: AbortSignal;
+  /** Told about every HTTP try (HAR recording, metrics). */
+  observers?: ExchangeObserver[];
 }
 
 /** The client for the selected environment and session name, with its session store opened. */
-export async function createRestClient({ settings, config, logger, signal }: CreateClientOptions): Promise<RestClient> {
+export async function createRestClient({ settings, config, logger, signal, observers }: CreateClientOptions): Promise<RestClient> {
   const baseUrl = requireBaseUrl(settings, config);
   return new RestClient({
     baseUrl,
     envName: settings.envName,
     sessionName: settings.sessionName,
     store: await openSessionStore(settings, logger),
+    dialect: DialectCache.inDir(settings.configDir),
+    observers,
     timeoutMs: settings.timeout,
     retries: settings.retries,
     insecure: settings.insecure,

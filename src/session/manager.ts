@@ -16,7 +16,8 @@
  * - With a licence budget (Redis store, maxSessions), a run first leases its slot among the
  *   server's live sessions; to make room it may log out a session no run is using (eviction).
  */
-import { errCodeOf } from '../errors/fourd.js';
+import { errCodeOf } from '../protocol/errors.js';
+import { restUrl } from '../protocol/url.js';
 import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
 import { Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
@@ -253,7 +254,7 @@ export class SessionManager {
   private async logout(baseUrl: string, cookies: Record<string, string>): Promise<void> {
     for (const value of Object.values(cookies)) registerSecret(value);
     await this.options.transport
-      .send({ method: 'GET', url: `${baseUrl}/rest/$directory/logout`, headers: { cookie: cookieHeader(cookies) }, idempotent: false })
+      .send({ method: 'GET', url: restUrl(baseUrl, { kind: 'directory', action: 'logout' }), headers: { cookie: cookieHeader(cookies) }, idempotent: false })
       .catch(() => undefined);
   }
 
@@ -409,7 +410,7 @@ export class SessionManager {
     }
     const response = await transport.send({
       method: 'POST',
-      url: `${slot.baseUrl}/rest/$directory/login`,
+      url: restUrl(slot.baseUrl, { kind: 'directory', action: 'login' }),
       headers: {
         'username-4D': credentials.username,
         'password-4D': credentials.password,

@@ -3,7 +3,7 @@
  *
  * Transient = connection refused/reset, timeouts, a truncated or unparseable body, 502/503/504
  * whatever the body, and a 500 unless its 4D errCode is of a deterministic class (a rejected
- * query, an unknown name, a permission, a stamp conflict: see errors/fourd.ts, the one table).
+ * query, an unknown name, a permission, a stamp conflict: see protocol/errors.ts, the one table).
  * Only idempotent requests are retried; a write that may have reached the server is reported as
  * such and never re-sent here (the caller re-reads and decides).
  *
@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { classifyResponse, serverMessage } from '../errors/fourd.js';
+import { classifyResponse, serverMessage } from '../protocol/errors.js';
 import { UnavailableError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 
@@ -118,7 +118,7 @@ export function describeUrl(url: string): string {
   try {
     const u = new URL(url);
     const text = `${u.pathname}${u.search}`;
-    return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+    return text.length > 2000 ? `${text.slice(0, 2000)}…` : text;
   } catch {
     return url;
   }

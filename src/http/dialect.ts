@@ -1,0 +1,161 @@
+/**
+ * What a 4D server really does with our requests, checked instead of trusted.
+ *
+ * - The filter canary: before the first filtered request of a run, a query that cannot match
+ *   (`<text attribute> = :1` with an impossible value carrying every URL-special character) must
+ *   count 0 rows of a non-empty table. A server that dropped or misread the filter counts the whole
+ *   table, and the run stops (FilterNotAppliedError, exit 65) before anything is written. A good
+ *   answer is cached per environment and server identity (`__UNIQID` of `$catalog`) for a day in
+ *   `<config dir>/servers.json`, so warm runs send no extra request. A bad one is never cached.
+ * - `legacy doctor --probe`: the whole dialect (URL decoding order, cookies, `$params`, entity
+ *   sets and their recreation from `$savedfilter`, strict date comparison, session lifetime and
+ *   version fields), stored in the same file and shown field by field.
+ *
+ * The file holds no secrets (no cookies, no credentials); it is written atomically under a lock.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { withLock, writeFileAtomic } from '../config/files.js';
+import { FilterNotAppliedError } from '../errors/index.js';
+import type { Logger } from '../log/index.js';
+import type { Attribute, DataClass, Envelope, PageQuery } from './types.js';
+
+export const DIALECT_FILE_NAME = 'servers.json';
+/** How long a good canary answer is trusted before it is asked again. */
+export const CANARY_TTL_MS = 24 * 60 * 60 * 1000;
+
+/** The canary's verdict on one server. */
+export interface FilterCheck {
+  /** The server applied a filter with `$params` (true), or answered with the unfiltered table (false). */
+  honoured: boolean;
+  table: string;
+  attribute: string;
+  /** Rows in the table, and rows the impossible value matched. */
+  total: number;
+  matched: number;
+  checkedAt: string;
+}
+
+export type UrlDecoding = 'whole' | 'split' | 'unknown';
+export type Recreation = 'with-params' | 'without-params' | 'fails' | 'not-supported' | 'unknown';
+
+/** What `doctor --probe` found out (see the man page, DOCTOR PROBE, for each field). */
+export interface ProbeResult {
+  probedAt: string;
+  baseUrl: string;
+  identity: string | null;
+  table: string | null;
+  urlDecoding: UrlDecoding;
+  cookies: string[];
+  loginRequired: boolean | null;
+  paramsHonoured: boolean | null;
+  entitySets: boolean | null;
+  savedFilterRecreation: Recreation;
+  strictDateCompare: boolean | null;
+  lifeTime: { value: number; unit: 'minutes' | 'seconds'; seconds: number } | null;
+  versions: Record<string, string | number | boolean>;
+}
+
+export interface ServerDialect {
+  baseUrl: string;
+  /** `__UNIQID` of the catalog ('' when the server sends none). */
+  identity: string;
+  filters?: FilterCheck;
+  probe?: ProbeResult;
+}
+
+interface DialectFile {
+  version: 1;
+  servers: Record<string, ServerDialect>;
+}
+
+/** `<config dir>/servers.json`, one entry per environment and base URL. */
+export class DialectCache {
+  constructor(readonly path: string | undefined) {}
+
+  static inDir(configDir: string): DialectCache {
+    return new DialectCache(join(configDir, DIALECT_FILE_NAME));
+  }
+
+  private static key(env: string, baseUrl: string): string {
+    return `${env} ${baseUrl}`;
+  }
+
+  private async read(): Promise<DialectFile> {
+    if (!this.path) return { version: 1, servers: {} };
+    try {
+      const data = JSON.parse(await readFile(this.path, 'utf8')) as DialectFile;
+      if (data && typeof data === 'object' && data.servers && typeof data.servers === 'object') return data;
+    } catch {
+      // Missing or damaged: it is only a cache; it is rewritten whole on the next save.
+    }
+    return { version: 1, servers: {} };
+  }
+
+  /** The entry for this environment and server, if it was made for the same server identity. */
+  async get(env: string, baseUrl: string, identity: string): Promise<ServerDialect | undefined> {
+    const entry = (await this.read()).servers[DialectCache.key(env, baseUrl)];
+    return entry && entry.identity === identity && entry.baseUrl === baseUrl ? entry : undefined;
+  }
+
+  /** Merge `patch` into the entry (a new identity starts a new entry). Failures only cost a re-check later. */
+  async update(env: string, baseUrl: string, identity: string, patch: Partial<ServerDialect>, logger: Logger): Promise<void> {
+    const path = this.path;
+    if (!path) return;
+    try {
+      await withLock(path, async () => {
+        const file = await this.read();
+        const key = DialectCache.key(env, baseUrl);
+        const old = file.servers[key];
+        const base: ServerDialect = old && old.identity === identity ? old : { baseUrl, identity };
+        file.servers[key] = { ...base, ...patch, baseUrl, identity };
+        await writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`, 'server dialect cache');
+      }, { timeoutMs: 5_000, what: 'the server dialect cache' });
+    } catch (error) {
+      logger.debug(`could not store what the server does: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** The part of the REST client the checks need. */
+export interface ProbeClient {
+  page(table: string, query: PageQuery): Promise<Envelope>;
+}
+
+const TEXT_TYPES = new Set(['string', 'text']);
+const NUMBER_TYPES = new Set(['long', 'long64', 'word', 'number', 'byte', 'integer', 'float']);
+
+/** The attribute a canary filters on: a stored text field, else a number; none → no canary. */
+export function canaryAttribute(dc: DataClass): Attribute | undefined {
+  const stored = dc.attributes.filter((a) => a.kind === 'storage');
+  return stored.find((a) => TEXT_TYPES.has(a.type)) ?? stored.find((a) => NUMBER_TYPES.has(a.type));
+}
+
+/** A value no row holds, carrying every character a URL decoder could misread. */
+export function canaryValue(attr: Attribute): string | number {
+  if (TEXT_TYPES.has(attr.type)) return `legacy-canary-${randomBytes(4).toString('hex')} '"&=+#%\\`;
+  return -987654321.123;
+}
+
+/**
+ * Ask the server to count a filter that cannot match. Returns undefined when the answer proves
+ * nothing (an empty table, or no attribute to filter on).
+ */
+export async function runCanary(client: ProbeClient, dc: DataClass): Promise<FilterCheck | undefined> {
+  const attr = canaryAttribute(dc);
+  if (!attr) return undefined;
+  const total = (await client.page(dc.name, { top: 1, skip: 0 })).__COUNT;
+  if (!(total > 0)) return undefined;
+  const matched = (await client.page(dc.name, { filter: `${attr.name} = :1`, params: [canaryValue(attr)], top: 1, skip: 0 })).__COUNT;
+  return { honoured: matched === 0, table: dc.name, attribute: attr.name, total, matched, checkedAt: new Date().toISOString() };
+}
+
+/** The error for a server that did not apply the canary's filter. */
+export function filterNotApplied(baseUrl: string, check: FilterCheck): FilterNotAppliedError {
+  const what = check.matched === check.total ? `all ${check.total} rows` : `${check.matched} of ${check.total} rows`;
+  return new FilterNotAppliedError(
+    `the server at ${baseUrl} does not apply $filter: a query of ${check.table} that cannot match returned ${what}; nothing was read`,
+    { hint: "run 'legacy doctor --probe' and report its output; an unfiltered export would be wrong data" },
+  );
+}
