@@ -2,7 +2,7 @@
 import type { Writable } from 'node:stream';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
-import { InterruptedError, UsageError } from '../errors/index.js';
+import { InterruptedError, SelectionChangedError, UsageError } from '../errors/index.js';
 import { assertPositive, countRows, exportRows, parseFields, planExport, type ExportSummary } from '../table/export.js';
 import { createWriter, type Format } from '../table/formats.js';
 import { openAtomic, type AtomicFile } from '../table/output.js';
@@ -81,50 +81,67 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
   const tableCap = format === 'table' ? limit ?? 100 : undefined;
   if (format === 'table' && limit === undefined) plan.options.limit = tableCap;
 
-  let file: AtomicFile | undefined;
-  let out: Writable = ctx.io.stdout;
-  if (toFile) {
-    file = await openAtomic(opts.output!, ctx.io.cwd);
-    out = file.stream;
-  }
-  const writer = await createWriter(format, plan.columns.map((c) => c.name), out, {
-    delimiter: opts.delimiter,
-    bom: opts.bom,
-    excelSafe: opts.excelSafe,
-    header: opts.header,
-    color: ctx.color.stdout,
-    width: ctx.io.stdout.columns,
-    maxRows: tableCap,
-  });
-
   const started = Date.now();
   const progress = ctx.interactive ? await startProgress(ctx.io.stderr, `${table}: reading`) : undefined;
-  const summary: Partial<ExportSummary> = {};
-  // Nothing is written before the first page has arrived: a rejected filter or an unknown field
-  // leaves stdout empty, not a header-only "export".
+  let summary: Partial<ExportSummary> = {};
+  let file: AtomicFile | undefined;
+  // Nothing is written before the first page has arrived and passed its checks: a rejected filter,
+  // an unknown field or a server that ignores the filter leaves stdout empty, not a header-only
+  // "export". A file is written under a temporary name and renamed only on success.
   let begun = false;
-  try {
-    for await (const rows of exportRows(client, plan, {
-      logger: ctx.logger,
-      summary,
-      onStart: (total) => progress?.update({ rows: 0, total, label: table }),
-      onPage: (p) => progress?.update({ ...p, label: table }),
-    })) {
-      if (ctx.signal.aborted) break;
-      if (!begun) {
-        begun = true;
-        await writer.begin();
-      }
-      await writer.write(rows);
+  const exportOnce = async () => {
+    summary = {};
+    let out: Writable = ctx.io.stdout;
+    if (toFile) {
+      file = await openAtomic(opts.output!, ctx.io.cwd);
+      out = file.stream;
     }
-    if (ctx.signal.aborted) throw new InterruptedError('interrupted');
-    if (!begun) await writer.begin();
-    await writer.end();
+    const writer = await createWriter(format, plan.columns.map((c) => c.name), out, {
+      delimiter: opts.delimiter,
+      bom: opts.bom,
+      excelSafe: opts.excelSafe,
+      header: opts.header,
+      color: ctx.color.stdout,
+      width: ctx.io.stdout.columns,
+      maxRows: tableCap,
+    });
+    let begunHere = false;
+    try {
+      for await (const rows of exportRows(client, plan, {
+        logger: ctx.logger,
+        summary,
+        onStart: (total) => progress?.update({ rows: 0, total, label: table }),
+        onPage: (p) => progress?.update({ ...p, label: table }),
+      })) {
+        if (ctx.signal.aborted) break;
+        if (!begunHere) {
+          begunHere = true;
+          if (!toFile) begun = true;
+          await writer.begin();
+        }
+        await writer.write(rows);
+      }
+      if (ctx.signal.aborted) throw new InterruptedError('interrupted');
+      if (!begunHere) await writer.begin();
+      await writer.end();
+      if (file) await file.commit();
+    } catch (error) {
+      if (file) await file.abort();
+      throw error;
+    }
+  };
+  try {
+    try {
+      await exportOnce();
+    } catch (error) {
+      // The server rebuilt a lost selection differently: start over once, if nothing reached the reader yet.
+      if (!(error instanceof SelectionChangedError) || begun || ctx.signal.aborted) throw error;
+      ctx.logger.warn(`${(error as Error).message}; starting the export again`);
+      await exportOnce();
+    }
     progress?.stop();
-    if (file) await file.commit();
   } catch (error) {
     progress?.stop();
-    if (file) await file.abort();
     throw ctx.signal.aborted && ctx.signal.reason === 'interrupt' ? new InterruptedError('interrupted') : error;
   }
 

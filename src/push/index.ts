@@ -13,7 +13,7 @@ import { BadDataError, LegacyError } from '../errors/index.js';
 import { EntitySetGoneError, type RestClient } from '../http/index.js';
 import type { Attribute, DataClass, Entity } from '../http/types.js';
 import type { Logger } from '../log/index.js';
-import { errCodeOf } from '../errors/fourd.js';
+import { errCodeOf } from '../protocol/errors.js';
 import { TransportError, newRequestId } from '../transport/index.js';
 import { attributeNamed } from '../table/query.js';
 import { AuditLog, type AuditRecord } from './audit.js';
@@ -98,8 +98,18 @@ export class Pusher {
       const values = keys.map((k) => (numeric && /^-?\d+$/.test(k) ? Number(k) : k));
       try {
         const envelope = await this.client.page(this.dataClass.name, { filter: `${keyAttr.name} IN :1`, params: [values], top: keys.length, skip: 0 });
-        for (const e of envelope.__ENTITIES) found.set(String(e.__KEY), e);
-        return found;
+        // Verify, don't trust: a server that dropped the filter sends other records (or more).
+        const asked = new Set(values.map(String));
+        const stray = envelope.__ENTITIES.find((e) => !asked.has(String(e.__KEY)));
+        if (envelope.__COUNT > keys.length || stray) {
+          this.batchReadWorks = false;
+          this.options.logger.warn(
+            `the server did not apply the batch read's filter (${stray ? `it sent record ${String(stray.__KEY)}, which was not asked for` : `it counted ${envelope.__COUNT} records for ${keys.length} keys`}); reading records one by one`,
+          );
+        } else {
+          for (const e of envelope.__ENTITIES) found.set(String(e.__KEY), e);
+          return found;
+        }
       } catch (error) {
         if (!(error instanceof BadDataError) || error instanceof EntitySetGoneError) throw error;
         this.batchReadWorks = false;

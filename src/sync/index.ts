@@ -16,12 +16,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { SyncTableConfig } from '../config/store.js';
-import { BadDataError, NotFoundError, UsageError } from '../errors/index.js';
+import { BadDataError, FilterNotAppliedError, NotFoundError, UsageError } from '../errors/index.js';
 import type { RestClient } from '../http/index.js';
 import type { Attribute, DataClass } from '../http/types.js';
 import type { Logger } from '../log/index.js';
-import { exportRows, planExport, type ExportPlan } from '../table/export.js';
+import { exportRows, planExport, type ExportPlan, type ExportSummary } from '../table/export.js';
 import { attributeNamed } from '../table/query.js';
+import { anyOf, conditionCheck, type RowCheck } from '../table/verify.js';
 import { sqlTypeOf, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
 
 export { SyncStore, openSyncStore, syncTarget, type SyncTarget } from './store.js';
@@ -41,7 +42,7 @@ export interface SyncOptions {
 
 export interface TableResult {
   table: string;
-  mode: 'full' | 'incremental' | 'full (cursor filter rejected)';
+  mode: 'full' | 'incremental' | 'full (cursor filter rejected)' | 'full (window not applied by the server)';
   status: 'completed' | 'failed' | 'dry-run';
   fetched: number;
   inserted: number;
@@ -50,6 +51,8 @@ export interface TableResult {
   deleted: number;
   cursor: string | null;
   expected?: number;
+  /** Rows the server sent although they are outside the incremental window (it did not apply it). */
+  outsideWindow?: number;
   addedColumns: string[];
   vanishedColumns: string[];
   error?: string;
@@ -124,25 +127,35 @@ export class Syncer {
       vanishedColumns: [],
     };
 
-    // Incremental when we have a cursor and may use it.
-    let where: { filter?: string; params: unknown[] } | undefined;
+    // Incremental when we have a cursor and may use it, and the server applies filters.
+    let where: { filter?: string; params: unknown[]; check?: RowCheck } | undefined;
     if (!this.options.full && state?.cursor_value && pairs.length > 0) {
       const since = dayMinus(state.cursor_value, this.options.lookbackMs ?? 0);
       const parts = pairs.map(([date]) => `${date.name} >= :1`);
-      where = { filter: parts.join(' OR '), params: [since] };
+      const checks = pairs.map(([date]) => conditionCheck(date, '>=', since, `${date.name}>=${since}`)).filter((c): c is RowCheck => c !== undefined);
+      where = { filter: parts.join(' OR '), params: [since], check: checks.length === pairs.length ? anyOf(checks, parts.join(' OR ')) : undefined };
       result.mode = 'incremental';
+      try {
+        await this.client.ensureFiltersApplied(dc);
+      } catch (error) {
+        if (!(error instanceof FilterNotAppliedError)) throw error;
+        // Reading everything is correct (upserts compare stamps), only slower: say so, never pretend.
+        logger.warn(`${dc.name}: ${error.message.replace(/; nothing was read$/, '')}; the incremental window cannot be applied, reading the whole table`);
+        result.mode = 'full (window not applied by the server)';
+        where = undefined;
+      }
     } else if (!this.options.full && state?.cursor_value && pairs.length === 0) {
       logger.warn(`${dc.name} has no modification or creation date fields; reading it in full`);
     }
 
-    const plan = async (filter?: { filter?: string; params: unknown[] }): Promise<ExportPlan> => {
+    const plan = async (filter?: { filter?: string; params: unknown[]; check?: RowCheck }): Promise<ExportPlan> => {
       const p = await planExport(this.client, {
         table: dc.name,
         meta: true,
         pageSize: this.options.pageSize,
         concurrency: this.options.concurrency,
       });
-      if (filter) p.query = { ...p.query, filter: filter.filter, params: filter.params };
+      if (filter) p.query = { ...p.query, filter: filter.filter, params: filter.params, check: filter.check, onMismatch: 'count' };
       return p;
     };
 
@@ -190,9 +203,11 @@ export class Syncer {
         return [row[keyIdx], row[1], row[2], cursor, ...dataIdx.map((i) => row[i])];
       };
 
+      const summary: Partial<ExportSummary> = {};
       const runPages = async () => {
         for await (const rows of exportRows(this.client, p, {
           logger,
+          summary,
           onStart: (total) => this.options.onProgress?.(dc.name, 0, total),
           onPage: (pr) => this.options.onProgress?.(dc.name, pr.rows, pr.total),
         })) {
@@ -222,6 +237,11 @@ export class Syncer {
         await runPages();
       }
 
+      if (summary.outsideFilter) {
+        // Harmless for the copy (every row is upserted by stamp), but the window is not what it seems.
+        result.outsideWindow = summary.outsideFilter;
+        logger.warn(`${dc.name}: the server sent ${summary.outsideFilter} row(s) outside the incremental window (${where?.filter}); it did not apply the window`);
+      }
       if (this.options.reconcile) result.deleted = await this.reconcile(dc, keyAttr, runId);
 
       // The pass is complete: advance the cursor together with the run's end.

@@ -9,12 +9,13 @@
  * session) 4D recreates it under the same id and the export carries on from the page it was on.
  * A server that does not return an entity set is paged with $skip/$top over the same order.
  */
-import { UsageError } from '../errors/index.js';
+import { FilterNotAppliedError, SelectionChangedError, UsageError } from '../errors/index.js';
 import { EntitySetGoneError, type RestClient } from '../http/index.js';
 import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../http/types.js';
 import type { Logger } from '../log/index.js';
 import { converterFor, type Converter } from './convert.js';
 import { attributeNamed, buildOrderBy, buildQuery, splitList } from './query.js';
+import { describeValues, type RowCheck } from './verify.js';
 
 export interface ExportOptions {
   table: string;
@@ -41,7 +42,16 @@ export interface Column {
 export interface ExportPlan {
   dataClass: DataClass;
   columns: Column[];
-  query: { filter?: string; params: unknown[]; orderBy?: string; attributes?: string[] };
+  query: {
+    filter?: string;
+    params: unknown[];
+    orderBy?: string;
+    attributes?: string[];
+    /** What every row must satisfy (checked before it is written), where the client can tell. */
+    check?: RowCheck;
+    /** A row failing the check: stop the export (default), or count it (sync: extra rows are harmless). */
+    onMismatch?: 'fail' | 'count';
+  };
   options: Required<Pick<ExportOptions, 'pageSize' | 'concurrency' | 'skip'>> & ExportOptions;
 }
 
@@ -58,6 +68,8 @@ export interface ExportSummary {
   expected: number;
   /** Rows deleted on the server during the export (placeholders in the entity set). */
   vanished: number;
+  /** Rows the server sent that the filter excludes (only with onMismatch 'count'). */
+  outsideFilter: number;
   usedEntitySet: boolean;
 }
 
@@ -84,10 +96,12 @@ export async function planExport(client: RestClient, options: ExportOptions): Pr
   ];
   const built = buildQuery(dc, options.where ?? [], options.filter);
   const orderBy = buildOrderBy(dc, options.orderBy);
+  // The checked fields are read too (not written) so every row can be checked.
+  const attributes = options.fields?.length ? [...new Set([...attrs.map((a) => a.name), ...(built.check?.fields ?? [])])] : undefined;
   return {
     dataClass: dc,
     columns,
-    query: { ...built, orderBy, attributes: options.fields?.length ? attrs.map((a) => a.name) : undefined },
+    query: { ...built, orderBy, attributes },
     options: { ...options, pageSize: options.pageSize ?? 1000, concurrency: options.concurrency ?? 3, skip: options.skip ?? 0 },
   };
 }
@@ -122,6 +136,8 @@ export async function* exportRows(
   const pageSize = options.pageSize;
   const base: PageQuery = { filter: query.filter, params: query.params, orderBy: query.orderBy, attributes: query.attributes };
   const useSet = options.entitySet !== false;
+  // A server that ignores $filter must not turn into an unfiltered export (checked once per server).
+  if (query.filter) await client.ensureFiltersApplied(plan.dataClass);
 
   // First page: creates the entity set (when supported) and tells us the count.
   const firstTop = options.limit !== undefined ? Math.min(pageSize, options.limit) : pageSize;
@@ -131,8 +147,9 @@ export async function* exportRows(
   const expected = rowsAfterSkipLimit(first.__COUNT, options);
   hooks.onStart?.(expected);
   const summary = hooks.summary ?? {};
-  Object.assign(summary, { serverCount: first.__COUNT, expected, rows: 0, vanished: 0, usedEntitySet: Boolean(setId) });
+  Object.assign(summary, { serverCount: first.__COUNT, expected, rows: 0, vanished: 0, outsideFilter: 0, usedEntitySet: Boolean(setId) });
 
+  const check = query.check;
   let written = 0;
   const emit = (entities: Entity[], room: number): unknown[][] => {
     const rows: unknown[][] = [];
@@ -142,9 +159,31 @@ export async function* exportRows(
         summary.vanished = (summary.vanished ?? 0) + 1;
         continue;
       }
+      if (check && check.test(entity) === false) {
+        if (query.onMismatch === 'count') {
+          summary.outsideFilter = (summary.outsideFilter ?? 0) + 1;
+        } else {
+          throw new FilterNotAppliedError(
+            `the server did not apply the filter ${check.text}: it sent a row of ${table} with ${describeValues(check, entity)}; stopped before writing it`,
+            { hint: "run 'legacy doctor --probe' and report its output; an unfiltered export would be wrong data" },
+          );
+        }
+      }
       rows.push(toRow(plan, entity));
     }
     return rows;
+  };
+
+  // A stored set keeps its __COUNT (deleted rows stay as placeholders). Another count means the
+  // server lost the set and rebuilt a different selection: positions no longer line up.
+  const sameSelection = (page: Envelope, how: string): Envelope => {
+    if (page.__COUNT !== first.__COUNT) {
+      throw new SelectionChangedError(
+        `the server lost the stored selection of ${table} during the export and ${how} one of ${page.__COUNT} rows instead of ${first.__COUNT}; carrying on could skip or repeat rows`,
+        { hint: 'run the export again' },
+      );
+    }
+    return page;
   };
 
   // Pages by position in the selection; the first one is already here.
@@ -156,13 +195,14 @@ export async function* exportRows(
     const skip = options.skip + pos;
     for (let attempt = 0; ; attempt++) {
       try {
-        if (setId) return await client.page(table, { ...base, fromEntitySet: setId, skip, top });
+        if (setId) return sameSelection(await client.page(table, { ...base, fromEntitySet: setId, skip, top }), 'recreated');
         return await client.page(table, { ...base, skip, top });
       } catch (error) {
         if (!(error instanceof EntitySetGoneError) || attempt > 0) throw error;
-        // The server could not recreate the set from $savedfilter: make a new one and carry on.
-        hooks.logger.warn(`the server lost the entity set for ${table}; recreating it (rows changed since the start may shift)`);
-        const fresh = await client.page(table, { ...base, skip: 0, top: 0, entitySet: true });
+        // The server could not recreate the set from $savedfilter: make a new one and carry on if
+        // it holds as many rows as the lost one.
+        hooks.logger.warn(`the server lost the entity set for ${table}; making a new one`);
+        const fresh = sameSelection(await client.page(table, { ...base, skip: 0, top: 1, entitySet: true }), 'made a new');
         setId = entitySetId(fresh);
       }
     }
@@ -206,6 +246,7 @@ function entitySetId(envelope: Envelope): string | undefined {
 
 /** `--count`: rows matching the filter. */
 export async function countRows(client: RestClient, plan: ExportPlan): Promise<number> {
+  if (plan.query.filter) await client.ensureFiltersApplied(plan.dataClass);
   const total = await client.count(plan.dataClass.name, { filter: plan.query.filter, params: plan.query.params });
   return rowsAfterSkipLimit(total, plan.options);
 }

@@ -6,6 +6,7 @@ import { BadDataError, NotFoundError, UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { Attribute, DataClass } from '../http/types.js';
 import { DATE_TYPES, NUMBER_TYPES, TIME_TYPES, timeToMs } from './convert.js';
+import { allOf, conditionCheck, type RowCheck } from './verify.js';
 
 export function attributeNamed(dc: DataClass, name: string, what: string): Attribute {
   const attr = dc.attributes.find((a) => a.name === name);
@@ -78,25 +79,50 @@ export function typedValue(attr: Attribute, value: string, context: string): unk
 export interface BuiltQuery {
   filter?: string;
   params: unknown[];
+  /** What every returned row must satisfy, where the client can tell (the --where conditions). */
+  check?: RowCheck;
+}
+
+/**
+ * A raw `--filter` is sent inside double quotes (see protocol/url.ts): a double quote in it would
+ * end the quoted run, and the server would read a different query or none.
+ */
+export function checkRawFilter(rawFilter: string): string {
+  const text = rawFilter.trim();
+  if (text.includes('"')) {
+    throw new UsageError('--filter cannot contain a double quote ("): 4D servers would read it as the end of the query', {
+      hint: `write text values in single quotes, e.g. --filter "Ort = 'Dresden'", or use --where Ort=Dresden`,
+    });
+  }
+  return text;
 }
 
 /** Combine `--filter` (raw) and `--where` conditions (placeholders) into one 4D query. */
 export function buildQuery(dc: DataClass, where: string[], rawFilter?: string): BuiltQuery {
   const parts: string[] = [];
   const params: unknown[] = [];
-  if (rawFilter && rawFilter.trim()) parts.push(where.length ? `(${rawFilter.trim()})` : rawFilter.trim());
+  const checks: RowCheck[] = [];
+  if (rawFilter && rawFilter.trim()) {
+    const text = checkRawFilter(rawFilter);
+    parts.push(where.length ? `(${text})` : text);
+  }
   for (const text of where) {
     const cond = parseCondition(text);
     const attr = attributeNamed(dc, cond.field, 'field in --where');
     if (attr.kind !== 'storage') throw new UsageError(`--where: ${attr.name} is a relation; filter on a stored field`);
     if (cond.value === '' && (cond.op === '=' || cond.op === '!=')) {
       parts.push(`${attr.name} ${cond.op === '=' ? '=' : '!='} null`);
+      const check = conditionCheck(attr, cond.op, null, text);
+      if (check) checks.push(check);
       continue;
     }
-    params.push(typedValue(attr, cond.value, `--where '${text}'`));
+    const value = typedValue(attr, cond.value, `--where '${text}'`);
+    params.push(value);
     parts.push(`${attr.name} ${cond.op} :${params.length}`);
+    const check = conditionCheck(attr, cond.op, value, text);
+    if (check) checks.push(check);
   }
-  return { filter: parts.length ? parts.join(' AND ') : undefined, params };
+  return { filter: parts.length ? parts.join(' AND ') : undefined, params, check: allOf(checks) };
 }
 
 /** Validate `--order-by "a desc, b"` and add the key as a tie-breaker so paging is stable. */
