@@ -67,6 +67,7 @@ export function buildProgram(dispatch: (loader: Loader, args: string[], opts: Re
     .option('--insecure', 'do not verify TLS certificates (prefer the environment setting "insecure")')
     .option('--password-stdin', 'read the password for servers that require login from standard input')
     .option('--debug', 'show stack traces on errors (LEGACY_DEBUG)')
+    .option('--har <file>', "record the run's HTTP exchanges as an HTTP Archive (HAR 1.2; cookies and passwords masked; 0600)")
     .showSuggestionAfterError(true)
     .addHelpText('after', `${EXIT_CODES_HELP}\n\nSee 'legacy help <command>' and 'man legacy' for more.`);
 
@@ -256,6 +257,9 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
     const passwordFromStdin = (globalOpts as { passwordStdin?: boolean }).passwordStdin ? await readStdin(io) : undefined;
     const settings = resolveSettings(globalOpts, io.env, config!, passwordFromStdin);
     const log = logger;
+    // --har: created before anything is sent, so an unwritable place fails first (73).
+    const harPath = (globalOpts as { har?: string }).har;
+    const har = harPath ? await (await import('../transport/har.js')).HarRecorder.open(harPath, io.cwd, { name: 'legacy', version: packageVersion() }) : undefined;
     let clientPromise: Promise<import('../http/index.js').RestClient> | undefined;
     const ctx: CommandContext = {
       io,
@@ -269,16 +273,29 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
       signal: controller.signal,
       interactive: io.stderr.isTTY === true && settings.logLevel !== 'error' && !io.env.CI,
       client: () => {
-        clientPromise ??= import('../http/index.js').then((m) => m.createRestClient({ settings, config, logger: log, signal: controller.signal }));
+        clientPromise ??= import('../http/index.js').then((m) =>
+          m.createRestClient({ settings, config, logger: log, signal: controller.signal, observers: har ? [har] : undefined }),
+        );
         return clientPromise;
       },
     };
-    const mod = await loader();
+    let failed = true;
     try {
+      const mod = await loader();
       const code = await mod.run(ctx, args, opts);
       exitCode = typeof code === 'number' ? code : ExitCode.ok;
+      failed = false;
     } finally {
       if (clientPromise) await clientPromise.then((c) => c.close()).catch(() => undefined);
+      // Written whatever the outcome: a failed run's exchanges are the ones worth reporting.
+      if (har) {
+        try {
+          await har.close();
+        } catch (error) {
+          if (!failed) throw error;
+          log.warn(`could not write the HAR file: ${(error as Error).message}`);
+        }
+      }
     }
   };
 
