@@ -65,7 +65,11 @@ export async function detectStdinFormat(stdin: Readable): Promise<InputFormat> {
   const first = await new Promise<Buffer | null>((resolve, reject) => {
     const onReadable = () => {
       cleanup();
-      resolve(stdin.read() as Buffer | null);
+      // Put it back at once: read() of the last buffered bytes of an ended stream schedules 'end',
+      // and a later unshift would be lost (small inputs piped in whole).
+      const chunk = stdin.read() as Buffer | null;
+      if (chunk) stdin.unshift(chunk);
+      resolve(chunk);
     };
     const onEnd = () => {
       cleanup();
@@ -85,7 +89,6 @@ export async function detectStdinFormat(stdin: Readable): Promise<InputFormat> {
     stdin.once('error', onError);
   });
   if (!first) return 'csv';
-  stdin.unshift(first);
   return Buffer.from(first).toString('utf8').trimStart().startsWith('{') ? 'ndjson' : 'csv';
 }
 
