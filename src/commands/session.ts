@@ -6,7 +6,7 @@ import { columns, relative } from '../cli/render.js';
 import { UsageError } from '../errors/index.js';
 import { withSessionStore } from '../session/open.js';
 import { SESSION_COOKIE, type SessionBackend } from '../session/store.js';
-import { serverSessions, statusOf, type ServerSession, type SessionStatus } from '../session/status.js';
+import { serverClock, serverSessions, statusOf, type ServerSession, type SessionStatus } from '../session/status.js';
 
 function selected(ctx: CommandContext) {
   return { env: ctx.settings.envName, name: ctx.settings.sessionName, baseUrl: ctx.settings.baseUrl ?? '' };
@@ -36,7 +36,7 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
       server = { url: client.baseUrl, live: 0, ours: false, sessions: [], note: `server answered HTTP ${response.status}${response.status === 402 ? ' (licences all in use)' : ''}` };
     } else {
       const ours = client.session.current()?.cookies[SESSION_COOKIE];
-      const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, ours);
+      const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, ours, serverClock(response.headers));
       server = { url: client.baseUrl, live: sessions.length, ours: sessions.some((s) => s.ours), sessions };
     }
   }
@@ -64,7 +64,7 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   if (server) {
     const lines = [`\nserver ${server.url}: ${server.note ?? `${server.live} live session(s); ours is ${server.ours ? '' : 'NOT '}among them`}`];
     if (server.sessions.length) {
-      lines.push(columns(server.sessions.map((s) => [s.masked, s.userName || '-', s.lifeTimeMinutes !== undefined ? `${s.lifeTimeMinutes} min` : '-', s.expiration ? relative(s.expiration) : '-', s.ours ? 'ours' : '']), ['SESSION', 'USER', 'IDLE TIMEOUT', 'EXPIRES', '']).trimEnd());
+      lines.push(columns(server.sessions.map((s) => [s.masked, s.userName || '-', s.lifeTimeSeconds !== undefined ? `${Math.round(s.lifeTimeSeconds / 60)} min` : '-', s.expiration ? relative(s.expiration) : '-', s.ours ? 'ours' : '']), ['SESSION', 'USER', 'IDLE TIMEOUT', 'EXPIRES', '']).trimEnd());
     }
     await write(ctx.io.stdout, `${lines.join('\n')}\n`);
   }

@@ -53,22 +53,63 @@ export function statusOf(entry: SessionEntry | undefined, slot: { env: string; n
 export interface ServerSession {
   masked: string;
   userName?: string;
-  lifeTimeMinutes?: number;
+  /** The idle timeout in seconds, whatever unit the server wrote `lifeTime` in. */
+  lifeTimeSeconds?: number;
   expiration?: string;
   ours: boolean;
 }
 
-/** The server's view from $info.sessionInfo; session ids are masked like cookies (they are the cookie values). */
-export function serverSessions(info: Record<string, unknown>, ourValue: string | undefined): ServerSession[] {
+export type LifeTimeUnit = 'minutes' | 'seconds';
+
+/**
+ * The unit of `$info.sessionInfo[].lifeTime`: the 4D docs say seconds (3600), real 4D output and
+ * the 4D source minutes (60). Decided from the answer itself, never assumed:
+ * - a session cannot have more time left than its lifetime, so one with more seconds left than
+ *   `lifeTime` proves minutes;
+ * - ours was just used by this very request, so its time left is its whole lifetime: the unit
+ *   whose reading is closer wins;
+ * - 4D keeps sessions at least 60 minutes, so a value under 3600 can only be minutes;
+ * - otherwise seconds, the documented unit.
+ */
+export function lifeTimeUnit(list: Array<Record<string, unknown>>, ourValue: string | undefined, serverNowMs: number): LifeTimeUnit {
+  let ownGuess: LifeTimeUnit | undefined;
+  for (const s of list) {
+    const value = typeof s.lifeTime === 'number' ? s.lifeTime : undefined;
+    const expires = typeof s.expiration === 'string' ? Date.parse(s.expiration) : Number.NaN;
+    if (value === undefined || value <= 0 || !Number.isFinite(expires)) continue;
+    const left = (expires - serverNowMs) / 1000;
+    if (left > value + 5) return 'minutes';
+    if (ourValue !== undefined && String(s.sessionID ?? '') === ourValue) {
+      ownGuess = Math.abs(left - value) < Math.abs(left - value * 60) ? 'seconds' : 'minutes';
+    }
+  }
+  if (ownGuess) return ownGuess;
+  const values = list.map((s) => s.lifeTime).filter((v): v is number => typeof v === 'number' && v > 0);
+  return values.some((v) => v < 3600) ? 'minutes' : 'seconds';
+}
+
+/**
+ * The server's view from $info.sessionInfo; session ids are masked like cookies (they are the cookie
+ * values). `serverNowMs` is the server's clock (its Date header) when known.
+ */
+export function serverSessions(info: Record<string, unknown>, ourValue: string | undefined, serverNowMs = Date.now()): ServerSession[] {
   const list = Array.isArray(info.sessionInfo) ? (info.sessionInfo as Array<Record<string, unknown>>) : [];
+  const factor = lifeTimeUnit(list, ourValue, serverNowMs) === 'minutes' ? 60 : 1;
   return list.map((s) => {
     const id = String(s.sessionID ?? '');
     return {
       masked: maskValue(id) ?? '',
       userName: typeof s.userName === 'string' ? s.userName : undefined,
-      lifeTimeMinutes: typeof s.lifeTime === 'number' ? s.lifeTime : undefined,
+      lifeTimeSeconds: typeof s.lifeTime === 'number' ? s.lifeTime * factor : undefined,
       expiration: typeof s.expiration === 'string' ? s.expiration : undefined,
       ours: ourValue !== undefined && id === ourValue,
     };
   });
+}
+
+/** The server's clock from a response's Date header (to compare with its expiration times), else ours. */
+export function serverClock(headers: Record<string, string | string[] | undefined>): number {
+  const raw = headers.date;
+  const parsed = Date.parse(Array.isArray(raw) ? raw[0] ?? '' : raw ?? '');
+  return Number.isFinite(parsed) ? parsed : Date.now();
 }
