@@ -100,6 +100,7 @@ export function buildProgram(dispatch: (loader: Loader, args: string[], opts: Re
 
   program.command('doctor').description('check config, server reachability, REST prefix, session and licence headroom')
     .option('--json', 'JSON output')
+    .option('--probe', "ask the server what it is (URL decoding, cookies, $params, entity sets, dates, session life) and store it")
     .action(load(() => import('../commands/doctor.js')));
 
   program.command('tables').description('list the tables (dataclasses) the server exposes')

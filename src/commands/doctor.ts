@@ -3,8 +3,9 @@ import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { configPath } from '../config/store.js';
 import { exitCodeFor, formatErrorLine } from '../errors/index.js';
+import { probeServer, type ProbeResult } from '../http/dialect.js';
 import { SESSION_COOKIE } from '../session/store.js';
-import { serverSessions, statusOf } from '../session/status.js';
+import { serverClock, serverSessions, statusOf } from '../session/status.js';
 
 interface Check {
   name: string;
@@ -13,7 +14,26 @@ interface Check {
   exitCode?: number;
 }
 
-export async function run(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
+const yesNo = (v: boolean | null) => (v === null ? 'unknown' : v ? 'yes' : 'no');
+
+/** One line per field of the probe (the man page, DOCTOR PROBE, explains each). */
+export function probeLines(p: ProbeResult): Array<[string, string]> {
+  const versions = Object.entries(p.versions).map(([k, v]) => `${k} ${v}`).join(', ');
+  return [
+    ['probed', `${p.probedAt} on table ${p.table ?? '(none with rows)'}${p.identity ? `, server ${p.identity.slice(0, 8)}…` : ''}`],
+    ['url decoding', p.urlDecoding === 'whole' ? 'whole URL first, then split (4D source)' : p.urlDecoding === 'split' ? 'split first, then each part' : 'unknown'],
+    ['cookies', p.cookies.length ? p.cookies.join(', ') : 'none'],
+    ['login required', yesNo(p.loginRequired)],
+    ['$params', p.paramsHonoured === null ? 'unknown' : p.paramsHonoured ? 'honoured' : 'NOT honoured: filters are unusable'],
+    ['entity sets', yesNo(p.entitySets)],
+    ['$savedfilter', p.savedFilterRecreation === 'with-params' ? 'recreates a lost set with $params' : p.savedFilterRecreation === 'without-params' ? 'recreates a lost set WITHOUT $params (exports verify and restart)' : p.savedFilterRecreation],
+    ['strict dates', p.strictDateCompare === null ? 'unknown' : p.strictDateCompare ? '< and > on dates accepted' : '< and > on dates rejected'],
+    ['session life', p.lifeTime ? `${p.lifeTime.seconds} s (lifeTime ${p.lifeTime.value} in ${p.lifeTime.unit})` : 'unknown'],
+    ['versions', versions || 'none reported'],
+  ];
+}
+
+export async function run(ctx: CommandContext, _args: string[], opts: { json?: boolean; probe?: boolean }): Promise<number> {
   const { settings } = ctx;
   const checks: Check[] = [];
   checks.push({ name: 'config', ok: true, detail: `${configPath(settings.configDir)} (${Object.keys(ctx.config.environments).length} environment(s))` });
@@ -49,14 +69,47 @@ export async function run(ctx: CommandContext, _args: string[], opts: { json?: b
         ok: true,
         detail: `${ev.created ? 'created a new one' : ev.adopted ? 'stored one had expired; replaced' : stored ? 'stored one reused' : 'reused'} (${status.cookieNames.join('+')} ${status.masked ?? ''})`,
       });
-      const sessions = serverSessions(json, client.session.current()?.cookies[SESSION_COOKIE]);
+      const sessions = serverSessions(json, client.session.current()?.cookies[SESSION_COOKIE], serverClock(response.headers));
       checks.push({ name: 'licences', ok: true, detail: `${sessions.length} live session(s) on the server${ev.licenceWaits ? `; had to wait ${ev.licenceWaits}x for a free licence` : ''}` });
     } catch (error) {
       checks.push({ name: 'server', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
     }
   }
-  if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ ok: checks.every((c) => c.ok), checks }, null, 2)}\n`);
-  else await write(ctx.io.stdout, checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(13)} ${c.detail}\n`).join(''));
+  let probe: ProbeResult | undefined;
+  if (client && checks.every((c) => c.ok)) {
+    const identity = await client.identity().catch(() => '');
+    try {
+      if (opts.probe) {
+        const entry = client.session.current();
+        const found = await probeServer(client, {
+          cookieNames: entry ? Object.keys(entry.cookies) : [],
+          ourCookie: entry?.cookies[SESSION_COOKIE],
+          loggedIn: entry ? Boolean(entry.user) || client.session.events.logins > 0 : null,
+        });
+        probe = found.probe;
+        await client.dialect.update(settings.envName, client.baseUrl, identity, { probe, ...(found.filters?.honoured ? { filters: found.filters } : {}) }, ctx.logger);
+      } else {
+        probe = (await client.dialect.get(settings.envName, client.baseUrl, identity))?.probe;
+      }
+      const filtersOk = probe?.paramsHonoured !== false;
+      checks.push({
+        name: 'dialect',
+        ok: filtersOk,
+        detail: probe
+          ? `${opts.probe ? 'probed' : `probed ${probe.probedAt}`}: ${probe.urlDecoding} URL decoding, $params ${probe.paramsHonoured === false ? 'NOT honoured' : probe.paramsHonoured ? 'honoured' : 'unknown'}, $savedfilter ${probe.savedFilterRecreation}`
+          : "not probed yet ('legacy doctor --probe')",
+        exitCode: filtersOk ? undefined : 65,
+      });
+    } catch (error) {
+      checks.push({ name: 'dialect', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+    }
+  }
+  if (opts.json) {
+    await write(ctx.io.stdout, `${JSON.stringify({ ok: checks.every((c) => c.ok), checks, ...(probe ? { probe } : {}) }, null, 2)}\n`);
+  } else {
+    await write(ctx.io.stdout, checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(13)} ${c.detail}\n`).join(''));
+    if (probe && opts.probe) await write(ctx.io.stdout, probeLines(probe).map(([k, v]) => `      ${k.padEnd(14)} ${v}\n`).join(''));
+  }
   const failed = checks.find((c) => !c.ok);
   return failed ? failed.exitCode ?? 1 : 0;
 }

@@ -60,6 +60,11 @@ export class NotFoundError extends BadDataError {
   override readonly code = 'E_NOT_FOUND';
 }
 
+/** A stored entity set is gone (expired, or it belonged to a replaced session). Exit 65 if not recovered. */
+export class EntitySetGoneError extends BadDataError {
+  override readonly code = 'E_ENTITY_SET_GONE';
+}
+
 /** Someone else changed the record since we read it. Exit 65. */
 export class ConflictError extends BadDataError {
   override readonly code = 'E_CONFLICT';

@@ -17,8 +17,11 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withLock, writeFileAtomic } from '../config/files.js';
-import { FilterNotAppliedError } from '../errors/index.js';
+import { BadDataError, EntitySetGoneError, FilterNotAppliedError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import type { RestPath, RestQuery } from '../protocol/url.js';
+import { lifeTimeUnit, serverClock } from '../session/status.js';
+import type { HttpRequest, HttpResponse } from '../transport/index.js';
 import type { Attribute, DataClass, Envelope, PageQuery } from './types.js';
 
 export const DIALECT_FILE_NAME = 'servers.json';
@@ -158,4 +161,142 @@ export function filterNotApplied(baseUrl: string, check: FilterCheck): FilterNot
     `the server at ${baseUrl} does not apply $filter: a query of ${check.table} that cannot match returned ${what}; nothing was read`,
     { hint: "run 'legacy doctor --probe' and report its output; an unfiltered export would be wrong data" },
   );
+}
+
+/** What `doctor --probe` needs of the REST client (kept narrow: no import of the client). */
+export interface ProbeTarget extends ProbeClient {
+  readonly baseUrl: string;
+  send(request: HttpRequest): Promise<HttpResponse>;
+  url(path: RestPath, query?: RestQuery): string;
+  identity(): Promise<string>;
+  dataClass(name: string): Promise<DataClass>;
+  releaseEntitySet(table: string, id: string): Promise<void>;
+}
+
+/** The session as the probe sees it: cookie names and whether a login made it. */
+export interface ProbeSession {
+  cookieNames: string[];
+  ourCookie?: string;
+  loggedIn: boolean | null;
+}
+
+const DATE_TYPES = new Set(['date']);
+
+/** A table to probe with: rows, a text attribute, a date attribute if possible. */
+async function probeTable(c: ProbeTarget): Promise<{ dc: DataClass; total: number; sample: Array<Record<string, unknown>> } | undefined> {
+  const response = await c.send({ method: 'GET', url: c.url({ kind: 'catalog', all: true }), idempotent: true });
+  const all = ((response.json as { dataClasses?: DataClass[] } | undefined)?.dataClasses ?? []).filter((dc) => Array.isArray(dc.attributes));
+  const rank = (dc: DataClass) =>
+    (canaryAttribute(dc) && TEXT_TYPES.has(canaryAttribute(dc)!.type) ? 2 : canaryAttribute(dc) ? 1 : 0) +
+    (dc.attributes.some((a) => a.kind === 'storage' && DATE_TYPES.has(a.type)) ? 1 : 0);
+  const candidates = all.filter((dc) => canaryAttribute(dc)).sort((a, b) => rank(b) - rank(a)).slice(0, 5);
+  for (const dc of candidates) {
+    const page = await c.page(dc.name, { top: 20, skip: 0 });
+    if (page.__COUNT > 0) return { dc, total: page.__COUNT, sample: page.__ENTITIES };
+  }
+  return undefined;
+}
+
+/** The order in which the server decodes and splits URLs: `x%26%24skip%3D1` is a `$skip` only if it decodes first. */
+async function probeDecoding(c: ProbeTarget, table: string): Promise<UrlDecoding> {
+  const response = await c.send({
+    method: 'GET',
+    url: c.url({ kind: 'dataClass', dataClass: table }, { top: 1, raw: [['legacyprobe', 'x&$skip=1']] }),
+    idempotent: true,
+  });
+  const first = (response.json as { __FIRST?: unknown } | undefined)?.__FIRST;
+  return first === 1 ? 'whole' : first === 0 ? 'split' : 'unknown';
+}
+
+/** Ask what a request does and tell whether it was refused as a bad query (false) or failed otherwise (throws). */
+async function accepted(run: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await run();
+    return true;
+  } catch (error) {
+    if (error instanceof BadDataError && !(error instanceof EntitySetGoneError)) return false;
+    throw error;
+  }
+}
+
+/**
+ * `doctor --probe`: find out the server's dialect with harmless reads of one table (at most about
+ * a dozen requests; the two entity sets it makes are released). Never opens a session of its own.
+ */
+export async function probeServer(c: ProbeTarget, session: ProbeSession): Promise<{ probe: ProbeResult; filters?: FilterCheck }> {
+  const result: ProbeResult = {
+    probedAt: new Date().toISOString(),
+    baseUrl: c.baseUrl,
+    identity: (await c.identity()) || null,
+    table: null,
+    urlDecoding: 'unknown',
+    cookies: session.cookieNames,
+    loginRequired: session.loggedIn,
+    paramsHonoured: null,
+    entitySets: null,
+    savedFilterRecreation: 'unknown',
+    strictDateCompare: null,
+    lifeTime: null,
+    versions: {},
+  };
+  const info = await c.send({ method: 'GET', url: c.url({ kind: 'info' }), idempotent: true });
+  const infoJson = (info.json ?? {}) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(infoJson)) {
+    if (/version|build|release/i.test(key) && ['string', 'number', 'boolean'].includes(typeof value)) result.versions[key] = value as string | number | boolean;
+  }
+  const serverHeader = info.headers.server;
+  if (serverHeader) result.versions['Server header'] = String(serverHeader);
+  result.lifeTime = lifeTimeOf(infoJson, session.ourCookie, info.headers);
+
+  const picked = await probeTable(c);
+  if (!picked) return { probe: result };
+  const { dc, sample } = picked;
+  result.table = dc.name;
+  result.urlDecoding = await probeDecoding(c, dc.name);
+
+  const canary = await runCanary(c, dc);
+  // A server that ignores filters answers every filtered question alike: nothing more to learn.
+  if (canary && !canary.honoured) {
+    result.paramsHonoured = false;
+    return { probe: result, filters: canary };
+  }
+  const attr = canaryAttribute(dc)!;
+  const value = sample.map((e) => e[attr.name]).find((v) => (typeof v === 'string' && v !== '' && !/[@*]/.test(v)) || typeof v === 'number');
+  if (value === undefined) {
+    result.paramsHonoured = canary ? canary.honoured : null;
+    return { probe: result, filters: canary };
+  }
+  const filter = { filter: `${attr.name} = :1`, params: [value] };
+  const matching = (await c.page(dc.name, { ...filter, top: 1, skip: 0 })).__COUNT;
+  result.paramsHonoured = canary ? canary.honoured && matching >= 1 : matching >= 1 ? null : false;
+
+  const date = dc.attributes.find((a) => a.kind === 'storage' && DATE_TYPES.has(a.type));
+  if (date) result.strictDateCompare = await accepted(() => c.page(dc.name, { filter: `${date.name} > :1`, params: ['1900-01-01'], top: 1, skip: 0 }));
+
+  const made = await c.page(dc.name, { ...filter, top: 1, skip: 0, entitySet: true, timeoutSeconds: 120 }).catch(() => undefined);
+  const setId = /\$entityset\/([^/?]+)/.exec(made?.__ENTITYSET ?? '')?.[1];
+  result.entitySets = made ? Boolean(setId) : null;
+  if (setId) await c.releaseEntitySet(dc.name, decodeURIComponent(setId)).catch(() => undefined);
+
+  // A set id the server never saw, with the filter to recreate it from: how does it come back?
+  const lost = randomBytes(16).toString('hex').toUpperCase();
+  try {
+    const recreated = await c.page(dc.name, { ...filter, orderBy: undefined, fromEntitySet: lost, top: 1, skip: 0 });
+    result.savedFilterRecreation = recreated.__COUNT === matching ? 'with-params' : 'without-params';
+    await c.releaseEntitySet(dc.name, lost).catch(() => undefined);
+  } catch (error) {
+    if (error instanceof EntitySetGoneError) result.savedFilterRecreation = 'not-supported';
+    else if (error instanceof BadDataError) result.savedFilterRecreation = 'fails';
+    else throw error;
+  }
+  return { probe: result, filters: canary };
+}
+
+/** Our session's idle timeout from `$info`, in the unit the server really used. */
+function lifeTimeOf(info: Record<string, unknown>, ourCookie: string | undefined, headers: Record<string, string | string[] | undefined>): ProbeResult['lifeTime'] {
+  const list = Array.isArray(info.sessionInfo) ? (info.sessionInfo as Array<Record<string, unknown>>) : [];
+  const mine = list.find((s) => ourCookie !== undefined && s.sessionID === ourCookie) ?? list[0];
+  if (!mine || typeof mine.lifeTime !== 'number') return null;
+  const unit = lifeTimeUnit(list, ourCookie, serverClock(headers));
+  return { value: mine.lifeTime, unit, seconds: mine.lifeTime * (unit === 'minutes' ? 60 : 1) };
 }

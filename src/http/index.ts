@@ -5,7 +5,7 @@
 import type { ConfigFile } from '../config/store.js';
 import { requireBaseUrl, type Settings } from '../config/settings.js';
 import { classifyResponse, errCodeOf, serverMessage } from '../protocol/errors.js';
-import { AuthError, BadDataError, NotFoundError, SessionLimitError, UnavailableError } from '../errors/index.js';
+import { AuthError, BadDataError, EntitySetGoneError, NotFoundError, SessionLimitError, UnavailableError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { Logger } from '../log/index.js';
 import { SessionManager } from '../session/manager.js';
@@ -22,8 +22,7 @@ export { encodeValue, paramsJson, queryString, restUrl, type RestPath, type Rest
 /** Longest request URL we send; servers commonly accept 8–16 KB request lines. */
 const MAX_URL_LENGTH = 16 * 1024;
 
-/** A stored entity set is gone (expired or belonged to a replaced session). */
-export class EntitySetGoneError extends BadDataError {}
+export { EntitySetGoneError };
 
 export interface RestClientOptions {
   baseUrl: string;
