@@ -9,7 +9,9 @@ import { startPostgres } from '../test/helpers/services.mjs';
 import { control, legacyBin, measure, s, startEmulatorProcess, tempDir } from './lib.mjs';
 
 const rows = Number(process.env.BENCH_ROWS ?? 200_000);
-const emu = await startEmulatorProcess(['--rows', `Artikel=${rows}`, '--max-sessions', '10']);
+// 'whole' is how the 4D source decodes URLs (the incremental window must hold under it).
+const decoding = process.env.BENCH_URL_DECODING ?? 'whole';
+const emu = await startEmulatorProcess(['--rows', `Artikel=${rows}`, '--max-sessions', '10', '--url-decoding', decoding]);
 const work = tempDir();
 const env = { ...process.env, LEGACY_CONFIG_DIR: join(work, 'cfg'), LEGACY_DATA_DIR: join(work, 'data'), LEGACY_BASE_URL: emu.url, LEGACY_ENV: 'bench', NO_COLOR: '1' };
 const postgres = await startPostgres();
@@ -40,7 +42,7 @@ try {
   if (postgres) targets.push({ name: 'PostgreSQL', args: ['--db', await postgres.newDatabase('bench')] });
   await legacy(['get-table', 'Artikel', '--csv', '-o', join(work, 'warm.csv')]); // warm the emulator and the session
   const csv = await legacy(['get-table', 'Artikel', '--csv', '-o', join(work, 'a.csv')]);
-  console.log(`Artikel, ${rows.toLocaleString('en-US')} rows`);
+  console.log(`Artikel, ${rows.toLocaleString('en-US')} rows, emulator --url-decoding ${decoding}`);
   console.log(`${'get-table --csv -o'.padEnd(42)} ${s(csv.ms)}`);
   // Each step runs on every target before the emulator changes, so all read the same rows.
   const times = new Map(targets.map((t) => [t, {}]));

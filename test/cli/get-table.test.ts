@@ -5,16 +5,16 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'csv-parse/sync';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, cleanupTempDirs, collect, runCli, runShell, spawnCli, tempDir } from '../helpers/cli.js';
-import { startServer, type TestServer } from '../helpers/emulator.js';
+import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
 
 afterAll(cleanupTempDirs);
 
-describe('exact output for a small fixture', () => {
+describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)', (urlDecoding) => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startServer({ data: FIXTURE });
+    server = await startServer({ data: FIXTURE, urlDecoding });
   });
   afterAll(() => server.stop());
 

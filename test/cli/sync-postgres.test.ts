@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, runCli, spawnCli, tempDir, type CliResult } from '../helpers/cli.js';
-import { startServer, type TestServer } from '../helpers/emulator.js';
+import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 import { startPostgres } from '../helpers/services.mjs';
 
 const postgres = await startPostgres();
@@ -73,8 +73,8 @@ async function expectLevel(s: TestServer, url: string, table: string, key: strin
 const summary = (r: CliResult) => JSON.parse(r.stdout).tables as Array<Record<string, any>>;
 
 describe.skipIf(!postgres)('sync into PostgreSQL', () => {
-  it('full, then incremental after updates and inserts, then --reconcile: the tables equal the emulator row for row', async () => {
-    server = await startServer({ rows: { Artikel: 1500, Kunden: 300 } });
+  it.each(URL_DECODINGS)('full, then incremental after updates and inserts, then --reconcile: the tables equal the emulator row for row (%s URL decoding)', async (urlDecoding) => {
+    server = await startServer({ rows: { Artikel: 1500, Kunden: 300 }, urlDecoding });
     const { url, masked } = await newDb();
     const first = await legacy(server, ['sync', 'Artikel', 'Kunden', '--db', url, '--json']);
     expect(first.code, first.stderr).toBe(0);

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, runCli, spawnCli, tempDir } from '../helpers/cli.js';
-import { startServer, type TestServer } from '../helpers/emulator.js';
+import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
 
@@ -80,8 +80,8 @@ async function untilRows(path: string, n: number): Promise<void> {
 const sync = (s: TestServer, args: string[], extra: Record<string, string> = {}) => runCli(['sync', ...args], { env: { ...s.env, ...extra } });
 
 describe('sync into SQLite', () => {
-  it('a full sync equals the emulator row for row; later runs are incremental and equal again after updates, inserts and deletes', async () => {
-    server = await startServer({ rows: { Artikel: 1500, Kunden: 300 } });
+  it.each(URL_DECODINGS)('a full sync equals the emulator row for row; later runs are incremental and equal again after updates, inserts and deletes (%s URL decoding)', async (urlDecoding) => {
+    server = await startServer({ rows: { Artikel: 1500, Kunden: 300 }, urlDecoding });
     const db = join(server.dataDir, 'test.sqlite');
     const first = await sync(server, ['Artikel', 'Kunden', '--json']);
     expect(first.code, first.stderr).toBe(0);

@@ -2,6 +2,12 @@
 import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../dist/emulator/index.js';
 import { tempDir } from './cli.js';
 
+/**
+ * The two orders in which 4D servers may decode and split a URL (4d-rest-protocol.md §1). Every
+ * test that sends a filter, a count, a bulk read or a sync window runs under both (describe.each).
+ */
+export const URL_DECODINGS = ['whole', 'split'] as const;
+
 export interface TestServer {
   emu: RunningEmulator;
   url: string;

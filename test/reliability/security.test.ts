@@ -63,9 +63,13 @@ describe('secrets never reach stdout, stderr or a log file', () => {
       for (const dir of configDirs) for (const c of storedCookies(dir)) secrets.add(c);
       for (const s of await server.control<Array<{ id: string }>>('sessions')) secrets.add(s.id);
     };
+    // Every run also records its HTTP exchanges (--har): the archives are searched like the logs.
+    const harFiles: string[] = [];
     const run = async (args: string[], opts: { env?: Record<string, string | undefined>; input?: string; json?: boolean; expect?: number } = {}) => {
       const log = opts.json ? ['--log-format', 'json', '--log-file', jsonLog] : ['--log-file', textLog];
-      const r = await runCli(['-vv', ...log, ...args], { env: { ...env, ...opts.env }, input: opts.input });
+      const har = join(logDir, `run-${harFiles.length}.har`);
+      harFiles.push(har);
+      const r = await runCli(['-vv', ...log, '--har', har, ...args], { env: { ...env, ...opts.env }, input: opts.input });
       expect(r.code, `${args.join(' ')}: ${r.stderr.slice(0, 400)}`).toBe(opts.expect ?? 0);
       outputs.push({ what: `stdout of ${args.join(' ')}`, text: r.stdout }, { what: `stderr of ${args.join(' ')}`, text: r.stderr });
       await harvest();
@@ -128,8 +132,13 @@ describe('secrets never reach stdout, stderr or a log file', () => {
     await run(['env', 'current', '--json'], { env: fromFile, json: true });
     await run(['env', 'list', '--json'], { env: fromFile });
 
-    const files = [textLog, jsonLog, join(server.dataDir, 'audit.log')];
+    const files = [textLog, jsonLog, join(server.dataDir, 'audit.log'), ...harFiles];
     for (const f of files) outputs.push({ what: f, text: readFileSync(f, 'utf8') });
+    // The archives are real: JSON, with the login, cookies (masked) and the $info session list.
+    const entries = harFiles.flatMap((f) => (JSON.parse(readFileSync(f, 'utf8')) as { log: { entries: Array<{ request: { url: string; headers: Array<{ name: string; value: string }> } }> } }).log.entries);
+    expect(entries.some((e) => e.request.url.includes('$directory/login'))).toBe(true);
+    expect(entries.some((e) => e.request.headers.some((h) => h.name.toLowerCase() === 'cookie' && /WASID4D=\*\*\*/.test(h.value)))).toBe(true);
+    expect(entries.some((e) => e.request.url.endsWith('/rest/$info'))).toBe(true);
     // The logs are real: one line per HTTP request at -vv, and the JSON log is JSON.
     expect(readFileSync(textLog, 'utf8')).toMatch(/http GET \/rest\/\$catalog/);
     expect(readFileSync(textLog, 'utf8')).toMatch(/\$directory\/login/);

@@ -1,0 +1,50 @@
+/**
+ * Run the CLI in-process: `main(argv, io)` from src/ with in-memory streams (the way the GitHub CLI
+ * tests use iostreams.Test()). Same code path as the bin minus the process wiring (signals, exit),
+ * so it is for behaviour; what needs a process (signals, pipes, exit codes of a real process, file
+ * modes, crashes, cross-process locks) stays in spawned tests (./cli.ts).
+ */
+import { PassThrough, Writable } from 'node:stream';
+import { main } from '../../src/cli/main.js';
+import { ROOT } from './cli.js';
+
+export interface MainResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface MainOptions {
+  env?: Record<string, string | undefined>;
+  input?: string;
+  cwd?: string;
+  /** Pretend stdout is a terminal (default: not). */
+  tty?: boolean;
+}
+
+class Sink extends Writable {
+  text = '';
+  isTTY: boolean;
+  columns = 100;
+  constructor(tty: boolean) {
+    super();
+    this.isTTY = tty;
+  }
+  override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: () => void): void {
+    this.text += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+    callback();
+  }
+}
+
+/** `legacy <argv>` in this process; the environment is only what is given (plus NO_COLOR). */
+export async function runMain(argv: string[], options: MainOptions = {}): Promise<MainResult> {
+  const stdout = new Sink(options.tty === true);
+  const stderr = new Sink(false);
+  // A byte stream like process.stdin (not an object-mode Readable.from), ended after the input.
+  const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
+  stdin.isTTY = false;
+  stdin.end(options.input === undefined ? undefined : Buffer.from(options.input));
+  const env: Record<string, string | undefined> = { NO_COLOR: '1', PATH: process.env.PATH, HOME: process.env.HOME, ...options.env };
+  const code = await main(argv, { stdout, stderr, stdin, env, cwd: options.cwd ?? ROOT });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
