@@ -109,12 +109,13 @@ export function buildProgram(dispatch: (loader: Loader, args: string[], opts: Re
     .action(load(() => import('../commands/tables.js').then((m) => ({ run: m.runDescribe }))));
 
   program.command('get-table <table>')
-    .description('stream a whole table out as CSV, JSON, NDJSON or a terminal table')
+    .description('stream a whole table out as CSV, JSON, NDJSON, an Excel workbook or a terminal table')
     .option('--csv', 'CSV (default when stdout is not a terminal)')
     .option('--json', 'one JSON array')
     .option('--ndjson', 'one JSON object per line')
     .option('--table', 'a terminal table (default on a terminal; at most 100 rows unless --limit)')
-    .addOption(new Option('-f, --format <format>', 'output format').choices(['csv', 'json', 'ndjson', 'table']))
+    .option('--xlsx', 'an Excel workbook with typed cells (needs -o FILE or a redirected stdout)')
+    .addOption(new Option('-f, --format <format>', 'output format').choices(['csv', 'json', 'ndjson', 'table', 'xlsx']))
     .option('-o, --output <file>', 'write to this file (atomically: temp file, renamed on success); - for stdout')
     .option('--fields <list>', 'comma-separated attributes, in this order')
     .option('--where <cond>', 'condition <field><op><value>, op one of = != < > <= >= begin (repeatable, ANDed)', (v: string, prev: string[] = []) => [...prev, v])
@@ -137,6 +138,7 @@ Examples:
   legacy get-table Artikel --csv > artikel.csv
   legacy get-table Artikel --where 'Bezeichnung=Engel@' --fields Nummer,Bezeichnung --limit 20
   legacy get-table Kunden --ndjson -o kunden.ndjson
+  legacy get-table Artikel --xlsx -o artikel.xlsx
   legacy get-table Belege --count --where 'Datum>=2025-01-01'`)
     .action(load(() => import('../commands/get-table.js')));
 

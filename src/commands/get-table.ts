@@ -4,6 +4,7 @@ import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { InterruptedError, UsageError } from '../errors/index.js';
 import { assertPositive, countRows, exportRows, parseFields, planExport, type ExportSummary } from '../table/export.js';
+import { cellKindFor } from '../table/convert.js';
 import { createWriter, type Format } from '../table/formats.js';
 import { openAtomic, type AtomicFile } from '../table/output.js';
 import { startProgress } from '../cli/progress.js';
@@ -13,6 +14,7 @@ interface GetTableOptions {
   json?: boolean;
   ndjson?: boolean;
   table?: boolean;
+  xlsx?: boolean;
   format?: Format;
   output?: string;
   fields?: string;
@@ -34,7 +36,7 @@ interface GetTableOptions {
 }
 
 function chooseFormat(opts: GetTableOptions, toTerminal: boolean): Format {
-  const chosen = (['csv', 'json', 'ndjson', 'table'] as const).filter((f) => opts[f]);
+  const chosen = (['csv', 'json', 'ndjson', 'table', 'xlsx'] as const).filter((f) => opts[f]);
   if (chosen.length > 1) throw new UsageError(`choose one format, not ${chosen.map((f) => `--${f}`).join(' and ')}`);
   if (chosen.length === 1 && opts.format && opts.format !== chosen[0]) throw new UsageError(`--${chosen[0]} conflicts with --format ${opts.format}`);
   return chosen[0] ?? opts.format ?? (toTerminal ? 'table' : 'csv');
@@ -46,6 +48,13 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
   const table = args[0]!;
   const toFile = opts.output !== undefined && opts.output !== '-';
   const format = chooseFormat(opts, !toFile && ctx.io.stdout.isTTY === true);
+  if (format === 'xlsx') {
+    if (!toFile && ctx.io.stdout.isTTY === true) {
+      throw new UsageError('an Excel workbook is binary: write it to a file with -o FILE.xlsx, or redirect standard output');
+    }
+    const csvOnly = (['delimiter', 'bom', 'excelSafe'] as const).filter((o) => opts[o] !== undefined && opts[o] !== false);
+    if (csvOnly.length) throw new UsageError(`${csvOnly.map((o) => (o === 'excelSafe' ? '--excel-safe' : `--${o}`)).join(', ')} ${csvOnly.length === 1 ? 'applies' : 'apply'} to CSV, not to --xlsx`);
+  }
   if (opts.delimiter !== undefined && [...opts.delimiter].length !== 1) throw new UsageError('--delimiter must be a single character');
   if (opts.delimiter !== undefined && /["\r\n]/.test(opts.delimiter)) throw new UsageError('--delimiter cannot be a quote or a line break');
   const limit = assertPositive(opts.limit, '--limit', 0);
@@ -95,6 +104,9 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
     color: ctx.color.stdout,
     width: ctx.io.stdout.columns,
     maxRows: tableCap,
+    sheetName: plan.dataClass.name,
+    kinds: plan.columns.map((c) => cellKindFor(c.attribute, opts.raw === true)),
+    warn: (message) => ctx.logger.warn(message),
   });
 
   const started = Date.now();
