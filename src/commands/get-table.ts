@@ -64,6 +64,7 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
   if (concurrency > 16) throw new UsageError('--concurrency is at most 16 (one session serves every request)');
   if (pageSize > 100_000) throw new UsageError('--page-size is at most 100000');
 
+  ctx.metrics.table(table);
   const client = await ctx.client();
   const plan = await planExport(client, {
     table,
@@ -137,8 +138,11 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
   } catch (error) {
     progress?.stop();
     if (file) await file.abort();
+    // What reached stdout stays there; a file that was not committed holds nothing.
+    ctx.metrics.rows({ read: summary.rows ?? 0, written: file ? 0 : writer.written });
     throw ctx.signal.aborted && ctx.signal.reason === 'interrupt' ? new InterruptedError('interrupted') : error;
   }
+  ctx.metrics.rows({ read: summary.rows ?? 0, written: writer.written });
 
   const seconds = (Date.now() - started) / 1000;
   const rowsWritten = summary.rows ?? 0;

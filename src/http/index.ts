@@ -11,7 +11,7 @@ import type { Logger } from '../log/index.js';
 import { SessionManager } from '../session/manager.js';
 import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
-import { Transport, type HttpRequest, type HttpResponse } from '../transport/index.js';
+import { Transport, type ExchangeObserver, type HttpRequest, type HttpResponse } from '../transport/index.js';
 import type { DataClass, DataClassSummary, Entity, Envelope, FourDError, PageQuery } from './types.js';
 import { dataClassPath, encodeValue, entityPath, pageUrl } from './url.js';
 
@@ -41,6 +41,8 @@ export interface RestClientOptions {
   signal?: AbortSignal;
   /** Base delay for transient-failure backoff (ms). */
   backoffMs?: number;
+  /** Told about every HTTP try (metrics, recordings). */
+  observers?: ExchangeObserver[];
 }
 
 export { serverMessage } from '../errors/fourd.js';
@@ -60,6 +62,7 @@ export class RestClient {
       logger: options.logger,
       signal: options.signal,
       backoffMs: options.backoffMs,
+      observers: options.observers,
     });
     this.session = new SessionManager({
       slot: { env: options.envName, name: options.sessionName, baseUrl: options.baseUrl },
@@ -239,10 +242,12 @@ export interface CreateClientOptions {
   config: ConfigFile;
   logger: Logger;
   signal?: AbortSignal;
+  /** Told about every HTTP try (the run's metrics). */
+  observers?: ExchangeObserver[];
 }
 
 /** The client for the selected environment and session name, with its session store opened. */
-export async function createRestClient({ settings, config, logger, signal }: CreateClientOptions): Promise<RestClient> {
+export async function createRestClient({ settings, config, logger, signal, observers }: CreateClientOptions): Promise<RestClient> {
   const baseUrl = requireBaseUrl(settings, config);
   return new RestClient({
     baseUrl,
@@ -258,6 +263,7 @@ export async function createRestClient({ settings, config, logger, signal }: Cre
     credentials: settings.credentials,
     logger,
     signal,
+    observers,
   });
 }
 
