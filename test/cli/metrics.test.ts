@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, collect, runCli, spawnCli, tempDir } from '../helpers/cli.js';
+import { cleanupTempDirs, interruptCli, runCli, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { promtool } from '../helpers/services.mjs';
 
@@ -122,11 +122,8 @@ describe.skipIf(!promtoolBin)('--metrics-file shared by several runs', () => {
       const status = await runCli(['sync', 'status'], { env: server.env });
       expect(status.code, status.stderr).toBe(0);
       await server.control('options', { latencyMs: 600 });
-      const child = spawnCli(['get-table', 'Teile', '--page-size', '1', '--concurrency', '1', '-o', join(dir, 'teile.csv')], { env: server.env });
-      const done = collect(child);
-      await new Promise((r) => setTimeout(r, 1500));
-      child.kill('SIGINT');
-      expect((await done).code).toBe(130);
+      const interrupted = await interruptCli(['get-table', 'Teile', '--page-size', '1', '--concurrency', '1', '-o', join(dir, 'teile.csv')], { env: server.env });
+      expect(interrupted.code).toBe(130);
     } finally {
       await server.control('options', { latencyMs: 0 });
       writeFileSync(configFile, JSON.stringify({ environments: {} }));

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanupTempDirs, collect, runCli, runShell, spawnCli, tempDir } from '../helpers/cli.js';
+import { BIN, cleanupTempDirs, interruptCli, runCli, runShell, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { openpyxlPython } from '../helpers/services.mjs';
 import { readXlsx } from '../helpers/xlsx.js';
@@ -104,11 +104,7 @@ describe.skipIf(!python)('--xlsx read back with openpyxl', () => {
     try {
       const dir = tempDir();
       const out = join(dir, 'artikel.xlsx');
-      const child = spawnCli(['get-table', 'Artikel', '--xlsx', '-o', out, '--page-size', '100', '--concurrency', '1'], { env: server.env });
-      const done = collect(child);
-      await new Promise((r) => setTimeout(r, 1500));
-      child.kill('SIGINT');
-      const r = await done;
+      const r = await interruptCli(['get-table', 'Artikel', '--xlsx', '-o', out, '--page-size', '100', '--concurrency', '1'], { env: server.env });
       expect(r.code).toBe(130);
       expect(existsSync(out)).toBe(false);
       expect(readdirSync(dir)).toEqual([]);
