@@ -1,7 +1,9 @@
 // npm run bench:export — in one run against the emulator (its own process):
 //   (a) a plain sequential HTTP loop fetching the same pages and throwing them away (the floor),
 //   (b) legacy get-table Artikel --csv -o FILE, (c) --ndjson -o FILE;
-// wall-time ratios (b)/(a), (c)/(a), and peak RSS of (b) at 200,000 and 1,000,000 rows.
+// wall-time ratios (b)/(a), (c)/(a), and peak RSS of (b) at 200,000 and 1,000,000 rows;
+//   (d) --xlsx -o FILE against --csv: medians of alternating runs (BENCH_XLSX_RUNS each), the
+//   time ratio xlsx/csv and the peak RSS of both.
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { legacyBin, mb, measure, s, startEmulatorProcess, tempDir } from './lib.mjs';
@@ -9,6 +11,12 @@ import { legacyBin, mb, measure, s, startEmulatorProcess, tempDir } from './lib.
 const rows = Number(process.env.BENCH_ROWS ?? 200_000);
 const bigRows = Number(process.env.BENCH_BIG_ROWS ?? 1_000_000);
 const pageSize = 1000;
+const xlsxRuns = Number(process.env.BENCH_XLSX_RUNS ?? 3);
+const median = (values) => {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 
 let cookie;
 async function plainLoop(url, table, total) {
@@ -46,6 +54,18 @@ try {
   console.log(`(b) legacy get-table --csv -o       ${s(b.ms)}  ratio ${(b.ms / a).toFixed(2)}  peak RSS ${mb(b.peakRss)}`);
   console.log(`(c) legacy get-table --ndjson -o    ${s(c.ms)}  ratio ${(c.ms / a).toFixed(2)}  peak RSS ${mb(c.peakRss)}`);
   console.log(`(b') --csv --concurrency 4          ${s(b4.ms)}  ratio ${(b4.ms / a).toFixed(2)}`);
+  // Alternate csv and xlsx so that drift of the machine (other load, caches) hits both alike.
+  const csv = [];
+  const xlsx = [];
+  for (let i = 0; i < xlsxRuns; i++) {
+    csv.push(await runLegacy(emu.url, ['--csv']));
+    xlsx.push(await runLegacy(emu.url, ['--xlsx']));
+  }
+  const csvMs = median(csv.map((r) => r.ms));
+  const xlsxMs = median(xlsx.map((r) => r.ms));
+  console.log(`(d) --xlsx -o vs --csv -o, median of ${xlsxRuns} alternating runs each:`);
+  console.log(`    csv  ${s(csvMs)}  peak RSS ${mb(Math.max(...csv.map((r) => r.peakRss)))}`);
+  console.log(`    xlsx ${s(xlsxMs)}  peak RSS ${mb(Math.max(...xlsx.map((r) => r.peakRss)))}  time ratio xlsx/csv ${(xlsxMs / csvMs).toFixed(2)} (target <= 2)`);
 } finally {
   await emu.stop();
 }
@@ -55,6 +75,8 @@ if (bigRows > 0) {
   try {
     const b = await runLegacy(big.url, ['--csv']);
     console.log(`(b) at ${bigRows.toLocaleString('en-US')} rows: ${s(b.ms)}, peak RSS ${mb(b.peakRss)}`);
+    const d = await runLegacy(big.url, ['--xlsx']);
+    console.log(`(d) --xlsx at ${bigRows.toLocaleString('en-US')} rows: ${s(d.ms)}, peak RSS ${mb(d.peakRss)}`);
   } finally {
     await big.stop();
   }

@@ -6,6 +6,7 @@ import type { ConfigFile } from '../config/store.js';
 import type { Settings } from '../config/settings.js';
 import type { Logger } from '../log/index.js';
 import type { RestClient } from '../http/index.js';
+import type { RunReporter } from '../metrics/run.js';
 import type { Io } from './io.js';
 
 export interface CommandContext {
@@ -20,4 +21,6 @@ export interface CommandContext {
   client(): Promise<RestClient>;
   /** Show progress spinners? Only on a terminal, never with --quiet. */
   interactive: boolean;
+  /** Where the command reports its table and the rows it read and wrote (the run's metrics). */
+  metrics: RunReporter;
 }

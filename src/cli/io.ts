@@ -35,7 +35,7 @@ export function colorEnabled(stream: OutStream, flag: boolean | undefined, env: 
 }
 
 /** Write and wait for the stream to accept more (backpressure). */
-export function write(stream: Writable, chunk: string): Promise<void> | void {
+export function write(stream: Writable, chunk: string | Uint8Array): Promise<void> | void {
   if (stream.write(chunk)) return;
   return new Promise((resolve, reject) => {
     const onDrain = () => {

@@ -5,11 +5,13 @@
  * errors never pay for got, winston, csv-stringify or cli-table3.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { loadConfig } from '../config/store.js';
 import { resolveDirs, resolveLogFormat, resolveLogLevel, resolveSettings, type GlobalOptions } from '../config/settings.js';
 import { ExitCode, InterruptedError, LegacyError, UsageError, errorToJson, exitCodeFor, formatErrorLine, isBrokenPipe, oneLine } from '../errors/index.js';
 import { createLogger, type Logger } from '../log/index.js';
+import { RunMetrics } from '../metrics/run.js';
 import type { CommandContext } from './context.js';
 import { colorEnabled, type Io } from './io.js';
 
@@ -68,6 +70,7 @@ export function buildProgram(dispatch: (loader: Loader, args: string[], opts: Re
     .option('--password-stdin', 'read the password for servers that require login from standard input')
     .option('--debug', 'show stack traces on errors (LEGACY_DEBUG)')
     .option('--har <file>', "record the run's HTTP exchanges as an HTTP Archive (HAR 1.2; cookies and passwords masked; 0600)")
+    .option('--metrics-file <path>', 'at the end of the run, merge its metrics into this Prometheus textfile (LEGACY_METRICS_FILE)')
     .showSuggestionAfterError(true)
     .addHelpText('after', `${EXIT_CODES_HELP}\n\nSee 'legacy help <command>' and 'man legacy' for more.`);
 
@@ -111,12 +114,13 @@ export function buildProgram(dispatch: (loader: Loader, args: string[], opts: Re
     .action(load(() => import('../commands/tables.js').then((m) => ({ run: m.runDescribe }))));
 
   program.command('get-table <table>')
-    .description('stream a whole table out as CSV, JSON, NDJSON or a terminal table')
+    .description('stream a whole table out as CSV, JSON, NDJSON, an Excel workbook or a terminal table')
     .option('--csv', 'CSV (default when stdout is not a terminal)')
     .option('--json', 'one JSON array')
     .option('--ndjson', 'one JSON object per line')
     .option('--table', 'a terminal table (default on a terminal; at most 100 rows unless --limit)')
-    .addOption(new Option('-f, --format <format>', 'output format').choices(['csv', 'json', 'ndjson', 'table']))
+    .option('--xlsx', 'an Excel workbook with typed cells (needs -o FILE or a redirected stdout)')
+    .addOption(new Option('-f, --format <format>', 'output format').choices(['csv', 'json', 'ndjson', 'table', 'xlsx']))
     .option('-o, --output <file>', 'write to this file (atomically: temp file, renamed on success); - for stdout')
     .option('--fields <list>', 'comma-separated attributes, in this order')
     .option('--where <cond>', 'condition <field><op><value>, op one of = != < > <= >= begin (repeatable, ANDed)', (v: string, prev: string[] = []) => [...prev, v])
@@ -139,6 +143,7 @@ Examples:
   legacy get-table Artikel --csv > artikel.csv
   legacy get-table Artikel --where 'Bezeichnung=Engel@' --fields Nummer,Bezeichnung --limit 20
   legacy get-table Kunden --ndjson -o kunden.ndjson
+  legacy get-table Artikel --xlsx -o artikel.xlsx
   legacy get-table Belege --count --where 'Datum>=2025-01-01'`)
     .action(load(() => import('../commands/get-table.js')));
 
@@ -219,6 +224,10 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   let logger: Logger | undefined;
   let globalOpts: GlobalOptions = {};
   let jsonLogs = false;
+  // The run's metrics: the command path is known once commander has chosen the command.
+  const metrics = new RunMetrics({ command: '', env: '' });
+  let selected: Command | undefined;
+  let metricsSettings: { file?: string; env: string } | undefined;
   const controller = new AbortController();
   const onOuterAbort = () => controller.abort(options.signal?.reason ?? 'interrupt');
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
@@ -242,6 +251,7 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   };
 
   const dispatch = async (loader: Loader, args: string[], opts: Record<string, unknown>, cmd: Command) => {
+    selected = cmd;
     globalOpts = cmd.optsWithGlobals() as GlobalOptions;
     const dirs = resolveDirs(globalOpts, io.env);
     const format = resolveLogFormat(globalOpts, io.env);
@@ -257,6 +267,7 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
     const config = await loadConfig(dirs.configDir);
     const passwordFromStdin = (globalOpts as { passwordStdin?: boolean }).passwordStdin ? await readStdin(io) : undefined;
     const settings = resolveSettings(globalOpts, io.env, config!, passwordFromStdin);
+    metricsSettings = { file: settings.metricsFile, env: settings.envName };
     const log = logger;
     // --har: created before anything is sent, so an unwritable place fails first (73).
     const harPath = (globalOpts as { har?: string }).har;
@@ -275,10 +286,11 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
       interactive: io.stderr.isTTY === true && settings.logLevel !== 'error' && !io.env.CI,
       client: () => {
         clientPromise ??= import('../http/index.js').then((m) =>
-          m.createRestClient({ settings, config, logger: log, signal: controller.signal, observers: har ? [har] : undefined }),
+          m.createRestClient({ settings, config, logger: log, signal: controller.signal, observers: har ? [metrics, har] : [metrics] }),
         );
         return clientPromise;
       },
+      metrics,
     };
     let failed = true;
     try {
@@ -287,7 +299,14 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
       exitCode = typeof code === 'number' ? code : ExitCode.ok;
       failed = false;
     } finally {
-      if (clientPromise) await clientPromise.then((c) => c.close()).catch(() => undefined);
+      if (clientPromise) {
+        await clientPromise
+          .then((c) => {
+            metrics.addSession({ ...c.session.events, sessionCreatedAt: c.session.current()?.createdAt });
+            return c.close();
+          })
+          .catch(() => undefined);
+      }
       // Written whatever the outcome: a failed run's exchanges are the ones worth reporting.
       if (har) {
         try {
@@ -305,6 +324,7 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   // one-line error to us.
   const configure = (cmd: Command) => {
     cmd.exitOverride();
+    if (cmd.commands.length) cmd.hook('preSubcommand', (_parent, sub) => void (selected = sub));
     cmd.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: () => undefined });
     cmd.commands.forEach(configure);
   };
@@ -320,8 +340,10 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') {
         exitCode = ExitCode.ok;
+        selected = undefined; // help is not a run
       } else {
         exitCode = ExitCode.usage;
+        globalOpts = (selected ?? program).optsWithGlobals() as GlobalOptions;
         errLine(`legacy: ${commanderLine(error.message)}; see 'legacy --help'`);
       }
     } else if (pipeClosed || (controller.signal.aborted && controller.signal.reason === 'epipe')) {
@@ -347,10 +369,52 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort);
     io.stdout.off('error', onStdoutError);
+    if (pipeClosed && exitCode !== ExitCode.interrupted) exitCode = ExitCode.ok;
+    if (selected && selected.name() !== 'help') {
+      await recordMetrics(metrics, commandPath(selected), exitCode, metricsSettings ?? (await metricsTarget(globalOpts, io)), io, logger ?? errLine);
+    }
     if (logger) await logger.close();
   }
-  if (pipeClosed && exitCode !== ExitCode.interrupted) return ExitCode.ok;
   return exitCode;
+}
+
+/** `sync status`, `session refresh`, `get-table`: the command's names below the program. */
+export function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/** Where the metrics go and the environment label when the run failed before its settings were known. */
+async function metricsTarget(opts: GlobalOptions, io: Io): Promise<{ file?: string; env: string }> {
+  let config: Awaited<ReturnType<typeof loadConfig>> | undefined;
+  try {
+    config = await loadConfig(resolveDirs(opts, io.env).configDir);
+  } catch {
+    /* an invalid config: the flag and the environment variables still say where */
+  }
+  const env = opts.env ?? (io.env.LEGACY_ENV || undefined) ?? config?.defaultEnv ?? 'live';
+  const file = opts.metricsFile ?? (io.env.LEGACY_METRICS_FILE || undefined) ?? config?.environments[env]?.metricsFile ?? config?.defaults?.metricsFile;
+  return { file, env };
+}
+
+/** Merge the run's samples into the metrics file. A failure is a warning: it never changes the exit code. */
+async function recordMetrics(metrics: RunMetrics, command: string, exitCode: number, target: { file?: string; env: string }, io: Io, warn: Logger | ((line: string) => void)): Promise<void> {
+  if (!target.file) return;
+  const path = resolve(io.cwd, target.file);
+  metrics.relabel({ command, env: target.env });
+  try {
+    const { writeMetricsFile } = await import('../metrics/file.js');
+    const { dropped } = await writeMetricsFile(path, metrics.samples(exitCode));
+    if (dropped) say(warn, `metrics file ${path}: dropped ${dropped} line(s) that were not legacy's series`);
+  } catch (error) {
+    say(warn, `cannot write metrics file ${path}: ${oneLine((error as Error).message)}`);
+  }
+}
+
+function say(warn: Logger | ((line: string) => void), message: string): void {
+  if (typeof warn === 'function') warn(`legacy: warning: ${message}`);
+  else warn.warn(message);
 }
 
 async function readStdin(io: Io): Promise<string> {

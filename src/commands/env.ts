@@ -98,6 +98,7 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     sessionStoreSource: s.sessionStoreSource,
     sessionStoreStrict: s.sessionStoreStrict,
     maxSessions: s.maxSessions ?? null,
+    metricsFile: s.metricsFile ?? null,
     credentials: s.credentials ? { username: s.credentials.username, password: '***' } : null,
   };
   if (opts.json) {

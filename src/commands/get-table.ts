@@ -4,6 +4,7 @@ import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { InterruptedError, SelectionChangedError, UsageError } from '../errors/index.js';
 import { assertPositive, countRows, exportRows, parseFields, planExport, type ExportSummary } from '../table/export.js';
+import { cellKindFor } from '../table/convert.js';
 import { createWriter, type Format } from '../table/formats.js';
 import { openAtomic, type AtomicFile } from '../table/output.js';
 import { startProgress } from '../cli/progress.js';
@@ -13,6 +14,7 @@ interface GetTableOptions {
   json?: boolean;
   ndjson?: boolean;
   table?: boolean;
+  xlsx?: boolean;
   format?: Format;
   output?: string;
   fields?: string;
@@ -34,7 +36,7 @@ interface GetTableOptions {
 }
 
 function chooseFormat(opts: GetTableOptions, toTerminal: boolean): Format {
-  const chosen = (['csv', 'json', 'ndjson', 'table'] as const).filter((f) => opts[f]);
+  const chosen = (['csv', 'json', 'ndjson', 'table', 'xlsx'] as const).filter((f) => opts[f]);
   if (chosen.length > 1) throw new UsageError(`choose one format, not ${chosen.map((f) => `--${f}`).join(' and ')}`);
   if (chosen.length === 1 && opts.format && opts.format !== chosen[0]) throw new UsageError(`--${chosen[0]} conflicts with --format ${opts.format}`);
   return chosen[0] ?? opts.format ?? (toTerminal ? 'table' : 'csv');
@@ -46,6 +48,13 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
   const table = args[0]!;
   const toFile = opts.output !== undefined && opts.output !== '-';
   const format = chooseFormat(opts, !toFile && ctx.io.stdout.isTTY === true);
+  if (format === 'xlsx') {
+    if (!toFile && ctx.io.stdout.isTTY === true) {
+      throw new UsageError('an Excel workbook is binary: write it to a file with -o FILE.xlsx, or redirect standard output');
+    }
+    const csvOnly = (['delimiter', 'bom', 'excelSafe'] as const).filter((o) => opts[o] !== undefined && opts[o] !== false);
+    if (csvOnly.length) throw new UsageError(`${csvOnly.map((o) => (o === 'excelSafe' ? '--excel-safe' : `--${o}`)).join(', ')} ${csvOnly.length === 1 ? 'applies' : 'apply'} to CSV, not to --xlsx`);
+  }
   if (opts.delimiter !== undefined && [...opts.delimiter].length !== 1) throw new UsageError('--delimiter must be a single character');
   if (opts.delimiter !== undefined && /["\r\n]/.test(opts.delimiter)) throw new UsageError('--delimiter cannot be a quote or a line break');
   const limit = assertPositive(opts.limit, '--limit', 0);
@@ -55,6 +64,7 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
   if (concurrency > 16) throw new UsageError('--concurrency is at most 16 (one session serves every request)');
   if (pageSize > 100_000) throw new UsageError('--page-size is at most 100000');
 
+  ctx.metrics.table(table);
   const client = await ctx.client();
   const plan = await planExport(client, {
     table,
@@ -89,6 +99,7 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
   // an unknown field or a server that ignores the filter leaves stdout empty, not a header-only
   // "export". A file is written under a temporary name and renamed only on success.
   let begun = false;
+  let countWritten = () => 0;
   const exportOnce = async () => {
     summary = {};
     let out: Writable = ctx.io.stdout;
@@ -104,7 +115,11 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
       color: ctx.color.stdout,
       width: ctx.io.stdout.columns,
       maxRows: tableCap,
+      sheetName: plan.dataClass.name,
+      kinds: plan.columns.map((c) => cellKindFor(c.attribute, opts.raw === true)),
+      warn: (message) => ctx.logger.warn(message),
     });
+    countWritten = () => writer.written;
     let begunHere = false;
     try {
       for await (const rows of exportRows(client, plan, {
@@ -142,8 +157,11 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
     progress?.stop();
   } catch (error) {
     progress?.stop();
+    // What reached stdout stays there; a file that was not committed holds nothing.
+    ctx.metrics.rows({ read: summary.rows ?? 0, written: file ? 0 : countWritten() });
     throw ctx.signal.aborted && ctx.signal.reason === 'interrupt' ? new InterruptedError('interrupted') : error;
   }
+  ctx.metrics.rows({ read: summary.rows ?? 0, written: countWritten() });
 
   const seconds = (Date.now() - started) / 1000;
   const rowsWritten = summary.rows ?? 0;

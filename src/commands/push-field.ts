@@ -47,6 +47,7 @@ export async function run(ctx: CommandContext, args: string[], opts: PushOptions
   const batchSize = assertPositive(opts.batchSize, '--batch-size', 1) ?? 100;
   if (batchSize > 1000) throw new UsageError('--batch-size is at most 1000');
 
+  ctx.metrics.table(table!);
   const client = await ctx.client();
   const dc = await client.dataClass(table!);
   const confirmFn = opts.yes || opts.dryRun
@@ -71,6 +72,7 @@ export async function run(ctx: CommandContext, args: string[], opts: PushOptions
     pusher.checkFields([field]);
     const [report] = await pusher.push([{ key, fields: { [field]: value } }]);
     const r = report!;
+    ctx.metrics.rows({ read: 1, written: r.result === 'updated' ? 1 : 0 });
     if (opts.json) await write(ctx.io.stdout, `${JSON.stringify(r)}\n`);
     else if (r.result === 'updated' || r.result === 'would-update' || r.result === 'unchanged') {
       const suffix = r.result === 'updated' ? ` (stamp ${r.stampBefore} → ${r.stampAfter})` : r.result === 'unchanged' ? ' (already set; nothing written)' : ' (dry run; nothing written)';
@@ -113,6 +115,7 @@ export async function run(ctx: CommandContext, args: string[], opts: PushOptions
     const reports = await pusher.push(batch);
     batch = [];
     for (const r of reports) counts[r.result] = (counts[r.result] ?? 0) + 1;
+    ctx.metrics.rows({ read: reports.length, written: reports.filter((r) => r.result === 'updated').length });
     await emit(reports);
     total += reports.length;
     progress?.update({ rows: total, label: dc.name });

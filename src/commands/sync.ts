@@ -43,6 +43,7 @@ export async function runSync(ctx: CommandContext, args: string[], opts: SyncOpt
   const pageSize = opts.pageSize ? Number(opts.pageSize) : ctx.settings.pageSize;
   if (!Number.isInteger(pageSize) || pageSize < 1) throw new UsageError('--page-size must be a whole number ≥ 1');
 
+  ctx.metrics.table(plan.map((t) => t.name).join(','));
   const db = target(ctx, opts);
   const client = await ctx.client();
   // A sync run holds the target's lock until it closes the store; a dry run only reads.
@@ -71,6 +72,7 @@ export async function runSync(ctx: CommandContext, args: string[], opts: SyncOpt
       try {
         const r = await syncer.syncTable(table, runId);
         results.push(r);
+        ctx.metrics.rows({ read: r.fetched, written: r.inserted + r.updated });
         ctx.logger.info(`${r.table}: ${r.mode}, ${r.fetched} fetched, ${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       } catch (error) {
         if (ctx.signal.aborted) throw error;

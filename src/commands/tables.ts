@@ -15,6 +15,7 @@ export async function runTables(ctx: CommandContext, _args: string[], opts: { js
 }
 
 export async function runDescribe(ctx: CommandContext, args: string[], opts: { json?: boolean }): Promise<number> {
+  ctx.metrics.table(args[0]!);
   const client = await ctx.client();
   const dc = await client.dataClass(args[0]!);
   const keyNames = new Set(dc.key.map((k) => k.name));

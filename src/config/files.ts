@@ -34,13 +34,13 @@ export function ensurePrivateDir(dir: string, what = 'directory'): void {
 }
 
 /**
- * Write a file atomically (temp file + fsync + rename, mode 0600) with npm's write-file-atomic.
+ * Write a file atomically (temp file + fsync + rename, mode 0600 unless said otherwise) with npm's write-file-atomic.
  * A reader never sees a half-written file; a crash leaves the old content.
  */
-export async function writeFileAtomic(path: string, content: string, what = 'file'): Promise<void> {
+export async function writeFileAtomic(path: string, content: string, what = 'file', mode = PRIVATE_FILE_MODE): Promise<void> {
   const writeAtomic = require('write-file-atomic') as typeof import('write-file-atomic');
   try {
-    await writeAtomic(path, content, { mode: PRIVATE_FILE_MODE, fsync: true, encoding: 'utf8' });
+    await writeAtomic(path, content, { mode, fsync: true, encoding: 'utf8' });
   } catch (error) {
     throw new ConfigError(`cannot write ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, {
       hint: 'check the permissions of the directory, or choose another one with --config-dir',
@@ -63,6 +63,11 @@ export interface LockOptions {
   staleMs?: number;
   /** What the lock protects, for the error message. */
   what?: string;
+  /**
+   * Create the directory 0700 (and tighten one we own) first: the default. False for a directory
+   * another program must read (the metrics file's): it must exist and is left as it is.
+   */
+  privateDir?: boolean;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -80,7 +85,7 @@ export async function withLock<T>(target: string, fn: () => Promise<T>, options:
   let compromised: Error | undefined;
   let delay = 20;
   let release: (() => Promise<void>) | undefined;
-  ensurePrivateDir(dirname(target));
+  if (options.privateDir !== false) ensurePrivateDir(dirname(target));
   for (;;) {
     try {
       release = await lockfile.lock(target, {

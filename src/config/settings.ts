@@ -24,6 +24,7 @@ export interface GlobalOptions {
   color?: boolean;
   debug?: boolean;
   insecure?: boolean;
+  metricsFile?: string;
 }
 
 export type Source = 'flag' | 'env' | 'config' | 'default';
@@ -63,6 +64,8 @@ export interface Settings {
   logFormat: 'text' | 'json';
   debug: boolean;
   credentials?: Credentials;
+  /** Where the run's metrics go (--metrics-file, LEGACY_METRICS_FILE, metricsFile in the config); none by default. */
+  metricsFile?: string;
 }
 
 export const DEFAULTS = {
@@ -220,6 +223,7 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     logFormat: resolveLogFormat(opts, env),
     debug: opts.debug === true || Boolean(env.LEGACY_DEBUG),
     credentials: username && password ? { username, password } : undefined,
+    metricsFile: opts.metricsFile ?? (env.LEGACY_METRICS_FILE || undefined) ?? envConfig?.metricsFile ?? defaults.metricsFile,
   };
 }
 

@@ -36,6 +36,8 @@ export interface EnvironmentSettings {
   sessionStoreStrict?: boolean;
   /** Licence budget: at most this many server sessions for the server, across every host (Redis store). */
   maxSessions?: number;
+  /** Prometheus textfile the run's metrics are merged into (an absolute path). */
+  metricsFile?: string;
 }
 
 export interface EnvironmentConfig extends EnvironmentSettings {
@@ -115,6 +117,7 @@ const SETTING_CHECKS: Record<keyof EnvironmentSettings, (v: unknown) => boolean>
   sessionStore: (v) => typeof v === 'string' && sessionStoreProblem(v) === undefined,
   sessionStoreStrict: (v) => typeof v === 'boolean',
   maxSessions: (v) => Number.isInteger(v) && (v as number) >= 1,
+  metricsFile: (v) => typeof v === 'string' && isAbsolute(v),
 };
 
 /** What is wrong with a session store setting, if anything: 'file' or a redis:// / rediss:// URL. */

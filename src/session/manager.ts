@@ -45,6 +45,8 @@ export interface SessionEvents {
   reusedStored: boolean;
   fromOtherProcess: boolean;
   licenceWaits: number;
+  /** Waits for a place in the fleet-wide licence budget (maxSessions). */
+  budgetWaits: number;
   logins: number;
   /** Extra sessions the server opened for concurrent requests during a replacement, logged out at once. */
   orphansReleased: number;
@@ -84,7 +86,7 @@ const now = () => new Date().toISOString();
 const MAX_LOGINS_PER_REQUEST = 3;
 
 export class SessionManager {
-  readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, logins: 0, orphansReleased: 0, evicted: 0 };
+  readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, budgetWaits: 0, logins: 0, orphansReleased: 0, evicted: 0 };
   private entry?: SessionEntry;
   /** The server gave no cookie to a cookie-less request: it does not use sessions. */
   private cookieless = false;
@@ -137,6 +139,9 @@ export class SessionManager {
         signal: this.options.signal,
         logger: this.options.logger,
         evict: (entry) => this.evict(entry),
+        onWait: () => {
+          this.events.budgetWaits += 1;
+        },
       });
     }
     const stored = await this.options.store.find(this.options.slot);

@@ -302,7 +302,7 @@ export class RedisSessionStore implements SessionBackend {
 class RedisLicenceBudget implements LicenceBudget {
   constructor(private readonly store: RedisSessionStore, readonly maxSessions: number, private readonly options: RedisStoreOptions) {}
 
-  async acquire(slot: SlotId, { waitMs, signal, logger, evict }: Parameters<LicenceBudget['acquire']>[1]): Promise<Lease> {
+  async acquire(slot: SlotId, { waitMs, signal, logger, evict, onWait }: Parameters<LicenceBudget['acquire']>[1]): Promise<Lease> {
     const key = slotKey(slot);
     const live = `${PREFIX}live:${slot.baseUrl}`;
     const leases = `${PREFIX}leases:${slot.baseUrl}`;
@@ -330,6 +330,7 @@ class RedisLicenceBudget implements LicenceBudget {
         });
       }
       if (waits === 0) logger.info(`licence budget of ${this.maxSessions} for ${slot.baseUrl} is in use; waiting for a place for ${slotLabel(slot)}`);
+      onWait?.();
       await sleep(Math.min(remaining, backoffDelay(Math.min(waits, 4), 100, 2_000)), signal);
       waits += 1;
     }

@@ -91,7 +91,7 @@ export interface LicenceBudget {
    * hold it for this run. When every place is taken and one belongs to a slot no run is using,
    * `evict` is called with that slot's stored entry (if any) before its place is handed over.
    */
-  acquire(slot: SlotId, options: { waitMs: number; signal?: AbortSignal; logger: Logger; evict: (entry: SessionEntry) => Promise<void> }): Promise<Lease>;
+  acquire(slot: SlotId, options: { waitMs: number; signal?: AbortSignal; logger: Logger; evict: (entry: SessionEntry) => Promise<void>; onWait?: () => void }): Promise<Lease>;
 }
 
 export function isEntry(value: unknown): value is SessionEntry {

@@ -90,3 +90,15 @@ export function converterFor(attr: Attribute, raw: boolean): Converter {
   if (TIME_TYPES.has(attr.type)) return msToTime;
   return (v) => (v === undefined ? null : v);
 }
+
+/**
+ * How a column's converted values become typed spreadsheet cells (xlsx): dates and times by the
+ * catalog type (their converted text is `YYYY-MM-DD` / `HH:MM:SS`), everything else by its value.
+ * With `raw` the server's encoding is kept, so nothing is read as a date or time.
+ */
+export function cellKindFor(attr: Attribute | undefined, raw: boolean): 'date' | 'time' | 'auto' {
+  if (!attr || raw || attr.kind === 'relatedEntity' || attr.kind === 'relatedEntities') return 'auto';
+  if (DATE_TYPES.has(attr.type)) return 'date';
+  if (TIME_TYPES.has(attr.type)) return 'time';
+  return 'auto';
+}

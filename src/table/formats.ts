@@ -5,9 +5,10 @@
 import type { Writable } from 'node:stream';
 import { write } from '../cli/io.js';
 import { csvEncoder } from './csv.js';
+import { xlsxWriter, type CellKind } from './xlsx.js';
 
-export type Format = 'csv' | 'json' | 'ndjson' | 'table';
-export const FORMATS: readonly Format[] = ['csv', 'json', 'ndjson', 'table'];
+export type Format = 'csv' | 'json' | 'ndjson' | 'table' | 'xlsx';
+export const FORMATS: readonly Format[] = ['csv', 'json', 'ndjson', 'table', 'xlsx'];
 
 export interface WriterOptions {
   delimiter?: string;
@@ -20,6 +21,14 @@ export interface WriterOptions {
   width?: number;
   /** table: rows to show at most */
   maxRows?: number;
+  /** xlsx: the sheet's name (the table) */
+  sheetName?: string;
+  /** xlsx: how each column's values become typed cells */
+  kinds?: CellKind[];
+  /** xlsx: rows per sheet including the header (default Excel's 1,048,576) */
+  maxRowsPerSheet?: number;
+  /** xlsx: lossy cells are reported here */
+  warn?: (message: string) => void;
 }
 
 export interface RowWriter {
@@ -40,6 +49,8 @@ export async function createWriter(format: Format, columns: string[], out: Writa
       return jsonWriter(columns, out, true);
     case 'table':
       return tableWriter(columns, out, options);
+    case 'xlsx':
+      return xlsxWriter(columns, out, { ...options, sheetName: options.sheetName ?? 'Sheet1' });
   }
 }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'csv-parse/sync';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanupTempDirs, collect, runCli, runShell, spawnCli, tempDir } from '../helpers/cli.js';
+import { BIN, cleanupTempDirs, interruptCli, runCli, runShell, tempDir } from '../helpers/cli.js';
 import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
@@ -206,11 +206,7 @@ describe('large tables, faults, files and signals', () => {
     await server.control('options', { latencyMs: 300 });
     const dir = tempDir();
     const out = join(dir, 'artikel.csv');
-    const child = spawnCli(['get-table', 'Artikel', '-o', out, '--page-size', '100', '--concurrency', '1'], { env: server.env });
-    const done = collect(child);
-    await new Promise((r) => setTimeout(r, 1500));
-    child.kill('SIGINT');
-    const r = await done;
+    const r = await interruptCli(['get-table', 'Artikel', '-o', out, '--page-size', '100', '--concurrency', '1'], { env: server.env });
     expect(r.code).toBe(130);
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(dir)).toEqual([]);

@@ -89,3 +89,12 @@ export function runShell(script: string, options: CliOptions = {}): Promise<CliR
   const child = spawn('bash', ['-c', script], { cwd: options.cwd ?? ROOT, env: baseEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
   return collect(child, options);
 }
+
+/** Start `legacy <args>`, send SIGINT (Ctrl-C) after `afterMs`, and collect the outcome. */
+export async function interruptCli(args: string[], options: CliOptions & { afterMs?: number } = {}): Promise<CliResult> {
+  const child = spawnCli(args, options);
+  const done = collect(child, options);
+  await new Promise((resolve) => setTimeout(resolve, options.afterMs ?? 1500));
+  child.kill('SIGINT');
+  return done;
+}

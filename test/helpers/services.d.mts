@@ -31,3 +31,7 @@ export function servicesRequired(): boolean;
 export function startRedis(): Promise<RunningRedis | undefined>;
 /** undefined (after a loud stderr banner) when PostgreSQL is not installed and not required. */
 export function startPostgres(): Promise<RunningPostgres | undefined>;
+/** Path of a python3 that has openpyxl; undefined (after a loud banner) when there is none and it is not required. */
+export function openpyxlPython(): string | undefined;
+/** Path of promtool; undefined (after a loud banner) when it is not installed and not required. */
+export function promtool(): string | undefined;

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 
 const HOST = '127.0.0.1';
 const INSTALL = 'apt-get install -y redis-server postgresql';
+const TOOLS_INSTALL = 'apt-get install -y prometheus python3-openpyxl';
 
 /** True when a missing redis-server/PostgreSQL must fail the run instead of skipping (CI). */
 export function servicesRequired() {
@@ -70,13 +71,36 @@ const live = new Map();
 let exitHook = false;
 const warned = new Set();
 
-function missing(what, service) {
-  const message = `${what} is not installed: the tests and benchmarks that need ${service} are SKIPPED; install with: ${INSTALL}`;
+/**
+ * Python with openpyxl (an independent xlsx reader): Debian's /usr/bin/python3 first (a pyenv
+ * `python3` on PATH may lack it), else python3 on PATH.
+ * @returns {string | undefined}
+ */
+export function openpyxlPython() {
+  for (const python of ['/usr/bin/python3', onPath('python3')].filter(Boolean)) {
+    try {
+      execFileSync(python, ['-c', 'import openpyxl'], { stdio: 'ignore' });
+      return python;
+    } catch {}
+  }
+  return missing('python3-openpyxl', 'openpyxl (reading .xlsx files back)', TOOLS_INSTALL);
+}
+
+/**
+ * promtool (Prometheus's checker of text exposition files).
+ * @returns {string | undefined}
+ */
+export function promtool() {
+  return onPath('promtool') ?? missing('promtool (Debian package prometheus)', 'promtool (checking metrics files)', TOOLS_INSTALL);
+}
+
+function missing(what, service, install = INSTALL) {
+  const message = `${what} is not installed: the tests and benchmarks that need ${service} are SKIPPED; install with: ${install}`;
   if (servicesRequired()) throw new Error(`${message} (LEGACY_REQUIRE_SERVICES=1, so this is an error)`);
   if (!warned.has(what)) {
     warned.add(what);
     const bang = '!'.repeat(100);
-    process.stderr.write(`\n${bang}\n!!!!\n!!!!  ${what} is not installed:\n!!!!  the tests and benchmarks that need ${service} are SKIPPED.\n!!!!  Install with: ${INSTALL}\n!!!!\n${bang}\n\n`);
+    process.stderr.write(`\n${bang}\n!!!!\n!!!!  ${what} is not installed:\n!!!!  the tests and benchmarks that need ${service} are SKIPPED.\n!!!!  Install with: ${install}\n!!!!\n${bang}\n\n`);
   }
   return undefined;
 }
