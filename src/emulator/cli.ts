@@ -45,6 +45,10 @@ Options:
                                 (an unfilled placeholder matches every row)
   --lifetime-unit minutes|seconds          unit of $info sessionInfo lifeTime (default minutes)
   --quoted-timestamps           v17 quirk: __TIMESTAMP as "\\"2017-...Z\\""
+  --change-tracking all|<T,...> 4D data change tracking for every table or those tables (default
+                                off): a __GlobalStamp attribute taken from one global counter on
+                                every add/modify, deletions logged in __DeletedRecords, the
+                                envelope's __GlobalStamp = the counter
   -v, --verbose                 log requests to stderr
   --quiet                       no warnings on stderr
   -h, --help                    show this help
@@ -94,6 +98,14 @@ function parseFaults(text: string): { rate: number; kinds?: FaultKind[] } {
   return { rate, kinds: kinds as FaultKind[] };
 }
 
+/** `all` or a comma-separated list of tables. */
+function parseChangeTracking(text: string): true | string[] {
+  if (text.trim() === 'all') return true;
+  const names = text.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  if (names.length === 0) throw new UsageError('--change-tracking: expected "all" or a list of tables, e.g. Artikel,Kunden');
+  return names;
+}
+
 export type CliCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; options: EmulatorOptions };
 
 /** Parses the command line (without `node` and the script). Throws UsageError on bad input. */
@@ -127,6 +139,7 @@ export function parseCliArgs(argv: string[]): CliCommand {
         'saved-filter-without-params': { type: 'boolean' },
         'lifetime-unit': { type: 'string' },
         'quoted-timestamps': { type: 'boolean' },
+        'change-tracking': { type: 'string' },
         verbose: { type: 'boolean', short: 'v' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -170,6 +183,7 @@ export function parseCliArgs(argv: string[]): CliCommand {
   if (values['saved-filter-without-params']) o.savedFilterWithoutParams = true;
   if (values['lifetime-unit'] !== undefined) o.lifeTimeUnit = values['lifetime-unit'] as EmulatorOptions['lifeTimeUnit'];
   if (values['quoted-timestamps']) o.quotedTimestamps = true;
+  if (values['change-tracking'] !== undefined) o.changeTracking = parseChangeTracking(values['change-tracking']);
   if (values.verbose) o.verbose = true;
   if (values.quiet) o.quiet = true;
   return { kind: 'run', options: o };

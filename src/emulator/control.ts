@@ -3,7 +3,8 @@
  * sessions and is not counted as REST traffic. JSON in, JSON out; errors are `{"error": "..."}` with 400/404.
  *
  *   GET    stats | sessions | tables | row/{table}/{key}
- *   POST   reset | options | expire-sessions | occupy {count} | release-occupied | faults {queue} | mutate | row
+ *   POST   reset | options | expire-sessions | occupy {count} | release-occupied | faults {queue}
+ *          | mutate {table, update?, insert?, delete?, seed?, dates?: 'now'|'keep'} | row {table, key, set}
  *          | before-update {table, key, set}
  *   DELETE faults
  */
@@ -42,6 +43,14 @@ function editableFields(table: Table): { text: number; num: number } {
   const text = candidates.find(({ a }) => a.type === 'string' && TEXT_FIELDS.includes(a.name)) ?? candidates.find(({ a }) => a.type === 'string');
   const num = candidates.find(({ a }) => a.type === 'number');
   return { text: text?.i ?? -1, num: num?.i ?? -1 };
+}
+
+/** `[attr, value]` of row `row`'s created_date/created_time/created_name (those the table has). */
+function createdFields(table: Table, row: number): Array<[number, WireValue]> {
+  return ['created_date', 'created_time', 'created_name']
+    .map((name) => table.attr(name))
+    .filter((a) => a >= 0)
+    .map((a): [number, WireValue] => [a, table.get(row, a)]);
 }
 
 export class Control implements EmulatorControl {
@@ -116,7 +125,10 @@ export class Control implements EmulatorControl {
 
   /**
    * Changes rows like ERP users would. Rows are picked with a seeded RNG (`seed`, else a counter), updates first,
-   * deletions among the other rows, insertions last (copies of an existing row with a new key).
+   * deletions among the other rows, insertions last (copies of an existing row with a new key). `dates: 'keep'`
+   * changes data behind the audit fields' back: updates keep `modified_*`, insertions carry the `created_*` of
+   * the first live row (as picked before any change) and null `modified_*`. `__STAMP` and `__GlobalStamp` move
+   * either way.
    */
   mutate(req: MutateRequest): MutateResult {
     if (!req || typeof req !== 'object') throw new ControlError(400, 'body must be an object');
@@ -124,6 +136,8 @@ export class Control implements EmulatorControl {
     const nUpdate = nonNegInt(req.update, 'update');
     const nInsert = nonNegInt(req.insert, 'insert');
     const nDelete = nonNegInt(req.delete, 'delete');
+    const dates = req.dates ?? 'now';
+    if (dates !== 'now' && dates !== 'keep') throw new ControlError(400, 'dates must be "now" or "keep"');
     if (nUpdate + nDelete > t.size) throw new ControlError(400, `${t.name} has only ${t.size} rows`);
     const seed = req.seed === undefined ? this.core.initial.seed * 7919 + ++this.mutations : nonNegInt(req.seed, 'seed');
     const rng = new Rng(seed);
@@ -139,8 +153,9 @@ export class Control implements EmulatorControl {
       }
     };
     const now = Date.now();
-    const ctx: ChangeContext = { now, userName: ERP_USERS[rng.int(ERP_USERS.length)]! };
+    const ctx: ChangeContext = { now, userName: ERP_USERS[rng.int(ERP_USERS.length)]!, dates };
     const { text, num } = editableFields(t);
+    const oldCreated = dates === 'keep' && live.size > 0 ? createdFields(t, live.at(0)) : [];
     const out: MutateResult = { updated: [], inserted: [], deleted: [] };
     const toUpdate = Array.from({ length: nUpdate }, pick);
     const toDelete = Array.from({ length: nDelete }, pick);
@@ -154,6 +169,7 @@ export class Control implements EmulatorControl {
     for (let k = 0; k < nInsert; k++) {
       const values: WireValue[] = t.size > 0 ? t.materialize(live.at(rng.int(live.size))).values : t.attrs.map(() => null);
       values[t.keyAttr] = newKey(t);
+      for (const [a, v] of oldCreated) values[a] = v;
       out.inserted.push(t.keyOf(createRow(t, values, ctx)));
     }
     for (const row of toDelete) {

@@ -65,7 +65,7 @@ export class EmulatorCore {
 
   constructor(readonly initial: ResolvedOptions) {
     this.opts = initial.runtime;
-    this.makeStore = dataStoreFactory(initial.data, initial.seed, initial.rows);
+    this.makeStore = dataStoreFactory(initial.data, initial.seed, initial.rows, initial.changeTracking);
     this.store = this.makeStore();
     this.appName = initial.appName ?? this.store.appName ?? DEFAULT_APP_NAME;
     this.uniqId = hex8(mix32(initial.seed)) + hex8(hashString(this.appName)) + hex8(mix32(initial.seed + 1)) + hex8(mix32(initial.seed + 2));

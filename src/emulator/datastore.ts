@@ -6,14 +6,19 @@
  *   "attributes": [{"name", "type", "kind"?, "related"?, "path"?, "indexed"?}],
  *   "rows": [{attr: value-in-4D-wire-encoding, "__STAMP"?: n, "__TIMESTAMP"?: iso}]}]}
  * Relations in rows are the related key (string). `__STAMP` defaults to 1 and `__TIMESTAMP` to a fixed instant
- * derived from the seed, so output is reproducible.
+ * derived from the seed, so output is reproducible. `__GlobalStamp` in a row is ignored (the emulator assigns it).
+ *
+ * Change tracking (option `changeTracking`, tracking.ts): tracked tables carry `__GlobalStamp`, the store holds
+ * the global clock and a `__DeletedRecords` table after the others. A fixture must not define either name itself
+ * for a tracked table.
  */
 import { readFileSync } from 'node:fs';
-import { buildDemoTables } from './demo.js';
+import { buildDemoTables, DEMO_DEFAULT_ROWS } from './demo.js';
 import type { AttributeDef, DataClassDef, StorageType, WireValue } from './model.js';
 import { STORAGE_TYPES } from './model.js';
 import { OptionError } from './options.js';
 import { Table } from './table.js';
+import { DELETED_RECORDS, enableTracking, GLOBAL_STAMP, GlobalClock, stampByTimestamp, trackedTables, withGlobalStamp } from './tracking.js';
 import { hashString, mix32, Rng } from './util/random.js';
 import { coerceInput } from './values.js';
 
@@ -23,7 +28,12 @@ export class FixtureError extends Error {
 
 export class DataStore {
   private readonly byName = new Map<string, Table>();
-  constructor(readonly tables: readonly Table[], readonly appName: string | null) {
+  constructor(
+    readonly tables: readonly Table[],
+    readonly appName: string | null,
+    /** The global modification stamp (null: change tracking off; the envelope then says 0). */
+    readonly clock: GlobalClock | null = null,
+  ) {
     for (const t of tables) this.byName.set(t.name, t);
   }
   table(name: string): Table | undefined {
@@ -31,12 +41,29 @@ export class DataStore {
   }
 }
 
-/** Returns a factory that rebuilds the datastore in its seed state (used at start and by `reset`). */
-export function dataStoreFactory(data: string, seed: number, rows: Record<string, number>): () => DataStore {
-  if (data === 'demo') return () => new DataStore(buildDemoTables(seed, rows), null);
+/**
+ * Returns a factory that rebuilds the datastore in its seed state (used at start and by `reset`; the global
+ * stamp starts over too). `changeTracking`: 'all', a list of tables, or null (off); unknown names throw.
+ */
+export function dataStoreFactory(
+  data: string,
+  seed: number,
+  rows: Record<string, number>,
+  changeTracking: 'all' | readonly string[] | null = null,
+): () => DataStore {
+  if (data === 'demo') {
+    const tracked = trackedTables(changeTracking, Object.keys(DEMO_DEFAULT_ROWS));
+    return () => {
+      const tables = buildDemoTables(seed, rows, tracked);
+      const n = tables.reduce((sum, t) => sum + (tracked.has(t.name) ? t.size : 0), 0);
+      const on = enableTracking(tables, tracked, n + 1);
+      return new DataStore(on.tables, null, on.clock);
+    };
+  }
   if (Object.keys(rows).length > 0) throw new OptionError('rows only applies to the demo data');
   const fixture = readFixture(data);
-  return () => buildFixtureStore(fixture, seed);
+  const tracked = trackedTables(changeTracking, fixture.dataClasses.map((dc) => dc?.name).filter((n): n is string => typeof n === 'string'));
+  return () => buildFixtureStore(fixture, seed, tracked);
 }
 
 interface FixtureAttribute {
@@ -72,23 +99,28 @@ function readFixture(path: string): Fixture {
   return f;
 }
 
-function buildFixtureStore(f: Fixture, seed: number): DataStore {
+function buildFixtureStore(f: Fixture, seed: number, tracked: ReadonlySet<string>): DataStore {
   const names = new Set<string>();
   for (const dc of f.dataClasses) {
     if (!dc || typeof dc.name !== 'string' || dc.name === '') throw new FixtureError('every dataClass needs a name');
     if (names.has(dc.name)) throw new FixtureError(`dataClass ${dc.name} is defined twice`);
     names.add(dc.name);
   }
-  const defs = f.dataClasses.map((dc, n) => fixtureDef(dc, n + 1, f.dataClasses));
+  if (tracked.size > 0 && names.has(DELETED_RECORDS)) {
+    throw new FixtureError(`dataClass ${DELETED_RECORDS} is made by the emulator when changeTracking is on`);
+  }
+  const defs = f.dataClasses.map((dc, n) => fixtureDef(dc, n + 1, f.dataClasses, tracked.has(dc.name)));
   const tables = defs.map((def, n) => {
     const t = new Table(def, null);
     loadRows(t, f.dataClasses[n]!.rows ?? [], seed);
     return t;
   });
-  return new DataStore(tables, f.appName ?? null);
+  const first = stampByTimestamp(tables.filter((t) => tracked.has(t.name)));
+  const on = enableTracking(tables, tracked, first);
+  return new DataStore(on.tables, f.appName ?? null, on.clock);
 }
 
-function fixtureDef(dc: FixtureClass, tableNumber: number, all: FixtureClass[]): DataClassDef {
+function fixtureDef(dc: FixtureClass, tableNumber: number, all: FixtureClass[], tracked: boolean): DataClassDef {
   if (typeof dc.key !== 'string') throw new FixtureError(`${dc.name}: "key" (the primary key attribute name) is required`);
   if (!Array.isArray(dc.attributes)) throw new FixtureError(`${dc.name}: "attributes" array missing`);
   let fieldPos = 0;
@@ -112,7 +144,11 @@ function fixtureDef(dc: FixtureClass, tableNumber: number, all: FixtureClass[]):
   });
   const key = attributes.find((a) => a.name === dc.key);
   if (!key || key.kind !== 'storage') throw new FixtureError(`${dc.name}: key "${dc.key}" is not a storage attribute`);
-  return { name: dc.name, tableNumber, keyName: dc.key, attributes };
+  if (!tracked) return { name: dc.name, tableNumber, keyName: dc.key, attributes };
+  if (attributes.some((a) => a.name === GLOBAL_STAMP)) {
+    throw new FixtureError(`${dc.name}: attribute ${GLOBAL_STAMP} is made by the emulator when changeTracking is on`);
+  }
+  return { name: dc.name, tableNumber, keyName: dc.key, attributes: withGlobalStamp(attributes) };
 }
 
 function loadRows(t: Table, rows: Array<Record<string, unknown>>, seed: number): void {
@@ -123,7 +159,7 @@ function loadRows(t: Table, rows: Array<Record<string, unknown>>, seed: number):
     if (!row || typeof row !== 'object' || Array.isArray(row)) throw new FixtureError(`${t.name}: row ${n} is not an object`);
     const values: WireValue[] = t.attrs.map(() => null);
     for (const [name, v] of Object.entries(row)) {
-      if (name === '__STAMP' || name === '__TIMESTAMP' || name === '__KEY') continue;
+      if (name === '__STAMP' || name === '__TIMESTAMP' || name === '__KEY' || name === GLOBAL_STAMP) continue;
       const a = t.attr(name);
       if (a < 0) throw new FixtureError(`${t.name}: row ${n}: unknown attribute "${name}"`);
       const c = coerceInput(t.attrs[a]!, v);

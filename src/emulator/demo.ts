@@ -2,11 +2,13 @@
  * Seeded German ERP demo tables. Every value is a pure function of (seed, table, row index), so a table of a
  * million rows is served without storing it. The first rows of `Artikel` carry the hard cases on purpose
  * (commas, quotes, semicolons, newlines, leading = + - @, umlauts) so small samples meet them.
+ * Tracked tables (changeTracking) get a `__GlobalStamp` column computed from the row index (tracking.ts).
  */
 import type { AttributeDef, DataClassDef, StorageType, WireValue } from './model.js';
 import { OptionError } from './options.js';
 import type { RowGenerator } from './table.js';
 import { Table } from './table.js';
+import { GLOBAL_STAMP, globalStampPosition, interleavedStamps } from './tracking.js';
 import { hashString, hasher, hex8, Permutation32 } from './util/random.js';
 import { daysFromCivil, EMPTY_DATE, format4DDate } from './wire.js';
 
@@ -487,13 +489,30 @@ function toTable(spec: TableSpec, tableNumber: number): Table {
   return new Table(def, gen);
 }
 
-/** Builds the demo tables; `rows` overrides the default row counts (unknown table names are rejected). */
-export function buildDemoTables(seed: number, rows: Record<string, number>): Table[] {
+/**
+ * Adds the `__GlobalStamp` column to the tracked specs: initial stamps 1..N over all of them, interleaved by
+ * creation order (row i of n was created at about i/n of the history in every demo table).
+ */
+function addGlobalStamps(specs: TableSpec[], tracked: ReadonlySet<string>): void {
+  const chosen = specs.filter((s) => tracked.has(s.name));
+  const stamps = interleavedStamps(chosen.map((s) => s.count));
+  chosen.forEach((s, k) => {
+    s.columns.splice(globalStampPosition(s.columns), 0, { name: GLOBAL_STAMP, type: 'long64', indexed: true, gen: stamps[k]! });
+  });
+}
+
+/**
+ * Builds the demo tables; `rows` overrides the default row counts (unknown table names are rejected); the
+ * `tracked` tables carry `__GlobalStamp` (see enableTracking for the rest of change tracking).
+ */
+export function buildDemoTables(seed: number, rows: Record<string, number>, tracked: ReadonlySet<string> = new Set()): Table[] {
   for (const name of Object.keys(rows)) {
     if (!(name in DEMO_DEFAULT_ROWS)) {
       throw new OptionError(`unknown demo table "${name}" (known: ${Object.keys(DEMO_DEFAULT_ROWS).join(', ')})`);
     }
   }
   const counts = { ...DEMO_DEFAULT_ROWS, ...rows };
-  return buildSpecs(seed, counts).map((s, n) => toTable(s, n + 1));
+  const specs = buildSpecs(seed, counts);
+  addGlobalStamps(specs, tracked);
+  return specs.map((s, n) => toTable(s, n + 1));
 }

@@ -48,6 +48,8 @@ export interface ResolvedOptions {
   rows: Record<string, number>;
   seed: number;
   appName: string | null; // null = default (or the fixture's appName)
+  /** Tables with data change tracking: 'all', a non-empty list (deduplicated), or null (off). Start-time only. */
+  changeTracking: 'all' | string[] | null;
   runtime: RuntimeOptions;
 }
 
@@ -146,6 +148,17 @@ export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPat
   return out;
 }
 
+/** `changeTracking`: true → 'all'; false/absent/[] → null (off); a list of table names (checked against the data later). */
+function resolveChangeTracking(v: unknown): 'all' | string[] | null {
+  if (v === undefined || v === false) return null;
+  if (v === true) return 'all';
+  if (!Array.isArray(v) || v.some((n) => typeof n !== 'string' || n.trim() === '')) {
+    throw new OptionError('changeTracking must be a boolean or an array of table names');
+  }
+  const names = [...new Set((v as string[]).map((n) => n.trim()))];
+  return names.length === 0 ? null : names;
+}
+
 export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
   if (o === null || typeof o !== 'object') throw new OptionError('options must be an object');
   const host = o.host ?? '127.0.0.1';
@@ -167,6 +180,7 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     }
     appName = o.appName;
   }
+  const changeTracking = resolveChangeTracking(o.changeTracking);
   const defaults: RuntimeOptions = {
     maxSessions: 3,
     sessionTimeoutMs: DEFAULT_SESSION_TIMEOUT_MS,
@@ -201,5 +215,5 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     verbose: o.verbose,
     quiet: o.quiet,
   });
-  return { host, port, data, rows, seed, appName, runtime };
+  return { host, port, data, rows, seed, appName, changeTracking, runtime };
 }

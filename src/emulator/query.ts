@@ -28,6 +28,7 @@
  * - paths: `attr`, `relatedEntity.attr...`, `objectAttr.prop`, `objectAttr.coll[].prop`, and
  *   `relatedEntities.attr` (true when any related entity matches).
  * - `__KEY`, `__STAMP`, `__TIMESTAMP` are not attributes (filtering on __TIMESTAMP gave 500 on the real server).
+ *   `__GlobalStamp` of a tracked table and the `__DeletedRecords` fields are ordinary attributes (tracking.ts).
  */
 import type { DataStore } from './datastore.js';
 import { E } from './errors.js';

@@ -5,7 +5,8 @@
  * Relations and media are deferred: `{"__deferred":{"uri":"/rest/T[KEY]","__KEY":"KEY"}}`,
  * `{"__deferred":{"uri":"/rest/T[KEY]/attr?$expand=attr"}}`, images with `"image":true`.
  * Envelope key order: __ENTITYSET (stored sets only), __DATACLASS, __entityModel, __GlobalStamp, __COUNT,
- * __FIRST, __ENTITIES, __SENT.
+ * __FIRST, __ENTITIES, __SENT. `__GlobalStamp` is the datastore's current global stamp with change tracking on
+ * (for every dataclass), else 0; a tracked table's `__GlobalStamp` attribute renders like any other attribute.
  */
 import type { DataStore } from './datastore.js';
 import { E } from './errors.js';
@@ -143,7 +144,7 @@ export class Renderer {
     w.raw('{');
     if (opts.entitySetUri) w.raw('"__ENTITYSET":').string(opts.entitySetUri).raw(',');
     w.raw('"__DATACLASS":').string(table.name).raw(',"__entityModel":').string(table.name);
-    w.raw(',"__GlobalStamp":0,"__COUNT":').number(count).raw(',"__FIRST":').number(first).raw(',"__ENTITIES":[');
+    w.raw(',"__GlobalStamp":').number(this.store.clock?.current ?? 0).raw(',"__COUNT":').number(count).raw(',"__FIRST":').number(first).raw(',"__ENTITIES":[');
     for (let p = first; p < end; p++) {
       if (p > first) w.raw(',');
       const row = sel.at(p);

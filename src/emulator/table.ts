@@ -5,6 +5,10 @@
  * million-row table costs nothing until it is read. Rows that were changed or inserted live in an overlay of
  * materialised rows; deletions are a set of indexes. Rows are addressed by a stable index that never changes
  * (inserted rows get the next index), and the natural order of the table is index order.
+ *
+ * Change tracking (tracking.ts): once `track(clock)` is called, every `write` and `insert` sets the row's
+ * `__GlobalStamp` to the datastore's next global stamp and every `remove` is logged to `__DeletedRecords`, so no
+ * change can bypass the counter. A rollback restores the old rows, stamps included; the counter never goes back.
  */
 import type { AttributeDef, DataClassDef, WireValue } from './model.js';
 import { NUMERIC_TYPES } from './model.js';
@@ -26,6 +30,14 @@ export interface StoredRow {
   stamp: number;
   /** `__TIMESTAMP` in ms since epoch. */
   ts: number;
+}
+
+/** The datastore's global modification stamp as a tracked table uses it (GlobalClock in tracking.ts). */
+export interface ChangeClock {
+  /** The current global stamp; the counter moves on. */
+  take(): number;
+  /** Logs the deletion of `key` from `table` (a `__DeletedRecords` entity taking the current stamp). */
+  deleted(table: Table, key: string): void;
 }
 
 /** An ordered list of row indexes (a query result, an entity set). Immutable once made. */
@@ -76,6 +88,8 @@ export class Table {
   private maxNumKey: number;
   private allCache: { version: number; sel: Selection } | null = null;
   private undo: UndoEntry[] | null = null;
+  /** Change tracking: the `__GlobalStamp` attribute and the datastore's clock (null = not tracked). */
+  private tracking: { attr: number; clock: ChangeClock } | null = null;
 
   constructor(readonly def: DataClassDef, gen: RowGenerator | null) {
     this.name = def.name;
@@ -89,6 +103,17 @@ export class Table {
     this.base = gen ? gen.count : 0;
     this.total = this.base;
     this.maxNumKey = this.numericKey && gen && gen.count > 0 ? Number(gen.key(gen.count - 1)) : 0;
+  }
+
+  /** Switches change tracking on; the table must have a `__GlobalStamp` attribute. */
+  track(clock: ChangeClock): void {
+    const attr = this.attr('__GlobalStamp');
+    if (attr < 0) throw new Error(`dataclass ${this.name}: no __GlobalStamp attribute to track changes in`);
+    this.tracking = { attr, clock };
+  }
+
+  get tracked(): boolean {
+    return this.tracking !== null;
   }
 
   /** Attribute index by name, -1 if unknown (names are case-sensitive, as in 4D). */
@@ -175,15 +200,17 @@ export class Table {
 
   // ---- changes -------------------------------------------------------------------------------------------
 
-  /** Replaces row i (which must be live; its key must not change). */
+  /** Replaces row i (which must be live; its key must not change). Tracked: takes the next global stamp. */
   write(i: number, row: StoredRow): void {
+    if (this.tracking) row.values[this.tracking.attr] = this.tracking.clock.take();
     this.undo?.push({ kind: 'write', i, prev: this.overlay.get(i) });
     this.overlay.set(i, row);
     this.version++;
   }
 
-  /** Appends a row; its key must be unique (see indexOfKey). Returns its index. */
+  /** Appends a row; its key must be unique (see indexOfKey). Returns its index. Tracked: takes the next global stamp. */
   insert(row: StoredRow): number {
+    if (this.tracking) row.values[this.tracking.attr] = this.tracking.clock.take();
     const i = this.total++;
     const key = this.normalizeKey(String(row.values[this.keyAttr]));
     row.values[this.keyAttr] = this.numericKey ? Number(key) : key;
@@ -195,8 +222,10 @@ export class Table {
     return i;
   }
 
+  /** Deletes live row i. Tracked: logged to `__DeletedRecords` (not undone by a rollback; only updates use one). */
   remove(i: number): void {
     if (!this.isLive(i)) return;
+    if (this.tracking) this.tracking.clock.deleted(this, this.keyOf(i));
     this.deleted.add(i);
     this.undo?.push({ kind: 'remove', i });
     this.version++;

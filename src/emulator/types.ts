@@ -66,6 +66,13 @@ export interface EmulatorOptions {
   lifeTimeUnit?: 'minutes' | 'seconds';
   /** The 4D v17 quirk: `__TIMESTAMP` holds a string with embedded quotes (`"\"2017-03-13T08:27:17.298Z\""`). Default false. */
   quotedTimestamps?: boolean;
+  /**
+   * 4D data change tracking (`docs/ORDA/global-stamp.md`): true = every table of the data set, a list = those
+   * tables; default off (false, [] too). Tracked tables get a `__GlobalStamp` attribute (long64, indexed) that
+   * every add/modify takes from one global counter; deletions add `__DeletedRecords` entities (`__PrimaryKey`,
+   * `__Stamp`, `__TableName`, `__TableNumber`); the envelope's `__GlobalStamp` is the counter. Start-time only.
+   */
+  changeTracking?: boolean | string[];
 }
 
 /** The options that can be changed while the emulator runs (`POST /__emulator/options`). */
@@ -140,6 +147,13 @@ export interface MutateRequest {
   insert?: number;
   delete?: number;
   seed?: number;
+  /**
+   * Audit fields. 'now' (default): updates set `modified_date`/`modified_time`/`modified_name`, inserts get
+   * `created_*` = now. 'keep': a script or an import that bypasses them: updates leave `modified_*` as they were,
+   * inserts carry the `created_*` of the table's first row and null `modified_*`. Either way `__STAMP` grows on
+   * every update, `__TIMESTAMP` is now, and tracked tables take new `__GlobalStamp` values.
+   */
+  dates?: 'now' | 'keep';
 }
 
 export interface MutateResult {

@@ -3,7 +3,9 @@
  *
  * Every save behaves like the ERP's save trigger: `__STAMP` + 1, `__TIMESTAMP` = now, and the table's
  * `modified_date`/`modified_time`/`modified_name` = now / the session's user (server local time = UTC).
- * A save that changes nothing is skipped (stamp unchanged), as 4D does.
+ * A save that changes nothing is skipped (stamp unchanged), as 4D does. `dates: 'keep'` (control API mutate)
+ * leaves the audit fields alone. In a tracked table every save and creation also takes the next global stamp
+ * (`__GlobalStamp`, set by Table.write/insert; `__`-names are never taken from input).
  */
 import { E, fourD, type FourDError } from './errors.js';
 import type { WireValue } from './model.js';
@@ -16,6 +18,11 @@ import { dateTimeParts } from './wire.js';
 export interface ChangeContext {
   now: number;
   userName: string;
+  /**
+   * 'now' (default): saves set `modified_*` = now/user, creations `created_*`. 'keep': saves leave `modified_*`
+   * and creations leave `created_*` as given (a script or import bypassing the audit fields).
+   */
+  dates?: 'now' | 'keep';
 }
 
 function setIfPresent(table: Table, values: WireValue[], name: string, v: WireValue): void {
@@ -30,20 +37,27 @@ function setIfPresent(table: Table, values: WireValue[], name: string, v: WireVa
 export function saveRow(table: Table, row: number, values: WireValue[], ctx: ChangeContext, force = false): boolean {
   const current = table.materialize(row);
   if (!force && values.every((v, a) => sameValue(v, current.values[a]!))) return false;
-  const { date, time } = dateTimeParts(ctx.now);
-  setIfPresent(table, values, 'modified_date', date);
-  setIfPresent(table, values, 'modified_time', time);
-  setIfPresent(table, values, 'modified_name', ctx.userName);
+  if (ctx.dates !== 'keep') {
+    const { date, time } = dateTimeParts(ctx.now);
+    setIfPresent(table, values, 'modified_date', date);
+    setIfPresent(table, values, 'modified_time', time);
+    setIfPresent(table, values, 'modified_name', ctx.userName);
+  }
   table.write(row, { values, stamp: current.stamp + 1, ts: ctx.now });
   return true;
 }
 
-/** Inserts a new row (stamp 1, created_* = now, modified_* = null). The key must be set and unique. */
+/**
+ * Inserts a new row (stamp 1, created_* = now unless dates 'keep', modified_* = null). The key must be set and
+ * unique.
+ */
 export function createRow(table: Table, values: WireValue[], ctx: ChangeContext): number {
-  const { date, time } = dateTimeParts(ctx.now);
-  setIfPresent(table, values, 'created_date', date);
-  setIfPresent(table, values, 'created_time', time);
-  setIfPresent(table, values, 'created_name', ctx.userName);
+  if (ctx.dates !== 'keep') {
+    const { date, time } = dateTimeParts(ctx.now);
+    setIfPresent(table, values, 'created_date', date);
+    setIfPresent(table, values, 'created_time', time);
+    setIfPresent(table, values, 'created_name', ctx.userName);
+  }
   setIfPresent(table, values, 'modified_date', null);
   setIfPresent(table, values, 'modified_time', null);
   setIfPresent(table, values, 'modified_name', null);

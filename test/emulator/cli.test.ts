@@ -57,7 +57,8 @@ describe.skipIf(!BUILT)('legacy-emulator bin', () => {
 
   it('bad options: one line on stderr, exit 64', async () => {
     for (const args of [['--bogus'], ['--port', 'x'], ['--rows', 'Nope=5'], ['--duplicate-cookie', 'maybe'], ['--faults', '0.1:boom'],
-      ['--url-decoding', 'raw'], ['--lifetime-unit', 'hours'], ['--ignore-filters', 'yes']]) {
+      ['--url-decoding', 'raw'], ['--lifetime-unit', 'hours'], ['--ignore-filters', 'yes'], ['--change-tracking', 'Nope'],
+      ['--change-tracking', ',']]) {
       const r = run(args);
       expect(await r.exit, args.join(' ')).toBe(64);
       expect(r.stdout()).toBe('');
@@ -92,6 +93,17 @@ describe.skipIf(!BUILT)('legacy-emulator bin', () => {
     expect((await (await fetch(`${url}/rest/Kunde?$top=0`)).json()).__COUNT).toBe(8);
     good.child.kill('SIGTERM');
     expect(await good.exit).toBe(0);
+  });
+
+  it('--change-tracking: __GlobalStamp in the envelope and the tracked table', async () => {
+    const r = run(['--port', '0', '--rows', 'Kunden=4,Belege=2', '--change-tracking', 'Kunden,Belege']);
+    const url = await untilListening(r);
+    const page = await (await fetch(`${url}/rest/Kunden`)).json();
+    expect(page.__GlobalStamp).toBe(7);
+    expect(page.__ENTITIES.map((e: { __GlobalStamp: number }) => e.__GlobalStamp)).toHaveLength(4);
+    expect((await (await fetch(`${url}/rest/__DeletedRecords`)).json()).__COUNT).toBe(0);
+    r.child.kill('SIGTERM');
+    expect(await r.exit).toBe(0);
   });
 
   it('--help and --version', async () => {
