@@ -13,9 +13,9 @@ const dialect: Dialect = {
   type: (t) => TYPES[t],
   columnsSql: 'SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(?)) AND attnum > 0 AND NOT attisdropped ORDER BY attnum',
   distinct: 'IS DISTINCT FROM',
-  keys: 'pg_temp._legacy_keys',
-  keyTableSql: (table, key) =>
-    `DROP TABLE IF EXISTS pg_temp._legacy_keys; CREATE TEMP TABLE _legacy_keys AS SELECT ${quoteId(key)} AS k FROM ${quoteId(table)} WITH NO DATA; ALTER TABLE pg_temp._legacy_keys ADD PRIMARY KEY (k)`,
+  scan: 'pg_temp._legacy_scan',
+  scanTableSql: (table, key) =>
+    `DROP TABLE IF EXISTS pg_temp._legacy_scan; CREATE TEMP TABLE _legacy_scan AS SELECT ${quoteId(key)} AS k, _stamp AS s FROM ${quoteId(table)} WITH NO DATA; ALTER TABLE pg_temp._legacy_scan ADD PRIMARY KEY (k)`,
 };
 
 /** `?` placeholders → `$1, $2, …` (not inside quoted names or literals). */

@@ -13,8 +13,8 @@ const dialect: Dialect = {
   type: (t) => t,
   columnsSql: 'SELECT name, type FROM pragma_table_info(?)',
   distinct: 'IS NOT',
-  keys: 'temp._legacy_keys',
-  keyTableSql: () => 'DROP TABLE IF EXISTS temp._legacy_keys; CREATE TEMP TABLE _legacy_keys (k PRIMARY KEY) WITHOUT ROWID',
+  scan: 'temp._legacy_scan',
+  scanTableSql: () => 'DROP TABLE IF EXISTS temp._legacy_scan; CREATE TEMP TABLE _legacy_scan (k PRIMARY KEY, s) WITHOUT ROWID',
 };
 
 export class SqliteSyncStore extends SyncStore {

@@ -48,6 +48,15 @@ export interface TableState {
   columns: string;
   vanished_warned: string | null;
   last_error: string | null;
+  /** How changes are found: 'global stamp', 'date+time', 'date' or 'full' (see ./window.ts). */
+  tracking: string | null;
+  /** The global-stamp cursor (a number, as text: 4D stamps are 64-bit). */
+  stamp_cursor: string | null;
+  /** The last key-and-stamp comparison with the server (reconcile or verify): when, and what it found (JSON). */
+  last_reconcile: string | null;
+  reconcile_result: string | null;
+  last_verify: string | null;
+  verify_result: string | null;
 }
 
 export interface RunRow {
@@ -73,10 +82,29 @@ export interface UpsertCounts {
 /** Rows laid out as [key, __STAMP, __TIMESTAMP, cursor, ...data columns] → the upsert's parameters. */
 export type Upsert = (rows: unknown[][], syncedAt: string) => Promise<UpsertCounts>;
 
-export interface KeyScan {
-  add(keys: unknown[]): Promise<void>;
-  /** Mark the rows whose key was not added; returns how many. */
-  finish(at: string): Promise<number>;
+/** What a key-and-stamp comparison found: rows the copy lacks, has too many, or holds with another stamp. */
+export interface ScanDiff {
+  server: number;
+  local: number;
+  missing: number;
+  extra: number;
+  stale: number;
+  /** A few keys of each kind, for messages. */
+  examples: { missing: unknown[]; extra: unknown[]; stale: unknown[] };
+}
+
+/**
+ * The server's keys and stamps, as pages arrive, in a temporary table of the database (never in
+ * memory), compared there with the copy.
+ */
+export interface StampScan {
+  add(rows: Array<[key: unknown, stamp: unknown]>): Promise<void>;
+  diff(examples?: number): Promise<ScanDiff>;
+  /** Keys the copy lacks or holds with another stamp, in key order, after `after` (keyset paging). */
+  toFetch(after: unknown, limit: number): Promise<unknown[]>;
+  /** Mark the copy's live rows whose key the server no longer has; returns how many. */
+  markVanished(at: string): Promise<number>;
+  drop(): Promise<void>;
 }
 
 /** What differs in the SQL of the two targets. */
@@ -86,16 +114,21 @@ export interface Dialect {
   columnsSql: string;
   /** Null-safe "differs". */
   distinct: string;
-  /** The temporary key table of a reconcile. */
-  keys: string;
-  /** (Re)create the key table with the key's type. */
-  keyTableSql(table: string, keyColumn: string): string;
+  /** The temporary key-and-stamp table of a reconcile or verify. */
+  scan: string;
+  /** (Re)create the scan table (k, s) with the types of the key and of _stamp. */
+  scanTableSql(table: string, keyColumn: string): string;
 }
 
 /** Keys per INSERT of a reconcile (SQLite allows 32,766 parameters per statement, PostgreSQL 65,535). */
 const KEYS_PER_INSERT = 10_000;
 
-const STATE_FIELDS = ['table_name', 'key_column', 'cursor_value', 'boundary_keys', 'last_full_sync', 'last_success', 'catalog_hash', 'columns', 'vanished_warned', 'last_error'] as const;
+const STATE_FIELDS = [
+  'table_name', 'key_column', 'cursor_value', 'boundary_keys', 'last_full_sync', 'last_success', 'catalog_hash', 'columns', 'vanished_warned', 'last_error',
+  'tracking', 'stamp_cursor', 'last_reconcile', 'reconcile_result', 'last_verify', 'verify_result',
+] as const;
+/** State columns added after the first release: created on databases made before them. */
+const LATER_STATE_FIELDS = ['tracking', 'stamp_cursor', 'last_reconcile', 'reconcile_result', 'last_verify', 'verify_result'] as const;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS _legacy_sync_state (
@@ -108,7 +141,13 @@ const SCHEMA = `
     catalog_hash TEXT,
     columns TEXT NOT NULL DEFAULT '[]',
     vanished_warned TEXT,
-    last_error TEXT
+    last_error TEXT,
+    tracking TEXT,
+    stamp_cursor TEXT,
+    last_reconcile TEXT,
+    reconcile_result TEXT,
+    last_verify TEXT,
+    verify_result TEXT
   );
   CREATE TABLE IF NOT EXISTS _legacy_sync_runs (
     run_id TEXT NOT NULL,
@@ -151,6 +190,8 @@ export abstract class SyncStore {
 
   async migrate(): Promise<void> {
     await this.exec(SCHEMA);
+    const have = new Set(await this.existingColumns('_legacy_sync_state'));
+    for (const field of LATER_STATE_FIELDS) if (!have.has(field)) await this.exec(`ALTER TABLE _legacy_sync_state ADD COLUMN ${field} TEXT`);
   }
 
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
@@ -171,12 +212,26 @@ export abstract class SyncStore {
     return r.changes;
   }
 
+  /** A state row, with the later columns null on a database opened read-only before its upgrade. */
+  private static complete(row: Partial<TableState>): TableState {
+    const out = { ...row } as Record<string, unknown>;
+    for (const field of LATER_STATE_FIELDS) out[field] ??= null;
+    return out as unknown as TableState;
+  }
+
   async state(table: string): Promise<TableState | undefined> {
-    return (await this.query<TableState>('SELECT * FROM _legacy_sync_state WHERE table_name = ?', [table])).rows[0];
+    const row = (await this.query<TableState>('SELECT * FROM _legacy_sync_state WHERE table_name = ?', [table])).rows[0];
+    return row && SyncStore.complete(row);
   }
 
   async allStates(): Promise<TableState[]> {
-    return (await this.query<TableState>('SELECT * FROM _legacy_sync_state ORDER BY table_name')).rows;
+    return (await this.query<TableState>('SELECT * FROM _legacy_sync_state ORDER BY table_name')).rows.map(SyncStore.complete);
+  }
+
+  /** Record what a reconcile or verify found, without touching the rest of the state. */
+  async noteComparison(table: string, kind: 'reconcile' | 'verify', at: string, result: unknown): Promise<void> {
+    const [when, what] = kind === 'reconcile' ? ['last_reconcile', 'reconcile_result'] : ['last_verify', 'verify_result'];
+    await this.query(`UPDATE _legacy_sync_state SET ${when} = ?, ${what} = ? WHERE table_name = ?`, [at, JSON.stringify(result), table]);
   }
 
   async tableColumns(table: string): Promise<Array<{ name: string; type: string }>> {
@@ -220,6 +275,26 @@ export abstract class SyncStore {
     const guard = onlyChanged ? ` WHERE ${t}._stamp ${this.dialect.distinct} excluded._stamp OR ${t}._deleted_at IS NOT NULL` : '';
     const set = [...all.slice(1).map((c) => `${quoteId(c)} = excluded.${quoteId(c)}`), '_deleted_at = NULL'];
     return `INSERT INTO ${t} (${all.map(quoteId).join(', ')}) ${source} ON CONFLICT (${quoteId(keyColumn)}) DO UPDATE SET ${set.join(', ')}${guard}${returning}`;
+  }
+
+  /** The largest value of a numeric column among the live rows (the global stamp), or null. */
+  async maxOf(table: string, column: string): Promise<number | null> {
+    const v = (await this.query<{ m: number | string | null }>(`SELECT max(${quoteId(column)}) AS m FROM ${quoteId(table)}`)).rows[0]?.m;
+    return v === null || v === undefined ? null : Number(v);
+  }
+
+  /**
+   * Mark rows deleted on the server. With `stampColumn` (change tracking: `__DeletedRecords`), not
+   * a row written again after the deletion (its global stamp is newer: the key was re-created).
+   */
+  async markDeleted(table: string, keyColumn: string, deletions: Array<{ key: unknown; stamp?: number }>, at: string, stampColumn?: string): Promise<number> {
+    let marked = 0;
+    const where = `${quoteId(keyColumn)} = ? AND _deleted_at IS NULL${stampColumn ? ` AND coalesce(${quoteId(stampColumn)}, -1) <= ?` : ''}`;
+    for (const d of deletions) {
+      const params = stampColumn ? [at, toSql(d.key), d.stamp ?? 0] : [at, toSql(d.key)];
+      marked += (await this.query(`UPDATE ${quoteId(table)} SET _deleted_at = ? WHERE ${where}`, params)).changes;
+    }
+    return marked;
   }
 
   /** The newest row cursor stored for a table, and the keys of the rows at it (at most 1,000). */
@@ -266,26 +341,45 @@ export abstract class SyncStore {
     return (await this.query<{ rows: number; deleted: number }>(`SELECT count(*) - count(_deleted_at) AS rows, count(_deleted_at) AS deleted FROM ${quoteId(table)}`)).rows[0]!;
   }
 
-  /** Reconcile: mark rows whose key the server no longer has. Keys arrive in pages into a temporary table. */
-  async beginKeyScan(table: string, keyColumn: string): Promise<KeyScan> {
-    const { keys, keyTableSql } = this.dialect;
-    await this.exec(keyTableSql(table, keyColumn));
-    const chunk = KEYS_PER_INSERT;
+  /**
+   * Reconcile and verify: the server's keys and stamps arrive in pages into a temporary table, and
+   * the comparison with the copy is SQL over the two (missing: on the server, not live here; stale:
+   * live here with another stamp; extra: live here, gone from the server).
+   */
+  async beginStampScan(table: string, keyColumn: string): Promise<StampScan> {
+    const { scan, scanTableSql, distinct } = this.dialect;
+    await this.exec(scanTableSql(table, keyColumn));
+    const t = quoteId(table);
+    const k = quoteId(keyColumn);
+    const live = `${t}._deleted_at IS NULL`;
+    const missing = `FROM ${scan} AS s WHERE NOT EXISTS (SELECT 1 FROM ${t} WHERE ${t}.${k} = s.k AND ${live})`;
+    const stale = `FROM ${scan} AS s JOIN ${t} ON ${t}.${k} = s.k WHERE ${live} AND ${t}._stamp ${distinct} s.s`;
+    const extra = `FROM ${t} WHERE ${live} AND NOT EXISTS (SELECT 1 FROM ${scan} AS s WHERE s.k = ${t}.${k})`;
+    const count = async (from: string) => Number((await this.query<{ n: number | string }>(`SELECT count(*) AS n ${from}`)).rows[0]?.n ?? 0);
+    const keys = async (column: string, from: string, n: number) => (await this.query<{ k: unknown }>(`SELECT ${column} AS k ${from} ORDER BY 1 LIMIT ?`, [n])).rows.map((r) => r.k);
     return {
-      add: (list) =>
+      add: (rows) =>
         this.transaction(async () => {
-          for (let i = 0; i < list.length; i += chunk) {
-            const part = list.slice(i, i + chunk);
-            await this.query(`INSERT INTO ${keys} (k) VALUES ${part.map(() => '(?)').join(', ')} ON CONFLICT DO NOTHING`, part.map(toSql));
+          for (let i = 0; i < rows.length; i += KEYS_PER_INSERT / 2) {
+            const part = rows.slice(i, i + KEYS_PER_INSERT / 2);
+            await this.query(`INSERT INTO ${scan} (k, s) VALUES ${part.map(() => '(?, ?)').join(', ')} ON CONFLICT DO NOTHING`, part.flatMap(([key, stamp]) => [toSql(key), toSql(stamp)]));
           }
         }),
-      finish: (at) =>
-        this.transaction(async () => {
-          const t = quoteId(table);
-          const { changes } = await this.query(`UPDATE ${t} SET _deleted_at = ? WHERE _deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM ${keys} AS s WHERE s.k = ${t}.${quoteId(keyColumn)})`, [at]);
-          await this.exec(`DROP TABLE ${keys}`);
-          return changes;
-        }),
+      diff: async (n = 5) => ({
+        server: await count(`FROM ${scan}`),
+        local: await count(`FROM ${t} WHERE ${live}`),
+        missing: await count(missing),
+        extra: await count(extra),
+        stale: await count(stale),
+        examples: { missing: await keys('s.k', missing, n), extra: await keys(`${t}.${k}`, extra, n), stale: await keys('s.k', stale, n) },
+      }),
+      toFetch: async (after, limit) => {
+        const from = `FROM ${scan} AS s LEFT JOIN ${t} ON ${t}.${k} = s.k AND ${live} WHERE (${t}.${k} IS NULL OR ${t}._stamp ${distinct} s.s)`;
+        const sql = after === undefined ? `SELECT s.k AS k ${from} ORDER BY s.k LIMIT ?` : `SELECT s.k AS k ${from} AND s.k > ? ORDER BY s.k LIMIT ?`;
+        return (await this.query<{ k: unknown }>(sql, after === undefined ? [limit] : [toSql(after), limit])).rows.map((r) => r.k);
+      },
+      markVanished: (at) => this.transaction(async () => (await this.query(`UPDATE ${t} SET _deleted_at = ? WHERE ${live} AND NOT EXISTS (SELECT 1 FROM ${scan} AS s WHERE s.k = ${t}.${k})`, [at])).changes),
+      drop: () => this.exec(`DROP TABLE IF EXISTS ${scan}`),
     };
   }
 }
