@@ -66,6 +66,8 @@ export interface ServerDialect {
   identity: string;
   filters?: FilterCheck;
   probe?: ProbeResult;
+  /** Single answers asked by runs that needed them (the probe answers them all). */
+  features?: { strictDateCompare?: boolean };
 }
 
 interface DialectFile {
@@ -209,7 +211,7 @@ async function probeDecoding(c: ProbeTarget, table: string): Promise<UrlDecoding
 }
 
 /** Ask what a request does and tell whether it was refused as a bad query (false) or failed otherwise (throws). */
-async function accepted(run: () => Promise<unknown>): Promise<boolean> {
+export async function accepted(run: () => Promise<unknown>): Promise<boolean> {
   try {
     await run();
     return true;

@@ -12,8 +12,8 @@ import { SessionManager } from '../session/manager.js';
 import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
 import { Transport, type ExchangeObserver, type HttpRequest, type HttpResponse } from '../transport/index.js';
-import { CANARY_TTL_MS, DialectCache, filterNotApplied, runCanary, type FilterCheck } from './dialect.js';
-import type { DataClass, DataClassSummary, Entity, Envelope, PageQuery } from './types.js';
+import { accepted, CANARY_TTL_MS, DialectCache, filterNotApplied, runCanary, type FilterCheck } from './dialect.js';
+import type { Attribute, DataClass, DataClassSummary, Entity, Envelope, PageQuery } from './types.js';
 import { pageUrl, restUrl, type RestPath, type RestQuery } from '../protocol/url.js';
 
 export type { Attribute, DataClass, DataClassSummary, Entity, Envelope, PageQuery } from './types.js';
@@ -227,6 +227,21 @@ export class RestClient {
     if (check && !check.honoured) throw filterNotApplied(this.baseUrl, check);
     if (!check) this.options.logger.debug(`could not check that ${this.baseUrl} applies filters (${dc.name} is empty); rows are checked instead`);
     return check;
+  }
+
+  /**
+   * Does the server accept `<`/`>` on a date attribute (some reject them)? From the last probe or an
+   * earlier answer for this server, else asked once with a harmless query and remembered.
+   */
+  async acceptsStrictDates(dc: DataClass, date: Attribute): Promise<boolean> {
+    const identity = await this.identity();
+    const { envName, logger } = this.options;
+    const known = await this.dialect.get(envName, this.baseUrl, identity);
+    const cached = known?.features?.strictDateCompare ?? known?.probe?.strictDateCompare;
+    if (typeof cached === 'boolean') return cached;
+    const answer = await accepted(() => this.page(dc.name, { filter: `${date.name} > :1`, params: ['1900-01-01'], top: 1, skip: 0 }));
+    await this.dialect.update(envName, this.baseUrl, identity, { features: { ...known?.features, strictDateCompare: answer } }, logger);
+    return answer;
   }
 
   /** Number of rows matching a filter: one request for a single row; __COUNT is the whole selection. */

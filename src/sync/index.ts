@@ -1,18 +1,19 @@
 /**
  * Incremental, crash-safe replication of tables into SQLite or PostgreSQL (./store.ts), built on
- * the get-table exporter (same paging, same value conversion).
+ * the get-table exporter (same paging, same value conversion, same checks of what the server did).
  *
- * - First run of a table, or --full: every row, paged, upserted.
- * - Later runs: rows whose modification date (or, for never-modified rows, creation date) is on or
- *   after the stored cursor minus the lookback window. Dates are compared with an inclusive `>=`
- *   (the real server rejected strict `<`/`>` on dates), so equal timestamps at the boundary are
- *   re-read, and upserts compare __STAMP so re-reads never duplicate or rewrite a row.
+ * - How changes are found (./window.ts): 4D's global stamp where the server tracks changes, else a
+ *   date+time or date window (with a lookback), else a full read. The first pass, or --full, reads
+ *   every row. Rows are upserted comparing __STAMP, so re-reads never duplicate or rewrite a row.
  * - The cursor only advances when a table's pass completed: each page's rows and the run's
- *   progress commit in one transaction, and the new cursor is the maximum row cursor stored.
- *   A crash at any point leaves the database consistent and the next run re-reads from the old
- *   cursor, so nothing is lost or duplicated.
- * - A cursor filter the server rejects → a full read of that table, with a warning.
- * - --reconcile: the server's current key set (keys only) is compared and missing rows get _deleted_at.
+ *   progress commit in one transaction, and the new cursor is taken from what was stored (and, for
+ *   the global stamp, from before the pass began). A crash at any point leaves the database
+ *   consistent and the next run re-reads from the old cursor, so nothing is lost or duplicated.
+ * - A window the server rejects, or a server that does not apply filters at all: a full read of
+ *   that table, said as such (never shown as incremental).
+ * - --reconcile (./reconcile.ts): every row's key and stamp compared with the copy; missing and
+ *   stale rows fetched, vanished ones marked _deleted_at. `sync verify` runs the same comparison
+ *   read-only.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { SyncTableConfig } from '../config/store.js';
@@ -22,16 +23,19 @@ import type { Attribute, DataClass } from '../http/types.js';
 import type { Logger } from '../log/index.js';
 import { exportRows, planExport, type ExportPlan, type ExportSummary } from '../table/export.js';
 import { attributeNamed } from '../table/query.js';
-import { anyOf, conditionCheck, type RowCheck } from '../table/verify.js';
-import { sqlTypeOf, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
+import { allOf, conditionCheck } from '../table/verify.js';
+import { compare, reconcile, type ReconcileResult } from './reconcile.js';
+import { sqlTypeOf, type ScanDiff, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
+import { DELETED_RECORDS, GLOBAL_STAMP, chooseWindow, cursorFields, globalStampOf, type Tracking, type Window } from './window.js';
 
-export { SyncStore, openSyncStore, syncTarget, type SyncTarget } from './store.js';
+export { SyncStore, openSyncStore, syncTarget, type SyncTarget, type ScanDiff } from './store.js';
+export type { Tracking } from './window.js';
 
 export interface SyncOptions {
   full?: boolean;
   reconcile?: boolean;
   dryRun?: boolean;
-  /** Re-read this far behind the cursor (ms). Default: 0 (the cursor's day is always re-read). */
+  /** Re-read this far behind the cursor (ms). Default: 0 (the cursor's day or second is always re-read). */
   lookbackMs?: number;
   pageSize?: number;
   concurrency?: number;
@@ -43,6 +47,8 @@ export interface SyncOptions {
 export interface TableResult {
   table: string;
   mode: 'full' | 'incremental' | 'full (cursor filter rejected)' | 'full (window not applied by the server)';
+  /** How changes were found this pass. */
+  tracking?: Tracking;
   status: 'completed' | 'failed' | 'dry-run';
   fetched: number;
   inserted: number;
@@ -53,12 +59,12 @@ export interface TableResult {
   expected?: number;
   /** Rows the server sent although they are outside the incremental window (it did not apply it). */
   outsideWindow?: number;
+  /** What the key-and-stamp comparison of --reconcile found and repaired. */
+  reconcile?: { missing: number; extra: number; stale: number; fetched: number; deleted: number; remaining: number };
   addedColumns: string[];
   vanishedColumns: string[];
   error?: string;
 }
-
-const DEFAULT_CURSOR = [['modified_date', 'modified_time'], ['created_date', 'created_time']] as const;
 
 export function normaliseTableConfig(entry: string | SyncTableConfig): SyncTableConfig {
   return typeof entry === 'string' ? { name: entry } : entry;
@@ -68,32 +74,38 @@ export function catalogHash(attrs: Attribute[]): string {
   return createHash('sha256').update(attrs.map((a) => `${a.name}:${a.kind}:${a.type}`).join('\n')).digest('hex').slice(0, 16);
 }
 
-/** Cursor field pairs [date, time] that exist in the dataclass, most specific first. */
-function cursorFields(dc: DataClass, config: SyncTableConfig): Array<[Attribute, Attribute | undefined]> {
-  const names: string[][] = config.cursor?.length ? [config.cursor] : DEFAULT_CURSOR.map((p) => [...p]);
-  const pairs: Array<[Attribute, Attribute | undefined]> = [];
-  for (const [dateName, timeName] of names as Array<[string, string | undefined]>) {
-    const date = dc.attributes.find((a) => a.name === dateName && a.kind === 'storage');
-    if (!date) continue;
-    const time = timeName ? dc.attributes.find((a) => a.name === timeName && a.kind === 'storage') : undefined;
-    pairs.push([date, time]);
-  }
-  if (config.cursor?.length && pairs.length === 0) {
-    attributeNamed(dc, config.cursor[0]!, 'cursor field'); // throws with suggestions
-  }
-  return pairs;
-}
-
 /** `2025-01-27T20:35:41` from converted date/time values, or null. */
 function cursorOf(date: unknown, time: unknown): string | null {
   if (typeof date !== 'string' || !date) return null;
   return `${date}T${typeof time === 'string' && time ? time : '00:00:00'}`;
 }
 
-function dayMinus(cursor: string, ms: number): string {
-  const t = Date.parse(`${cursor.slice(0, 10)}T00:00:00Z`) - ms;
-  return new Date(t).toISOString().slice(0, 10);
+/** What a table's pass works with, from the catalog and the stored state. */
+interface TableContext {
+  config: SyncTableConfig;
+  dc: DataClass;
+  keyAttr: Attribute;
+  attrs: Attribute[];
+  columns: StoredColumn[];
+  hash: string;
+  pairs: Array<[Attribute, Attribute | undefined]>;
+  globalStamp?: Attribute;
+  state?: TableState;
 }
+
+const emptyResult = (table: string, cursor: string | null): TableResult => ({
+  table,
+  mode: 'full',
+  status: 'completed',
+  fetched: 0,
+  inserted: 0,
+  updated: 0,
+  unchanged: 0,
+  deleted: 0,
+  cursor,
+  addedColumns: [],
+  vanishedColumns: [],
+});
 
 export class Syncer {
   constructor(
@@ -102,197 +114,301 @@ export class Syncer {
     private readonly options: SyncOptions,
   ) {}
 
-  async syncTable(config: SyncTableConfig, runId: string): Promise<TableResult> {
-    const { logger } = this.options;
+  /** The table's attributes, key, cursor fields and change tracking, and its stored state. */
+  async context(config: SyncTableConfig): Promise<TableContext> {
     const dc = await this.client.dataClass(config.name);
     const keyName = config.key ?? dc.key[0]?.name;
     if (!keyName) throw new BadDataError(`${dc.name} has no primary key in the catalog; set "key" for it in sync.tables`);
     const keyAttr = attributeNamed(dc, keyName, 'key');
     const attrs = dc.attributes.filter((a) => a.kind === 'storage' || a.kind === 'relatedEntity');
-    const columns: StoredColumn[] = attrs.map((a) => ({ name: a.name, sqlType: sqlTypeOf(a) }));
-    const hash = catalogHash(attrs);
-    const pairs = cursorFields(dc, config);
-    const state = await this.store?.state(dc.name);
-    const result: TableResult = {
-      table: dc.name,
-      mode: 'full',
-      status: 'completed',
-      fetched: 0,
-      inserted: 0,
-      updated: 0,
-      unchanged: 0,
-      deleted: 0,
-      cursor: state?.cursor_value ?? null,
-      addedColumns: [],
-      vanishedColumns: [],
+    const catalog = (await this.client.catalog()).map((c) => c.name);
+    return {
+      config,
+      dc,
+      keyAttr,
+      attrs,
+      columns: attrs.map((a) => ({ name: a.name, sqlType: sqlTypeOf(a) })),
+      hash: catalogHash(attrs),
+      pairs: cursorFields(dc, config),
+      globalStamp: globalStampOf(dc, catalog),
+      state: await this.store?.state(dc.name),
     };
+  }
 
-    // Incremental when we have a cursor and may use it, and the server applies filters.
-    let where: { filter?: string; params: unknown[]; check?: RowCheck } | undefined;
-    if (!this.options.full && state?.cursor_value && pairs.length > 0) {
-      const since = dayMinus(state.cursor_value, this.options.lookbackMs ?? 0);
-      const parts = pairs.map(([date]) => `${date.name} >= :1`);
-      const checks = pairs.map(([date]) => conditionCheck(date, '>=', since, `${date.name}>=${since}`)).filter((c): c is RowCheck => c !== undefined);
-      where = { filter: parts.join(' OR '), params: [since], check: checks.length === pairs.length ? anyOf(checks, parts.join(' OR ')) : undefined };
-      result.mode = 'incremental';
-      try {
-        await this.client.ensureFiltersApplied(dc);
-      } catch (error) {
-        if (!(error instanceof FilterNotAppliedError)) throw error;
-        // Reading everything is correct (upserts compare stamps), only slower: say so, never pretend.
-        logger.warn(`${dc.name}: ${error.message.replace(/; nothing was read$/, '')}; the incremental window cannot be applied, reading the whole table`);
-        result.mode = 'full (window not applied by the server)';
-        where = undefined;
-      }
-    } else if (!this.options.full && state?.cursor_value && pairs.length === 0) {
-      logger.warn(`${dc.name} has no modification or creation date fields; reading it in full`);
+  /** This pass's read (./window.ts), checked against what the server does with filters. */
+  private async window(t: TableContext, result: TableResult): Promise<Window> {
+    const { logger, full, lookbackMs } = this.options;
+    const strictDates = !full && t.state?.cursor_value && t.pairs.length && t.pairs.every(([, time]) => time) && !t.globalStamp
+      ? await this.client.acceptsStrictDates(t.dc, t.pairs[0]![0])
+      : false;
+    const window = chooseWindow({
+      dc: t.dc,
+      pairs: t.pairs,
+      globalStamp: t.globalStamp,
+      dateCursor: t.state?.cursor_value ?? null,
+      stampCursor: t.state?.stamp_cursor != null && t.state.tracking === 'global stamp' ? Number(t.state.stamp_cursor) : null,
+      full: full === true,
+      lookbackMs: lookbackMs ?? 0,
+      strictDates: Boolean(strictDates),
+    });
+    result.tracking = window.tracking;
+    if (!window.filter) {
+      if (!full && t.state?.last_success && window.tracking === 'full') logger.warn(`${t.dc.name} has no modification or creation date fields; reading it in full`);
+      return window;
     }
-
-    const plan = async (filter?: { filter?: string; params: unknown[]; check?: RowCheck }): Promise<ExportPlan> => {
-      const p = await planExport(this.client, {
-        table: dc.name,
-        meta: true,
-        pageSize: this.options.pageSize,
-        concurrency: this.options.concurrency,
-      });
-      if (filter) p.query = { ...p.query, filter: filter.filter, params: filter.params, check: filter.check, onMismatch: 'count' };
-      return p;
-    };
-
-    if (this.options.dryRun) {
-      const p = await plan(where);
-      result.status = 'dry-run';
-      try {
-        result.expected = await this.client.count(dc.name, { filter: p.query.filter, params: p.query.params });
-      } catch (error) {
-        if (!(error instanceof BadDataError) || error instanceof NotFoundError || !where) throw error;
-        result.mode = 'full (cursor filter rejected)';
-        result.expected = await this.client.count(dc.name, {});
-      }
-      return result;
-    }
-
-    const store = this.store!;
-    const started = new Date().toISOString();
-    // Schema: create, or absorb new attributes; keep vanished ones and warn once.
-    result.addedColumns = await store.ensureTable(dc.name, keyAttr.name, columns, sqlTypeOf(keyAttr));
-    if (result.addedColumns.length) logger.warn(`${dc.name}: new attributes in the catalog, added columns ${result.addedColumns.join(', ')}`);
-    const have = (await store.existingColumns(dc.name)).filter((c) => !c.startsWith('_'));
-    const vanished = have.filter((c) => !attrs.some((a) => a.name === c));
-    const warned = new Set<string>(JSON.parse(state?.vanished_warned ?? '[]') as string[]);
-    const newlyVanished = vanished.filter((c) => !warned.has(c));
-    if (newlyVanished.length) logger.warn(`${dc.name}: attributes no longer in the catalog, kept as columns: ${newlyVanished.join(', ')}`);
-    result.vanishedColumns = vanished;
-
-    await store.startRun({ run_id: runId, table_name: dc.name, started, mode: result.mode });
+    result.mode = 'incremental';
     try {
-      let p = await plan(where);
-      const schemaChanged = result.addedColumns.length > 0 || (state?.catalog_hash != null && state.catalog_hash !== hash);
-      const upsert = await store.upserter(dc.name, keyAttr.name, attrs.map((a) => a.name), schemaChanged);
-      // Column positions in the exported rows: [__KEY, __STAMP, __TIMESTAMP, ...attrs].
-      const index = new Map(p.columns.map((c, i) => [c.name, i]));
-      const keyIdx = index.get(keyAttr.name)!;
-      const dataIdx = attrs.filter((a) => a.name !== keyAttr.name).map((a) => index.get(a.name)!);
-      const pairIdx = pairs.map(([d, t]) => [index.get(d.name)!, t ? index.get(t.name) : undefined] as const);
-      const layout = (row: unknown[]): unknown[] => {
-        let cursor: string | null = null;
-        for (const [d, t] of pairIdx) {
-          cursor = cursorOf(row[d], t === undefined ? undefined : row[t]);
-          if (cursor) break;
-        }
-        return [row[keyIdx], row[1], row[2], cursor, ...dataIdx.map((i) => row[i])];
-      };
+      await this.client.ensureFiltersApplied(t.dc);
+    } catch (error) {
+      if (!(error instanceof FilterNotAppliedError)) throw error;
+      // Reading everything is correct (upserts compare stamps), only slower: say so, never pretend.
+      logger.warn(`${t.dc.name}: ${error.message.replace(/; nothing was read$/, '')}; the incremental window cannot be applied, reading the whole table`);
+      result.mode = 'full (window not applied by the server)';
+      return { tracking: window.tracking, params: [] };
+    }
+    return window;
+  }
 
-      const summary: Partial<ExportSummary> = {};
-      const runPages = async () => {
-        for await (const rows of exportRows(this.client, p, {
-          logger,
-          summary,
-          onStart: (total) => this.options.onProgress?.(dc.name, 0, total),
-          onPage: (pr) => this.options.onProgress?.(dc.name, pr.rows, pr.total),
-        })) {
-          if (this.options.signal?.aborted) throw new Error('interrupted');
-          const syncedAt = new Date().toISOString();
-          // The page and the run's progress commit together.
-          const counts: UpsertCounts = await store.transaction(async () => {
-            const c = await upsert(rows.map(layout), syncedAt);
-            await store.progressRun(runId, dc.name, { rows_fetched: rows.length, inserted: c.inserted, updated: c.updated });
-            return c;
-          });
-          result.fetched += rows.length;
-          result.inserted += counts.inserted;
-          result.updated += counts.updated;
-          result.unchanged += counts.unchanged;
-        }
-      };
+  private async plan(t: TableContext, window?: Window): Promise<ExportPlan> {
+    const p = await planExport(this.client, { table: t.dc.name, meta: true, pageSize: this.options.pageSize, concurrency: this.options.concurrency });
+    if (window?.filter) p.query = { ...p.query, filter: window.filter, params: window.params, check: window.check, onMismatch: 'count' };
+    return p;
+  }
+
+  async syncTable(config: SyncTableConfig, runId: string): Promise<TableResult> {
+    const t = await this.context(config);
+    const result = emptyResult(t.dc.name, t.state?.cursor_value ?? null);
+    let window = await this.window(t, result);
+    if (this.options.dryRun) return this.dryRun(t, window, result);
+
+    const { logger } = this.options;
+    const store = this.store!;
+    const { dc, keyAttr } = t;
+    await this.prepareTable(t, result);
+    await store.startRun({ run_id: runId, table_name: dc.name, started: new Date().toISOString(), mode: result.mode });
+    try {
+      let pass: Partial<ExportSummary>;
       try {
-        await runPages();
+        pass = await this.readPass(t, window, runId, result);
       } catch (error) {
-        // The server rejected the cursor filter: never silently miss rows, read everything.
-        if (!(error instanceof BadDataError) || error instanceof NotFoundError || !where || result.fetched > 0) throw error;
+        // The server rejected the window's filter: never silently miss rows, read everything.
+        if (!(error instanceof BadDataError) || error instanceof NotFoundError || !window.filter || result.fetched > 0) throw error;
         logger.warn(`${dc.name}: the server rejected the incremental filter (${error.message}); reading the whole table instead`);
         result.mode = 'full (cursor filter rejected)';
-        where = undefined;
-        p = await plan();
-        await runPages();
+        window = { tracking: window.tracking, params: [] };
+        pass = await this.readPass(t, window, runId, result);
       }
-
-      if (summary.outsideFilter) {
+      if (pass.outsideFilter) {
         // Harmless for the copy (every row is upserted by stamp), but the window is not what it seems.
-        result.outsideWindow = summary.outsideFilter;
-        logger.warn(`${dc.name}: the server sent ${summary.outsideFilter} row(s) outside the incremental window (${where?.filter}); it did not apply the window`);
+        result.outsideWindow = pass.outsideFilter;
+        logger.warn(`${dc.name}: the server sent ${pass.outsideFilter} row(s) outside the incremental window (${window.filter}); it did not apply the window`);
       }
-      if (this.options.reconcile) result.deleted = await this.reconcile(dc, keyAttr, runId);
-
-      // The pass is complete: advance the cursor together with the run's end.
-      const finished = new Date().toISOString();
-      const { cursor, boundary } = await store.cursorOf(dc.name, keyAttr.name);
-      const next: TableState = {
-        table_name: dc.name,
-        key_column: keyAttr.name,
-        cursor_value: cursor ?? state?.cursor_value ?? null,
-        boundary_keys: JSON.stringify(boundary),
-        last_full_sync: result.mode === 'incremental' ? state?.last_full_sync ?? null : finished,
-        last_success: finished,
-        catalog_hash: hash,
-        columns: JSON.stringify(columns),
-        vanished_warned: JSON.stringify(vanished),
-        last_error: null,
-      };
-      await store.transaction(async () => {
-        await store.saveState(next);
-        await store.finishRun(runId, dc.name, 'completed', finished);
-      });
-      result.cursor = next.cursor_value;
+      if (t.globalStamp && window.filter) result.deleted += await this.trackedDeletions(t, Number(window.params[0]), runId);
+      let reconciled: ReconcileResult | undefined;
+      if (this.options.reconcile) {
+        reconciled = await this.reconcile(t, runId, result);
+        result.deleted += reconciled.deleted;
+      }
+      await this.finish(t, window, pass, runId, result, reconciled);
       return result;
     } catch (error) {
-      const message = (error as Error).message;
-      const finished = new Date().toISOString();
-      try {
-        await store.transaction(async () => {
-          await store.finishRun(runId, dc.name, this.options.signal?.aborted ? 'interrupted' : 'failed', finished, message);
-          if (state) await store.saveState({ ...state, last_error: message });
-          else await store.saveState({ table_name: dc.name, key_column: keyAttr.name, cursor_value: null, boundary_keys: null, last_full_sync: null, last_success: null, catalog_hash: hash, columns: JSON.stringify(columns), vanished_warned: null, last_error: message });
-        });
-      } catch (recording) {
-        // The database itself failed (e.g. the connection dropped): the first error says more.
-        logger.debug(`could not record the failed run: ${(recording as Error).message}`);
-      }
+      await this.recordFailure(t, runId, error as Error);
       throw error;
     }
   }
 
-  /** Mark rows the server no longer has. Reads the key set only, in large pages, into a temp table. */
-  private async reconcile(dc: DataClass, keyAttr: Attribute, runId: string): Promise<number> {
-    const store = this.store!;
-    const scan = await store.beginKeyScan(dc.name, keyAttr.name);
-    const p = await planExport(this.client, { table: dc.name, fields: [keyAttr.name], pageSize: Math.max(this.options.pageSize ?? 1000, 5000), concurrency: this.options.concurrency });
-    for await (const rows of exportRows(this.client, p, { logger: this.options.logger })) {
-      await scan.add(rows.map((r) => r[0]));
+  private async dryRun(t: TableContext, window: Window, result: TableResult): Promise<TableResult> {
+    result.status = 'dry-run';
+    try {
+      result.expected = await this.client.count(t.dc.name, { filter: window.filter, params: window.params });
+    } catch (error) {
+      if (!(error instanceof BadDataError) || error instanceof NotFoundError || !window.filter) throw error;
+      result.mode = 'full (cursor filter rejected)';
+      result.expected = await this.client.count(t.dc.name, {});
     }
-    const deleted = await scan.finish(new Date().toISOString());
-    if (deleted) await store.progressRun(runId, dc.name, { rows_fetched: 0, inserted: 0, updated: 0, deleted });
-    return deleted;
+    return result;
+  }
+
+  /** Create the table, or absorb new attributes; keep vanished ones and warn once. */
+  private async prepareTable(t: TableContext, result: TableResult): Promise<void> {
+    const { logger } = this.options;
+    const store = this.store!;
+    result.addedColumns = await store.ensureTable(t.dc.name, t.keyAttr.name, t.columns, sqlTypeOf(t.keyAttr));
+    if (result.addedColumns.length) logger.warn(`${t.dc.name}: new attributes in the catalog, added columns ${result.addedColumns.join(', ')}`);
+    const have = (await store.existingColumns(t.dc.name)).filter((c) => !c.startsWith('_') || c === GLOBAL_STAMP);
+    result.vanishedColumns = have.filter((c) => !t.attrs.some((a) => a.name === c));
+    const warned = new Set<string>(JSON.parse(t.state?.vanished_warned ?? '[]') as string[]);
+    const newlyVanished = result.vanishedColumns.filter((c) => !warned.has(c));
+    if (newlyVanished.length) logger.warn(`${t.dc.name}: attributes no longer in the catalog, kept as columns: ${newlyVanished.join(', ')}`);
+  }
+
+  /** Export rows laid out for the upsert: [key, __STAMP, __TIMESTAMP, cursor, ...data]. */
+  private layout(t: TableContext, plan: ExportPlan): (row: unknown[]) => unknown[] {
+    const index = new Map(plan.columns.map((c, i) => [c.name, i]));
+    const keyIdx = index.get(t.keyAttr.name)!;
+    const dataIdx = t.attrs.filter((a) => a.name !== t.keyAttr.name).map((a) => index.get(a.name)!);
+    const pairIdx = t.pairs.map(([d, time]) => [index.get(d.name)!, time ? index.get(time.name) : undefined] as const);
+    return (row) => {
+      let cursor: string | null = null;
+      for (const [d, time] of pairIdx) {
+        cursor = cursorOf(row[d], time === undefined ? undefined : row[time]);
+        if (cursor) break;
+      }
+      return [row[keyIdx], row[1], row[2], cursor, ...dataIdx.map((i) => row[i])];
+    };
+  }
+
+  /** A writer of export rows: page and progress in one transaction. */
+  private async writer(t: TableContext, plan: ExportPlan, runId: string, result: TableResult): Promise<(rows: unknown[][]) => Promise<number>> {
+    const store = this.store!;
+    const schemaChanged = result.addedColumns.length > 0 || (t.state?.catalog_hash != null && t.state.catalog_hash !== t.hash);
+    const upsert = await store.upserter(t.dc.name, t.keyAttr.name, t.attrs.map((a) => a.name), schemaChanged);
+    const layout = this.layout(t, plan);
+    return async (rows) => {
+      const syncedAt = new Date().toISOString();
+      const counts: UpsertCounts = await store.transaction(async () => {
+        const c = await upsert(rows.map(layout), syncedAt);
+        await store.progressRun(runId, t.dc.name, { rows_fetched: rows.length, inserted: c.inserted, updated: c.updated });
+        return c;
+      });
+      result.fetched += rows.length;
+      result.inserted += counts.inserted;
+      result.updated += counts.updated;
+      result.unchanged += counts.unchanged;
+      return counts.inserted + counts.updated;
+    };
+  }
+
+  /** Read the window's rows and upsert them page by page. */
+  private async readPass(t: TableContext, window: Window, runId: string, result: TableResult): Promise<Partial<ExportSummary>> {
+    const plan = await this.plan(t, window);
+    const write = await this.writer(t, plan, runId, result);
+    const summary: Partial<ExportSummary> = {};
+    for await (const rows of exportRows(this.client, plan, {
+      logger: this.options.logger,
+      summary,
+      onStart: (total) => this.options.onProgress?.(t.dc.name, 0, total),
+      onPage: (pr) => this.options.onProgress?.(t.dc.name, pr.rows, pr.total),
+    })) {
+      if (this.options.signal?.aborted) throw new Error('interrupted');
+      await write(rows);
+    }
+    return summary;
+  }
+
+  /** Change tracking: deletions since the cursor, from `__DeletedRecords`. */
+  private async trackedDeletions(t: TableContext, since: number, runId: string): Promise<number> {
+    const store = this.store!;
+    const deleted = await this.client.dataClass(DELETED_RECORDS);
+    const stamp = attributeNamed(deleted, '__Stamp', 'attribute');
+    const name = attributeNamed(deleted, '__TableName', 'attribute');
+    const plan = await planExport(this.client, { table: DELETED_RECORDS, fields: ['__PrimaryKey', '__Stamp', '__TableName'], pageSize: this.options.pageSize, concurrency: this.options.concurrency });
+    const check = allOf([conditionCheck(stamp, '>=', since, `__Stamp>=${since}`), conditionCheck(name, '=', t.dc.name, `__TableName=${t.dc.name}`)].filter((c) => c !== undefined));
+    plan.query = { ...plan.query, filter: '__Stamp >= :1 AND __TableName = :2', params: [since, t.dc.name], check, onMismatch: 'count' };
+    const numericKey = sqlTypeOf(t.keyAttr) !== 'TEXT';
+    let marked = 0;
+    for await (const rows of exportRows(this.client, plan, { logger: this.options.logger })) {
+      // Only the rows the filter asked for count, whatever the server sent.
+      const mine = rows.filter((r) => r[2] === t.dc.name && typeof r[1] === 'number' && r[1] >= since);
+      const deletions = mine.map((r) => ({ key: numericKey ? Number(r[0]) : String(r[0]), stamp: r[1] as number }));
+      const at = new Date().toISOString();
+      const n = await store.transaction(async () => {
+        const count = await store.markDeleted(t.dc.name, t.keyAttr.name, deletions, at, GLOBAL_STAMP);
+        await store.progressRun(runId, t.dc.name, { rows_fetched: 0, inserted: 0, updated: 0, deleted: count });
+        return count;
+      });
+      marked += n;
+    }
+    return marked;
+  }
+
+  /** --reconcile: keys and stamps compared, differences fetched, vanished rows marked. */
+  private async reconcile(t: TableContext, runId: string, result: TableResult): Promise<ReconcileResult> {
+    const store = this.store!;
+    const plan = await this.plan(t);
+    const write = await this.writer(t, plan, runId, result);
+    const r = await reconcile(this.client, { store, table: t.dc.name, keyColumn: t.keyAttr.name, plan, write }, t.dc, t.keyAttr, this.options);
+    if (r.deleted) await store.progressRun(runId, t.dc.name, { rows_fetched: 0, inserted: 0, updated: 0, deleted: r.deleted });
+    const remaining = r.after.missing + r.after.extra + r.after.stale;
+    result.reconcile = { missing: r.before.missing, extra: r.before.extra, stale: r.before.stale, fetched: r.fetched, deleted: r.deleted, remaining };
+    if (remaining) this.options.logger.warn(`${t.dc.name}: ${remaining} row(s) changed on the server during the reconcile; run it again to catch them`);
+    return r;
+  }
+
+  /** The pass is complete: advance the cursors together with the run's end. */
+  private async finish(t: TableContext, window: Window, pass: Partial<ExportSummary>, runId: string, result: TableResult, reconciled?: ReconcileResult): Promise<void> {
+    const store = this.store!;
+    const finished = new Date().toISOString();
+    const { cursor, boundary } = await store.cursorOf(t.dc.name, t.keyAttr.name);
+    let stampCursor: string | null = null;
+    if (t.globalStamp) {
+      // Before the pass (the envelope's stamp when it began), never past what was stored + 1:
+      // a change during the pass gets a stamp at or after it and is read again next time.
+      const stored = await store.maxOf(t.dc.name, GLOBAL_STAMP);
+      const candidates = [pass.globalStamp && pass.globalStamp > 0 ? pass.globalStamp : undefined, stored !== null ? stored + 1 : undefined].filter((v): v is number => v !== undefined);
+      const previous = t.state?.stamp_cursor != null ? Number(t.state.stamp_cursor) : undefined;
+      stampCursor = candidates.length ? String(Math.min(...candidates)) : previous !== undefined ? String(previous) : null;
+    }
+    const next: TableState = {
+      ...(t.state ?? { last_reconcile: null, reconcile_result: null, last_verify: null, verify_result: null }),
+      table_name: t.dc.name,
+      key_column: t.keyAttr.name,
+      cursor_value: cursor ?? t.state?.cursor_value ?? null,
+      boundary_keys: JSON.stringify(boundary),
+      last_full_sync: result.mode === 'incremental' ? t.state?.last_full_sync ?? null : finished,
+      last_success: finished,
+      catalog_hash: t.hash,
+      columns: JSON.stringify(t.columns),
+      vanished_warned: JSON.stringify(result.vanishedColumns),
+      last_error: null,
+      tracking: window.tracking,
+      stamp_cursor: stampCursor,
+      ...(reconciled ? { last_reconcile: reconciled.at, reconcile_result: JSON.stringify(result.reconcile) } : {}),
+    };
+    await store.transaction(async () => {
+      await store.saveState(next);
+      await store.finishRun(runId, t.dc.name, 'completed', finished);
+    });
+    result.cursor = t.globalStamp ? stampCursor : next.cursor_value;
+  }
+
+  private async recordFailure(t: TableContext, runId: string, error: Error): Promise<void> {
+    const store = this.store!;
+    const finished = new Date().toISOString();
+    try {
+      await store.transaction(async () => {
+        await store.finishRun(runId, t.dc.name, this.options.signal?.aborted ? 'interrupted' : 'failed', finished, error.message);
+        if (t.state) await store.saveState({ ...t.state, last_error: error.message });
+        else {
+          await store.saveState({
+            table_name: t.dc.name, key_column: t.keyAttr.name, cursor_value: null, boundary_keys: null, last_full_sync: null, last_success: null,
+            catalog_hash: t.hash, columns: JSON.stringify(t.columns), vanished_warned: null, last_error: error.message,
+            tracking: null, stamp_cursor: null, last_reconcile: null, reconcile_result: null, last_verify: null, verify_result: null,
+          });
+        }
+      });
+    } catch (recording) {
+      // The database itself failed (e.g. the connection dropped): the first error says more.
+      this.options.logger.debug(`could not record the failed run: ${(recording as Error).message}`);
+    }
+  }
+
+  /**
+   * `sync verify`: every row's key and stamp compared with the copy, read-only (the finding is
+   * noted in the table's state for `sync status`). A table never synced here: all rows missing.
+   */
+  async verifyTable(config: SyncTableConfig): Promise<ScanDiff & { table: string; equal: boolean }> {
+    const store = this.store!;
+    const t = await this.context(config);
+    let diff: ScanDiff;
+    if (!t.state || (await store.existingColumns(t.dc.name)).length === 0) {
+      const server = (await this.client.page(t.dc.name, { top: 1, skip: 0 })).__COUNT;
+      diff = { server, local: 0, missing: server, extra: 0, stale: 0, examples: { missing: [], extra: [], stale: [] } };
+    } else {
+      diff = await compare(this.client, store, t.dc, t.keyAttr, this.options);
+      await store.noteComparison(t.dc.name, 'verify', new Date().toISOString(), { missing: diff.missing, extra: diff.extra, stale: diff.stale, server: diff.server, local: diff.local });
+    }
+    return { table: t.dc.name, ...diff, equal: diff.missing + diff.extra + diff.stale === 0 };
   }
 }
 

@@ -70,6 +70,8 @@ export interface ExportSummary {
   vanished: number;
   /** Rows the server sent that the filter excludes (only with onMismatch 'count'). */
   outsideFilter: number;
+  /** The envelope's `__GlobalStamp` on the first page (4D data change tracking; 0 when off). */
+  globalStamp: number;
   usedEntitySet: boolean;
 }
 
@@ -115,7 +117,8 @@ function isPlaceholder(entity: Entity): boolean {
   return entity.__STAMP === 0 && Object.keys(entity).every((k) => k.startsWith('__'));
 }
 
-function toRow(plan: ExportPlan, entity: Entity): unknown[] {
+/** One entity as a row of the plan's columns, converted. */
+export function toRow(plan: ExportPlan, entity: Entity): unknown[] {
   return plan.columns.map((c) => c.convert(entity[c.name]));
 }
 
@@ -147,7 +150,7 @@ export async function* exportRows(
   const expected = rowsAfterSkipLimit(first.__COUNT, options);
   hooks.onStart?.(expected);
   const summary = hooks.summary ?? {};
-  Object.assign(summary, { serverCount: first.__COUNT, expected, rows: 0, vanished: 0, outsideFilter: 0, usedEntitySet: Boolean(setId) });
+  Object.assign(summary, { serverCount: first.__COUNT, expected, rows: 0, vanished: 0, outsideFilter: 0, globalStamp: Number(first.__GlobalStamp ?? 0) || 0, usedEntitySet: Boolean(setId) });
 
   const check = query.check;
   let written = 0;
