@@ -172,7 +172,7 @@ Examples:
     .argument('[tables...]', 'tables to sync (default: sync.tables of the environment in the config)')
     .option('--db <path|url>', 'SQLite file (default: <data dir>/<environment>.sqlite) or postgres://user@host:port/db')
     .option('--full', 'read every row again instead of the incremental window')
-    .option('--reconcile', 'also fetch the current key set and mark rows deleted on the server (_deleted_at)')
+    .option('--reconcile', "also compare every row's key and stamp with the server: fetch missing and stale rows, mark vanished ones _deleted_at")
     .option('--lookback <duration>', 're-read this far behind the cursor, e.g. 2d (default: the cursor\'s own day)')
     .option('--page-size <n>', 'rows per request (default 1000)')
     .option('--json', 'JSON summary')
@@ -186,6 +186,9 @@ Examples:
   sync.command('status').description('per table: rows, last successful run, cursor, last error; recent runs')
     .option('--db <path|url>', 'SQLite file or postgres:// URL').option('--json', 'JSON output')
     .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runStatus }))));
+  sync.command('verify [tables...]').description("compare every row's key and stamp with the server, read-only; exit 0 when equal, 1 when the copy differs")
+    .option('--db <path|url>', 'SQLite file or postgres:// URL').option('--json', 'JSON output: counts of missing, extra and stale rows, example keys')
+    .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runVerify }))));
   sync.command('runs').description('run history')
     .option('--db <path|url>', 'SQLite file or postgres:// URL').option('--limit <n>', 'at most n runs (default 20)').option('--json', 'JSON output')
     .action(load(() => import('../commands/sync.js').then((m) => ({ run: m.runRuns }))));

@@ -5,7 +5,8 @@ import { write } from '../cli/io.js';
 import { startProgress } from '../cli/progress.js';
 import { columns } from '../cli/render.js';
 import { UsageError, exitCodeFor, formatErrorLine } from '../errors/index.js';
-import { Syncer, newRunId, normaliseTableConfig, openSyncStore, parseDuration, syncTarget, type SyncTarget, type TableResult } from '../sync/index.js';
+import type { SyncTableConfig } from '../config/store.js';
+import { Syncer, newRunId, normaliseTableConfig, openSyncStore, parseDuration, syncTarget, type ScanDiff, type SyncTarget, type TableResult } from '../sync/index.js';
 
 interface SyncOptions {
   db?: string;
@@ -30,15 +31,19 @@ function target(ctx: CommandContext, opts: SyncOptions): SyncTarget {
   return syncTarget(db, ctx.io.cwd, join(ctx.settings.dataDir, `${ctx.settings.envName}.sqlite`), what);
 }
 
-export async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
+/** The tables to work on: the arguments, else the environment's sync.tables; config entries (key, cursor) apply to both. */
+function tablesOf(ctx: CommandContext, args: string[], what: string): SyncTableConfig[] {
   const configured = ctx.settings.envConfig?.sync?.tables ?? [];
   const tables = args.length ? args.map((name) => ({ name })) : configured.map(normaliseTableConfig);
   if (tables.length === 0) {
-    throw new UsageError('no tables to sync', { hint: `name them (legacy sync Artikel Kunden) or list them under environments.${ctx.settings.envName}.sync.tables in the config` });
+    throw new UsageError(`no tables to ${what}`, { hint: `name them (legacy sync Artikel Kunden) or list them under environments.${ctx.settings.envName}.sync.tables in the config` });
   }
-  // Config entries (key, cursor) apply to tables named on the command line too.
   const byName = new Map(configured.map(normaliseTableConfig).map((t) => [t.name, t]));
-  const plan = tables.map((t) => byName.get(t.name) ?? t);
+  return tables.map((t) => byName.get(t.name) ?? t);
+}
+
+export async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
+  const plan = tablesOf(ctx, args, 'sync');
   const lookbackMs = opts.lookback ? parseDuration(opts.lookback) : 0;
   const pageSize = opts.pageSize ? Number(opts.pageSize) : ctx.settings.pageSize;
   if (!Number.isInteger(pageSize) || pageSize < 1) throw new UsageError('--page-size must be a whole number ≥ 1');
@@ -92,9 +97,9 @@ export async function runSync(ctx: CommandContext, args: string[], opts: SyncOpt
     const rows = results.map((r) =>
       opts.dryRun
         ? [r.table, r.mode, r.cursor ?? '-', String(r.expected ?? '-')]
-        : [r.table, r.status, r.mode, String(r.fetched), String(r.inserted), String(r.updated), String(r.deleted), r.cursor ?? '-'],
+        : [r.table, r.status, r.mode, r.tracking ?? '-', String(r.fetched), String(r.inserted), String(r.updated), String(r.deleted), r.cursor ?? '-'],
     );
-    const head = opts.dryRun ? ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS'] : ['TABLE', 'STATUS', 'MODE', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED', 'CURSOR'];
+    const head = opts.dryRun ? ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS'] : ['TABLE', 'STATUS', 'MODE', 'TRACKING', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED', 'CURSOR'];
     await write(ctx.io.stdout, columns(rows, head));
   }
   if (firstError) {
@@ -117,25 +122,80 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: Sync
     const states = await store.allStates();
     const counted = [];
     for (const s of states) counted.push({ s, n: await store.counts(s.table_name) });
+    const parse = (text: string | null) => (text ? (JSON.parse(text) as Record<string, number>) : undefined);
     const tables = counted.map(({ s, n }) => ({
       table: s.table_name,
       rows: n.rows ?? 0,
       deleted: n.deleted ?? 0,
       lastSuccess: s.last_success,
       lastFullSync: s.last_full_sync,
-      cursor: s.cursor_value,
+      tracking: s.tracking ?? 'date',
+      cursor: s.tracking === 'global stamp' ? s.stamp_cursor : s.cursor_value,
+      lastReconcile: s.last_reconcile ? { at: s.last_reconcile, ...parse(s.reconcile_result) } : null,
+      lastVerify: s.last_verify ? { at: s.last_verify, ...parse(s.verify_result) } : null,
       lastError: s.last_error,
     }));
     if (opts.json) {
       await write(ctx.io.stdout, `${JSON.stringify({ database: db.display, tables, runs }, null, 2)}\n`);
       return 0;
     }
-    await write(ctx.io.stdout, columns(tables.map((t) => [t.table, String(t.rows), String(t.deleted), t.lastSuccess ?? '-', t.cursor ?? '-', t.lastError ?? '']), ['TABLE', 'ROWS', 'DELETED', 'LAST SUCCESS', 'CURSOR', 'LAST ERROR']));
+    const found = (c: { at: string; missing?: number; extra?: number; stale?: number } | null, kind: string) =>
+      c ? `${kind} ${c.at.slice(0, 16)}: ${(c.missing ?? 0) + (c.extra ?? 0) + (c.stale ?? 0) === 0 ? 'equal' : `${c.missing ?? 0} missing, ${c.extra ?? 0} extra, ${c.stale ?? 0} stale`}` : '';
+    const checked = (t: (typeof tables)[number]) =>
+      [found(t.lastVerify, 'verify'), found(t.lastReconcile, 'reconcile')].filter(Boolean).sort().reverse()[0] ?? '-';
+    await write(
+      ctx.io.stdout,
+      columns(
+        tables.map((t) => [t.table, String(t.rows), String(t.deleted), t.tracking, t.lastSuccess ?? '-', t.cursor ?? '-', checked(t), t.lastError ?? '']),
+        ['TABLE', 'ROWS', 'DELETED', 'TRACKING', 'LAST SUCCESS', 'CURSOR', 'LAST CHECK', 'LAST ERROR'],
+      ),
+    );
     await write(ctx.io.stdout, `\nrecent runs:\n${columns(runs.map((r) => [r.run_id, r.table_name, r.status, r.mode, r.started, String(r.rows_fetched), String(r.inserted), String(r.updated), String(r.deleted)]), ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED'])}`);
     return 0;
   } finally {
     await store.close();
   }
+}
+
+/**
+ * `legacy sync verify [<Table>...]`: every row's key and stamp compared with the copy, read-only.
+ * Exit 0 when the copy equals the server, 1 when it differs (like cmp), so cron can alert on drift.
+ */
+export async function runVerify(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
+  const plan = tablesOf(ctx, args, 'verify');
+  ctx.metrics.table(plan.map((t) => t.name).join(','));
+  const db = target(ctx, opts);
+  const client = await ctx.client();
+  const store = await openSyncStore(db, 'write');
+  const results: Array<ScanDiff & { table: string; equal: boolean }> = [];
+  try {
+    const syncer = new Syncer(client, store, { pageSize: ctx.settings.pageSize, concurrency: ctx.settings.concurrency, logger: ctx.logger, signal: ctx.signal });
+    for (const table of plan) {
+      if (!store) {
+        const server = (await client.page((await client.dataClass(table.name)).name, { top: 1, skip: 0 })).__COUNT;
+        results.push({ table: table.name, server, local: 0, missing: server, extra: 0, stale: 0, examples: { missing: [], extra: [], stale: [] }, equal: server === 0 });
+        continue;
+      }
+      const r = await syncer.verifyTable(table);
+      ctx.metrics.rows({ read: r.server });
+      results.push(r);
+    }
+  } finally {
+    await store?.close();
+  }
+  const equal = results.every((r) => r.equal);
+  if (opts.json) {
+    await write(ctx.io.stdout, `${JSON.stringify({ database: db.display, equal, tables: results }, null, 2)}\n`);
+  } else {
+    const rows = results.map((r) => [r.table, String(r.server), String(r.local), String(r.missing), String(r.extra), String(r.stale), r.equal ? 'equal' : 'DIFFERS']);
+    const examples = results.flatMap((r) =>
+      (['missing', 'extra', 'stale'] as const).filter((k) => r.examples[k].length).map((k) => `  ${r.table} ${k}: ${r.examples[k].map(String).join(', ')}${r[k] > r.examples[k].length ? ', …' : ''}\n`),
+    );
+    await write(ctx.io.stdout, `${columns(rows, ['TABLE', 'SERVER', 'LOCAL', 'MISSING', 'EXTRA', 'STALE', 'RESULT'])}${examples.join('')}`);
+    if (!store) await write(ctx.io.stdout, `(no sync database at ${db.display} yet)\n`);
+  }
+  if (!equal) ctx.logger.info(`the copy at ${db.display} differs from the server; 'legacy sync --reconcile' repairs it`);
+  return equal ? 0 : 1;
 }
 
 export async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
