@@ -356,12 +356,26 @@ describe.each([
       const reference = await timed(argv(join(tempDir('legacy-crash-ref-'), 'reference.sqlite')));
       expect(reference.r.code, reference.r.stderr).toBe(0);
       let killedMidRun = 0;
+      let killedInReconcile = 0;
       for (let i = 0; i < KILLS; i++) {
-        // The ERP keeps changing between runs: updates, inserts and deletes.
-        await server.control('mutate', { table: 'Artikel', update: 15, insert: 2, delete: 1, seed: i + 1 });
-        // Random moments, and the first one surely inside a recorded run (start-up is a large share
-        // of a short run, so random kills alone may all land before the run is recorded).
-        const { killed } = i === 0 ? await killWhen(argv(t.db), () => t.midRun()) : await killAfter(argv(t.db), Math.floor(rand() * reference.ms * 1.2));
+        // The ERP keeps changing between runs: updates, inserts and deletes; every other round by a
+        // script that leaves the dates alone, which only the reconcile (key and stamp) can see.
+        const keep = i % 2 === 1;
+        const changed = await server.control<{ updated: string[] }>('mutate', { table: 'Artikel', update: i === 1 ? 400 : 15, insert: 2, delete: 1, seed: i + 1, dates: keep ? 'keep' : 'now' });
+        // Random moments; the first surely inside a recorded run (start-up is a large share of a
+        // short run, so random kills alone may all land before the run is recorded); the second in
+        // the middle of the reconcile's repairs (the rows only it writes have started to change).
+        let outcome: { killed: boolean };
+        if (i === 0) outcome = await killWhen(argv(t.db), () => t.midRun());
+        else if (i === 1) {
+          const before = await t.stamps();
+          outcome = await killWhen(argv(t.db), async () => {
+            const now = await t.stamps();
+            return changed.updated.some((uid) => now.get(uid) !== before.get(uid));
+          });
+          if (outcome.killed) killedInReconcile++;
+        } else outcome = await killAfter(argv(t.db), Math.floor(rand() * reference.ms * 1.2));
+        const { killed } = outcome;
         if (killed) killedMidRun++;
         await t.checkAfterKill();
         const rerun = await timed(argv(t.db));
@@ -380,7 +394,8 @@ describe.each([
       expect(interrupted).toBeLessThanOrEqual(killedMidRun);
       expect(interrupted).toBeGreaterThan(0);
       expect(runs.some((r) => r.status === 'running')).toBe(false);
-      console.log(`sync into ${t.name}: ${KILLS} SIGKILLs, ${killedMidRun} before the end, ${interrupted} runs marked interrupted; every re-run ended level with the server`);
+      expect(killedInReconcile, 'one kill landed in the middle of a reconcile').toBe(1);
+      console.log(`sync into ${t.name}: ${KILLS} SIGKILLs, ${killedMidRun} before the end (${killedInReconcile} in a reconcile), ${interrupted} runs marked interrupted; every re-run ended level with the server`);
     } finally {
       await t.close();
     }
