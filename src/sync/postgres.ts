@@ -97,6 +97,12 @@ export class PostgresSyncStore extends SyncStore {
     await this.client.end().catch(() => undefined);
   }
 
+  /** One statement per page: the keys and the stamps as two array parameters, typed like the table's columns. */
+  protected async insertScan(rows: Array<[unknown, unknown]>, table: string, keyColumn: string): Promise<void> {
+    const keyType = (await this.tableColumns(table)).find((c) => c.name === keyColumn)?.type ?? 'text';
+    await this.query(`INSERT INTO ${dialect.scan} (k, s) SELECT * FROM unnest(?::${keyType}[], ?::bigint[]) ON CONFLICT DO NOTHING`, [rows.map((r) => toSql(r[0])), rows.map((r) => toSql(r[1]))]);
+  }
+
   /**
    * One statement per page: each column arrives as one array parameter (`unnest($1::text[], $2::bigint[], …)`,
    * typed like the table's columns), so a page never nears the 65,535-parameter limit and the statement

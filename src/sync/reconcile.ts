@@ -146,8 +146,10 @@ export async function reconcile(client: RestClient, target: ReconcileTarget, dc:
       }
     }
     const at = new Date().toISOString();
-    const deleted = await scan.markVanished(at);
-    return { at, before, fetched, deleted: deleted + goneMeanwhile, goneMeanwhile, after: await scan.diff() };
+    const deleted = before.extra ? await scan.markVanished(at) : 0;
+    // Nothing differed: nothing was repaired, and the comparison need not run twice.
+    const same = before.missing + before.extra + before.stale === 0;
+    return { at, before, fetched, deleted: deleted + goneMeanwhile, goneMeanwhile, after: same ? before : await scan.diff() };
   } finally {
     await scan.drop().catch(() => undefined);
   }

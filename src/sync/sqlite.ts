@@ -97,6 +97,12 @@ export class SqliteSyncStore extends SyncStore {
     this.db.close();
   }
 
+  /** One prepared single-row insert per pair (in the caller's transaction): the fastest way into SQLite. */
+  protected async insertScan(rows: Array<[unknown, unknown]>): Promise<void> {
+    const insert = this.prepare(`INSERT INTO ${dialect.scan} (k, s) VALUES (?, ?) ON CONFLICT DO NOTHING`);
+    for (const [key, stamp] of rows) insert.run(toSql(key), toSql(stamp));
+  }
+
   /** Row by row: a read of the stored stamp decides between skip, insert and update. */
   async upserter(table: string, keyColumn: string, columns: string[], rewriteAll = false): Promise<Upsert> {
     const dataColumns = columns.filter((c) => c !== keyColumn);

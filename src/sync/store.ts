@@ -120,8 +120,6 @@ export interface Dialect {
   scanTableSql(table: string, keyColumn: string): string;
 }
 
-/** Keys per INSERT of a reconcile (SQLite allows 32,766 parameters per statement, PostgreSQL 65,535). */
-const KEYS_PER_INSERT = 10_000;
 
 const STATE_FIELDS = [
   'table_name', 'key_column', 'cursor_value', 'boundary_keys', 'last_full_sync', 'last_success', 'catalog_hash', 'columns', 'vanished_warned', 'last_error',
@@ -184,6 +182,8 @@ export abstract class SyncStore {
   protected abstract exec(sql: string): Promise<void>;
   /** One sync per target: throws LockBusyError (exit 75) at once when another holds it. */
   abstract acquireRunLock(): Promise<void>;
+  /** Insert (key, stamp) pairs into the scan table (each target its fastest way). */
+  protected abstract insertScan(rows: Array<[unknown, unknown]>, table: string, keyColumn: string): Promise<void>;
   /** A function upserting pages of rows; a row whose stamp is unchanged is skipped, unless `rewriteAll` (new columns to fill). */
   abstract upserter(table: string, keyColumn: string, columns: string[], rewriteAll?: boolean): Promise<Upsert>;
   abstract close(): Promise<void>;
@@ -251,13 +251,18 @@ export abstract class SyncStore {
       if (!columns.some((c) => c.name === keyColumn)) defs.unshift(`${quoteId(keyColumn)} ${type(keyType)} PRIMARY KEY`);
       defs.push(`_stamp ${type('INTEGER')}`, '_timestamp TEXT', '_synced_at TEXT', '_deleted_at TEXT', '_cursor TEXT');
       await this.transaction(() =>
-        this.exec(`CREATE TABLE ${quoteId(table)} (${defs.join(', ')}); CREATE INDEX ${quoteId(`${table}__cursor`)} ON ${quoteId(table)} (_cursor)`),
+        this.exec(`CREATE TABLE ${quoteId(table)} (${defs.join(', ')}); CREATE INDEX ${quoteId(`${table}__cursor`)} ON ${quoteId(table)} (_cursor); ${this.stampIndexSql(table, keyColumn)}`),
       );
       return [];
     }
     const added = columns.filter((c) => !have.has(c.name));
     for (const c of added) await this.exec(`ALTER TABLE ${quoteId(table)} ADD COLUMN ${quoteId(c.name)} ${type(c.sqlType)}`);
     return added.map((c) => c.name);
+  }
+
+  /** A covering index for the key-and-stamp comparison: it reads the index, never the wide rows. */
+  private stampIndexSql(table: string, keyColumn: string): string {
+    return `CREATE INDEX IF NOT EXISTS ${quoteId(`${table}__stamp`)} ON ${quoteId(table)} (${quoteId(keyColumn)}, _stamp, _deleted_at)`;
   }
 
   /** The columns an upsert writes, in upsertParams order. */
@@ -348,37 +353,40 @@ export abstract class SyncStore {
    */
   async beginStampScan(table: string, keyColumn: string): Promise<StampScan> {
     const { scan, scanTableSql, distinct } = this.dialect;
+    await this.exec(this.stampIndexSql(table, keyColumn)); // tables made before the index existed
     await this.exec(scanTableSql(table, keyColumn));
     const t = quoteId(table);
     const k = quoteId(keyColumn);
     const live = `${t}._deleted_at IS NULL`;
-    const missing = `FROM ${scan} AS s WHERE NOT EXISTS (SELECT 1 FROM ${t} WHERE ${t}.${k} = s.k AND ${live})`;
-    const stale = `FROM ${scan} AS s JOIN ${t} ON ${t}.${k} = s.k WHERE ${live} AND ${t}._stamp ${distinct} s.s`;
-    const extra = `FROM ${t} WHERE ${live} AND NOT EXISTS (SELECT 1 FROM ${scan} AS s WHERE s.k = ${t}.${k})`;
-    const count = async (from: string) => Number((await this.query<{ n: number | string }>(`SELECT count(*) AS n ${from}`)).rows[0]?.n ?? 0);
-    const keys = async (column: string, from: string, n: number) => (await this.query<{ k: unknown }>(`SELECT ${column} AS k ${from} ORDER BY 1 LIMIT ?`, [n])).rows.map((r) => r.k);
+    // Two passes, both index-only: over the server's keys (missing, stale) and over the copy's (local, extra).
+    const serverSide = `FROM ${scan} AS s LEFT JOIN ${t} ON ${t}.${k} = s.k AND ${live}`;
+    const isMissing = `${t}.${k} IS NULL`;
+    const isStale = `${t}.${k} IS NOT NULL AND ${t}._stamp ${distinct} s.s`;
+    const isExtra = `NOT EXISTS (SELECT 1 FROM ${scan} AS s WHERE s.k = ${t}.${k})`;
+    const n = (v: unknown) => Number(v ?? 0);
+    const keys = async (column: string, from: string, where: string, limit: number) =>
+      limit > 0 ? (await this.query<{ k: unknown }>(`SELECT ${column} AS k ${from} WHERE ${where} ORDER BY 1 LIMIT ?`, [limit])).rows.map((r) => r.k) : [];
     return {
-      add: (rows) =>
-        this.transaction(async () => {
-          for (let i = 0; i < rows.length; i += KEYS_PER_INSERT / 2) {
-            const part = rows.slice(i, i + KEYS_PER_INSERT / 2);
-            await this.query(`INSERT INTO ${scan} (k, s) VALUES ${part.map(() => '(?, ?)').join(', ')} ON CONFLICT DO NOTHING`, part.flatMap(([key, stamp]) => [toSql(key), toSql(stamp)]));
-          }
-        }),
-      diff: async (n = 5) => ({
-        server: await count(`FROM ${scan}`),
-        local: await count(`FROM ${t} WHERE ${live}`),
-        missing: await count(missing),
-        extra: await count(extra),
-        stale: await count(stale),
-        examples: { missing: await keys('s.k', missing, n), extra: await keys(`${t}.${k}`, extra, n), stale: await keys('s.k', stale, n) },
-      }),
+      add: (rows) => this.transaction(() => this.insertScan(rows, table, keyColumn)),
+      diff: async (examples = 5) => {
+        const a = (await this.query<Record<string, unknown>>(`SELECT count(*) AS server, sum(CASE WHEN ${isMissing} THEN 1 ELSE 0 END) AS missing, sum(CASE WHEN ${isStale} THEN 1 ELSE 0 END) AS stale ${serverSide}`)).rows[0]!;
+        const b = (await this.query<Record<string, unknown>>(`SELECT count(*) AS local, sum(CASE WHEN ${isExtra} THEN 1 ELSE 0 END) AS extra FROM ${t} WHERE ${live}`)).rows[0]!;
+        const diff = { server: n(a.server), local: n(b.local), missing: n(a.missing), extra: n(b.extra), stale: n(a.stale) };
+        return {
+          ...diff,
+          examples: {
+            missing: await keys('s.k', serverSide, isMissing, diff.missing && examples),
+            extra: await keys(`${t}.${k}`, `FROM ${t}`, `${live} AND ${isExtra}`, diff.extra && examples),
+            stale: await keys('s.k', serverSide, isStale, diff.stale && examples),
+          },
+        };
+      },
       toFetch: async (after, limit) => {
-        const from = `FROM ${scan} AS s LEFT JOIN ${t} ON ${t}.${k} = s.k AND ${live} WHERE (${t}.${k} IS NULL OR ${t}._stamp ${distinct} s.s)`;
-        const sql = after === undefined ? `SELECT s.k AS k ${from} ORDER BY s.k LIMIT ?` : `SELECT s.k AS k ${from} AND s.k > ? ORDER BY s.k LIMIT ?`;
+        const where = `(${isMissing} OR ${isStale})`;
+        const sql = after === undefined ? `SELECT s.k AS k ${serverSide} WHERE ${where} ORDER BY s.k LIMIT ?` : `SELECT s.k AS k ${serverSide} WHERE ${where} AND s.k > ? ORDER BY s.k LIMIT ?`;
         return (await this.query<{ k: unknown }>(sql, after === undefined ? [limit] : [toSql(after), limit])).rows.map((r) => r.k);
       },
-      markVanished: (at) => this.transaction(async () => (await this.query(`UPDATE ${t} SET _deleted_at = ? WHERE ${live} AND NOT EXISTS (SELECT 1 FROM ${scan} AS s WHERE s.k = ${t}.${k})`, [at])).changes),
+      markVanished: (at) => this.transaction(async () => (await this.query(`UPDATE ${t} SET _deleted_at = ? WHERE ${live} AND ${isExtra}`, [at])).changes),
       drop: () => this.exec(`DROP TABLE IF EXISTS ${scan}`),
     };
   }
