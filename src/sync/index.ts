@@ -235,6 +235,8 @@ export class Syncer {
     const store = this.store!;
     result.addedColumns = await store.ensureTable(t.dc.name, t.keyAttr.name, t.columns, sqlTypeOf(t.keyAttr));
     if (result.addedColumns.length) logger.warn(`${t.dc.name}: new attributes in the catalog, added columns ${result.addedColumns.join(', ')}`);
+    // The global-stamp cursor is the largest stamp stored: an index keeps that one lookup.
+    if (t.globalStamp) await store.ensureIndex(t.dc.name, GLOBAL_STAMP);
     const have = (await store.existingColumns(t.dc.name)).filter((c) => !c.startsWith('_') || c === GLOBAL_STAMP);
     result.vanishedColumns = have.filter((c) => !t.attrs.some((a) => a.name === c));
     const warned = new Set<string>(JSON.parse(t.state?.vanished_warned ?? '[]') as string[]);

@@ -282,6 +282,11 @@ export abstract class SyncStore {
     return `INSERT INTO ${t} (${all.map(quoteId).join(', ')}) ${source} ON CONFLICT (${quoteId(keyColumn)}) DO UPDATE SET ${set.join(', ')}${guard}${returning}`;
   }
 
+  /** An index on one column (idempotent). */
+  async ensureIndex(table: string, column: string): Promise<void> {
+    await this.exec(`CREATE INDEX IF NOT EXISTS ${quoteId(`${table}_${column}`)} ON ${quoteId(table)} (${quoteId(column)})`);
+  }
+
   /** The largest value of a numeric column among the live rows (the global stamp), or null. */
   async maxOf(table: string, column: string): Promise<number | null> {
     const v = (await this.query<{ m: number | string | null }>(`SELECT max(${quoteId(column)}) AS m FROM ${quoteId(table)}`)).rows[0]?.m;
