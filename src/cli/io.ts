@@ -34,22 +34,4 @@ export function colorEnabled(stream: OutStream, flag: boolean | undefined, env: 
   return stream.isTTY === true;
 }
 
-/** Write and wait for the stream to accept more (backpressure). */
-export function write(stream: Writable, chunk: string | Uint8Array): Promise<void> | void {
-  if (stream.write(chunk)) return;
-  return new Promise((resolve, reject) => {
-    const onDrain = () => {
-      stream.off('error', onError);
-      stream.off('close', onDrain);
-      resolve();
-    };
-    const onError = (error: Error) => {
-      stream.off('drain', onDrain);
-      stream.off('close', onDrain);
-      reject(error);
-    };
-    stream.once('drain', onDrain);
-    stream.once('close', onDrain);
-    stream.once('error', onError);
-  });
-}
+export { write } from '../streams/write.js';

@@ -48,20 +48,7 @@ export interface Envelope {
   __ENTITIES: Entity[];
 }
 
-export interface PageQuery {
-  top?: number;
-  skip?: number;
-  filter?: string;
-  params?: unknown[];
-  orderBy?: string;
-  attributes?: string[];
-  /** Store the selection as an entity set on the server (returns __ENTITYSET). */
-  entitySet?: boolean;
-  /** Entity set lifetime in seconds. */
-  timeoutSeconds?: number;
-  /** Read a page of this stored entity set (its id); filter/orderBy are then sent as $savedfilter/$savedorderby. */
-  fromEntitySet?: string;
-}
+export type { PageQuery } from '../protocol/url.js';
 
 export interface FourDError {
   message?: string;

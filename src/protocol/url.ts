@@ -18,7 +18,6 @@
  * `RestQuery` and get the URL from `restUrl`.
  */
 import { BadDataError } from '../errors/index.js';
-import type { PageQuery } from '../http/types.js';
 
 /** Percent-encode everything but unreserved characters (RFC 3986), `'()*!` included. */
 export function encodeValue(value: string): string {
@@ -146,6 +145,22 @@ function pathOf(p: RestPath): string {
 /** The full URL of a REST request: `<base>/rest/<path>?<query>`. */
 export function restUrl(baseUrl: string, path: RestPath, query: RestQuery = {}): string {
   return `${baseUrl}/rest/${pathOf(path)}${queryString(query)}`;
+}
+
+/** A page request as the REST client describes it (see pageUrl). */
+export interface PageQuery {
+  top?: number;
+  skip?: number;
+  filter?: string;
+  params?: unknown[];
+  orderBy?: string;
+  attributes?: string[];
+  /** Store the selection as an entity set on the server (returns __ENTITYSET). */
+  entitySet?: boolean;
+  /** Entity set lifetime in seconds. */
+  timeoutSeconds?: number;
+  /** Read a page of this stored entity set (its id); filter/orderBy are then sent as $savedfilter/$savedorderby. */
+  fromEntitySet?: string;
 }
 
 /**

@@ -17,7 +17,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { SyncTableConfig } from '../config/store.js';
-import { BadDataError, FilterNotAppliedError, NotFoundError, UsageError } from '../errors/index.js';
+import { BadDataError, FilterNotAppliedError, NotFoundError, formatErrorLine } from '../errors/index.js';
 import type { RestClient } from '../http/index.js';
 import type { Attribute, DataClass } from '../http/types.js';
 import type { Logger } from '../log/index.js';
@@ -28,7 +28,8 @@ import { compare, reconcile, type ReconcileResult } from './reconcile.js';
 import { sqlTypeOf, type ScanDiff, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
 import { DELETED_RECORDS, GLOBAL_STAMP, chooseWindow, cursorFields, globalStampOf, type Tracking, type Window } from './window.js';
 
-export { SyncStore, openSyncStore, syncTarget, type SyncTarget, type ScanDiff } from './store.js';
+export { SyncStore, type SyncTarget, type ScanDiff } from './store.js';
+export { openSyncStore, syncTarget } from './open.js';
 export type { Tracking } from './window.js';
 
 export interface SyncOptions {
@@ -43,6 +44,8 @@ export interface SyncOptions {
   signal?: AbortSignal;
   onProgress?: (table: string, rows: number, total?: number) => void;
 }
+
+export type VerifyResult = ScanDiff & { table: string; equal: boolean };
 
 export interface TableResult {
   table: string;
@@ -66,9 +69,7 @@ export interface TableResult {
   error?: string;
 }
 
-export function normaliseTableConfig(entry: string | SyncTableConfig): SyncTableConfig {
-  return typeof entry === 'string' ? { name: entry } : entry;
-}
+export { normaliseTableConfig } from './open.js';
 
 export function catalogHash(attrs: Attribute[]): string {
   return createHash('sha256').update(attrs.map((a) => `${a.name}:${a.kind}:${a.type}`).join('\n')).digest('hex').slice(0, 16);
@@ -396,14 +397,39 @@ export class Syncer {
   }
 
   /**
+   * A run over several tables: runs left unfinished by a killed process are marked first; each
+   * table's failure is recorded and reported and the others still run (Ctrl-C stops the run).
+   */
+  async syncTables(tables: SyncTableConfig[], runId: string, hooks: { onTable?: (result: TableResult, ms: number) => void; onError?: (table: string, error: unknown) => void } = {}): Promise<{ results: TableResult[]; firstError?: unknown }> {
+    const interrupted = this.options.dryRun ? 0 : await this.store!.markInterrupted(new Date().toISOString());
+    if (interrupted) this.options.logger.warn(`marked ${interrupted} run(s) left unfinished by an earlier process as interrupted`);
+    const results: TableResult[] = [];
+    let firstError: unknown;
+    for (const table of tables) {
+      const started = Date.now();
+      try {
+        const r = await this.syncTable(table, runId);
+        results.push(r);
+        hooks.onTable?.(r, Date.now() - started);
+      } catch (error) {
+        if (this.options.signal?.aborted) throw error;
+        firstError ??= error;
+        results.push({ ...emptyResult(table.name, null), status: 'failed', error: formatErrorLine(error) });
+        hooks.onError?.(table.name, error);
+      }
+    }
+    return { results, firstError };
+  }
+
+  /**
    * `sync verify`: every row's key and stamp compared with the copy, read-only (the finding is
    * noted in the table's state for `sync status`). A table never synced here: all rows missing.
    */
-  async verifyTable(config: SyncTableConfig): Promise<ScanDiff & { table: string; equal: boolean }> {
-    const store = this.store!;
+  async verifyTable(config: SyncTableConfig): Promise<VerifyResult> {
+    const store = this.store;
     const t = await this.context(config);
     let diff: ScanDiff;
-    if (!t.state || (await store.existingColumns(t.dc.name)).length === 0) {
+    if (!store || !t.state || (await store.existingColumns(t.dc.name)).length === 0) {
       const server = (await this.client.page(t.dc.name, { top: 1, skip: 0 })).__COUNT;
       diff = { server, local: 0, missing: server, extra: 0, stale: 0, examples: { missing: [], extra: [], stale: [] } };
     } else {
@@ -412,16 +438,17 @@ export class Syncer {
     }
     return { table: t.dc.name, ...diff, equal: diff.missing + diff.extra + diff.stale === 0 };
   }
+
+  /** `sync verify` of several tables (no database yet: every server row is missing). */
+  async verifyTables(tables: SyncTableConfig[]): Promise<VerifyResult[]> {
+    const results: VerifyResult[] = [];
+    for (const table of tables) results.push(await this.verifyTable(table));
+    return results;
+  }
 }
 
 export function newRunId(): string {
   return `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
 }
 
-/** `7d`, `12h`, `30m`, `45s` → ms. */
-export function parseDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$/.exec(text.trim());
-  if (!m) throw new UsageError(`'${text}' is not a duration like 7d, 12h or 30m`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[m[2] as 'ms'];
-  return Number(m[1]) * unit;
-}
+export { parseDuration } from '../config/duration.js';

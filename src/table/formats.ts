@@ -3,7 +3,8 @@
  * data for the same row. CSV/JSON/NDJSON stream page by page; the terminal table is capped.
  */
 import type { Writable } from 'node:stream';
-import { write } from '../cli/io.js';
+import { write } from '../streams/write.js';
+import type { RowWriter } from './writer.js';
 import { csvEncoder } from './csv.js';
 import { xlsxWriter, type CellKind } from './xlsx.js';
 
@@ -31,13 +32,7 @@ export interface WriterOptions {
   warn?: (message: string) => void;
 }
 
-export interface RowWriter {
-  begin(): Promise<void>;
-  write(rows: unknown[][]): Promise<void>;
-  end(): Promise<void>;
-  /** Rows actually written (the table format stops at its cap). */
-  readonly written: number;
-}
+export type { RowWriter } from './writer.js';
 
 export async function createWriter(format: Format, columns: string[], out: Writable, options: WriterOptions = {}): Promise<RowWriter> {
   switch (format) {

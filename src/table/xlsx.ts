@@ -15,8 +15,8 @@
  * (`Artikel (2)`, with the same header), and so on.
  */
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { write } from '../cli/io.js';
-import type { RowWriter } from './formats.js';
+import { write } from '../streams/write.js';
+import type { RowWriter } from './writer.js';
 
 /** How a column's converted values become cells: `date` ('YYYY-MM-DD'), `time` ('HH:MM:SS'), or by their JS type. */
 export type CellKind = 'date' | 'time' | 'auto';
