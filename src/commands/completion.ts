@@ -4,6 +4,7 @@ import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
+import { command } from '../cli/spec.js';
 
 interface Node {
   path: string[];
@@ -61,10 +62,8 @@ function fish(nodes: Node[]): string {
 
 export async function run(ctx: CommandContext, args: string[]): Promise<number> {
   const shell = args[0] ?? '';
-  const { buildProgram } = await import('../cli/main.js');
-  const program = buildProgram(async () => undefined);
   const nodes: Node[] = [];
-  walk(program, [], nodes);
+  walk(ctx.program, [], nodes);
   const globals = nodes[0]!.options;
   let script: string;
   if (shell === 'bash') script = bash(nodes, globals);
@@ -77,3 +76,10 @@ export async function run(ctx: CommandContext, args: string[]): Promise<number> 
   await write(ctx.io.stdout, script);
   return 0;
 }
+
+export const spec = command({
+  name: 'completion <shell>',
+  description: 'print a shell completion script (bash, zsh or fish)',
+  examples: ['source <(legacy completion bash)', 'legacy completion fish > ~/.config/fish/completions/legacy.fish'],
+  run,
+});

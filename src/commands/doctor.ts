@@ -2,10 +2,11 @@
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { configPath } from '../config/store.js';
-import { exitCodeFor, formatErrorLine } from '../errors/index.js';
-import { probeServer, type ProbeResult } from '../http/dialect.js';
+import { ExitCode, exitCodeFor, formatErrorLine } from '../errors/index.js';
+import type { ProbeResult } from '../http/dialect.js';
 import { SESSION_COOKIE } from '../session/store.js';
 import { serverClock, serverSessions, statusOf } from '../session/status.js';
+import { command, JSON_OPTION } from '../cli/spec.js';
 
 interface Check {
   name: string;
@@ -33,77 +34,79 @@ export function probeLines(p: ProbeResult): Array<[string, string]> {
   ];
 }
 
-export async function run(ctx: CommandContext, _args: string[], opts: { json?: boolean; probe?: boolean }): Promise<number> {
+type Client = Awaited<ReturnType<CommandContext['client']>>;
+
+/** The configuration, the environment and where sessions are kept. */
+async function localChecks(ctx: CommandContext, checks: Check[]): Promise<Client | undefined> {
   const { settings } = ctx;
-  const checks: Check[] = [];
   checks.push({ name: 'config', ok: true, detail: `${configPath(settings.configDir)} (${Object.keys(ctx.config.environments).length} environment(s))` });
-  let client: Awaited<ReturnType<CommandContext['client']>> | undefined;
   try {
-    client = await ctx.client();
+    const client = await ctx.client();
     checks.push({ name: 'environment', ok: true, detail: `${settings.envName} → ${client.baseUrl} (session name ${settings.sessionName})` });
     const store = client.options.store;
     const fellBack = settings.sessionStore !== 'file' && store.kind === 'file';
     checks.push({
       name: 'session store',
       ok: !fellBack,
-      detail: fellBack
-        ? `Redis is unreachable; runs fall back to ${store.location} (see the warning above)`
-        : `${store.kind} ${store.location}${store.budget ? ` (licence budget ${store.budget.maxSessions})` : ''}`,
-      exitCode: fellBack ? 69 : undefined,
+      detail: fellBack ? `Redis is unreachable; runs fall back to ${store.location} (see the warning above)` : `${store.kind} ${store.location}${store.budget ? ` (licence budget ${store.budget.maxSessions})` : ''}`,
+      exitCode: fellBack ? ExitCode.unavailable : undefined,
     });
+    return client;
   } catch (error) {
     checks.push({ name: 'environment', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+    return undefined;
   }
-  if (client) {
-    const stored = client.session.current();
-    try {
-      const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
-      const json = (response.json ?? {}) as Record<string, unknown>;
-      checks.push({ name: 'reachable', ok: true, detail: `HTTP ${response.status} in ${response.ms} ms` });
-      const restOk = response.status === 200 && typeof json === 'object' && ('sessionInfo' in json || 'cacheSize' in json);
-      checks.push({ name: 'rest prefix', ok: restOk, detail: restOk ? `${client.baseUrl}/rest/$info answers like 4D` : `unexpected answer (HTTP ${response.status})`, exitCode: restOk ? undefined : 69 });
-      const ev = client.session.events;
-      const status = statusOf(client.session.current(), client.session.slot, settings.sessionIdleMinutes);
-      checks.push({
-        name: 'session',
-        ok: true,
-        detail: `${ev.created ? 'created a new one' : ev.adopted ? 'stored one had expired; replaced' : stored ? 'stored one reused' : 'reused'} (${status.cookieNames.join('+')} ${status.masked ?? ''})`,
-      });
-      const sessions = serverSessions(json, client.session.current()?.cookies[SESSION_COOKIE], serverClock(response.headers));
-      checks.push({ name: 'licences', ok: true, detail: `${sessions.length} live session(s) on the server${ev.licenceWaits ? `; had to wait ${ev.licenceWaits}x for a free licence` : ''}` });
-    } catch (error) {
-      checks.push({ name: 'server', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+}
+
+const SESSION_OUTCOME = { created: 'created a new one', replaced: 'stored one had expired; replaced', 'from-other-process': 'another process had just created it', reused: 'stored one reused', none: 'none' } as const;
+
+/** Reachability, the REST prefix, the session and the server's licences: one $info request. */
+async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]): Promise<void> {
+  try {
+    const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
+    const json = (response.json ?? {}) as Record<string, unknown>;
+    checks.push({ name: 'reachable', ok: true, detail: `HTTP ${response.status} in ${response.ms} ms` });
+    const restOk = response.status === 200 && typeof json === 'object' && ('sessionInfo' in json || 'cacheSize' in json);
+    checks.push({ name: 'rest prefix', ok: restOk, detail: restOk ? `${client.baseUrl}/rest/$info answers like 4D` : `unexpected answer (HTTP ${response.status})`, exitCode: restOk ? undefined : ExitCode.unavailable });
+    const status = statusOf(client.session.current(), client.session.slot, ctx.settings.sessionIdleMinutes);
+    checks.push({ name: 'session', ok: true, detail: `${SESSION_OUTCOME[client.session.outcome()]} (${status.cookieNames.join('+')} ${status.masked ?? ''})` });
+    const sessions = serverSessions(json, client.session.current()?.cookies[SESSION_COOKIE], serverClock(response.headers));
+    const waits = client.session.events.licenceWaits;
+    checks.push({ name: 'licences', ok: true, detail: `${sessions.length} live session(s) on the server${waits ? `; had to wait ${waits}x for a free licence` : ''}` });
+  } catch (error) {
+    checks.push({ name: 'server', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+  }
+}
+
+/** The server's dialect: probed now (--probe, stored), or as last probed. */
+async function dialectCheck(ctx: CommandContext, client: Client, probeNow: boolean, checks: Check[]): Promise<ProbeResult | undefined> {
+  const identity = await client.identity().catch(() => '');
+  try {
+    let probe: ProbeResult | undefined;
+    if (probeNow) {
+      const { probeServer } = await import('../http/dialect.js');
+      const entry = client.session.current();
+      const found = await probeServer(client, { cookieNames: entry ? Object.keys(entry.cookies) : [], ourCookie: entry?.cookies[SESSION_COOKIE], loggedIn: entry ? Boolean(entry.user) || client.session.events.logins > 0 : null });
+      probe = found.probe;
+      await client.dialect.update(ctx.settings.envName, client.baseUrl, identity, { probe, ...(found.filters?.honoured ? { filters: found.filters } : {}) }, ctx.logger);
+    } else {
+      probe = (await client.dialect.get(ctx.settings.envName, client.baseUrl, identity))?.probe;
     }
+    const filtersOk = probe?.paramsHonoured !== false;
+    const what = probe ? `${probe.urlDecoding} URL decoding, $params ${probe.paramsHonoured === false ? 'NOT honoured' : probe.paramsHonoured ? 'honoured' : 'unknown'}, $savedfilter ${probe.savedFilterRecreation}` : '';
+    checks.push({ name: 'dialect', ok: filtersOk, detail: probe ? `${probeNow ? 'probed' : `probed ${probe.probedAt}`}: ${what}` : "not probed yet ('legacy doctor --probe')", exitCode: filtersOk ? undefined : ExitCode.badData });
+    return probe;
+  } catch (error) {
+    checks.push({ name: 'dialect', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+    return undefined;
   }
-  let probe: ProbeResult | undefined;
-  if (client && checks.every((c) => c.ok)) {
-    const identity = await client.identity().catch(() => '');
-    try {
-      if (opts.probe) {
-        const entry = client.session.current();
-        const found = await probeServer(client, {
-          cookieNames: entry ? Object.keys(entry.cookies) : [],
-          ourCookie: entry?.cookies[SESSION_COOKIE],
-          loggedIn: entry ? Boolean(entry.user) || client.session.events.logins > 0 : null,
-        });
-        probe = found.probe;
-        await client.dialect.update(settings.envName, client.baseUrl, identity, { probe, ...(found.filters?.honoured ? { filters: found.filters } : {}) }, ctx.logger);
-      } else {
-        probe = (await client.dialect.get(settings.envName, client.baseUrl, identity))?.probe;
-      }
-      const filtersOk = probe?.paramsHonoured !== false;
-      checks.push({
-        name: 'dialect',
-        ok: filtersOk,
-        detail: probe
-          ? `${opts.probe ? 'probed' : `probed ${probe.probedAt}`}: ${probe.urlDecoding} URL decoding, $params ${probe.paramsHonoured === false ? 'NOT honoured' : probe.paramsHonoured ? 'honoured' : 'unknown'}, $savedfilter ${probe.savedFilterRecreation}`
-          : "not probed yet ('legacy doctor --probe')",
-        exitCode: filtersOk ? undefined : 65,
-      });
-    } catch (error) {
-      checks.push({ name: 'dialect', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
-    }
-  }
+}
+
+export async function run(ctx: CommandContext, _args: string[], opts: { json?: boolean; probe?: boolean }): Promise<number> {
+  const checks: Check[] = [];
+  const client = await localChecks(ctx, checks);
+  if (client) await serverChecks(ctx, client, checks);
+  const probe = client && checks.every((c) => c.ok) ? await dialectCheck(ctx, client, opts.probe === true, checks) : undefined;
   if (opts.json) {
     await write(ctx.io.stdout, `${JSON.stringify({ ok: checks.every((c) => c.ok), checks, ...(probe ? { probe } : {}) }, null, 2)}\n`);
   } else {
@@ -111,5 +114,16 @@ export async function run(ctx: CommandContext, _args: string[], opts: { json?: b
     if (probe && opts.probe) await write(ctx.io.stdout, probeLines(probe).map(([k, v]) => `      ${k.padEnd(14)} ${v}\n`).join(''));
   }
   const failed = checks.find((c) => !c.ok);
-  return failed ? failed.exitCode ?? 1 : 0;
+  return failed ? failed.exitCode ?? ExitCode.unexpected : ExitCode.ok;
 }
+
+export const spec = command({
+  name: 'doctor',
+  description: 'check config, server reachability, REST prefix, session and licence headroom',
+  options: [
+    JSON_OPTION,
+    { flags: '--probe', description: 'ask the server what it is (URL decoding, cookies, $params, entity sets, dates, session life) and store it' },
+  ],
+  examples: ['legacy doctor', 'legacy doctor --probe --json > dialect.json'],
+  run,
+});

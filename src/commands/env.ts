@@ -4,6 +4,7 @@ import { UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
+import { command, JSON_OPTION } from '../cli/spec.js';
 
 export async function runList(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
   const { config, settings } = ctx;
@@ -109,3 +110,15 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
   await write(ctx.io.stdout, `${lines.join('\n')}\n`);
   return 0;
 }
+
+export const spec = command({
+  name: 'env',
+  description: 'manage environments (named servers) in the config file',
+  subcommands: [
+    command({ name: 'list', description: 'list environments', options: [JSON_OPTION], run: runList }),
+    command({ name: 'add <name> <url>', description: 'add or replace an environment', options: [{ flags: '--default', description: 'make it the default environment' }], run: runAdd }),
+    command({ name: 'current', description: 'show the effective settings of this run and where each came from', options: [JSON_OPTION], run: runCurrent }),
+    command({ name: 'remove <name>', alias: 'rm', description: 'remove an environment', run: runRemove }),
+    command({ name: 'default <name>', description: 'set the default environment', run: runDefault }),
+  ],
+});

@@ -1,13 +1,11 @@
-/** `legacy get-table <Table>`: parse options, run the export library, render. */
-import type { Writable } from 'node:stream';
+/** `legacy get-table <Table>`: stream a whole table out. Parses and checks options, runs the export library, reports. */
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
-import { InterruptedError, SelectionChangedError, UsageError } from '../errors/index.js';
-import { assertPositive, countRows, exportRows, parseFields, planExport, type ExportSummary } from '../table/export.js';
-import { cellKindFor } from '../table/convert.js';
-import { createWriter, type Format } from '../table/formats.js';
-import { openAtomic, type AtomicFile } from '../table/output.js';
-import { startProgress } from '../cli/progress.js';
+import { command, list, repeatable, wholeNumber } from '../cli/spec.js';
+import { UsageError } from '../errors/index.js';
+import type { Format } from '../table/formats.js';
+
+const FORMATS = ['csv', 'json', 'ndjson', 'table', 'xlsx'] as const;
 
 interface GetTableOptions {
   csv?: boolean;
@@ -17,14 +15,14 @@ interface GetTableOptions {
   xlsx?: boolean;
   format?: Format;
   output?: string;
-  fields?: string;
+  fields?: string[];
   where?: string[];
   filter?: string;
   orderBy?: string;
-  limit?: string;
-  skip?: string;
-  pageSize?: string;
-  concurrency?: string;
+  limit?: number;
+  skip?: number;
+  pageSize?: number;
+  concurrency?: number;
   raw?: boolean;
   meta?: boolean;
   delimiter?: string;
@@ -35,146 +33,117 @@ interface GetTableOptions {
   entityset?: boolean;
 }
 
-function chooseFormat(opts: GetTableOptions, toTerminal: boolean): Format {
-  const chosen = (['csv', 'json', 'ndjson', 'table', 'xlsx'] as const).filter((f) => opts[f]);
+export const spec = command<GetTableOptions>({
+  name: 'get-table <table>',
+  description: 'stream a whole table out as CSV, JSON, NDJSON, an Excel workbook or a terminal table',
+  options: [
+    { flags: '--csv', description: 'CSV (default when stdout is not a terminal)' },
+    { flags: '--json', description: 'one JSON array' },
+    { flags: '--ndjson', description: 'one JSON object per line' },
+    { flags: '--table', description: 'a terminal table (default on a terminal; at most 100 rows unless --limit)' },
+    { flags: '--xlsx', description: 'an Excel workbook with typed cells (needs -o FILE or a redirected stdout)' },
+    { flags: '-f, --format <format>', description: 'output format', choices: FORMATS },
+    { flags: '-o, --output <file>', description: 'write to this file (atomically: temp file, renamed on success); - for stdout' },
+    { flags: '--fields <list>', description: 'comma-separated attributes, in this order', parse: list },
+    { flags: '--where <cond>', description: 'condition <field><op><value>, op one of = != < > <= >= begin (repeatable, ANDed)', parse: repeatable },
+    { flags: '--filter <query>', description: "a raw 4D query, sent as $filter (text values in single quotes)" },
+    { flags: '--order-by <spec>', description: 'sort, e.g. "Nummer desc,Bezeichnung"' },
+    { flags: '--limit <n>', description: 'at most n rows', parse: wholeNumber('--limit', 0) },
+    { flags: '--skip <n>', description: 'skip the first n rows', parse: wholeNumber('--skip', 0) },
+    { flags: '--page-size <n>', description: 'rows per request (default 1000)', parse: wholeNumber('--page-size', 1, 100_000) },
+    { flags: '--concurrency <n>', description: 'pages fetched in parallel (default 3; at most 16, one session serves every request)', parse: wholeNumber('--concurrency', 1, 16) },
+    { flags: '--raw', description: 'values as the server sends them (no date/time conversion)' },
+    { flags: '--meta', description: 'add __KEY, __STAMP and __TIMESTAMP columns' },
+    { flags: '--delimiter <c>', description: 'CSV delimiter (default ,)' },
+    { flags: '--bom', description: 'start CSV with a UTF-8 byte order mark (for Excel)' },
+    { flags: '--excel-safe', description: 'neutralise CSV cells starting with = + - @' },
+    { flags: '--no-header', description: 'no CSV header row' },
+    { flags: '--count', description: 'print the number of rows (respecting filters) and nothing else' },
+    { flags: '--no-entityset', description: 'page with $skip/$top instead of a server-side entity set' },
+  ],
+  examples: [
+    'legacy get-table Artikel --csv > artikel.csv',
+    "legacy get-table Artikel --where 'Bezeichnung=Engel@' --fields Nummer,Bezeichnung --limit 20",
+    'legacy get-table Kunden --ndjson -o kunden.ndjson',
+    'legacy get-table Artikel --xlsx -o artikel.xlsx',
+    "legacy get-table Belege --count --where 'Datum>=2025-01-01'",
+  ],
+  run,
+});
+
+/** The one format asked for (or the default for where the output goes), and its option rules. */
+function chooseFormat(opts: GetTableOptions, toFile: boolean, terminal: boolean): Format {
+  const chosen = FORMATS.filter((f) => opts[f]);
   if (chosen.length > 1) throw new UsageError(`choose one format, not ${chosen.map((f) => `--${f}`).join(' and ')}`);
   if (chosen.length === 1 && opts.format && opts.format !== chosen[0]) throw new UsageError(`--${chosen[0]} conflicts with --format ${opts.format}`);
-  return chosen[0] ?? opts.format ?? (toTerminal ? 'table' : 'csv');
-}
-
-const nf = new Intl.NumberFormat('en-US');
-
-export async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): Promise<number> {
-  const table = args[0]!;
-  const toFile = opts.output !== undefined && opts.output !== '-';
-  const format = chooseFormat(opts, !toFile && ctx.io.stdout.isTTY === true);
+  const format = chosen[0] ?? opts.format ?? (!toFile && terminal ? 'table' : 'csv');
   if (format === 'xlsx') {
-    if (!toFile && ctx.io.stdout.isTTY === true) {
-      throw new UsageError('an Excel workbook is binary: write it to a file with -o FILE.xlsx, or redirect standard output');
-    }
+    if (!toFile && terminal) throw new UsageError('an Excel workbook is binary: write it to a file with -o FILE.xlsx, or redirect standard output');
     const csvOnly = (['delimiter', 'bom', 'excelSafe'] as const).filter((o) => opts[o] !== undefined && opts[o] !== false);
     if (csvOnly.length) throw new UsageError(`${csvOnly.map((o) => (o === 'excelSafe' ? '--excel-safe' : `--${o}`)).join(', ')} ${csvOnly.length === 1 ? 'applies' : 'apply'} to CSV, not to --xlsx`);
   }
   if (opts.delimiter !== undefined && [...opts.delimiter].length !== 1) throw new UsageError('--delimiter must be a single character');
   if (opts.delimiter !== undefined && /["\r\n]/.test(opts.delimiter)) throw new UsageError('--delimiter cannot be a quote or a line break');
-  const limit = assertPositive(opts.limit, '--limit', 0);
-  const skip = assertPositive(opts.skip, '--skip', 0);
-  const pageSize = assertPositive(opts.pageSize, '--page-size', 1) ?? ctx.settings.pageSize;
-  const concurrency = assertPositive(opts.concurrency, '--concurrency', 1) ?? ctx.settings.concurrency;
-  if (concurrency > 16) throw new UsageError('--concurrency is at most 16 (one session serves every request)');
-  if (pageSize > 100_000) throw new UsageError('--page-size is at most 100000');
+  return format;
+}
 
+const nf = new Intl.NumberFormat('en-US');
+
+async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): Promise<number> {
+  const table = args[0]!;
+  const toFile = opts.output !== undefined && opts.output !== '-';
+  const format = chooseFormat(opts, toFile, ctx.io.stdout.isTTY === true);
+  const { countRows, planExport } = await import('../table/export.js');
+  const { deliverExport } = await import('../table/deliver.js');
+  const { cellKindFor } = await import('../table/convert.js');
   ctx.metrics.table(table);
   const client = await ctx.client();
+  // The table format shows at most 100 rows unless --limit says otherwise.
+  const tableCap = format === 'table' && !opts.count ? opts.limit ?? 100 : undefined;
   const plan = await planExport(client, {
     table,
-    fields: parseFields(opts.fields),
+    fields: opts.fields,
     where: opts.where,
     filter: opts.filter,
     orderBy: opts.orderBy,
-    // The table format shows at most 100 rows unless --limit says otherwise.
-    limit: format === 'table' && limit === undefined && !opts.count ? undefined : limit,
-    skip,
-    pageSize,
-    concurrency,
+    limit: tableCap ?? opts.limit,
+    skip: opts.skip,
+    pageSize: opts.pageSize ?? ctx.settings.pageSize,
+    concurrency: opts.concurrency ?? ctx.settings.concurrency,
     raw: opts.raw,
     meta: opts.meta,
     entitySet: opts.entityset !== false,
   });
-
   if (opts.count) {
-    const n = await countRows(client, plan);
-    await write(ctx.io.stdout, `${n}\n`);
+    await write(ctx.io.stdout, `${await countRows(client, plan)}\n`);
     return 0;
   }
 
-  const tableCap = format === 'table' ? limit ?? 100 : undefined;
-  if (format === 'table' && limit === undefined) plan.options.limit = tableCap;
-
   const started = Date.now();
-  const progress = ctx.interactive ? await startProgress(ctx.io.stderr, `${table}: reading`) : undefined;
-  let summary: Partial<ExportSummary> = {};
-  let file: AtomicFile | undefined;
-  // Nothing is written before the first page has arrived and passed its checks: a rejected filter,
-  // an unknown field or a server that ignores the filter leaves stdout empty, not a header-only
-  // "export". A file is written under a temporary name and renamed only on success.
-  let begun = false;
-  let countWritten = () => 0;
-  const exportOnce = async () => {
-    summary = {};
-    let out: Writable = ctx.io.stdout;
-    if (toFile) {
-      file = await openAtomic(opts.output!, ctx.io.cwd);
-      out = file.stream;
-    }
-    const writer = await createWriter(format, plan.columns.map((c) => c.name), out, {
-      delimiter: opts.delimiter,
-      bom: opts.bom,
-      excelSafe: opts.excelSafe,
-      header: opts.header,
-      color: ctx.color.stdout,
-      width: ctx.io.stdout.columns,
-      maxRows: tableCap,
-      sheetName: plan.dataClass.name,
-      kinds: plan.columns.map((c) => cellKindFor(c.attribute, opts.raw === true)),
-      warn: (message) => ctx.logger.warn(message),
-    });
-    countWritten = () => writer.written;
-    let begunHere = false;
-    try {
-      for await (const rows of exportRows(client, plan, {
-        logger: ctx.logger,
-        summary,
-        onStart: (total) => progress?.update({ rows: 0, total, label: table }),
-        onPage: (p) => progress?.update({ ...p, label: table }),
-      })) {
-        if (ctx.signal.aborted) break;
-        if (!begunHere) {
-          begunHere = true;
-          if (!toFile) begun = true;
-          await writer.begin();
-        }
-        await writer.write(rows);
-      }
-      if (ctx.signal.aborted) throw new InterruptedError('interrupted');
-      if (!begunHere) await writer.begin();
-      await writer.end();
-      if (file) await file.commit();
-    } catch (error) {
-      if (file) await file.abort();
-      throw error;
-    }
-  };
-  try {
-    try {
-      await exportOnce();
-    } catch (error) {
-      // The server rebuilt a lost selection differently: start over once, if nothing reached the reader yet.
-      if (!(error instanceof SelectionChangedError) || begun || ctx.signal.aborted) throw error;
-      ctx.logger.warn(`${(error as Error).message}; starting the export again`);
-      await exportOnce();
-    }
-    progress?.stop();
-  } catch (error) {
-    progress?.stop();
-    // What reached stdout stays there; a file that was not committed holds nothing.
-    ctx.metrics.rows({ read: summary.rows ?? 0, written: file ? 0 : countWritten() });
-    throw ctx.signal.aborted && ctx.signal.reason === 'interrupt' ? new InterruptedError('interrupted') : error;
-  }
-  ctx.metrics.rows({ read: summary.rows ?? 0, written: countWritten() });
+  const progress = ctx.interactive ? await (await import('../cli/progress.js')).startProgress(ctx.io.stderr, `${table}: reading`) : undefined;
+  const summary = await deliverExport(client, plan, {
+    format,
+    output: toFile ? opts.output : undefined,
+    stdout: ctx.io.stdout,
+    cwd: ctx.io.cwd,
+    writer: { delimiter: opts.delimiter, bom: opts.bom, excelSafe: opts.excelSafe, header: opts.header, color: ctx.color.stdout, width: ctx.io.stdout.columns, maxRows: tableCap, sheetName: plan.dataClass.name, kinds: plan.columns.map((c) => cellKindFor(c.attribute, opts.raw === true)), warn: (m) => ctx.logger.warn(m) },
+    logger: ctx.logger,
+    signal: ctx.signal,
+    onStart: (total) => progress?.update({ rows: 0, total, label: table }),
+    onPage: (p) => progress?.update({ ...p, label: table }),
+    onDone: (counts) => ctx.metrics.rows(counts),
+  }).finally(() => progress?.stop());
 
   const seconds = (Date.now() - started) / 1000;
-  const rowsWritten = summary.rows ?? 0;
-  if (format === 'table' && (summary.serverCount ?? 0) > rowsWritten) {
-    ctx.io.stderr.write(`showing ${nf.format(rowsWritten)} of ${nf.format(Math.max(0, (summary.serverCount ?? 0) - (skip ?? 0)))} rows (use --limit, or --csv/--json for all)\n`);
+  const rows = summary.rows ?? 0;
+  if (format === 'table' && (summary.serverCount ?? 0) > rows) {
+    ctx.io.stderr.write(`showing ${nf.format(rows)} of ${nf.format(Math.max(0, (summary.serverCount ?? 0) - (opts.skip ?? 0)))} rows (use --limit, or --csv/--json for all)\n`);
   } else if (ctx.interactive) {
-    ctx.io.stderr.write(`${nf.format(rowsWritten)} rows in ${seconds.toFixed(1)} s${file ? ` → ${opts.output}` : ''}\n`);
+    ctx.io.stderr.write(`${nf.format(rows)} rows in ${seconds.toFixed(1)} s${toFile ? ` → ${opts.output}` : ''}\n`);
   }
-  ctx.logger.info(`exported ${rowsWritten} rows of ${table} in ${seconds.toFixed(1)} s`, { entitySet: summary.usedEntitySet });
-  if (format !== 'table' && summary.expected !== undefined && rowsWritten !== summary.expected) {
-    ctx.logger.warn(
-      `wrote ${rowsWritten} rows but the server counted ${summary.expected} at the start${summary.vanished ? ` (${summary.vanished} deleted during the export)` : ''}; the table changed while it was being exported`,
-    );
+  ctx.logger.info(`exported ${rows} rows of ${table} in ${seconds.toFixed(1)} s`, { entitySet: summary.usedEntitySet });
+  if (format !== 'table' && summary.expected !== undefined && rows !== summary.expected) {
+    ctx.logger.warn(`wrote ${rows} rows but the server counted ${summary.expected} at the start${summary.vanished ? ` (${summary.vanished} deleted during the export)` : ''}; the table changed while it was being exported`);
   }
   return 0;
 }

@@ -1,40 +1,52 @@
-/** `legacy push-field`: one record (argv) or thousands (--from), with optimistic locking. */
+/** `legacy push-field`: one record (arguments) or thousands (--from), with optimistic locking. */
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
-import { confirm } from '../cli/prompt.js';
-import { columns } from '../cli/render.js';
-import { BadDataError, UsageError } from '../errors/index.js';
-import { AuditLog } from '../push/audit.js';
-import { VALUE_TYPES, type ValueType } from '../push/coerce.js';
-import { Pusher, errorForReport, pushExitCode, type PushRequestRow, type RowReport } from '../push/index.js';
-import { detectFormat, detectStdinFormat, openInput, readRows } from '../push/input.js';
-import { assertPositive } from '../table/export.js';
-import { csvEncoder } from '../table/csv.js';
-import { startProgress } from '../cli/progress.js';
+import { command, wholeNumber } from '../cli/spec.js';
+import { ExitCode, UsageError } from '../errors/index.js';
+import type { DataClass } from '../http/types.js';
+import type { ValueType } from '../push/coerce.js';
+import type { RowReport } from '../push/index.js';
+import type { ReportFormat } from '../push/report.js';
 
 interface PushOptions {
-  type?: string;
+  type?: ValueType;
   dryRun?: boolean;
   yes?: boolean;
   json?: boolean;
   force?: boolean;
   from?: string;
   keyColumn?: string;
-  batchSize?: string;
+  batchSize?: number;
   continueOnError?: boolean;
-  report?: string;
+  report?: ReportFormat;
 }
 
-const show = (v: unknown) => (v === undefined ? '∅' : JSON.stringify(v));
+export const spec = command<PushOptions>({
+  name: 'push-field <table> [args...]',
+  usage: '<Table> <key> <field> <value> [options]  |  <Table> --from <file|-> [options]',
+  description: 'update fields of records safely (optimistic locking with __STAMP)',
+  options: [
+    { flags: '--type <type>', description: 'value type (default auto: from the catalog)', choices: ['auto', 'string', 'number', 'bool', 'date', 'time', 'json'] },
+    { flags: '--from <file>', description: 'bulk: CSV (header row) or NDJSON file, - for stdin; a key column and one or more field columns' },
+    { flags: '--key-column <name>', description: "bulk: the column holding the key (default: the table's key)" },
+    { flags: '--batch-size <n>', description: 'bulk: records per update request (default 100)', parse: wholeNumber('--batch-size', 1, 1000) },
+    { flags: '--continue-on-error', description: 'bulk: keep going after rows that fail' },
+    { flags: '--report <format>', description: 'bulk: report format (default: table on a terminal, else ndjson)', choices: ['table', 'ndjson', 'csv'] },
+    { flags: '--dry-run', description: 'read and validate, show what would change, write nothing' },
+    { flags: '-y, --yes', description: 'do not ask for confirmation (required when not on a terminal)' },
+    { flags: '--json', description: 'JSON result (one object; NDJSON report in bulk)' },
+    { flags: '--force', description: 'overwrite even if someone else changed the field since it was read' },
+  ],
+  examples: [
+    "legacy push-field Artikel 7464FEB39C516942B01E62F44B1ED454 Bezeichnung 'Engel, groß' --yes",
+    'legacy push-field Artikel 7464FEB3... Auslaufdatum 2026-12-31 --dry-run',
+    'legacy push-field Kunden --from kunden-plz.csv --key-column KundenNr --yes',
+  ],
+  run,
+});
 
-function describeChange(table: string, r: RowReport): string {
-  return r.fields.map((f) => `${table}[${r.key}].${f}: ${show(r.old[f])} → ${show(r.new[f])}`).join('\n');
-}
-
-export async function run(ctx: CommandContext, args: string[], opts: PushOptions): Promise<number> {
-  const type = (opts.type ?? 'auto') as ValueType;
-  if (!VALUE_TYPES.includes(type)) throw new UsageError(`--type must be one of ${VALUE_TYPES.join(', ')}`);
-  const [table, ...rest] = args;
+/** The command line's rules, before anything is read. */
+function checkUsage(ctx: CommandContext, rest: string[], opts: PushOptions): void {
   if (opts.from === undefined && rest.length !== 3) {
     throw new UsageError('push-field needs <Table> <key> <field> <value>, or <Table> --from <file>', { hint: "see 'legacy help push-field'" });
   }
@@ -44,126 +56,71 @@ export async function run(ctx: CommandContext, args: string[], opts: PushOptions
     throw new UsageError('push-field writes to the server; add --yes to confirm when not on a terminal (or --dry-run to preview)');
   }
   if (opts.from === '-' && !opts.yes && !opts.dryRun) throw new UsageError('with --from - (stdin) add --yes: the terminal cannot be used for confirmation');
-  const batchSize = assertPositive(opts.batchSize, '--batch-size', 1) ?? 100;
-  if (batchSize > 1000) throw new UsageError('--batch-size is at most 1000');
+}
 
+async function run(ctx: CommandContext, args: string[], opts: PushOptions): Promise<number> {
+  const [table, ...rest] = args;
+  checkUsage(ctx, rest, opts);
+  const [{ Pusher, errorForReport, pushExitCode }, { AuditLog }, { describeChange }, { confirm }] = await Promise.all([
+    import('../push/index.js'),
+    import('../push/audit.js'),
+    import('../push/report.js'),
+    import('../cli/prompt.js'),
+  ]);
   ctx.metrics.table(table!);
   const client = await ctx.client();
   const dc = await client.dataClass(table!);
-  const confirmFn = opts.yes || opts.dryRun
-    ? undefined
-    : async (changes: RowReport[]) => {
-        const preview = changes.slice(0, 20).map((c) => describeChange(dc.name, c)).join('\n');
-        ctx.io.stderr.write(`${preview}${changes.length > 20 ? `\n… and ${changes.length - 20} more` : ''}\n`);
-        return confirm(ctx.io, `write ${changes.length} change(s) to ${client.baseUrl}?`, ctx.signal);
-      };
-  const pusher = new Pusher(client, dc, {
-    dryRun: opts.dryRun,
-    force: opts.force,
-    type,
-    logger: ctx.logger,
-    audit: new AuditLog(ctx.settings.dataDir),
-    env: ctx.settings.envName,
-    confirm: confirmFn,
-  });
+  const confirmFn =
+    opts.yes || opts.dryRun
+      ? undefined
+      : async (changes: RowReport[]) => {
+          const preview = changes.slice(0, 20).map((c) => describeChange(dc.name, c)).join('\n');
+          ctx.io.stderr.write(`${preview}${changes.length > 20 ? `\n… and ${changes.length - 20} more` : ''}\n`);
+          return confirm(ctx.io, `write ${changes.length} change(s) to ${client.baseUrl}?`, ctx.signal);
+        };
+  const pusher = new Pusher(client, dc, { dryRun: opts.dryRun, force: opts.force, type: opts.type ?? 'auto', logger: ctx.logger, audit: new AuditLog(ctx.settings.dataDir), env: ctx.settings.envName, confirm: confirmFn });
+  if (opts.from !== undefined) return bulk(ctx, pusher, dc, { ...opts, from: opts.from });
 
-  if (opts.from === undefined) {
-    const [key, field, value] = rest as [string, string, string];
-    pusher.checkFields([field]);
-    const [report] = await pusher.push([{ key, fields: { [field]: value } }]);
-    const r = report!;
-    ctx.metrics.rows({ read: 1, written: r.result === 'updated' ? 1 : 0 });
-    if (opts.json) await write(ctx.io.stdout, `${JSON.stringify(r)}\n`);
-    else if (r.result === 'updated' || r.result === 'would-update' || r.result === 'unchanged') {
-      const suffix = r.result === 'updated' ? ` (stamp ${r.stampBefore} → ${r.stampAfter})` : r.result === 'unchanged' ? ' (already set; nothing written)' : ' (dry run; nothing written)';
-      await write(ctx.io.stdout, `${describeChange(dc.name, r)}${suffix}\n`);
-    }
-    if (pushExitCode([r]) !== 0) throw errorForReport(r);
-    return 0;
+  const [key, field, value] = rest as [string, string, string];
+  pusher.checkFields([field]);
+  const [r] = (await pusher.push([{ key, fields: { [field]: value } }])) as [RowReport];
+  ctx.metrics.rows({ read: 1, written: r.result === 'updated' ? 1 : 0 });
+  if (opts.json) await write(ctx.io.stdout, `${JSON.stringify(r)}\n`);
+  else if (r.result === 'updated' || r.result === 'would-update' || r.result === 'unchanged') {
+    const suffix = r.result === 'updated' ? ` (stamp ${r.stampBefore} → ${r.stampAfter})` : r.result === 'unchanged' ? ' (already set; nothing written)' : ' (dry run; nothing written)';
+    await write(ctx.io.stdout, `${describeChange(dc.name, r)}${suffix}\n`);
   }
+  if (pushExitCode([r]) !== ExitCode.ok) throw errorForReport(r);
+  return ExitCode.ok;
+}
 
-  // Bulk: stream the input in batches; check the header before any write.
-  const format = opts.from === '-' ? await detectStdinFormat(ctx.io.stdin) : await detectFormat(opts.from, ctx.io.cwd).catch(() => 'csv' as const);
-  const input = await openInput(opts.from, ctx.io.cwd, ctx.io.stdin);
+/** `--from`: the library's bulk loop, a report as batches finish, a summary line at the end. */
+async function bulk(ctx: CommandContext, pusher: import('../push/index.js').Pusher, dc: DataClass, opts: PushOptions & { from: string }): Promise<number> {
+  const table = dc.name;
+  const [{ pushBulk }, { REPORT_TABLE_HEADER, reportWriter }, input, { columns }] = await Promise.all([import('../push/bulk.js'), import('../push/report.js'), import('../push/input.js'), import('../cli/render.js')]);
+  const format = opts.from === '-' ? await input.detectStdinFormat(ctx.io.stdin) : await input.detectFormat(opts.from, ctx.io.cwd).catch(() => 'csv' as const);
+  const source = await input.openInput(opts.from, ctx.io.cwd, ctx.io.stdin);
   const keyColumn = opts.keyColumn ?? dc.key[0]?.name;
-  if (!keyColumn) throw new UsageError(`${dc.name} has no primary key in the catalog; name the key column with --key-column`);
-  const reportFormat = opts.report ?? (opts.json ? 'ndjson' : ctx.io.stdout.isTTY ? 'table' : 'ndjson');
-  if (!['table', 'ndjson', 'csv'].includes(reportFormat)) throw new UsageError('--report must be table, ndjson or csv');
-  const tableRows: string[][] = [];
-  let csvHeader = false;
-  const emit = async (reports: RowReport[]) => {
-    if (reportFormat === 'ndjson') {
-      await write(ctx.io.stdout, reports.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    } else if (reportFormat === 'csv') {
-      const csv = csvEncoder();
-      const head = csvHeader ? '' : csv.row(['line', 'key', 'fields', 'old', 'new', 'result', 'message']);
-      csvHeader = true;
-      await write(ctx.io.stdout, head + reports.map((r) => csv.row([r.line ?? '', r.key, r.fields.join(' '), r.old, r.new, r.result, r.message ?? ''])).join(''));
-    } else {
-      for (const r of reports) tableRows.push([r.key, r.fields.join(','), r.fields.map((f) => show(r.old[f])).join(','), r.fields.map((f) => show(r.new[f])).join(','), r.result, r.message ?? '']);
-    }
-  };
-
-  const counts: Record<string, number> = {};
-  let exitCode = 0;
-  let total = 0;
-  const progress = ctx.interactive ? await startProgress(ctx.io.stderr, `${dc.name}: updating`) : undefined;
-  let fieldsChecked = false;
-  let batch: PushRequestRow[] = [];
-  const flush = async () => {
-    if (batch.length === 0) return;
-    const reports = await pusher.push(batch);
-    batch = [];
-    for (const r of reports) counts[r.result] = (counts[r.result] ?? 0) + 1;
-    ctx.metrics.rows({ read: reports.length, written: reports.filter((r) => r.result === 'updated').length });
-    await emit(reports);
-    total += reports.length;
-    progress?.update({ rows: total, label: dc.name });
-    if (pushExitCode(reports) !== 0) {
-      exitCode = 65;
-      if (!opts.continueOnError) return false;
-    }
-    return true;
-  };
-  try {
-    let stopped = false;
-    for await (const row of readRows(input, format)) {
-      if (!fieldsChecked) {
-        const names = Object.keys(row.values);
-        if (!names.includes(keyColumn)) throw new BadDataError(`the input has no key column '${keyColumn}' (columns: ${names.join(', ')})`, { hint: 'name it with --key-column' });
-        const fieldNames = names.filter((n) => n !== keyColumn);
-        if (fieldNames.length === 0) throw new BadDataError('the input has no field columns besides the key');
-        pusher.checkFields(fieldNames);
-        fieldsChecked = true;
-      }
-      const { [keyColumn]: keyValue, ...fields } = row.values;
-      if (keyValue === undefined || keyValue === null || String(keyValue) === '') {
-        await emit([{ line: row.line, key: '', fields: Object.keys(fields), old: {}, new: fields, result: 'invalid', message: `line ${row.line}: empty key` }]);
-        counts.invalid = (counts.invalid ?? 0) + 1;
-        exitCode = 65;
-        if (!opts.continueOnError) {
-          stopped = true;
-          break;
-        }
-        continue;
-      }
-      batch.push({ line: row.line, key: String(keyValue), fields });
-      if (batch.length >= batchSize && !(await flush())) {
-        stopped = true;
-        break;
-      }
-      if (ctx.signal.aborted) break;
-    }
-    if (!stopped && !ctx.signal.aborted) await flush();
-    if (!fieldsChecked) throw new BadDataError(`the input ${opts.from === '-' ? '(stdin)' : opts.from} has no rows`);
-  } finally {
-    progress?.stop();
-  }
-  if (tableRows.length) await write(ctx.io.stdout, columns(tableRows, ['KEY', 'FIELDS', 'OLD', 'NEW', 'RESULT', 'MESSAGE']));
-  const summary = Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ');
-  if (exitCode !== 0) {
-    ctx.logger.error(`push-field: ${summary}${opts.continueOnError ? '' : ' (stopped at the first failing batch; --continue-on-error to go on)'}`);
-  } else if (ctx.interactive) ctx.io.stderr.write(`${summary}\n`);
+  if (!keyColumn) throw new UsageError(`${table} has no primary key in the catalog; name the key column with --key-column`);
+  const report = reportWriter(opts.report ?? (opts.json ? 'ndjson' : ctx.io.stdout.isTTY ? 'table' : 'ndjson'), ctx.io.stdout);
+  const progress = ctx.interactive ? await (await import('../cli/progress.js')).startProgress(ctx.io.stderr, `${table}: updating`) : undefined;
+  let done = 0;
+  const result = await pushBulk(pusher, source, format, {
+    keyColumn,
+    batchSize: opts.batchSize ?? 100,
+    continueOnError: opts.continueOnError === true,
+    signal: ctx.signal,
+    source: opts.from === '-' ? '(stdin)' : opts.from,
+    onReports: async (reports) => {
+      ctx.metrics.rows({ read: reports.length, written: reports.filter((r) => r.result === 'updated').length });
+      await report.add(reports);
+      progress?.update({ rows: (done += reports.length), label: table });
+    },
+  }).finally(() => progress?.stop());
+  if (report.tableRows.length) await write(ctx.io.stdout, columns(report.tableRows, REPORT_TABLE_HEADER));
+  const summary = Object.entries(result.counts).map(([k, v]) => `${v} ${k}`).join(', ');
+  if (result.exitCode !== ExitCode.ok) ctx.logger.error(`push-field: ${summary}${opts.continueOnError ? '' : ' (stopped at the first failing batch; --continue-on-error to go on)'}`);
+  else if (ctx.interactive) ctx.io.stderr.write(`${summary}\n`);
   else ctx.logger.info(`push-field: ${summary}`);
-  return exitCode;
+  return result.exitCode;
 }

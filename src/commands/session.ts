@@ -7,6 +7,7 @@ import { UsageError } from '../errors/index.js';
 import { withSessionStore } from '../session/open.js';
 import { SESSION_COOKIE, type SessionBackend } from '../session/store.js';
 import { serverClock, serverSessions, statusOf, type ServerSession, type SessionStatus } from '../session/status.js';
+import { command, JSON_OPTION } from '../cli/spec.js';
 
 function selected(ctx: CommandContext) {
   return { env: ctx.settings.envName, name: ctx.settings.sessionName, baseUrl: ctx.settings.baseUrl ?? '' };
@@ -73,17 +74,16 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
 
 export async function runRefresh(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
   const client = await ctx.client();
-  const before = client.session.current();
   const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
   if (response.status !== 200) throw client.errorFor(response, 'session refresh');
-  const ev = client.session.events;
-  const outcome = ev.created > 0 ? 'created' : ev.adopted > 0 ? 'replaced' : ev.fromOtherProcess ? 'confirmed' : 'confirmed';
+  const happened = client.session.outcome();
+  const outcome = happened === 'created' ? 'created' : happened === 'replaced' ? 'replaced' : 'confirmed';
   const message =
     outcome === 'created'
       ? `no usable session was stored for ${ctx.settings.envName}/${ctx.settings.sessionName}; created one`
       : outcome === 'replaced'
         ? 'the server had replaced the stored session (it had expired); stored the new one'
-        : `the stored session is alive on the server${before ? '' : ' (another process had just created it)'}`;
+        : `the stored session is alive on the server${happened === 'from-other-process' ? ' (another process had just created it)' : ''}`;
   const status = statusOf(client.session.current(), client.session.slot, ctx.settings.sessionIdleMinutes);
   if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ outcome, message, session: status }, null, 2)}\n`);
   else await write(ctx.io.stdout, `${message}: ${status.cookieNames.join('+')} ${status.masked ?? ''}\n`);
@@ -113,3 +113,30 @@ async function clear(ctx: CommandContext, store: SessionBackend, opts: { all?: b
   await write(ctx.io.stdout, removed.map((e) => `forgot ${e.env}/${e.name} (${e.baseUrl})\n`).join(''));
   return 0;
 }
+
+export const spec = command({
+  name: 'session',
+  description: 'inspect and manage the persisted server session',
+  subcommands: [
+    command({
+      name: 'status',
+      description: 'show stored sessions (no server request unless --server)',
+      options: [
+        { flags: '--all', description: 'every environment and session name, not just the selected one' },
+        JSON_OPTION,
+        { flags: '--server', description: 'also ask the server ($info) for its live sessions' },
+      ],
+      run: runStatus,
+    }),
+    command({ name: 'refresh', description: 'confirm the stored session with one cheap request; create one if none', options: [JSON_OPTION], run: runRefresh }),
+    command({
+      name: 'clear',
+      description: 'forget stored session cookie(s) locally (never logs out)',
+      options: [
+        { flags: '--all', description: 'every environment and session name' },
+        { flags: '-y, --yes', description: 'do not ask for confirmation' },
+      ],
+      run: runClear,
+    }),
+  ],
+});

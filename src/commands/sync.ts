@@ -1,12 +1,14 @@
-/** `legacy sync [<Table>...]`, `sync status`, `sync runs`, `sync prune`: replication into SQLite or PostgreSQL. */
+/** `legacy sync [<Table>...]` and `sync status|verify|runs|prune`: replication into SQLite or PostgreSQL. */
 import { join } from 'node:path';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
-import { startProgress } from '../cli/progress.js';
 import { columns } from '../cli/render.js';
-import { UsageError, exitCodeFor, formatErrorLine } from '../errors/index.js';
+import { command, duration, JSON_OPTION, wholeNumber, type OptionSpec } from '../cli/spec.js';
 import type { SyncTableConfig } from '../config/store.js';
-import { Syncer, newRunId, normaliseTableConfig, openSyncStore, parseDuration, syncTarget, type ScanDiff, type SyncTarget, type TableResult } from '../sync/index.js';
+import { EXIT_DIFFERS, ExitCode, UsageError, exitCodeFor, formatErrorLine } from '../errors/index.js';
+import { normaliseTableConfig, openSyncStore, syncTarget } from '../sync/open.js';
+import type { SyncTarget } from '../sync/store.js';
+import { parseDuration } from '../config/duration.js';
 
 interface SyncOptions {
   db?: string;
@@ -14,11 +16,45 @@ interface SyncOptions {
   reconcile?: boolean;
   json?: boolean;
   dryRun?: boolean;
-  lookback?: string;
-  pageSize?: string;
-  limit?: string;
+  lookback?: number;
+  pageSize?: number;
+  limit?: number;
   olderThan?: string;
 }
+
+const DB_OPTION: OptionSpec = { flags: '--db <path|url>', description: 'SQLite file (default: <data dir>/<environment>.sqlite) or postgres://user@host:port/db' };
+
+export const spec = command<SyncOptions>({
+  name: 'sync [tables...]',
+  description: 'incremental, crash-safe replication of tables into SQLite or PostgreSQL (default tables: sync.tables of the environment)',
+  options: [
+    DB_OPTION,
+    { flags: '--full', description: 'read every row again instead of the incremental window' },
+    { flags: '--reconcile', description: "also compare every row's key and stamp with the server: fetch missing and stale rows, mark vanished ones _deleted_at" },
+    { flags: '--lookback <duration>', description: "re-read this far behind the cursor, e.g. 2d (default: the cursor's own day or second)", parse: duration },
+    { flags: '--page-size <n>', description: 'rows per request (default 1000)', parse: wholeNumber('--page-size', 1, 100_000) },
+    { flags: '--json', description: 'JSON summary' },
+    { flags: '--dry-run', description: 'say what would be read, write nothing' },
+  ],
+  examples: [
+    'legacy sync Artikel Kunden                 # incremental after the first (full) run',
+    'legacy sync --reconcile                    # tables from the config; keys and stamps compared too',
+    'legacy sync verify --json || alert          # exit 1 when the copy drifted from the server',
+    'legacy sync status --json',
+  ],
+  subcommands: [
+    command<SyncOptions>({ name: 'status', description: 'per table: rows, change tracking, last success, cursor, last check, last error; recent runs', options: [DB_OPTION, JSON_OPTION], run: runStatus }),
+    command<SyncOptions>({
+      name: 'verify [tables...]',
+      description: "compare every row's key and stamp with the server, read-only; exit 0 when equal, 1 when the copy differs",
+      options: [DB_OPTION, { flags: '--json', description: 'JSON output: counts of missing, extra and stale rows, example keys' }],
+      run: runVerify,
+    }),
+    command<SyncOptions>({ name: 'runs', description: 'run history', options: [DB_OPTION, { flags: '--limit <n>', description: 'at most n runs (default 20)', parse: wholeNumber('--limit', 1) }, JSON_OPTION], run: runRuns }),
+    command<SyncOptions>({ name: 'prune', description: 'delete run history older than a duration', options: [DB_OPTION, { flags: '--older-than <duration>', description: 'e.g. 7d, 12h', parse: (v: string) => (duration(v), v), required: true }], run: runPrune }),
+  ],
+  run: runSync,
+});
 
 /**
  * Where to sync: --db, else LEGACY_SYNC_DB, else the environment's sync.db in the config, else
@@ -42,74 +78,52 @@ function tablesOf(ctx: CommandContext, args: string[], what: string): SyncTableC
   return tables.map((t) => byName.get(t.name) ?? t);
 }
 
-export async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
-  const plan = tablesOf(ctx, args, 'sync');
-  const lookbackMs = opts.lookback ? parseDuration(opts.lookback) : 0;
-  const pageSize = opts.pageSize ? Number(opts.pageSize) : ctx.settings.pageSize;
-  if (!Number.isInteger(pageSize) || pageSize < 1) throw new UsageError('--page-size must be a whole number ≥ 1');
-
-  ctx.metrics.table(plan.map((t) => t.name).join(','));
+async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
+  const tables = tablesOf(ctx, args, 'sync');
+  ctx.metrics.table(tables.map((t) => t.name).join(','));
   const db = target(ctx, opts);
+  const { Syncer, newRunId } = await import('../sync/index.js');
   const client = await ctx.client();
   // A sync run holds the target's lock until it closes the store; a dry run only reads.
   const store = opts.dryRun ? await openSyncStore(db, 'read') : await openSyncStore(db, 'run');
-  const progress = ctx.interactive && !opts.json ? await startProgress(ctx.io.stderr, 'sync') : undefined;
+  const progress = ctx.interactive && !opts.json ? await (await import('../cli/progress.js')).startProgress(ctx.io.stderr, 'sync') : undefined;
   const syncer = new Syncer(client, store, {
     full: opts.full,
     reconcile: opts.reconcile,
     dryRun: opts.dryRun,
-    lookbackMs,
-    pageSize,
+    lookbackMs: opts.lookback ?? 0,
+    pageSize: opts.pageSize ?? ctx.settings.pageSize,
     concurrency: ctx.settings.concurrency,
     logger: ctx.logger,
     signal: ctx.signal,
     onProgress: (table, rows, total) => progress?.update({ rows, total, label: table }),
   });
-
   const runId = newRunId();
-  const results: TableResult[] = [];
-  let firstError: unknown;
-  try {
-    const interrupted = opts.dryRun ? 0 : await store!.markInterrupted(new Date().toISOString());
-    if (interrupted) ctx.logger.warn(`marked ${interrupted} run(s) left unfinished by an earlier process as interrupted`);
-    for (const table of plan) {
-      const started = Date.now();
-      try {
-        const r = await syncer.syncTable(table, runId);
-        results.push(r);
+  const { results, firstError } = await syncer
+    .syncTables(tables, runId, {
+      onTable: (r, ms) => {
         ctx.metrics.rows({ read: r.fetched, written: r.inserted + r.updated });
-        ctx.logger.info(`${r.table}: ${r.mode}, ${r.fetched} fetched, ${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-      } catch (error) {
-        if (ctx.signal.aborted) throw error;
-        firstError ??= error;
-        results.push({ table: table.name, mode: 'full', status: 'failed', fetched: 0, inserted: 0, updated: 0, unchanged: 0, deleted: 0, cursor: null, addedColumns: [], vanishedColumns: [], error: formatErrorLine(error) });
-        ctx.logger.error(`${table.name}: ${formatErrorLine(error)}`);
-      }
-    }
-  } finally {
-    progress?.stop();
-    await store?.close();
-  }
-
+        ctx.logger.info(`${r.table}: ${r.mode}, ${r.fetched} fetched, ${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted in ${(ms / 1000).toFixed(1)} s`);
+      },
+      onError: (table, error) => ctx.logger.error(`${table}: ${formatErrorLine(error)}`),
+    })
+    .finally(async () => {
+      progress?.stop();
+      await store?.close();
+    });
   if (opts.json) {
     await write(ctx.io.stdout, `${JSON.stringify({ runId, database: db.display, dryRun: opts.dryRun === true, tables: results }, null, 2)}\n`);
+  } else if (opts.dryRun) {
+    await write(ctx.io.stdout, columns(results.map((r) => [r.table, r.mode, r.cursor ?? '-', String(r.expected ?? '-')]), ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS']));
   } else {
-    const rows = results.map((r) =>
-      opts.dryRun
-        ? [r.table, r.mode, r.cursor ?? '-', String(r.expected ?? '-')]
-        : [r.table, r.status, r.mode, r.tracking ?? '-', String(r.fetched), String(r.inserted), String(r.updated), String(r.deleted), r.cursor ?? '-'],
-    );
-    const head = opts.dryRun ? ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS'] : ['TABLE', 'STATUS', 'MODE', 'TRACKING', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED', 'CURSOR'];
-    await write(ctx.io.stdout, columns(rows, head));
+    const rows = results.map((r) => [r.table, r.status, r.mode, r.tracking ?? '-', String(r.fetched), String(r.inserted), String(r.updated), String(r.deleted), r.cursor ?? '-']);
+    await write(ctx.io.stdout, columns(rows, ['TABLE', 'STATUS', 'MODE', 'TRACKING', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED', 'CURSOR']));
   }
-  if (firstError) {
-    // The per-table errors were reported above; the exit code says what kind the first one was.
-    return exitCodeFor(firstError);
-  }
-  return 0;
+  // The per-table errors were reported above; the exit code says what kind the first one was.
+  return firstError ? exitCodeFor(firstError) : ExitCode.ok;
 }
 
-export async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
+async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
   const db = target(ctx, opts);
   const store = await openSyncStore(db, 'read');
   if (!store) {
@@ -161,28 +175,16 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: Sync
  * `legacy sync verify [<Table>...]`: every row's key and stamp compared with the copy, read-only.
  * Exit 0 when the copy equals the server, 1 when it differs (like cmp), so cron can alert on drift.
  */
-export async function runVerify(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
-  const plan = tablesOf(ctx, args, 'verify');
-  ctx.metrics.table(plan.map((t) => t.name).join(','));
+async function runVerify(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
+  const tables = tablesOf(ctx, args, 'verify');
+  ctx.metrics.table(tables.map((t) => t.name).join(','));
   const db = target(ctx, opts);
+  const { Syncer } = await import('../sync/index.js');
   const client = await ctx.client();
   const store = await openSyncStore(db, 'write');
-  const results: Array<ScanDiff & { table: string; equal: boolean }> = [];
-  try {
-    const syncer = new Syncer(client, store, { pageSize: ctx.settings.pageSize, concurrency: ctx.settings.concurrency, logger: ctx.logger, signal: ctx.signal });
-    for (const table of plan) {
-      if (!store) {
-        const server = (await client.page((await client.dataClass(table.name)).name, { top: 1, skip: 0 })).__COUNT;
-        results.push({ table: table.name, server, local: 0, missing: server, extra: 0, stale: 0, examples: { missing: [], extra: [], stale: [] }, equal: server === 0 });
-        continue;
-      }
-      const r = await syncer.verifyTable(table);
-      ctx.metrics.rows({ read: r.server });
-      results.push(r);
-    }
-  } finally {
-    await store?.close();
-  }
+  const syncer = new Syncer(client, store, { pageSize: ctx.settings.pageSize, concurrency: ctx.settings.concurrency, logger: ctx.logger, signal: ctx.signal });
+  const results = await syncer.verifyTables(tables).finally(() => store?.close());
+  for (const r of results) ctx.metrics.rows({ read: r.server });
   const equal = results.every((r) => r.equal);
   if (opts.json) {
     await write(ctx.io.stdout, `${JSON.stringify({ database: db.display, equal, tables: results }, null, 2)}\n`);
@@ -195,11 +197,12 @@ export async function runVerify(ctx: CommandContext, args: string[], opts: SyncO
     if (!store) await write(ctx.io.stdout, `(no sync database at ${db.display} yet)\n`);
   }
   if (!equal) ctx.logger.info(`the copy at ${db.display} differs from the server; 'legacy sync --reconcile' repairs it`);
-  return equal ? 0 : 1;
+  // Like cmp: 1 when the copy differs (an error keeps its own code).
+  return equal ? ExitCode.ok : EXIT_DIFFERS;
 }
 
-export async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
-  const limit = opts.limit ? Number(opts.limit) : 20;
+async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
+  const limit = opts.limit ?? 20;
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number ≥ 1');
   const store = await openSyncStore(target(ctx, opts), 'read');
   const runs = store ? await store.runs(limit).finally(() => store.close()) : [];
@@ -208,7 +211,7 @@ export async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOp
   return 0;
 }
 
-export async function runPrune(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
+async function runPrune(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
   if (!opts.olderThan) throw new UsageError('sync prune needs --older-than, e.g. --older-than 7d');
   const ms = parseDuration(opts.olderThan);
   const db = target(ctx, opts);

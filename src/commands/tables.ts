@@ -2,6 +2,7 @@
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { columns } from '../cli/render.js';
+import { command, JSON_OPTION } from '../cli/spec.js';
 
 export async function runTables(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
   const client = await ctx.client();
@@ -31,3 +32,18 @@ export async function runDescribe(ctx: CommandContext, args: string[], opts: { j
   await write(ctx.io.stdout, columns(rows, ['ATTRIBUTE', 'TYPE', 'NOTES']));
   return 0;
 }
+
+export const specs = [
+  command<{ json?: boolean }>({
+    name: 'tables',
+    description: 'list the tables (dataclasses) the server exposes',
+    options: [JSON_OPTION],
+    run: runTables,
+  }),
+  command<{ json?: boolean }>({
+    name: 'describe <table>',
+    description: "show a table's attributes, types and key",
+    options: [JSON_OPTION],
+    run: runDescribe,
+  }),
+];

@@ -19,6 +19,9 @@ export const ExitCode = {
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
+/** `sync verify` only: the copy differs from the server (like cmp's 1; errors keep their own codes). */
+export const EXIT_DIFFERS = 1;
+
 export interface LegacyErrorOptions {
   hint?: string;
   cause?: unknown;

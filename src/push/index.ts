@@ -9,7 +9,7 @@
  * - A write is never blindly re-sent: after a timeout or reset, re-read; if the record already
  *   holds the new value it is reported updated, otherwise it is retried once.
  */
-import { BadDataError, LegacyError } from '../errors/index.js';
+import { BadDataError, ExitCode, LegacyError } from '../errors/index.js';
 import { EntitySetGoneError, type RestClient } from '../http/index.js';
 import type { Attribute, DataClass, Entity } from '../http/types.js';
 import type { Logger } from '../log/index.js';
@@ -332,8 +332,8 @@ export class Pusher {
 
 /** Exit status of a set of reports: 0 only when every row was updated or unchanged. */
 export function pushExitCode(reports: Iterable<RowReport>): number {
-  for (const r of reports) if (r.result !== 'updated' && r.result !== 'unchanged' && r.result !== 'would-update') return 65;
-  return 0;
+  for (const r of reports) if (r.result !== 'updated' && r.result !== 'unchanged' && r.result !== 'would-update') return ExitCode.badData;
+  return ExitCode.ok;
 }
 
 /** A single-row failure as an error with one clear line. */

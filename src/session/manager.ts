@@ -108,6 +108,18 @@ export class SessionManager {
     return this.options.slot;
   }
 
+  /**
+   * What this run has done about the session so far: created one (or logged in), adopted the
+   * server's replacement of an expired one, took the one another process had just created, reused
+   * the stored one, or none yet (for `doctor` and `session refresh`).
+   */
+  outcome(): 'created' | 'replaced' | 'from-other-process' | 'reused' | 'none' {
+    if (this.events.created > 0) return 'created';
+    if (this.events.adopted > 0) return 'replaced';
+    if (this.events.fromOtherProcess) return 'from-other-process';
+    return this.entry ? 'reused' : 'none';
+  }
+
   /** The session in use (after the first request), or the stored one. */
   current(): SessionEntry | undefined {
     return this.entry;

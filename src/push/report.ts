@@ -1,0 +1,47 @@
+/**
+ * The per-row report of a bulk push-field: NDJSON or CSV streamed as batches finish, or a terminal
+ * table written at the end (it needs every row to size its columns; only used on a terminal).
+ */
+import type { Writable } from 'node:stream';
+import { write } from '../streams/write.js';
+import { csvEncoder } from '../table/csv.js';
+import type { RowReport } from './index.js';
+
+export type ReportFormat = 'table' | 'ndjson' | 'csv';
+export const REPORT_FORMATS: readonly ReportFormat[] = ['table', 'ndjson', 'csv'];
+
+/** How a value shows in a report or a confirmation: JSON, or ∅ for no value. */
+export const show = (v: unknown) => (v === undefined ? '∅' : JSON.stringify(v));
+
+/** `Table[key].field: old → new` lines of one row's change. */
+export function describeChange(table: string, r: RowReport): string {
+  return r.fields.map((f) => `${table}[${r.key}].${f}: ${show(r.old[f])} → ${show(r.new[f])}`).join('\n');
+}
+
+export interface ReportWriter {
+  add(reports: RowReport[]): Promise<void>;
+  /** The rows of a table report, for the caller to render at the end (empty for the streamed formats). */
+  readonly tableRows: string[][];
+}
+
+export const REPORT_TABLE_HEADER = ['KEY', 'FIELDS', 'OLD', 'NEW', 'RESULT', 'MESSAGE'];
+
+export function reportWriter(format: ReportFormat, out: Writable): ReportWriter {
+  const tableRows: string[][] = [];
+  let csvHeader = false;
+  return {
+    tableRows,
+    async add(reports) {
+      if (format === 'ndjson') {
+        await write(out, reports.map((r) => `${JSON.stringify(r)}\n`).join(''));
+      } else if (format === 'csv') {
+        const csv = csvEncoder();
+        const head = csvHeader ? '' : csv.row(['line', 'key', 'fields', 'old', 'new', 'result', 'message']);
+        csvHeader = true;
+        await write(out, head + reports.map((r) => csv.row([r.line ?? '', r.key, r.fields.join(' '), r.old, r.new, r.result, r.message ?? ''])).join(''));
+      } else {
+        for (const r of reports) tableRows.push([r.key, r.fields.join(','), r.fields.map((f) => show(r.old[f])).join(','), r.fields.map((f) => show(r.new[f])).join(','), r.result, r.message ?? '']);
+      }
+    },
+  };
+}
