@@ -2,7 +2,7 @@
 import { chmodSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BIN, cleanupTempDirs, runCli, runShell, tempDir } from '../helpers/cli.js';
+import { BIN, cleanupTempDirs, runCli, runProcess, runShell, tempDir } from '../helpers/cli.js';
 
 afterAll(cleanupTempDirs);
 
@@ -55,6 +55,19 @@ describe('frame', () => {
   });
 });
 
+describe('the bin as a process', () => {
+  it('exit codes reach the process, and --version answers without loading the CLI', async () => {
+    expect((await runProcess(['--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    expect((await runProcess(['--help'])).code).toBe(0);
+    const usage = await runProcess(['get-table']);
+    expect(usage.code).toBe(64);
+    expect(usage.stderr.trim().split('\n')).toHaveLength(1);
+    const config = await runProcess(['tables'], { env: { LEGACY_CONFIG_DIR: tempDir(), LEGACY_ENV: 'nope' } });
+    expect(config.code).toBe(78);
+    expect(config.signal).toBeNull();
+  });
+});
+
 describe('environments and config file', () => {
   it('env add / list --json round-trips; dir 0700 and file 0600', async () => {
     const dir = join(tempDir(), 'cfg');
@@ -97,7 +110,7 @@ describe('environments and config file', () => {
 
   it('concurrent env add from many processes loses no change', async () => {
     const env = { LEGACY_CONFIG_DIR: tempDir() };
-    await Promise.all(Array.from({ length: 8 }, (_, i) => runCli(['env', 'add', `e${i}`, `http://127.0.0.1:${9000 + i}`], { env })));
+    await Promise.all(Array.from({ length: 8 }, (_, i) => runProcess(['env', 'add', `e${i}`, `http://127.0.0.1:${9000 + i}`], { env })));
     const list = JSON.parse((await runCli(['env', 'list', '--json'], { env })).stdout);
     expect(list.environments).toHaveLength(8);
   });

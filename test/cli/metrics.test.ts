@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, interruptCli, runCli, tempDir } from '../helpers/cli.js';
+import { cleanupTempDirs, interruptCli, runCli, runProcess, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { promtool } from '../helpers/services.mjs';
 
@@ -58,10 +58,10 @@ describe.skipIf(!promtoolBin)('--metrics-file shared by several runs', () => {
     expect(usage.code).toBe(64);
     // Two (four) at once: the lock and the merge keep every run.
     const together = await Promise.all([
-      runCli(['get-table', 'Teile', '--ndjson'], { env }),
-      runCli(['get-table', 'Gruppe', '--csv'], { env }),
-      runCli(['get-table', 'Teile', '--json'], { env }),
-      runCli(['get-table', 'Gruppe', '--json'], { env }),
+      runProcess(['get-table', 'Teile', '--ndjson'], { env }),
+      runProcess(['get-table', 'Gruppe', '--csv'], { env }),
+      runProcess(['get-table', 'Teile', '--json'], { env }),
+      runProcess(['get-table', 'Gruppe', '--json'], { env }),
     ]);
     for (const r of together) expect(r.code, r.stderr).toBe(0);
     const refresh = await runCli(['session', 'refresh'], { env });

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, runCli, spawnCli, collect, tempDir } from '../helpers/cli.js';
+import { cleanupTempDirs, runCli, runProcess, spawnCli, collect, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { startRedis, type RunningRedis } from '../helpers/services.mjs';
 import { RedisSessionStore, slotKey } from '../../dist/session/redis.js';
@@ -43,7 +43,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
   it('two hosts x 16 concurrent cold runs create exactly one server session, stored in Redis only', async () => {
     server = await startServer({ maxSessions: 3, latencyMs: 20 });
     const hosts = [host(server), host(server)];
-    const runs = await Promise.all(Array.from({ length: 32 }, (_, i) => runCli(['tables'], { env: hosts[i % 2] })));
+    const runs = await Promise.all(Array.from({ length: 32 }, (_, i) => runProcess(['tables'], { env: hosts[i % 2] })));
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     const stats = await server.stats();
     expect(stats.sessionsCreated).toBe(1);
@@ -67,7 +67,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     const b = host(server, { LEGACY_MAX_SESSIONS: '2' });
     const runs = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
-        runCli(['--session', `s${i % 6}`, '-v', 'get-table', 'Artikel', '--ndjson', '--page-size', '250', '--concurrency', '1'], { env: i % 2 ? a : b, timeoutMs: 120_000 }),
+        runProcess(['--session', `s${i % 6}`, '-v', 'get-table', 'Artikel', '--ndjson', '--page-size', '250', '--concurrency', '1'], { env: i % 2 ? a : b, timeoutMs: 120_000 }),
       ),
     );
     for (const r of runs) {
@@ -87,7 +87,7 @@ describe.skipIf(!redis)('sessions in Redis', () => {
   it('a budget equal to the licences: runs wait for a place instead of hitting 402', async () => {
     server = await startServer({ maxSessions: 2, latencyMs: 10, rows: { Artikel: 1000 } });
     const env = host(server, { LEGACY_MAX_SESSIONS: '2' });
-    const runs = await Promise.all(Array.from({ length: 5 }, (_, i) => runCli(['--session', `n${i}`, 'get-table', 'Artikel', '--csv', '--page-size', '200', '--concurrency', '1'], { env })));
+    const runs = await Promise.all(Array.from({ length: 5 }, (_, i) => runProcess(['--session', `n${i}`, 'get-table', 'Artikel', '--csv', '--page-size', '200', '--concurrency', '1'], { env })));
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     const stats = await server.stats();
     expect(stats.rejected402).toBe(0);

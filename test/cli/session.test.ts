@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, runCli, tempDir } from '../helpers/cli.js';
+import { cleanupTempDirs, runCli, runProcess, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 
 let server: TestServer | undefined;
@@ -34,7 +34,7 @@ describe('session reuse', () => {
 
   it('16 concurrent cold runs create exactly one server session', async () => {
     server = await startServer({ maxSessions: 3, latencyMs: 20 });
-    const runs = await Promise.all(Array.from({ length: 16 }, () => runCli(['tables'], { env: server!.env })));
+    const runs = await Promise.all(Array.from({ length: 16 }, () => runProcess(['tables'], { env: server!.env })));
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     const stats = await server.stats();
     expect(stats.sessionsCreated).toBe(1);

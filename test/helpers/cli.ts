@@ -1,15 +1,17 @@
 /**
- * Test helpers: spawn the built CLI (bin/legacy.js → dist/) with a temporary config dir, and
- * start the emulator on a random loopback port. Nothing we own is mocked.
+ * Test helpers: run the CLI in-process (`runCli`: main(argv, io) from src/, the default) or as a
+ * real process (`runProcess`, `spawnCli`: bin/legacy.js → dist/) for what needs one: signals,
+ * pipes, exit codes of the process, file modes under a umask, crashes, cross-process locks.
+ * Nothing we own is mocked.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const BIN = join(ROOT, 'bin', 'legacy.js');
+export { BIN, ROOT } from './paths.js';
+import { BIN, ROOT } from './paths.js';
+import { runMain } from './run.js';
 
 export interface CliResult {
   code: number | null;
@@ -79,9 +81,27 @@ export function collect(child: ChildProcess, options: CliOptions = {}): Promise<
   });
 }
 
-/** Run `legacy <args>` to completion. */
-export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+/** Run `legacy <args>` as a process, to completion. */
+export function runProcess(args: string[], options: CliOptions = {}): Promise<CliResult> {
   return collect(spawnCli(args, options), options);
+}
+
+/**
+ * Run `legacy <args>` in this process (same code as the bin, minus the process wiring), with the
+ * environment a spawned run would get (no LEGACY_* from the developer's shell, NO_COLOR).
+ */
+export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const run = runMain(args, { env: baseEnv(options.env), input: options.input, cwd: options.cwd });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`CLI timed out after ${options.timeoutMs ?? 60_000} ms: legacy ${args.join(' ')}`)), options.timeoutMs ?? 60_000);
+  });
+  try {
+    const r = await Promise.race([run, timeout]);
+    return { code: r.code, signal: null, stdout: r.stdout, stderr: r.stderr };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Run a shell pipeline (bash) with the same clean environment. */

@@ -6,7 +6,7 @@
  */
 import { PassThrough, Writable } from 'node:stream';
 import { main } from '../../src/cli/main.js';
-import { ROOT } from './cli.js';
+import { ROOT } from './paths.js';
 
 export interface MainResult {
   code: number;

@@ -9,7 +9,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, runCli, tempDir, type CliResult } from '../helpers/cli.js';
+import { cleanupTempDirs, runCli, runProcess, tempDir, type CliResult } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { startRedis } from '../helpers/services.mjs';
 import { seededRandom, size, sleep } from './support.js';
@@ -57,7 +57,7 @@ describe.skipIf(!redis)(`fleet load through Redis (${LANES} lanes, ${DURATION_MS
           const args = rand() < 0.7
             ? ['--session', name, 'get-table', 'Artikel', '--fields', 'UID', '--ndjson', '--page-size', '500']
             : ['--session', name, 'session', 'refresh'];
-          runs.push({ args, r: await runCli(args, { env: hosts[lane % 2], timeoutMs: 180_000 }) });
+          runs.push({ args, r: await runProcess(args, { env: hosts[lane % 2], timeoutMs: 180_000 }) });
         }
       }),
     );

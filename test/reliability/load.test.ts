@@ -11,7 +11,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, runCli, type CliResult } from '../helpers/cli.js';
+import { cleanupTempDirs, runCli, runProcess, type CliResult } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import type { EmulatorOptions } from '../../dist/emulator/index.js';
 import { badJsonLines, seededRandom, size, STRESS, stderrLines, watchJsonFiles } from './support.js';
@@ -107,7 +107,7 @@ async function loadScenario({ server, env, baseline, keys }: Setup, durationMs: 
           args = ['env', 'add', `extra-${n}-${i}`, `http://127.0.0.1:${20000 + n}`];
           break;
       }
-      const r = await runCli(args, { env, timeoutMs: 120_000 });
+      const r = await runProcess(args, { env, timeoutMs: 120_000 });
       runs.push({ lane: n, kind, args, r });
       if (kind === 'push' && r.code === 0) lastPushed.set(n, price);
     }

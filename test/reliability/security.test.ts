@@ -15,7 +15,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanupTempDirs, runCli, runShell, tempDir, type CliResult } from '../helpers/cli.js';
+import { BIN, cleanupTempDirs, runCli, runProcess, runShell, tempDir, type CliResult } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { expectCleanFailure, listen, mode, startRawServer, STACK_TRACE, type RawServer } from './support.js';
 
@@ -458,7 +458,8 @@ describe.skipIf(!OPENSSL)('TLS certificates are verified unless the environment 
   });
 
   it('the same certificate, trusted (NODE_EXTRA_CA_CERTS), connects without insecure: verification is real', async () => {
-    const r = await runCli(['tables'], { env: envWith({ tls: { baseUrl: tls.url } }, { NODE_EXTRA_CA_CERTS: certFile }) });
+    // Node reads NODE_EXTRA_CA_CERTS when a process starts: this one needs a process.
+    const r = await runProcess(['tables'], { env: envWith({ tls: { baseUrl: tls.url } }, { NODE_EXTRA_CA_CERTS: certFile }) });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('Gruppe\nTeile\n');
   });
