@@ -27,6 +27,8 @@ import type { Attribute, DataClass, Envelope, PageQuery } from './types.js';
 export const DIALECT_FILE_NAME = 'servers.json';
 /** How long a good canary answer is trusted before it is asked again. */
 export const CANARY_TTL_MS = 24 * 60 * 60 * 1000;
+/** The same for a server whose catalog has no identity (`__UNIQID`): another server could sit at that URL. */
+export const CANARY_TTL_ANONYMOUS_MS = 60 * 60 * 1000;
 
 /** The canary's verdict on one server. */
 export interface FilterCheck {

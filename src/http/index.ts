@@ -4,7 +4,7 @@
  */
 import type { ConfigFile } from '../config/store.js';
 import { requireBaseUrl, type Settings } from '../config/settings.js';
-import { classifyResponse, errCodeOf, serverMessage } from '../protocol/errors.js';
+import { classifyResponse, classOfCode, errCodeOf, serverMessage } from '../protocol/errors.js';
 import { AuthError, BadDataError, EntitySetGoneError, NotFoundError, SessionLimitError, UnavailableError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { Logger } from '../log/index.js';
@@ -12,7 +12,7 @@ import { SessionManager } from '../session/manager.js';
 import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
 import { Transport, type ExchangeObserver, type HttpRequest, type HttpResponse } from '../transport/index.js';
-import { accepted, CANARY_TTL_MS, DialectCache, filterNotApplied, runCanary, type FilterCheck } from './dialect.js';
+import { accepted, CANARY_TTL_ANONYMOUS_MS, CANARY_TTL_MS, DialectCache, filterNotApplied, runCanary, type FilterCheck } from './dialect.js';
 import type { Attribute, DataClass, DataClassSummary, Entity, Envelope, PageQuery } from './types.js';
 import { pageUrl, restUrl, type RestPath, type RestQuery } from '../protocol/url.js';
 
@@ -210,7 +210,9 @@ export class RestClient {
       const identity = await this.identity();
       const { envName } = this.options;
       const cached = (await this.dialect.get(envName, this.baseUrl, identity))?.filters;
-      if (cached?.honoured && Date.now() - Date.parse(cached.checkedAt) < CANARY_TTL_MS) return cached;
+      // Without a server identity another server may answer at the same URL: trust the answer briefly.
+      const age = Date.now() - Date.parse(cached?.checkedAt ?? '');
+      if (cached?.honoured && age >= 0 && age < (identity ? CANARY_TTL_MS : CANARY_TTL_ANONYMOUS_MS)) return cached;
       const check = await runCanary(this, dc);
       if (check?.honoured) await this.dialect.update(envName, this.baseUrl, identity, { filters: check }, this.options.logger);
       return check;
@@ -258,11 +260,10 @@ export class RestClient {
   /** One entity by key, or null when it does not exist. */
   async entity(table: string, key: string): Promise<Entity | null> {
     const response = await this.send({ method: 'GET', url: this.url({ kind: 'entity', dataClass: table, key }), idempotent: true });
-    if (response.status === 404) {
-      const code = errCodeOf(response.json);
-      if (code === 1800) throw this.errorFor(response, `table ${table}`);
-      return null;
-    }
+    // Only the server's own "no such entity" (1542/1543) means gone: a 404 from a proxy, or one
+    // without a 4D code, says nothing about the record.
+    if (response.status === 404 && classOfCode(response.json)?.cls === 'not-found') return null;
+    if (response.status === 404 && errCodeOf(response.json) === 1800) throw this.errorFor(response, `table ${table}`);
     if (response.status !== 200) throw this.errorFor(response, `reading ${table}[${key}]`);
     return response.json as Entity;
   }

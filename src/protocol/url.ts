@@ -24,8 +24,11 @@ export function encodeValue(value: string): string {
   return encodeURIComponent(value).replace(/['()*!]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
-/** Characters written as JSON `\u` escapes inside `$params` strings. */
-const PARAMS_ESCAPED = /["'&=+#%\\\u0000-\u001f\u007f\u2028\u2029]/g;
+/**
+ * Characters written as JSON `\u` escapes inside `$params` strings (surrogates too: a lone one would
+ * make percent-encoding throw; paired ones survive as two escapes).
+ */
+const PARAMS_ESCAPED = /["'&=+#%\\\u0000-\u001f\u007f\u2028\u2029\ud800-\udfff]/g;
 
 function jsonString(text: string): string {
   return `"${text.replace(PARAMS_ESCAPED, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;

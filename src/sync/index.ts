@@ -75,6 +75,12 @@ export function catalogHash(attrs: Attribute[]): string {
   return createHash('sha256').update(attrs.map((a) => `${a.name}:${a.kind}:${a.type}`).join('\n')).digest('hex').slice(0, 16);
 }
 
+/** A `YYYY-MM-DDTHH:MM:SS` cursor (server-local, no zone) moved by `ms`. */
+function shiftCursor(cursor: string, ms: number): string {
+  const t = Date.parse(`${cursor.length === 10 ? `${cursor}T00:00:00` : cursor}Z`);
+  return Number.isFinite(t) ? new Date(t + ms).toISOString().slice(0, 19) : cursor;
+}
+
 /** `2025-01-27T20:35:41` from converted date/time values, or null. */
 function cursorOf(date: unknown, time: unknown): string | null {
   if (typeof date !== 'string' || !date) return null;
@@ -187,6 +193,8 @@ export class Syncer {
     const { dc, keyAttr } = t;
     await this.prepareTable(t, result);
     await store.startRun({ run_id: runId, table_name: dc.name, started: new Date().toISOString(), mode: result.mode });
+    // What the cursors may not pass: when the pass began, and the newest global stamp stored before it.
+    const before = { at: Date.now(), stamp: t.globalStamp ? await store.maxOf(dc.name, GLOBAL_STAMP) : null };
     try {
       let pass: Partial<ExportSummary>;
       try {
@@ -204,13 +212,15 @@ export class Syncer {
         result.outsideWindow = pass.outsideFilter;
         logger.warn(`${dc.name}: the server sent ${pass.outsideFilter} row(s) outside the incremental window (${window.filter}); it did not apply the window`);
       }
-      if (t.globalStamp && window.filter) result.deleted += await this.trackedDeletions(t, Number(window.params[0]), runId);
+      // Deletions since the last stamp cursor, whatever this pass read (a full read marks none).
+      const lastStamp = t.state?.tracking === 'global stamp' && t.state.stamp_cursor != null ? Number(t.state.stamp_cursor) : undefined;
+      if (t.globalStamp && lastStamp !== undefined) result.deleted += await this.trackedDeletions(t, lastStamp, runId, result.mode !== 'full (window not applied by the server)');
       let reconciled: ReconcileResult | undefined;
       if (this.options.reconcile) {
         reconciled = await this.reconcile(t, runId, result);
         result.deleted += reconciled.deleted;
       }
-      await this.finish(t, window, pass, runId, result, reconciled);
+      await this.finish(t, window, pass, before, runId, result, reconciled);
       return result;
     } catch (error) {
       await this.recordFailure(t, runId, error as Error);
@@ -299,28 +309,49 @@ export class Syncer {
     return summary;
   }
 
-  /** Change tracking: deletions since the cursor, from `__DeletedRecords`. */
-  private async trackedDeletions(t: TableContext, since: number, runId: string): Promise<number> {
+  /**
+   * Change tracking: deletions since the cursor, from `__DeletedRecords`, matched on the primary
+   * key (what `__PrimaryKey` holds, whatever key the sync uses). Without working filters every
+   * deletion record is read and the table's own are picked here.
+   */
+  private async trackedDeletions(t: TableContext, since: number, runId: string, filtersWork: boolean): Promise<number> {
     const store = this.store!;
     const deleted = await this.client.dataClass(DELETED_RECORDS);
     const stamp = attributeNamed(deleted, '__Stamp', 'attribute');
     const name = attributeNamed(deleted, '__TableName', 'attribute');
     const plan = await planExport(this.client, { table: DELETED_RECORDS, fields: ['__PrimaryKey', '__Stamp', '__TableName'], pageSize: this.options.pageSize, concurrency: this.options.concurrency });
-    const check = allOf([conditionCheck(stamp, '>=', since, `__Stamp>=${since}`), conditionCheck(name, '=', t.dc.name, `__TableName=${t.dc.name}`)].filter((c) => c !== undefined));
-    plan.query = { ...plan.query, filter: '__Stamp >= :1 AND __TableName = :2', params: [since, t.dc.name], check, onMismatch: 'count' };
-    const numericKey = sqlTypeOf(t.keyAttr) !== 'TEXT';
+    if (filtersWork) {
+      const check = allOf([conditionCheck(stamp, '>=', since, `__Stamp>=${since}`), conditionCheck(name, '=', t.dc.name, `__TableName=${t.dc.name}`)].filter((c) => c !== undefined));
+      plan.query = { ...plan.query, filter: '__Stamp >= :1 AND __TableName = :2', params: [since, t.dc.name], check, onMismatch: 'count' };
+    }
+    if (filtersWork) {
+      try {
+        return await this.markDeletions(t, plan, since, runId);
+      } catch (error) {
+        // The server refused or ignored the deletions' filter: read them all, pick ours here.
+        if (!(error instanceof BadDataError) || error instanceof NotFoundError) throw error;
+        this.options.logger.warn(`${t.dc.name}: reading every ${DELETED_RECORDS} entry (${error.message})`);
+        plan.query = { ...plan.query, filter: undefined, params: [], check: undefined };
+      }
+    }
+    return this.markDeletions(t, plan, since, runId);
+  }
+
+  private async markDeletions(t: TableContext, plan: ExportPlan, since: number, runId: string): Promise<number> {
+    const store = this.store!;
+    const pk = t.dc.attributes.find((a) => a.name === t.dc.key[0]?.name) ?? t.keyAttr;
+    const numericKey = sqlTypeOf(pk) !== 'TEXT';
     let marked = 0;
     for await (const rows of exportRows(this.client, plan, { logger: this.options.logger })) {
       // Only the rows the filter asked for count, whatever the server sent.
       const mine = rows.filter((r) => r[2] === t.dc.name && typeof r[1] === 'number' && r[1] >= since);
-      const deletions = mine.map((r) => ({ key: numericKey ? Number(r[0]) : String(r[0]), stamp: r[1] as number }));
+      const deletions = mine.map((r) => ({ key: numericKey ? Number(r[0]) : String(r[0]), stamp: r[1] as number })).filter((d) => !(numericKey && Number.isNaN(d.key)));
       const at = new Date().toISOString();
-      const n = await store.transaction(async () => {
-        const count = await store.markDeleted(t.dc.name, t.keyAttr.name, deletions, at, GLOBAL_STAMP);
+      marked += await store.transaction(async () => {
+        const count = await store.markDeleted(t.dc.name, pk.name, deletions, at, GLOBAL_STAMP);
         await store.progressRun(runId, t.dc.name, { rows_fetched: 0, inserted: 0, updated: 0, deleted: count });
         return count;
       });
-      marked += n;
     }
     return marked;
   }
@@ -338,19 +369,31 @@ export class Syncer {
     return r;
   }
 
-  /** The pass is complete: advance the cursors together with the run's end. */
-  private async finish(t: TableContext, window: Window, pass: Partial<ExportSummary>, runId: string, result: TableResult, reconciled?: ReconcileResult): Promise<void> {
+  /**
+   * The pass is complete: advance the cursors together with the run's end. Neither may pass a change
+   * made while the pass ran (a row read early and changed later would be missed):
+   * - the date cursor: the newest row cursor stored (ignoring dates more than two days ahead: a typo
+   *   must not freeze the window), less the pass's duration and a minute;
+   * - the global stamp: the server's stamp when the pass began (never past the newest stored + 1),
+   *   else the newest stamp stored before the pass + 1, else none (the next pass reads everything).
+   */
+  private async finish(t: TableContext, window: Window, pass: Partial<ExportSummary>, before: { at: number; stamp: number | null }, runId: string, result: TableResult, reconciled?: ReconcileResult): Promise<void> {
     const store = this.store!;
     const finished = new Date().toISOString();
-    const { cursor, boundary } = await store.cursorOf(t.dc.name, t.keyAttr.name);
+    const horizon = new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 19);
+    const { cursor: newest, boundary } = await store.cursorOf(t.dc.name, t.keyAttr.name, horizon);
+    const cursor = newest ? shiftCursor(newest, -(Date.now() - before.at) - 60_000) : null;
     let stampCursor: string | null = null;
     if (t.globalStamp) {
-      // Before the pass (the envelope's stamp when it began), never past what was stored + 1:
-      // a change during the pass gets a stamp at or after it and is read again next time.
-      const stored = await store.maxOf(t.dc.name, GLOBAL_STAMP);
-      const candidates = [pass.globalStamp && pass.globalStamp > 0 ? pass.globalStamp : undefined, stored !== null ? stored + 1 : undefined].filter((v): v is number => v !== undefined);
-      const previous = t.state?.stamp_cursor != null ? Number(t.state.stamp_cursor) : undefined;
-      stampCursor = candidates.length ? String(Math.min(...candidates)) : previous !== undefined ? String(previous) : null;
+      const storedAfter = await store.maxOf(t.dc.name, GLOBAL_STAMP);
+      const candidates =
+        pass.globalStamp && pass.globalStamp > 0
+          ? [pass.globalStamp, ...(storedAfter !== null ? [storedAfter + 1] : [])]
+          : before.stamp !== null
+            ? [before.stamp + 1]
+            : [];
+      stampCursor = candidates.length ? String(Math.min(...candidates)) : null;
+      if (!candidates.length) this.options.logger.warn(`${t.dc.name}: the server reports no global stamp yet; the next pass reads the whole table again`);
     }
     const next: TableState = {
       ...(t.state ?? { last_reconcile: null, reconcile_result: null, last_verify: null, verify_result: null }),

@@ -9,12 +9,12 @@
  * vanished ones `_deleted_at`, so that afterwards the copy has exactly the server's keys with the
  * server's stamps. `sync verify` only reports.
  */
-import { FilterNotAppliedError } from '../errors/index.js';
+import { FilterNotAppliedError, TemporaryError } from '../errors/index.js';
 import type { RestClient } from '../http/index.js';
 import type { Attribute, DataClass } from '../http/types.js';
 import type { Logger } from '../log/index.js';
 import { paramsJson } from '../protocol/url.js';
-import { exportRows, planExport, toRow, type ExportPlan } from '../table/export.js';
+import { exportRows, planExport, toRow, type ExportPlan, type ExportSummary } from '../table/export.js';
 import type { ScanDiff, StampScan, SyncStore } from './store.js';
 
 /** Rows per page of the key scan: keys and stamps are small. */
@@ -30,8 +30,12 @@ export interface ScanOptions {
   signal?: AbortSignal;
 }
 
-/** The server's keys and stamps of `dc`, into `scan`. */
-export async function scanServer(client: RestClient, dc: DataClass, keyAttr: Attribute, scan: StampScan, options: ScanOptions): Promise<void> {
+/**
+ * The server's keys and stamps of `dc`, into `scan`. Returns why the scan is not a consistent
+ * snapshot, if it is not: only a complete one may mark rows deleted (a key missing from a scan that
+ * was paged without an entity set, or across a rebuilt set, may simply have shifted to another page).
+ */
+export async function scanServer(client: RestClient, dc: DataClass, keyAttr: Attribute, scan: StampScan, options: ScanOptions): Promise<string | undefined> {
   const plan = await planExport(client, {
     table: dc.name,
     fields: [keyAttr.name],
@@ -39,10 +43,29 @@ export async function scanServer(client: RestClient, dc: DataClass, keyAttr: Att
     pageSize: Math.max(options.pageSize ?? 0, SCAN_PAGE_SIZE),
     concurrency: options.concurrency,
   });
-  for await (const rows of exportRows(client, plan, { logger: options.logger })) {
+  const summary: Partial<ExportSummary> = {};
+  const adoptedBefore = client.session.events.adopted;
+  for await (const rows of exportRows(client, plan, { logger: options.logger, summary })) {
     if (options.signal?.aborted) throw new Error('interrupted');
     await scan.add(rows.map((r) => [r[3], r[1]]));
   }
+  if (!summary.usedEntitySet) return 'the server returned no entity set, so the scan was paged while the table could change';
+  if (client.session.events.adopted !== adoptedBefore) return 'the server replaced the session during the scan, so its entity set was rebuilt';
+  if ((summary.rows ?? 0) + (summary.vanished ?? 0) !== summary.expected) return `the scan read ${summary.rows} rows of the ${summary.expected} the server counted`;
+  return undefined;
+}
+
+/** Scan, and once more if the first scan was not a consistent snapshot. */
+async function scanTwice(client: RestClient, store: SyncStore, dc: DataClass, keyAttr: Attribute, options: ScanOptions): Promise<{ scan: StampScan; incomplete?: string }> {
+  let scan = await store.beginStampScan(dc.name, keyAttr.name);
+  let incomplete = await scanServer(client, dc, keyAttr, scan, options);
+  if (incomplete) {
+    options.logger.info(`${dc.name}: ${incomplete}; scanning again`);
+    await scan.drop();
+    scan = await store.beginStampScan(dc.name, keyAttr.name);
+    incomplete = await scanServer(client, dc, keyAttr, scan, options);
+  }
+  return { scan, incomplete };
 }
 
 /** Split keys into batches whose `$params` JSON stays within the URL budget. */
@@ -66,6 +89,8 @@ export function fetchBatches(keys: unknown[]): unknown[][] {
 
 export interface ReconcileResult {
   at: string;
+  /** Why deletions were not marked (the scan was not a consistent snapshot, twice), if so. */
+  incomplete?: string;
   /** What differed before the repair. */
   before: ScanDiff;
   /** Rows fetched and written again; rows marked deleted; rows that vanished between scan and fetch. */
@@ -87,7 +112,11 @@ export interface ReconcileTarget {
   write(rows: unknown[][]): Promise<number>;
 }
 
-/** The rows of `keys`: one checked `key IN :1` read, then one GET per key the server did not send. */
+/**
+ * The rows of `keys`: one checked `key IN :1` read, then the keys the server did not send one by
+ * one: by primary key (`T[key]`, gone only on 4D's own "no such entity"), or, for a sync key that is
+ * not the primary key, `key = :1` (gone only when that filter is known to work).
+ */
 async function fetchRows(client: RestClient, target: ReconcileTarget, keyAttr: Attribute, keys: unknown[], state: { filtersWork: boolean }, logger: Logger): Promise<{ rows: unknown[][]; gone: unknown[] }> {
   const wanted = new Map(keys.map((k) => [String(k), k]));
   const rows: unknown[][] = [];
@@ -112,10 +141,18 @@ async function fetchRows(client: RestClient, target: ReconcileTarget, keyAttr: A
     }
   }
   const gone: unknown[] = [];
+  const byPrimaryKey = target.plan.dataClass.key[0]?.name === keyAttr.name;
   for (const key of wanted.values()) {
-    const entity = await client.entity(target.table, String(key));
-    if (entity) rows.push(toRow(target.plan, entity));
-    else gone.push(key);
+    if (byPrimaryKey) {
+      const entity = await client.entity(target.table, String(key));
+      if (entity) rows.push(toRow(target.plan, entity));
+      else gone.push(key);
+    } else if (state.filtersWork) {
+      const page = await client.page(target.table, { filter: `${keyAttr.name} = :1`, params: [key], attributes: target.plan.query.attributes, top: 2, skip: 0 });
+      const found = page.__ENTITIES.find((e) => String(toRow(target.plan, e)[keyIndex]) === String(key));
+      if (found) rows.push(toRow(target.plan, found));
+      else if (page.__COUNT === 0) gone.push(key);
+    }
   }
   return { rows, gone };
 }
@@ -123,9 +160,8 @@ async function fetchRows(client: RestClient, target: ReconcileTarget, keyAttr: A
 /** `sync --reconcile`: make the copy's keys and stamps equal to the server's (see the header). */
 export async function reconcile(client: RestClient, target: ReconcileTarget, dc: DataClass, keyAttr: Attribute, options: ScanOptions & { onBatch?: (fetched: number) => Promise<void> }): Promise<ReconcileResult> {
   const { store, table, keyColumn } = target;
-  const scan = await store.beginStampScan(table, keyColumn);
+  const { scan, incomplete } = await scanTwice(client, store, dc, keyAttr, options);
   try {
-    await scanServer(client, dc, keyAttr, scan, options);
     const before = await scan.diff();
     let fetched = 0;
     let goneMeanwhile = 0;
@@ -146,20 +182,22 @@ export async function reconcile(client: RestClient, target: ReconcileTarget, dc:
       }
     }
     const at = new Date().toISOString();
-    const deleted = before.extra ? await scan.markVanished(at) : 0;
+    // Only a consistent snapshot may mark rows deleted.
+    const deleted = before.extra && !incomplete ? await scan.markVanished(at) : 0;
+    if (incomplete && before.extra) options.logger.warn(`${table}: ${incomplete}; the ${before.extra} row(s) it did not see were not marked deleted this time`);
     // Nothing differed: nothing was repaired, and the comparison need not run twice.
     const same = before.missing + before.extra + before.stale === 0;
-    return { at, before, fetched, deleted: deleted + goneMeanwhile, goneMeanwhile, after: same ? before : await scan.diff() };
+    return { at, incomplete, before, fetched, deleted: deleted + goneMeanwhile, goneMeanwhile, after: same ? before : await scan.diff() };
   } finally {
     await scan.drop().catch(() => undefined);
   }
 }
 
-/** `sync verify`: the same comparison, read-only. */
+/** `sync verify`: the same comparison, read-only. A scan that is not a consistent snapshot (twice) proves nothing: 75. */
 export async function compare(client: RestClient, store: SyncStore, dc: DataClass, keyAttr: Attribute, options: ScanOptions): Promise<ScanDiff> {
-  const scan = await store.beginStampScan(dc.name, keyAttr.name);
+  const { scan, incomplete } = await scanTwice(client, store, dc, keyAttr, options);
   try {
-    await scanServer(client, dc, keyAttr, scan, options);
+    if (incomplete) throw new TemporaryError(`cannot verify ${dc.name}: ${incomplete}`, { hint: 'run sync verify again' });
     return await scan.diff();
   } finally {
     await scan.drop().catch(() => undefined);

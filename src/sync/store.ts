@@ -303,9 +303,9 @@ export abstract class SyncStore {
     return marked;
   }
 
-  /** The newest row cursor stored for a table, and the keys of the rows at it (at most 1,000). */
-  async cursorOf(table: string, keyColumn: string): Promise<{ cursor: string | null; boundary: unknown[] }> {
-    const c = (await this.query<{ c: string | null }>(`SELECT max(_cursor) AS c FROM ${quoteId(table)}`)).rows[0]?.c;
+  /** The newest row cursor stored for a table (not after `notAfter`), and the keys of the rows at it (at most 1,000). */
+  async cursorOf(table: string, keyColumn: string, notAfter = '9999'): Promise<{ cursor: string | null; boundary: unknown[] }> {
+    const c = (await this.query<{ c: string | null }>(`SELECT max(_cursor) AS c FROM ${quoteId(table)} WHERE _cursor <= ?`, [notAfter])).rows[0]?.c;
     if (!c) return { cursor: null, boundary: [] };
     const rows = (await this.query<{ k: unknown }>(`SELECT ${quoteId(keyColumn)} AS k FROM ${quoteId(table)} WHERE _cursor = ? LIMIT 1000`, [c])).rows;
     return { cursor: c, boundary: rows.map((r) => r.k) };

@@ -42,13 +42,21 @@ export function parseCondition(text: string): Condition {
   return { field: m[1], op: m[2]!, value: m[3]! };
 }
 
+const INTEGER_TYPES = new Set(['long', 'long64', 'word', 'byte', 'integer']);
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
 /** A value typed for the attribute, for `$params`. */
 export function typedValue(attr: Attribute, value: string, context: string): unknown {
   if (NUMBER_TYPES.has(attr.type)) {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n)) {
-      throw new BadDataError(`${context}: ${attr.name} is a number field (${attr.type}); '${value}' is not a number`);
+    // Decimal only (Number() would take 0x10 and 1e3 for an integer), and integers exactly: a key
+    // past 2^53 would silently become another record's.
+    const text = value.trim();
+    const integer = INTEGER_TYPES.has(attr.type);
+    const n = Number(text);
+    if (!(integer ? /^[+-]?\d+$/ : DECIMAL).test(text) || !Number.isFinite(n)) {
+      throw new BadDataError(`${context}: ${attr.name} is a number field (${attr.type}); '${value}' is not a${integer ? ' whole' : ''} number`);
     }
+    if (integer && !Number.isSafeInteger(n)) throw new BadDataError(`${context}: ${attr.name}: ${value} is too large to compare exactly (at most ${Number.MAX_SAFE_INTEGER})`);
     return n;
   }
   if (TIME_TYPES.has(attr.type)) {

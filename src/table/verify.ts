@@ -26,11 +26,7 @@ export type RowCheck = {
 const INTEGER_TYPES = new Set(['long', 'long64', 'word', 'byte', 'integer']);
 const PLAIN = /^[\x20-\x7e]*$/;
 
-function compare(op: string, a: number | string, b: number | string, epsilon = 0): boolean {
-  if (typeof a === 'number' && typeof b === 'number' && epsilon > 0) {
-    const tolerance = epsilon * Math.max(1, Math.abs(a), Math.abs(b));
-    if (Math.abs(a - b) <= tolerance) return op === '=' || op === '<=' || op === '>=';
-  }
+function compare(op: string, a: number | string, b: number | string): boolean {
   switch (op) {
     case '=':
       return a === b;
@@ -71,13 +67,20 @@ export function conditionCheck(attr: Attribute, op: string, value: unknown, text
   const name = attr.name;
   const make = (test: (v: unknown) => boolean | undefined): RowCheck => ({ test: (row) => test(row[name]), text, fields: [name] });
   if (value === null) {
-    if (op === '=') return make((v) => v === null || v === undefined);
-    if (op === '!=') return make((v) => (v === null || v === undefined ? false : true));
+    // Blank values (an empty date 0!0!0, an empty text) may or may not count as null to 4D: cannot tell.
+    const blank = (v: unknown) => v === '' || v === '0!0!0';
+    if (op === '=') return make((v) => (blank(v) ? undefined : v === null || v === undefined));
+    if (op === '!=') return make((v) => (blank(v) ? undefined : v !== null && v !== undefined));
     return undefined;
   }
   if (NUMBER_TYPES.has(attr.type) && typeof value === 'number') {
-    const epsilon = INTEGER_TYPES.has(attr.type) ? 0 : 1e-9;
-    return make((v) => (typeof v === 'number' ? compare(op, v, value, epsilon) : undefined));
+    // Reals: 4D may compare with a tolerance of its own; values that close cannot be judged here.
+    const epsilon = INTEGER_TYPES.has(attr.type) ? 0 : 1e-6;
+    return make((v) => {
+      if (typeof v !== 'number') return undefined;
+      if (epsilon > 0 && Math.abs(v - value) <= epsilon * Math.max(1, Math.abs(v), Math.abs(value))) return undefined;
+      return compare(op, v, value);
+    });
   }
   if (TIME_TYPES.has(attr.type) && typeof value === 'number') {
     return make((v) => (typeof v === 'number' ? compare(op, v, value) : undefined));

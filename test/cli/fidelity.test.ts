@@ -247,6 +247,20 @@ describe('warm runs, doctor --probe, session lifetime', () => {
     expect(await requests(['get-table', 'Teile', '--limit', '10', '--where', 'ID>=1'], env)).toBe(4);
   });
 
+  it('numbers are read exactly (no 0x10, no 1e3 for an integer, nothing past 2^53); a lone surrogate is sent, not a crash', async () => {
+    for (const value of ['0x10', '1e3', '9007199254740993', '']) {
+      const r = await runMain(['get-table', 'Teile', '--where', `ID=${value}`, '--count'], { env: server.env });
+      if (value === '') expect(r.code, r.stderr).toBe(0); // ID= compares with null
+      else {
+        expect(r.code, value).toBe(65);
+        oneLine(r);
+      }
+    }
+    const lone = await runMain(['get-table', 'Teile', '--where', 'Name=a\ud800b', '--count'], { env: server.env });
+    expect(lone.code, lone.stderr).toBe(0);
+    expect(lone.stdout).toBe('0\n');
+  });
+
   it('a --filter with a double quote is refused before anything is sent (64)', async () => {
     const before = (await server.stats()).requests;
     const r = await runMain(['get-table', 'Teile', '--filter', 'Name = "x"'], { env: server.env });

@@ -7,6 +7,7 @@
  * In-process (main(argv, io)); the crash loop with a killed reconcile is in reliability/crash.
  */
 import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
@@ -164,5 +165,77 @@ describe('the finer date window', () => {
     } finally {
       await strict.stop();
     }
+  });
+});
+
+describe('cursors and scans that cannot be fooled by changes during a pass', () => {
+  it('a row changed during a pass after it was read is read by the next run (date+time cursor)', async () => {
+    server = await startServer({ rows: { Artikel: 800 }, maxSessions: 10 });
+    const db = join(tempDir(), 'c.sqlite');
+    expect((await legacy(server, db, ['sync', 'Artikel'])).code).toBe(0);
+    const changed = await server.control<{ updated: string[] }>('mutate', { table: 'Artikel', update: 300 });
+    const keys = [...changed.updated].sort();
+    const [first, last] = [keys[0]!, keys[keys.length - 1]!];
+    // A slow pass in pages of 20. As soon as the first row's page is stored, that row changes again;
+    // a second later (second resolution) the last one changes, before its page is read: the newest
+    // cursor stored is then the last row's, a second after the first row's unread change.
+    await server.control('options', { latencyMs: 150 });
+    const passStart = new Date().toISOString();
+    const synced = (key: string) => {
+      try {
+        const d = new Database(db, { readonly: true });
+        try {
+          return (d.prepare('SELECT _synced_at AS s FROM "Artikel" WHERE "UID" = ?').get(key) as { s: string }).s > passStart;
+        } finally {
+          d.close();
+        }
+      } catch {
+        return false;
+      }
+    };
+    const timers: NodeJS.Timeout[] = [];
+    const poll = setInterval(() => {
+      if (!synced(first)) return;
+      clearInterval(poll);
+      void server!.control('row', { table: 'Artikel', key: first, set: { Bezeichnung: 'changed during the pass (first)' } });
+      timers.push(setTimeout(() => void server!.control('row', { table: 'Artikel', key: last, set: { Bezeichnung: 'changed during the pass (last)' } }), 1100));
+    }, 20);
+    writeFileSync(join(server.configDir, 'config.json'), JSON.stringify({ defaults: { concurrency: 1 }, environments: {} }), { mode: 0o600 });
+    const pass = tables(await legacy(server, db, ['sync', 'Artikel', '--page-size', '20', '--json']))[0];
+    clearInterval(poll);
+    expect(synced(last)).toBe(true);
+    timers.forEach(clearTimeout);
+    await server.control('options', { latencyMs: 0 });
+    expect(pass).toMatchObject({ tracking: 'date+time', mode: 'incremental' });
+    expect((await legacy(server, db, ['sync', 'Artikel'])).code).toBe(0);
+    await expectSameKeysAndStamps(server, sqlite, db, 'Artikel', 'UID');
+  });
+
+  it('a reconcile whose scan is not a consistent snapshot never marks a live row deleted', async () => {
+    server = await startServer({ rows: { Artikel: 600 }, maxSessions: 50 });
+    const db = join(tempDir(), 'r.sqlite');
+    expect((await legacy(server, db, ['sync', 'Artikel'])).code).toBe(0);
+    await server.control('mutate', { table: 'Artikel', delete: 2 });
+    // The server drops the session (and its entity sets) every few requests, scans included.
+    await server.control('options', { faults: { expireEvery: 3 } });
+    const r = await legacy(server, db, ['sync', 'Artikel', '--reconcile', '--page-size', '100', '--json']);
+    await server.control('options', { faults: { expireEvery: 0 } });
+    expect(r.code, r.stderr).toBe(0);
+    const live = new Set((await sqlite.rows(db, 'Artikel')).map((row) => String(row.UID)));
+    const onServer = (await runMain(['get-table', 'Artikel', '--fields', 'UID', '--csv', '--no-header'], { env: server.env })).stdout.trim().split('\n');
+    for (const uid of onServer) expect(live.has(uid), uid).toBe(true);
+    if (tables(r)[0].reconcile.deleted < 2) expect(r.stderr).toMatch(/not a consistent snapshot|not marked deleted/);
+  });
+});
+
+describe('change tracking: deletions are never skipped', () => {
+  it('a --full pass still reads the deletions since the last stamp (a full read marks none)', async () => {
+    server = await startServer({ rows: { Artikel: 500 }, changeTracking: ['Artikel'], maxSessions: 10 });
+    const db = join(tempDir(), 't.sqlite');
+    expect((await legacy(server, db, ['sync', 'Artikel'])).code).toBe(0);
+    await server.control('mutate', { table: 'Artikel', delete: 4 });
+    const full = tables(await legacy(server, db, ['sync', 'Artikel', '--full', '--json']))[0];
+    expect(full).toMatchObject({ mode: 'full', tracking: 'global stamp', deleted: 4 });
+    await expectSameKeysAndStamps(server, sqlite, db, 'Artikel', 'UID');
   });
 });

@@ -12,6 +12,9 @@ import { AuditLog } from '../../src/push/audit.js';
 import { Pusher } from '../../src/push/index.js';
 import { SessionStore } from '../../src/session/store.js';
 import { exportRows, planExport } from '../../src/table/export.js';
+import { scanServer } from '../../src/sync/reconcile.js';
+import { SqliteSyncStore } from '../../src/sync/sqlite.js';
+import { join } from 'node:path';
 import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../src/emulator/index.js';
 import { cleanupTempDirs, tempDir } from '../helpers/cli.js';
 
@@ -186,5 +189,40 @@ describe('exporter', () => {
     expect(keys).toEqual(Array.from({ length: 301 }, (_, i) => 10_100 + i));
     expect(e.stats().faults.expire).toBeGreaterThan(0);
     await c.close();
+  });
+});
+
+describe('reconcile scan', () => {
+  it('a key scan across a rebuilt entity set is reported as not a consistent snapshot', async () => {
+    const e = await start({ rows: { Kunden: 25_000 }, maxSessions: 10 });
+    const c = client(e.url, tempDir('legacy-unit-scan-'));
+    const store = SqliteSyncStore.open(join(tempDir('legacy-unit-scan-'), 's.sqlite'));
+    try {
+      await store.migrate();
+      await store.ensureTable('Kunden', 'KundenNr', [{ name: 'KundenNr', sqlType: 'INTEGER' }], 'INTEGER');
+      const scan = await store.beginStampScan('Kunden', 'KundenNr');
+      let pages = 0;
+      // After the first page: rows deleted and inserted (same count), and the session (with its set) gone.
+      const watched = {
+        ...scan,
+        add: async (rows: Array<[unknown, unknown]>) => {
+          await scan.add(rows);
+          if (pages++ === 0) {
+            e.control.mutate({ table: 'Kunden', delete: 3, insert: 3 });
+            e.control.expireSessions();
+          }
+        },
+      };
+      const dc = await c.dataClass('Kunden');
+      const why = await scanServer(c, dc, dc.attributes.find((a) => a.name === 'KundenNr')!, watched, { logger: silentLogger, concurrency: 1 });
+      expect(pages).toBe(3);
+      expect(why).toMatch(/replaced the session/);
+      // An undisturbed scan is a consistent snapshot.
+      const again = await store.beginStampScan('Kunden', 'KundenNr');
+      expect(await scanServer(c, dc, dc.attributes.find((a) => a.name === 'KundenNr')!, again, { logger: silentLogger, concurrency: 1 })).toBeUndefined();
+    } finally {
+      await store.close();
+      await c.close();
+    }
   });
 });
