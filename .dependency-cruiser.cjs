@@ -5,7 +5,7 @@
  *   base        errors, streams, protocol (4D URL grammar and error codes), log, config
  *   transport   plain HTTP (one exchange, retries, HAR recording)
  *   session     the shared server session (cookies, stores, locks, licence budget)
- *   http        the 4D REST client (catalog, pages, entities, updates, the server's dialect)
+ *   rest        the 4D REST client (catalog, pages, entities, updates, the server's dialect)
  *   table       export (paging, checks, formats)
  *   push, sync, metrics
  *   cli, commands, index.ts   the command line and the library API: may use everything
@@ -20,7 +20,7 @@ const LAYERS = [
   ['config'],
   ['transport'],
   ['session'],
-  ['http'],
+  ['rest'],
   ['table'],
   ['push', 'sync', 'metrics'],
 ];

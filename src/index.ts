@@ -13,17 +13,17 @@
  */
 import { loadConfig } from './config/store.js';
 import { resolveDirs, resolveSettings, type GlobalOptions } from './config/settings.js';
-import { createRestClient, type RestClient } from './http/index.js';
+import { createRestClient, type RestClient } from './rest/index.js';
 import { silentLogger, type Logger } from './log/index.js';
 
 export * from './errors/index.js';
 export { loadConfig, updateConfig, type ConfigFile, type EnvironmentConfig } from './config/store.js';
 export { resolveSettings, type GlobalOptions, type Settings } from './config/settings.js';
 export { createLogger, silentLogger, redact, type Logger, type LogLevel } from './log/index.js';
-export { RestClient, createRestClient, EntitySetGoneError, type Attribute, type DataClass, type Entity, type Envelope, type PageQuery } from './http/index.js';
+export { RestClient, createRestClient, EntitySetGoneError, type Attribute, type DataClass, type Entity, type Envelope, type PageQuery } from './rest/index.js';
 export { restUrl, queryString, paramsJson, type RestPath, type RestQuery } from './protocol/url.js';
 export { FOURD_CODES, classifyResponse, errCodeOf, type FourDErrorClass } from './protocol/errors.js';
-export { DialectCache, probeServer, type FilterCheck, type ProbeResult, type ServerDialect } from './http/dialect.js';
+export { DialectCache, probeServer, type FilterCheck, type ProbeResult, type ServerDialect } from './rest/dialect.js';
 export { HarRecorder } from './transport/har.js';
 export { SessionManager, type SessionEvents } from './session/manager.js';
 export { SessionStore, type SessionBackend, type SessionEntry, type LicenceBudget } from './session/store.js';

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { resolveDirs, resolveLogFormat, resolveLogLevel, resolveSettings, type GlobalOptions, type Settings } from '../config/settings.js';
 import { loadConfig, type ConfigFile } from '../config/store.js';
 import { UsageError } from '../errors/index.js';
-import type { RestClient } from '../http/index.js';
+import type { RestClient } from '../rest/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import type { RunMetrics, RunReporter } from '../metrics/run.js';
 import { colorEnabled, type Io } from './io.js';
@@ -81,7 +81,7 @@ export async function createContext({ io, globals, signal, metrics, program, onL
     color: { stdout: colorEnabled(io.stdout, globals.color, io.env), stderr: colorEnabled(io.stderr, globals.color, io.env) },
     signal,
     interactive: io.stderr.isTTY === true && settings.logLevel !== 'error' && !io.env.CI,
-    client: () => (client ??= import('../http/index.js').then((m) => m.createRestClient({ settings, config, logger, signal, observers: har ? [metrics, har] : [metrics] }))),
+    client: () => (client ??= import('../rest/index.js').then((m) => m.createRestClient({ settings, config, logger, signal, observers: har ? [metrics, har] : [metrics] }))),
     metrics,
     program,
   };

@@ -3,7 +3,7 @@ import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { configPath } from '../config/store.js';
 import { ExitCode, exitCodeFor, formatErrorLine } from '../errors/index.js';
-import type { ProbeResult } from '../http/dialect.js';
+import type { ProbeResult } from '../rest/dialect.js';
 import { SESSION_COOKIE } from '../session/store.js';
 import { serverClock, serverSessions, statusOf } from '../session/status.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
@@ -84,7 +84,7 @@ async function dialectCheck(ctx: CommandContext, client: Client, probeNow: boole
   try {
     let probe: ProbeResult | undefined;
     if (probeNow) {
-      const { probeServer } = await import('../http/dialect.js');
+      const { probeServer } = await import('../rest/dialect.js');
       const entry = client.session.current();
       const found = await probeServer(client, { cookieNames: entry ? Object.keys(entry.cookies) : [], ourCookie: entry?.cookies[SESSION_COOKIE], loggedIn: entry ? Boolean(entry.user) || client.session.events.logins > 0 : null });
       probe = found.probe;

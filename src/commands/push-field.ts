@@ -3,7 +3,7 @@ import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { command, wholeNumber } from '../cli/spec.js';
 import { ExitCode, UsageError } from '../errors/index.js';
-import type { DataClass } from '../http/types.js';
+import type { DataClass } from '../rest/types.js';
 import type { ValueType } from '../push/coerce.js';
 import type { RowReport } from '../push/index.js';
 import type { ReportFormat } from '../push/report.js';

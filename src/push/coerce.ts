@@ -3,7 +3,7 @@
  * canonical comparison that decides "unchanged".
  */
 import { BadDataError } from '../errors/index.js';
-import type { Attribute } from '../http/types.js';
+import type { Attribute } from '../rest/types.js';
 import { DATE_TYPES, MEDIA_TYPES, NUMBER_TYPES, TIME_TYPES, fourDDateToIso, isoToFourDDate, msToTime, timeToMs } from '../table/convert.js';
 
 export type ValueType = 'auto' | 'string' | 'number' | 'bool' | 'date' | 'time' | 'json';

@@ -10,8 +10,8 @@
  *   holds the new value it is reported updated, otherwise it is retried once.
  */
 import { BadDataError, ExitCode, LegacyError } from '../errors/index.js';
-import { EntitySetGoneError, type RestClient } from '../http/index.js';
-import type { Attribute, DataClass, Entity } from '../http/types.js';
+import { EntitySetGoneError, type RestClient } from '../rest/index.js';
+import type { Attribute, DataClass, Entity } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
 import { errCodeOf } from '../protocol/errors.js';
 import { TransportError, newRequestId } from '../transport/index.js';

@@ -18,8 +18,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { SyncTableConfig } from '../config/store.js';
 import { BadDataError, FilterNotAppliedError, NotFoundError, formatErrorLine } from '../errors/index.js';
-import type { RestClient } from '../http/index.js';
-import type { Attribute, DataClass } from '../http/types.js';
+import type { RestClient } from '../rest/index.js';
+import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
 import { exportRows, planExport, type ExportPlan, type ExportSummary } from '../table/export.js';
 import { attributeNamed } from '../table/query.js';

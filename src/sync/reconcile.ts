@@ -10,8 +10,8 @@
  * server's stamps. `sync verify` only reports.
  */
 import { FilterNotAppliedError, TemporaryError } from '../errors/index.js';
-import type { RestClient } from '../http/index.js';
-import type { Attribute, DataClass } from '../http/types.js';
+import type { RestClient } from '../rest/index.js';
+import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
 import { paramsJson } from '../protocol/url.js';
 import { exportRows, planExport, toRow, type ExportPlan, type ExportSummary } from '../table/export.js';

@@ -5,7 +5,7 @@
  * the upsert loop. Each page of rows is upserted together with the table's progress in one
  * transaction, so a crash at any point leaves a consistent database.
  */
-import type { Attribute } from '../http/types.js';
+import type { Attribute } from '../rest/types.js';
 import { NUMBER_TYPES } from '../table/convert.js';
 
 export const quoteId = (name: string): string => `"${name.replace(/"/g, '""')}"`;

@@ -16,7 +16,7 @@
  * `sync verify` are for.
  */
 import type { SyncTableConfig } from '../config/store.js';
-import type { Attribute, DataClass } from '../http/types.js';
+import type { Attribute, DataClass } from '../rest/types.js';
 import { attributeNamed } from '../table/query.js';
 import { anyOf, conditionCheck, type RowCheck } from '../table/verify.js';
 import { fourDDateToIso } from '../table/convert.js';

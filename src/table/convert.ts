@@ -3,7 +3,7 @@
  * dates `D!M!YYYY` → `YYYY-MM-DD` (`0!0!0`/null → null), durations (ms since midnight) →
  * `HH:MM:SS`, relations → the related `__KEY`, pictures/blobs → null (their deferred URI with raw).
  */
-import type { Attribute } from '../http/types.js';
+import type { Attribute } from '../rest/types.js';
 
 export type Converter = (value: unknown) => unknown;
 

@@ -10,7 +10,7 @@
 import type { Writable } from 'node:stream';
 import { openAtomic, type AtomicFile } from '../config/files.js';
 import { InterruptedError, SelectionChangedError } from '../errors/index.js';
-import type { RestClient } from '../http/index.js';
+import type { RestClient } from '../rest/index.js';
 import type { Logger } from '../log/index.js';
 import { exportRows, type ExportPlan, type ExportProgress, type ExportSummary } from './export.js';
 import { createWriter, type Format, type WriterOptions } from './formats.js';

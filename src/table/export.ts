@@ -10,8 +10,8 @@
  * A server that does not return an entity set is paged with $skip/$top over the same order.
  */
 import { FilterNotAppliedError, SelectionChangedError, UsageError } from '../errors/index.js';
-import { EntitySetGoneError, type RestClient } from '../http/index.js';
-import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../http/types.js';
+import { EntitySetGoneError, type RestClient } from '../rest/index.js';
+import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
 import { converterFor, type Converter } from './convert.js';
 import { attributeNamed, buildOrderBy, buildQuery, splitList } from './query.js';

@@ -4,7 +4,7 @@
  */
 import { BadDataError, NotFoundError, UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
-import type { Attribute, DataClass } from '../http/types.js';
+import type { Attribute, DataClass } from '../rest/types.js';
 import { DATE_TYPES, NUMBER_TYPES, TIME_TYPES, timeToMs } from './convert.js';
 import { allOf, conditionCheck, type RowCheck } from './verify.js';
 

@@ -8,7 +8,7 @@
  * case/diacritic rules and collation decide; empty dates; `<`/`>` on text). Only a certain false
  * counts, so a check never rejects a row the server was right to send.
  */
-import type { Attribute } from '../http/types.js';
+import type { Attribute } from '../rest/types.js';
 import { DATE_TYPES, NUMBER_TYPES, TIME_TYPES, fourDDateToIso } from './convert.js';
 
 /** An entity's raw (wire) values by attribute name. */

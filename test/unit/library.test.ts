@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuthError, SessionLimitError } from '../../src/errors/index.js';
-import { RestClient } from '../../src/http/index.js';
+import { RestClient } from '../../src/rest/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { AuditLog } from '../../src/push/audit.js';
 import { Pusher } from '../../src/push/index.js';

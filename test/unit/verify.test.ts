@@ -1,6 +1,6 @@
 /** Row checks never reject a row 4D may have been right to send (only certain mismatches count). */
 import { describe, expect, it } from 'vitest';
-import type { Attribute } from '../../src/http/types.js';
+import type { Attribute } from '../../src/rest/types.js';
 import { conditionCheck } from '../../src/table/verify.js';
 
 const attr = (name: string, type: string): Attribute => ({ name, kind: 'storage', type });
