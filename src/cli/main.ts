@@ -76,7 +76,11 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   // one-line error to us.
   const configure = (cmd: Command) => {
     cmd.exitOverride();
-    if (cmd.commands.length) cmd.hook('preSubcommand', (_parent, sub) => void (selected = sub));
+    if (cmd.commands.length) {
+      cmd.hook('preSubcommand', (_parent, sub) => {
+        selected = sub;
+      });
+    }
     cmd.configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: () => undefined });
     cmd.commands.forEach(configure);
   };

@@ -20,7 +20,7 @@ export interface OptionSpec {
   required?: boolean;
 }
 
-export type Run<O> = (ctx: CommandContext, args: string[], opts: O) => Promise<number | void>;
+export type Run<O> = (ctx: CommandContext, args: string[], opts: O) => Promise<number | undefined>;
 
 export interface CommandSpec<O = Record<string, unknown>> {
   /** The command word and its arguments: `get-table <table>`, `verify [tables...]`. */

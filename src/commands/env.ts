@@ -44,7 +44,7 @@ export async function runAdd(ctx: CommandContext, args: string[], opts: { defaul
   }
   let replaced = false;
   await updateConfig(ctx.settings.configDir, (config) => {
-    replaced = Object.prototype.hasOwnProperty.call(config.environments, name);
+    replaced = Object.hasOwn(config.environments, name);
     const previous = replaced ? config.environments[name] : undefined;
     config.environments[name] = { ...previous, baseUrl };
     if (opts.default || !config.defaultEnv) config.defaultEnv = name;
@@ -55,7 +55,7 @@ export async function runAdd(ctx: CommandContext, args: string[], opts: { defaul
 
 /** Fail with a suggestion when `name` is not a configured environment. */
 function requireEnvironment(config: ConfigFile, name: string, hint?: string): void {
-  if (Object.prototype.hasOwnProperty.call(config.environments, name)) return;
+  if (Object.hasOwn(config.environments, name)) return;
   const close = didYouMean(name, Object.keys(config.environments));
   throw new UsageError(`no environment named '${name}'${close ? ` (${close})` : ''}`, hint ? { hint } : {});
 }

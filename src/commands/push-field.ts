@@ -114,7 +114,8 @@ async function bulk(ctx: CommandContext, pusher: import('../push/index.js').Push
     onReports: async (reports) => {
       ctx.metrics.rows({ read: reports.length, written: reports.filter((r) => r.result === 'updated').length });
       await report.add(reports);
-      progress?.update({ rows: (done += reports.length), label: table });
+      done += reports.length;
+      progress?.update({ rows: done, label: table });
     },
   }).finally(() => progress?.stop());
   if (report.tableRows.length) await write(ctx.io.stdout, columns(report.tableRows, REPORT_TABLE_HEADER));

@@ -22,6 +22,12 @@ interface SyncOptions {
   olderThan?: string;
 }
 
+/** `--older-than`: checked as a duration, kept as written (the message repeats it). */
+const keepDuration = (value: string): string => {
+  duration(value);
+  return value;
+};
+
 const DB_OPTION: OptionSpec = { flags: '--db <path|url>', description: 'SQLite file (default: <data dir>/<environment>.sqlite) or postgres://user@host:port/db' };
 
 export const spec = command<SyncOptions>({
@@ -51,7 +57,7 @@ export const spec = command<SyncOptions>({
       run: runVerify,
     }),
     command<SyncOptions>({ name: 'runs', description: 'run history', options: [DB_OPTION, { flags: '--limit <n>', description: 'at most n runs (default 20)', parse: wholeNumber('--limit', 1) }, JSON_OPTION], run: runRuns }),
-    command<SyncOptions>({ name: 'prune', description: 'delete run history older than a duration', options: [DB_OPTION, { flags: '--older-than <duration>', description: 'e.g. 7d, 12h', parse: (v: string) => (duration(v), v), required: true }], run: runPrune }),
+    command<SyncOptions>({ name: 'prune', description: 'delete run history older than a duration', options: [DB_OPTION, { flags: '--older-than <duration>', description: 'e.g. 7d, 12h', parse: keepDuration, required: true }], run: runPrune }),
   ],
   run: runSync,
 });

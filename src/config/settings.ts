@@ -146,7 +146,7 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     [env.LEGACY_ENV, 'env'],
     [config.defaultEnv, 'config'],
   ) ?? [DEFAULTS.env, 'default' as Source];
-  const envConfig = Object.prototype.hasOwnProperty.call(config.environments, envName) ? config.environments[envName] : undefined;
+  const envConfig = Object.hasOwn(config.environments, envName) ? config.environments[envName] : undefined;
   const defaults = config.defaults ?? {};
 
   let baseUrl: string | undefined;

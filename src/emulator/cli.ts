@@ -108,44 +108,44 @@ function parseChangeTracking(text: string): true | string[] {
 
 export type CliCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; options: EmulatorOptions };
 
+/** The emulator's options, as node:util parseArgs takes them. */
+const OPTIONS = {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    data: { type: 'string' },
+    rows: { type: 'string' },
+    seed: { type: 'string' },
+    'max-sessions': { type: 'string' },
+    'session-timeout': { type: 'string' },
+    auth: { type: 'string' },
+    'app-name': { type: 'string' },
+    'no-scalable': { type: 'boolean' },
+    latency: { type: 'string' },
+    faults: { type: 'string' },
+    'fault-seed': { type: 'string' },
+    slow: { type: 'string' },
+    'expire-every': { type: 'string' },
+    'duplicate-cookie': { type: 'string' },
+    'strict-date-compare': { type: 'string' },
+    'url-decoding': { type: 'string' },
+    'ignore-filters': { type: 'boolean' },
+    'saved-filter-without-params': { type: 'boolean' },
+    'lifetime-unit': { type: 'string' },
+    'quoted-timestamps': { type: 'boolean' },
+    'change-tracking': { type: 'string' },
+    verbose: { type: 'boolean', short: 'v' },
+    quiet: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'V' },
+} as const;
+
+const parseOptions = (argv: string[]) => parseArgs({ args: argv, strict: true, allowPositionals: false, options: OPTIONS }).values;
+
 /** Parses the command line (without `node` and the script). Throws UsageError on bad input. */
 export function parseCliArgs(argv: string[]): CliCommand {
-  let values;
+  let values: ReturnType<typeof parseOptions>;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        host: { type: 'string' },
-        port: { type: 'string' },
-        data: { type: 'string' },
-        rows: { type: 'string' },
-        seed: { type: 'string' },
-        'max-sessions': { type: 'string' },
-        'session-timeout': { type: 'string' },
-        auth: { type: 'string' },
-        'app-name': { type: 'string' },
-        'no-scalable': { type: 'boolean' },
-        latency: { type: 'string' },
-        faults: { type: 'string' },
-        'fault-seed': { type: 'string' },
-        slow: { type: 'string' },
-        'expire-every': { type: 'string' },
-        'duplicate-cookie': { type: 'string' },
-        'strict-date-compare': { type: 'string' },
-        'url-decoding': { type: 'string' },
-        'ignore-filters': { type: 'boolean' },
-        'saved-filter-without-params': { type: 'boolean' },
-        'lifetime-unit': { type: 'string' },
-        'quoted-timestamps': { type: 'boolean' },
-        'change-tracking': { type: 'string' },
-        verbose: { type: 'boolean', short: 'v' },
-        quiet: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'V' },
-      },
-    }));
+    values = parseOptions(argv);
   } catch (e) {
     throw new UsageError((e as Error).message.split('\n')[0]!);
   }

@@ -2,7 +2,7 @@
  * The emulator's state: data, sessions, entity sets, faults, statistics and runtime options. The HTTP layer
  * (server.ts), the REST router (rest.ts) and the control API (control.ts) all work on one EmulatorCore.
  */
-import { DataStore, dataStoreFactory } from './datastore.js';
+import { type DataStore, dataStoreFactory } from './datastore.js';
 import { EntitySetStore } from './entitysets.js';
 import { FaultInjector } from './faults.js';
 import { applyRuntimePatch, DEFAULT_APP_NAME, type ResolvedOptions, type RuntimeOptions } from './options.js';

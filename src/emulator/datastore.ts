@@ -18,7 +18,7 @@ import type { AttributeDef, DataClassDef, StorageType, WireValue } from './model
 import { STORAGE_TYPES } from './model.js';
 import { OptionError } from './options.js';
 import { Table } from './table.js';
-import { DELETED_RECORDS, enableTracking, GLOBAL_STAMP, GlobalClock, stampByTimestamp, trackedTables, withGlobalStamp } from './tracking.js';
+import { DELETED_RECORDS, enableTracking, GLOBAL_STAMP, type GlobalClock, stampByTimestamp, trackedTables, withGlobalStamp } from './tracking.js';
 import { hashString, mix32, Rng } from './util/random.js';
 import { coerceInput } from './values.js';
 
@@ -143,7 +143,7 @@ function fixtureDef(dc: FixtureClass, tableNumber: number, all: FixtureClass[], 
     return { name: a.name, kind: 'storage', type: a.type as StorageType, indexed: a.indexed || a.name === dc.key || undefined, fieldPos: ++fieldPos };
   });
   const key = attributes.find((a) => a.name === dc.key);
-  if (!key || key.kind !== 'storage') throw new FixtureError(`${dc.name}: key "${dc.key}" is not a storage attribute`);
+  if (key?.kind !== 'storage') throw new FixtureError(`${dc.name}: key "${dc.key}" is not a storage attribute`);
   if (!tracked) return { name: dc.name, tableNumber, keyName: dc.key, attributes };
   if (attributes.some((a) => a.name === GLOBAL_STAMP)) {
     throw new FixtureError(`${dc.name}: attribute ${GLOBAL_STAMP} is made by the emulator when changeTracking is on`);

@@ -94,7 +94,7 @@ export class Table {
   constructor(readonly def: DataClassDef, gen: RowGenerator | null) {
     this.name = def.name;
     this.attrs = def.attributes;
-    def.attributes.forEach((a, i) => this.attrIndex.set(a.name, i));
+    for (const [i, a] of def.attributes.entries()) this.attrIndex.set(a.name, i);
     const k = this.attrIndex.get(def.keyName);
     if (k === undefined) throw new Error(`dataclass ${def.name}: key attribute ${def.keyName} is not defined`);
     this.keyAttr = k;

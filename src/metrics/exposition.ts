@@ -69,6 +69,7 @@ function parseLabels(text: string): Record<string, string> | undefined {
   const labels: Record<string, string> = {};
   LABEL.lastIndex = 0;
   let m: RegExpExecArray | null;
+  // biome-ignore lint/suspicious/noAssignInExpressions: the idiomatic loop/step form
   while (LABEL.lastIndex < text.length && (m = LABEL.exec(text))) {
     labels[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
   }

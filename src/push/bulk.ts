@@ -53,10 +53,13 @@ export async function pushBulk(pusher: Pusher, input: Readable, format: InputFor
       fieldsChecked = true;
     }
     const { [o.keyColumn]: keyValue, ...fields } = row.values;
-    const goOn =
-      keyValue === undefined || keyValue === null || String(keyValue) === ''
-        ? await tally([{ line: row.line, key: '', fields: Object.keys(fields), old: {}, new: fields, result: 'invalid', message: `line ${row.line}: empty key` }])
-        : (batch.push({ line: row.line, key: String(keyValue), fields }), batch.length < o.batchSize || (await flush()));
+    let goOn: boolean;
+    if (keyValue === undefined || keyValue === null || String(keyValue) === '') {
+      goOn = await tally([{ line: row.line, key: '', fields: Object.keys(fields), old: {}, new: fields, result: 'invalid', message: `line ${row.line}: empty key` }]);
+    } else {
+      batch.push({ line: row.line, key: String(keyValue), fields });
+      goOn = batch.length < o.batchSize || (await flush());
+    }
     if (!goOn) {
       result.stopped = true;
       return result;

@@ -9,14 +9,14 @@
  * - A write is never blindly re-sent: after a timeout or reset, re-read; if the record already
  *   holds the new value it is reported updated, otherwise it is retried once.
  */
-import { BadDataError, ExitCode, LegacyError } from '../errors/index.js';
+import { BadDataError, ExitCode, type LegacyError } from '../errors/index.js';
 import { EntitySetGoneError, type RestClient } from '../rest/index.js';
 import type { Attribute, DataClass, Entity } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
 import { errCodeOf } from '../protocol/errors.js';
 import { TransportError, newRequestId } from '../transport/index.js';
 import { attributeNamed } from '../table/query.js';
-import { AuditLog, type AuditRecord } from './audit.js';
+import type { AuditLog, AuditRecord } from './audit.js';
 import { displayValue, coerce, sameValue, type ValueType } from './coerce.js';
 
 export type PushResult = 'updated' | 'unchanged' | 'conflict' | 'not-found' | 'invalid' | 'failed' | 'would-update' | 'pending';
@@ -223,7 +223,7 @@ export class Pusher {
   }
 
   private async write(changes: Planned[], audit: AuditRecord[]): Promise<void> {
-    let result;
+    let result: Awaited<ReturnType<Pusher['sendUpdate']>>;
     try {
       result = await this.sendUpdate(changes);
     } catch (error) {

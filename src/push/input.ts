@@ -152,6 +152,7 @@ export async function* readRows(source: Readable, format: InputFormat): AsyncGen
     for await (const chunk of text) {
       buffer += chunk;
       let nl: number;
+      // biome-ignore lint/suspicious/noAssignInExpressions: the idiomatic loop/step form
       while ((nl = buffer.indexOf('\n')) >= 0) {
         const row = parseLine(buffer.slice(0, nl));
         buffer = buffer.slice(nl + 1);

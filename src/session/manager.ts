@@ -20,7 +20,7 @@ import { errCodeOf } from '../protocol/errors.js';
 import { restUrl } from '../protocol/url.js';
 import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
-import { Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
+import { type Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
 import { SCALABLE_COOKIE_PREFIX, SESSION_COOKIE, sameSlot, slotLabel, type Lease, type SessionBackend, type SessionEntry, type SlotId } from './store.js';
 
 export interface SessionManagerOptions {

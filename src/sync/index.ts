@@ -190,7 +190,7 @@ export class Syncer {
 
     const { logger } = this.options;
     const store = this.store!;
-    const { dc, keyAttr } = t;
+    const { dc } = t;
     await this.prepareTable(t, result);
     await store.startRun({ run_id: runId, table_name: dc.name, started: new Date().toISOString(), mode: result.mode });
     // What the cursors may not pass: when the pass began, and the newest global stamp stored before it.
@@ -315,7 +315,6 @@ export class Syncer {
    * deletion record is read and the table's own are picked here.
    */
   private async trackedDeletions(t: TableContext, since: number, runId: string, filtersWork: boolean): Promise<number> {
-    const store = this.store!;
     const deleted = await this.client.dataClass(DELETED_RECORDS);
     const stamp = attributeNamed(deleted, '__Stamp', 'attribute');
     const name = attributeNamed(deleted, '__TableName', 'attribute');

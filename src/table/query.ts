@@ -36,7 +36,7 @@ export function parseCondition(text: string): Condition {
   const begin = BEGIN.exec(text);
   if (begin) return { field: begin[1]!, op: 'begin', value: begin[2]! };
   const m = OPERATOR.exec(text);
-  if (!m || !m[1]) {
+  if (!m?.[1]) {
     throw new UsageError(`--where '${text}' is not <field><op><value>`, { hint: "operators: = != < > <= >= begin, e.g. --where 'Nummer>=1000'" });
   }
   return { field: m[1], op: m[2]!, value: m[3]! };
@@ -110,7 +110,7 @@ export function buildQuery(dc: DataClass, where: string[], rawFilter?: string): 
   const parts: string[] = [];
   const params: unknown[] = [];
   const checks: RowCheck[] = [];
-  if (rawFilter && rawFilter.trim()) {
+  if (rawFilter?.trim()) {
     const text = checkRawFilter(rawFilter);
     parts.push(where.length ? `(${text})` : text);
   }

@@ -189,7 +189,7 @@ describe.skipIf(!postgres)('sync into PostgreSQL', () => {
     const fixture = JSON.parse(readFileSync(small, 'utf8'));
     const teile = fixture.dataClasses.find((d: { name: string }) => d.name === 'Teile');
     teile.attributes.push({ name: 'Gewicht', type: 'long' });
-    teile.rows.forEach((row: Row, i: number) => (row.Gewicht = i * 10));
+    for (const [i, row] of (teile.rows as Row[]).entries()) row.Gewicht = i * 10;
     const file = join(tempDir(), 'v2.json');
     writeFileSync(file, JSON.stringify(fixture));
     await server.stop();

@@ -151,7 +151,7 @@ export const errCodes = (r: Reply): number[] => ((r.json?.__ERROR ?? []) as Arra
 export function useEmulator(
   options: EmulatorOptions,
   use: (emu: RunningEmulator, client: Client) => void,
-  prepare?: (emu: RunningEmulator, client: Client) => Promise<unknown> | void,
+  prepare?: (emu: RunningEmulator, client: Client) => Promise<unknown> | undefined,
 ): void {
   let emu: RunningEmulator;
   beforeAll(async () => {

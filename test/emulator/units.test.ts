@@ -1,7 +1,7 @@
 /** Pure pieces: URL decoding and tokenizers, date encodings, the JSON writer (must equal JSON.stringify), CLI parsing. */
 import { describe, expect, it } from 'vitest';
 import { parseCliArgs, parseDuration } from '../../src/emulator/cli.js';
-import { RestError } from '../../src/emulator/errors.js';
+import type { RestError } from '../../src/emulator/errors.js';
 import { JsonWriter, numberText, valueText } from '../../src/emulator/util/jsonwriter.js';
 import { Permutation32, Rng } from '../../src/emulator/util/random.js';
 import { resolveOptions } from '../../src/emulator/options.js';

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { RunningEmulator } from '../../src/emulator/index.js';
-import { Client, errCodes, jsonParams, quoted, useEmulator } from './helpers.js';
+import { type Client, errCodes, jsonParams, quoted, useEmulator } from './helpers.js';
 
 let emu: RunningEmulator;
 let c: Client;

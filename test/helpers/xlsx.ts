@@ -15,7 +15,7 @@ export interface XlsxSheet {
   rows: unknown[][];
 }
 
-const SCRIPT = String.raw`
+const SCRIPT = `
 import datetime, json, sys, openpyxl
 wb = openpyxl.load_workbook(sys.argv[1])
 def cell(c):

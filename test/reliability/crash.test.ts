@@ -182,7 +182,7 @@ describe(`SIGKILL during push-field --from (${KILLS} kills)`, () => {
       // The server holds, per row, the old or the new value; nothing in between, nothing else.
       const now = prices();
       const written = now.filter((p, j) => p === price(round, j)).length;
-      now.forEach((p, j) => expect([old[j], price(round, j)], `row ${j} after kill ${i} at ${delay} ms`).toContain(p));
+      for (const [j, p] of now.entries()) expect([old[j], price(round, j)], `row ${j} after kill ${i} at ${delay} ms`).toContain(p);
       if (written > 0 && written < COUNT) partialRounds += 1;
       expect(badJsonLines(auditPath()), 'every audit line is JSON').toEqual([]);
       expect(jsonProblem(storePath())).toBeUndefined();

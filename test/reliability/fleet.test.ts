@@ -9,7 +9,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, runCli, runProcess, tempDir, type CliResult } from '../helpers/cli.js';
+import { cleanupTempDirs, runProcess, tempDir, type CliResult } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { startRedis } from '../helpers/services.mjs';
 import { seededRandom, size, sleep } from './support.js';

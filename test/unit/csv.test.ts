@@ -18,6 +18,7 @@ function reference(rows: unknown[][], delimiter: string, excelSafe: boolean): st
 
 function random(seed: number): () => number {
   let s = seed >>> 0;
+  // biome-ignore lint/suspicious/noAssignInExpressions: the idiomatic loop/step form
   return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
 }
 

@@ -40,6 +40,7 @@ export class Rng {
     this.state = mix32(seed) | 0;
   }
   next(): number {
+    // biome-ignore lint/suspicious/noAssignInExpressions: the idiomatic loop/step form
     let t = (this.state = (this.state + 0x6d2b79f5) | 0);
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
