@@ -13,7 +13,7 @@ import { FilterNotAppliedError, SelectionChangedError, UsageError } from '../err
 import { EntitySetGoneError, type RestClient } from '../http/index.js';
 import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../http/types.js';
 import type { Logger } from '../log/index.js';
-import { converterFor, type Converter } from './convert.js';
+import { converterFor, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
 import { attributeNamed, buildOrderBy, buildQuery, splitList } from './query.js';
 import { describeValues, type RowCheck } from './verify.js';
 
@@ -76,9 +76,9 @@ export interface ExportSummary {
 }
 
 const META: Array<{ name: string; convert: Converter }> = [
-  { name: '__KEY', convert: (v) => (v === undefined ? null : String(v)) },
-  { name: '__STAMP', convert: (v) => (v === undefined ? null : v) },
-  { name: '__TIMESTAMP', convert: (v) => (typeof v === 'string' ? v.replace(/^"+|"+$/g, '') : v ?? null) },
+  { name: '__KEY', convert: keyText },
+  { name: '__STAMP', convert: keepValue },
+  { name: '__TIMESTAMP', convert: unquotedTimestamp },
 ];
 
 /** Check names against the catalog and work out columns, query and order. */
