@@ -28,6 +28,11 @@ export interface HttpRequest {
   idempotent: boolean;
   /** Id for logs and the audit trail; generated when absent. */
   requestId?: string;
+  /**
+   * Reads the body of a 200 answer instead of JSON.parse (the export's page scanner); what it
+   * returns is the response's `json`. A throw counts as an unreadable body, retried like one.
+   */
+  decode?: (body: Buffer) => unknown;
 }
 
 export interface HttpResponse {
@@ -207,6 +212,8 @@ export class Transport {
           https: { rejectUnauthorized: !this.options.insecure },
           agent: agents(),
           signal: this.options.signal,
+          // The bytes: a page is scanned without decoding it into a string first (request.decode).
+          responseType: 'buffer',
         }).on('request', (req) => {
           if (observed) sentHeaders = req.getHeaders();
           // Once the request is fully written the server may act on it (maybeDelivered).
@@ -216,12 +223,15 @@ export class Transport {
         });
         const ms = Date.now() - started;
         const contentType = String(response.headers['content-type'] ?? '');
-        let text = response.body;
+        const body = response.body;
+        let text = '';
         let json: unknown;
         let parseFailed = false;
-        if (text.length > 0) {
+        if (body.length > 0) {
+          const decode = response.statusCode === 200 ? request.decode : undefined;
+          if (!decode) text = body.toString();
           try {
-            json = JSON.parse(text);
+            json = decode ? decode(body) : JSON.parse(text);
           } catch {
             parseFailed = true;
           }
@@ -263,7 +273,10 @@ export class Transport {
             statusText: response.statusMessage,
             httpVersion: response.httpVersion,
             responseHeaders: response.headers,
-            responseBody: response.body,
+            // Decoded only for an observer that reads it (the HAR recorder; metrics do not).
+            get responseBody() {
+              return body.toString();
+            },
             ms,
             willRetry,
           });
