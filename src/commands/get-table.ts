@@ -3,7 +3,7 @@ import type { Writable } from 'node:stream';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { InterruptedError, SelectionChangedError, UsageError } from '../errors/index.js';
-import { assertPositive, countRows, exportRows, parseFields, planExport, type ExportSummary } from '../table/export.js';
+import { assertPositive, countRows, exportEncoded, exportRows, parseFields, planExport, type ExportProgress, type ExportSummary } from '../table/export.js';
 import { cellKindFor } from '../table/convert.js';
 import { createWriter, type Format } from '../table/formats.js';
 import { openAtomic, type AtomicFile } from '../table/output.js';
@@ -121,20 +121,24 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
     });
     countWritten = () => writer.written;
     let begunHere = false;
+    const hooks = {
+      logger: ctx.logger,
+      summary,
+      onStart: (total: number) => progress?.update({ rows: 0, total, label: table }),
+      onPage: (p: ExportProgress) => progress?.update({ ...p, label: table }),
+    };
+    // CSV, JSON and NDJSON are encoded straight from the pages' bytes (table/transcode.ts);
+    // LEGACY_TRANSCODE=0 takes the reference path (JSON.parse, then the writer), byte for byte the same.
+    const encoder = ctx.io.env.LEGACY_TRANSCODE === '0' ? undefined : writer.encoder?.(plan.columns);
     try {
-      for await (const rows of exportRows(client, plan, {
-        logger: ctx.logger,
-        summary,
-        onStart: (total) => progress?.update({ rows: 0, total, label: table }),
-        onPage: (p) => progress?.update({ ...p, label: table }),
-      })) {
+      for await (const rows of encoder ? exportEncoded(client, plan, encoder, hooks) : exportRows(client, plan, hooks)) {
         if (ctx.signal.aborted) break;
         if (!begunHere) {
           begunHere = true;
           if (!toFile) begun = true;
           await writer.begin();
         }
-        await writer.write(rows);
+        await (Array.isArray(rows) ? writer.write(rows) : writer.writeEncoded!(rows));
       }
       if (ctx.signal.aborted) throw new InterruptedError('interrupted');
       if (!begunHere) await writer.begin();

@@ -10,12 +10,14 @@
  * A server that does not return an entity set is paged with $skip/$top over the same order.
  */
 import { FilterNotAppliedError, SelectionChangedError, UsageError } from '../errors/index.js';
-import { EntitySetGoneError, type RestClient } from '../http/index.js';
+import { EntitySetGoneError, envelopeOf, type RestClient } from '../http/index.js';
 import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../http/types.js';
 import type { Logger } from '../log/index.js';
 import { converterFor, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
+import type { EncodedRows, PageEncoder } from './formats.js';
 import { attributeNamed, buildOrderBy, buildQuery, splitList } from './query.js';
-import { describeValues, type RowCheck } from './verify.js';
+import { PagePool, ScanLayout, ScannedPage, scanPage } from './scan.js';
+import { describeValues, type RawRow, type RowCheck } from './verify.js';
 
 export interface ExportOptions {
   table: string;
@@ -128,12 +130,79 @@ function rowsAfterSkipLimit(count: number, options: ExportPlan['options']): numb
   return options.limit !== undefined ? Math.min(options.limit, available) : available;
 }
 
+export interface ExportHooks {
+  logger: Logger;
+  onStart?: (total: number) => void;
+  onPage?: (p: ExportProgress) => void;
+  summary?: Partial<ExportSummary>;
+}
+
+/** What the paging loop needs of a page, however it was read. */
+interface PageView {
+  readonly envelope: Pick<Envelope, '__COUNT' | '__ENTITYSET' | '__GlobalStamp'>;
+  readonly size: number;
+  isPlaceholder(i: number): boolean;
+  /** The entity's wire values (at least those a row check reads). */
+  raw(i: number): RawRow;
+}
+
+/** A page read with JSON.parse: the reference path. */
+class ObjectPage implements PageView {
+  constructor(readonly envelope: Envelope) {}
+
+  get size(): number {
+    return this.envelope.__ENTITIES.length;
+  }
+
+  isPlaceholder(i: number): boolean {
+    return isPlaceholder(this.envelope.__ENTITIES[i]!);
+  }
+
+  raw(i: number): Entity {
+    return this.envelope.__ENTITIES[i]!;
+  }
+}
+
+type ReadPage<P extends PageView> = (table: string, query: PageQuery) => Promise<P>;
+
 /** Rows in order, one page at a time (each yielded array is one page). */
-export async function* exportRows(
+export function exportRows(client: RestClient, plan: ExportPlan, hooks: ExportHooks): AsyncGenerator<unknown[][]> {
+  const read: ReadPage<ObjectPage> = async (table, query) => new ObjectPage(await client.page(table, query));
+  return exportPages(client, plan, hooks, read, (page, taken) => taken.map((i) => toRow(plan, page.raw(i))));
+}
+
+/**
+ * The same rows, encoded for the output by `encoder` (one chunk per page): pages are read as bytes
+ * and scanned (./scan.ts) instead of parsed, and encoded straight from the bytes (./transcode.ts).
+ * A page the scanner leaves alone is parsed and encoded row by row as in exportRows.
+ */
+export function exportEncoded(client: RestClient, plan: ExportPlan, encoder: PageEncoder, hooks: ExportHooks): AsyncGenerator<EncodedRows> {
+  const layout = new ScanLayout(plan.columns.map((c) => c.name), plan.query.check?.fields);
+  const pool = new PagePool();
+  const decode = (body: Buffer) => scanPage(body, layout, pool) ?? JSON.parse(body.toString());
+  const read: ReadPage<ObjectPage | ScannedPage> = async (table, query) => {
+    const json = await client.pageWith(table, query, decode);
+    return json instanceof ScannedPage ? json : new ObjectPage(envelopeOf(json, table, query));
+  };
+  return exportPages(client, plan, hooks, read, (page, taken) => {
+    if (page instanceof ScannedPage) {
+      for (const i of taken) encoder.entity(page, i);
+      page.release();
+    } else {
+      for (const i of taken) encoder.row(toRow(plan, page.raw(i)));
+    }
+    return encoder.take();
+  });
+}
+
+/** Pages in order; `collect` makes what is yielded of the entities of a page that are written. */
+async function* exportPages<P extends PageView, T>(
   client: RestClient,
   plan: ExportPlan,
-  hooks: { logger: Logger; onStart?: (total: number) => void; onPage?: (p: ExportProgress) => void; summary?: Partial<ExportSummary> } ,
-): AsyncGenerator<unknown[][]> {
+  hooks: ExportHooks,
+  read: ReadPage<P>,
+  collect: (page: P, taken: number[]) => T,
+): AsyncGenerator<T> {
   const { options, query } = plan;
   const table = plan.dataClass.name;
   const pageSize = options.pageSize;
@@ -144,45 +213,50 @@ export async function* exportRows(
 
   // First page: creates the entity set (when supported) and tells us the count.
   const firstTop = options.limit !== undefined ? Math.min(pageSize, options.limit) : pageSize;
-  const first = await client.page(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet });
-  let setId = useSet ? entitySetId(first) : undefined;
+  const first = await read(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet });
+  const count = first.envelope.__COUNT;
+  let setId = useSet ? entitySetId(first.envelope) : undefined;
   if (useSet && !setId) hooks.logger.info(`the server returned no entity set for ${table}; paging with $skip/$top ordered by ${query.orderBy ?? 'natural order'}`);
-  const expected = rowsAfterSkipLimit(first.__COUNT, options);
+  const expected = rowsAfterSkipLimit(count, options);
   hooks.onStart?.(expected);
   const summary = hooks.summary ?? {};
-  Object.assign(summary, { serverCount: first.__COUNT, expected, rows: 0, vanished: 0, outsideFilter: 0, globalStamp: Number(first.__GlobalStamp ?? 0) || 0, usedEntitySet: Boolean(setId) });
+  Object.assign(summary, { serverCount: count, expected, rows: 0, vanished: 0, outsideFilter: 0, globalStamp: Number(first.envelope.__GlobalStamp ?? 0) || 0, usedEntitySet: Boolean(setId) });
 
   const check = query.check;
   let written = 0;
-  const emit = (entities: Entity[], room: number): unknown[][] => {
-    const rows: unknown[][] = [];
-    for (const entity of entities) {
-      if (rows.length >= room) break;
-      if (isPlaceholder(entity)) {
+  /** The entities of a page to write: placeholders of deleted rows left out, every row checked. */
+  const emit = (page: P, room: number): number[] => {
+    const taken: number[] = [];
+    for (let i = 0; i < page.size; i++) {
+      if (taken.length >= room) break;
+      if (page.isPlaceholder(i)) {
         summary.vanished = (summary.vanished ?? 0) + 1;
         continue;
       }
-      if (check && check.test(entity) === false) {
-        if (query.onMismatch === 'count') {
-          summary.outsideFilter = (summary.outsideFilter ?? 0) + 1;
-        } else {
-          throw new FilterNotAppliedError(
-            `the server did not apply the filter ${check.text}: it sent a row of ${table} with ${describeValues(check, entity)}; stopped before writing it`,
-            { hint: "run 'legacy doctor --probe' and report its output; an unfiltered export would be wrong data" },
-          );
+      if (check) {
+        const entity = page.raw(i);
+        if (check.test(entity) === false) {
+          if (query.onMismatch === 'count') {
+            summary.outsideFilter = (summary.outsideFilter ?? 0) + 1;
+          } else {
+            throw new FilterNotAppliedError(
+              `the server did not apply the filter ${check.text}: it sent a row of ${table} with ${describeValues(check, entity)}; stopped before writing it`,
+              { hint: "run 'legacy doctor --probe' and report its output; an unfiltered export would be wrong data" },
+            );
+          }
         }
       }
-      rows.push(toRow(plan, entity));
+      taken.push(i);
     }
-    return rows;
+    return taken;
   };
 
   // A stored set keeps its __COUNT (deleted rows stay as placeholders). Another count means the
   // server lost the set and rebuilt a different selection: positions no longer line up.
-  const sameSelection = (page: Envelope, how: string): Envelope => {
-    if (page.__COUNT !== first.__COUNT) {
+  const sameSelection = (page: P, how: string): P => {
+    if (page.envelope.__COUNT !== count) {
       throw new SelectionChangedError(
-        `the server lost the stored selection of ${table} during the export and ${how} one of ${page.__COUNT} rows instead of ${first.__COUNT}; carrying on could skip or repeat rows`,
+        `the server lost the stored selection of ${table} during the export and ${how} one of ${page.envelope.__COUNT} rows instead of ${count}; carrying on could skip or repeat rows`,
         { hint: 'run the export again' },
       );
     }
@@ -193,25 +267,25 @@ export async function* exportRows(
   const offsets = [0];
   for (let pos = firstTop; pos < expected; pos += pageSize) offsets.push(pos);
 
-  const fetchPage = async (pos: number): Promise<Envelope> => {
+  const fetchPage = async (pos: number): Promise<P> => {
     const top = Math.min(pageSize, expected - pos);
     const skip = options.skip + pos;
     for (let attempt = 0; ; attempt++) {
       try {
-        if (setId) return sameSelection(await client.page(table, { ...base, fromEntitySet: setId, skip, top }), 'recreated');
-        return await client.page(table, { ...base, skip, top });
+        if (setId) return sameSelection(await read(table, { ...base, fromEntitySet: setId, skip, top }), 'recreated');
+        return await read(table, { ...base, skip, top });
       } catch (error) {
         if (!(error instanceof EntitySetGoneError) || attempt > 0) throw error;
         // The server could not recreate the set from $savedfilter: make a new one and carry on if
         // it holds as many rows as the lost one.
         hooks.logger.warn(`the server lost the entity set for ${table}; making a new one`);
-        const fresh = sameSelection(await client.page(table, { ...base, skip: 0, top: 1, entitySet: true }), 'made a new');
-        setId = entitySetId(fresh);
+        const fresh = sameSelection(await read(table, { ...base, skip: 0, top: 1, entitySet: true }), 'made a new');
+        setId = entitySetId(fresh.envelope);
       }
     }
   };
 
-  const inflight = new Map<number, Promise<Envelope>>([[0, Promise.resolve(first)]]);
+  const inflight = new Map<number, Promise<P>>([[0, Promise.resolve(first)]]);
   let next = 1;
   const concurrency = Math.max(1, options.concurrency);
   try {
@@ -224,12 +298,13 @@ export async function* exportRows(
       }
       const page = await inflight.get(i)!;
       inflight.delete(i);
-      const rows = emit(page.__ENTITIES, expected - written);
-      written += rows.length;
+      const taken = emit(page, expected - written);
+      const out = taken.length ? collect(page, taken) : undefined;
+      written += taken.length;
       summary.rows = written;
-      if (rows.length) yield rows;
+      if (out !== undefined) yield out;
       hooks.onPage?.({ rows: written, total: expected });
-      if (page.__ENTITIES.length === 0 && !setId) break; // the table shrank under plain paging
+      if (page.size === 0 && !setId) break; // the table shrank under plain paging
     }
   } finally {
     inflight.clear();
@@ -240,7 +315,7 @@ export async function* exportRows(
   }
 }
 
-function entitySetId(envelope: Envelope): string | undefined {
+function entitySetId(envelope: PageView['envelope']): string | undefined {
   const uri = envelope.__ENTITYSET;
   if (!uri) return undefined;
   const m = /\$entityset\/([^/?]+)/.exec(uri);

@@ -5,6 +5,8 @@
 import type { Writable } from 'node:stream';
 import { write } from '../cli/io.js';
 import { csvEncoder } from './csv.js';
+import type { ScannedPage } from './scan.js';
+import { ByteSink, csvTranscoder, jsonTranscoder, type Transcoder, type TranscodeColumn } from './transcode.js';
 import { xlsxWriter, type CellKind } from './xlsx.js';
 
 export type Format = 'csv' | 'json' | 'ndjson' | 'table' | 'xlsx';
@@ -37,6 +39,57 @@ export interface RowWriter {
   end(): Promise<void>;
   /** Rows actually written (the table format stops at its cap). */
   readonly written: number;
+  /**
+   * csv, json, ndjson: an encoder of rows straight from the export's scanned pages (./transcode.ts),
+   * writing the bytes write() would; its pages go to writeEncoded. Undefined when these options
+   * need the reference path. Every row of an export goes one way or the other, never both.
+   */
+  encoder?(columns: readonly TranscodeColumn[]): PageEncoder | undefined;
+  writeEncoded?(page: EncodedRows): Promise<void>;
+}
+
+/** Rows already encoded for the output. */
+export interface EncodedRows {
+  bytes: Buffer;
+  rows: number;
+}
+
+export interface PageEncoder {
+  /** Entity `i` of a scanned page as one row. */
+  entity(page: ScannedPage, i: number): void;
+  /** One row of converted values (from a page the scanner left to JSON.parse). */
+  row(values: readonly unknown[]): void;
+  /** The rows encoded since the last call. */
+  take(): EncodedRows;
+}
+
+/** A page encoder around a transcoder, with the text of a row of values as its reference. */
+function pageEncoder(transcoder: Transcoder, rowText: (values: readonly unknown[]) => string, frame: { before?: (index: number) => string; after?: number } = {}): PageEncoder {
+  const sink = new ByteSink();
+  let total = 0;
+  let pending = 0;
+  const { before, after } = frame;
+  return {
+    entity(page, i) {
+      if (before) sink.ascii(before(total));
+      transcoder.entity(sink, page, i);
+      if (after !== undefined) sink.byte(after);
+      total++;
+      pending++;
+    },
+    row(values) {
+      if (before) sink.ascii(before(total));
+      sink.text(rowText(values));
+      if (after !== undefined) sink.byte(after);
+      total++;
+      pending++;
+    },
+    take() {
+      const page = { bytes: sink.take(), rows: pending };
+      pending = 0;
+      return page;
+    },
+  };
 }
 
 export async function createWriter(format: Format, columns: string[], out: Writable, options: WriterOptions = {}): Promise<RowWriter> {
@@ -74,17 +127,27 @@ function csvWriter(columns: string[], out: Writable, options: WriterOptions): Ro
       await write(out, chunk);
     },
     async end() {},
+    encoder(cols) {
+      const transcoder = csvTranscoder(cols, options);
+      return transcoder && pageEncoder(transcoder, encoder.row);
+    },
+    async writeEncoded(page) {
+      written += page.rows;
+      await write(out, page.bytes);
+    },
   };
 }
 
 function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWriter {
   let written = 0;
   // Build each object with the keys in column order.
-  const toObject = (row: unknown[]) => {
+  const toObject = (row: readonly unknown[]) => {
     const obj: Record<string, unknown> = {};
     for (let i = 0; i < columns.length; i++) obj[columns[i]!] = row[i] ?? null;
     return obj;
   };
+  // JSON: a line break before the first row, a comma and one before every other.
+  const separator = (index: number) => (index === 0 ? '\n' : ',\n');
   return {
     get written() {
       return written;
@@ -97,13 +160,22 @@ function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWrite
       for (const row of rows) {
         const text = JSON.stringify(toObject(row));
         if (ndjson) chunk += `${text}\n`;
-        else chunk += `${written === 0 ? '\n' : ',\n'}${text}`;
+        else chunk += `${separator(written)}${text}`;
         written++;
       }
       await write(out, chunk);
     },
     async end() {
       if (!ndjson) await write(out, written === 0 ? ']\n' : '\n]\n');
+    },
+    encoder(cols) {
+      const transcoder = jsonTranscoder(cols);
+      if (!transcoder) return undefined;
+      return pageEncoder(transcoder, (row) => JSON.stringify(toObject(row)), ndjson ? { after: 0x0a } : { before: separator });
+    },
+    async writeEncoded(page) {
+      written += page.rows;
+      await write(out, page.bytes);
     },
   };
 }
