@@ -60,7 +60,8 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
   const limit = assertPositive(opts.limit, '--limit', 0);
   const skip = assertPositive(opts.skip, '--skip', 0);
   const pageSize = assertPositive(opts.pageSize, '--page-size', 1) ?? ctx.settings.pageSize;
-  const concurrency = assertPositive(opts.concurrency, '--concurrency', 1) ?? ctx.settings.concurrency;
+  const pinned = assertPositive(opts.concurrency, '--concurrency', 1) ?? ctx.settings.envConfig?.concurrency ?? ctx.config.defaults?.concurrency;
+  const concurrency = pinned ?? ctx.settings.concurrency;
   if (concurrency > 16) throw new UsageError('--concurrency is at most 16 (one session serves every request)');
   if (pageSize > 100_000) throw new UsageError('--page-size is at most 100000');
 
@@ -76,7 +77,8 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
     limit: format === 'table' && limit === undefined && !opts.count ? undefined : limit,
     skip,
     pageSize,
-    concurrency,
+    // Not pinned by --concurrency or the config: adapted to the server (table/concurrency.ts).
+    concurrency: pinned,
     raw: opts.raw,
     meta: opts.meta,
     entitySet: opts.entityset !== false,

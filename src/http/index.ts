@@ -173,14 +173,14 @@ export class RestClient {
 
   /** One page of a dataclass or of a stored entity set. */
   async page(table: string, query: PageQuery): Promise<Envelope> {
-    return envelopeOf(await this.pageWith(table, query), table, query);
+    return envelopeOf((await this.pageWith(table, query)).json, table, query);
   }
 
   /**
-   * One page, as `decode` reads the body of the 200 answer (instead of JSON.parse): the export's
-   * fast path (table/scan.ts). A throw from `decode` is an unreadable answer, retried like one.
+   * The 200 answer for one page, its body read by `decode` if given (instead of JSON.parse): the
+   * export's fast path (table/scan.ts). A throw from `decode` is an unreadable answer, retried like one.
    */
-  async pageWith(table: string, query: PageQuery, decode?: (body: Buffer) => unknown): Promise<unknown> {
+  async pageWith(table: string, query: PageQuery, decode?: (body: Buffer) => unknown): Promise<HttpResponse> {
     const url = pageUrl(this.baseUrl, table, query);
     if (url.length > MAX_URL_LENGTH) {
       // Web servers refuse such request lines (Node: 431) or drop the connection mid-request.
@@ -193,7 +193,7 @@ export class RestClient {
       const what = query.filter ? `reading ${table} with filter ${JSON.stringify(query.filter)}` : `reading ${table}`;
       throw this.errorFor(response, what);
     }
-    return response.json;
+    return response;
   }
 
   /** The server's identity for the dialect cache (after the catalog was read). */

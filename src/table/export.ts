@@ -13,6 +13,7 @@ import { FilterNotAppliedError, SelectionChangedError, UsageError } from '../err
 import { EntitySetGoneError, envelopeOf, type RestClient } from '../http/index.js';
 import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../http/types.js';
 import type { Logger } from '../log/index.js';
+import { DEFAULT_PAGES_IN_FLIGHT, PagesInFlight } from './concurrency.js';
 import { converterFor, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
 import type { EncodedRows, PageEncoder } from './formats.js';
 import { attributeNamed, buildOrderBy, buildQuery, splitList } from './query.js';
@@ -28,6 +29,7 @@ export interface ExportOptions {
   limit?: number;
   skip?: number;
   pageSize?: number;
+  /** Pages in flight; absent: adapted to the server, from 3 up to 8 (./concurrency.ts). */
   concurrency?: number;
   raw?: boolean;
   meta?: boolean;
@@ -54,7 +56,7 @@ export interface ExportPlan {
     /** A row failing the check: stop the export (default), or count it (sync: extra rows are harmless). */
     onMismatch?: 'fail' | 'count';
   };
-  options: Required<Pick<ExportOptions, 'pageSize' | 'concurrency' | 'skip'>> & ExportOptions;
+  options: Required<Pick<ExportOptions, 'pageSize' | 'concurrency' | 'skip'>> & ExportOptions & { adaptive?: boolean };
 }
 
 export interface ExportProgress {
@@ -106,7 +108,13 @@ export async function planExport(client: RestClient, options: ExportOptions): Pr
     dataClass: dc,
     columns,
     query: { ...built, orderBy, attributes },
-    options: { ...options, pageSize: options.pageSize ?? 1000, concurrency: options.concurrency ?? 3, skip: options.skip ?? 0 },
+    options: {
+      ...options,
+      pageSize: options.pageSize ?? 1000,
+      concurrency: options.concurrency ?? DEFAULT_PAGES_IN_FLIGHT,
+      adaptive: options.concurrency === undefined,
+      skip: options.skip ?? 0,
+    },
   };
 }
 
@@ -163,11 +171,21 @@ class ObjectPage implements PageView {
   }
 }
 
-type ReadPage<P extends PageView> = (table: string, query: PageQuery) => Promise<P>;
+/** A page as read, with what the answer took: its body's bytes and the retries it needed. */
+interface Read<P extends PageView> {
+  page: P;
+  bytes: number;
+  retries: number;
+}
+
+type ReadPage<P extends PageView> = (table: string, query: PageQuery) => Promise<Read<P>>;
 
 /** Rows in order, one page at a time (each yielded array is one page). */
 export function exportRows(client: RestClient, plan: ExportPlan, hooks: ExportHooks): AsyncGenerator<unknown[][]> {
-  const read: ReadPage<ObjectPage> = async (table, query) => new ObjectPage(await client.page(table, query));
+  const read: ReadPage<ObjectPage> = async (table, query) => {
+    const response = await client.pageWith(table, query);
+    return { page: new ObjectPage(envelopeOf(response.json, table, query)), bytes: response.bytes, retries: response.retries };
+  };
   return exportPages(client, plan, hooks, read, (page, taken) => taken.map((i) => toRow(plan, page.raw(i))));
 }
 
@@ -181,8 +199,9 @@ export function exportEncoded(client: RestClient, plan: ExportPlan, encoder: Pag
   const pool = new PagePool();
   const decode = (body: Buffer) => scanPage(body, layout, pool) ?? JSON.parse(body.toString());
   const read: ReadPage<ObjectPage | ScannedPage> = async (table, query) => {
-    const json = await client.pageWith(table, query, decode);
-    return json instanceof ScannedPage ? json : new ObjectPage(envelopeOf(json, table, query));
+    const response = await client.pageWith(table, query, decode);
+    const json = response.json;
+    return { page: json instanceof ScannedPage ? json : new ObjectPage(envelopeOf(json, table, query)), bytes: response.bytes, retries: response.retries };
   };
   return exportPages(client, plan, hooks, read, (page, taken) => {
     if (page instanceof ScannedPage) {
@@ -213,7 +232,7 @@ async function* exportPages<P extends PageView, T>(
 
   // First page: creates the entity set (when supported) and tells us the count.
   const firstTop = options.limit !== undefined ? Math.min(pageSize, options.limit) : pageSize;
-  const first = await read(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet });
+  const { page: first } = await read(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet });
   const count = first.envelope.__COUNT;
   let setId = useSet ? entitySetId(first.envelope) : undefined;
   if (useSet && !setId) hooks.logger.info(`the server returned no entity set for ${table}; paging with $skip/$top ordered by ${query.orderBy ?? 'natural order'}`);
@@ -267,19 +286,26 @@ async function* exportPages<P extends PageView, T>(
   const offsets = [0];
   for (let pos = firstTop; pos < expected; pos += pageSize) offsets.push(pos);
 
+  // Pages in flight: pinned by --concurrency, else adapted to the server (./concurrency.ts).
+  const flight = new PagesInFlight(options.concurrency, options.adaptive === true, (message) => hooks.logger.debug(message));
+  const licenceWaits = () => client.session.events.licenceWaits;
+
   const fetchPage = async (pos: number): Promise<P> => {
     const top = Math.min(pageSize, expected - pos);
     const skip = options.skip + pos;
+    const started = performance.now();
+    const waits = licenceWaits();
     for (let attempt = 0; ; attempt++) {
       try {
-        if (setId) return sameSelection(await read(table, { ...base, fromEntitySet: setId, skip, top }), 'recreated');
-        return await read(table, { ...base, skip, top });
+        const got = setId ? await read(table, { ...base, fromEntitySet: setId, skip, top }) : await read(table, { ...base, skip, top });
+        flight.observe(performance.now() - started, got.bytes, got.retries > 0 || attempt > 0 || licenceWaits() > waits);
+        return setId ? sameSelection(got.page, 'recreated') : got.page;
       } catch (error) {
         if (!(error instanceof EntitySetGoneError) || attempt > 0) throw error;
         // The server could not recreate the set from $savedfilter: make a new one and carry on if
         // it holds as many rows as the lost one.
         hooks.logger.warn(`the server lost the entity set for ${table}; making a new one`);
-        const fresh = sameSelection(await read(table, { ...base, skip: 0, top: 1, entitySet: true }), 'made a new');
+        const fresh = sameSelection((await read(table, { ...base, skip: 0, top: 1, entitySet: true })).page, 'made a new');
         setId = entitySetId(fresh.envelope);
       }
     }
@@ -287,17 +313,21 @@ async function* exportPages<P extends PageView, T>(
 
   const inflight = new Map<number, Promise<P>>([[0, Promise.resolve(first)]]);
   let next = 1;
-  const concurrency = Math.max(1, options.concurrency);
+  /** Keep the pages in flight that the limit allows (also while a page is being written). */
+  const topUp = () => {
+    while (next < offsets.length && inflight.size < flight.limit) {
+      const promise = fetchPage(offsets[next]!);
+      promise.catch(() => undefined); // observed when its turn comes
+      inflight.set(next, promise);
+      next++;
+    }
+  };
   try {
     for (let i = 0; i < offsets.length; i++) {
-      while (next < offsets.length && inflight.size < concurrency) {
-        const promise = fetchPage(offsets[next]!);
-        promise.catch(() => undefined); // observed when its turn comes
-        inflight.set(next, promise);
-        next++;
-      }
+      topUp();
       const page = await inflight.get(i)!;
       inflight.delete(i);
+      topUp();
       const taken = emit(page, expected - written);
       const out = taken.length ? collect(page, taken) : undefined;
       written += taken.length;

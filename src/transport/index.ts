@@ -44,6 +44,8 @@ export interface HttpResponse {
   json: unknown;
   /** The body text (bounded: error bodies are cut to 64 KiB). */
   text: string;
+  /** The body's length in bytes. */
+  bytes: number;
   requestId: string;
   ms: number;
   retries: number;
@@ -246,6 +248,7 @@ export class Transport {
           setCookies: Array.isArray(setCookie) ? setCookie : setCookie ? [setCookie] : [],
           json,
           text,
+          bytes: body.length,
           requestId,
           ms,
           retries: attempt,
