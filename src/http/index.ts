@@ -177,10 +177,11 @@ export class RestClient {
   }
 
   /**
-   * The 200 answer for one page, its body read by `decode` if given (instead of JSON.parse): the
-   * export's fast path (table/scan.ts). A throw from `decode` is an unreadable answer, retried like one.
+   * The 200 answer for one page, its body read by `body.decode` if given (instead of JSON.parse),
+   * into a buffer from `body.buffer`: the export's fast path (table/scan.ts). A throw from
+   * `decode` is an unreadable answer, retried like one.
    */
-  async pageWith(table: string, query: PageQuery, decode?: (body: Buffer) => unknown): Promise<HttpResponse> {
+  async pageWith(table: string, query: PageQuery, body?: Pick<HttpRequest, 'decode' | 'bodyBuffer'>): Promise<HttpResponse> {
     const url = pageUrl(this.baseUrl, table, query);
     if (url.length > MAX_URL_LENGTH) {
       // Web servers refuse such request lines (Node: 431) or drop the connection mid-request.
@@ -188,7 +189,7 @@ export class RestClient {
         hint: 'shorten the --where / --filter values',
       });
     }
-    const response = await this.send({ method: 'GET', url, idempotent: true, decode });
+    const response = await this.send({ method: 'GET', url, idempotent: true, ...body });
     if (response.status !== 200) {
       const what = query.filter ? `reading ${table} with filter ${JSON.stringify(query.filter)}` : `reading ${table}`;
       throw this.errorFor(response, what);

@@ -194,24 +194,32 @@ export function exportRows(client: RestClient, plan: ExportPlan, hooks: ExportHo
  * and scanned (./scan.ts) instead of parsed, and encoded straight from the bytes (./transcode.ts).
  * A page the scanner leaves alone is parsed and encoded row by row as in exportRows.
  */
-export function exportEncoded(client: RestClient, plan: ExportPlan, encoder: PageEncoder, hooks: ExportHooks): AsyncGenerator<EncodedRows> {
+export async function* exportEncoded(client: RestClient, plan: ExportPlan, encoder: PageEncoder, hooks: ExportHooks): AsyncGenerator<EncodedRows> {
   const layout = new ScanLayout(plan.columns.map((c) => c.name), plan.query.check?.fields);
   const pool = new PagePool();
-  const decode = (body: Buffer) => scanPage(body, layout, pool) ?? JSON.parse(body.toString());
+  const body = {
+    decode: (bytes: Buffer) => scanPage(bytes, layout, pool) ?? JSON.parse(bytes.toString()),
+    bodyBuffer: (length: number) => pool.body(length),
+  };
+  let scanned = 0;
+  let parsed = 0;
   const read: ReadPage<ObjectPage | ScannedPage> = async (table, query) => {
-    const response = await client.pageWith(table, query, decode);
+    const response = await client.pageWith(table, query, body);
     const json = response.json;
     return { page: json instanceof ScannedPage ? json : new ObjectPage(envelopeOf(json, table, query)), bytes: response.bytes, retries: response.retries };
   };
-  return exportPages(client, plan, hooks, read, (page, taken) => {
+  yield* exportPages(client, plan, hooks, read, (page, taken) => {
     if (page instanceof ScannedPage) {
+      scanned++;
       for (const i of taken) encoder.entity(page, i);
       page.release();
     } else {
+      parsed++;
       for (const i of taken) encoder.row(toRow(plan, page.raw(i)));
     }
     return encoder.take();
   });
+  hooks.logger.debug(`${scanned} page(s) encoded from their bytes, ${parsed} parsed with JSON.parse`);
 }
 
 /** Pages in order; `collect` makes what is yielded of the entities of a page that are written. */

@@ -2,6 +2,8 @@
  * Output formats. All of them take the same converted rows, so every format carries the same
  * data for the same row. CSV/JSON/NDJSON stream page by page; the terminal table is capped.
  */
+import { WriteStream } from 'node:fs';
+import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { write } from '../cli/io.js';
 import { csvEncoder } from './csv.js';
@@ -52,6 +54,8 @@ export interface RowWriter {
 export interface EncodedRows {
   bytes: Buffer;
   rows: number;
+  /** The output is done with `bytes` (the encoder may use their buffer again). */
+  release(): void;
 }
 
 export interface PageEncoder {
@@ -85,11 +89,23 @@ function pageEncoder(transcoder: Transcoder, rowText: (values: readonly unknown[
       pending++;
     },
     take() {
-      const page = { bytes: sink.take(), rows: pending };
+      const bytes = sink.take();
+      const page = { bytes, rows: pending, release: () => sink.recycle(bytes) };
       pending = 0;
       return page;
     },
   };
+}
+
+/**
+ * Write encoded rows, and hand their buffer back once the output no longer holds it: when it is a
+ * file or a socket (a pipe, a terminal) with nothing left queued, the bytes are with the kernel.
+ * Any other stream may keep the very buffer (a PassThrough does), so it is left to the GC.
+ */
+async function writeEncoded(out: Writable, page: EncodedRows): Promise<void> {
+  await write(out, page.bytes);
+  const copies = out instanceof WriteStream || out instanceof Socket || out.constructor.name === 'SyncWriteStream';
+  if (copies && out.writableLength === 0) page.release();
 }
 
 export async function createWriter(format: Format, columns: string[], out: Writable, options: WriterOptions = {}): Promise<RowWriter> {
@@ -133,7 +149,7 @@ function csvWriter(columns: string[], out: Writable, options: WriterOptions): Ro
     },
     async writeEncoded(page) {
       written += page.rows;
-      await write(out, page.bytes);
+      await writeEncoded(out, page);
     },
   };
 }
@@ -175,7 +191,7 @@ function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWrite
     },
     async writeEncoded(page) {
       written += page.rows;
-      await write(out, page.bytes);
+      await writeEncoded(out, page);
     },
   };
 }

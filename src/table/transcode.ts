@@ -63,7 +63,7 @@ export class ByteSink {
   pos = 0;
 
   constructor(private size = 1 << 16) {
-    this.buf = Buffer.allocUnsafe(size);
+    this.buf = Buffer.allocUnsafeSlow(size);
   }
 
   ensure(n: number): Buffer {
@@ -105,14 +105,26 @@ export class ByteSink {
     for (let k = 0; k < text.length; k++) buf[this.pos++] = text.charCodeAt(k);
   }
 
+  /** The bytes appended since the last take; the sink goes on in a buffer of its own. */
   take(): Buffer {
     const out = this.buf.subarray(0, this.pos);
     // The next page is about as large as this one.
     this.size = Math.max(1 << 12, Math.ceil(this.pos * 1.25));
-    this.buf = Buffer.allocUnsafe(this.size);
+    const at = this.spare.findIndex((b) => b.length >= this.size);
+    this.buf = at >= 0 ? this.spare.splice(at, 1)[0]! : Buffer.allocUnsafeSlow(this.size);
     this.pos = 0;
     return out;
   }
+
+  /**
+   * Bytes from take() that the output no longer holds (they reached the file or the pipe): their
+   * buffer is used again, so pages do not each leave a buffer behind for the GC.
+   */
+  recycle(bytes: Buffer): void {
+    if (this.spare.length < 2) this.spare.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset));
+  }
+
+  private readonly spare: Buffer[] = [];
 }
 
 // ---- JSON tokens -------------------------------------------------------------------------------

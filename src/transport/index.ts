@@ -34,6 +34,8 @@ export interface HttpRequest {
    * returns is the response's `json`. A throw counts as an unreadable body, retried like one.
    */
   decode?: (body: Buffer) => unknown;
+  /** A buffer for the body of a 200 answer of announced length (the export's page pool). */
+  bodyBuffer?: (length: number) => Buffer;
 }
 
 export interface HttpResponse {
@@ -233,7 +235,10 @@ function exchange(request: HttpRequest, options: TransportOptions, onRequest: (r
       // The announced length is read into one buffer; otherwise (chunked, compressed) chunks are joined.
       const announced = Number(res.headers['content-length']);
       const encoding = String(res.headers['content-encoding'] ?? '').toLowerCase();
-      let body = Number.isSafeInteger(announced) && announced >= 0 && announced <= 256 * 1024 * 1024 && !encoding ? Buffer.allocUnsafe(announced) : undefined;
+      let body: Buffer | undefined;
+      if (Number.isSafeInteger(announced) && announced >= 0 && announced <= 256 * 1024 * 1024 && !encoding) {
+        body = res.statusCode === 200 && request.bodyBuffer ? request.bodyBuffer(announced) : Buffer.allocUnsafe(announced);
+      }
       let filled = 0;
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => {
