@@ -129,11 +129,13 @@ export async function run(ctx: CommandContext, args: string[], opts: GetTableOpt
       onStart: (total: number) => progress?.update({ rows: 0, total, label: table }),
       onPage: (p: ExportProgress) => progress?.update({ ...p, label: table }),
     };
-    // CSV, JSON and NDJSON are encoded straight from the pages' bytes (table/transcode.ts);
-    // LEGACY_TRANSCODE=0 takes the reference path (JSON.parse, then the writer), byte for byte the same.
-    const encoder = ctx.io.env.LEGACY_TRANSCODE === '0' ? undefined : writer.encoder?.(plan.columns);
+    // CSV, JSON and NDJSON are encoded straight from the pages' bytes, the other formats get rows
+    // built from them (table/transcode.ts); LEGACY_TRANSCODE=0 takes the reference path (JSON.parse
+    // of each page, then the writer), byte for byte the same.
+    const reference = ctx.io.env.LEGACY_TRANSCODE === '0';
+    const encoder = reference ? undefined : writer.encoder?.(plan.columns);
     try {
-      for await (const rows of encoder ? exportEncoded(client, plan, encoder, hooks) : exportRows(client, plan, hooks)) {
+      for await (const rows of encoder ? exportEncoded(client, plan, encoder, hooks) : exportRows(client, plan, hooks, { reference })) {
         if (ctx.signal.aborted) break;
         if (!begunHere) {
           begunHere = true;

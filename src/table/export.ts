@@ -18,6 +18,7 @@ import { converterFor, keepValue, keyText, unquotedTimestamp, type Converter } f
 import type { EncodedRows, PageEncoder } from './formats.js';
 import { attributeNamed, buildOrderBy, buildQuery, splitList } from './query.js';
 import { PagePool, ScanLayout, ScannedPage, scanPage } from './scan.js';
+import { rowTranscoder } from './transcode.js';
 import { describeValues, type RawRow, type RowCheck } from './verify.js';
 
 export interface ExportOptions {
@@ -180,21 +181,11 @@ interface Read<P extends PageView> {
 
 type ReadPage<P extends PageView> = (table: string, query: PageQuery) => Promise<Read<P>>;
 
-/** Rows in order, one page at a time (each yielded array is one page). */
-export function exportRows(client: RestClient, plan: ExportPlan, hooks: ExportHooks): AsyncGenerator<unknown[][]> {
-  const read: ReadPage<ObjectPage> = async (table, query) => {
-    const response = await client.pageWith(table, query);
-    return { page: new ObjectPage(envelopeOf(response.json, table, query)), bytes: response.bytes, retries: response.retries };
-  };
-  return exportPages(client, plan, hooks, read, (page, taken) => taken.map((i) => toRow(plan, page.raw(i))));
-}
-
 /**
- * The same rows, encoded for the output by `encoder` (one chunk per page): pages are read as bytes
- * and scanned (./scan.ts) instead of parsed, and encoded straight from the bytes (./transcode.ts).
- * A page the scanner leaves alone is parsed and encoded row by row as in exportRows.
+ * Pages read as bytes into a pool and scanned (./scan.ts) instead of parsed; a page the scanner
+ * leaves alone is parsed with JSON.parse as before (an ObjectPage). `done` logs how many were which.
  */
-export async function* exportEncoded(client: RestClient, plan: ExportPlan, encoder: PageEncoder, hooks: ExportHooks): AsyncGenerator<EncodedRows> {
+function scannedPages(client: RestClient, plan: ExportPlan, logger: Logger) {
   const layout = new ScanLayout(plan.columns.map((c) => c.name), plan.query.check?.fields);
   const pool = new PagePool();
   const body = {
@@ -208,18 +199,55 @@ export async function* exportEncoded(client: RestClient, plan: ExportPlan, encod
     const json = response.json;
     return { page: json instanceof ScannedPage ? json : new ObjectPage(envelopeOf(json, table, query)), bytes: response.bytes, retries: response.retries };
   };
-  yield* exportPages(client, plan, hooks, read, (page, taken) => {
+  /** The page's written entities, by `fast` from its bytes, or by `reference` from its parsed entities. */
+  const each = (page: ObjectPage | ScannedPage, taken: number[], fast: (page: ScannedPage, i: number) => void, reference: (row: unknown[]) => void) => {
     if (page instanceof ScannedPage) {
       scanned++;
-      for (const i of taken) encoder.entity(page, i);
+      for (const i of taken) fast(page, i);
       page.release();
     } else {
       parsed++;
-      for (const i of taken) encoder.row(toRow(plan, page.raw(i)));
+      for (const i of taken) reference(toRow(plan, page.raw(i)));
     }
+  };
+  const done = () => logger.debug(`${scanned} page(s) encoded from their bytes, ${parsed} parsed with JSON.parse`);
+  return { read, each, done };
+}
+
+/**
+ * Rows in order, one page at a time (each yielded array is one page). The rows are built from the
+ * page bytes (./transcode.ts rowTranscoder); `reference` parses each page with JSON.parse instead.
+ */
+export async function* exportRows(client: RestClient, plan: ExportPlan, hooks: ExportHooks, { reference = false } = {}): AsyncGenerator<unknown[][]> {
+  if (reference) {
+    const read: ReadPage<ObjectPage> = async (table, query) => {
+      const response = await client.pageWith(table, query);
+      return { page: new ObjectPage(envelopeOf(response.json, table, query)), bytes: response.bytes, retries: response.retries };
+    };
+    yield* exportPages(client, plan, hooks, read, (page, taken) => taken.map((i) => toRow(plan, page.raw(i))));
+    return;
+  }
+  const pages = scannedPages(client, plan, hooks.logger);
+  const rowOf = rowTranscoder(plan.columns);
+  yield* exportPages(client, plan, hooks, pages.read, (page, taken) => {
+    const rows: unknown[][] = [];
+    pages.each(page, taken, (p, i) => rows.push(rowOf(p, i)), (row) => rows.push(row));
+    return rows;
+  });
+  pages.done();
+}
+
+/**
+ * The same rows, encoded for the output by `encoder` (one chunk per page) straight from the page
+ * bytes (./transcode.ts); a page the scanner leaves alone is encoded row by row from its values.
+ */
+export async function* exportEncoded(client: RestClient, plan: ExportPlan, encoder: PageEncoder, hooks: ExportHooks): AsyncGenerator<EncodedRows> {
+  const pages = scannedPages(client, plan, hooks.logger);
+  yield* exportPages(client, plan, hooks, pages.read, (page, taken) => {
+    pages.each(page, taken, (p, i) => encoder.entity(p, i), (row) => encoder.row(row));
     return encoder.take();
   });
-  hooks.logger.debug(`${scanned} page(s) encoded from their bytes, ${parsed} parsed with JSON.parse`);
+  pages.done();
 }
 
 /** Pages in order; `collect` makes what is yielded of the entities of a page that are written. */

@@ -343,25 +343,28 @@ function relatedKeyToken(b: Uint8Array, s: number, e: number): boolean {
   return memberOnce(b, memberStart, memberEnd, KEY) && b[memberStart] === QUOTE;
 }
 
+/** Digits from `i` to at most `max` of them (before `last`); their value, or -1 when there are none. Sets digitsEnd. */
+function digits(b: Uint8Array, i: number, last: number, max: number): number {
+  let n = 0;
+  const from = i;
+  while (i < last && i - from < max && b[i]! >= ZERO && b[i]! <= NINE) n = n * 10 + (b[i++]! - ZERO);
+  digitsEnd = i;
+  return i === from ? -1 : n;
+}
+let digitsEnd = 0;
+
 /** `D!M!YYYY` in the string token [s, e): the ISO date fourDDateToIso makes of it, as bytes into `out`; 0 none, -1 not handled. */
 function isoDate(b: Uint8Array, s: number, e: number, out: Uint8Array): number {
-  let i = s + 1;
   const last = e - 1;
-  const part = (maxDigits: number): number => {
-    let n = 0;
-    const from = i;
-    while (i < last && b[i]! >= ZERO && b[i]! <= NINE && i - from < maxDigits) n = n * 10 + (b[i++]! - ZERO);
-    return i === from ? -1 : n;
-  };
-  const day = part(2);
-  if (day < 0 || b[i++] !== BANG) return -1;
-  const month = part(2);
-  if (month < 0 || b[i++] !== BANG) return -1;
-  const yearStart = i;
-  let year = part(4);
-  if (year < 0 || i !== last) return -1;
+  const day = digits(b, s + 1, last, 2);
+  if (day < 0 || b[digitsEnd] !== BANG) return -1;
+  const month = digits(b, digitsEnd + 1, last, 2);
+  if (month < 0 || b[digitsEnd] !== BANG) return -1;
+  const yearStart = digitsEnd + 1;
+  let year = digits(b, yearStart, last, 4);
+  if (year < 0 || digitsEnd !== last) return -1;
   if (day === 0 && month === 0 && year === 0) return 0;
-  if (i - yearStart <= 2) year += year > 50 ? 1900 : 2000;
+  if (digitsEnd - yearStart <= 2) year += year > 50 ? 1900 : 2000;
   out[0] = ZERO + Math.floor(year / 1000);
   out[1] = ZERO + (Math.floor(year / 100) % 10);
   out[2] = ZERO + (Math.floor(year / 10) % 10);
@@ -684,5 +687,82 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
       if (kinds.length === 0) sink.byte(LBRACE);
       sink.byte(RBRACE);
     },
+  };
+}
+
+/**
+ * The rows of the reference (each column's converter applied to the value JSON.parse reads),
+ * built from a scanned page without parsing it whole: for exportRows (sync, --xlsx, --table).
+ */
+export function rowTranscoder(columns: readonly TranscodeColumn[]): (page: ScannedPage, i: number) => unknown[] {
+  const kinds = columns.map((c) => kindOf(c.convert));
+  const slotsOf = slotsFor(columns);
+  const date = Buffer.alloc(10);
+
+  /** A string token's text: its bytes when it has no escapes, else what JSON.parse makes of it. */
+  const string = (b: Buffer, s: number, e: number): string => {
+    for (let k = s + 1; k < e - 1; k++) if (b[k] === BACKSLASH) return JSON.parse(b.toString('utf8', s, e)) as string;
+    return b.toString('utf8', s + 1, e - 1);
+  };
+
+  /** The value as JSON.parse reads it, quicker for strings and integers. */
+  const value = (b: Buffer, s: number, e: number): unknown => {
+    const c = b[s]!;
+    if (c === QUOTE) return string(b, s, e);
+    if (c === 0x6e) return null;
+    if (c === 0x74) return true;
+    if (c === 0x66) return false;
+    if (c !== LBRACE && c !== LBRACKET) {
+      const n = integerToken(b, s, e);
+      if (!Number.isNaN(n)) return n;
+    }
+    return JSON.parse(b.toString('utf8', s, e));
+  };
+
+  /** The converted value, or `undefined` for the reference to make it. */
+  const cell = (kind: Kind, b: Buffer, s: number, e: number): unknown => {
+    switch (kind) {
+      case Kind.Value:
+        return value(b, s, e);
+      case Kind.None:
+        return null;
+      case Kind.Date: {
+        if (b[s] === 0x6e) return null;
+        if (b[s] !== QUOTE) return undefined;
+        const n = isoDate(b, s, e, date);
+        return n < 0 ? undefined : n === 0 ? null : date.toString('latin1', 0, 10);
+      }
+      case Kind.Time: {
+        if (b[s] === 0x6e) return null;
+        const ms = integerToken(b, s, e);
+        return Number.isNaN(ms) ? undefined : msToTime(ms);
+      }
+      case Kind.Related:
+        if (b[s] === 0x6e) return null;
+        return relatedKeyToken(b, s, e) ? string(b, memberStart, memberEnd) : undefined;
+      case Kind.Text:
+        return b[s] === QUOTE ? string(b, s, e) : undefined;
+      case Kind.Timestamp: {
+        if (b[s] === 0x6e) return null;
+        if (b[s] !== QUOTE) return undefined;
+        for (let k = s + 1; k < e - 1; k++) if (b[k] === BACKSLASH) return undefined;
+        return b.toString('utf8', s + 1, e - 1);
+      }
+      default:
+        return undefined;
+    }
+  };
+
+  return (page, i) => {
+    const slots = slotsOf(page);
+    const b = page.body;
+    const row = new Array<unknown>(kinds.length);
+    for (let col = 0; col < kinds.length; col++) {
+      const slot = slots[col]!;
+      const s = page.start(i, slot);
+      const fast = s < 0 ? undefined : cell(kinds[col]!, b, s, page.end(i, slot));
+      row[col] = fast !== undefined ? fast : columns[col]!.convert(page.value(i, slot));
+    }
+    return row;
   };
 }

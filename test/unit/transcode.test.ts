@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { fourDDateToIso, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from '../../src/table/convert.js';
 import { createWriter, type Format } from '../../src/table/formats.js';
 import { ScanLayout, scanPage, PagePool } from '../../src/table/scan.js';
-import { canonicalNumber, jsonTranscoder } from '../../src/table/transcode.js';
+import { canonicalNumber, jsonTranscoder, rowTranscoder } from '../../src/table/transcode.js';
 
 function random(seed: number): () => number {
   let s = seed >>> 0;
@@ -267,6 +267,25 @@ describe('transcoder = reference, byte for byte, on generated pages', () => {
   it('the CSV encoder declines a delimiter that is not one ASCII character', async () => {
     const writer = await createWriter('csv', ['a'], new Collect(), { delimiter: '§' });
     expect(writer.encoder!([{ name: 'a', convert: keepValue }])).toBeUndefined();
+  });
+});
+
+describe('rows from the bytes = the reference rows (exportRows: sync, --xlsx, --table)', () => {
+  it('every value equal (Object.is for numbers, so -0 stays -0), objects with their names in the same order', () => {
+    const rand = random(4242);
+    const rowOf = rowTranscoder(COLUMNS);
+    const layout = new ScanLayout(COLUMNS.map((c) => c.name));
+    for (let round = 0; round < 20; round++) {
+      const body = Buffer.from(page(rand, 100, round % 2 === 1));
+      const entities = (JSON.parse(body.toString()) as { __ENTITIES: Array<Record<string, unknown>> }).__ENTITIES;
+      const scanned = scanPage(body, layout)!;
+      entities.forEach((entity, i) => {
+        const want = COLUMNS.map((c) => c.convert(entity[c.name]));
+        const got = rowOf(scanned, i);
+        expect(got).toStrictEqual(want);
+        expect(JSON.stringify(got)).toBe(JSON.stringify(want));
+      });
+    }
   });
 });
 
