@@ -2,14 +2,14 @@
  * How many pages an export keeps in flight.
  *
  * `--concurrency n` (or `concurrency` in the config) pins it. Otherwise it starts at 3 and adapts
- * to the server, one round at a time (a round: as many pages as are in flight):
- * - it adds a page while the round trips show no queueing at the server (TCP Vegas' estimate: the
- *   pages waiting there = in flight x (1 - fastest round trip / this round's), below one) and the
- *   last addition made the export faster; an addition that did not pay is taken back, and the
- *   next try waits eight rounds;
- * - it halves on trouble (a page that needed a retry: a reset, a timeout, an HTTP 5xx; or a wait
- *   for a licence, HTTP 402) and holds for three rounds; it also gives pages back when more than
- *   three wait at the server;
+ * to the server, one round at a time (a round: as many pages as are in flight, at least 8):
+ * - it adds a page while the round trips say that fewer than two pages wait at the server (TCP
+ *   Vegas' estimate: in flight x (1 - fastest round trip / this round's)) and the last addition
+ *   made the export at least 5% faster; an addition that did not pay is taken back, and the next
+ *   try waits eight rounds;
+ * - on trouble (a page that needed a retry: a reset, a timeout, an HTTP 5xx; or a wait for a
+ *   licence, HTTP 402) it halves at once and holds for three rounds; it also gives pages back when
+ *   more than four wait at the server;
  * - the ceiling is MAX_PAGES_IN_FLIGHT, and fewer when pages are large: at most INFLIGHT_BYTES of
  *   page bodies in flight (the largest page seen so far counts).
  * Every page still goes through the one shared session, and pages are written strictly in order.
@@ -18,12 +18,14 @@
 export const DEFAULT_PAGES_IN_FLIGHT = 3;
 export const MAX_PAGES_IN_FLIGHT = 8;
 export const INFLIGHT_BYTES = 32 * 1024 * 1024;
+/** Pages per round at least, so that a round's rate is not a few pages' noise. */
+const MIN_ROUND = 8;
 
 export class PagesInFlight {
   limit: number;
   private minRtt = Infinity;
   private largest = 0;
-  private round: { pages: number; rttSum: number; trouble: boolean; started: number };
+  private round: { pages: number; rttSum: number; started: number };
   private lastRate = 0;
   private grew = false;
   private hold = 0;
@@ -36,7 +38,7 @@ export class PagesInFlight {
     now = performance.now(),
   ) {
     this.limit = Math.max(1, start);
-    this.round = { pages: 0, rttSum: 0, trouble: false, started: now };
+    this.round = { pages: 0, rttSum: 0, started: now };
   }
 
   /** A page came back after `rttMs` with `bytes` of body; `trouble`: it needed a retry or a licence wait. */
@@ -47,21 +49,20 @@ export class PagesInFlight {
     const round = this.round;
     round.pages += 1;
     round.rttSum += rttMs;
-    round.trouble ||= trouble;
-    if (round.pages < this.limit) return;
+    if (!trouble && round.pages < Math.max(this.limit, MIN_ROUND)) return;
     const rate = round.pages / Math.max(1, now - round.started);
     const rtt = round.rttSum / round.pages;
     const before = this.limit;
     const ceiling = Math.max(1, Math.min(MAX_PAGES_IN_FLIGHT, Math.floor(INFLIGHT_BYTES / Math.max(1, this.largest))));
     let why = '';
-    if (round.trouble) {
+    if (trouble) {
       this.limit = Math.max(1, Math.floor(this.limit / 2));
       this.hold = 3;
       this.grew = false;
       why = 'a retry or a licence wait';
     } else if (this.hold > 0) {
       this.hold -= 1;
-    } else if (this.grew && rate < this.lastRate * 1.1) {
+    } else if (this.grew && rate < this.lastRate * 1.05) {
       this.limit -= 1;
       this.hold = 8;
       this.grew = false;
@@ -69,11 +70,11 @@ export class PagesInFlight {
     } else {
       const queued = this.limit * (1 - this.minRtt / rtt);
       this.grew = false;
-      if (queued < 1 && this.limit < ceiling) {
+      if (queued < 2 && this.limit < ceiling) {
         this.limit += 1;
         this.grew = true;
-        why = `no queueing at the server (round trip ${Math.round(rtt)} ms, fastest ${Math.round(this.minRtt)} ms)`;
-      } else if (queued > 3 && this.limit > DEFAULT_PAGES_IN_FLIGHT) {
+        why = `under two pages wait at the server (round trip ${Math.round(rtt)} ms, fastest ${Math.round(this.minRtt)} ms)`;
+      } else if (queued > 4 && this.limit > DEFAULT_PAGES_IN_FLIGHT) {
         this.limit -= 1;
         why = `about ${Math.round(queued)} pages wait at the server`;
       }
@@ -84,6 +85,6 @@ export class PagesInFlight {
     }
     if (this.limit !== before) this.log(`pages in flight ${before} → ${this.limit}: ${why}`);
     this.lastRate = rate;
-    this.round = { pages: 0, rttSum: 0, trouble: false, started: now };
+    this.round = { pages: 0, rttSum: 0, started: now };
   }
 }
