@@ -157,14 +157,14 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
     const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
+      offAbort(signal, aborted);
       resolve();
     }, ms);
-    const onAbort = () => {
+    const aborted = () => {
       clearTimeout(timer);
       reject(signal!.reason instanceof Error ? signal!.reason : new Error(String(signal!.reason)));
     };
-    signal?.addEventListener('abort', onAbort, { once: true });
+    onAbort(signal, aborted);
   });
 }
 
@@ -202,6 +202,29 @@ function decompress(body: Buffer, encoding: string): Promise<Buffer> {
   });
 }
 
+function abortError(): Error {
+  return codedError('The operation was aborted', 'ABORT_ERR', 'AbortError');
+}
+
+/** Callbacks to run when a signal aborts, per signal: the signal itself gets one listener. */
+const abortCallbacks = new WeakMap<AbortSignal, Set<() => void>>();
+
+function onAbort(signal: AbortSignal | undefined, callback: () => void): void {
+  if (!signal) return;
+  let callbacks = abortCallbacks.get(signal);
+  if (!callbacks) {
+    const set = new Set<() => void>();
+    abortCallbacks.set(signal, set);
+    signal.addEventListener('abort', () => [...set].forEach((f) => f()), { once: true });
+    callbacks = set;
+  }
+  callbacks.add(callback);
+}
+
+function offAbort(signal: AbortSignal | undefined, callback: () => void): void {
+  if (signal) abortCallbacks.get(signal)?.delete(callback);
+}
+
 /**
  * One request and its whole response with node:http(s) on the shared keep-alive agents. Rejects on
  * a network error, a cut-off body, or after `timeoutMs` for the whole exchange (code ETIMEDOUT).
@@ -210,6 +233,7 @@ function decompress(body: Buffer, encoding: string): Promise<Buffer> {
  */
 function exchange(request: HttpRequest, options: TransportOptions, onRequest: (req: ClientRequest) => void): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) return reject(abortError());
     const url = new URL(request.url);
     const secure = url.protocol === 'https:';
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'legacy-4d-cli', 'accept-encoding': ACCEPT_ENCODING, ...request.headers };
@@ -227,8 +251,11 @@ function exchange(request: HttpRequest, options: TransportOptions, onRequest: (r
       headers,
       agent: secure ? agents().https : agents().http,
       ...(secure ? { rejectUnauthorized: !options.insecure } : {}),
-      signal: options.signal,
     });
+    // One abort listener for all requests in flight (one each would pass the signal's 10 and warn).
+    const aborted = () => fail(abortError());
+    onAbort(options.signal, aborted);
+    req.once('close', () => offAbort(options.signal, aborted));
     const timer = setTimeout(() => fail(codedError(`Timeout awaiting 'request' for ${options.timeoutMs}ms`, 'ETIMEDOUT', 'TimeoutError')), options.timeoutMs);
     req.on('error', fail);
     req.on('response', (res) => {
