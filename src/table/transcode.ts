@@ -18,8 +18,10 @@
  */
 import { csvEncoder } from './csv.js';
 import { fourDDateToIso, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from './convert.js';
-import type { ScannedPage } from './scan.js';
+import { sameBytes, type ScannedPage } from './scan.js';
 
+// JSON's bytes. Module-local on purpose, here and in ./scan.ts: measured, the same constants
+// imported from there (live module bindings) made the encoders 20% slower.
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
@@ -29,9 +31,11 @@ const RBRACE = 0x7d;
 const LBRACKET = 0x5b;
 const RBRACKET = 0x5d;
 const MINUS = 0x2d;
+const PLUS = 0x2b;
 const DOT = 0x2e;
 const ZERO = 0x30;
 const NINE = 0x39;
+
 const LF = 0x0a;
 const CR = 0x0d;
 const APOSTROPHE = 0x27;
@@ -253,7 +257,7 @@ function canonicalValue(b: Uint8Array, i: number, end: number, depth: number, na
   if (c === 0x66) return i + 5;
   if (c === 0x6e) return i + 4;
   let k = i;
-  while (k < end && (b[k] === MINUS || b[k] === DOT || (b[k]! >= ZERO && b[k]! <= NINE) || b[k] === 0x65 || b[k] === 0x45 || b[k] === 0x2b)) k++;
+  while (k < end && (b[k] === MINUS || b[k] === DOT || (b[k]! >= ZERO && b[k]! <= NINE) || b[k] === 0x65 || b[k] === 0x45 || b[k] === PLUS)) k++;
   return canonicalNumber(b, i, k) ? k : -1;
 }
 
@@ -286,7 +290,7 @@ function memberOnce(b: Uint8Array, s: number, e: number, name: Uint8Array): bool
     v++;
     while (b[v] === 0x20 || b[v] === LF || b[v] === CR || b[v] === 0x09) v++;
     const valueEnd = valueEndIn(b, v, e - 1);
-    if (sameRange2(b, k + 1, q, name)) {
+    if (sameBytes(b, k + 1, q, name)) {
       if (found) return false;
       found = true;
       memberStart = v;
@@ -295,12 +299,6 @@ function memberOnce(b: Uint8Array, s: number, e: number, name: Uint8Array): bool
     k = valueEnd;
   }
   return found;
-}
-
-function sameRange2(b: Uint8Array, s: number, e: number, name: Uint8Array): boolean {
-  if (e - s !== name.length) return false;
-  for (let k = 0; k < name.length; k++) if (b[s + k] !== name[k]) return false;
-  return true;
 }
 
 /** End of the (valid) value starting at `i`, within `limit`. */
@@ -411,10 +409,8 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
   const delim = delimiter.charCodeAt(0);
   const excelSafe = options.excelSafe === true;
   const reference = csvEncoder({ delimiter, excelSafe });
-  const kinds = columns.map((c) => kindOf(c.convert));
   // Dates are written as digits and '-': with such a delimiter they would need quotes.
   const datesFast = !/[0-9-]/.test(delimiter);
-  const slotsOf = slotsFor(columns);
   const date = Buffer.alloc(10);
 
   /** Bytes that hold no escapes, quoted when they contain the delimiter, a quote, CR or LF. */
@@ -550,19 +546,38 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
     }
   };
 
+  return rowEncoder(columns, cell, {
+    before: (sink, col) => {
+      if (col > 0) sink.byte(delim);
+    },
+    reference: reference.cell,
+    after: (sink) => sink.byte(LF),
+  });
+}
+
+/**
+ * A transcoder from an encoder's parts: per entity and column `before` (a separator, a name), the
+ * cell from its bytes (`cell`, which writes it or says no) or else `reference` of the converted
+ * value (read back with JSON.parse), then `after`.
+ */
+function rowEncoder(
+  columns: readonly TranscodeColumn[],
+  cell: (sink: ByteSink, kind: Kind, b: Buffer, s: number, e: number) => boolean,
+  parts: { before(sink: ByteSink, col: number): void; reference(value: unknown): string; after(sink: ByteSink): void },
+): Transcoder {
+  const kinds = columns.map((c) => kindOf(c.convert));
+  const slotsOf = slotsFor(columns);
   return {
     entity(sink, page, i) {
       const slots = slotsOf(page);
       const b = page.body;
       for (let col = 0; col < kinds.length; col++) {
-        if (col > 0) sink.byte(delim);
+        parts.before(sink, col);
         const slot = slots[col]!;
         const s = page.start(i, slot);
-        if (!cell(sink, kinds[col]!, b, s, s < 0 ? s : page.end(i, slot))) {
-          sink.text(reference.cell(columns[col]!.convert(page.value(i, slot))));
-        }
+        if (!cell(sink, kinds[col]!, b, s, s < 0 ? s : page.end(i, slot))) sink.text(parts.reference(columns[col]!.convert(page.value(i, slot))));
       }
-      sink.byte(LF);
+      parts.after(sink);
     },
   };
 }
@@ -599,10 +614,8 @@ function unescape(letter: number): number {
 export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder | undefined {
   const names = columns.map((c) => c.name);
   if (new Set(names).size !== names.length || names.some((n) => n === '__proto__' || /^\d+$/.test(n))) return undefined;
-  const kinds = columns.map((c) => kindOf(c.convert));
   // `{"a":` then `,"b":` ...
   const heads = names.map((n, i) => Buffer.from(`${i === 0 ? '{' : ','}${JSON.stringify(n)}:`, 'utf8'));
-  const slotsOf = slotsFor(columns);
   const date = Buffer.alloc(12);
   const NULL = Buffer.from('null');
 
@@ -671,23 +684,14 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
     }
   };
 
-  return {
-    entity(sink, page, i) {
-      const slots = slotsOf(page);
-      const b = page.body;
-      for (let col = 0; col < kinds.length; col++) {
-        const head = heads[col]!;
-        sink.bytes(head, 0, head.length);
-        const slot = slots[col]!;
-        const s = page.start(i, slot);
-        if (!cell(sink, kinds[col]!, b, s, s < 0 ? s : page.end(i, slot))) {
-          sink.text(JSON.stringify(columns[col]!.convert(page.value(i, slot)) ?? null));
-        }
-      }
-      if (kinds.length === 0) sink.byte(LBRACE);
+  return rowEncoder(columns, cell, {
+    before: (sink, col) => sink.bytes(heads[col]!, 0, heads[col]!.length),
+    reference: (value) => JSON.stringify(value ?? null),
+    after: (sink) => {
+      if (columns.length === 0) sink.byte(LBRACE);
       sink.byte(RBRACE);
     },
-  };
+  });
 }
 
 /**
