@@ -37,7 +37,17 @@ function peakRss(pid) {
   }
 }
 
-/** Run a command; returns wall ms, exit code and peak RSS in bytes. */
+/** User + system CPU of a running process in ms (from /proc; 0 when gone). */
+function cpuMs(pid) {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in clock ticks of 10 ms
+  } catch {
+    return 0;
+  }
+}
+
+/** Run a command; returns wall ms, exit code, peak RSS in bytes and CPU ms (as last seen, every 20 ms). */
 export function measure(command, args, { env = process.env, stdout = 'ignore' } = {}) {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
@@ -45,11 +55,15 @@ export function measure(command, args, { env = process.env, stdout = 'ignore' } 
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
     let peak = 0;
-    const timer = setInterval(() => (peak = Math.max(peak, peakRss(child.pid))), 20);
+    let cpu = 0;
+    const timer = setInterval(() => {
+      peak = Math.max(peak, peakRss(child.pid));
+      cpu = Math.max(cpu, cpuMs(child.pid));
+    }, 20);
     child.once('error', reject);
     child.once('exit', (code) => {
       clearInterval(timer);
-      resolve({ ms: Number(process.hrtime.bigint() - started) / 1e6, code, peakRss: peak, stderr });
+      resolve({ ms: Number(process.hrtime.bigint() - started) / 1e6, code, peakRss: peak, cpuMs: cpu, stderr });
     });
   });
 }

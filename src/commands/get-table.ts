@@ -51,7 +51,7 @@ export const spec = command<GetTableOptions>({
     { flags: '--limit <n>', description: 'at most n rows', parse: wholeNumber('--limit', 0) },
     { flags: '--skip <n>', description: 'skip the first n rows', parse: wholeNumber('--skip', 0) },
     { flags: '--page-size <n>', description: 'rows per request (default 1000)', parse: wholeNumber('--page-size', 1, 100_000) },
-    { flags: '--concurrency <n>', description: 'pages fetched in parallel (default 3; at most 16, one session serves every request)', parse: wholeNumber('--concurrency', 1, 16) },
+    { flags: '--concurrency <n>', description: 'pages fetched in parallel (default: adapted to the server, 3 to 8; at most 16, one session serves every request)', parse: wholeNumber('--concurrency', 1, 16) },
     { flags: '--raw', description: 'values as the server sends them (no date/time conversion)' },
     { flags: '--meta', description: 'add __KEY, __STAMP and __TIMESTAMP columns' },
     { flags: '--delimiter <c>', description: 'CSV delimiter (default ,)' },
@@ -109,7 +109,8 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     limit: tableCap ?? opts.limit,
     skip: opts.skip,
     pageSize: opts.pageSize ?? ctx.settings.pageSize,
-    concurrency: opts.concurrency ?? ctx.settings.concurrency,
+    // Not pinned by --concurrency or the config: adapted to the server (table/concurrency.ts).
+    concurrency: opts.concurrency ?? ctx.settings.envConfig?.concurrency ?? ctx.config.defaults?.concurrency,
     raw: opts.raw,
     meta: opts.meta,
     entitySet: opts.entityset !== false,
@@ -129,6 +130,8 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     writer: { delimiter: opts.delimiter, bom: opts.bom, excelSafe: opts.excelSafe, header: opts.header, color: ctx.color.stdout, width: ctx.io.stdout.columns, maxRows: tableCap, sheetName: plan.dataClass.name, kinds: plan.columns.map((c) => cellKindFor(c.attribute, opts.raw === true)), warn: (m) => ctx.logger.warn(m) },
     logger: ctx.logger,
     signal: ctx.signal,
+    // LEGACY_TRANSCODE=0: the reference path (JSON.parse of each page, then the writer), byte for byte the same.
+    reference: ctx.io.env.LEGACY_TRANSCODE === '0',
     onStart: (total) => progress?.update({ rows: 0, total, label: table }),
     onPage: (p) => progress?.update({ ...p, label: table }),
     onDone: (counts) => ctx.metrics.rows(counts),

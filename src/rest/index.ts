@@ -173,6 +173,15 @@ export class RestClient {
 
   /** One page of a dataclass or of a stored entity set. */
   async page(table: string, query: PageQuery): Promise<Envelope> {
+    return envelopeOf((await this.pageWith(table, query)).json, table, query);
+  }
+
+  /**
+   * The 200 answer for one page, its body read by `body.decode` if given (instead of JSON.parse),
+   * into a buffer from `body.buffer`: the export's fast path (table/scan.ts). A throw from
+   * `decode` is an unreadable answer, retried like one.
+   */
+  async pageWith(table: string, query: PageQuery, body?: Pick<HttpRequest, 'decode' | 'bodyBuffer'>): Promise<HttpResponse> {
     const url = pageUrl(this.baseUrl, table, query);
     if (url.length > MAX_URL_LENGTH) {
       // Web servers refuse such request lines (Node: 431) or drop the connection mid-request.
@@ -180,18 +189,12 @@ export class RestClient {
         hint: 'shorten the --where / --filter values',
       });
     }
-    const response = await this.send({ method: 'GET', url, idempotent: true });
+    const response = await this.send({ method: 'GET', url, idempotent: true, ...body });
     if (response.status !== 200) {
       const what = query.filter ? `reading ${table} with filter ${JSON.stringify(query.filter)}` : `reading ${table}`;
       throw this.errorFor(response, what);
     }
-    const envelope = response.json as Envelope | undefined;
-    if (!envelope || !Array.isArray(envelope.__ENTITIES)) {
-      throw new UnavailableError(`the server's answer for ${table} has no __ENTITIES`, { hint: 'is this a 4D REST server?' });
-    }
-    envelope.__SENT ??= envelope.__ENTITIES.length;
-    envelope.__FIRST ??= query.skip ?? 0;
-    return envelope;
+    return response;
   }
 
   /** The server's identity for the dialect cache (after the catalog was read). */
@@ -299,6 +302,17 @@ export class RestClient {
       await this.options.store.close();
     }
   }
+}
+
+/** A page's parsed answer as an envelope: it must hold `__ENTITIES`. */
+export function envelopeOf(json: unknown, table: string, query: PageQuery): Envelope {
+  const envelope = json as Envelope | undefined;
+  if (!envelope || !Array.isArray(envelope.__ENTITIES)) {
+    throw new UnavailableError(`the server's answer for ${table} has no __ENTITIES`, { hint: 'is this a 4D REST server?' });
+  }
+  envelope.__SENT ??= envelope.__ENTITIES.length;
+  envelope.__FIRST ??= query.skip ?? 0;
+  return envelope;
 }
 
 export interface CreateClientOptions {

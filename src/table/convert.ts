@@ -69,6 +69,18 @@ export function relatedKey(value: unknown): string | null {
   return null;
 }
 
+/** The value as the server sent it (absent: null). */
+export const keepValue: Converter = (v) => (v === undefined ? null : v);
+
+/** No value of its own (pictures and blobs, to-many relations). */
+export const noValue: Converter = () => null;
+
+/** `__KEY` (--meta): the key as text. */
+export const keyText: Converter = (v) => (v === undefined ? null : String(v));
+
+/** `__TIMESTAMP` (--meta): without the quotes some 4D versions put inside the string. */
+export const unquotedTimestamp: Converter = (v) => (typeof v === 'string' ? v.replace(/^"+|"+$/g, '') : v ?? null);
+
 export const DATE_TYPES = new Set(['date']);
 export const TIME_TYPES = new Set(['duration', 'time']);
 export const NUMBER_TYPES = new Set(['long', 'long64', 'word', 'byte', 'number', 'float', 'integer', 'real']);
@@ -77,18 +89,18 @@ export const MEDIA_TYPES = new Set(['image', 'picture', 'blob']);
 /** The converter for one attribute. `raw` keeps the server's values (pictures still become their URI). */
 export function converterFor(attr: Attribute, raw: boolean): Converter {
   if (attr.kind === 'relatedEntity') {
-    return raw ? (v) => (v === undefined ? null : v) : relatedKey;
+    return raw ? keepValue : relatedKey;
   }
   if (attr.kind === 'relatedEntities') {
-    return raw ? (v) => deferred(v)?.uri ?? null : () => null;
+    return raw ? (v) => deferred(v)?.uri ?? null : noValue;
   }
   if (MEDIA_TYPES.has(attr.type)) {
-    return raw ? (v) => deferred(v)?.uri ?? null : () => null;
+    return raw ? (v) => deferred(v)?.uri ?? null : noValue;
   }
-  if (raw) return (v) => (v === undefined ? null : v);
+  if (raw) return keepValue;
   if (DATE_TYPES.has(attr.type)) return fourDDateToIso;
   if (TIME_TYPES.has(attr.type)) return msToTime;
-  return (v) => (v === undefined ? null : v);
+  return keepValue;
 }
 
 /**

@@ -12,7 +12,7 @@ import { openAtomic, type AtomicFile } from '../config/files.js';
 import { InterruptedError, SelectionChangedError } from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Logger } from '../log/index.js';
-import { exportRows, type ExportPlan, type ExportProgress, type ExportSummary } from './export.js';
+import { exportEncoded, exportRows, type ExportPlan, type ExportProgress, type ExportSummary } from './export.js';
 import { createWriter, type Format, type WriterOptions } from './formats.js';
 
 export interface DeliverOptions {
@@ -24,6 +24,12 @@ export interface DeliverOptions {
   writer: WriterOptions;
   logger: Logger;
   signal: AbortSignal;
+  /**
+   * CSV, JSON and NDJSON are encoded straight from the pages' bytes, the other formats get rows
+   * built from them (./transcode.ts); `reference` parses each page with JSON.parse and hands the
+   * rows to the writer instead, byte for byte the same output.
+   */
+  reference?: boolean;
   onStart?: (total: number) => void;
   onPage?: (progress: ExportProgress) => void;
   /** Told the rows read and written when the delivery ends, whatever the outcome. */
@@ -45,15 +51,17 @@ export async function deliverExport(client: RestClient, plan: ExportPlan, o: Del
     const writer = await createWriter(o.format, plan.columns.map((c) => c.name), out, o.writer);
     written = () => writer.written;
     let begun = false;
+    const hooks = { logger: o.logger, summary, onStart: o.onStart, onPage: o.onPage };
+    const encoder = o.reference ? undefined : writer.encoder?.(plan.columns);
     try {
-      for await (const rows of exportRows(client, plan, { logger: o.logger, summary, onStart: o.onStart, onPage: o.onPage })) {
+      for await (const rows of encoder ? exportEncoded(client, plan, encoder, hooks) : exportRows(client, plan, hooks, { reference: o.reference })) {
         if (o.signal.aborted) break;
         if (!begun) {
           begun = true;
           reachedStdout ||= !file;
           await writer.begin();
         }
-        await writer.write(rows);
+        await (Array.isArray(rows) ? writer.write(rows) : writer.writeEncoded!(rows));
       }
       if (o.signal.aborted) throw new InterruptedError('interrupted');
       if (!begun) await writer.begin();

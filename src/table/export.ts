@@ -10,12 +10,16 @@
  * A server that does not return an entity set is paged with $skip/$top over the same order.
  */
 import { FilterNotAppliedError, SelectionChangedError, UsageError } from '../errors/index.js';
-import { EntitySetGoneError, type RestClient } from '../rest/index.js';
+import { EntitySetGoneError, envelopeOf, type RestClient } from '../rest/index.js';
 import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
-import { converterFor, type Converter } from './convert.js';
+import { DEFAULT_PAGES_IN_FLIGHT, PagesInFlight } from './concurrency.js';
+import { converterFor, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
+import type { EncodedRows, PageEncoder } from './formats.js';
 import { attributeNamed, buildOrderBy, buildQuery, splitList } from './query.js';
-import { describeValues, type RowCheck } from './verify.js';
+import { PagePool, ScanLayout, ScannedPage, scanPage } from './scan.js';
+import { rowTranscoder } from './transcode.js';
+import { describeValues, type RawRow, type RowCheck } from './verify.js';
 
 export interface ExportOptions {
   table: string;
@@ -26,6 +30,7 @@ export interface ExportOptions {
   limit?: number;
   skip?: number;
   pageSize?: number;
+  /** Pages in flight; absent: adapted to the server, from 3 up to 8 (./concurrency.ts). */
   concurrency?: number;
   raw?: boolean;
   meta?: boolean;
@@ -52,7 +57,7 @@ export interface ExportPlan {
     /** A row failing the check: stop the export (default), or count it (sync: extra rows are harmless). */
     onMismatch?: 'fail' | 'count';
   };
-  options: Required<Pick<ExportOptions, 'pageSize' | 'concurrency' | 'skip'>> & ExportOptions;
+  options: Required<Pick<ExportOptions, 'pageSize' | 'concurrency' | 'skip'>> & ExportOptions & { adaptive?: boolean };
 }
 
 export interface ExportProgress {
@@ -76,9 +81,9 @@ export interface ExportSummary {
 }
 
 const META: Array<{ name: string; convert: Converter }> = [
-  { name: '__KEY', convert: (v) => (v === undefined ? null : String(v)) },
-  { name: '__STAMP', convert: (v) => (v === undefined ? null : v) },
-  { name: '__TIMESTAMP', convert: (v) => (typeof v === 'string' ? v.replace(/^"+|"+$/g, '') : v ?? null) },
+  { name: '__KEY', convert: keyText },
+  { name: '__STAMP', convert: keepValue },
+  { name: '__TIMESTAMP', convert: unquotedTimestamp },
 ];
 
 /** Check names against the catalog and work out columns, query and order. */
@@ -104,7 +109,13 @@ export async function planExport(client: RestClient, options: ExportOptions): Pr
     dataClass: dc,
     columns,
     query: { ...built, orderBy, attributes },
-    options: { ...options, pageSize: options.pageSize ?? 1000, concurrency: options.concurrency ?? 3, skip: options.skip ?? 0 },
+    options: {
+      ...options,
+      pageSize: options.pageSize ?? 1000,
+      concurrency: options.concurrency ?? DEFAULT_PAGES_IN_FLIGHT,
+      adaptive: options.concurrency === undefined,
+      skip: options.skip ?? 0,
+    },
   };
 }
 
@@ -128,12 +139,125 @@ function rowsAfterSkipLimit(count: number, options: ExportPlan['options']): numb
   return options.limit !== undefined ? Math.min(options.limit, available) : available;
 }
 
-/** Rows in order, one page at a time (each yielded array is one page). */
-export async function* exportRows(
+export interface ExportHooks {
+  logger: Logger;
+  onStart?: (total: number) => void;
+  onPage?: (p: ExportProgress) => void;
+  summary?: Partial<ExportSummary>;
+}
+
+/** What the paging loop needs of a page, however it was read. */
+interface PageView {
+  readonly envelope: Pick<Envelope, '__COUNT' | '__ENTITYSET' | '__GlobalStamp'>;
+  readonly size: number;
+  isPlaceholder(i: number): boolean;
+  /** The entity's wire values (at least those a row check reads). */
+  raw(i: number): RawRow;
+}
+
+/** A page read with JSON.parse: the reference path. */
+class ObjectPage implements PageView {
+  constructor(readonly envelope: Envelope) {}
+
+  get size(): number {
+    return this.envelope.__ENTITIES.length;
+  }
+
+  isPlaceholder(i: number): boolean {
+    return isPlaceholder(this.envelope.__ENTITIES[i]!);
+  }
+
+  raw(i: number): Entity {
+    return this.envelope.__ENTITIES[i]!;
+  }
+}
+
+/** A page as read, with what the answer took: its body's bytes and the retries it needed. */
+interface Read<P extends PageView> {
+  page: P;
+  bytes: number;
+  retries: number;
+}
+
+type ReadPage<P extends PageView> = (table: string, query: PageQuery) => Promise<Read<P>>;
+
+/**
+ * Pages read as bytes into a pool and scanned (./scan.ts) instead of parsed; a page the scanner
+ * leaves alone is parsed with JSON.parse as before (an ObjectPage). `done` logs how many were which.
+ */
+function scannedPages(client: RestClient, plan: ExportPlan, logger: Logger) {
+  const layout = new ScanLayout(plan.columns.map((c) => c.name), plan.query.check?.fields);
+  const pool = new PagePool();
+  const body = {
+    decode: (bytes: Buffer) => scanPage(bytes, layout, pool) ?? JSON.parse(bytes.toString()),
+    bodyBuffer: (length: number) => pool.body(length),
+  };
+  let scanned = 0;
+  let parsed = 0;
+  const read: ReadPage<ObjectPage | ScannedPage> = async (table, query) => {
+    const response = await client.pageWith(table, query, body);
+    const json = response.json;
+    return { page: json instanceof ScannedPage ? json : new ObjectPage(envelopeOf(json, table, query)), bytes: response.bytes, retries: response.retries };
+  };
+  /** The page's written entities, by `fast` from its bytes, or by `reference` from its parsed entities. */
+  const each = (page: ObjectPage | ScannedPage, taken: number[], fast: (page: ScannedPage, i: number) => void, reference: (row: unknown[]) => void) => {
+    if (page instanceof ScannedPage) {
+      scanned++;
+      for (const i of taken) fast(page, i);
+      page.release();
+    } else {
+      parsed++;
+      for (const i of taken) reference(toRow(plan, page.raw(i)));
+    }
+  };
+  const done = () => logger.debug(`${scanned} page(s) encoded from their bytes, ${parsed} parsed with JSON.parse`);
+  return { read, each, done };
+}
+
+/**
+ * Rows in order, one page at a time (each yielded array is one page). The rows are built from the
+ * page bytes (./transcode.ts rowTranscoder); `reference` parses each page with JSON.parse instead.
+ */
+export async function* exportRows(client: RestClient, plan: ExportPlan, hooks: ExportHooks, { reference = false } = {}): AsyncGenerator<unknown[][]> {
+  if (reference) {
+    const read: ReadPage<ObjectPage> = async (table, query) => {
+      const response = await client.pageWith(table, query);
+      return { page: new ObjectPage(envelopeOf(response.json, table, query)), bytes: response.bytes, retries: response.retries };
+    };
+    yield* exportPages(client, plan, hooks, read, (page, taken) => taken.map((i) => toRow(plan, page.raw(i))));
+    return;
+  }
+  const pages = scannedPages(client, plan, hooks.logger);
+  const rowOf = rowTranscoder(plan.columns);
+  yield* exportPages(client, plan, hooks, pages.read, (page, taken) => {
+    const rows: unknown[][] = [];
+    pages.each(page, taken, (p, i) => rows.push(rowOf(p, i)), (row) => rows.push(row));
+    return rows;
+  });
+  pages.done();
+}
+
+/**
+ * The same rows, encoded for the output by `encoder` (one chunk per page) straight from the page
+ * bytes (./transcode.ts); a page the scanner leaves alone is encoded row by row from its values.
+ */
+export async function* exportEncoded(client: RestClient, plan: ExportPlan, encoder: PageEncoder, hooks: ExportHooks): AsyncGenerator<EncodedRows> {
+  const pages = scannedPages(client, plan, hooks.logger);
+  yield* exportPages(client, plan, hooks, pages.read, (page, taken) => {
+    pages.each(page, taken, (p, i) => encoder.entity(p, i), (row) => encoder.row(row));
+    return encoder.take();
+  });
+  pages.done();
+}
+
+/** Pages in order; `collect` makes what is yielded of the entities of a page that are written. */
+async function* exportPages<P extends PageView, T>(
   client: RestClient,
   plan: ExportPlan,
-  hooks: { logger: Logger; onStart?: (total: number) => void; onPage?: (p: ExportProgress) => void; summary?: Partial<ExportSummary> } ,
-): AsyncGenerator<unknown[][]> {
+  hooks: ExportHooks,
+  read: ReadPage<P>,
+  collect: (page: P, taken: number[]) => T,
+): AsyncGenerator<T> {
   const { options, query } = plan;
   const table = plan.dataClass.name;
   const pageSize = options.pageSize;
@@ -144,45 +268,50 @@ export async function* exportRows(
 
   // First page: creates the entity set (when supported) and tells us the count.
   const firstTop = options.limit !== undefined ? Math.min(pageSize, options.limit) : pageSize;
-  const first = await client.page(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet });
-  let setId = useSet ? entitySetId(first) : undefined;
+  const { page: first } = await read(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet });
+  const count = first.envelope.__COUNT;
+  let setId = useSet ? entitySetId(first.envelope) : undefined;
   if (useSet && !setId) hooks.logger.info(`the server returned no entity set for ${table}; paging with $skip/$top ordered by ${query.orderBy ?? 'natural order'}`);
-  const expected = rowsAfterSkipLimit(first.__COUNT, options);
+  const expected = rowsAfterSkipLimit(count, options);
   hooks.onStart?.(expected);
   const summary = hooks.summary ?? {};
-  Object.assign(summary, { serverCount: first.__COUNT, expected, rows: 0, vanished: 0, outsideFilter: 0, globalStamp: Number(first.__GlobalStamp ?? 0) || 0, usedEntitySet: Boolean(setId) });
+  Object.assign(summary, { serverCount: count, expected, rows: 0, vanished: 0, outsideFilter: 0, globalStamp: Number(first.envelope.__GlobalStamp ?? 0) || 0, usedEntitySet: Boolean(setId) });
 
   const check = query.check;
   let written = 0;
-  const emit = (entities: Entity[], room: number): unknown[][] => {
-    const rows: unknown[][] = [];
-    for (const entity of entities) {
-      if (rows.length >= room) break;
-      if (isPlaceholder(entity)) {
+  /** The entities of a page to write: placeholders of deleted rows left out, every row checked. */
+  const emit = (page: P, room: number): number[] => {
+    const taken: number[] = [];
+    for (let i = 0; i < page.size; i++) {
+      if (taken.length >= room) break;
+      if (page.isPlaceholder(i)) {
         summary.vanished = (summary.vanished ?? 0) + 1;
         continue;
       }
-      if (check && check.test(entity) === false) {
-        if (query.onMismatch === 'count') {
-          summary.outsideFilter = (summary.outsideFilter ?? 0) + 1;
-        } else {
-          throw new FilterNotAppliedError(
-            `the server did not apply the filter ${check.text}: it sent a row of ${table} with ${describeValues(check, entity)}; stopped before writing it`,
-            { hint: "run 'legacy doctor --probe' and report its output; an unfiltered export would be wrong data" },
-          );
+      if (check) {
+        const entity = page.raw(i);
+        if (check.test(entity) === false) {
+          if (query.onMismatch === 'count') {
+            summary.outsideFilter = (summary.outsideFilter ?? 0) + 1;
+          } else {
+            throw new FilterNotAppliedError(
+              `the server did not apply the filter ${check.text}: it sent a row of ${table} with ${describeValues(check, entity)}; stopped before writing it`,
+              { hint: "run 'legacy doctor --probe' and report its output; an unfiltered export would be wrong data" },
+            );
+          }
         }
       }
-      rows.push(toRow(plan, entity));
+      taken.push(i);
     }
-    return rows;
+    return taken;
   };
 
   // A stored set keeps its __COUNT (deleted rows stay as placeholders). Another count means the
   // server lost the set and rebuilt a different selection: positions no longer line up.
-  const sameSelection = (page: Envelope, how: string): Envelope => {
-    if (page.__COUNT !== first.__COUNT) {
+  const sameSelection = (page: P, how: string): P => {
+    if (page.envelope.__COUNT !== count) {
       throw new SelectionChangedError(
-        `the server lost the stored selection of ${table} during the export and ${how} one of ${page.__COUNT} rows instead of ${first.__COUNT}; carrying on could skip or repeat rows`,
+        `the server lost the stored selection of ${table} during the export and ${how} one of ${page.envelope.__COUNT} rows instead of ${count}; carrying on could skip or repeat rows`,
         { hint: 'run the export again' },
       );
     }
@@ -193,43 +322,55 @@ export async function* exportRows(
   const offsets = [0];
   for (let pos = firstTop; pos < expected; pos += pageSize) offsets.push(pos);
 
-  const fetchPage = async (pos: number): Promise<Envelope> => {
+  // Pages in flight: pinned by --concurrency, else adapted to the server (./concurrency.ts).
+  const flight = new PagesInFlight(options.concurrency, options.adaptive === true, (message) => hooks.logger.debug(message));
+  const licenceWaits = () => client.session.events.licenceWaits;
+
+  const fetchPage = async (pos: number): Promise<P> => {
     const top = Math.min(pageSize, expected - pos);
     const skip = options.skip + pos;
+    const started = performance.now();
+    const waits = licenceWaits();
     for (let attempt = 0; ; attempt++) {
       try {
-        if (setId) return sameSelection(await client.page(table, { ...base, fromEntitySet: setId, skip, top }), 'recreated');
-        return await client.page(table, { ...base, skip, top });
+        const got = setId ? await read(table, { ...base, fromEntitySet: setId, skip, top }) : await read(table, { ...base, skip, top });
+        flight.observe(performance.now() - started, got.bytes, got.retries > 0 || attempt > 0 || licenceWaits() > waits);
+        return setId ? sameSelection(got.page, 'recreated') : got.page;
       } catch (error) {
         if (!(error instanceof EntitySetGoneError) || attempt > 0) throw error;
         // The server could not recreate the set from $savedfilter: make a new one and carry on if
         // it holds as many rows as the lost one.
         hooks.logger.warn(`the server lost the entity set for ${table}; making a new one`);
-        const fresh = sameSelection(await client.page(table, { ...base, skip: 0, top: 1, entitySet: true }), 'made a new');
-        setId = entitySetId(fresh);
+        const fresh = sameSelection((await read(table, { ...base, skip: 0, top: 1, entitySet: true })).page, 'made a new');
+        setId = entitySetId(fresh.envelope);
       }
     }
   };
 
-  const inflight = new Map<number, Promise<Envelope>>([[0, Promise.resolve(first)]]);
+  const inflight = new Map<number, Promise<P>>([[0, Promise.resolve(first)]]);
   let next = 1;
-  const concurrency = Math.max(1, options.concurrency);
+  /** Keep the pages in flight that the limit allows (also while a page is being written). */
+  const topUp = () => {
+    while (next < offsets.length && inflight.size < flight.limit) {
+      const promise = fetchPage(offsets[next]!);
+      promise.catch(() => undefined); // observed when its turn comes
+      inflight.set(next, promise);
+      next++;
+    }
+  };
   try {
     for (let i = 0; i < offsets.length; i++) {
-      while (next < offsets.length && inflight.size < concurrency) {
-        const promise = fetchPage(offsets[next]!);
-        promise.catch(() => undefined); // observed when its turn comes
-        inflight.set(next, promise);
-        next++;
-      }
+      topUp();
       const page = await inflight.get(i)!;
       inflight.delete(i);
-      const rows = emit(page.__ENTITIES, expected - written);
-      written += rows.length;
+      topUp();
+      const taken = emit(page, expected - written);
+      const out = taken.length ? collect(page, taken) : undefined;
+      written += taken.length;
       summary.rows = written;
-      if (rows.length) yield rows;
+      if (out !== undefined) yield out;
       hooks.onPage?.({ rows: written, total: expected });
-      if (page.__ENTITIES.length === 0 && !setId) break; // the table shrank under plain paging
+      if (page.size === 0 && !setId) break; // the table shrank under plain paging
     }
   } finally {
     inflight.clear();
@@ -240,7 +381,7 @@ export async function* exportRows(
   }
 }
 
-function entitySetId(envelope: Envelope): string | undefined {
+function entitySetId(envelope: PageView['envelope']): string | undefined {
   const uri = envelope.__ENTITYSET;
   if (!uri) return undefined;
   const m = /\$entityset\/([^/?]+)/.exec(uri);

@@ -2,10 +2,14 @@
  * Output formats. All of them take the same converted rows, so every format carries the same
  * data for the same row. CSV/JSON/NDJSON stream page by page; the terminal table is capped.
  */
+import { WriteStream } from 'node:fs';
+import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import { write } from '../streams/write.js';
-import type { RowWriter } from './writer.js';
+import type { EncodedRows, PageEncoder, RowWriter } from './writer.js';
 import { csvEncoder } from './csv.js';
+import type { ScannedPage } from './scan.js';
+import { ByteSink, csvTranscoder, jsonTranscoder, type Transcoder, type TranscodeColumn } from './transcode.js';
 import { xlsxWriter, type CellKind } from './xlsx.js';
 
 export type Format = 'csv' | 'json' | 'ndjson' | 'table' | 'xlsx';
@@ -32,7 +36,48 @@ export interface WriterOptions {
   warn?: (message: string) => void;
 }
 
-export type { RowWriter } from './writer.js';
+export type { EncodedRows, PageEncoder, RowWriter } from './writer.js';
+
+/** A page encoder around a transcoder, with the text of a row of values as its reference. */
+function pageEncoder(transcoder: Transcoder, rowText: (values: readonly unknown[]) => string, frame: { before?: (index: number) => string; after?: number } = {}): PageEncoder {
+  const sink = new ByteSink();
+  let total = 0;
+  let pending = 0;
+  const { before, after } = frame;
+  return {
+    entity(page, i) {
+      if (before) sink.ascii(before(total));
+      transcoder.entity(sink, page, i);
+      if (after !== undefined) sink.byte(after);
+      total++;
+      pending++;
+    },
+    row(values) {
+      if (before) sink.ascii(before(total));
+      sink.text(rowText(values));
+      if (after !== undefined) sink.byte(after);
+      total++;
+      pending++;
+    },
+    take() {
+      const bytes = sink.take();
+      const page = { bytes, rows: pending, release: () => sink.recycle(bytes) };
+      pending = 0;
+      return page;
+    },
+  };
+}
+
+/**
+ * Write encoded rows, and hand their buffer back once the output no longer holds it: when it is a
+ * file or a socket (a pipe, a terminal) with nothing left queued, the bytes are with the kernel.
+ * Any other stream may keep the very buffer (a PassThrough does), so it is left to the GC.
+ */
+async function writeEncoded(out: Writable, page: EncodedRows): Promise<void> {
+  await write(out, page.bytes);
+  const copies = out instanceof WriteStream || out instanceof Socket || out.constructor.name === 'SyncWriteStream';
+  if (copies && out.writableLength === 0) page.release();
+}
 
 export async function createWriter(format: Format, columns: string[], out: Writable, options: WriterOptions = {}): Promise<RowWriter> {
   switch (format) {
@@ -69,17 +114,27 @@ function csvWriter(columns: string[], out: Writable, options: WriterOptions): Ro
       await write(out, chunk);
     },
     async end() {},
+    encoder(cols) {
+      const transcoder = csvTranscoder(cols, options);
+      return transcoder && pageEncoder(transcoder, encoder.row);
+    },
+    async writeEncoded(page) {
+      written += page.rows;
+      await writeEncoded(out, page);
+    },
   };
 }
 
 function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWriter {
   let written = 0;
   // Build each object with the keys in column order.
-  const toObject = (row: unknown[]) => {
+  const toObject = (row: readonly unknown[]) => {
     const obj: Record<string, unknown> = {};
     for (let i = 0; i < columns.length; i++) obj[columns[i]!] = row[i] ?? null;
     return obj;
   };
+  // JSON: a line break before the first row, a comma and one before every other.
+  const separator = (index: number) => (index === 0 ? '\n' : ',\n');
   return {
     get written() {
       return written;
@@ -92,13 +147,22 @@ function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWrite
       for (const row of rows) {
         const text = JSON.stringify(toObject(row));
         if (ndjson) chunk += `${text}\n`;
-        else chunk += `${written === 0 ? '\n' : ',\n'}${text}`;
+        else chunk += `${separator(written)}${text}`;
         written++;
       }
       await write(out, chunk);
     },
     async end() {
       if (!ndjson) await write(out, written === 0 ? ']\n' : '\n]\n');
+    },
+    encoder(cols) {
+      const transcoder = jsonTranscoder(cols);
+      if (!transcoder) return undefined;
+      return pageEncoder(transcoder, (row) => JSON.stringify(toObject(row)), ndjson ? { after: 0x0a } : { before: separator });
+    },
+    async writeEncoded(page) {
+      written += page.rows;
+      await writeEncoded(out, page);
     },
   };
 }

@@ -99,10 +99,18 @@ function xmlText(text: string): string {
 function excelDate(text: string): number | undefined {
   const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
   if (!m) return undefined;
-  const ms = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-  // Date.UTC rolls 2025-13-45 over into 2026; such a value is no date and stays text.
-  if (ms < FIRST_SAFE_DATE || new Date(ms).toISOString().slice(0, 10) !== text) return undefined;
-  return ms / DAY_MS + EXCEL_EPOCH_DAYS;
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
+  // 2025-13-45 or 2025-02-30 is no date and stays text (Date.UTC would roll it over).
+  if (year < 1900 || month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
+  const ms = Date.UTC(year, month - 1, day);
+  return ms < FIRST_SAFE_DATE ? undefined : ms / DAY_MS + EXCEL_EPOCH_DAYS;
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
 }
 
 /** `HH:MM:SS` → a fraction of a day (hours may exceed 24; a negative duration stays text). */

@@ -59,6 +59,10 @@ describe.skipIf(!python)('read back with openpyxl', () => {
         ['  spaced  ', 'kein Datum', '00:00:01'],
         ['Zeile 1\r\nZeile 2\rEnde', '2025-13-45', '1:2:3'],
         [long, null, null],
+        ['leap', '2024-02-29', null],
+        ['no leap', '2100-02-29', null],
+        ['first', '1900-03-01', null],
+        ['year 50', '0050-01-01', null],
       ]],
       { kinds: ['auto', 'date', 'time'], warn: (m) => warnings.push(m) },
     );
@@ -70,6 +74,10 @@ describe.skipIf(!python)('read back with openpyxl', () => {
       ['  spaced  ', 'kein Datum', { time: '00:00:01' }],
       ['Zeile 1\r\nZeile 2\rEnde', '2025-13-45', '1:2:3'],
       ['x'.repeat(32_767), null, null],
+      ['leap', { date: '2024-02-29' }, null],
+      ['no leap', '2100-02-29', null],
+      ['first', { date: '1900-03-01' }, null],
+      ['year 50', '0050-01-01', null],
     ]);
     expect(warnings).toEqual([expect.stringMatching(/^1 cell\(s\) longer than Excel's 32767 characters/)]);
 

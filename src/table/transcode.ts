@@ -1,0 +1,772 @@
+/**
+ * CSV, JSON and NDJSON rows straight from a scanned page's bytes (./scan.ts): the export's hot path.
+ *
+ * The reference is the object path: `JSON.parse` of the page, the column's converter
+ * (./convert.ts), then csvEncoder (./csv.ts) or `JSON.stringify`. Every cell here either takes a
+ * fast path that writes the same bytes, or, for anything the fast path does not cover, runs the
+ * reference on that cell: the value read back from its byte range with `JSON.parse`, converted and
+ * encoded exactly as before. A differential test (test/unit/transcode.test.ts) holds the two equal
+ * on generated pages with every kind of value.
+ *
+ * Fast paths, by the column's converter:
+ * - keepValue: strings (escapes other than \u decoded), canonical numbers, true/false/null, and
+ *   objects/arrays whose text is already what `JSON.stringify` writes (canonicalJson);
+ * - fourDDateToIso: `D!M!YYYY` strings; msToTime: integer milliseconds;
+ * - relatedKey: `{"__deferred":{…,"__KEY":"…"}}`; noValue: nothing to read;
+ * - keyText and unquotedTimestamp (--meta): plain strings.
+ * Other converters (--raw pictures, future ones) always take the reference.
+ */
+import { csvEncoder } from './csv.js';
+import { fourDDateToIso, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from './convert.js';
+import { sameBytes, type ScannedPage } from './scan.js';
+
+// JSON's bytes. Module-local on purpose, here and in ./scan.ts: measured, the same constants
+// imported from there (live module bindings) made the encoders 20% slower.
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const LBRACE = 0x7b;
+const RBRACE = 0x7d;
+const LBRACKET = 0x5b;
+const RBRACKET = 0x5d;
+const MINUS = 0x2d;
+const PLUS = 0x2b;
+const DOT = 0x2e;
+const ZERO = 0x30;
+const NINE = 0x39;
+
+const LF = 0x0a;
+const CR = 0x0d;
+const APOSTROPHE = 0x27;
+const BANG = 0x21;
+
+export interface TranscodeColumn {
+  name: string;
+  convert: Converter;
+}
+
+/** How a column's values are read fast (Reference: the reference, cell by cell). */
+const Kind = { Reference: 0, Value: 1, Date: 2, Time: 3, Related: 4, None: 5, Text: 6, Timestamp: 7 } as const;
+type Kind = (typeof Kind)[keyof typeof Kind];
+
+function kindOf(convert: Converter): Kind {
+  if (convert === keepValue) return Kind.Value;
+  if (convert === fourDDateToIso) return Kind.Date;
+  if (convert === msToTime) return Kind.Time;
+  if (convert === relatedKey) return Kind.Related;
+  if (convert === noValue) return Kind.None;
+  if (convert === keyText) return Kind.Text;
+  if (convert === unquotedTimestamp) return Kind.Timestamp;
+  return Kind.Reference;
+}
+
+/** A growing output buffer; `take()` hands its bytes out and starts a new one. */
+export class ByteSink {
+  private buf: Buffer;
+  pos = 0;
+
+  constructor(private size = 1 << 16) {
+    this.buf = Buffer.allocUnsafeSlow(size);
+  }
+
+  ensure(n: number): Buffer {
+    if (this.pos + n > this.buf.length) {
+      const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+      this.buf.copy(next, 0, 0, this.pos);
+      this.buf = next;
+    }
+    return this.buf;
+  }
+
+  byte(c: number): void {
+    this.ensure(1)[this.pos++] = c;
+  }
+
+  bytes(src: Buffer, start: number, end: number): void {
+    const n = end - start;
+    const buf = this.ensure(n);
+    if (n > 48) {
+      // Measured: a loop is faster up to about 48 bytes, a copy beyond.
+      src.copy(buf, this.pos, start, end);
+      this.pos += n;
+    } else {
+      let p = this.pos;
+      for (let k = start; k < end; k++) buf[p++] = src[k]!;
+      this.pos = p;
+    }
+  }
+
+  /** A JS string as UTF-8 (lone surrogates become U+FFFD, as in a stream write). */
+  text(text: string): void {
+    const buf = this.ensure(text.length * 3);
+    this.pos += buf.write(text, this.pos, 'utf8');
+  }
+
+  /** Latin-1 text of known ASCII content. */
+  ascii(text: string): void {
+    const buf = this.ensure(text.length);
+    for (let k = 0; k < text.length; k++) buf[this.pos++] = text.charCodeAt(k);
+  }
+
+  /** The bytes appended since the last take; the sink goes on in a buffer of its own. */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.pos);
+    // The next page is about as large as this one.
+    this.size = Math.max(1 << 12, Math.ceil(this.pos * 1.25));
+    const at = this.spare.findIndex((b) => b.length >= this.size);
+    this.buf = at >= 0 ? this.spare.splice(at, 1)[0]! : Buffer.allocUnsafeSlow(this.size);
+    this.pos = 0;
+    return out;
+  }
+
+  /**
+   * Bytes from take() that the output no longer holds (they reached the file or the pipe): their
+   * buffer is used again, so pages do not each leave a buffer behind for the GC.
+   */
+  recycle(bytes: Buffer): void {
+    if (this.spare.length < 2) this.spare.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.buffer.byteLength - bytes.byteOffset));
+  }
+
+  private readonly spare: Buffer[] = [];
+}
+
+// ---- JSON tokens -------------------------------------------------------------------------------
+
+/**
+ * Is the number token [s, e) written exactly as JavaScript writes its value (`String(n)`)? True for
+ * integers and decimals of at most 15 significant digits (which round-trip through a double),
+ * without exponent, leading zeros, trailing fraction zeros or minus zero, between 1e-6 and 1e21.
+ */
+export function canonicalNumber(b: Uint8Array, s: number, e: number): boolean {
+  let i = s;
+  if (b[i] === MINUS) i++;
+  const intStart = i;
+  while (i < e && b[i]! >= ZERO && b[i]! <= NINE) i++;
+  const intDigits = i - intStart;
+  if (intDigits === 0 || (intDigits > 1 && b[intStart] === ZERO)) return false;
+  let significant = b[intStart] === ZERO ? 0 : intDigits;
+  if (intDigits > 21) return false;
+  if (i < e) {
+    if (b[i] !== DOT) return false; // an exponent
+    i++;
+    const fracStart = i;
+    while (i < e && b[i]! >= ZERO && b[i]! <= NINE) i++;
+    if (i !== e || i === fracStart || b[e - 1] === ZERO) return false;
+    if (significant === 0) {
+      // 0.000001 is written as such, 0.0000001 as 1e-7.
+      let zeros = 0;
+      while (b[fracStart + zeros] === ZERO) zeros++;
+      if (zeros > 5) return false;
+      significant = e - fracStart - zeros;
+    } else {
+      significant += e - fracStart;
+    }
+  } else if (significant === 0 && b[s] === MINUS) {
+    return false; // -0 is written 0
+  }
+  return significant <= 15;
+}
+
+/** The integer a token [s, e) holds when it is one of at most 15 digits (else NaN). */
+function integerToken(b: Uint8Array, s: number, e: number): number {
+  let i = s;
+  const negative = b[i] === MINUS;
+  if (negative) i++;
+  if (e - i < 1 || e - i > 15) return NaN;
+  let n = 0;
+  for (; i < e; i++) {
+    const c = b[i]!;
+    if (c < ZERO || c > NINE) return NaN;
+    n = n * 10 + (c - ZERO);
+  }
+  return negative ? -n : n;
+}
+
+/** A string token [s, e) whose text `JSON.stringify` writes the same: no `\/` and no `\u` escapes. */
+function verbatimString(b: Uint8Array, s: number, e: number): boolean {
+  for (let i = s + 1; i < e - 1; i++) {
+    if (b[i] === BACKSLASH) {
+      const c = b[i + 1];
+      if (c === 0x2f || c === 0x75) return false;
+      i++;
+    }
+  }
+  return true;
+}
+
+function allDigits(b: Uint8Array, s: number, e: number): boolean {
+  for (let i = s; i < e; i++) if (b[i]! < ZERO || b[i]! > NINE) return false;
+  return true;
+}
+
+function sameRange(b: Uint8Array, s1: number, e1: number, s2: number, e2: number): boolean {
+  if (e1 - s1 !== e2 - s2) return false;
+  for (let k = 0; k < e1 - s1; k++) if (b[s1 + k] !== b[s2 + k]) return false;
+  return true;
+}
+
+const MAX_CANONICAL_DEPTH = 64;
+/** Names seen in the objects being checked (start, end pairs), shared to allocate nothing. */
+const names = new Int32Array(1024);
+
+/**
+ * End of the canonical value at `i`, or -1: text that `JSON.stringify(JSON.parse(text))` gives back
+ * unchanged (no whitespace, verbatim strings, canonical numbers, no repeated or integer-like names,
+ * which `JSON.parse` would merge or move to the front).
+ */
+function canonicalValue(b: Uint8Array, i: number, end: number, depth: number, named: number): number {
+  const c = b[i];
+  if (c === QUOTE) {
+    let k = i + 1;
+    while (k < end) {
+      const d = b[k]!;
+      if (d === QUOTE) return verbatimString(b, i, k + 1) ? k + 1 : -1;
+      k += d === BACKSLASH ? 2 : 1;
+    }
+    return -1;
+  }
+  if (c === LBRACE || c === LBRACKET) {
+    if (depth >= MAX_CANONICAL_DEPTH) return -1;
+    const object = c === LBRACE;
+    const close = object ? RBRACE : RBRACKET;
+    let k = i + 1;
+    if (b[k] === close) return k + 1;
+    // This object's names go to names[base...], above those of the objects it is inside.
+    const base = named;
+    for (;;) {
+      if (object) {
+        if (b[k] !== QUOTE) return -1;
+        const keyEnd = canonicalValue(b, k, end, depth + 1, named);
+        if (keyEnd < 0 || allDigits(b, k + 1, keyEnd - 1)) return -1;
+        for (let n = base; n < named; n += 2) if (sameRange(b, names[n]!, names[n + 1]!, k, keyEnd)) return -1;
+        if (named + 2 > names.length) return -1;
+        names[named++] = k;
+        names[named++] = keyEnd;
+        if (b[keyEnd] !== COLON) return -1;
+        k = keyEnd + 1;
+      }
+      k = canonicalValue(b, k, end, depth + 1, named);
+      if (k < 0) return -1;
+      if (b[k] === close) return k + 1;
+      if (b[k] !== COMMA) return -1;
+      k++;
+    }
+  }
+  if (c === 0x74) return i + 4;
+  if (c === 0x66) return i + 5;
+  if (c === 0x6e) return i + 4;
+  let k = i;
+  while (k < end && (b[k] === MINUS || b[k] === DOT || (b[k]! >= ZERO && b[k]! <= NINE) || b[k] === 0x65 || b[k] === 0x45 || b[k] === PLUS)) k++;
+  return canonicalNumber(b, i, k) ? k : -1;
+}
+
+/** Is the (valid) object or array token [s, e) written as `JSON.stringify` writes its value? */
+export function canonicalJson(b: Uint8Array, s: number, e: number): boolean {
+  return canonicalValue(b, s, e, 0, 0) === e;
+}
+
+/** Where memberOnce found the value. */
+let memberStart = -1;
+let memberEnd = -1;
+
+/** In the (valid) object token [s, e): is there exactly one `name`? Its value is at memberStart..memberEnd. */
+function memberOnce(b: Uint8Array, s: number, e: number, name: Uint8Array): boolean {
+  let found = false;
+  let k = s + 1;
+  // Walk this object's members: at a quote a name starts, and its value is skipped whole.
+  while (k < e - 1) {
+    if (b[k] !== QUOTE) {
+      k++;
+      continue;
+    }
+    let q = k + 1;
+    while (b[q] !== QUOTE) {
+      if (b[q] === BACKSLASH) return false; // an escaped name could be this one: the reference decides
+      q++;
+    }
+    let v = q + 1;
+    while (b[v] !== COLON) v++;
+    v++;
+    while (b[v] === 0x20 || b[v] === LF || b[v] === CR || b[v] === 0x09) v++;
+    const valueEnd = valueEndIn(b, v, e - 1);
+    if (sameBytes(b, k + 1, q, name)) {
+      if (found) return false;
+      found = true;
+      memberStart = v;
+      memberEnd = valueEnd;
+    }
+    k = valueEnd;
+  }
+  return found;
+}
+
+/** End of the (valid) value starting at `i`, within `limit`. */
+function valueEndIn(b: Uint8Array, i: number, limit: number): number {
+  const c = b[i];
+  if (c === QUOTE) {
+    let q = i + 1;
+    while (b[q] !== QUOTE) q += b[q] === BACKSLASH ? 2 : 1;
+    return q + 1;
+  }
+  if (c === LBRACE || c === LBRACKET) {
+    let depth = 0;
+    let k = i;
+    while (k < limit + 1) {
+      const d = b[k]!;
+      if (d === QUOTE) {
+        k++;
+        while (b[k] !== QUOTE) k += b[k] === BACKSLASH ? 2 : 1;
+      } else if (d === LBRACE || d === LBRACKET) {
+        depth++;
+      } else if (d === RBRACE || d === RBRACKET) {
+        depth--;
+        if (depth === 0) return k + 1;
+      }
+      k++;
+    }
+    return limit;
+  }
+  let k = i;
+  while (k < limit && b[k] !== COMMA && b[k] !== RBRACE && b[k] !== RBRACKET && b[k] !== 0x20 && b[k] !== LF && b[k] !== CR && b[k] !== 0x09) k++;
+  return k;
+}
+
+const DEFERRED = Buffer.from('__deferred');
+const KEY = Buffer.from('__KEY');
+
+/** relatedKey's fast path: is there a string `__deferred.__KEY` in the object token [s, e)? Its token is at memberStart..memberEnd. */
+function relatedKeyToken(b: Uint8Array, s: number, e: number): boolean {
+  if (b[s] !== LBRACE || !memberOnce(b, s, e, DEFERRED) || b[memberStart] !== LBRACE) return false;
+  return memberOnce(b, memberStart, memberEnd, KEY) && b[memberStart] === QUOTE;
+}
+
+/** Digits from `i` to at most `max` of them (before `last`); their value, or -1 when there are none. Sets digitsEnd. */
+function digits(b: Uint8Array, i: number, last: number, max: number): number {
+  let n = 0;
+  const from = i;
+  while (i < last && i - from < max && b[i]! >= ZERO && b[i]! <= NINE) n = n * 10 + (b[i++]! - ZERO);
+  digitsEnd = i;
+  return i === from ? -1 : n;
+}
+let digitsEnd = 0;
+
+/** `D!M!YYYY` in the string token [s, e): the ISO date fourDDateToIso makes of it, as bytes into `out`; 0 none, -1 not handled. */
+function isoDate(b: Uint8Array, s: number, e: number, out: Uint8Array): number {
+  const last = e - 1;
+  const day = digits(b, s + 1, last, 2);
+  if (day < 0 || b[digitsEnd] !== BANG) return -1;
+  const month = digits(b, digitsEnd + 1, last, 2);
+  if (month < 0 || b[digitsEnd] !== BANG) return -1;
+  const yearStart = digitsEnd + 1;
+  let year = digits(b, yearStart, last, 4);
+  if (year < 0 || digitsEnd !== last) return -1;
+  if (day === 0 && month === 0 && year === 0) return 0;
+  if (digitsEnd - yearStart <= 2) year += year > 50 ? 1900 : 2000;
+  out[0] = ZERO + Math.floor(year / 1000);
+  out[1] = ZERO + (Math.floor(year / 100) % 10);
+  out[2] = ZERO + (Math.floor(year / 10) % 10);
+  out[3] = ZERO + (year % 10);
+  out[4] = MINUS;
+  out[5] = ZERO + Math.floor(month / 10);
+  out[6] = ZERO + (month % 10);
+  out[7] = MINUS;
+  out[8] = ZERO + Math.floor(day / 10);
+  out[9] = ZERO + (day % 10);
+  return 10;
+}
+
+// ---- encoders ----------------------------------------------------------------------------------
+
+/** Appends one row per entity of a scanned page, the bytes the reference writes for that row. */
+export interface Transcoder {
+  entity(sink: ByteSink, page: ScannedPage, i: number): void;
+}
+
+/** Slots of the columns in a page's layout (computed once per layout). */
+function slotsFor(columns: readonly TranscodeColumn[]): (page: ScannedPage) => Int32Array {
+  let layout: unknown;
+  let slots = new Int32Array(0);
+  return (page) => {
+    if (page.layout !== layout) {
+      layout = page.layout;
+      slots = Int32Array.from(columns.map((c) => page.layout.slot(c.name)));
+      if (slots.some((s) => s < 0)) throw new Error('a column is missing from the scan layout');
+    }
+    return slots;
+  };
+}
+
+const FORMULA_FIRST = new Set([0x3d, 0x2b, MINUS, 0x40]); // = + - @ (TAB and CR are escapes in JSON)
+
+/**
+ * CSV cells as csvEncoder writes them. Undefined for a delimiter that is not one ASCII character
+ * (the reference handles those).
+ */
+export function csvTranscoder(columns: readonly TranscodeColumn[], options: { delimiter?: string; excelSafe?: boolean }): Transcoder | undefined {
+  const delimiter = options.delimiter ?? ',';
+  if (delimiter.length !== 1 || delimiter.charCodeAt(0) >= 0x80) return undefined;
+  const delim = delimiter.charCodeAt(0);
+  const excelSafe = options.excelSafe === true;
+  const reference = csvEncoder({ delimiter, excelSafe });
+  // Dates are written as digits and '-': with such a delimiter they would need quotes.
+  const datesFast = !/[0-9-]/.test(delimiter);
+  const date = Buffer.alloc(10);
+
+  /** Bytes that hold no escapes, quoted when they contain the delimiter, a quote, CR or LF. */
+  const plain = (sink: ByteSink, b: Buffer, s: number, e: number): void => {
+    let quote = false;
+    let quotes = 0;
+    for (let k = s; k < e; k++) {
+      const c = b[k]!;
+      if (c === delim || c === LF || c === CR) quote = true;
+      else if (c === QUOTE) quotes++;
+    }
+    if (!quote && quotes === 0) {
+      sink.bytes(b, s, e);
+      return;
+    }
+    const buf = sink.ensure(e - s + quotes + 2);
+    let p = sink.pos;
+    buf[p++] = QUOTE;
+    for (let k = s; k < e; k++) {
+      const c = b[k]!;
+      buf[p++] = c;
+      if (c === QUOTE) buf[p++] = QUOTE;
+    }
+    buf[p++] = QUOTE;
+    sink.pos = p;
+  };
+
+  /** A string token as a cell; false (nothing written) for \u escapes, or any escape when `plainOnly`. */
+  const string = (sink: ByteSink, b: Buffer, s: number, e: number, plainOnly: boolean): boolean => {
+    const from = s + 1;
+    const to = e - 1;
+    let quote = false;
+    let escaped = false;
+    for (let k = from; k < to; k++) {
+      const c = b[k]!;
+      if (c === BACKSLASH) {
+        escaped = true;
+        break;
+      }
+      if (c === delim) quote = true;
+    }
+    if (!escaped) {
+      const formula = excelSafe && to > from && FORMULA_FIRST.has(b[from]!);
+      if (formula && delim === APOSTROPHE) quote = true;
+      const buf = sink.ensure(to - from + 3);
+      if (quote) buf[sink.pos++] = QUOTE;
+      if (formula) buf[sink.pos++] = APOSTROPHE;
+      sink.bytes(b, from, to);
+      if (quote) sink.byte(QUOTE);
+      return true;
+    }
+    if (plainOnly) return false;
+    // Escapes: decode them (the text is what JSON.parse makes of them), quote and double quotes.
+    quote = false;
+    let extra = 0;
+    let first = -1;
+    for (let k = from; k < to; k++) {
+      let c = b[k]!;
+      if (c === BACKSLASH) {
+        c = unescape(b[++k]!);
+        if (c < 0) return false;
+      }
+      if (first < 0) first = c;
+      if (c === QUOTE) {
+        quote = true;
+        extra++;
+      } else if (c === delim || c === LF || c === CR) {
+        quote = true;
+      }
+    }
+    const formula = excelSafe && (FORMULA_FIRST.has(first) || first === 0x09 || first === CR);
+    if (formula && delim === APOSTROPHE) quote = true;
+    const buf = sink.ensure(to - from + extra + 3);
+    let p = sink.pos;
+    if (quote) buf[p++] = QUOTE;
+    if (formula) buf[p++] = APOSTROPHE;
+    for (let k = from; k < to; k++) {
+      let c = b[k]!;
+      if (c === BACKSLASH) c = unescape(b[++k]!);
+      buf[p++] = c;
+      if (c === QUOTE) buf[p++] = QUOTE;
+    }
+    if (quote) buf[p++] = QUOTE;
+    sink.pos = p;
+    return true;
+  };
+
+  /** keepValue's cell; false when the reference must write it. */
+  const value = (sink: ByteSink, b: Buffer, s: number, e: number): boolean => {
+    const c = b[s]!;
+    if (c === QUOTE) return string(sink, b, s, e, false);
+    if (c === 0x6e) return true; // null
+    if (c === LBRACE || c === LBRACKET) {
+      if (!canonicalJson(b, s, e)) return false;
+    } else if (c !== 0x74 && c !== 0x66 && !canonicalNumber(b, s, e)) {
+      return false;
+    }
+    plain(sink, b, s, e);
+    return true;
+  };
+
+  const cell = (sink: ByteSink, kind: Kind, b: Buffer, s: number, e: number): boolean => {
+    if (s < 0) return kind !== Kind.Reference; // absent: null, an empty cell
+    switch (kind) {
+      case Kind.Value:
+        return value(sink, b, s, e);
+      case Kind.None:
+        return true;
+      case Kind.Date: {
+        if (b[s] === 0x6e) return true;
+        if (b[s] !== QUOTE || !datesFast) return false;
+        const n = isoDate(b, s, e, date);
+        if (n > 0) sink.bytes(date, 0, n);
+        return n >= 0;
+      }
+      case Kind.Time: {
+        if (b[s] === 0x6e) return true;
+        const ms = integerToken(b, s, e);
+        if (Number.isNaN(ms)) return false;
+        sink.text(reference.cell(msToTime(ms)));
+        return true;
+      }
+      case Kind.Related:
+        if (b[s] === 0x6e) return true;
+        return relatedKeyToken(b, s, e) && string(sink, b, memberStart, memberEnd, false);
+      case Kind.Text:
+        return b[s] === QUOTE && string(sink, b, s, e, false);
+      case Kind.Timestamp:
+        if (b[s] === 0x6e) return true;
+        return b[s] === QUOTE && string(sink, b, s, e, true);
+      default:
+        return false;
+    }
+  };
+
+  return rowEncoder(columns, cell, {
+    before: (sink, col) => {
+      if (col > 0) sink.byte(delim);
+    },
+    reference: reference.cell,
+    after: (sink) => sink.byte(LF),
+  });
+}
+
+/**
+ * A transcoder from an encoder's parts: per entity and column `before` (a separator, a name), the
+ * cell from its bytes (`cell`, which writes it or says no) or else `reference` of the converted
+ * value (read back with JSON.parse), then `after`.
+ */
+function rowEncoder(
+  columns: readonly TranscodeColumn[],
+  cell: (sink: ByteSink, kind: Kind, b: Buffer, s: number, e: number) => boolean,
+  parts: { before(sink: ByteSink, col: number): void; reference(value: unknown): string; after(sink: ByteSink): void },
+): Transcoder {
+  const kinds = columns.map((c) => kindOf(c.convert));
+  const slotsOf = slotsFor(columns);
+  return {
+    entity(sink, page, i) {
+      const slots = slotsOf(page);
+      const b = page.body;
+      for (let col = 0; col < kinds.length; col++) {
+        parts.before(sink, col);
+        const slot = slots[col]!;
+        const s = page.start(i, slot);
+        if (!cell(sink, kinds[col]!, b, s, s < 0 ? s : page.end(i, slot))) sink.text(parts.reference(columns[col]!.convert(page.value(i, slot))));
+      }
+      parts.after(sink);
+    },
+  };
+}
+
+/** The character a JSON escape letter stands for (\u excluded: -1). */
+function unescape(letter: number): number {
+  switch (letter) {
+    case QUOTE:
+      return QUOTE;
+    case BACKSLASH:
+      return BACKSLASH;
+    case 0x2f:
+      return 0x2f;
+    case 0x62:
+      return 0x08;
+    case 0x66:
+      return 0x0c;
+    case 0x6e:
+      return LF;
+    case 0x72:
+      return CR;
+    case 0x74:
+      return 0x09;
+    default:
+      return -1;
+  }
+}
+
+/**
+ * JSON objects, one per row, keys in column order, as `JSON.stringify` writes them. Undefined when
+ * the columns would not make such an object (a repeated name, or one JavaScript orders differently:
+ * integer-like names, `__proto__`): the reference handles those.
+ */
+export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder | undefined {
+  const names = columns.map((c) => c.name);
+  if (new Set(names).size !== names.length || names.some((n) => n === '__proto__' || /^\d+$/.test(n))) return undefined;
+  // `{"a":` then `,"b":` ...
+  const heads = names.map((n, i) => Buffer.from(`${i === 0 ? '{' : ','}${JSON.stringify(n)}:`, 'utf8'));
+  const date = Buffer.alloc(12);
+  const NULL = Buffer.from('null');
+
+  const value = (sink: ByteSink, b: Buffer, s: number, e: number): boolean => {
+    const c = b[s]!;
+    if (c === QUOTE) {
+      if (!verbatimString(b, s, e)) return false;
+    } else if (c === LBRACE || c === LBRACKET) {
+      if (!canonicalJson(b, s, e)) return false;
+    } else if (c !== 0x6e && c !== 0x74 && c !== 0x66 && !canonicalNumber(b, s, e)) {
+      return false;
+    }
+    sink.bytes(b, s, e);
+    return true;
+  };
+
+  const cell = (sink: ByteSink, kind: Kind, b: Buffer, s: number, e: number): boolean => {
+    if (s < 0 || (b[s] === 0x6e && kind !== Kind.Text)) {
+      // Absent, or null: null for every converter but keyText (String(null)).
+      if (kind === Kind.Reference || kind === Kind.Text) return false;
+      sink.bytes(NULL, 0, 4);
+      return true;
+    }
+    switch (kind) {
+      case Kind.Value:
+        return value(sink, b, s, e);
+      case Kind.None:
+        sink.bytes(NULL, 0, 4);
+        return true;
+      case Kind.Date: {
+        if (b[s] !== QUOTE) return false;
+        const n = isoDate(b, s, e, date.subarray(1));
+        if (n < 0) return false;
+        if (n === 0) {
+          sink.bytes(NULL, 0, 4);
+        } else {
+          date[0] = QUOTE;
+          date[11] = QUOTE;
+          sink.bytes(date, 0, 12);
+        }
+        return true;
+      }
+      case Kind.Time: {
+        const ms = integerToken(b, s, e);
+        if (Number.isNaN(ms)) return false;
+        sink.byte(QUOTE);
+        sink.ascii(msToTime(ms)!);
+        sink.byte(QUOTE);
+        return true;
+      }
+      case Kind.Related:
+        if (!relatedKeyToken(b, s, e) || !verbatimString(b, memberStart, memberEnd)) return false;
+        sink.bytes(b, memberStart, memberEnd);
+        return true;
+      case Kind.Text:
+        if (b[s] !== QUOTE || !verbatimString(b, s, e)) return false;
+        sink.bytes(b, s, e);
+        return true;
+      case Kind.Timestamp:
+        for (let k = s + 1; k < e - 1; k++) if (b[k] === BACKSLASH) return false;
+        if (b[s] !== QUOTE) return false;
+        sink.bytes(b, s, e);
+        return true;
+      default:
+        return false;
+    }
+  };
+
+  return rowEncoder(columns, cell, {
+    before: (sink, col) => sink.bytes(heads[col]!, 0, heads[col]!.length),
+    reference: (value) => JSON.stringify(value ?? null),
+    after: (sink) => {
+      if (columns.length === 0) sink.byte(LBRACE);
+      sink.byte(RBRACE);
+    },
+  });
+}
+
+/**
+ * The rows of the reference (each column's converter applied to the value JSON.parse reads),
+ * built from a scanned page without parsing it whole: for exportRows (sync, --xlsx, --table).
+ */
+export function rowTranscoder(columns: readonly TranscodeColumn[]): (page: ScannedPage, i: number) => unknown[] {
+  const kinds = columns.map((c) => kindOf(c.convert));
+  const slotsOf = slotsFor(columns);
+  const date = Buffer.alloc(10);
+
+  /** A string token's text: its bytes when it has no escapes, else what JSON.parse makes of it. */
+  const string = (b: Buffer, s: number, e: number): string => {
+    for (let k = s + 1; k < e - 1; k++) if (b[k] === BACKSLASH) return JSON.parse(b.toString('utf8', s, e)) as string;
+    return b.toString('utf8', s + 1, e - 1);
+  };
+
+  /** The value as JSON.parse reads it, quicker for strings and integers. */
+  const value = (b: Buffer, s: number, e: number): unknown => {
+    const c = b[s]!;
+    if (c === QUOTE) return string(b, s, e);
+    if (c === 0x6e) return null;
+    if (c === 0x74) return true;
+    if (c === 0x66) return false;
+    if (c !== LBRACE && c !== LBRACKET) {
+      const n = integerToken(b, s, e);
+      if (!Number.isNaN(n)) return n;
+    }
+    return JSON.parse(b.toString('utf8', s, e));
+  };
+
+  /** The converted value, or `undefined` for the reference to make it. */
+  const cell = (kind: Kind, b: Buffer, s: number, e: number): unknown => {
+    switch (kind) {
+      case Kind.Value:
+        return value(b, s, e);
+      case Kind.None:
+        return null;
+      case Kind.Date: {
+        if (b[s] === 0x6e) return null;
+        if (b[s] !== QUOTE) return undefined;
+        const n = isoDate(b, s, e, date);
+        return n < 0 ? undefined : n === 0 ? null : date.toString('latin1', 0, 10);
+      }
+      case Kind.Time: {
+        if (b[s] === 0x6e) return null;
+        const ms = integerToken(b, s, e);
+        return Number.isNaN(ms) ? undefined : msToTime(ms);
+      }
+      case Kind.Related:
+        if (b[s] === 0x6e) return null;
+        return relatedKeyToken(b, s, e) ? string(b, memberStart, memberEnd) : undefined;
+      case Kind.Text:
+        return b[s] === QUOTE ? string(b, s, e) : undefined;
+      case Kind.Timestamp: {
+        if (b[s] === 0x6e) return null;
+        if (b[s] !== QUOTE) return undefined;
+        for (let k = s + 1; k < e - 1; k++) if (b[k] === BACKSLASH) return undefined;
+        return b.toString('utf8', s + 1, e - 1);
+      }
+      default:
+        return undefined;
+    }
+  };
+
+  return (page, i) => {
+    const slots = slotsOf(page);
+    const b = page.body;
+    const row = new Array<unknown>(kinds.length);
+    for (let col = 0; col < kinds.length; col++) {
+      const slot = slots[col]!;
+      const s = page.start(i, slot);
+      const fast = s < 0 ? undefined : cell(kinds[col]!, b, s, page.end(i, slot));
+      row[col] = fast !== undefined ? fast : columns[col]!.convert(page.value(i, slot));
+    }
+    return row;
+  };
+}
