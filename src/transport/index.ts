@@ -191,13 +191,18 @@ function codedError(message: string, code: string, name = 'Error'): Error {
   return Object.assign(new Error(message), { code, name });
 }
 
+/** A zlib stream starts with CMF (method 8, deflate) and FLG, which make a multiple of 31 (RFC 1950). */
+function zlibHeader(body: Buffer): boolean {
+  return body.length >= 2 && (body[0]! & 0x0f) === 8 && ((body[0]! << 8) | body[1]!) % 31 === 0;
+}
+
 /** The body as the server meant it: gzip, zlib or raw deflate, or brotli undone (like got's decompress-response). */
 function decompress(body: Buffer, encoding: string): Promise<Buffer> {
   if (body.length === 0 || !['gzip', 'deflate', 'br'].includes(encoding)) return Promise.resolve(body);
   return new Promise((resolve, reject) => {
     const done = (error: Error | null, result: Buffer) => (error ? reject(error) : resolve(result));
     if (encoding === 'br') zlib.brotliDecompress(body, done);
-    else if (encoding === 'deflate' && (body[0]! & 0x08) === 0) zlib.inflateRaw(body, done);
+    else if (encoding === 'deflate' && !zlibHeader(body)) zlib.inflateRaw(body, done);
     else zlib.unzip(body, done);
   });
 }
