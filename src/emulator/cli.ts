@@ -43,6 +43,9 @@ Options:
   --ignore-filters              silently drop $filter/$params (and $savedfilter): every row, 200
   --saved-filter-without-params recreate a lost entity set from $savedfilter without $params
                                 (an unfilled placeholder matches every row)
+  --broken-paging ignore-top|ignore-skip|short
+                                pages not as asked: every row from $skip on, every page from
+                                row 0, or one row less than $top (to test a client's checks)
   --lifetime-unit minutes|seconds          unit of $info sessionInfo lifeTime (default minutes)
   --quoted-timestamps           v17 quirk: __TIMESTAMP as "\\"2017-...Z\\""
   --change-tracking all|<T,...> 4D data change tracking for every table or those tables (default
@@ -131,6 +134,7 @@ const OPTIONS = {
     'ignore-filters': { type: 'boolean' },
     'saved-filter-without-params': { type: 'boolean' },
     'lifetime-unit': { type: 'string' },
+    'broken-paging': { type: 'string' },
     'quoted-timestamps': { type: 'boolean' },
     'change-tracking': { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },
@@ -181,6 +185,7 @@ export function parseCliArgs(argv: string[]): CliCommand {
   if (values['url-decoding'] !== undefined) o.urlDecoding = values['url-decoding'] as EmulatorOptions['urlDecoding'];
   if (values['ignore-filters']) o.ignoreFilters = true;
   if (values['saved-filter-without-params']) o.savedFilterWithoutParams = true;
+  if (values['broken-paging'] !== undefined) o.brokenPaging = values['broken-paging'] as EmulatorOptions['brokenPaging'];
   if (values['lifetime-unit'] !== undefined) o.lifeTimeUnit = values['lifetime-unit'] as EmulatorOptions['lifeTimeUnit'];
   if (values['quoted-timestamps']) o.quotedTimestamps = true;
   if (values['change-tracking'] !== undefined) o.changeTracking = parseChangeTracking(values['change-tracking']);

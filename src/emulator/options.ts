@@ -36,6 +36,7 @@ export interface RuntimeOptions {
   urlDecoding: 'whole' | 'split';
   ignoreFilters: boolean;
   savedFilterWithoutParams: boolean;
+  brokenPaging: 'none' | 'ignore-top' | 'ignore-skip' | 'short';
   lifeTimeUnit: 'minutes' | 'seconds';
   verbose: boolean;
   quiet: boolean;
@@ -115,7 +116,7 @@ export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPat
   const allowed = new Set([
     'maxSessions', 'sessionTimeoutMs', 'auth', 'latencyMs', 'faults', 'scalable',
     'duplicateCookie', 'strictDateCompare', 'quotedTimestamps', 'urlDecoding', 'ignoreFilters',
-    'savedFilterWithoutParams', 'lifeTimeUnit', 'verbose', 'quiet',
+    'savedFilterWithoutParams', 'brokenPaging', 'lifeTimeUnit', 'verbose', 'quiet',
   ]);
   for (const k of Object.keys(patch)) {
     if (!allowed.has(k)) throw new OptionError(`option ${k} cannot be changed at runtime`);
@@ -142,6 +143,7 @@ export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPat
   if (patch.savedFilterWithoutParams !== undefined) {
     out.savedFilterWithoutParams = bool('savedFilterWithoutParams', patch.savedFilterWithoutParams);
   }
+  if (patch.brokenPaging !== undefined) out.brokenPaging = oneOf('brokenPaging', patch.brokenPaging, ['none', 'ignore-top', 'ignore-skip', 'short'] as const);
   if (patch.lifeTimeUnit !== undefined) out.lifeTimeUnit = oneOf('lifeTimeUnit', patch.lifeTimeUnit, ['minutes', 'seconds'] as const);
   if (patch.verbose !== undefined) out.verbose = Boolean(patch.verbose);
   if (patch.quiet !== undefined) out.quiet = Boolean(patch.quiet);
@@ -194,6 +196,7 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     urlDecoding: 'whole',
     ignoreFilters: false,
     savedFilterWithoutParams: false,
+    brokenPaging: 'none',
     lifeTimeUnit: 'minutes',
     verbose: false,
     quiet: false,
@@ -211,6 +214,7 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     urlDecoding: o.urlDecoding,
     ignoreFilters: o.ignoreFilters,
     savedFilterWithoutParams: o.savedFilterWithoutParams,
+    brokenPaging: o.brokenPaging,
     lifeTimeUnit: o.lifeTimeUnit,
     verbose: o.verbose,
     quiet: o.quiet,

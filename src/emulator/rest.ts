@@ -9,6 +9,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { catalogList, dataClassInfo } from './catalog.js';
 import type { EmulatorCore, SelectQuery } from './core.js';
+import type { RuntimeOptions } from './options.js';
 import { DEFAULT_SET_TIMEOUT_MS, RECREATED_SET_TIMEOUT_MS, type EntitySet } from './entitysets.js';
 import { E, RestError } from './errors.js';
 import { allAttributes, parseAttributes, type Projection } from './render.js';
@@ -56,6 +57,14 @@ function intParam(q: Map<string, string>, name: string, fallback: number): numbe
 function timeoutMs(q: Map<string, string>, fallbackMs: number): number {
   const s = intParam(q, '$timeout', 0);
   return s > 0 ? s * 1000 : fallbackMs;
+}
+
+/** The option `brokenPaging`: a server that does not page as asked (for the client's page checks). */
+function brokenPaging(mode: RuntimeOptions['brokenPaging'], { skip, top }: { skip: number; top: number }): { skip: number; top: number } {
+  if (mode === 'ignore-top') return { skip, top: -1 };
+  if (mode === 'ignore-skip') return { skip: 0, top };
+  if (mode === 'short' && top > 1) return { skip, top: top - 1 };
+  return { skip, top };
 }
 
 /** Paging parameters: `$top`/`$limit` (default 100; negative = all), `$skip`. */
@@ -231,7 +240,7 @@ function selection(
   if (method === 'entityset') {
     set = core.sets.create(req.session.id, table, sel, q.has('$orderby'), timeoutMs(q, DEFAULT_SET_TIMEOUT_MS));
   }
-  const { skip, top } = paging(q);
+  const { skip, top } = brokenPaging(core.opts.brokenPaging, paging(q));
   return { status: 200, contentType: JSON_TYPE, body: core.renderer.page(table, sel, { skip, top, proj, entitySetUri: set && setUri(set) }) };
 }
 

@@ -62,6 +62,12 @@ export interface EmulatorOptions {
    * placeholder has no value then matches every row (the recreated set silently widens). Default false.
    */
   savedFilterWithoutParams?: boolean;
+  /**
+   * A server whose paging is broken, for the client's page checks (not modelled on any 4D version):
+   * 'ignore-top' sends every row from `$skip` on, 'ignore-skip' starts every page at row 0 (`__FIRST` 0),
+   * 'short' sends one row less than `$top` asked. Default 'none'.
+   */
+  brokenPaging?: 'none' | 'ignore-top' | 'ignore-skip' | 'short';
   /** Unit of `$info.sessionInfo[].lifeTime`: 'minutes' (default, real v16/v17 output) or 'seconds' (the 4D docs). */
   lifeTimeUnit?: 'minutes' | 'seconds';
   /** The 4D v17 quirk: `__TIMESTAMP` holds a string with embedded quotes (`"\"2017-03-13T08:27:17.298Z\""`). Default false. */
@@ -90,6 +96,7 @@ export type RuntimeOptionsPatch = Pick<
   | 'urlDecoding'
   | 'ignoreFilters'
   | 'savedFilterWithoutParams'
+  | 'brokenPaging'
   | 'lifeTimeUnit'
   | 'verbose'
   | 'quiet'

@@ -81,6 +81,15 @@ export class FilterNotAppliedError extends BadDataError {
   override readonly code = 'E_FILTER_NOT_APPLIED';
 }
 
+/**
+ * A page that is not the page asked for: more rows than `$top`, another `$skip` than asked
+ * (`__FIRST`), an `__ERROR` beside the rows of a 200, or a stored selection that yielded fewer rows
+ * than it holds. Exit 65: writing it could repeat, skip or invent rows, so the export stops.
+ */
+export class PageNotAsAskedError extends BadDataError {
+  override readonly code = 'E_PAGE_NOT_AS_ASKED';
+}
+
 /** The server could not be reached or kept failing after retries. Exit 69. */
 export class UnavailableError extends LegacyError {
   override readonly exitCode = ExitCode.unavailable;
@@ -89,7 +98,7 @@ export class UnavailableError extends LegacyError {
 
 /** An output or log file cannot be created (sysexits EX_CANTCREAT). Exit 73. */
 export class CannotCreateError extends LegacyError {
-  override readonly exitCode = 73;
+  override readonly exitCode = ExitCode.cannotCreate;
   override readonly code = 'E_CANT_CREATE';
 }
 

@@ -9,10 +9,11 @@
  * session) 4D recreates it under the same id and the export carries on from the page it was on.
  * A server that does not return an entity set is paged with $skip/$top over the same order.
  */
-import { FilterNotAppliedError, SelectionChangedError, UsageError } from '../errors/index.js';
+import { FilterNotAppliedError, PageNotAsAskedError, SelectionChangedError, UsageError } from '../errors/index.js';
 import { EntitySetGoneError, envelopeOf, type RestClient } from '../rest/index.js';
 import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
+import { serverMessage } from '../protocol/errors.js';
 import { DEFAULT_PAGES_IN_FLIGHT, PagesInFlight } from './concurrency.js';
 import { converterFor, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
 import type { EncodedRows, PageEncoder } from './formats.js';
@@ -148,7 +149,7 @@ export interface ExportHooks {
 
 /** What the paging loop needs of a page, however it was read. */
 interface PageView {
-  readonly envelope: Pick<Envelope, '__COUNT' | '__ENTITYSET' | '__GlobalStamp'>;
+  readonly envelope: Pick<Envelope, '__COUNT' | '__ENTITYSET' | '__GlobalStamp' | '__FIRST'> & { __ERROR?: unknown };
   readonly size: number;
   isPlaceholder(i: number): boolean;
   /** The entity's wire values (at least those a row check reads). */
@@ -268,7 +269,7 @@ async function* exportPages<P extends PageView, T>(
 
   // First page: creates the entity set (when supported) and tells us the count.
   const firstTop = options.limit !== undefined ? Math.min(pageSize, options.limit) : pageSize;
-  const { page: first } = await read(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet });
+  const { page: first } = await read(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet }).then((r) => asAsked(r, table, options.skip, firstTop));
   const count = first.envelope.__COUNT;
   let setId = useSet ? entitySetId(first.envelope) : undefined;
   if (useSet && !setId) hooks.logger.info(`the server returned no entity set for ${table}; paging with $skip/$top ordered by ${query.orderBy ?? 'natural order'}`);
@@ -333,7 +334,7 @@ async function* exportPages<P extends PageView, T>(
     const waits = licenceWaits();
     for (let attempt = 0; ; attempt++) {
       try {
-        const got = setId ? await read(table, { ...base, fromEntitySet: setId, skip, top }) : await read(table, { ...base, skip, top });
+        const got = asAsked(setId ? await read(table, { ...base, fromEntitySet: setId, skip, top }) : await read(table, { ...base, skip, top }), table, skip, top);
         flight.observe(performance.now() - started, got.bytes, got.retries > 0 || attempt > 0 || licenceWaits() > waits);
         return setId ? sameSelection(got.page, 'recreated') : got.page;
       } catch (error) {
@@ -375,10 +376,42 @@ async function* exportPages<P extends PageView, T>(
   } finally {
     inflight.clear();
   }
+  // A stored selection keeps every position (deleted rows as placeholders): every row it holds was
+  // either written or seen deleted. Fewer means pages came back short, and rows would be missing.
+  if (setId && written + (summary.vanished ?? 0) < expected) {
+    throw new PageNotAsAskedError(
+      `the server's stored selection of ${table} holds ${expected} rows but its pages gave ${written + (summary.vanished ?? 0)}; the export would be missing rows`,
+      { hint: 'run the export again; if it happens again, run it with --no-entityset and report it' },
+    );
+  }
   if (setId) {
     // Free the server's memory early (best effort; it would expire by itself).
     await client.releaseEntitySet(table, setId).catch(() => undefined);
   }
+}
+
+/**
+ * The page answers what was asked: no more rows than `$top`, starting where `$skip` said (`__FIRST`,
+ * when the server sends it), and no `__ERROR` beside the rows. A server that ignored `$top` or
+ * `$skip` would make the pages overlap or leave gaps: repeated or missing rows, exit 0.
+ */
+function asAsked<P extends PageView>(read: Read<P>, table: string, skip: number, top: number): Read<P> {
+  const { page } = read;
+  const first = page.envelope.__FIRST;
+  const problem =
+    page.envelope.__ERROR !== undefined
+      ? `answered with an error beside its rows (${serverMessage(page.envelope, 'no message')})`
+      : page.size > top
+        ? `sent ${page.size} rows where at most ${top} were asked ($top)`
+        : first !== undefined && Number(first) !== skip
+          ? `started the page at row ${first} where row ${skip} was asked ($skip)`
+          : undefined;
+  if (problem) {
+    throw new PageNotAsAskedError(`the server ${problem} for ${table}; stopped before writing the page, which could repeat or skip rows`, {
+      hint: "run 'legacy doctor --probe' and report its output",
+    });
+  }
+  return read;
 }
 
 function entitySetId(envelope: PageView['envelope']): string | undefined {
