@@ -105,9 +105,12 @@ function cleanUrl(url: string): string {
 
 function capped(text: string | undefined): { text?: string; comment?: string; size: number } {
   if (text === undefined) return { size: 0 };
-  if (text.length <= HAR_BODY_LIMIT) return { text: clean(text), size: Buffer.byteLength(text) };
+  // Masked whole, then cut: a cut through a secret (or a sessionID without its closing quote)
+  // would otherwise leave its first part unmasked.
+  const masked = clean(text);
+  if (masked.length <= HAR_BODY_LIMIT) return { text: masked, size: Buffer.byteLength(text) };
   return {
-    text: clean(text.slice(0, HAR_BODY_LIMIT)),
+    text: masked.slice(0, HAR_BODY_LIMIT),
     comment: `body cut to its first ${HAR_BODY_LIMIT} characters of ${text.length}`,
     size: Buffer.byteLength(text),
   };
@@ -156,7 +159,7 @@ export function harEntry(ex: Exchange): Record<string, unknown> {
       redirectURL: headerValue(ex.responseHeaders, 'location') ?? '',
       headersSize: -1,
       bodySize: ex.status === 0 ? -1 : body.size,
-      ...(ex.error ? { _error: ex.error } : {}),
+      ...(ex.error ? { _error: clean(ex.error) } : {}),
     },
     cache: {},
     timings: { blocked: -1, dns: -1, connect: -1, send: 0, wait: ex.ms, receive: 0, ssl: -1 },

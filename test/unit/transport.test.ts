@@ -12,7 +12,9 @@ import zlib from 'node:zlib';
 import got from 'got';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/index.js';
-import { Transport, TransportError } from '../../src/transport/index.js';
+import { registerSecret } from '../../src/log/redact.js';
+import { HAR_BODY_LIMIT, harEntry } from '../../src/transport/har.js';
+import { Transport, TransportError, type Exchange } from '../../src/transport/index.js';
 
 const PAGE = JSON.stringify({
   __COUNT: 3,
@@ -153,5 +155,41 @@ describe('the transport reads every answer as got did', () => {
       decode: (body) => ({ same: body === lent[0], text: body.toString() }),
     });
     expect(response.json).toEqual({ same: true, text: PAGE });
+  });
+});
+
+describe('HAR entries mask before they cut', () => {
+  const exchange = (body: string, error?: string): Exchange => ({
+    requestId: 'r1',
+    attempt: 0,
+    startedAt: new Date(0),
+    method: 'GET',
+    url: 'http://127.0.0.1:1/rest/$info',
+    requestHeaders: {},
+    status: error ? 0 : 200,
+    responseHeaders: {},
+    responseBody: body,
+    error,
+    ms: 1,
+    willRetry: false,
+  });
+
+  it('a secret or a sessionID across the 64 KiB cut leaves no part of itself', () => {
+    const secret = 'Pa55-word-that-is-long';
+    registerSecret(secret);
+    for (const body of [
+      `${'x'.repeat(HAR_BODY_LIMIT - 5)}${secret}${'y'.repeat(1000)}`,
+      `{"pad":"${'x'.repeat(HAR_BODY_LIMIT - 30)}","sessionID":"ABCDEF0123456789ABCDEF0123456789","more":"${'z'.repeat(1000)}"}`,
+    ]) {
+      const content = (harEntry(exchange(body)) as { response: { content: { text: string; comment?: string } } }).response.content;
+      expect(content.comment).toMatch(/body cut/);
+      expect(content.text).not.toContain(secret.slice(0, 5));
+      expect(content.text).not.toContain('ABCDEF01');
+    }
+  });
+
+  it('a network error naming a secret is masked too', () => {
+    registerSecret('Pa55-word-that-is-long');
+    expect(JSON.stringify(harEntry(exchange('', 'EPROTO at Pa55-word-that-is-long')))).not.toContain('Pa55');
   });
 });
