@@ -8,8 +8,7 @@ import type { Writable } from 'node:stream';
 import { write } from '../streams/write.js';
 import type { EncodedRows, PageEncoder, RowWriter } from './writer.js';
 import { csvEncoder } from './csv.js';
-import type { ScannedPage } from './scan.js';
-import { ByteSink, csvTranscoder, jsonTranscoder, type Transcoder, type TranscodeColumn } from './transcode.js';
+import { ByteSink, csvTranscoder, jsonTranscoder, type Transcoder } from './transcode.js';
 import { xlsxWriter, type CellKind } from './xlsx.js';
 
 export type Format = 'csv' | 'json' | 'ndjson' | 'table' | 'xlsx';

@@ -76,30 +76,34 @@ export function skipString(b: Uint8Array, i: number, end: number): number {
   return -1;
 }
 
+function skipDigits(b: Uint8Array, i: number, end: number): number {
+  while (i < end && b[i]! >= ZERO && b[i]! <= NINE) i++;
+  return i;
+}
+
 /** Just past the number starting at `i` (JSON grammar), or -1. */
 export function skipNumber(b: Uint8Array, i: number, end: number): number {
   if (i < end && b[i] === MINUS) i++;
   if (i >= end) return -1;
-  let c = b[i]!;
+  const c = b[i]!;
   if (c === ZERO) {
     i++;
   } else if (c > ZERO && c <= NINE) {
-    i++;
-    while (i < end && (c = b[i]!) >= ZERO && c <= NINE) i++;
+    i = skipDigits(b, i + 1, end);
   } else {
     return -1;
   }
   if (i < end && b[i] === DOT) {
     i++;
     const digits = i;
-    while (i < end && (c = b[i]!) >= ZERO && c <= NINE) i++;
+    i = skipDigits(b, i, end);
     if (i === digits) return -1;
   }
   if (i < end && (b[i] === 0x65 || b[i] === 0x45)) {
     i++;
     if (i < end && (b[i] === PLUS || b[i] === MINUS)) i++;
     const digits = i;
-    while (i < end && (c = b[i]!) >= ZERO && c <= NINE) i++;
+    i = skipDigits(b, i, end);
     if (i === digits) return -1;
   }
   return i;

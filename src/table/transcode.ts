@@ -470,7 +470,7 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
     for (let k = from; k < to; k++) {
       let c = b[k]!;
       if (c === BACKSLASH) {
-        c = unescape(b[++k]!);
+        c = escapedChar(b[++k]!);
         if (c < 0) return false;
       }
       if (first < 0) first = c;
@@ -489,7 +489,7 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
     if (formula) buf[p++] = APOSTROPHE;
     for (let k = from; k < to; k++) {
       let c = b[k]!;
-      if (c === BACKSLASH) c = unescape(b[++k]!);
+      if (c === BACKSLASH) c = escapedChar(b[++k]!);
       buf[p++] = c;
       if (c === QUOTE) buf[p++] = QUOTE;
     }
@@ -583,7 +583,7 @@ function rowEncoder(
 }
 
 /** The character a JSON escape letter stands for (\u excluded: -1). */
-function unescape(letter: number): number {
+function escapedChar(letter: number): number {
   switch (letter) {
     case QUOTE:
       return QUOTE;

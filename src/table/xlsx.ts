@@ -200,7 +200,7 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
     let head = `${XML_HEAD}<worksheet xmlns="${NS_MAIN}" xmlns:r="${NS_REL}">`;
     head += `<sheetViews><sheetView workbookViewId="0"${index === 1 ? ' tabSelected="1"' : ''}>${pane}</sheetView></sheetViews>`;
     head += '<sheetFormatPr defaultRowHeight="15"/><cols>';
-    widths!.forEach((w, i) => (head += `<col min="${i + 1}" max="${i + 1}" width="${w}" customWidth="1"/>`));
+    for (const [i, w] of widths!.entries()) head += `<col min="${i + 1}" max="${i + 1}" width="${w}" customWidth="1"/>`;
     head += '</cols><sheetData>';
     if (header) {
       rowNumber = 1;

@@ -220,7 +220,13 @@ function onAbort(signal: AbortSignal | undefined, callback: () => void): void {
   if (!callbacks) {
     const set = new Set<() => void>();
     abortCallbacks.set(signal, set);
-    signal.addEventListener('abort', () => [...set].forEach((f) => f()), { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const f of [...set]) f();
+      },
+      { once: true },
+    );
     callbacks = set;
   }
   callbacks.add(callback);

@@ -17,7 +17,10 @@ import { canonicalNumber, jsonTranscoder, rowTranscoder } from '../../src/table/
 
 function random(seed: number): () => number {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
 }
 
 type Rand = () => number;
@@ -325,8 +328,12 @@ describe('scanPage never accepts what JSON.parse rejects, and reads what it read
       const good = Buffer.from(page(rand, 5, round % 2 === 0));
       const bad = Buffer.from(good);
       const at = Math.floor(rand() * good.length);
-      const mutated =
-        round % 3 === 0 ? bad.subarray(0, at) : round % 3 === 1 ? ((bad[at] = pick(rand, [0x22, 0x5c, 0x2c, 0x7d, 0x5d, 0x3a, 0x20, 0x0a, 0x01, 0x80, 0xff, 0x30, 0x2d, 0x65])), bad) : Buffer.concat([bad.subarray(0, at), Buffer.from([pick(rand, [0x22, 0x5c, 0x2c, 0x7b, 0x5b, 0x30, 0x2e])]), bad.subarray(at)]);
+      let mutated: Buffer;
+      if (round % 3 === 0) mutated = bad.subarray(0, at);
+      else if (round % 3 === 1) {
+        bad[at] = pick(rand, [0x22, 0x5c, 0x2c, 0x7d, 0x5d, 0x3a, 0x20, 0x0a, 0x01, 0x80, 0xff, 0x30, 0x2d, 0x65]);
+        mutated = bad;
+      } else mutated = Buffer.concat([bad.subarray(0, at), Buffer.from([pick(rand, [0x22, 0x5c, 0x2c, 0x7b, 0x5b, 0x30, 0x2e])]), bad.subarray(at)]);
       const scanned = scanPage(mutated, layout);
       let parsed: { __ENTITIES?: Array<Record<string, unknown>> } | undefined;
       try {
