@@ -98,7 +98,9 @@ async function startup(runs = 5) {
     await new Promise((resolve) => child.once('exit', resolve));
   }
   times.sort((a, b) => a - b);
-  console.log(`bin start-up to "listening" with --rows Artikel=${ROWS}: median ${pct(times, 50).toFixed(0)} ms, max ${times[times.length - 1].toFixed(0)} ms (${runs} runs)`);
+  console.log(
+    `bin start-up to "listening" with --rows Artikel=${ROWS}: median ${pct(times, 50).toFixed(0)} ms, max ${times[times.length - 1].toFixed(0)} ms (${runs} runs)`,
+  );
 }
 
 if (!isMainThread) {

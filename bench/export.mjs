@@ -29,7 +29,14 @@ const median = (values) => {
 
 const work = tempDir();
 // One config dir for every run: the stored session is reused, as under cron.
-const env = (url) => ({ ...process.env, LEGACY_CONFIG_DIR: join(work, 'cfg'), LEGACY_DATA_DIR: join(work, 'data'), LEGACY_BASE_URL: url, LEGACY_ENV: 'bench', NO_COLOR: '1' });
+const env = (url) => ({
+  ...process.env,
+  LEGACY_CONFIG_DIR: join(work, 'cfg'),
+  LEGACY_DATA_DIR: join(work, 'data'),
+  LEGACY_BASE_URL: url,
+  LEGACY_ENV: 'bench',
+  NO_COLOR: '1',
+});
 
 async function checked(r, what) {
   if (r.code !== 0) throw new Error(`${what} exited ${r.code}: ${r.stderr}`);
@@ -37,7 +44,9 @@ async function checked(r, what) {
 }
 
 function bareLoop(url, total) {
-  return measure(process.execPath, [join(root, 'bench', 'bare-loop.mjs'), url, 'Artikel', String(total), String(pageSize)]).then((r) => checked(r, 'the bare loop'));
+  return measure(process.execPath, [join(root, 'bench', 'bare-loop.mjs'), url, 'Artikel', String(total), String(pageSize)]).then((r) =>
+    checked(r, 'the bare loop'),
+  );
 }
 
 async function getTable(url, args) {
@@ -65,11 +74,14 @@ async function alternate(times, contenders) {
 }
 
 const summary = (list) => ({ ms: median(list.map((r) => r.ms)), peakRss: Math.max(...list.map((r) => r.peakRss)), cpu: median(list.map((r) => r.cpuMs)) });
-const line = (label, r, floor) => `${label.padEnd(40)} ${s(r.ms).padStart(8)}${floor ? `  ratio ${(r.ms / floor.ms).toFixed(2)}` : '           '}  CPU ${s(r.cpu).padStart(7)}  peak RSS ${mb(r.peakRss)}`;
+const line = (label, r, floor) =>
+  `${label.padEnd(40)} ${s(r.ms).padStart(8)}${floor ? `  ratio ${(r.ms / floor.ms).toFixed(2)}` : '           '}  CPU ${s(r.cpu).padStart(7)}  peak RSS ${mb(r.peakRss)}`;
 
 const emu = await startEmulatorProcess(['--rows', `Artikel=${rows}`, '--max-sessions', '10']);
 try {
-  console.log(`Artikel, ${rows.toLocaleString('en-US')} rows, pages of ${pageSize}; medians of ${runs} alternating runs (wall, user+sys CPU; peak RSS the highest)`);
+  console.log(
+    `Artikel, ${rows.toLocaleString('en-US')} rows, pages of ${pageSize}; medians of ${runs} alternating runs (wall, user+sys CPU; peak RSS the highest)`,
+  );
   await bareLoop(emu.url, 20_000); // warm the emulator's caches
   await getTable(emu.url, ['--csv', '--limit', '10']); // and the stored session
   const r = await alternate(runs, {
@@ -99,7 +111,9 @@ try {
   const x = await alternate(xlsxRuns, { csv: () => getTable(emu.url, ['--csv']), xlsx: () => getTable(emu.url, ['--xlsx']) });
   const xcsv = summary(x.csv);
   const xlsx = summary(x.xlsx);
-  console.log(`(f) --xlsx -o vs --csv -o, medians of ${xlsxRuns} alternating runs: csv ${s(xcsv.ms)}, xlsx ${s(xlsx.ms)} (peak RSS ${mb(xlsx.peakRss)}), time ratio xlsx/csv ${(xlsx.ms / xcsv.ms).toFixed(2)} (target <= 2)`);
+  console.log(
+    `(f) --xlsx -o vs --csv -o, medians of ${xlsxRuns} alternating runs: csv ${s(xcsv.ms)}, xlsx ${s(xlsx.ms)} (peak RSS ${mb(xlsx.peakRss)}), time ratio xlsx/csv ${(xlsx.ms / xcsv.ms).toFixed(2)} (target <= 2)`,
+  );
 } finally {
   await emu.stop();
 }

@@ -22,7 +22,16 @@ export function startEmulatorProcess(args = []) {
     child.stdout.setEncoding('utf8').on('data', (d) => {
       buffer += d;
       const m = /listening on (http:\/\/\S+)/.exec(buffer);
-      if (m) resolve({ url: m[1], child, stop: () => new Promise((r) => { child.once('exit', r); child.kill('SIGTERM'); }) });
+      if (m)
+        resolve({
+          url: m[1],
+          child,
+          stop: () =>
+            new Promise((r) => {
+              child.once('exit', r);
+              child.kill('SIGTERM');
+            }),
+        });
     });
     child.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
   });
@@ -40,7 +49,9 @@ function peakRss(pid) {
 /** User + system CPU of a running process in ms (from /proc; 0 when gone). */
 function cpuMs(pid) {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .replace(/^.*\) /s, '')
+      .split(' ');
     return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, in clock ticks of 10 ms
   } catch {
     return 0;
@@ -69,7 +80,10 @@ export function measure(command, args, { env = process.env, stdout = 'ignore' } 
 }
 
 export async function control(url, path, body) {
-  const res = await fetch(`${url}/__emulator/${path}`, body === undefined ? undefined : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(
+    `${url}/__emulator/${path}`,
+    body === undefined ? undefined : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) },
+  );
   return res.json();
 }
 

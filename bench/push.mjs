@@ -7,7 +7,14 @@ import { control, legacyBin, measure, s, startEmulatorProcess, tempDir } from '.
 const count = Number(process.env.BENCH_ROWS ?? 5000);
 const emu = await startEmulatorProcess(['--rows', `Artikel=${count}`, '--max-sessions', '10']);
 const work = tempDir();
-const env = { ...process.env, LEGACY_CONFIG_DIR: join(work, 'cfg'), LEGACY_DATA_DIR: join(work, 'data'), LEGACY_BASE_URL: emu.url, LEGACY_ENV: 'bench', NO_COLOR: '1' };
+const env = {
+  ...process.env,
+  LEGACY_CONFIG_DIR: join(work, 'cfg'),
+  LEGACY_DATA_DIR: join(work, 'data'),
+  LEGACY_BASE_URL: emu.url,
+  LEGACY_ENV: 'bench',
+  NO_COLOR: '1',
+};
 
 async function keys() {
   const out = join(work, 'keys.csv');
@@ -22,7 +29,11 @@ async function run(batchSize, round) {
   const uids = await keys();
   writeFileSync(input, `UID,Preis\n${uids.map((k, i) => `${k},${(1000 + round * 10 + (i % 7)).toFixed(2)}`).join('\n')}\n`);
   const before = (await control(emu.url, 'stats')).updates;
-  const r = await measure(process.execPath, [legacyBin, 'push-field', 'Artikel', '--from', input, '--yes', '--batch-size', String(batchSize), '--report', 'csv'], { env });
+  const r = await measure(
+    process.execPath,
+    [legacyBin, 'push-field', 'Artikel', '--from', input, '--yes', '--batch-size', String(batchSize), '--report', 'csv'],
+    { env },
+  );
   if (r.code !== 0) throw new Error(`push-field exited ${r.code}: ${r.stderr}`);
   const updates = (await control(emu.url, 'stats')).updates - before;
   return { ms: r.ms, updates };

@@ -37,17 +37,19 @@ try {
   const seq = await sequential(env(join(tempDir(), 'cfg')));
   const seqRedis = redis ? await sequential(env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url })) : undefined;
   const par = await workers([env(join(tempDir(), 'cfg'))]);
-  const fleet = redis
-    ? await workers([0, 1].map(() => env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url, LEGACY_SESSION: 'fleet' })))
-    : undefined;
+  const fleet = redis ? await workers([0, 1].map(() => env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url, LEGACY_SESSION: 'fleet' }))) : undefined;
   const stats = await control(emu.url, 'stats');
   console.log(`100 sequential runs:        ${s(seq.ms)} (${(seq.ms / 100).toFixed(0)} ms/run), server sessions created: ${seq.sessions}`);
   if (seqRedis) {
-    console.log(`100 sequential via Redis:   ${s(seqRedis.ms)} (${(seqRedis.ms / 100).toFixed(0)} ms/run), server sessions created: ${seqRedis.sessions}; time ratio Redis / file store: ${(seqRedis.ms / seq.ms).toFixed(2)}`);
+    console.log(
+      `100 sequential via Redis:   ${s(seqRedis.ms)} (${(seqRedis.ms / 100).toFixed(0)} ms/run), server sessions created: ${seqRedis.sessions}; time ratio Redis / file store: ${(seqRedis.ms / seq.ms).toFixed(2)}`,
+    );
   }
   console.log(`16 workers x 10 runs:       ${s(par.ms)} (${(par.ms / 160).toFixed(0)} ms/run), server sessions created: ${par.sessions}`);
   if (fleet) {
-    console.log(`2 hosts via Redis, 16 x 10: ${s(fleet.ms)} (${(fleet.ms / 160).toFixed(0)} ms/run), server sessions created: ${fleet.sessions}; time ratio Redis / file store: ${(fleet.ms / par.ms).toFixed(2)}`);
+    console.log(
+      `2 hosts via Redis, 16 x 10: ${s(fleet.ms)} (${(fleet.ms / 160).toFixed(0)} ms/run), server sessions created: ${fleet.sessions}; time ratio Redis / file store: ${(fleet.ms / par.ms).toFixed(2)}`,
+    );
   } else {
     console.log('2 hosts via Redis: SKIPPED, redis-server is not installed');
   }

@@ -16,7 +16,14 @@ const rows = Number(process.env.BENCH_ROWS ?? 200_000);
 const decoding = process.env.BENCH_URL_DECODING ?? 'whole';
 const emu = await startEmulatorProcess(['--rows', `Artikel=${rows}`, '--max-sessions', '10', '--url-decoding', decoding]);
 const work = tempDir();
-const env = { ...process.env, LEGACY_CONFIG_DIR: join(work, 'cfg'), LEGACY_DATA_DIR: join(work, 'data'), LEGACY_BASE_URL: emu.url, LEGACY_ENV: 'bench', NO_COLOR: '1' };
+const env = {
+  ...process.env,
+  LEGACY_CONFIG_DIR: join(work, 'cfg'),
+  LEGACY_DATA_DIR: join(work, 'data'),
+  LEGACY_BASE_URL: emu.url,
+  LEGACY_ENV: 'bench',
+  NO_COLOR: '1',
+};
 const postgres = await startPostgres();
 
 async function legacy(args) {
@@ -61,8 +68,12 @@ try {
   for (const t of targets) times.get(t).verify = await syncRun(t, 'sync verify (key+stamp scan)', ['verify']);
   for (const t of targets) times.get(t).reconcile = await syncRun(t, '--reconcile, nothing changed', ['--reconcile']);
   for (const [t, { full, incr, idle, verify, reconcile }] of times) {
-    console.log(`${t.name.padEnd(11)} full / get-table --csv: ${(full / csv.ms).toFixed(2)} (goal ≤ 1.5); incremental / full: ${(incr / full).toFixed(3)} (goal ≤ 0.1); nothing changed / full: ${(idle / full).toFixed(3)}`);
-    console.log(`${t.name.padEnd(11)} reconcile scan (verify) / full: ${(verify / full).toFixed(3)} (goal ≤ 0.25); whole --reconcile run / full: ${(reconcile / full).toFixed(3)}`);
+    console.log(
+      `${t.name.padEnd(11)} full / get-table --csv: ${(full / csv.ms).toFixed(2)} (goal ≤ 1.5); incremental / full: ${(incr / full).toFixed(3)} (goal ≤ 0.1); nothing changed / full: ${(idle / full).toFixed(3)}`,
+    );
+    console.log(
+      `${t.name.padEnd(11)} reconcile scan (verify) / full: ${(verify / full).toFixed(3)} (goal ≤ 0.25); whole --reconcile run / full: ${(reconcile / full).toFixed(3)}`,
+    );
   }
 
   // 4D data change tracking: the exact incremental read.
@@ -74,7 +85,13 @@ try {
     const tt = new Map(trackedTargets.map((t) => [t, {}]));
     for (const t of trackedTargets) tt.get(t).full = await syncRun(t, 'tracked: full sync', [], trackedEnv);
     const one = Math.round(rows / 100);
-    await control(tracked.url, 'mutate', { table: 'Artikel', update: Math.round(one * 0.8), insert: Math.round(one * 0.1), delete: Math.round(one * 0.1), dates: 'keep' });
+    await control(tracked.url, 'mutate', {
+      table: 'Artikel',
+      update: Math.round(one * 0.8),
+      insert: Math.round(one * 0.1),
+      delete: Math.round(one * 0.1),
+      dates: 'keep',
+    });
     for (const t of trackedTargets) tt.get(t).incr = await syncRun(t, 'tracked: incremental after 1%', [], trackedEnv);
     for (const [t, { full, incr }] of tt) console.log(`${t.name.padEnd(11)} change tracking: incremental / full: ${(incr / full).toFixed(3)} (goal ≤ 0.05)`);
   } finally {

@@ -33,7 +33,9 @@ try {
   await legacy('a second export reuses the stored session', ['get-table', 'Kunden', '--csv', '--limit', '5', '--fields', 'KundenNr,Firma,PLZ,Ort']);
   await legacy('the persisted session (cookie masked)', ['session', 'status']);
   const stats = emulator.stats();
-  process.stderr.write(`\nserver sessions created: ${stats.sessionsCreated} (two exports, one session), duplicate cookies: ${stats.duplicateCookieRejections}\n`);
+  process.stderr.write(
+    `\nserver sessions created: ${stats.sessionsCreated} (two exports, one session), duplicate cookies: ${stats.duplicateCookieRejections}\n`,
+  );
 } finally {
   await emulator.stop();
   rmSync(dir, { recursive: true, force: true });

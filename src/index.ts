@@ -32,7 +32,15 @@ export { RedisSessionStore } from './session/redis.js';
 export { planExport, exportRows, countRows, type ExportOptions, type ExportPlan, type ExportSummary } from './table/export.js';
 export { createWriter, type Format, type RowWriter } from './table/formats.js';
 export { xlsxWriter, type CellKind, type XlsxOptions } from './table/xlsx.js';
-export { RunMetrics, writeMetricsFile, render as renderMetrics, parse as parseMetrics, merge as mergeMetrics, type Sample, type RunReporter } from './metrics/index.js';
+export {
+  RunMetrics,
+  writeMetricsFile,
+  render as renderMetrics,
+  parse as parseMetrics,
+  merge as mergeMetrics,
+  type Sample,
+  type RunReporter,
+} from './metrics/index.js';
 export { fourDDateToIso, isoToFourDDate, msToTime, timeToMs } from './table/convert.js';
 export { Pusher, pushExitCode, type PushRequestRow, type RowReport, type PushResult } from './push/index.js';
 export { AuditLog, type AuditRecord } from './push/audit.js';

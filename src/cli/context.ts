@@ -71,7 +71,9 @@ export async function createContext({ io, globals, signal, metrics, program, onL
   const settings = resolveSettings(globals, io.env, config, password);
   metrics.relabel({ env: settings.envName });
   const harPath = (globals as { har?: string }).har;
-  const har = harPath ? await (await import('../transport/har.js')).HarRecorder.open(harPath, io.cwd, { name: 'legacy', version: packageVersion() }) : undefined;
+  const har = harPath
+    ? await (await import('../transport/har.js')).HarRecorder.open(harPath, io.cwd, { name: 'legacy', version: packageVersion() })
+    : undefined;
   let client: Promise<RestClient> | undefined;
   const ctx: CommandContext = {
     io,
@@ -81,7 +83,10 @@ export async function createContext({ io, globals, signal, metrics, program, onL
     color: { stdout: colorEnabled(io.stdout, globals.color, io.env), stderr: colorEnabled(io.stderr, globals.color, io.env) },
     signal,
     interactive: io.stderr.isTTY === true && settings.logLevel !== 'error' && !io.env.CI,
-    client: () => (client ??= import('../rest/index.js').then((m) => m.createRestClient({ settings, config, logger, signal, observers: har ? [metrics, har] : [metrics] }))),
+    client: () =>
+      (client ??= import('../rest/index.js').then((m) =>
+        m.createRestClient({ settings, config, logger, signal, observers: har ? [metrics, har] : [metrics] }),
+      )),
     metrics,
     program,
   };
@@ -107,5 +112,7 @@ async function readStdin(io: Io): Promise<string> {
   if (io.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input, not a terminal');
   const chunks: Buffer[] = [];
   for await (const chunk of io.stdin) chunks.push(Buffer.from(chunk as Buffer));
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }

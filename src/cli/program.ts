@@ -68,7 +68,10 @@ function addCommand(parent: Command, spec: CommandSpec<never>, dispatch: Dispatc
   if (spec.run) {
     cmd.action(async (...received: unknown[]) => {
       const self = received[received.length - 1] as Command;
-      const args = received.slice(0, -2).flat().filter((a): a is string => typeof a === 'string');
+      const args = received
+        .slice(0, -2)
+        .flat()
+        .filter((a): a is string => typeof a === 'string');
       // Merged with the parents' options: `sync status --json` must see --json even though `sync` has one too.
       await dispatch(spec, args, self.optsWithGlobals(), self);
     });

@@ -18,6 +18,12 @@ export function relative(iso: string | undefined, nowMs = Date.now()): string {
   const diff = Date.parse(iso) - nowMs;
   const abs = Math.abs(diff);
   const text =
-    abs < 60_000 ? `${Math.round(abs / 1000)} s` : abs < 3_600_000 ? `${Math.round(abs / 60_000)} min` : abs < 172_800_000 ? `${(abs / 3_600_000).toFixed(1)} h` : `${Math.round(abs / 86_400_000)} d`;
+    abs < 60_000
+      ? `${Math.round(abs / 1000)} s`
+      : abs < 3_600_000
+        ? `${Math.round(abs / 60_000)} min`
+        : abs < 172_800_000
+          ? `${(abs / 3_600_000).toFixed(1)} h`
+          : `${Math.round(abs / 86_400_000)} d`;
   return diff < 0 ? `${text} ago` : `in ${text}`;
 }

@@ -70,7 +70,14 @@ async function metricsTarget(opts: GlobalOptions, io: Io): Promise<{ file?: stri
 }
 
 /** Merge the run's samples into the metrics file. A failure is a warning: it never changes the exit code. */
-export async function recordMetrics(metrics: RunMetrics, command: string, exitCode: number, opts: GlobalOptions, io: Io, warn: (message: string) => void): Promise<void> {
+export async function recordMetrics(
+  metrics: RunMetrics,
+  command: string,
+  exitCode: number,
+  opts: GlobalOptions,
+  io: Io,
+  warn: (message: string) => void,
+): Promise<void> {
   const target = await metricsTarget(opts, io);
   if (!target.file) return;
   const path = resolve(io.cwd, target.file);

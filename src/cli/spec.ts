@@ -67,7 +67,10 @@ export function occurrences(_value: string, previous: number | undefined): numbe
 
 /** A comma-separated list (`--fields a,b,c`), empty items dropped. */
 export function list(value: string): string[] {
-  return value.split(',').map((s) => s.trim()).filter(Boolean);
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /** A duration (`7d`, `12h`, `30m`) in milliseconds. */

@@ -19,9 +19,7 @@ function walk(cmd: Command, path: string[], out: Node[]): void {
 }
 
 function bash(nodes: Node[], globals: string[]): string {
-  const cases = nodes
-    .map((n) => `    "${n.path.join(' ')}") words="${[...n.subcommands, ...n.options, ...globals].join(' ')}" ;;`)
-    .join('\n');
+  const cases = nodes.map((n) => `    "${n.path.join(' ')}") words="${[...n.subcommands, ...n.options, ...globals].join(' ')}" ;;`).join('\n');
   return `# bash completion for legacy; add to ~/.bashrc: source <(legacy completion bash)
 _legacy() {
   local cur path="" w words

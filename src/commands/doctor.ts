@@ -19,15 +19,27 @@ const yesNo = (v: boolean | null) => (v === null ? 'unknown' : v ? 'yes' : 'no')
 
 /** One line per field of the probe (the man page, DOCTOR PROBE, explains each). */
 export function probeLines(p: ProbeResult): Array<[string, string]> {
-  const versions = Object.entries(p.versions).map(([k, v]) => `${k} ${v}`).join(', ');
+  const versions = Object.entries(p.versions)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   return [
     ['probed', `${p.probedAt} on table ${p.table ?? '(none with rows)'}${p.identity ? `, server ${p.identity.slice(0, 8)}…` : ''}`],
-    ['url decoding', p.urlDecoding === 'whole' ? 'whole URL first, then split (4D source)' : p.urlDecoding === 'split' ? 'split first, then each part' : 'unknown'],
+    [
+      'url decoding',
+      p.urlDecoding === 'whole' ? 'whole URL first, then split (4D source)' : p.urlDecoding === 'split' ? 'split first, then each part' : 'unknown',
+    ],
     ['cookies', p.cookies.length ? p.cookies.join(', ') : 'none'],
     ['login required', yesNo(p.loginRequired)],
     ['$params', p.paramsHonoured === null ? 'unknown' : p.paramsHonoured ? 'honoured' : 'NOT honoured: filters are unusable'],
     ['entity sets', yesNo(p.entitySets)],
-    ['$savedfilter', p.savedFilterRecreation === 'with-params' ? 'recreates a lost set with $params' : p.savedFilterRecreation === 'without-params' ? 'recreates a lost set WITHOUT $params (exports verify and restart)' : p.savedFilterRecreation],
+    [
+      '$savedfilter',
+      p.savedFilterRecreation === 'with-params'
+        ? 'recreates a lost set with $params'
+        : p.savedFilterRecreation === 'without-params'
+          ? 'recreates a lost set WITHOUT $params (exports verify and restart)'
+          : p.savedFilterRecreation,
+    ],
     ['strict dates', p.strictDateCompare === null ? 'unknown' : p.strictDateCompare ? '< and > on dates accepted' : '< and > on dates rejected'],
     ['session life', p.lifeTime ? `${p.lifeTime.seconds} s (lifeTime ${p.lifeTime.value} in ${p.lifeTime.unit})` : 'unknown'],
     ['versions', versions || 'none reported'],
@@ -48,7 +60,9 @@ async function localChecks(ctx: CommandContext, checks: Check[]): Promise<Client
     checks.push({
       name: 'session store',
       ok: !fellBack,
-      detail: fellBack ? `Redis is unreachable; runs fall back to ${store.location} (see the warning above)` : `${store.kind} ${store.location}${store.budget ? ` (licence budget ${store.budget.maxSessions})` : ''}`,
+      detail: fellBack
+        ? `Redis is unreachable; runs fall back to ${store.location} (see the warning above)`
+        : `${store.kind} ${store.location}${store.budget ? ` (licence budget ${store.budget.maxSessions})` : ''}`,
       exitCode: fellBack ? ExitCode.unavailable : undefined,
     });
     return client;
@@ -58,7 +72,13 @@ async function localChecks(ctx: CommandContext, checks: Check[]): Promise<Client
   }
 }
 
-const SESSION_OUTCOME = { created: 'created a new one', replaced: 'stored one had expired; replaced', 'from-other-process': 'another process had just created it', reused: 'stored one reused', none: 'none' } as const;
+const SESSION_OUTCOME = {
+  created: 'created a new one',
+  replaced: 'stored one had expired; replaced',
+  'from-other-process': 'another process had just created it',
+  reused: 'stored one reused',
+  none: 'none',
+} as const;
 
 /** Reachability, the REST prefix, the session and the server's licences: one $info request. */
 async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]): Promise<void> {
@@ -67,12 +87,21 @@ async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]
     const json = (response.json ?? {}) as Record<string, unknown>;
     checks.push({ name: 'reachable', ok: true, detail: `HTTP ${response.status} in ${response.ms} ms` });
     const restOk = response.status === 200 && typeof json === 'object' && ('sessionInfo' in json || 'cacheSize' in json);
-    checks.push({ name: 'rest prefix', ok: restOk, detail: restOk ? `${client.baseUrl}/rest/$info answers like 4D` : `unexpected answer (HTTP ${response.status})`, exitCode: restOk ? undefined : ExitCode.unavailable });
+    checks.push({
+      name: 'rest prefix',
+      ok: restOk,
+      detail: restOk ? `${client.baseUrl}/rest/$info answers like 4D` : `unexpected answer (HTTP ${response.status})`,
+      exitCode: restOk ? undefined : ExitCode.unavailable,
+    });
     const status = statusOf(client.session.current(), client.session.slot, ctx.settings.sessionIdleMinutes);
     checks.push({ name: 'session', ok: true, detail: `${SESSION_OUTCOME[client.session.outcome()]} (${status.cookieNames.join('+')} ${status.masked ?? ''})` });
     const sessions = serverSessions(json, client.session.current()?.cookies[SESSION_COOKIE], serverClock(response.headers));
     const waits = client.session.events.licenceWaits;
-    checks.push({ name: 'licences', ok: true, detail: `${sessions.length} live session(s) on the server${waits ? `; had to wait ${waits}x for a free licence` : ''}` });
+    checks.push({
+      name: 'licences',
+      ok: true,
+      detail: `${sessions.length} live session(s) on the server${waits ? `; had to wait ${waits}x for a free licence` : ''}`,
+    });
   } catch (error) {
     checks.push({ name: 'server', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
   }
@@ -86,15 +115,32 @@ async function dialectCheck(ctx: CommandContext, client: Client, probeNow: boole
     if (probeNow) {
       const { probeServer } = await import('../rest/dialect.js');
       const entry = client.session.current();
-      const found = await probeServer(client, { cookieNames: entry ? Object.keys(entry.cookies) : [], ourCookie: entry?.cookies[SESSION_COOKIE], loggedIn: entry ? Boolean(entry.user) || client.session.events.logins > 0 : null });
+      const found = await probeServer(client, {
+        cookieNames: entry ? Object.keys(entry.cookies) : [],
+        ourCookie: entry?.cookies[SESSION_COOKIE],
+        loggedIn: entry ? Boolean(entry.user) || client.session.events.logins > 0 : null,
+      });
       probe = found.probe;
-      await client.dialect.update(ctx.settings.envName, client.baseUrl, identity, { probe, ...(found.filters?.honoured ? { filters: found.filters } : {}) }, ctx.logger);
+      await client.dialect.update(
+        ctx.settings.envName,
+        client.baseUrl,
+        identity,
+        { probe, ...(found.filters?.honoured ? { filters: found.filters } : {}) },
+        ctx.logger,
+      );
     } else {
       probe = (await client.dialect.get(ctx.settings.envName, client.baseUrl, identity))?.probe;
     }
     const filtersOk = probe?.paramsHonoured !== false;
-    const what = probe ? `${probe.urlDecoding} URL decoding, $params ${probe.paramsHonoured === false ? 'NOT honoured' : probe.paramsHonoured ? 'honoured' : 'unknown'}, $savedfilter ${probe.savedFilterRecreation}` : '';
-    checks.push({ name: 'dialect', ok: filtersOk, detail: probe ? `${probeNow ? 'probed' : `probed ${probe.probedAt}`}: ${what}` : "not probed yet ('legacy doctor --probe')", exitCode: filtersOk ? undefined : ExitCode.badData });
+    const what = probe
+      ? `${probe.urlDecoding} URL decoding, $params ${probe.paramsHonoured === false ? 'NOT honoured' : probe.paramsHonoured ? 'honoured' : 'unknown'}, $savedfilter ${probe.savedFilterRecreation}`
+      : '';
+    checks.push({
+      name: 'dialect',
+      ok: filtersOk,
+      detail: probe ? `${probeNow ? 'probed' : `probed ${probe.probedAt}`}: ${what}` : "not probed yet ('legacy doctor --probe')",
+      exitCode: filtersOk ? undefined : ExitCode.badData,
+    });
     return probe;
   } catch (error) {
     checks.push({ name: 'dialect', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
@@ -111,10 +157,16 @@ export async function run(ctx: CommandContext, _args: string[], opts: { json?: b
     await write(ctx.io.stdout, `${JSON.stringify({ ok: checks.every((c) => c.ok), checks, ...(probe ? { probe } : {}) }, null, 2)}\n`);
   } else {
     await write(ctx.io.stdout, checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(13)} ${c.detail}\n`).join(''));
-    if (probe && opts.probe) await write(ctx.io.stdout, probeLines(probe).map(([k, v]) => `      ${k.padEnd(14)} ${v}\n`).join(''));
+    if (probe && opts.probe)
+      await write(
+        ctx.io.stdout,
+        probeLines(probe)
+          .map(([k, v]) => `      ${k.padEnd(14)} ${v}\n`)
+          .join(''),
+      );
   }
   const failed = checks.find((c) => !c.ok);
-  return failed ? failed.exitCode ?? ExitCode.unexpected : ExitCode.ok;
+  return failed ? (failed.exitCode ?? ExitCode.unexpected) : ExitCode.ok;
 }
 
 export const spec = command({

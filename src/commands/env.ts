@@ -116,7 +116,12 @@ export const spec = command({
   description: 'manage environments (named servers) in the config file',
   subcommands: [
     command({ name: 'list', description: 'list environments', options: [JSON_OPTION], run: runList }),
-    command({ name: 'add <name> <url>', description: 'add or replace an environment', options: [{ flags: '--default', description: 'make it the default environment' }], run: runAdd }),
+    command({
+      name: 'add <name> <url>',
+      description: 'add or replace an environment',
+      options: [{ flags: '--default', description: 'make it the default environment' }],
+      run: runAdd,
+    }),
     command({ name: 'current', description: 'show the effective settings of this run and where each came from', options: [JSON_OPTION], run: runCurrent }),
     command({ name: 'remove <name>', alias: 'rm', description: 'remove an environment', run: runRemove }),
     command({ name: 'default <name>', description: 'set the default environment', run: runDefault }),

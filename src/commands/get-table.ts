@@ -46,12 +46,16 @@ export const spec = command<GetTableOptions>({
     { flags: '-o, --output <file>', description: 'write to this file (atomically: temp file, renamed on success); - for stdout' },
     { flags: '--fields <list>', description: 'comma-separated attributes, in this order', parse: list },
     { flags: '--where <cond>', description: 'condition <field><op><value>, op one of = != < > <= >= begin (repeatable, ANDed)', parse: repeatable },
-    { flags: '--filter <query>', description: "a raw 4D query, sent as $filter (text values in single quotes)" },
+    { flags: '--filter <query>', description: 'a raw 4D query, sent as $filter (text values in single quotes)' },
     { flags: '--order-by <spec>', description: 'sort, e.g. "Nummer desc,Bezeichnung"' },
     { flags: '--limit <n>', description: 'at most n rows', parse: wholeNumber('--limit', 0) },
     { flags: '--skip <n>', description: 'skip the first n rows', parse: wholeNumber('--skip', 0) },
     { flags: '--page-size <n>', description: 'rows per request (default 1000)', parse: wholeNumber('--page-size', 1, 100_000) },
-    { flags: '--concurrency <n>', description: 'pages fetched in parallel (default: adapted to the server, 3 to 8; at most 16, one session serves every request)', parse: wholeNumber('--concurrency', 1, 16) },
+    {
+      flags: '--concurrency <n>',
+      description: 'pages fetched in parallel (default: adapted to the server, 3 to 8; at most 16, one session serves every request)',
+      parse: wholeNumber('--concurrency', 1, 16),
+    },
     { flags: '--raw', description: 'values as the server sends them (no date/time conversion)' },
     { flags: '--meta', description: 'add __KEY, __STAMP and __TIMESTAMP columns' },
     { flags: '--delimiter <c>', description: 'CSV delimiter (default ,)' },
@@ -80,7 +84,10 @@ function chooseFormat(opts: GetTableOptions, toFile: boolean, terminal: boolean)
   if (format === 'xlsx') {
     if (!toFile && terminal) throw new UsageError('an Excel workbook is binary: write it to a file with -o FILE.xlsx, or redirect standard output');
     const csvOnly = (['delimiter', 'bom', 'excelSafe'] as const).filter((o) => opts[o] !== undefined && opts[o] !== false);
-    if (csvOnly.length) throw new UsageError(`${csvOnly.map((o) => (o === 'excelSafe' ? '--excel-safe' : `--${o}`)).join(', ')} ${csvOnly.length === 1 ? 'applies' : 'apply'} to CSV, not to --xlsx`);
+    if (csvOnly.length)
+      throw new UsageError(
+        `${csvOnly.map((o) => (o === 'excelSafe' ? '--excel-safe' : `--${o}`)).join(', ')} ${csvOnly.length === 1 ? 'applies' : 'apply'} to CSV, not to --xlsx`,
+      );
   }
   if (opts.delimiter !== undefined && [...opts.delimiter].length !== 1) throw new UsageError('--delimiter must be a single character');
   if (opts.delimiter !== undefined && /["\r\n]/.test(opts.delimiter)) throw new UsageError('--delimiter cannot be a quote or a line break');
@@ -99,7 +106,7 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
   ctx.metrics.table(table);
   const client = await ctx.client();
   // The table format shows at most 100 rows unless --limit says otherwise.
-  const tableCap = format === 'table' && !opts.count ? opts.limit ?? 100 : undefined;
+  const tableCap = format === 'table' && !opts.count ? (opts.limit ?? 100) : undefined;
   const plan = await planExport(client, {
     table,
     fields: opts.fields,
@@ -127,7 +134,18 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     output: toFile ? opts.output : undefined,
     stdout: ctx.io.stdout,
     cwd: ctx.io.cwd,
-    writer: { delimiter: opts.delimiter, bom: opts.bom, excelSafe: opts.excelSafe, header: opts.header, color: ctx.color.stdout, width: ctx.io.stdout.columns, maxRows: tableCap, sheetName: plan.dataClass.name, kinds: plan.columns.map((c) => cellKindFor(c.attribute, opts.raw === true)), warn: (m) => ctx.logger.warn(m) },
+    writer: {
+      delimiter: opts.delimiter,
+      bom: opts.bom,
+      excelSafe: opts.excelSafe,
+      header: opts.header,
+      color: ctx.color.stdout,
+      width: ctx.io.stdout.columns,
+      maxRows: tableCap,
+      sheetName: plan.dataClass.name,
+      kinds: plan.columns.map((c) => cellKindFor(c.attribute, opts.raw === true)),
+      warn: (m) => ctx.logger.warn(m),
+    },
     logger: ctx.logger,
     signal: ctx.signal,
     // LEGACY_TRANSCODE=0: the reference path (JSON.parse of each page, then the writer), byte for byte the same.
@@ -140,13 +158,17 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
   const seconds = (Date.now() - started) / 1000;
   const rows = summary.rows ?? 0;
   if (format === 'table' && (summary.serverCount ?? 0) > rows) {
-    ctx.io.stderr.write(`showing ${nf.format(rows)} of ${nf.format(Math.max(0, (summary.serverCount ?? 0) - (opts.skip ?? 0)))} rows (use --limit, or --csv/--json for all)\n`);
+    ctx.io.stderr.write(
+      `showing ${nf.format(rows)} of ${nf.format(Math.max(0, (summary.serverCount ?? 0) - (opts.skip ?? 0)))} rows (use --limit, or --csv/--json for all)\n`,
+    );
   } else if (ctx.interactive) {
     ctx.io.stderr.write(`${nf.format(rows)} rows in ${seconds.toFixed(1)} s${toFile ? ` → ${opts.output}` : ''}\n`);
   }
   ctx.logger.info(`exported ${rows} rows of ${table} in ${seconds.toFixed(1)} s`, { entitySet: summary.usedEntitySet });
   if (format !== 'table' && summary.expected !== undefined && rows !== summary.expected) {
-    ctx.logger.warn(`wrote ${rows} rows but the server counted ${summary.expected} at the start${summary.vanished ? ` (${summary.vanished} deleted during the export)` : ''}; the table changed while it was being exported`);
+    ctx.logger.warn(
+      `wrote ${rows} rows but the server counted ${summary.expected} at the start${summary.vanished ? ` (${summary.vanished} deleted during the export)` : ''}; the table changed while it was being exported`,
+    );
   }
   return 0;
 }

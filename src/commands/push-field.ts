@@ -26,7 +26,11 @@ export const spec = command<PushOptions>({
   usage: '<Table> <key> <field> <value> [options]  |  <Table> --from <file|-> [options]',
   description: 'update fields of records safely (optimistic locking with __STAMP)',
   options: [
-    { flags: '--type <type>', description: 'value type (default auto: from the catalog)', choices: ['auto', 'string', 'number', 'bool', 'date', 'time', 'json'] },
+    {
+      flags: '--type <type>',
+      description: 'value type (default auto: from the catalog)',
+      choices: ['auto', 'string', 'number', 'bool', 'date', 'time', 'json'],
+    },
     { flags: '--from <file>', description: 'bulk: CSV (header row) or NDJSON file, - for stdin; a key column and one or more field columns' },
     { flags: '--key-column <name>', description: "bulk: the column holding the key (default: the table's key)" },
     { flags: '--batch-size <n>', description: 'bulk: records per update request (default 100)', parse: wholeNumber('--batch-size', 1, 1000) },
@@ -74,11 +78,22 @@ async function run(ctx: CommandContext, args: string[], opts: PushOptions): Prom
     opts.yes || opts.dryRun
       ? undefined
       : async (changes: RowReport[]) => {
-          const preview = changes.slice(0, 20).map((c) => describeChange(dc.name, c)).join('\n');
+          const preview = changes
+            .slice(0, 20)
+            .map((c) => describeChange(dc.name, c))
+            .join('\n');
           ctx.io.stderr.write(`${preview}${changes.length > 20 ? `\n… and ${changes.length - 20} more` : ''}\n`);
           return confirm(ctx.io, `write ${changes.length} change(s) to ${client.baseUrl}?`, ctx.signal);
         };
-  const pusher = new Pusher(client, dc, { dryRun: opts.dryRun, force: opts.force, type: opts.type ?? 'auto', logger: ctx.logger, audit: new AuditLog(ctx.settings.dataDir), env: ctx.settings.envName, confirm: confirmFn });
+  const pusher = new Pusher(client, dc, {
+    dryRun: opts.dryRun,
+    force: opts.force,
+    type: opts.type ?? 'auto',
+    logger: ctx.logger,
+    audit: new AuditLog(ctx.settings.dataDir),
+    env: ctx.settings.envName,
+    confirm: confirmFn,
+  });
   if (opts.from !== undefined) return bulk(ctx, pusher, dc, { ...opts, from: opts.from });
 
   const [key, field, value] = rest as [string, string, string];
@@ -87,7 +102,12 @@ async function run(ctx: CommandContext, args: string[], opts: PushOptions): Prom
   ctx.metrics.rows({ read: 1, written: r.result === 'updated' ? 1 : 0 });
   if (opts.json) await write(ctx.io.stdout, `${JSON.stringify(r)}\n`);
   else if (r.result === 'updated' || r.result === 'would-update' || r.result === 'unchanged') {
-    const suffix = r.result === 'updated' ? ` (stamp ${r.stampBefore} → ${r.stampAfter})` : r.result === 'unchanged' ? ' (already set; nothing written)' : ' (dry run; nothing written)';
+    const suffix =
+      r.result === 'updated'
+        ? ` (stamp ${r.stampBefore} → ${r.stampAfter})`
+        : r.result === 'unchanged'
+          ? ' (already set; nothing written)'
+          : ' (dry run; nothing written)';
     await write(ctx.io.stdout, `${describeChange(dc.name, r)}${suffix}\n`);
   }
   if (pushExitCode([r]) !== ExitCode.ok) throw errorForReport(r);
@@ -97,7 +117,12 @@ async function run(ctx: CommandContext, args: string[], opts: PushOptions): Prom
 /** `--from`: the library's bulk loop, a report as batches finish, a summary line at the end. */
 async function bulk(ctx: CommandContext, pusher: import('../push/index.js').Pusher, dc: DataClass, opts: PushOptions & { from: string }): Promise<number> {
   const table = dc.name;
-  const [{ pushBulk }, { REPORT_TABLE_HEADER, reportWriter }, input, { columns }] = await Promise.all([import('../push/bulk.js'), import('../push/report.js'), import('../push/input.js'), import('../cli/render.js')]);
+  const [{ pushBulk }, { REPORT_TABLE_HEADER, reportWriter }, input, { columns }] = await Promise.all([
+    import('../push/bulk.js'),
+    import('../push/report.js'),
+    import('../push/input.js'),
+    import('../cli/render.js'),
+  ]);
   const format = opts.from === '-' ? await input.detectStdinFormat(ctx.io.stdin) : await input.detectFormat(opts.from, ctx.io.cwd).catch(() => 'csv' as const);
   const source = await input.openInput(opts.from, ctx.io.cwd, ctx.io.stdin);
   const keyColumn = opts.keyColumn ?? dc.key[0]?.name;
@@ -119,8 +144,11 @@ async function bulk(ctx: CommandContext, pusher: import('../push/index.js').Push
     },
   }).finally(() => progress?.stop());
   if (report.tableRows.length) await write(ctx.io.stdout, columns(report.tableRows, REPORT_TABLE_HEADER));
-  const summary = Object.entries(result.counts).map(([k, v]) => `${v} ${k}`).join(', ');
-  if (result.exitCode !== ExitCode.ok) ctx.logger.error(`push-field: ${summary}${opts.continueOnError ? '' : ' (stopped at the first failing batch; --continue-on-error to go on)'}`);
+  const summary = Object.entries(result.counts)
+    .map(([k, v]) => `${v} ${k}`)
+    .join(', ');
+  if (result.exitCode !== ExitCode.ok)
+    ctx.logger.error(`push-field: ${summary}${opts.continueOnError ? '' : ' (stopped at the first failing batch; --continue-on-error to go on)'}`);
   else if (ctx.interactive) ctx.io.stderr.write(`${summary}\n`);
   else ctx.logger.info(`push-field: ${summary}`);
   return result.exitCode;

@@ -32,9 +32,21 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
     const client = await ctx.client();
     const response = await client.session.sendExisting({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
     if (!response) {
-      server = { url: client.baseUrl, live: 0, ours: false, sessions: [], note: "no stored session: not asking the server, as that would open one (run 'legacy session refresh' first)" };
+      server = {
+        url: client.baseUrl,
+        live: 0,
+        ours: false,
+        sessions: [],
+        note: "no stored session: not asking the server, as that would open one (run 'legacy session refresh' first)",
+      };
     } else if (response.status !== 200) {
-      server = { url: client.baseUrl, live: 0, ours: false, sessions: [], note: `server answered HTTP ${response.status}${response.status === 402 ? ' (licences all in use)' : ''}` };
+      server = {
+        url: client.baseUrl,
+        live: 0,
+        ours: false,
+        sessions: [],
+        note: `server answered HTTP ${response.status}${response.status === 402 ? ' (licences all in use)' : ''}`,
+      };
     } else {
       const ours = client.session.current()?.cookies[SESSION_COOKIE];
       const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, ours, serverClock(response.headers));
@@ -65,7 +77,18 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   if (server) {
     const lines = [`\nserver ${server.url}: ${server.note ?? `${server.live} live session(s); ours is ${server.ours ? '' : 'NOT '}among them`}`];
     if (server.sessions.length) {
-      lines.push(columns(server.sessions.map((s) => [s.masked, s.userName || '-', s.lifeTimeSeconds !== undefined ? `${Math.round(s.lifeTimeSeconds / 60)} min` : '-', s.expiration ? relative(s.expiration) : '-', s.ours ? 'ours' : '']), ['SESSION', 'USER', 'IDLE TIMEOUT', 'EXPIRES', '']).trimEnd());
+      lines.push(
+        columns(
+          server.sessions.map((s) => [
+            s.masked,
+            s.userName || '-',
+            s.lifeTimeSeconds !== undefined ? `${Math.round(s.lifeTimeSeconds / 60)} min` : '-',
+            s.expiration ? relative(s.expiration) : '-',
+            s.ours ? 'ours' : '',
+          ]),
+          ['SESSION', 'USER', 'IDLE TIMEOUT', 'EXPIRES', ''],
+        ).trimEnd(),
+      );
     }
     await write(ctx.io.stdout, `${lines.join('\n')}\n`);
   }

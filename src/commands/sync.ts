@@ -28,7 +28,10 @@ const keepDuration = (value: string): string => {
   return value;
 };
 
-const DB_OPTION: OptionSpec = { flags: '--db <path|url>', description: 'SQLite file (default: <data dir>/<environment>.sqlite) or postgres://user@host:port/db' };
+const DB_OPTION: OptionSpec = {
+  flags: '--db <path|url>',
+  description: 'SQLite file (default: <data dir>/<environment>.sqlite) or postgres://user@host:port/db',
+};
 
 export const spec = command<SyncOptions>({
   name: 'sync [tables...]',
@@ -36,7 +39,10 @@ export const spec = command<SyncOptions>({
   options: [
     DB_OPTION,
     { flags: '--full', description: 'read every row again instead of the incremental window' },
-    { flags: '--reconcile', description: "also compare every row's key and stamp with the server: fetch missing and stale rows, mark vanished ones _deleted_at" },
+    {
+      flags: '--reconcile',
+      description: "also compare every row's key and stamp with the server: fetch missing and stale rows, mark vanished ones _deleted_at",
+    },
     { flags: '--lookback <duration>', description: "re-read this far behind the cursor, e.g. 2d (default: the cursor's own day or second)", parse: duration },
     { flags: '--page-size <n>', description: 'rows per request (default 1000)', parse: wholeNumber('--page-size', 1, 100_000) },
     { flags: '--json', description: 'JSON summary' },
@@ -49,15 +55,30 @@ export const spec = command<SyncOptions>({
     'legacy sync status --json',
   ],
   subcommands: [
-    command<SyncOptions>({ name: 'status', description: 'per table: rows, change tracking, last success, cursor, last check, last error; recent runs', options: [DB_OPTION, JSON_OPTION], run: runStatus }),
+    command<SyncOptions>({
+      name: 'status',
+      description: 'per table: rows, change tracking, last success, cursor, last check, last error; recent runs',
+      options: [DB_OPTION, JSON_OPTION],
+      run: runStatus,
+    }),
     command<SyncOptions>({
       name: 'verify [tables...]',
       description: "compare every row's key and stamp with the server, read-only; exit 0 when equal, 1 when the copy differs",
       options: [DB_OPTION, { flags: '--json', description: 'JSON output: counts of missing, extra and stale rows, example keys' }],
       run: runVerify,
     }),
-    command<SyncOptions>({ name: 'runs', description: 'run history', options: [DB_OPTION, { flags: '--limit <n>', description: 'at most n runs (default 20)', parse: wholeNumber('--limit', 1) }, JSON_OPTION], run: runRuns }),
-    command<SyncOptions>({ name: 'prune', description: 'delete run history older than a duration', options: [DB_OPTION, { flags: '--older-than <duration>', description: 'e.g. 7d, 12h', parse: keepDuration, required: true }], run: runPrune }),
+    command<SyncOptions>({
+      name: 'runs',
+      description: 'run history',
+      options: [DB_OPTION, { flags: '--limit <n>', description: 'at most n runs (default 20)', parse: wholeNumber('--limit', 1) }, JSON_OPTION],
+      run: runRuns,
+    }),
+    command<SyncOptions>({
+      name: 'prune',
+      description: 'delete run history older than a duration',
+      options: [DB_OPTION, { flags: '--older-than <duration>', description: 'e.g. 7d, 12h', parse: keepDuration, required: true }],
+      run: runPrune,
+    }),
   ],
   run: runSync,
 });
@@ -78,7 +99,9 @@ function tablesOf(ctx: CommandContext, args: string[], what: string): SyncTableC
   const configured = ctx.settings.envConfig?.sync?.tables ?? [];
   const tables = args.length ? args.map((name) => ({ name })) : configured.map(normaliseTableConfig);
   if (tables.length === 0) {
-    throw new UsageError(`no tables to ${what}`, { hint: `name them (legacy sync Artikel Kunden) or list them under environments.${ctx.settings.envName}.sync.tables in the config` });
+    throw new UsageError(`no tables to ${what}`, {
+      hint: `name them (legacy sync Artikel Kunden) or list them under environments.${ctx.settings.envName}.sync.tables in the config`,
+    });
   }
   const byName = new Map(configured.map(normaliseTableConfig).map((t) => [t.name, t]));
   return tables.map((t) => byName.get(t.name) ?? t);
@@ -109,7 +132,9 @@ async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): 
     .syncTables(tables, runId, {
       onTable: (r, ms) => {
         ctx.metrics.rows({ read: r.fetched, written: r.inserted + r.updated });
-        ctx.logger.info(`${r.table}: ${r.mode}, ${r.fetched} fetched, ${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted in ${(ms / 1000).toFixed(1)} s`);
+        ctx.logger.info(
+          `${r.table}: ${r.mode}, ${r.fetched} fetched, ${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted in ${(ms / 1000).toFixed(1)} s`,
+        );
       },
       onError: (table, error) => ctx.logger.error(`${table}: ${formatErrorLine(error)}`),
     })
@@ -120,9 +145,25 @@ async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): 
   if (opts.json) {
     await write(ctx.io.stdout, `${JSON.stringify({ runId, database: db.display, dryRun: opts.dryRun === true, tables: results }, null, 2)}\n`);
   } else if (opts.dryRun) {
-    await write(ctx.io.stdout, columns(results.map((r) => [r.table, r.mode, r.cursor ?? '-', String(r.expected ?? '-')]), ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS']));
+    await write(
+      ctx.io.stdout,
+      columns(
+        results.map((r) => [r.table, r.mode, r.cursor ?? '-', String(r.expected ?? '-')]),
+        ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS'],
+      ),
+    );
   } else {
-    const rows = results.map((r) => [r.table, r.status, r.mode, r.tracking ?? '-', String(r.fetched), String(r.inserted), String(r.updated), String(r.deleted), r.cursor ?? '-']);
+    const rows = results.map((r) => [
+      r.table,
+      r.status,
+      r.mode,
+      r.tracking ?? '-',
+      String(r.fetched),
+      String(r.inserted),
+      String(r.updated),
+      String(r.deleted),
+      r.cursor ?? '-',
+    ]);
     await write(ctx.io.stdout, columns(rows, ['TABLE', 'STATUS', 'MODE', 'TRACKING', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED', 'CURSOR']));
   }
   // The per-table errors were reported above; the exit code says what kind the first one was.
@@ -160,7 +201,9 @@ async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions
       return 0;
     }
     const found = (c: { at: string; missing?: number; extra?: number; stale?: number } | null, kind: string) =>
-      c ? `${kind} ${c.at.slice(0, 16)}: ${(c.missing ?? 0) + (c.extra ?? 0) + (c.stale ?? 0) === 0 ? 'equal' : `${c.missing ?? 0} missing, ${c.extra ?? 0} extra, ${c.stale ?? 0} stale`}` : '';
+      c
+        ? `${kind} ${c.at.slice(0, 16)}: ${(c.missing ?? 0) + (c.extra ?? 0) + (c.stale ?? 0) === 0 ? 'equal' : `${c.missing ?? 0} missing, ${c.extra ?? 0} extra, ${c.stale ?? 0} stale`}`
+        : '';
     const checked = (t: (typeof tables)[number]) =>
       [found(t.lastVerify, 'verify'), found(t.lastReconcile, 'reconcile')].filter(Boolean).sort().reverse()[0] ?? '-';
     await write(
@@ -170,7 +213,23 @@ async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions
         ['TABLE', 'ROWS', 'DELETED', 'TRACKING', 'LAST SUCCESS', 'CURSOR', 'LAST CHECK', 'LAST ERROR'],
       ),
     );
-    await write(ctx.io.stdout, `\nrecent runs:\n${columns(runs.map((r) => [r.run_id, r.table_name, r.status, r.mode, r.started, String(r.rows_fetched), String(r.inserted), String(r.updated), String(r.deleted)]), ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED'])}`);
+    await write(
+      ctx.io.stdout,
+      `\nrecent runs:\n${columns(
+        runs.map((r) => [
+          r.run_id,
+          r.table_name,
+          r.status,
+          r.mode,
+          r.started,
+          String(r.rows_fetched),
+          String(r.inserted),
+          String(r.updated),
+          String(r.deleted),
+        ]),
+        ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED'],
+      )}`,
+    );
     return 0;
   } finally {
     await store.close();
@@ -195,9 +254,19 @@ async function runVerify(ctx: CommandContext, args: string[], opts: SyncOptions)
   if (opts.json) {
     await write(ctx.io.stdout, `${JSON.stringify({ database: db.display, equal, tables: results }, null, 2)}\n`);
   } else {
-    const rows = results.map((r) => [r.table, String(r.server), String(r.local), String(r.missing), String(r.extra), String(r.stale), r.equal ? 'equal' : 'DIFFERS']);
+    const rows = results.map((r) => [
+      r.table,
+      String(r.server),
+      String(r.local),
+      String(r.missing),
+      String(r.extra),
+      String(r.stale),
+      r.equal ? 'equal' : 'DIFFERS',
+    ]);
     const examples = results.flatMap((r) =>
-      (['missing', 'extra', 'stale'] as const).filter((k) => r.examples[k].length).map((k) => `  ${r.table} ${k}: ${r.examples[k].map(String).join(', ')}${r[k] > r.examples[k].length ? ', …' : ''}\n`),
+      (['missing', 'extra', 'stale'] as const)
+        .filter((k) => r.examples[k].length)
+        .map((k) => `  ${r.table} ${k}: ${r.examples[k].map(String).join(', ')}${r[k] > r.examples[k].length ? ', …' : ''}\n`),
     );
     await write(ctx.io.stdout, `${columns(rows, ['TABLE', 'SERVER', 'LOCAL', 'MISSING', 'EXTRA', 'STALE', 'RESULT'])}${examples.join('')}`);
     if (!store) await write(ctx.io.stdout, `(no sync database at ${db.display} yet)\n`);
@@ -213,7 +282,14 @@ async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOptions):
   const store = await openSyncStore(target(ctx, opts), 'read');
   const runs = store ? await store.runs(limit).finally(() => store.close()) : [];
   if (opts.json) await write(ctx.io.stdout, `${JSON.stringify(runs, null, 2)}\n`);
-  else await write(ctx.io.stdout, columns(runs.map((r) => [r.run_id, r.table_name, r.status, r.mode, r.started, r.finished ?? '-', String(r.rows_fetched), r.error ?? '']), ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FINISHED', 'FETCHED', 'ERROR']));
+  else
+    await write(
+      ctx.io.stdout,
+      columns(
+        runs.map((r) => [r.run_id, r.table_name, r.status, r.mode, r.started, r.finished ?? '-', String(r.rows_fetched), r.error ?? '']),
+        ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FINISHED', 'FETCHED', 'ERROR'],
+      ),
+    );
   return 0;
 }
 

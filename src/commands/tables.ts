@@ -8,7 +8,14 @@ export async function runTables(ctx: CommandContext, _args: string[], opts: { js
   const client = await ctx.client();
   const catalog = await client.catalog();
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify(catalog.map((dc) => ({ name: dc.name, dataURI: dc.dataURI ?? `/rest/${dc.name}` })), null, 2)}\n`);
+    await write(
+      ctx.io.stdout,
+      `${JSON.stringify(
+        catalog.map((dc) => ({ name: dc.name, dataURI: dc.dataURI ?? `/rest/${dc.name}` })),
+        null,
+        2,
+      )}\n`,
+    );
   } else {
     await write(ctx.io.stdout, catalog.map((dc) => `${dc.name}\n`).join(''));
   }

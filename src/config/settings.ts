@@ -141,11 +141,7 @@ export function envVarFor(envName: string, suffix: string): string {
 
 export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFile, passwordFromStdin?: string): Settings {
   const { configDir, dataDir } = resolveDirs(opts, env);
-  const [envName, envSource] = pick<string>(
-    [opts.env, 'flag'],
-    [env.LEGACY_ENV, 'env'],
-    [config.defaultEnv, 'config'],
-  ) ?? [DEFAULTS.env, 'default' as Source];
+  const [envName, envSource] = pick<string>([opts.env, 'flag'], [env.LEGACY_ENV, 'env'], [config.defaultEnv, 'config']) ?? [DEFAULTS.env, 'default' as Source];
   const envConfig = Object.hasOwn(config.environments, envName) ? config.environments[envName] : undefined;
   const defaults = config.defaults ?? {};
 
@@ -207,17 +203,17 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     sessionIdleMinutes: envConfig?.sessionIdleMinutes ?? defaults.sessionIdleMinutes ?? DEFAULTS.sessionIdleMinutes,
     licenceWaitMs: env.LEGACY_LICENCE_WAIT_MS
       ? parseInteger(env.LEGACY_LICENCE_WAIT_MS, 'LEGACY_LICENCE_WAIT_MS', 'env', 0)
-      : envConfig?.licenceWaitMs ?? defaults.licenceWaitMs ?? DEFAULTS.licenceWaitMs,
+      : (envConfig?.licenceWaitMs ?? defaults.licenceWaitMs ?? DEFAULTS.licenceWaitMs),
     licenceRetries: env.LEGACY_LICENCE_RETRIES
       ? parseInteger(env.LEGACY_LICENCE_RETRIES, 'LEGACY_LICENCE_RETRIES', 'env', 0)
-      : envConfig?.licenceRetries ?? defaults.licenceRetries ?? DEFAULTS.licenceRetries,
+      : (envConfig?.licenceRetries ?? defaults.licenceRetries ?? DEFAULTS.licenceRetries),
     insecure: opts.insecure ?? envConfig?.insecure ?? defaults.insecure ?? false,
     sessionStore,
     sessionStoreSource,
-    sessionStoreStrict: strictRaw ? ['1', 'true', 'yes'].includes(strictRaw) : envConfig?.sessionStoreStrict ?? defaults.sessionStoreStrict ?? false,
+    sessionStoreStrict: strictRaw ? ['1', 'true', 'yes'].includes(strictRaw) : (envConfig?.sessionStoreStrict ?? defaults.sessionStoreStrict ?? false),
     maxSessions: env.LEGACY_MAX_SESSIONS
       ? parseInteger(env.LEGACY_MAX_SESSIONS, 'LEGACY_MAX_SESSIONS', 'env', 1)
-      : envConfig?.maxSessions ?? defaults.maxSessions,
+      : (envConfig?.maxSessions ?? defaults.maxSessions),
     logLevel: resolveLogLevel(opts, env),
     logFile: opts.logFile ?? (env.LEGACY_LOG_FILE || undefined),
     logFormat: resolveLogFormat(opts, env),
@@ -233,8 +229,7 @@ export function requireBaseUrl(settings: Settings, config: ConfigFile): string {
   const names = Object.keys(config.environments);
   const known = names.length ? `configured: ${names.join(', ')}` : 'none is configured yet';
   const hint = didYouMean(settings.envName, names);
-  throw new ConfigError(
-    `unknown environment '${settings.envName}' (${hint ? `${hint} ` : ''}${known})`,
-    { hint: `add it with 'legacy env add ${settings.envName} <url>', or pass --base-url` },
-  );
+  throw new ConfigError(`unknown environment '${settings.envName}' (${hint ? `${hint} ` : ''}${known})`, {
+    hint: `add it with 'legacy env add ${settings.envName} <url>', or pass --base-url`,
+  });
 }

@@ -188,9 +188,12 @@ export function validateConfig(data: unknown): string[] {
             (tables ?? []).forEach((t: unknown, i: number) => {
               const ok =
                 typeof t === 'string' ||
-                (t !== null && typeof t === 'object' && typeof (t as SyncTableConfig).name === 'string' &&
+                (t !== null &&
+                  typeof t === 'object' &&
+                  typeof (t as SyncTableConfig).name === 'string' &&
                   ((t as SyncTableConfig).key === undefined || typeof (t as SyncTableConfig).key === 'string') &&
-                  ((t as SyncTableConfig).cursor === undefined || (Array.isArray((t as SyncTableConfig).cursor) && (t as SyncTableConfig).cursor!.every((c) => typeof c === 'string'))));
+                  ((t as SyncTableConfig).cursor === undefined ||
+                    (Array.isArray((t as SyncTableConfig).cursor) && (t as SyncTableConfig).cursor!.every((c) => typeof c === 'string'))));
               if (!ok) problems.push(`${where}.sync.tables[${i}] must be a table name or {"name", "key"?, "cursor"?: [date, time]}`);
             });
           }
@@ -198,8 +201,7 @@ export function validateConfig(data: unknown): string[] {
       }
     }
   }
-  if (typeof obj.defaultEnv === 'string' && obj.environments && typeof obj.environments === 'object' &&
-      !(obj.defaultEnv in (obj.environments as object))) {
+  if (typeof obj.defaultEnv === 'string' && obj.environments && typeof obj.environments === 'object' && !(obj.defaultEnv in (obj.environments as object))) {
     problems.push(`defaultEnv '${obj.defaultEnv}' is not one of the environments`);
   }
   return problems;

@@ -93,7 +93,10 @@ function parseFaults(text: string): { rate: number; kinds?: FaultKind[] } {
     throw new UsageError(`--faults: rate "${rateText}" must be a number between 0 and 1`);
   }
   if (kindsText === undefined) return { rate };
-  const kinds = kindsText.split(',').map((k) => k.trim()).filter((k) => k !== '');
+  const kinds = kindsText
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k !== '');
   for (const k of kinds) {
     if (!(FAULT_KINDS as readonly string[]).includes(k)) throw new UsageError(`--faults: unknown kind "${k}" (${FAULT_KINDS.join(', ')})`);
   }
@@ -104,7 +107,10 @@ function parseFaults(text: string): { rate: number; kinds?: FaultKind[] } {
 /** `all` or a comma-separated list of tables. */
 function parseChangeTracking(text: string): true | string[] {
   if (text.trim() === 'all') return true;
-  const names = text.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const names = text
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n !== '');
   if (names.length === 0) throw new UsageError('--change-tracking: expected "all" or a list of tables, e.g. Artikel,Kunden');
   return names;
 }
@@ -113,34 +119,34 @@ export type CliCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run';
 
 /** The emulator's options, as node:util parseArgs takes them. */
 const OPTIONS = {
-    host: { type: 'string' },
-    port: { type: 'string' },
-    data: { type: 'string' },
-    rows: { type: 'string' },
-    seed: { type: 'string' },
-    'max-sessions': { type: 'string' },
-    'session-timeout': { type: 'string' },
-    auth: { type: 'string' },
-    'app-name': { type: 'string' },
-    'no-scalable': { type: 'boolean' },
-    latency: { type: 'string' },
-    faults: { type: 'string' },
-    'fault-seed': { type: 'string' },
-    slow: { type: 'string' },
-    'expire-every': { type: 'string' },
-    'duplicate-cookie': { type: 'string' },
-    'strict-date-compare': { type: 'string' },
-    'url-decoding': { type: 'string' },
-    'ignore-filters': { type: 'boolean' },
-    'saved-filter-without-params': { type: 'boolean' },
-    'lifetime-unit': { type: 'string' },
-    'broken-paging': { type: 'string' },
-    'quoted-timestamps': { type: 'boolean' },
-    'change-tracking': { type: 'string' },
-    verbose: { type: 'boolean', short: 'v' },
-    quiet: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-    version: { type: 'boolean', short: 'V' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  data: { type: 'string' },
+  rows: { type: 'string' },
+  seed: { type: 'string' },
+  'max-sessions': { type: 'string' },
+  'session-timeout': { type: 'string' },
+  auth: { type: 'string' },
+  'app-name': { type: 'string' },
+  'no-scalable': { type: 'boolean' },
+  latency: { type: 'string' },
+  faults: { type: 'string' },
+  'fault-seed': { type: 'string' },
+  slow: { type: 'string' },
+  'expire-every': { type: 'string' },
+  'duplicate-cookie': { type: 'string' },
+  'strict-date-compare': { type: 'string' },
+  'url-decoding': { type: 'string' },
+  'ignore-filters': { type: 'boolean' },
+  'saved-filter-without-params': { type: 'boolean' },
+  'lifetime-unit': { type: 'string' },
+  'broken-paging': { type: 'string' },
+  'quoted-timestamps': { type: 'boolean' },
+  'change-tracking': { type: 'string' },
+  verbose: { type: 'boolean', short: 'v' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
 } as const;
 
 const parseOptions = (argv: string[]) => parseArgs({ args: argv, strict: true, allowPositionals: false, options: OPTIONS }).values;
@@ -208,7 +214,7 @@ function failure(e: unknown, port: number | undefined): { message: string; code:
   const err = e as NodeJS.ErrnoException;
   if (e instanceof UsageError || e instanceof OptionError) return { message: err.message, code: 64 };
   if (e instanceof FixtureError) return { message: err.message, code: 65 };
-  if (err.code === 'ENOENT' || err.code === 'EISDIR' || err.code === 'EACCES' && err.syscall === 'open') {
+  if (err.code === 'ENOENT' || err.code === 'EISDIR' || (err.code === 'EACCES' && err.syscall === 'open')) {
     return { message: `cannot read fixture: ${err.message}`, code: 66 };
   }
   if (err.code === 'EADDRINUSE') return { message: `port ${port ?? 8090} is already in use`, code: 69 };

@@ -20,7 +20,10 @@ import { applyAttributes, createRow, newKey, saveRow, type ChangeContext } from 
 
 export class ControlError extends Error {
   override name = 'ControlError';
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }

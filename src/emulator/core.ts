@@ -71,7 +71,10 @@ export class EmulatorCore {
     this.uniqId = hex8(mix32(initial.seed)) + hex8(hashString(this.appName)) + hex8(mix32(initial.seed + 1)) + hex8(mix32(initial.seed + 2));
     this.renderer = new Renderer(this.store, () => this.opts.quotedTimestamps);
     this.updater = new Updater(this.renderer, this.appName, (t, k) => this.runBeforeUpdate(t, k));
-    this.sessions = new SessionManager(() => this.opts, (id) => this.sets.dropOwner(id));
+    this.sessions = new SessionManager(
+      () => this.opts,
+      (id) => this.sets.dropOwner(id),
+    );
     this.faults = new FaultInjector(() => this.opts);
   }
 
@@ -145,7 +148,9 @@ export class EmulatorCore {
     if (q.filter === undefined && q.orderby === undefined) return base ?? table.all();
     const cacheKey = base
       ? null
-      : [table.name, table.version, q.filter ?? '', q.params ?? '', q.orderby ?? '', this.opts.strictDateCompare, q.placeholdersMatchAll ? 1 : 0].join('\u0000');
+      : [table.name, table.version, q.filter ?? '', q.params ?? '', q.orderby ?? '', this.opts.strictDateCompare, q.placeholdersMatchAll ? 1 : 0].join(
+          '\u0000',
+        );
     if (cacheKey !== null) {
       const hit = this.queryCache.get(cacheKey);
       if (hit) {

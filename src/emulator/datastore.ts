@@ -62,7 +62,10 @@ export function dataStoreFactory(
   }
   if (Object.keys(rows).length > 0) throw new OptionError('rows only applies to the demo data');
   const fixture = readFixture(data);
-  const tracked = trackedTables(changeTracking, fixture.dataClasses.map((dc) => dc?.name).filter((n): n is string => typeof n === 'string'));
+  const tracked = trackedTables(
+    changeTracking,
+    fixture.dataClasses.map((dc) => dc?.name).filter((n): n is string => typeof n === 'string'),
+  );
   return () => buildFixtureStore(fixture, seed, tracked);
 }
 

@@ -48,15 +48,58 @@ interface TableSpec {
 
 const USERS = ['Tropp', 'Müller', 'Schäfer', 'Weiß', 'König', 'Groß', 'Beck', 'Hoffmann', 'admin', 'Schulze'];
 const NOUNS = [
-  'Filigranengel', 'Teelichthalter', 'Räucherhäuschen', 'Nussknacker', 'Schwibbogen', 'Weihnachtspyramide',
-  'Kerzenständer', 'Spieluhr', 'Lichterbogen', 'Glöckchen', 'Holzfigur Förster', 'Bergmann', 'Schneemann',
-  'Krippenfigur', 'Osterhase', 'Blumenkind', 'Kurrende', 'Räuchermann Bäcker', 'Engel mit Laterne', 'Sternsinger',
-  'Wichtel', 'Lebkuchenhaus', 'Tischläufer', 'Fensterbild', 'Baumbehang', 'Stollendose', 'Türkranz', 'Vogelhaus',
-  'Kerzenhalter Stern', 'Adventsleuchter',
+  'Filigranengel',
+  'Teelichthalter',
+  'Räucherhäuschen',
+  'Nussknacker',
+  'Schwibbogen',
+  'Weihnachtspyramide',
+  'Kerzenständer',
+  'Spieluhr',
+  'Lichterbogen',
+  'Glöckchen',
+  'Holzfigur Förster',
+  'Bergmann',
+  'Schneemann',
+  'Krippenfigur',
+  'Osterhase',
+  'Blumenkind',
+  'Kurrende',
+  'Räuchermann Bäcker',
+  'Engel mit Laterne',
+  'Sternsinger',
+  'Wichtel',
+  'Lebkuchenhaus',
+  'Tischläufer',
+  'Fensterbild',
+  'Baumbehang',
+  'Stollendose',
+  'Türkranz',
+  'Vogelhaus',
+  'Kerzenhalter Stern',
+  'Adventsleuchter',
 ];
 const ADJ = [
-  'divers', 'gold', 'silber', 'natur', 'bemalt', 'weiß', 'rot', 'grün', 'blau', 'groß', 'klein', 'mini', 'XXL',
-  'mit Glitzer', 'handgeschnitzt', 'Größe M', 'für Außen', '2er-Set', 'limitiert', 'Jubiläumsedition',
+  'divers',
+  'gold',
+  'silber',
+  'natur',
+  'bemalt',
+  'weiß',
+  'rot',
+  'grün',
+  'blau',
+  'groß',
+  'klein',
+  'mini',
+  'XXL',
+  'mit Glitzer',
+  'handgeschnitzt',
+  'Größe M',
+  'für Außen',
+  '2er-Set',
+  'limitiert',
+  'Jubiläumsedition',
 ];
 /** Hard cases for CSV/JSON/SQL round trips, used verbatim for Artikel rows 1..12. */
 const HARD_BEZ = [
@@ -88,10 +131,21 @@ const COLORS = ['rot', 'grün', 'blau', 'weiß', 'natur', 'gold', 'silber', 'sch
 const SIZES = ['S', 'M', 'L', 'XL', '10 cm', '15 cm', '20 cm', '30 cm'];
 const CHANNELS = ['Webshop', 'Laden', 'Handel', 'Amazon', 'eBay'];
 const CITIES: Array<[string, string, string]> = [
-  ['01067', 'Dresden', 'DE'], ['04109', 'Leipzig', 'DE'], ['09111', 'Chemnitz', 'DE'], ['09548', 'Seiffen', 'DE'],
-  ['01454', 'Radeberg', 'DE'], ['10115', 'Berlin', 'DE'], ['20095', 'Hamburg', 'DE'], ['80331', 'München', 'DE'],
-  ['50667', 'Köln', 'DE'], ['60311', 'Frankfurt am Main', 'DE'], ['70173', 'Stuttgart', 'DE'],
-  ['90402', 'Nürnberg', 'DE'], ['06108', 'Halle (Saale)', 'DE'], ['1010', 'Wien', 'AT'], ['8001', 'Zürich', 'CH'],
+  ['01067', 'Dresden', 'DE'],
+  ['04109', 'Leipzig', 'DE'],
+  ['09111', 'Chemnitz', 'DE'],
+  ['09548', 'Seiffen', 'DE'],
+  ['01454', 'Radeberg', 'DE'],
+  ['10115', 'Berlin', 'DE'],
+  ['20095', 'Hamburg', 'DE'],
+  ['80331', 'München', 'DE'],
+  ['50667', 'Köln', 'DE'],
+  ['60311', 'Frankfurt am Main', 'DE'],
+  ['70173', 'Stuttgart', 'DE'],
+  ['90402', 'Nürnberg', 'DE'],
+  ['06108', 'Halle (Saale)', 'DE'],
+  ['1010', 'Wien', 'AT'],
+  ['8001', 'Zürich', 'CH'],
 ];
 const STREETS = ['Hauptstraße', 'Bahnhofstraße', 'Schloßallee', 'Am Mühlgraben', 'Lindenweg', 'Marktplatz', 'Goethestraße', 'Äußere Weberstraße'];
 const LAST_NAMES = ['Müller', 'Schmidt', 'Schneider', 'Fischer', 'Weber', 'Meyer', 'Wagner', 'Becker', 'Schäfer', 'Köhler', 'Groß', 'Weiß', 'Jäger', 'Öztürk'];
@@ -119,7 +173,12 @@ const END_DAY = daysFromCivil(2025, 6, 30);
 const round2 = (x: number) => Math.round(x * 100) / 100;
 const pick = <T>(arr: readonly T[], n: number): T => arr[n % arr.length]!;
 const asciiFold = (s: string) =>
-  s.replace(/ä/g, 'ae').replace(/ö/g, 'oe').replace(/ü/g, 'ue').replace(/ß/g, 'ss').replace(/[ÄÖÜ]/g, (c) => ({ Ä: 'Ae', Ö: 'Oe', Ü: 'Ue' })[c]!);
+  s
+    .replace(/ä/g, 'ae')
+    .replace(/ö/g, 'oe')
+    .replace(/ü/g, 'ue')
+    .replace(/ß/g, 'ss')
+    .replace(/[ÄÖÜ]/g, (c) => ({ Ä: 'Ae', Ö: 'Oe', Ü: 'Ue' })[c]!);
 
 /** 6-digit article numbers, unique for the first 900,000 rows, then 7 digits. */
 function spreadNumber(i: number, mult: number, offset: number): number {
@@ -214,15 +273,24 @@ function bezeichnung(h: Hash, i: number, salt: number): string {
   const noun = pick(NOUNS, h(i, salt));
   const adj = pick(ADJ, h(i, salt + 1));
   switch (h(i, salt + 2) % 60) {
-    case 0: return `${noun}, ${adj}`;
-    case 1: return `${noun} "${adj}"`;
-    case 2: return `${noun}; ${adj}`;
-    case 3: return `${noun}\n${adj}`;
-    case 4: return `=${noun}`;
-    case 5: return `+${noun} ${adj}`;
-    case 6: return `-${noun}-`;
-    case 7: return `@${noun}`;
-    default: return `${noun} ${adj}`;
+    case 0:
+      return `${noun}, ${adj}`;
+    case 1:
+      return `${noun} "${adj}"`;
+    case 2:
+      return `${noun}; ${adj}`;
+    case 3:
+      return `${noun}\n${adj}`;
+    case 4:
+      return `=${noun}`;
+    case 5:
+      return `+${noun} ${adj}`;
+    case 6:
+      return `-${noun}-`;
+    case 7:
+      return `@${noun}`;
+    default:
+      return `${noun} ${adj}`;
   }
 }
 
@@ -274,7 +342,12 @@ function buildSpecs(seed: number, counts: Record<string, number>): TableSpec[] {
   const famBez = (i: number) => `${pick(NOUNS, hF(i, 10))} Serie ${String.fromCharCode(65 + (hF(i, 11) % 26))}`;
   const famAudit = audit(hF, nF);
   const familie: TableSpec = {
-    name: 'Artikel_Familie', keyName: 'UID', count: nF, keys: famKeys, stamp: famAudit.stamp, timestamp: famAudit.timestamp,
+    name: 'Artikel_Familie',
+    keyName: 'UID',
+    count: nF,
+    keys: famKeys,
+    stamp: famAudit.stamp,
+    timestamp: famAudit.timestamp,
     columns: [
       { name: 'UID', type: 'string', indexed: true, gen: famKeys.key },
       { name: 'Nummer', type: 'long', indexed: true, gen: (i) => 1000 + i },
@@ -297,22 +370,33 @@ function buildSpecs(seed: number, counts: Record<string, number>): TableSpec[] {
   const hA = hOf('Artikel');
   const artKeys = hexKeys(seed, 'Artikel', nA);
   const artBez = (i: number) => (i >= 1 && i <= HARD_BEZ.length ? HARD_BEZ[i - 1]! : bezeichnung(hA, i, 10));
-  const artPreis = (i: number) => (hA(i, 20) % 19_900 + 100) / 100;
+  const artPreis = (i: number) => ((hA(i, 20) % 19_900) + 100) / 100;
   const artNummer = (i: number) => spreadNumber(i, 7919, 12_345);
   const artAudit = audit(hA, nA);
   const artikel: TableSpec = {
-    name: 'Artikel', keyName: 'UID', count: nA, keys: artKeys, stamp: artAudit.stamp, timestamp: artAudit.timestamp,
+    name: 'Artikel',
+    keyName: 'UID',
+    count: nA,
+    keys: artKeys,
+    stamp: artAudit.stamp,
+    timestamp: artAudit.timestamp,
     columns: [
       { name: 'UID', type: 'string', indexed: true, gen: artKeys.key },
       { name: 'Nummer', type: 'long', indexed: true, gen: artNummer },
-      { name: 'alteNummer', type: 'string', indexed: true, gen: (i) => `${10_000 + (hA(i, 30) % 90_000)}${hA(i, 31) % 3 === 0 ? 'A' : ''}-${pick(SUFFIXES, hA(i, 32))}` },
+      {
+        name: 'alteNummer',
+        type: 'string',
+        indexed: true,
+        gen: (i) => `${10_000 + (hA(i, 30) % 90_000)}${hA(i, 31) % 3 === 0 ? 'A' : ''}-${pick(SUFFIXES, hA(i, 32))}`,
+      },
       { name: 'Bezeichnung', type: 'string', gen: artBez },
       { name: 'Beschreibung', type: 'string', gen: (i) => beschreibung(hA, i, 40, pick(NOUNS, hA(i, 10))) },
       { name: 'Preis', type: 'number', gen: artPreis },
       { name: 'Aktiv', type: 'bool', gen: (i) => hA(i, 21) % 10 !== 0 },
       { name: 'Release_Date', type: 'date', gen: (i) => format4DDate(randomDay(hA, i, 23, daysFromCivil(1990, 1, 1), END_DAY)) },
       {
-        name: 'Auslaufdatum', type: 'date',
+        name: 'Auslaufdatum',
+        type: 'date',
         gen: (i) => {
           const r = hA(i, 24) % 10;
           return r < 7 ? EMPTY_DATE : r === 7 ? null : format4DDate(randomDay(hA, i, 25, daysFromCivil(2020, 1, 1), daysFromCivil(2027, 12, 31)));
@@ -329,10 +413,15 @@ function buildSpecs(seed: number, counts: Record<string, number>): TableSpec[] {
   // Artikel_Variante
   const hV = hOf('Artikel_Variante');
   const varKeys = hexKeys(seed, 'Artikel_Variante', nV);
-  const varPreis = (i: number) => (hV(i, 20) % 9_900 + 100) / 100;
+  const varPreis = (i: number) => ((hV(i, 20) % 9_900) + 100) / 100;
   const varAudit = audit(hV, nV);
   const variante: TableSpec = {
-    name: 'Artikel_Variante', keyName: 'UID', count: nV, keys: varKeys, stamp: varAudit.stamp, timestamp: varAudit.timestamp,
+    name: 'Artikel_Variante',
+    keyName: 'UID',
+    count: nV,
+    keys: varKeys,
+    stamp: varAudit.stamp,
+    timestamp: varAudit.timestamp,
     columns: [
       { name: 'UID', type: 'string', indexed: true, gen: varKeys.key },
       { name: 'Nummer', type: 'long', indexed: true, gen: (i) => spreadNumber(i, 104_729, 54_321) },
@@ -342,8 +431,10 @@ function buildSpecs(seed: number, counts: Record<string, number>): TableSpec[] {
       { name: 'Aktiv', type: 'bool', gen: (i) => hV(i, 21) % 10 !== 0 },
       { name: 'Auslaufdatum', type: 'date', gen: (i) => (hV(i, 24) % 10 < 8 ? EMPTY_DATE : null) },
       {
-        name: 'Sperrinfo', type: 'object',
-        gen: (i) => (hV(i, 25) % 15 === 0 ? { Coll: [{ Grund: 'Qualität', seit: format4DDate(randomDay(hV, i, 26, daysFromCivil(2022, 1, 1), END_DAY)) }] } : { Coll: [] }),
+        name: 'Sperrinfo',
+        type: 'object',
+        gen: (i) =>
+          hV(i, 25) % 15 === 0 ? { Coll: [{ Grund: 'Qualität', seit: format4DDate(randomDay(hV, i, 26, daysFromCivil(2022, 1, 1), END_DAY)) }] } : { Coll: [] },
       },
       { name: 'Preise', type: 'object', gen: (i) => preise(varPreis(i), false) },
       { name: 'Release_Date', type: 'date', gen: (i) => format4DDate(randomDay(hV, i, 23, daysFromCivil(1990, 1, 1), END_DAY)) },
@@ -353,9 +444,14 @@ function buildSpecs(seed: number, counts: Record<string, number>): TableSpec[] {
       { name: 'Farbe', type: 'string', gen: (i) => pick(COLORS, hV(i, 29)) },
       { name: 'Groesse', type: 'string', gen: (i) => pick(SIZES, hV(i, 31)) },
       { name: 'Masse_angepasst', type: 'bool', gen: (i) => hV(i, 33) % 7 === 0 },
-      { name: 'shopware', type: 'uuid', gen: (i) => (hV(i, 34) % 3 === 0 ? '0'.repeat(32) : hex8(hV(i, 41)) + hex8(hV(i, 42)) + hex8(hV(i, 43)) + hex8(hV(i, 44))) },
       {
-        name: 'EAN', type: 'string',
+        name: 'shopware',
+        type: 'uuid',
+        gen: (i) => (hV(i, 34) % 3 === 0 ? '0'.repeat(32) : hex8(hV(i, 41)) + hex8(hV(i, 42)) + hex8(hV(i, 43)) + hex8(hV(i, 44))),
+      },
+      {
+        name: 'EAN',
+        type: 'string',
         gen: (i) => (hV(i, 35) % 10 === 0 ? null : String(hV(i, 36) % 1_000_000).padStart(6, '0') + String(hV(i, 38) % 10_000_000).padStart(7, '0')),
       },
       { name: 'Bild', type: 'image', gen: (i) => (hV(i, 37) % 2 === 0 ? true : null) },
@@ -372,7 +468,12 @@ function buildSpecs(seed: number, counts: Record<string, number>): TableSpec[] {
   const kunCity = (i: number) => pick(CITIES, hK(i, 12));
   const kunAudit = audit(hK, nK);
   const kunden: TableSpec = {
-    name: 'Kunden', keyName: 'KundenNr', count: nK, keys: kunKeys, stamp: kunAudit.stamp, timestamp: kunAudit.timestamp,
+    name: 'Kunden',
+    keyName: 'KundenNr',
+    count: nK,
+    keys: kunKeys,
+    stamp: kunAudit.stamp,
+    timestamp: kunAudit.timestamp,
     columns: [
       { name: 'KundenNr', type: 'long', indexed: true, gen: (i) => 10_001 + i },
       { name: 'Firma', type: 'string', gen: (i) => pick(FIRM_FORMS, hK(i, 13))(kunName(i)) },
@@ -392,7 +493,8 @@ function buildSpecs(seed: number, counts: Record<string, number>): TableSpec[] {
       { name: 'USt_IdNr', type: 'string', gen: (i) => (hK(i, 26) % 10 < 3 ? `DE${String(hK(i, 27) % 1_000_000_000).padStart(9, '0')}` : null) },
       { name: 'Notiz', type: 'string', gen: (i) => (hK(i, 28) % 5 === 0 ? `Achtung: "${kunName(i)}" zahlt spät;\nnur gegen Vorkasse` : null) },
       {
-        name: 'Kunde_seit', type: 'date',
+        name: 'Kunde_seit',
+        type: 'date',
         gen: (i) => (hK(i, 29) % 20 === 0 ? EMPTY_DATE : format4DDate(randomDay(hK, i, 30, daysFromCivil(1995, 1, 1), END_DAY))),
       },
       ...kunAudit.columns,
@@ -425,11 +527,20 @@ function buildSpecs(seed: number, counts: Record<string, number>): TableSpec[] {
   const belBezahlt = (b: number) => hB(b, 11) % 5 !== 0;
   const belAudit = audit(hB, nB);
   const belege: TableSpec = {
-    name: 'Belege', keyName: 'AbsNr', count: nB, keys: belKeys, stamp: belAudit.stamp, timestamp: belAudit.timestamp,
+    name: 'Belege',
+    keyName: 'AbsNr',
+    count: nB,
+    keys: belKeys,
+    stamp: belAudit.stamp,
+    timestamp: belAudit.timestamp,
     columns: [
       { name: 'AbsNr', type: 'long', indexed: true, gen: (b) => 200_001 + b },
       { name: 'PapierNr', type: 'long', gen: (b) => 1_000_000 + b * 2 + (hB(b, 12) % 2) },
-      { name: 'Papierart', type: 'string', gen: (b) => pick(['Rechnung', 'Rechnung', 'Rechnung', 'Angebot', 'Lieferschein', 'Auftrag', 'Gutschrift'], hB(b, 13)) },
+      {
+        name: 'Papierart',
+        type: 'string',
+        gen: (b) => pick(['Rechnung', 'Rechnung', 'Rechnung', 'Angebot', 'Lieferschein', 'Auftrag', 'Gutschrift'], hB(b, 13)),
+      },
       { name: 'Datum', type: 'date', indexed: true, gen: (b) => format4DDate(belDay(b)) },
       { name: 'KundenNr', type: 'long', indexed: true, gen: (b) => (belKunde(b) >= 0 ? 10_001 + belKunde(b) : null) },
       { name: 'Netto', type: 'number', gen: belNetto },
@@ -447,7 +558,12 @@ function buildSpecs(seed: number, counts: Record<string, number>): TableSpec[] {
 
   const posAudit = audit(hP, nP);
   const belegePos: TableSpec = {
-    name: 'Belege_Pos', keyName: 'ID', count: nP, keys: posKeys, stamp: posAudit.stamp, timestamp: posAudit.timestamp,
+    name: 'Belege_Pos',
+    keyName: 'ID',
+    count: nP,
+    keys: posKeys,
+    stamp: posAudit.stamp,
+    timestamp: posAudit.timestamp,
     columns: [
       { name: 'ID', type: 'long', indexed: true, gen: (i) => 1 + i },
       { name: 'AbsNr', type: 'long', indexed: true, gen: (i) => (belegOfPos(i) >= 0 ? 200_001 + belegOfPos(i) : null) },

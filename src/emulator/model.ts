@@ -2,22 +2,21 @@
  * Dataclass definitions (what `$catalog` describes) and the value types stored in tables.
  */
 
-export type StorageType =
-  | 'string'
-  | 'long'
-  | 'long64'
-  | 'word'
-  | 'number'
-  | 'bool'
-  | 'date'
-  | 'duration'
-  | 'object'
-  | 'image'
-  | 'blob'
-  | 'uuid';
+export type StorageType = 'string' | 'long' | 'long64' | 'word' | 'number' | 'bool' | 'date' | 'duration' | 'object' | 'image' | 'blob' | 'uuid';
 
 export const STORAGE_TYPES: readonly StorageType[] = [
-  'string', 'long', 'long64', 'word', 'number', 'bool', 'date', 'duration', 'object', 'image', 'blob', 'uuid',
+  'string',
+  'long',
+  'long64',
+  'word',
+  'number',
+  'bool',
+  'date',
+  'duration',
+  'object',
+  'image',
+  'blob',
+  'uuid',
 ];
 
 export const NUMERIC_TYPES: ReadonlySet<StorageType> = new Set(['long', 'long64', 'word', 'number', 'duration']);

@@ -1,14 +1,7 @@
 /**
  * Defaults and validation of emulator options, shared by `startEmulator`, the control API and the CLI.
  */
-import {
-  DEFAULT_FAULT_KINDS,
-  FAULT_KINDS,
-  type EmulatorOptions,
-  type FaultKind,
-  type FaultOptions,
-  type RuntimeOptionsPatch,
-} from './types.js';
+import { DEFAULT_FAULT_KINDS, FAULT_KINDS, type EmulatorOptions, type FaultKind, type FaultOptions, type RuntimeOptionsPatch } from './types.js';
 
 export class OptionError extends Error {
   override name = 'OptionError';
@@ -91,9 +84,7 @@ function resolveAuth(v: unknown): { user: string; password: string } | null {
 }
 
 function resolveFaults(f: FaultOptions | undefined, base?: ResolvedFaults): ResolvedFaults {
-  const out: ResolvedFaults = base
-    ? { ...base, kinds: [...base.kinds] }
-    : { rate: 0, kinds: [...DEFAULT_FAULT_KINDS], seed: 1, slowMs: 5000, expireEvery: 0 };
+  const out: ResolvedFaults = base ? { ...base, kinds: [...base.kinds] } : { rate: 0, kinds: [...DEFAULT_FAULT_KINDS], seed: 1, slowMs: 5000, expireEvery: 0 };
   if (f === undefined) return out;
   if (f === null || typeof f !== 'object') throw new OptionError('faults must be an object');
   if (f.rate !== undefined) {
@@ -114,9 +105,22 @@ function resolveFaults(f: FaultOptions | undefined, base?: ResolvedFaults): Reso
 export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPatch): RuntimeOptions {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) throw new OptionError('options must be an object');
   const allowed = new Set([
-    'maxSessions', 'sessionTimeoutMs', 'auth', 'latencyMs', 'faults', 'scalable',
-    'duplicateCookie', 'strictDateCompare', 'quotedTimestamps', 'urlDecoding', 'ignoreFilters',
-    'savedFilterWithoutParams', 'brokenPaging', 'lifeTimeUnit', 'verbose', 'quiet',
+    'maxSessions',
+    'sessionTimeoutMs',
+    'auth',
+    'latencyMs',
+    'faults',
+    'scalable',
+    'duplicateCookie',
+    'strictDateCompare',
+    'quotedTimestamps',
+    'urlDecoding',
+    'ignoreFilters',
+    'savedFilterWithoutParams',
+    'brokenPaging',
+    'lifeTimeUnit',
+    'verbose',
+    'quiet',
   ]);
   for (const k of Object.keys(patch)) {
     if (!allowed.has(k)) throw new OptionError(`option ${k} cannot be changed at runtime`);

@@ -54,10 +54,7 @@ type CmpOp = '=' | '==' | '===' | '!=' | '!==' | '#' | '<' | '<=' | '>' | '>=' |
 
 type ValueNode = { t: 'lit'; v: Literal | Literal[] } | { t: 'ph'; n: number };
 
-type Node =
-  | { t: 'and' | 'or' | 'except'; l: Node; r: Node }
-  | { t: 'not'; e: Node }
-  | { t: 'cmp'; path: string; op: CmpOp; value: ValueNode };
+type Node = { t: 'and' | 'or' | 'except'; l: Node; r: Node } | { t: 'not'; e: Node } | { t: 'cmp'; path: string; op: CmpOp; value: ValueNode };
 
 export type Predicate = (row: number) => boolean;
 
@@ -490,7 +487,12 @@ function compileValue(r: Extract<Resolved, { kind: 'value' }>, op: CmpOp, lit: L
     }
     case 'bool': {
       if (!EQUALITY.has(op)) throw E.queryInvalid(`the "${op}" comparator cannot be used with the boolean "${attr.name}"`);
-      const test = listOrOne(op, lit, (v) => toBoolLit(v, attr.name), (o, b) => (NEGATED.has(o) ? (x: boolean) => x !== b : (x: boolean) => x === b));
+      const test = listOrOne(
+        op,
+        lit,
+        (v) => toBoolLit(v, attr.name),
+        (o, b) => (NEGATED.has(o) ? (x: boolean) => x !== b : (x: boolean) => x === b),
+      );
       return (row) => {
         const v = get(row);
         return v !== null && test(v as boolean);
@@ -551,7 +553,12 @@ function compileObject(get: (row: number) => WireValue, props: string[], op: Cmp
     const t = listOrOne(positive, lit, (v) => toNumberLit(v, props.join('.')), numberTest);
     test = (x) => (typeof x === 'number' || (typeof x === 'string' && NUMBER.test(x))) && t(Number(x));
   } else if (typeof sample === 'boolean') {
-    const t = listOrOne(positive, lit, (v) => toBoolLit(v, props.join('.')), (_o, b) => (x: boolean) => x === b);
+    const t = listOrOne(
+      positive,
+      lit,
+      (v) => toBoolLit(v, props.join('.')),
+      (_o, b) => (x: boolean) => x === b,
+    );
     test = (x) => typeof x === 'boolean' && t(x);
   } else {
     const t = stringTest(positive, lit);
@@ -567,10 +574,7 @@ function compileObject(get: (row: number) => WireValue, props: string[], op: Cmp
 
 function nullTest(r: Resolved, op: CmpOp): Predicate {
   if (r.kind === 'many') throw E.queryInvalid('a relatedEntities path cannot be compared with null');
-  const isNull =
-    r.kind === 'object'
-      ? (row: number) => objectValues(r.get(row), r.props).every((v) => v === null)
-      : (row: number) => r.get(row) === null;
+  const isNull = r.kind === 'object' ? (row: number) => objectValues(r.get(row), r.props).every((v) => v === null) : (row: number) => r.get(row) === null;
   if (op === '=' || op === '==' || op === '===') return isNull;
   if (NEGATED.has(op)) return (row) => !isNull(row);
   throw E.queryInvalid(`null can only be compared with = or !=`);
@@ -681,7 +685,10 @@ type SortKey = string | number | null;
 
 /** Sorts `sel` by `$orderby` ("a desc, b.c asc"); nulls first when ascending; ties keep the natural order. */
 export function sortSelection(table: Table, sel: Selection, orderby: string, store: DataStore): Selection {
-  const terms = orderby.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const terms = orderby
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (terms.length === 0) throw E.badOrderBy(orderby, table.name);
   const keyFns = terms.map((term) => {
     const m = /^(\S+)(?:\s+(asc|desc))?$/i.exec(term);

@@ -33,9 +33,17 @@ export function allAttributes(table: Table): Projection {
  * 404 with 1500 + 1804 (as a real server answered).
  */
 export function parseAttributes(table: Table, store: DataStore, spec: string): Projection {
-  const paths = spec.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const paths = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (paths.length === 0 || paths.includes('*')) return allAttributes(table);
-  return buildProjection(table, store, paths.map((p) => p.split('.')), table.name);
+  return buildProjection(
+    table,
+    store,
+    paths.map((p) => p.split('.')),
+    table.name,
+  );
 }
 
 function buildProjection(table: Table, store: DataStore, paths: string[][], top: string): Projection {
@@ -112,7 +120,9 @@ export class Renderer {
         else if (target) w.raw('null');
         else w.raw('{"__deferred":{"uri":').string(`/rest/${def.related}[${rk}]`).raw(',"__KEY":').string(rk).raw('}}');
       } else if (def.type === 'image') {
-        w.raw('{"__deferred":{"uri":').string(`/rest/${table.name}[${key}]/${def.name}?$imageformat=best&$version=1&$expand=${def.name}`).raw(',"image":true}}');
+        w.raw('{"__deferred":{"uri":')
+          .string(`/rest/${table.name}[${key}]/${def.name}?$imageformat=best&$version=1&$expand=${def.name}`)
+          .raw(',"image":true}}');
       } else if (def.type === 'blob') {
         w.raw('{"__deferred":{"uri":').string(`/rest/${table.name}[${key}]/${def.name}?$binary=true&$expand=${def.name}`).raw('}}');
       } else w.value(v);
@@ -130,7 +140,11 @@ export class Renderer {
   /** One entity as an object (`head` keys first). */
   entity(table: Table, row: number, proj: Projection, head?: Record<string, unknown>): Record<string, unknown> {
     const w = new JsonWriter(4096);
-    const h = head ? Object.entries(head).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)},`).join('') : '';
+    const h = head
+      ? Object.entries(head)
+          .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)},`)
+          .join('')
+      : '';
     this.writeEntity(w, table, row, proj, h);
     return JSON.parse(w.toString()) as Record<string, unknown>;
   }
@@ -144,14 +158,22 @@ export class Renderer {
     w.raw('{');
     if (opts.entitySetUri) w.raw('"__ENTITYSET":').string(opts.entitySetUri).raw(',');
     w.raw('"__DATACLASS":').string(table.name).raw(',"__entityModel":').string(table.name);
-    w.raw(',"__GlobalStamp":').number(this.store.clock?.current ?? 0).raw(',"__COUNT":').number(count).raw(',"__FIRST":').number(first).raw(',"__ENTITIES":[');
+    w.raw(',"__GlobalStamp":')
+      .number(this.store.clock?.current ?? 0)
+      .raw(',"__COUNT":')
+      .number(count)
+      .raw(',"__FIRST":')
+      .number(first)
+      .raw(',"__ENTITIES":[');
     for (let p = first; p < end; p++) {
       if (p > first) w.raw(',');
       const row = sel.at(p);
       if (table.isLive(row)) this.writeEntity(w, table, row, opts.proj);
       else w.raw('{"__KEY":').string(table.keyOf(row)).raw(',"__STAMP":0}');
     }
-    w.raw('],"__SENT":').number(Math.max(0, end - first)).raw('}');
+    w.raw('],"__SENT":')
+      .number(Math.max(0, end - first))
+      .raw('}');
     return w.bytes();
   }
 }

@@ -63,10 +63,7 @@ export class ArraySelection implements Selection {
   }
 }
 
-type UndoEntry =
-  | { kind: 'write'; i: number; prev: StoredRow | undefined }
-  | { kind: 'insert'; i: number; key: string }
-  | { kind: 'remove'; i: number };
+type UndoEntry = { kind: 'write'; i: number; prev: StoredRow | undefined } | { kind: 'insert'; i: number; key: string } | { kind: 'remove'; i: number };
 
 const NUMERIC_KEY = /^[+-]?\d+(\.\d+)?$/;
 
@@ -91,7 +88,10 @@ export class Table {
   /** Change tracking: the `__GlobalStamp` attribute and the datastore's clock (null = not tracked). */
   private tracking: { attr: number; clock: ChangeClock } | null = null;
 
-  constructor(readonly def: DataClassDef, gen: RowGenerator | null) {
+  constructor(
+    readonly def: DataClassDef,
+    gen: RowGenerator | null,
+  ) {
     this.name = def.name;
     this.attrs = def.attributes;
     for (const [i, a] of def.attributes.entries()) this.attrIndex.set(a.name, i);

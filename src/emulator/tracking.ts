@@ -89,7 +89,13 @@ export class GlobalClock implements ChangeClock {
     readonly deletedRecords: Table,
   ) {
     const d = deletedRecords;
-    this.attrs = { key: d.keyAttr, primaryKey: d.attr('__PrimaryKey'), stamp: d.attr('__Stamp'), tableName: d.attr('__TableName'), tableNumber: d.attr('__TableNumber') };
+    this.attrs = {
+      key: d.keyAttr,
+      primaryKey: d.attr('__PrimaryKey'),
+      stamp: d.attr('__Stamp'),
+      tableName: d.attr('__TableName'),
+      tableNumber: d.attr('__TableNumber'),
+    };
   }
 
   /** The current global stamp; the counter moves on. */

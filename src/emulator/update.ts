@@ -151,11 +151,17 @@ export class Updater {
     // [SRC] a __KEY without __STAMP is checked as stamp 1
     const given = o.__STAMP === undefined ? 1 : Number(o.__STAMP);
     if (given !== table.stamp(row)) {
-      return this.failed(table, row, status(2, 'Stamp has changed'), [
-        fourD(1263, `Given stamp does not match current one for record# ${row} of table ${table.name}`),
-        fourD(1046, `Cannot save record ${row} in table ${table.name} of database ${this.databaseName}`),
-        fourD(1517, `The entity# ${key} in the "${table.name}" dataclass cannot be saved`),
-      ], true);
+      return this.failed(
+        table,
+        row,
+        status(2, 'Stamp has changed'),
+        [
+          fourD(1263, `Given stamp does not match current one for record# ${row} of table ${table.name}`),
+          fourD(1046, `Cannot save record ${row} in table ${table.name} of database ${this.databaseName}`),
+          fourD(1517, `The entity# ${key} in the "${table.name}" dataclass cannot be saved`),
+        ],
+        true,
+      );
     }
     const values = table.materialize(row).values;
     const errors = applyAttributes(table, values, o);

@@ -99,10 +99,16 @@ export function createLogger(options: LoggerOptions): Logger {
     if (options.file) {
       fileTransport = new winston.transports.File({
         filename: options.file,
-        format: options.format === 'json' ? jsonLine : format.combine(format.timestamp(), format.printf((info) => {
-          const { level, message, timestamp, ...meta } = info as Record<string, unknown> & { level: string };
-          return `${String(timestamp)} ${level}: ${String(message)}${formatMeta(meta)}`;
-        })),
+        format:
+          options.format === 'json'
+            ? jsonLine
+            : format.combine(
+                format.timestamp(),
+                format.printf((info) => {
+                  const { level, message, timestamp, ...meta } = info as Record<string, unknown> & { level: string };
+                  return `${String(timestamp)} ${level}: ${String(message)}${formatMeta(meta)}`;
+                }),
+              ),
       });
       transports.push(fileTransport);
     }

@@ -25,7 +25,7 @@ export const FAMILIES: Record<string, { type: Kind; help: string }> = {
   legacy_rows_written_total: { type: 'counter', help: 'Rows written (exported, stored or updated).' },
   legacy_http_requests_total: { type: 'counter', help: 'HTTP requests sent (every try), by status class (code="none": no answer).' },
   legacy_http_retries_total: { type: 'counter', help: 'HTTP requests sent again after a transient failure.' },
-  legacy_licence_waits_total: { type: 'counter', help: 'Waits after HTTP 402 (the server\'s licences all in use).' },
+  legacy_licence_waits_total: { type: 'counter', help: "Waits after HTTP 402 (the server's licences all in use)." },
   legacy_licence_budget_waits_total: { type: 'counter', help: 'Waits for a place in the fleet-wide licence budget (maxSessions).' },
   legacy_sessions_created_total: { type: 'counter', help: 'Server sessions created (new session or login).' },
   legacy_session_age_seconds: { type: 'gauge', help: 'Age of the server session in use at the end of the last run that used one.' },

@@ -37,8 +37,7 @@ interface CodeInfo {
   meaning: string;
 }
 
-const range = (from: number, to: number, info: CodeInfo): Array<[number, CodeInfo]> =>
-  Array.from({ length: to - from + 1 }, (_, i) => [from + i, info]);
+const range = (from: number, to: number, info: CodeInfo): Array<[number, CodeInfo]> => Array.from({ length: to - from + 1 }, (_, i) => [from + i, info]);
 
 /** errCode → class and meaning. Codes not listed here are `transient` on a 5xx. */
 export const FOURD_CODES: ReadonlyMap<number, CodeInfo> = new Map<number, CodeInfo>([

@@ -82,7 +82,7 @@ export interface RestQuery {
 function quoted(name: string, text: string): string {
   if (text.includes('"')) {
     throw new BadDataError(`${name} cannot contain a double quote (") when sent to a 4D server`, {
-      hint: "write text values in single quotes, or use --where",
+      hint: 'write text values in single quotes, or use --where',
     });
   }
   return `"${text}"`;
@@ -174,18 +174,26 @@ export interface PageQuery {
 export function pageUrl(baseUrl: string, table: string, q: PageQuery): string {
   const common = { attributes: q.attributes, skip: q.skip ?? 0, top: q.top ?? 100 };
   if (q.fromEntitySet) {
-    return restUrl(baseUrl, { kind: 'entitySet', dataClass: table, id: q.fromEntitySet }, {
-      savedFilter: q.filter,
-      savedOrderBy: q.orderBy,
-      params: q.params,
-      ...common,
-    });
+    return restUrl(
+      baseUrl,
+      { kind: 'entitySet', dataClass: table, id: q.fromEntitySet },
+      {
+        savedFilter: q.filter,
+        savedOrderBy: q.orderBy,
+        params: q.params,
+        ...common,
+      },
+    );
   }
-  return restUrl(baseUrl, { kind: 'dataClass', dataClass: table }, {
-    filter: q.filter,
-    params: q.params,
-    orderBy: q.orderBy,
-    ...(q.entitySet ? { method: 'entityset' as const, timeout: q.timeoutSeconds ?? 7200, savedFilter: q.filter, savedOrderBy: q.orderBy } : {}),
-    ...common,
-  });
+  return restUrl(
+    baseUrl,
+    { kind: 'dataClass', dataClass: table },
+    {
+      filter: q.filter,
+      params: q.params,
+      orderBy: q.orderBy,
+      ...(q.entitySet ? { method: 'entityset' as const, timeout: q.timeoutSeconds ?? 7200, savedFilter: q.filter, savedOrderBy: q.orderBy } : {}),
+      ...common,
+    },
+  );
 }

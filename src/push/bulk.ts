@@ -46,7 +46,8 @@ export async function pushBulk(pusher: Pusher, input: Readable, format: InputFor
   for await (const row of readRows(input, format)) {
     if (!fieldsChecked) {
       const names = Object.keys(row.values);
-      if (!names.includes(o.keyColumn)) throw new BadDataError(`the input has no key column '${o.keyColumn}' (columns: ${names.join(', ')})`, { hint: 'name it with --key-column' });
+      if (!names.includes(o.keyColumn))
+        throw new BadDataError(`the input has no key column '${o.keyColumn}' (columns: ${names.join(', ')})`, { hint: 'name it with --key-column' });
       const fieldNames = names.filter((n) => n !== o.keyColumn);
       if (fieldNames.length === 0) throw new BadDataError('the input has no field columns besides the key');
       pusher.checkFields(fieldNames);
@@ -55,7 +56,9 @@ export async function pushBulk(pusher: Pusher, input: Readable, format: InputFor
     const { [o.keyColumn]: keyValue, ...fields } = row.values;
     let goOn: boolean;
     if (keyValue === undefined || keyValue === null || String(keyValue) === '') {
-      goOn = await tally([{ line: row.line, key: '', fields: Object.keys(fields), old: {}, new: fields, result: 'invalid', message: `line ${row.line}: empty key` }]);
+      goOn = await tally([
+        { line: row.line, key: '', fields: Object.keys(fields), old: {}, new: fields, result: 'invalid', message: `line ${row.line}: empty key` },
+      ]);
     } else {
       batch.push({ line: row.line, key: String(keyValue), fields });
       goOn = batch.length < o.batchSize || (await flush());

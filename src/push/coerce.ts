@@ -33,13 +33,15 @@ export function coerce(attr: Attribute, input: unknown, requested: ValueType = '
   if (requested !== 'auto' && requested !== expected && !(requested === 'string' && expected === 'string')) {
     throw new BadDataError(`--type ${requested} does not match ${attr.name}, which is a ${attr.type} field (${expected})`);
   }
-  const text = typeof input === 'string' ? input : input === null || input === undefined ? '' : typeof input === 'object' ? JSON.stringify(input) : String(input);
+  const text =
+    typeof input === 'string' ? input : input === null || input === undefined ? '' : typeof input === 'object' ? JSON.stringify(input) : String(input);
   switch (type) {
     case 'number': {
       if (typeof input === 'number' && Number.isFinite(input)) return input;
       const n = Number(text.trim().replace(/_/g, ''));
       if (text.trim() === '' || !Number.isFinite(n)) throw invalid(attr, attr.type, text, 'is not a number');
-      if (['long', 'word', 'byte', 'integer', 'long64'].includes(attr.type) && !Number.isInteger(n)) throw invalid(attr, attr.type, text, 'is not a whole number');
+      if (['long', 'word', 'byte', 'integer', 'long64'].includes(attr.type) && !Number.isInteger(n))
+        throw invalid(attr, attr.type, text, 'is not a whole number');
       return n;
     }
     case 'bool': {
@@ -53,7 +55,8 @@ export function coerce(attr: Attribute, input: unknown, requested: ValueType = '
       if (text.trim() === '') return '0!0!0'; // an empty value clears the date
       const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text.trim());
       const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : undefined;
-      if (!m || !d || d.getUTCMonth() !== Number(m[2]) - 1 || d.getUTCDate() !== Number(m[3])) throw invalid(attr, attr.type, text, 'is not a date (YYYY-MM-DD)');
+      if (!m || !d || d.getUTCMonth() !== Number(m[2]) - 1 || d.getUTCDate() !== Number(m[3]))
+        throw invalid(attr, attr.type, text, 'is not a date (YYYY-MM-DD)');
       return isoToFourDDate(text.trim());
     }
     case 'time': {
@@ -98,7 +101,10 @@ function canonical(attr: Attribute, value: unknown): string {
 function stableJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
   if (value && typeof value === 'object') {
-    return `{${Object.keys(value as object).sort().map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(value as object)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(value);
 }

@@ -181,7 +181,14 @@ export class Pusher {
   }
 
   /** Record the outcome of one row and its audit line(s). */
-  private conclude(c: Planned, result: PushResult, message: string | undefined, requestId: string | undefined, audit: AuditRecord[], stampAfter?: number): void {
+  private conclude(
+    c: Planned,
+    result: PushResult,
+    message: string | undefined,
+    requestId: string | undefined,
+    audit: AuditRecord[],
+    stampAfter?: number,
+  ): void {
     c.report.result = result;
     c.report.message = message;
     if (stampAfter !== undefined) c.report.stampAfter = stampAfter;
@@ -216,7 +223,8 @@ export class Pusher {
   private async sendUpdate(changes: Planned[]) {
     const requestId = newRequestId();
     const pending: AuditRecord[] = [];
-    for (const c of changes) this.auditFor({ ...c, report: { ...c.report, result: 'pending' as PushResult, message: undefined, stampAfter: undefined } }, requestId, pending);
+    for (const c of changes)
+      this.auditFor({ ...c, report: { ...c.report, result: 'pending' as PushResult, message: undefined, stampAfter: undefined } }, requestId, pending);
     await this.options.audit.append(pending);
     const items = changes.map((c) => ({ __KEY: c.entity!.__KEY, __STAMP: c.entity!.__STAMP, ...c.values }));
     return this.client.update(this.dataClass.name, items, requestId);
@@ -260,7 +268,13 @@ export class Pusher {
       return;
     }
     if (!stampConflict) {
-      this.conclude(c, 'failed', item?.__ERROR?.[0]?.message ? `server: ${item.__ERROR[0].message} (errCode ${code})` : 'the server refused the update', requestId, audit);
+      this.conclude(
+        c,
+        'failed',
+        item?.__ERROR?.[0]?.message ? `server: ${item.__ERROR[0].message} (errCode ${code})` : 'the server refused the update',
+        requestId,
+        audit,
+      );
       return;
     }
     // Stamp conflict: someone saved the record since we read it.

@@ -40,7 +40,15 @@ export function reportWriter(format: ReportFormat, out: Writable): ReportWriter 
         csvHeader = true;
         await write(out, head + reports.map((r) => csv.row([r.line ?? '', r.key, r.fields.join(' '), r.old, r.new, r.result, r.message ?? ''])).join(''));
       } else {
-        for (const r of reports) tableRows.push([r.key, r.fields.join(','), r.fields.map((f) => show(r.old[f])).join(','), r.fields.map((f) => show(r.new[f])).join(','), r.result, r.message ?? '']);
+        for (const r of reports)
+          tableRows.push([
+            r.key,
+            r.fields.join(','),
+            r.fields.map((f) => show(r.old[f])).join(','),
+            r.fields.map((f) => show(r.new[f])).join(','),
+            r.result,
+            r.message ?? '',
+          ]);
       }
     },
   };

@@ -111,14 +111,18 @@ export class DialectCache {
     const path = this.path;
     if (!path) return;
     try {
-      await withLock(path, async () => {
-        const file = await this.read();
-        const key = DialectCache.key(env, baseUrl);
-        const old = file.servers[key];
-        const base: ServerDialect = old && old.identity === identity ? old : { baseUrl, identity };
-        file.servers[key] = { ...base, ...patch, baseUrl, identity };
-        await writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`, 'server dialect cache');
-      }, { timeoutMs: 5_000, what: 'the server dialect cache' });
+      await withLock(
+        path,
+        async () => {
+          const file = await this.read();
+          const key = DialectCache.key(env, baseUrl);
+          const old = file.servers[key];
+          const base: ServerDialect = old && old.identity === identity ? old : { baseUrl, identity };
+          file.servers[key] = { ...base, ...patch, baseUrl, identity };
+          await writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`, 'server dialect cache');
+        },
+        { timeoutMs: 5_000, what: 'the server dialect cache' },
+      );
     } catch (error) {
       logger.debug(`could not store what the server does: ${(error as Error).message}`);
     }
@@ -193,7 +197,10 @@ async function probeTable(c: ProbeTarget): Promise<{ dc: DataClass; total: numbe
   const rank = (dc: DataClass) =>
     (canaryAttribute(dc) && TEXT_TYPES.has(canaryAttribute(dc)!.type) ? 2 : canaryAttribute(dc) ? 1 : 0) +
     (dc.attributes.some((a) => a.kind === 'storage' && DATE_TYPES.has(a.type)) ? 1 : 0);
-  const candidates = all.filter((dc) => canaryAttribute(dc)).sort((a, b) => rank(b) - rank(a)).slice(0, 5);
+  const candidates = all
+    .filter((dc) => canaryAttribute(dc))
+    .sort((a, b) => rank(b) - rank(a))
+    .slice(0, 5);
   for (const dc of candidates) {
     const page = await c.page(dc.name, { top: 20, skip: 0 });
     if (page.__COUNT > 0) return { dc, total: page.__COUNT, sample: page.__ENTITIES };
@@ -297,7 +304,11 @@ export async function probeServer(c: ProbeTarget, session: ProbeSession): Promis
 }
 
 /** Our session's idle timeout from `$info`, in the unit the server really used. */
-function lifeTimeOf(info: Record<string, unknown>, ourCookie: string | undefined, headers: Record<string, string | string[] | undefined>): ProbeResult['lifeTime'] {
+function lifeTimeOf(
+  info: Record<string, unknown>,
+  ourCookie: string | undefined,
+  headers: Record<string, string | string[] | undefined>,
+): ProbeResult['lifeTime'] {
   const list = Array.isArray(info.sessionInfo) ? (info.sessionInfo as Array<Record<string, unknown>>) : [];
   const mine = list.find((s) => ourCookie !== undefined && s.sessionID === ourCookie) ?? list[0];
   if (!mine || typeof mine.lifeTime !== 'number') return null;

@@ -156,7 +156,10 @@ export class RestClient {
       cached = (async () => {
         const catalog = await this.catalog();
         if (!catalog.some((dc) => dc.name === name)) {
-          const hint = didYouMean(name, catalog.map((dc) => dc.name));
+          const hint = didYouMean(
+            name,
+            catalog.map((dc) => dc.name),
+          );
           throw new NotFoundError(`unknown table '${name}'${hint ? ` (${hint})` : ''}`, { hint: "list the tables with 'legacy tables'" });
         }
         const response = await this.getJson(this.url({ kind: 'catalog', dataClass: name }), `table ${name}`);
@@ -185,9 +188,12 @@ export class RestClient {
     const url = pageUrl(this.baseUrl, table, query);
     if (url.length > MAX_URL_LENGTH) {
       // Web servers refuse such request lines (Node: 431) or drop the connection mid-request.
-      throw new BadDataError(`the query is too long to send: the request URL would be ${Math.round(url.length / 1024)} KB (at most ${MAX_URL_LENGTH / 1024} KB)`, {
-        hint: 'shorten the --where / --filter values',
-      });
+      throw new BadDataError(
+        `the query is too long to send: the request URL would be ${Math.round(url.length / 1024)} KB (at most ${MAX_URL_LENGTH / 1024} KB)`,
+        {
+          hint: 'shorten the --where / --filter values',
+        },
+      );
     }
     const response = await this.send({ method: 'GET', url, idempotent: true, ...body });
     if (response.status !== 200) {
@@ -345,4 +351,3 @@ export async function createRestClient({ settings, config, logger, signal, obser
     signal,
   });
 }
-

@@ -86,7 +86,17 @@ const now = () => new Date().toISOString();
 const MAX_LOGINS_PER_REQUEST = 3;
 
 export class SessionManager {
-  readonly events: SessionEvents = { created: 0, adopted: 0, reusedStored: false, fromOtherProcess: false, licenceWaits: 0, budgetWaits: 0, logins: 0, orphansReleased: 0, evicted: 0 };
+  readonly events: SessionEvents = {
+    created: 0,
+    adopted: 0,
+    reusedStored: false,
+    fromOtherProcess: false,
+    licenceWaits: 0,
+    budgetWaits: 0,
+    logins: 0,
+    orphansReleased: 0,
+    evicted: 0,
+  };
   private entry?: SessionEntry;
   /** The server gave no cookie to a cookie-less request: it does not use sessions. */
   private cookieless = false;
@@ -295,15 +305,19 @@ export class SessionManager {
   /** Persist an adopted replacement unless another process already stored a newer one. */
   private async persistAdoption(entry: SessionEntry, replaced: SessionEntry | undefined): Promise<void> {
     this.persistedAt = Date.now();
-    await this.options.store.updateSlot(entry, (stored) => {
-      const storedValue = stored?.cookies[SESSION_COOKIE];
-      if (stored && replaced && storedValue !== replaced.cookies[SESSION_COOKIE] && storedValue !== entry.cookies[SESSION_COOKIE]) {
-        // Someone else replaced it first: converge on theirs for the rest of this run.
-        this.remember(stored);
-        return undefined;
-      }
-      return entry;
-    }, this.options.lockTimeoutMs);
+    await this.options.store.updateSlot(
+      entry,
+      (stored) => {
+        const storedValue = stored?.cookies[SESSION_COOKIE];
+        if (stored && replaced && storedValue !== replaced.cookies[SESSION_COOKIE] && storedValue !== entry.cookies[SESSION_COOKIE]) {
+          // Someone else replaced it first: converge on theirs for the rest of this run.
+          this.remember(stored);
+          return undefined;
+        }
+        return entry;
+      },
+      this.options.lockTimeoutMs,
+    );
   }
 
   /** Store a new or confirmed session for this slot. */
@@ -317,10 +331,14 @@ export class SessionManager {
     if (!entry) return;
     const at = now();
     this.persistedAt = Date.now();
-    await this.options.store.updateSlot(entry, (stored) => {
-      if (stored && stored.cookies[SESSION_COOKIE] !== entry.cookies[SESSION_COOKIE]) return undefined;
-      return { ...(stored ?? entry), lastUsedAt: at, confirmedAt: this.lastConfirmedAt ?? at };
-    }, this.options.lockTimeoutMs);
+    await this.options.store.updateSlot(
+      entry,
+      (stored) => {
+        if (stored && stored.cookies[SESSION_COOKIE] !== entry.cookies[SESSION_COOKIE]) return undefined;
+        return { ...(stored ?? entry), lastUsedAt: at, confirmedAt: this.lastConfirmedAt ?? at };
+      },
+      this.options.lockTimeoutMs,
+    );
   }
 
   /**
@@ -446,7 +464,15 @@ export class SessionManager {
         hint: 'check the username and password',
       });
     }
-    const entry: SessionEntry = { ...slot, cookies, createdAt: now(), lastUsedAt: now(), confirmedAt: now(), idleMinutes: Math.max(60, this.options.idleMinutes), user: credentials.username };
+    const entry: SessionEntry = {
+      ...slot,
+      cookies,
+      createdAt: now(),
+      lastUsedAt: now(),
+      confirmedAt: now(),
+      idleMinutes: Math.max(60, this.options.idleMinutes),
+      user: credentials.username,
+    };
     this.remember(entry);
     this.events.created += 1;
     logger.info(`logged in as ${credentials.username} and stored the session for ${slotLabel(slot)}`);

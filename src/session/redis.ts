@@ -135,7 +135,10 @@ export class RedisSessionStore implements SessionBackend {
   /** Redis failed mid-run (not strict): every later call answers its fallback at once. */
   private degraded = false;
 
-  private constructor(private readonly client: Client, private readonly options: RedisStoreOptions) {
+  private constructor(
+    private readonly client: Client,
+    private readonly options: RedisStoreOptions,
+  ) {
     this.location = maskUrl(options.url);
     if (options.maxSessions !== undefined) this.budget = new RedisLicenceBudget(this, options.maxSessions, options);
   }
@@ -275,14 +278,17 @@ export class RedisSessionStore implements SessionBackend {
       await sleep(delay + Math.random() * delay);
       delay = Math.min(delay * 2, 250);
     }
-    const renew = setInterval(() => {
-      this.eval('renewing a lock', RENEW_LOCK, [key], [token, String(ttl)], 1).then(
-        (kept) => {
-          if (Number(kept) !== 1) this.options.logger.warn(`lost the lock on ${options.what ?? key} (it expired while held)`);
-        },
-        () => undefined,
-      );
-    }, Math.max(50, Math.floor(ttl / 3)));
+    const renew = setInterval(
+      () => {
+        this.eval('renewing a lock', RENEW_LOCK, [key], [token, String(ttl)], 1).then(
+          (kept) => {
+            if (Number(kept) !== 1) this.options.logger.warn(`lost the lock on ${options.what ?? key} (it expired while held)`);
+          },
+          () => undefined,
+        );
+      },
+      Math.max(50, Math.floor(ttl / 3)),
+    );
     renew.unref();
     try {
       return await fn();
@@ -300,7 +306,11 @@ export class RedisSessionStore implements SessionBackend {
 
 /** The fleet-wide licence budget: at most maxSessions slots live per server, leased by running runs. */
 class RedisLicenceBudget implements LicenceBudget {
-  constructor(private readonly store: RedisSessionStore, readonly maxSessions: number, private readonly options: RedisStoreOptions) {}
+  constructor(
+    private readonly store: RedisSessionStore,
+    readonly maxSessions: number,
+    private readonly options: RedisStoreOptions,
+  ) {}
 
   async acquire(slot: SlotId, { waitMs, signal, logger, evict, onWait }: Parameters<LicenceBudget['acquire']>[1]): Promise<Lease> {
     const key = slotKey(slot);
@@ -312,7 +322,13 @@ class RedisLicenceBudget implements LicenceBudget {
     const deadline = Date.now() + waitMs;
     let waits = 0;
     for (;;) {
-      const [outcome, victim] = (await this.store.eval('taking a licence', ACQUIRE, [live, leases], [key, String(this.maxSessions), String(idleMs), member, String(leaseTtl), String(Math.max(leaseTtl, 30_000))], [1, ''])) as [number, string];
+      const [outcome, victim] = (await this.store.eval(
+        'taking a licence',
+        ACQUIRE,
+        [live, leases],
+        [key, String(this.maxSessions), String(idleMs), member, String(leaseTtl), String(Math.max(leaseTtl, 30_000))],
+        [1, ''],
+      )) as [number, string];
       if (Number(outcome) === 1) break;
       if (Number(outcome) === 2) {
         const entry = await this.store.findByKey(victim);
@@ -325,18 +341,24 @@ class RedisLicenceBudget implements LicenceBudget {
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) {
-        throw new SessionLimitError(`the licence budget of ${this.maxSessions} session(s) for ${slot.baseUrl} is in use by other runs (waited ${Math.round(waitMs / 1000)} s)`, {
-          hint: 'raise maxSessions if the server has more licences, or try again later',
-        });
+        throw new SessionLimitError(
+          `the licence budget of ${this.maxSessions} session(s) for ${slot.baseUrl} is in use by other runs (waited ${Math.round(waitMs / 1000)} s)`,
+          {
+            hint: 'raise maxSessions if the server has more licences, or try again later',
+          },
+        );
       }
       if (waits === 0) logger.info(`licence budget of ${this.maxSessions} for ${slot.baseUrl} is in use; waiting for a place for ${slotLabel(slot)}`);
       onWait?.();
       await sleep(Math.min(remaining, backoffDelay(Math.min(waits, 4), 100, 2_000)), signal);
       waits += 1;
     }
-    const renew = setInterval(() => {
-      this.store.eval('renewing a licence lease', RENEW_LEASE, [leases], [member, String(leaseTtl)], 1).catch(() => undefined);
-    }, Math.max(50, Math.floor(leaseTtl / 3)));
+    const renew = setInterval(
+      () => {
+        this.store.eval('renewing a licence lease', RENEW_LEASE, [leases], [member, String(leaseTtl)], 1).catch(() => undefined);
+      },
+      Math.max(50, Math.floor(leaseTtl / 3)),
+    );
     renew.unref();
     let released = false;
     return {

@@ -28,7 +28,12 @@ export function maskValue(value: string | undefined): string | undefined {
   return `${value.slice(0, 4)}…`;
 }
 
-export function statusOf(entry: SessionEntry | undefined, slot: { env: string; name: string; baseUrl: string }, defaultIdleMinutes: number, nowMs = Date.now()): SessionStatus {
+export function statusOf(
+  entry: SessionEntry | undefined,
+  slot: { env: string; name: string; baseUrl: string },
+  defaultIdleMinutes: number,
+  nowMs = Date.now(),
+): SessionStatus {
   if (!entry) return { ...slot, state: 'none', cookieNames: [], idleMinutes: defaultIdleMinutes };
   const idleMinutes = entry.idleMinutes ?? defaultIdleMinutes;
   const expires = Date.parse(entry.lastUsedAt) + idleMinutes * 60_000;
@@ -110,6 +115,6 @@ export function serverSessions(info: Record<string, unknown>, ourValue: string |
 /** The server's clock from a response's Date header (to compare with its expiration times), else ours. */
 export function serverClock(headers: Record<string, string | string[] | undefined>): number {
   const raw = headers.date;
-  const parsed = Date.parse(Array.isArray(raw) ? raw[0] ?? '' : raw ?? '');
+  const parsed = Date.parse(Array.isArray(raw) ? (raw[0] ?? '') : (raw ?? ''));
   return Number.isFinite(parsed) ? parsed : Date.now();
 }

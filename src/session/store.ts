@@ -91,7 +91,10 @@ export interface LicenceBudget {
    * hold it for this run. When every place is taken and one belongs to a slot no run is using,
    * `evict` is called with that slot's stored entry (if any) before its place is handed over.
    */
-  acquire(slot: SlotId, options: { waitMs: number; signal?: AbortSignal; logger: Logger; evict: (entry: SessionEntry) => Promise<void>; onWait?: () => void }): Promise<Lease>;
+  acquire(
+    slot: SlotId,
+    options: { waitMs: number; signal?: AbortSignal; logger: Logger; evict: (entry: SessionEntry) => Promise<void>; onWait?: () => void },
+  ): Promise<Lease>;
 }
 
 export function isEntry(value: unknown): value is SessionEntry {
@@ -115,7 +118,10 @@ export class SessionStore implements SessionBackend {
   readonly path: string;
   private warnedCorrupt = false;
 
-  constructor(readonly configDir: string, private readonly logger: Logger) {
+  constructor(
+    readonly configDir: string,
+    private readonly logger: Logger,
+  ) {
     this.path = join(configDir, 'sessions.json');
   }
 

@@ -72,7 +72,10 @@ export interface TableResult {
 export { normaliseTableConfig } from './open.js';
 
 export function catalogHash(attrs: Attribute[]): string {
-  return createHash('sha256').update(attrs.map((a) => `${a.name}:${a.kind}:${a.type}`).join('\n')).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(attrs.map((a) => `${a.name}:${a.kind}:${a.type}`).join('\n'))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** A `YYYY-MM-DDTHH:MM:SS` cursor (server-local, no zone) moved by `ms`. */
@@ -145,9 +148,10 @@ export class Syncer {
   /** This pass's read (./window.ts), checked against what the server does with filters. */
   private async window(t: TableContext, result: TableResult): Promise<Window> {
     const { logger, full, lookbackMs } = this.options;
-    const strictDates = !full && t.state?.cursor_value && t.pairs.length && t.pairs.every(([, time]) => time) && !t.globalStamp
-      ? await this.client.acceptsStrictDates(t.dc, t.pairs[0]![0])
-      : false;
+    const strictDates =
+      !full && t.state?.cursor_value && t.pairs.length && t.pairs.every(([, time]) => time) && !t.globalStamp
+        ? await this.client.acceptsStrictDates(t.dc, t.pairs[0]![0])
+        : false;
     const window = chooseWindow({
       dc: t.dc,
       pairs: t.pairs,
@@ -160,7 +164,8 @@ export class Syncer {
     });
     result.tracking = window.tracking;
     if (!window.filter) {
-      if (!full && t.state?.last_success && window.tracking === 'full') logger.warn(`${t.dc.name} has no modification or creation date fields; reading it in full`);
+      if (!full && t.state?.last_success && window.tracking === 'full')
+        logger.warn(`${t.dc.name} has no modification or creation date fields; reading it in full`);
       return window;
     }
     result.mode = 'incremental';
@@ -214,7 +219,8 @@ export class Syncer {
       }
       // Deletions since the last stamp cursor, whatever this pass read (a full read marks none).
       const lastStamp = t.state?.tracking === 'global stamp' && t.state.stamp_cursor != null ? Number(t.state.stamp_cursor) : undefined;
-      if (t.globalStamp && lastStamp !== undefined) result.deleted += await this.trackedDeletions(t, lastStamp, runId, result.mode !== 'full (window not applied by the server)');
+      if (t.globalStamp && lastStamp !== undefined)
+        result.deleted += await this.trackedDeletions(t, lastStamp, runId, result.mode !== 'full (window not applied by the server)');
       let reconciled: ReconcileResult | undefined;
       if (this.options.reconcile) {
         reconciled = await this.reconcile(t, runId, result);
@@ -275,7 +281,12 @@ export class Syncer {
   private async writer(t: TableContext, plan: ExportPlan, runId: string, result: TableResult): Promise<(rows: unknown[][]) => Promise<number>> {
     const store = this.store!;
     const schemaChanged = result.addedColumns.length > 0 || (t.state?.catalog_hash != null && t.state.catalog_hash !== t.hash);
-    const upsert = await store.upserter(t.dc.name, t.keyAttr.name, t.attrs.map((a) => a.name), schemaChanged);
+    const upsert = await store.upserter(
+      t.dc.name,
+      t.keyAttr.name,
+      t.attrs.map((a) => a.name),
+      schemaChanged,
+    );
     const layout = this.layout(t, plan);
     return async (rows) => {
       const syncedAt = new Date().toISOString();
@@ -318,9 +329,18 @@ export class Syncer {
     const deleted = await this.client.dataClass(DELETED_RECORDS);
     const stamp = attributeNamed(deleted, '__Stamp', 'attribute');
     const name = attributeNamed(deleted, '__TableName', 'attribute');
-    const plan = await planExport(this.client, { table: DELETED_RECORDS, fields: ['__PrimaryKey', '__Stamp', '__TableName'], pageSize: this.options.pageSize, concurrency: this.options.concurrency });
+    const plan = await planExport(this.client, {
+      table: DELETED_RECORDS,
+      fields: ['__PrimaryKey', '__Stamp', '__TableName'],
+      pageSize: this.options.pageSize,
+      concurrency: this.options.concurrency,
+    });
     if (filtersWork) {
-      const check = allOf([conditionCheck(stamp, '>=', since, `__Stamp>=${since}`), conditionCheck(name, '=', t.dc.name, `__TableName=${t.dc.name}`)].filter((c) => c !== undefined));
+      const check = allOf(
+        [conditionCheck(stamp, '>=', since, `__Stamp>=${since}`), conditionCheck(name, '=', t.dc.name, `__TableName=${t.dc.name}`)].filter(
+          (c) => c !== undefined,
+        ),
+      );
       plan.query = { ...plan.query, filter: '__Stamp >= :1 AND __TableName = :2', params: [since, t.dc.name], check, onMismatch: 'count' };
     }
     if (filtersWork) {
@@ -344,7 +364,9 @@ export class Syncer {
     for await (const rows of exportRows(this.client, plan, { logger: this.options.logger })) {
       // Only the rows the filter asked for count, whatever the server sent.
       const mine = rows.filter((r) => r[2] === t.dc.name && typeof r[1] === 'number' && r[1] >= since);
-      const deletions = mine.map((r) => ({ key: numericKey ? Number(r[0]) : String(r[0]), stamp: r[1] as number })).filter((d) => !(numericKey && Number.isNaN(d.key)));
+      const deletions = mine
+        .map((r) => ({ key: numericKey ? Number(r[0]) : String(r[0]), stamp: r[1] as number }))
+        .filter((d) => !(numericKey && Number.isNaN(d.key)));
       const at = new Date().toISOString();
       marked += await store.transaction(async () => {
         const count = await store.markDeleted(t.dc.name, pk.name, deletions, at, GLOBAL_STAMP);
@@ -376,7 +398,15 @@ export class Syncer {
    * - the global stamp: the server's stamp when the pass began (never past the newest stored + 1),
    *   else the newest stamp stored before the pass + 1, else none (the next pass reads everything).
    */
-  private async finish(t: TableContext, window: Window, pass: Partial<ExportSummary>, before: { at: number; stamp: number | null }, runId: string, result: TableResult, reconciled?: ReconcileResult): Promise<void> {
+  private async finish(
+    t: TableContext,
+    window: Window,
+    pass: Partial<ExportSummary>,
+    before: { at: number; stamp: number | null },
+    runId: string,
+    result: TableResult,
+    reconciled?: ReconcileResult,
+  ): Promise<void> {
     const store = this.store!;
     const finished = new Date().toISOString();
     const horizon = new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 19);
@@ -400,7 +430,7 @@ export class Syncer {
       key_column: t.keyAttr.name,
       cursor_value: cursor ?? t.state?.cursor_value ?? null,
       boundary_keys: JSON.stringify(boundary),
-      last_full_sync: result.mode === 'incremental' ? t.state?.last_full_sync ?? null : finished,
+      last_full_sync: result.mode === 'incremental' ? (t.state?.last_full_sync ?? null) : finished,
       last_success: finished,
       catalog_hash: t.hash,
       columns: JSON.stringify(t.columns),
@@ -426,9 +456,22 @@ export class Syncer {
         if (t.state) await store.saveState({ ...t.state, last_error: error.message });
         else {
           await store.saveState({
-            table_name: t.dc.name, key_column: t.keyAttr.name, cursor_value: null, boundary_keys: null, last_full_sync: null, last_success: null,
-            catalog_hash: t.hash, columns: JSON.stringify(t.columns), vanished_warned: null, last_error: error.message,
-            tracking: null, stamp_cursor: null, last_reconcile: null, reconcile_result: null, last_verify: null, verify_result: null,
+            table_name: t.dc.name,
+            key_column: t.keyAttr.name,
+            cursor_value: null,
+            boundary_keys: null,
+            last_full_sync: null,
+            last_success: null,
+            catalog_hash: t.hash,
+            columns: JSON.stringify(t.columns),
+            vanished_warned: null,
+            last_error: error.message,
+            tracking: null,
+            stamp_cursor: null,
+            last_reconcile: null,
+            reconcile_result: null,
+            last_verify: null,
+            verify_result: null,
           });
         }
       });
@@ -442,7 +485,11 @@ export class Syncer {
    * A run over several tables: runs left unfinished by a killed process are marked first; each
    * table's failure is recorded and reported and the others still run (Ctrl-C stops the run).
    */
-  async syncTables(tables: SyncTableConfig[], runId: string, hooks: { onTable?: (result: TableResult, ms: number) => void; onError?: (table: string, error: unknown) => void } = {}): Promise<{ results: TableResult[]; firstError?: unknown }> {
+  async syncTables(
+    tables: SyncTableConfig[],
+    runId: string,
+    hooks: { onTable?: (result: TableResult, ms: number) => void; onError?: (table: string, error: unknown) => void } = {},
+  ): Promise<{ results: TableResult[]; firstError?: unknown }> {
     const interrupted = this.options.dryRun ? 0 : await this.store!.markInterrupted(new Date().toISOString());
     if (interrupted) this.options.logger.warn(`marked ${interrupted} run(s) left unfinished by an earlier process as interrupted`);
     const results: TableResult[] = [];
@@ -476,7 +523,13 @@ export class Syncer {
       diff = { server, local: 0, missing: server, extra: 0, stale: 0, examples: { missing: [], extra: [], stale: [] } };
     } else {
       diff = await compare(this.client, store, t.dc, t.keyAttr, this.options);
-      await store.noteComparison(t.dc.name, 'verify', new Date().toISOString(), { missing: diff.missing, extra: diff.extra, stale: diff.stale, server: diff.server, local: diff.local });
+      await store.noteComparison(t.dc.name, 'verify', new Date().toISOString(), {
+        missing: diff.missing,
+        extra: diff.extra,
+        stale: diff.stale,
+        server: diff.server,
+        local: diff.local,
+      });
     }
     return { table: t.dc.name, ...diff, equal: diff.missing + diff.extra + diff.stale === 0 };
   }
@@ -490,7 +543,10 @@ export class Syncer {
 }
 
 export function newRunId(): string {
-  return `${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}-${randomBytes(3).toString('hex')}`;
+  return `${new Date()
+    .toISOString()
+    .replace(/[-:.TZ]/g, '')
+    .slice(0, 14)}-${randomBytes(3).toString('hex')}`;
 }
 
 export { parseDuration } from '../config/duration.js';

@@ -20,7 +20,8 @@ export function syncTarget(db: string | undefined, cwd: string, defaultPath: str
     const path = db ? resolve(cwd, db) : defaultPath;
     return { kind: 'sqlite', path, display: path };
   }
-  const bad = (why: string) => new UsageError(`${what} ${maskUrl(db)}: ${why}`, { hint: 'use postgres://user@host:port/database; give the password with PGPASSWORD or ~/.pgpass' });
+  const bad = (why: string) =>
+    new UsageError(`${what} ${maskUrl(db)}: ${why}`, { hint: 'use postgres://user@host:port/database; give the password with PGPASSWORD or ~/.pgpass' });
   let url: URL;
   try {
     url = new URL(db);

@@ -11,7 +11,8 @@ const TYPES = { INTEGER: 'BIGINT', REAL: 'DOUBLE PRECISION', TEXT: 'TEXT' } as c
 
 const dialect: Dialect = {
   type: (t) => TYPES[t],
-  columnsSql: 'SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(?)) AND attnum > 0 AND NOT attisdropped ORDER BY attnum',
+  columnsSql:
+    'SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(?)) AND attnum > 0 AND NOT attisdropped ORDER BY attnum',
   distinct: 'IS DISTINCT FROM',
   scan: 'pg_temp._legacy_scan',
   scanTableSql: (table, key) =>
@@ -34,10 +35,13 @@ function toPg(sql: string): string {
 export function pgError(error: unknown, display: string): unknown {
   if (error instanceof LegacyError) return error;
   const { code = '', message = String(error) } = error as { code?: string; message?: string };
-  if (code === '3D000') return new ConfigError(`PostgreSQL at ${display}: ${message}`, { hint: 'create it first with createdb, or name an existing database in --db' });
+  if (code === '3D000')
+    return new ConfigError(`PostgreSQL at ${display}: ${message}`, { hint: 'create it first with createdb, or name an existing database in --db' });
   if (code.startsWith('28') || /password must be/i.test(message)) {
     const why = code ? message : 'the server asks for a password and none was given';
-    return new AuthError(`PostgreSQL refused the login at ${display}: ${why}`, { hint: 'check the user in --db and the password: PGPASSWORD, ~/.pgpass or the URL' });
+    return new AuthError(`PostgreSQL refused the login at ${display}: ${why}`, {
+      hint: 'check the user in --db and the password: PGPASSWORD, ~/.pgpass or the URL',
+    });
   }
   if (code === '53300' || code === '57P03') return new TemporaryError(`PostgreSQL at ${display} takes no connections now: ${message}`);
   if (/^E[A-Z]+$/.test(code) || code.startsWith('08') || code.startsWith('57P') || (!code && /connection|timeout|terminated/i.test(message))) {
@@ -51,7 +55,10 @@ export function pgError(error: unknown, display: string): unknown {
 export class PostgresSyncStore extends SyncStore {
   protected readonly dialect = dialect;
 
-  private constructor(readonly display: string, private readonly client: Client) {
+  private constructor(
+    readonly display: string,
+    private readonly client: Client,
+  ) {
     super();
   }
 
@@ -62,7 +69,9 @@ export class PostgresSyncStore extends SyncStore {
       connectionTimeoutMillis: 10_000,
       application_name: 'legacy sync',
       // BIGINT columns hold JavaScript numbers: read them back as numbers, as from SQLite.
-      types: { getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format))) as never },
+      types: {
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format))) as never,
+      },
     });
     client.on('error', () => undefined); // a dropped connection surfaces as the next query's error
     try {
@@ -89,8 +98,11 @@ export class PostgresSyncStore extends SyncStore {
   }
 
   async acquireRunLock(): Promise<void> {
-    const { rows } = await this.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(hashtextextended('legacy sync ' || coalesce(current_schema(), ''), 0)) AS ok`);
-    if (!rows[0]?.ok) throw new LockBusyError(`another sync is already running on ${this.display}`, { hint: 'wait for it to finish; overlapping runs are refused' });
+    const { rows } = await this.query<{ ok: boolean }>(
+      `SELECT pg_try_advisory_lock(hashtextextended('legacy sync ' || coalesce(current_schema(), ''), 0)) AS ok`,
+    );
+    if (!rows[0]?.ok)
+      throw new LockBusyError(`another sync is already running on ${this.display}`, { hint: 'wait for it to finish; overlapping runs are refused' });
   }
 
   async close(): Promise<void> {
@@ -100,7 +112,10 @@ export class PostgresSyncStore extends SyncStore {
   /** One statement per page: the keys and the stamps as two array parameters, typed like the table's columns. */
   protected async insertScan(rows: Array<[unknown, unknown]>, table: string, keyColumn: string): Promise<void> {
     const keyType = (await this.tableColumns(table)).find((c) => c.name === keyColumn)?.type ?? 'text';
-    await this.query(`INSERT INTO ${dialect.scan} (k, s) SELECT * FROM unnest(?::${keyType}[], ?::bigint[]) ON CONFLICT DO NOTHING`, [rows.map((r) => toSql(r[0])), rows.map((r) => toSql(r[1]))]);
+    await this.query(`INSERT INTO ${dialect.scan} (k, s) SELECT * FROM unnest(?::${keyType}[], ?::bigint[]) ON CONFLICT DO NOTHING`, [
+      rows.map((r) => toSql(r[0])),
+      rows.map((r) => toSql(r[1])),
+    ]);
   }
 
   /**
@@ -111,7 +126,9 @@ export class PostgresSyncStore extends SyncStore {
   async upserter(table: string, keyColumn: string, columns: string[], rewriteAll = false): Promise<Upsert> {
     const dataColumns = columns.filter((c) => c !== keyColumn);
     const types = new Map((await this.tableColumns(table)).map((c) => [c.name, c.type]));
-    const source = `SELECT * FROM unnest(${this.upsertColumns(keyColumn, dataColumns).map((c) => `?::${types.get(c)}[]`).join(', ')})`;
+    const source = `SELECT * FROM unnest(${this.upsertColumns(keyColumn, dataColumns)
+      .map((c) => `?::${types.get(c)}[]`)
+      .join(', ')})`;
     const sql = this.upsertSql(table, keyColumn, dataColumns, source, !rewriteAll, ' RETURNING (xmax = 0) AS inserted');
     return async (rows, syncedAt) => {
       // One statement may not touch a row twice: of repeated keys the last wins.

@@ -51,12 +51,19 @@ export async function scanServer(client: RestClient, dc: DataClass, keyAttr: Att
   }
   if (!summary.usedEntitySet) return 'the server returned no entity set, so the scan was paged while the table could change';
   if (client.session.events.adopted !== adoptedBefore) return 'the server replaced the session during the scan, so its entity set was rebuilt';
-  if ((summary.rows ?? 0) + (summary.vanished ?? 0) !== summary.expected) return `the scan read ${summary.rows} rows of the ${summary.expected} the server counted`;
+  if ((summary.rows ?? 0) + (summary.vanished ?? 0) !== summary.expected)
+    return `the scan read ${summary.rows} rows of the ${summary.expected} the server counted`;
   return undefined;
 }
 
 /** Scan, and once more if the first scan was not a consistent snapshot. */
-async function scanTwice(client: RestClient, store: SyncStore, dc: DataClass, keyAttr: Attribute, options: ScanOptions): Promise<{ scan: StampScan; incomplete?: string }> {
+async function scanTwice(
+  client: RestClient,
+  store: SyncStore,
+  dc: DataClass,
+  keyAttr: Attribute,
+  options: ScanOptions,
+): Promise<{ scan: StampScan; incomplete?: string }> {
   let scan = await store.beginStampScan(dc.name, keyAttr.name);
   let incomplete = await scanServer(client, dc, keyAttr, scan, options);
   if (incomplete) {
@@ -117,7 +124,14 @@ export interface ReconcileTarget {
  * one: by primary key (`T[key]`, gone only on 4D's own "no such entity"), or, for a sync key that is
  * not the primary key, `key = :1` (gone only when that filter is known to work).
  */
-async function fetchRows(client: RestClient, target: ReconcileTarget, keyAttr: Attribute, keys: unknown[], state: { filtersWork: boolean }, logger: Logger): Promise<{ rows: unknown[][]; gone: unknown[] }> {
+async function fetchRows(
+  client: RestClient,
+  target: ReconcileTarget,
+  keyAttr: Attribute,
+  keys: unknown[],
+  state: { filtersWork: boolean },
+  logger: Logger,
+): Promise<{ rows: unknown[][]; gone: unknown[] }> {
   const wanted = new Map(keys.map((k) => [String(k), k]));
   const rows: unknown[][] = [];
   const keyIndex = target.plan.columns.findIndex((c) => c.name === keyAttr.name);
@@ -148,7 +162,13 @@ async function fetchRows(client: RestClient, target: ReconcileTarget, keyAttr: A
       if (entity) rows.push(toRow(target.plan, entity));
       else gone.push(key);
     } else if (state.filtersWork) {
-      const page = await client.page(target.table, { filter: `${keyAttr.name} = :1`, params: [key], attributes: target.plan.query.attributes, top: 2, skip: 0 });
+      const page = await client.page(target.table, {
+        filter: `${keyAttr.name} = :1`,
+        params: [key],
+        attributes: target.plan.query.attributes,
+        top: 2,
+        skip: 0,
+      });
       const found = page.__ENTITIES.find((e) => String(toRow(target.plan, e)[keyIndex]) === String(key));
       if (found) rows.push(toRow(target.plan, found));
       else if (page.__COUNT === 0) gone.push(key);
@@ -158,7 +178,13 @@ async function fetchRows(client: RestClient, target: ReconcileTarget, keyAttr: A
 }
 
 /** `sync --reconcile`: make the copy's keys and stamps equal to the server's (see the header). */
-export async function reconcile(client: RestClient, target: ReconcileTarget, dc: DataClass, keyAttr: Attribute, options: ScanOptions & { onBatch?: (fetched: number) => Promise<void> }): Promise<ReconcileResult> {
+export async function reconcile(
+  client: RestClient,
+  target: ReconcileTarget,
+  dc: DataClass,
+  keyAttr: Attribute,
+  options: ScanOptions & { onBatch?: (fetched: number) => Promise<void> },
+): Promise<ReconcileResult> {
   const { store, table, keyColumn } = target;
   const { scan, incomplete } = await scanTwice(client, store, dc, keyAttr, options);
   try {
@@ -177,7 +203,13 @@ export async function reconcile(client: RestClient, target: ReconcileTarget, dc:
           const { rows, gone } = await fetchRows(client, target, keyAttr, batch, state, options.logger);
           fetched += await target.write(rows);
           // Deleted on the server between the scan and the fetch.
-          if (gone.length) goneMeanwhile += await store.markDeleted(table, keyColumn, gone.map((key) => ({ key })), new Date().toISOString());
+          if (gone.length)
+            goneMeanwhile += await store.markDeleted(
+              table,
+              keyColumn,
+              gone.map((key) => ({ key })),
+              new Date().toISOString(),
+            );
         }
       }
     }

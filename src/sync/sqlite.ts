@@ -24,7 +24,10 @@ export class SqliteSyncStore extends SyncStore {
 
   readonly display: string;
 
-  private constructor(readonly path: string, readonly db: Db) {
+  private constructor(
+    readonly path: string,
+    readonly db: Db,
+  ) {
     super();
     this.display = path;
   }
@@ -106,7 +109,9 @@ export class SqliteSyncStore extends SyncStore {
   /** Row by row: a read of the stored stamp decides between skip, insert and update. */
   async upserter(table: string, keyColumn: string, columns: string[], rewriteAll = false): Promise<Upsert> {
     const dataColumns = columns.filter((c) => c !== keyColumn);
-    const values = `VALUES (${this.upsertColumns(keyColumn, dataColumns).map(() => '?').join(', ')})`;
+    const values = `VALUES (${this.upsertColumns(keyColumn, dataColumns)
+      .map(() => '?')
+      .join(', ')})`;
     const insert = this.db.prepare(this.upsertSql(table, keyColumn, dataColumns, values, false));
     const existing = this.db.prepare(`SELECT _stamp, _deleted_at FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`);
     return async (rows, syncedAt) => {

@@ -116,10 +116,23 @@ export interface Dialect {
   scanTableSql(table: string, keyColumn: string): string;
 }
 
-
 const STATE_FIELDS = [
-  'table_name', 'key_column', 'cursor_value', 'boundary_keys', 'last_full_sync', 'last_success', 'catalog_hash', 'columns', 'vanished_warned', 'last_error',
-  'tracking', 'stamp_cursor', 'last_reconcile', 'reconcile_result', 'last_verify', 'verify_result',
+  'table_name',
+  'key_column',
+  'cursor_value',
+  'boundary_keys',
+  'last_full_sync',
+  'last_success',
+  'catalog_hash',
+  'columns',
+  'vanished_warned',
+  'last_error',
+  'tracking',
+  'stamp_cursor',
+  'last_reconcile',
+  'reconcile_result',
+  'last_verify',
+  'verify_result',
 ] as const;
 /** State columns added after the first release: created on databases made before them. */
 const LATER_STATE_FIELDS = ['tracking', 'stamp_cursor', 'last_reconcile', 'reconcile_result', 'last_verify', 'verify_result'] as const;
@@ -204,7 +217,10 @@ export abstract class SyncStore {
 
   /** Runs left `running` by a killed process (we hold the run lock, so none is alive). */
   async markInterrupted(now: string): Promise<number> {
-    const r = await this.query(`UPDATE _legacy_sync_runs SET status = 'interrupted', finished = ?, error = coalesce(error, 'the process ended before the run finished') WHERE status = 'running'`, [now]);
+    const r = await this.query(
+      `UPDATE _legacy_sync_runs SET status = 'interrupted', finished = ?, error = coalesce(error, 'the process ended before the run finished') WHERE status = 'running'`,
+      [now],
+    );
     return r.changes;
   }
 
@@ -247,7 +263,9 @@ export abstract class SyncStore {
       if (!columns.some((c) => c.name === keyColumn)) defs.unshift(`${quoteId(keyColumn)} ${type(keyType)} PRIMARY KEY`);
       defs.push(`_stamp ${type('INTEGER')}`, '_timestamp TEXT', '_synced_at TEXT', '_deleted_at TEXT', '_cursor TEXT');
       await this.transaction(() =>
-        this.exec(`CREATE TABLE ${quoteId(table)} (${defs.join(', ')}); CREATE INDEX ${quoteId(`${table}__cursor`)} ON ${quoteId(table)} (_cursor); ${this.stampIndexSql(table, keyColumn)}`),
+        this.exec(
+          `CREATE TABLE ${quoteId(table)} (${defs.join(', ')}); CREATE INDEX ${quoteId(`${table}__cursor`)} ON ${quoteId(table)} (_cursor); ${this.stampIndexSql(table, keyColumn)}`,
+        ),
       );
       return [];
     }
@@ -314,13 +332,21 @@ export abstract class SyncStore {
   async saveState(state: TableState): Promise<void> {
     await this.query(
       `INSERT INTO _legacy_sync_state (${STATE_FIELDS.join(', ')}) VALUES (${STATE_FIELDS.map(() => '?').join(', ')})
-       ON CONFLICT (table_name) DO UPDATE SET ${STATE_FIELDS.slice(1).map((f) => `${f} = excluded.${f}`).join(', ')}`,
+       ON CONFLICT (table_name) DO UPDATE SET ${STATE_FIELDS.slice(1)
+         .map((f) => `${f} = excluded.${f}`)
+         .join(', ')}`,
       STATE_FIELDS.map((f) => state[f]),
     );
   }
 
   async startRun(run: Pick<RunRow, 'run_id' | 'table_name' | 'started' | 'mode'>): Promise<void> {
-    await this.query(`INSERT INTO _legacy_sync_runs (run_id, table_name, started, status, mode, pid) VALUES (?, ?, ?, 'running', ?, ?)`, [run.run_id, run.table_name, run.started, run.mode, process.pid]);
+    await this.query(`INSERT INTO _legacy_sync_runs (run_id, table_name, started, status, mode, pid) VALUES (?, ?, ?, 'running', ?, ?)`, [
+      run.run_id,
+      run.table_name,
+      run.started,
+      run.mode,
+      process.pid,
+    ]);
   }
 
   async progressRun(runId: string, table: string, delta: { rows_fetched: number; inserted: number; updated: number; deleted?: number }): Promise<void> {
@@ -331,11 +357,22 @@ export abstract class SyncStore {
   }
 
   async finishRun(runId: string, table: string, status: RunRow['status'], finished: string, error?: string): Promise<void> {
-    await this.query(`UPDATE _legacy_sync_runs SET status = ?, finished = ?, error = ? WHERE run_id = ? AND table_name = ?`, [status, finished, error ?? null, runId, table]);
+    await this.query(`UPDATE _legacy_sync_runs SET status = ?, finished = ?, error = ? WHERE run_id = ? AND table_name = ?`, [
+      status,
+      finished,
+      error ?? null,
+      runId,
+      table,
+    ]);
   }
 
   async runs(limit: number): Promise<RunRow[]> {
-    return (await this.query<RunRow>(`SELECT run_id, table_name, started, finished, status, mode, rows_fetched, inserted, updated, deleted, error FROM _legacy_sync_runs ORDER BY started DESC, table_name LIMIT ?`, [limit])).rows;
+    return (
+      await this.query<RunRow>(
+        `SELECT run_id, table_name, started, finished, status, mode, rows_fetched, inserted, updated, deleted, error FROM _legacy_sync_runs ORDER BY started DESC, table_name LIMIT ?`,
+        [limit],
+      )
+    ).rows;
   }
 
   async pruneRuns(before: string): Promise<number> {
@@ -344,7 +381,9 @@ export abstract class SyncStore {
 
   async counts(table: string): Promise<{ rows: number; deleted: number }> {
     if ((await this.existingColumns(table)).length === 0) return { rows: 0, deleted: 0 };
-    return (await this.query<{ rows: number; deleted: number }>(`SELECT count(*) - count(_deleted_at) AS rows, count(_deleted_at) AS deleted FROM ${quoteId(table)}`)).rows[0]!;
+    return (
+      await this.query<{ rows: number; deleted: number }>(`SELECT count(*) - count(_deleted_at) AS rows, count(_deleted_at) AS deleted FROM ${quoteId(table)}`)
+    ).rows[0]!;
   }
 
   /**
@@ -370,8 +409,14 @@ export abstract class SyncStore {
     return {
       add: (rows) => this.transaction(() => this.insertScan(rows, table, keyColumn)),
       diff: async (examples = 5) => {
-        const a = (await this.query<Record<string, unknown>>(`SELECT count(*) AS server, sum(CASE WHEN ${isMissing} THEN 1 ELSE 0 END) AS missing, sum(CASE WHEN ${isStale} THEN 1 ELSE 0 END) AS stale ${serverSide}`)).rows[0]!;
-        const b = (await this.query<Record<string, unknown>>(`SELECT count(*) AS local, sum(CASE WHEN ${isExtra} THEN 1 ELSE 0 END) AS extra FROM ${t} WHERE ${live}`)).rows[0]!;
+        const a = (
+          await this.query<Record<string, unknown>>(
+            `SELECT count(*) AS server, sum(CASE WHEN ${isMissing} THEN 1 ELSE 0 END) AS missing, sum(CASE WHEN ${isStale} THEN 1 ELSE 0 END) AS stale ${serverSide}`,
+          )
+        ).rows[0]!;
+        const b = (
+          await this.query<Record<string, unknown>>(`SELECT count(*) AS local, sum(CASE WHEN ${isExtra} THEN 1 ELSE 0 END) AS extra FROM ${t} WHERE ${live}`)
+        ).rows[0]!;
         const diff = { server: n(a.server), local: n(b.local), missing: n(a.missing), extra: n(b.extra), stale: n(a.stale) };
         return {
           ...diff,
@@ -384,7 +429,10 @@ export abstract class SyncStore {
       },
       toFetch: async (after, limit) => {
         const where = `(${isMissing} OR ${isStale})`;
-        const sql = after === undefined ? `SELECT s.k AS k ${serverSide} WHERE ${where} ORDER BY s.k LIMIT ?` : `SELECT s.k AS k ${serverSide} WHERE ${where} AND s.k > ? ORDER BY s.k LIMIT ?`;
+        const sql =
+          after === undefined
+            ? `SELECT s.k AS k ${serverSide} WHERE ${where} ORDER BY s.k LIMIT ?`
+            : `SELECT s.k AS k ${serverSide} WHERE ${where} AND s.k > ? ORDER BY s.k LIMIT ?`;
         return (await this.query<{ k: unknown }>(sql, after === undefined ? [limit] : [toSql(after), limit])).rows.map((r) => r.k);
       },
       markVanished: (at) => this.transaction(async () => (await this.query(`UPDATE ${t} SET _deleted_at = ? WHERE ${live} AND ${isExtra}`, [at])).changes),

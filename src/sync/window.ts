@@ -34,7 +34,10 @@ export interface Window {
   check?: RowCheck;
 }
 
-const DEFAULT_CURSOR = [['modified_date', 'modified_time'], ['created_date', 'created_time']] as const;
+const DEFAULT_CURSOR = [
+  ['modified_date', 'modified_time'],
+  ['created_date', 'created_time'],
+] as const;
 
 /** Cursor field pairs [date, time] that exist in the dataclass, most specific first. */
 export function cursorFields(dc: DataClass, config: SyncTableConfig): Array<[Attribute, Attribute | undefined]> {
@@ -103,12 +106,21 @@ export function chooseWindow(input: WindowInput): Window {
     const check = conditionCheck(globalStamp, '>=', input.stampCursor, `${globalStamp.name}>=${input.stampCursor}`);
     return { tracking: 'global stamp', filter: `${globalStamp.name} >= :1`, params: [input.stampCursor], check };
   }
-  if (full || !input.dateCursor || pairs.length === 0) return { tracking: pairs.length ? (input.strictDates && pairs.every(([, t]) => t) ? 'date+time' : 'date') : 'full', params: [] };
+  if (full || !input.dateCursor || pairs.length === 0)
+    return { tracking: pairs.length ? (input.strictDates && pairs.every(([, t]) => t) ? 'date+time' : 'date') : 'full', params: [] };
   const [day, ms] = splitCursor(input.dateCursor, input.lookbackMs);
   if (input.strictDates && pairs.every(([, t]) => t)) {
     const parts = pairs.map(([d, t]) => `(${d.name} > :1 OR (${d.name} = :1 AND (${t!.name} >= :2 OR ${t!.name} = null)))`);
     const text = parts.join(' OR ');
-    return { tracking: 'date+time', filter: text, params: [day, ms], check: anyOf(pairs.map(([d, t]) => dateTimeCheck(d, t!, day, ms)), text) };
+    return {
+      tracking: 'date+time',
+      filter: text,
+      params: [day, ms],
+      check: anyOf(
+        pairs.map(([d, t]) => dateTimeCheck(d, t!, day, ms)),
+        text,
+      ),
+    };
   }
   const parts = pairs.map(([date]) => `${date.name} >= :1`);
   const checks = pairs.map(([date]) => conditionCheck(date, '>=', day, `${date.name}>=${day}`)).filter((c): c is RowCheck => c !== undefined);

@@ -79,7 +79,7 @@ export const noValue: Converter = () => null;
 export const keyText: Converter = (v) => (v === undefined ? null : String(v));
 
 /** `__TIMESTAMP` (--meta): without the quotes some 4D versions put inside the string. */
-export const unquotedTimestamp: Converter = (v) => (typeof v === 'string' ? v.replace(/^"+|"+$/g, '') : v ?? null);
+export const unquotedTimestamp: Converter = (v) => (typeof v === 'string' ? v.replace(/^"+|"+$/g, '') : (v ?? null));
 
 export const DATE_TYPES = new Set(['date']);
 export const TIME_TYPES = new Set(['duration', 'time']);

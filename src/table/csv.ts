@@ -24,8 +24,7 @@ export function csvEncoder(options: CsvOptions = {}): { cell(value: unknown): st
   const delimiter = options.delimiter ?? ',';
   const excelSafe = options.excelSafe === true;
   // String.includes is much faster than a character-class regex on long texts.
-  const needsQuotes = (text: string) =>
-    text.includes(delimiter) || text.includes('"') || text.includes('\n') || text.includes('\r');
+  const needsQuotes = (text: string) => text.includes(delimiter) || text.includes('"') || text.includes('\n') || text.includes('\r');
   const cell = (value: unknown): string => {
     if (value === null || value === undefined) return '';
     let text: string;

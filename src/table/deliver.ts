@@ -48,7 +48,12 @@ export async function deliverExport(client: RestClient, plan: ExportPlan, o: Del
       file = await openAtomic(o.output, o.cwd);
       out = file.stream;
     }
-    const writer = await createWriter(o.format, plan.columns.map((c) => c.name), out, o.writer);
+    const writer = await createWriter(
+      o.format,
+      plan.columns.map((c) => c.name),
+      out,
+      o.writer,
+    );
     written = () => writer.written;
     let begun = false;
     const hooks = { logger: o.logger, summary, onStart: o.onStart, onPage: o.onPage };

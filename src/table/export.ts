@@ -187,7 +187,10 @@ type ReadPage<P extends PageView> = (table: string, query: PageQuery) => Promise
  * leaves alone is parsed with JSON.parse as before (an ObjectPage). `done` logs how many were which.
  */
 function scannedPages(client: RestClient, plan: ExportPlan, logger: Logger) {
-  const layout = new ScanLayout(plan.columns.map((c) => c.name), plan.query.check?.fields);
+  const layout = new ScanLayout(
+    plan.columns.map((c) => c.name),
+    plan.query.check?.fields,
+  );
   const pool = new PagePool();
   const body = {
     decode: (bytes: Buffer) => scanPage(bytes, layout, pool) ?? JSON.parse(bytes.toString()),
@@ -232,7 +235,12 @@ export async function* exportRows(client: RestClient, plan: ExportPlan, hooks: E
   const rowOf = rowTranscoder(plan.columns);
   yield* exportPages(client, plan, hooks, pages.read, (page, taken) => {
     const rows: unknown[][] = [];
-    pages.each(page, taken, (p, i) => rows.push(rowOf(p, i)), (row) => rows.push(row));
+    pages.each(
+      page,
+      taken,
+      (p, i) => rows.push(rowOf(p, i)),
+      (row) => rows.push(row),
+    );
     return rows;
   });
   pages.done();
@@ -245,7 +253,12 @@ export async function* exportRows(client: RestClient, plan: ExportPlan, hooks: E
 export async function* exportEncoded(client: RestClient, plan: ExportPlan, encoder: PageEncoder, hooks: ExportHooks): AsyncGenerator<EncodedRows> {
   const pages = scannedPages(client, plan, hooks.logger);
   yield* exportPages(client, plan, hooks, pages.read, (page, taken) => {
-    pages.each(page, taken, (p, i) => encoder.entity(p, i), (row) => encoder.row(row));
+    pages.each(
+      page,
+      taken,
+      (p, i) => encoder.entity(p, i),
+      (row) => encoder.row(row),
+    );
     return encoder.take();
   });
   pages.done();
@@ -269,14 +282,25 @@ async function* exportPages<P extends PageView, T>(
 
   // First page: creates the entity set (when supported) and tells us the count.
   const firstTop = options.limit !== undefined ? Math.min(pageSize, options.limit) : pageSize;
-  const { page: first } = await read(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet }).then((r) => asAsked(r, table, options.skip, firstTop));
+  const { page: first } = await read(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet }).then((r) =>
+    asAsked(r, table, options.skip, firstTop),
+  );
   const count = first.envelope.__COUNT;
   let setId = useSet ? entitySetId(first.envelope) : undefined;
-  if (useSet && !setId) hooks.logger.info(`the server returned no entity set for ${table}; paging with $skip/$top ordered by ${query.orderBy ?? 'natural order'}`);
+  if (useSet && !setId)
+    hooks.logger.info(`the server returned no entity set for ${table}; paging with $skip/$top ordered by ${query.orderBy ?? 'natural order'}`);
   const expected = rowsAfterSkipLimit(count, options);
   hooks.onStart?.(expected);
   const summary = hooks.summary ?? {};
-  Object.assign(summary, { serverCount: count, expected, rows: 0, vanished: 0, outsideFilter: 0, globalStamp: Number(first.envelope.__GlobalStamp ?? 0) || 0, usedEntitySet: Boolean(setId) });
+  Object.assign(summary, {
+    serverCount: count,
+    expected,
+    rows: 0,
+    vanished: 0,
+    outsideFilter: 0,
+    globalStamp: Number(first.envelope.__GlobalStamp ?? 0) || 0,
+    usedEntitySet: Boolean(setId),
+  });
 
   const check = query.check;
   let written = 0;
@@ -334,7 +358,12 @@ async function* exportPages<P extends PageView, T>(
     const waits = licenceWaits();
     for (let attempt = 0; ; attempt++) {
       try {
-        const got = asAsked(setId ? await read(table, { ...base, fromEntitySet: setId, skip, top }) : await read(table, { ...base, skip, top }), table, skip, top);
+        const got = asAsked(
+          setId ? await read(table, { ...base, fromEntitySet: setId, skip, top }) : await read(table, { ...base, skip, top }),
+          table,
+          skip,
+          top,
+        );
         flight.observe(performance.now() - started, got.bytes, got.retries > 0 || attempt > 0 || licenceWaits() > waits);
         return setId ? sameSelection(got.page, 'recreated') : got.page;
       } catch (error) {

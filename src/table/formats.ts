@@ -38,7 +38,11 @@ export interface WriterOptions {
 export type { EncodedRows, PageEncoder, RowWriter } from './writer.js';
 
 /** A page encoder around a transcoder, with the text of a row of values as its reference. */
-function pageEncoder(transcoder: Transcoder, rowText: (values: readonly unknown[]) => string, frame: { before?: (index: number) => string; after?: number } = {}): PageEncoder {
+function pageEncoder(
+  transcoder: Transcoder,
+  rowText: (values: readonly unknown[]) => string,
+  frame: { before?: (index: number) => string; after?: number } = {},
+): PageEncoder {
   const sink = new ByteSink();
   let total = 0;
   let pending = 0;

@@ -11,7 +11,10 @@ import { allOf, conditionCheck, type RowCheck } from './verify.js';
 export function attributeNamed(dc: DataClass, name: string, what: string): Attribute {
   const attr = dc.attributes.find((a) => a.name === name);
   if (!attr) {
-    const hint = didYouMean(name, dc.attributes.map((a) => a.name));
+    const hint = didYouMean(
+      name,
+      dc.attributes.map((a) => a.name),
+    );
     throw new NotFoundError(`unknown ${what} '${name}' in table ${dc.name}${hint ? ` (${hint})` : ''}`, {
       hint: `see the attributes with 'legacy describe ${dc.name}'`,
     });
@@ -20,7 +23,10 @@ export function attributeNamed(dc: DataClass, name: string, what: string): Attri
 }
 
 export function splitList(text: string): string[] {
-  return text.split(',').map((s) => s.trim()).filter(Boolean);
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export interface Condition {
@@ -56,7 +62,8 @@ export function typedValue(attr: Attribute, value: string, context: string): unk
     if (!(integer ? /^[+-]?\d+$/ : DECIMAL).test(text) || !Number.isFinite(n)) {
       throw new BadDataError(`${context}: ${attr.name} is a number field (${attr.type}); '${value}' is not a${integer ? ' whole' : ''} number`);
     }
-    if (integer && !Number.isSafeInteger(n)) throw new BadDataError(`${context}: ${attr.name}: ${value} is too large to compare exactly (at most ${Number.MAX_SAFE_INTEGER})`);
+    if (integer && !Number.isSafeInteger(n))
+      throw new BadDataError(`${context}: ${attr.name}: ${value} is too large to compare exactly (at most ${Number.MAX_SAFE_INTEGER})`);
     return n;
   }
   if (TIME_TYPES.has(attr.type)) {

@@ -51,7 +51,12 @@ function textEquals(value: string, pattern: string): boolean | undefined {
   const v = value.toLowerCase();
   const p = pattern.toLowerCase();
   if (!p.includes('@')) return v === p;
-  const re = new RegExp(`^${p.split('@').map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('[\\s\\S]*')}$`);
+  const re = new RegExp(
+    `^${p
+      .split('@')
+      .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('[\\s\\S]*')}$`,
+  );
   return re.test(v);
 }
 

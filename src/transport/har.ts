@@ -139,7 +139,13 @@ export function harEntry(ex: Exchange): Record<string, unknown> {
       headers: req.list,
       queryString: queryList(ex.url),
       ...(requestBody
-        ? { postData: { mimeType: headerValue(ex.requestHeaders, 'content-type') ?? 'application/octet-stream', text: requestBody.text ?? '', ...(requestBody.comment ? { comment: requestBody.comment } : {}) } }
+        ? {
+            postData: {
+              mimeType: headerValue(ex.requestHeaders, 'content-type') ?? 'application/octet-stream',
+              text: requestBody.text ?? '',
+              ...(requestBody.comment ? { comment: requestBody.comment } : {}),
+            },
+          }
         : {}),
       headersSize: -1,
       bodySize: requestBody?.size ?? 0,

@@ -247,7 +247,12 @@ function exchange(request: HttpRequest, options: TransportOptions, onRequest: (r
     if (options.signal?.aborted) return reject(abortError());
     const url = new URL(request.url);
     const secure = url.protocol === 'https:';
-    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'legacy-4d-cli', 'accept-encoding': ACCEPT_ENCODING, ...request.headers };
+    const headers: Record<string, string> = {
+      accept: 'application/json',
+      'user-agent': 'legacy-4d-cli',
+      'accept-encoding': ACCEPT_ENCODING,
+      ...request.headers,
+    };
     if (request.body !== undefined) headers['content-length'] = String(Buffer.byteLength(request.body));
     let settled = false;
     const fail = (error: Error) => {
@@ -300,7 +305,13 @@ function exchange(request: HttpRequest, options: TransportOptions, onRequest: (r
           if (settled) return;
           settled = true;
           clearTimeout(timer);
-          resolve({ statusCode: res.statusCode ?? 0, statusMessage: res.statusMessage ?? '', httpVersion: res.httpVersion, headers: res.headers, body: decoded });
+          resolve({
+            statusCode: res.statusCode ?? 0,
+            statusMessage: res.statusMessage ?? '',
+            httpVersion: res.httpVersion,
+            headers: res.headers,
+            body: decoded,
+          });
         }, fail);
       });
     });
@@ -402,7 +413,11 @@ export class Transport {
         }
         if (willRetry) {
           const wait = Math.max(backoffDelay(attempt, this.options.backoffMs ?? 200), parseRetryAfter(response.headers['retry-after']) ?? 0);
-          logger.info(`retrying after ${garbage ? 'an unreadable response' : `HTTP ${response.statusCode}`}`, { id: requestId, attempt: attempt + 1, waitMs: wait });
+          logger.info(`retrying after ${garbage ? 'an unreadable response' : `HTTP ${response.statusCode}`}`, {
+            id: requestId,
+            attempt: attempt + 1,
+            waitMs: wait,
+          });
           attempt += 1;
           await sleep(wait, this.options.signal);
           continue;
@@ -424,7 +439,7 @@ export class Transport {
         if (error instanceof UnavailableError) throw error;
         if (this.options.signal?.aborted) throw error;
         const code = (error as { code?: string }).code ?? '';
-        const causeCode = ((error as { cause?: { code?: string } }).cause?.code) ?? code;
+        const causeCode = (error as { cause?: { code?: string } }).cause?.code ?? code;
         const ms = Date.now() - started;
         logger.debug(`http ${request.method} ${describeUrl(request.url)} ✗ ${code} ${ms}ms`, { id: requestId, retries: attempt });
         const tls = TLS_CODES.test(causeCode) || TLS_CODES.test(code) || /SSL|TLS|certificate/i.test((error as Error).message ?? '');
@@ -481,6 +496,9 @@ export class Transport {
 
 /** The start of a non-JSON error body, one line (an HTML error page says little more). */
 function oneLineSnippet(text: string): string {
-  const plain = text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+  const plain = text
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return plain.length > 120 ? `${plain.slice(0, 120)}…` : plain || 'no message';
 }

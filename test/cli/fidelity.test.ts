@@ -17,7 +17,12 @@ afterAll(cleanupTempDirs);
 
 type Row = Record<string, unknown>;
 
-const ndjson = (r: MainResult): Row[] => r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row);
+const ndjson = (r: MainResult): Row[] =>
+  r.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Row);
 const oneLine = (r: MainResult) => expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
 /** 4D's text `=`: case-insensitive. */
 const same = (a: unknown, b: string) => typeof a === 'string' && a.toLowerCase() === b.toLowerCase();
@@ -131,7 +136,9 @@ describe('a server that ignores $filter (--ignore-filters)', () => {
   });
 
   it('push-field --from: the batch read is verified and replaced by reads per record', async () => {
-    const keys = ndjson(await runMain(['get-table', 'Kunden', '--fields', 'KundenNr', '--ndjson', '--limit', '3', '--skip', '50'], { env: server.env })).map((r) => r.KundenNr);
+    const keys = ndjson(await runMain(['get-table', 'Kunden', '--fields', 'KundenNr', '--ndjson', '--limit', '3', '--skip', '50'], { env: server.env })).map(
+      (r) => r.KundenNr,
+    );
     const r = await runMain(['push-field', 'Kunden', '--from', '-', '--yes', '--report', 'ndjson'], {
       env: server.env,
       input: `KundenNr,Notiz\n${keys.map((k) => `${k},geprüft ${k}`).join('\n')}\n`,
@@ -161,9 +168,16 @@ describe('lost entity sets recreated without $params (--saved-filter-without-par
       await server.control('options', { faults: { expireEvery } });
       const dir = tempDir();
       const out = join(dir, 'k.ndjson');
-      const r = await runMain(['get-table', 'Kunden', '--where', 'KundenNr>=10200', '--ndjson', '--page-size', '40', '--concurrency', '1', '-o', out], { env: server.env });
+      const r = await runMain(['get-table', 'Kunden', '--where', 'KundenNr>=10200', '--ndjson', '--page-size', '40', '--concurrency', '1', '-o', out], {
+        env: server.env,
+      });
       if (r.code === 0) {
-        expect(readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l))).toEqual(expected);
+        expect(
+          readFileSync(out, 'utf8')
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l)),
+        ).toEqual(expected);
         if (/starting the export again/.test(r.stderr)) restarts++;
       } else {
         // Failed again after its one restart: the warning, then the error.
@@ -289,7 +303,8 @@ describe('warm runs, doctor --probe, session lifetime', () => {
   it('numbers are read exactly (no 0x10, no 1e3 for an integer, nothing past 2^53); a lone surrogate is sent, not a crash', async () => {
     for (const value of ['0x10', '1e3', '9007199254740993', '']) {
       const r = await runMain(['get-table', 'Teile', '--where', `ID=${value}`, '--count'], { env: server.env });
-      if (value === '') expect(r.code, r.stderr).toBe(0); // ID= compares with null
+      if (value === '')
+        expect(r.code, r.stderr).toBe(0); // ID= compares with null
       else {
         expect(r.code, value).toBe(65);
         oneLine(r);
@@ -310,7 +325,11 @@ describe('warm runs, doctor --probe, session lifetime', () => {
   });
 
   const variants: Array<[string, Record<string, unknown>, Record<string, unknown>]> = [
-    ['whole decoding', { urlDecoding: 'whole' }, { urlDecoding: 'whole', paramsHonoured: true, entitySets: true, savedFilterRecreation: 'with-params', strictDateCompare: true }],
+    [
+      'whole decoding',
+      { urlDecoding: 'whole' },
+      { urlDecoding: 'whole', paramsHonoured: true, entitySets: true, savedFilterRecreation: 'with-params', strictDateCompare: true },
+    ],
     ['split decoding', { urlDecoding: 'split' }, { urlDecoding: 'split', paramsHonoured: true }],
     ['filters ignored', { ignoreFilters: true }, { paramsHonoured: false }],
     ['recreation without $params', { savedFilterWithoutParams: true }, { savedFilterRecreation: 'without-params' }],
@@ -319,7 +338,14 @@ describe('warm runs, doctor --probe, session lifetime', () => {
     ['lifeTime in minutes', { lifeTimeUnit: 'minutes' }, { lifeTime: { value: 60, unit: 'minutes', seconds: 3600 } }],
   ];
   it.each(variants)('doctor --probe --json against a server with %s', async (_name, options, expected) => {
-    await server.control('options', { urlDecoding: 'whole', ignoreFilters: false, savedFilterWithoutParams: false, strictDateCompare: 'allow', lifeTimeUnit: 'minutes', ...options });
+    await server.control('options', {
+      urlDecoding: 'whole',
+      ignoreFilters: false,
+      savedFilterWithoutParams: false,
+      strictDateCompare: 'allow',
+      lifeTimeUnit: 'minutes',
+      ...options,
+    });
     try {
       const env = { ...server.env, LEGACY_CONFIG_DIR: tempDir() };
       const r = await runMain(['doctor', '--probe', '--json'], { env });
@@ -332,7 +358,13 @@ describe('warm runs, doctor --probe, session lifetime', () => {
       const file = JSON.parse(readFileSync(join(env.LEGACY_CONFIG_DIR, 'servers.json'), 'utf8'));
       expect(Object.values(file.servers as Record<string, { probe: unknown }>)[0]!.probe).toEqual(report.probe);
     } finally {
-      await server.control('options', { urlDecoding: 'whole', ignoreFilters: false, savedFilterWithoutParams: false, strictDateCompare: 'allow', lifeTimeUnit: 'minutes' });
+      await server.control('options', {
+        urlDecoding: 'whole',
+        ignoreFilters: false,
+        savedFilterWithoutParams: false,
+        strictDateCompare: 'allow',
+        lifeTimeUnit: 'minutes',
+      });
     }
   });
 
@@ -375,7 +407,14 @@ describe('--har', () => {
     const stats = await server.stats();
     expect(log.entries.length).toBe(stats.requests);
     for (const e of log.entries) {
-      expect(e).toMatchObject({ startedDateTime: expect.any(String), time: expect.any(Number), request: { method: expect.any(String), url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/rest\//), httpVersion: expect.any(String) }, response: { status: expect.any(Number), content: { mimeType: expect.any(String) } }, cache: {}, timings: { wait: expect.any(Number) } });
+      expect(e).toMatchObject({
+        startedDateTime: expect.any(String),
+        time: expect.any(Number),
+        request: { method: expect.any(String), url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/rest\//), httpVersion: expect.any(String) },
+        response: { status: expect.any(Number), content: { mimeType: expect.any(String) } },
+        cache: {},
+        timings: { wait: expect.any(Number) },
+      });
       expect(Array.isArray(e.request.headers) && Array.isArray(e.request.queryString) && Array.isArray(e.response.headers)).toBe(true);
     }
     const login = log.entries.find((e: any) => e.request.url.endsWith('$directory/login'));

@@ -122,7 +122,11 @@ describe('environments and config file', () => {
       JSON.stringify({
         defaultEnv: 'a',
         defaults: { timeout: 1111, retries: 1 },
-        environments: { a: { baseUrl: 'http://127.0.0.1:1001' }, b: { baseUrl: 'http://127.0.0.1:1002', timeout: 2222 }, c: { baseUrl: 'http://127.0.0.1:1003' } },
+        environments: {
+          a: { baseUrl: 'http://127.0.0.1:1001' },
+          b: { baseUrl: 'http://127.0.0.1:1002', timeout: 2222 },
+          c: { baseUrl: 'http://127.0.0.1:1003' },
+        },
       }),
       { mode: 0o600 },
     );
@@ -153,7 +157,11 @@ describe('environments and config file', () => {
     const path = join(dir, 'config.json');
     const broken = '{"environments": {"test": {"baseUrl": "http://127.0.0.1:1"}},,}';
     writeFileSync(path, broken, { mode: 0o600 });
-    for (const args of [['env', 'list'], ['env', 'add', 'x', 'http://127.0.0.1:2'], ['get-table', 'Artikel']]) {
+    for (const args of [
+      ['env', 'list'],
+      ['env', 'add', 'x', 'http://127.0.0.1:2'],
+      ['get-table', 'Artikel'],
+    ]) {
       const r = await runCli(args, { env: { LEGACY_CONFIG_DIR: dir } });
       expect(r.code).toBe(78);
       expect(r.stderr).toContain(path);

@@ -39,7 +39,10 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     const ndjson = await runCli(['get-table', 'Teile', '--ndjson', '--meta'], { env: server.env });
     const json = await runCli(['get-table', 'Teile', '--json', '--meta'], { env: server.env });
     for (const r of [csv, ndjson, json]) expect(r.code, r.stderr).toBe(0);
-    const fromNd = ndjson.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const fromNd = ndjson.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const fromJson = JSON.parse(json.stdout);
     expect(fromJson).toEqual(fromNd);
     const rows = parse(csv.stdout, { columns: true }) as Array<Record<string, string>>;
@@ -48,7 +51,16 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     rows.forEach((row, i) => {
       for (const [k, v] of Object.entries(fromNd[i])) expect(row[k], `${k} of row ${i}`).toBe(asCell(v));
     });
-    expect(fromNd[0]).toMatchObject({ __KEY: '1', __STAMP: 1, ID: 1, Datum: '2025-01-27', Leer: null, Zeit: '20:35:41', Daten: { Coll: [{ Art: 'Laden', Preis: 39.5 }] }, Familie: 'A1' });
+    expect(fromNd[0]).toMatchObject({
+      __KEY: '1',
+      __STAMP: 1,
+      ID: 1,
+      Datum: '2025-01-27',
+      Leer: null,
+      Zeit: '20:35:41',
+      Daten: { Coll: [{ Art: 'Laden', Preis: 39.5 }] },
+      Familie: 'A1',
+    });
   });
 
   it('--raw keeps the server encoding', async () => {
@@ -214,7 +226,9 @@ describe('large tables, faults, files and signals', () => {
   });
 
   it('the server down: exit 69 naming the URL', async () => {
-    const r = await runCli(['get-table', 'Artikel', '--retries', '1'], { env: { ...server.env, LEGACY_BASE_URL: 'http://127.0.0.1:9', LEGACY_CONFIG_DIR: tempDir() } });
+    const r = await runCli(['get-table', 'Artikel', '--retries', '1'], {
+      env: { ...server.env, LEGACY_BASE_URL: 'http://127.0.0.1:9', LEGACY_CONFIG_DIR: tempDir() },
+    });
     expect(r.code).toBe(69);
     expect(r.stderr).toContain('http://127.0.0.1:9');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);

@@ -122,7 +122,9 @@ describe.skipIf(!promtoolBin)('--metrics-file shared by several runs', () => {
       const status = await runCli(['sync', 'status'], { env: server.env });
       expect(status.code, status.stderr).toBe(0);
       await server.control('options', { latencyMs: 600 });
-      const interrupted = await interruptCli(['get-table', 'Teile', '--page-size', '1', '--concurrency', '1', '-o', join(dir, 'teile.csv')], { env: server.env });
+      const interrupted = await interruptCli(['get-table', 'Teile', '--page-size', '1', '--concurrency', '1', '-o', join(dir, 'teile.csv')], {
+        env: server.env,
+      });
       expect(interrupted.code).toBe(130);
     } finally {
       await server.control('options', { latencyMs: 0 });
@@ -154,7 +156,9 @@ describe.skipIf(!promtoolBin)('--metrics-file: licence waits', () => {
     try {
       await server.control('occupy', { count: 1 });
       const file = join(tempDir('legacy-metrics-'), 'legacy.prom');
-      const r = await runCli(['tables', '--metrics-file', file], { env: { ...server.env, LEGACY_ENV: 'busy', LEGACY_LICENCE_WAIT_MS: '600', LEGACY_LICENCE_RETRIES: '2' } });
+      const r = await runCli(['tables', '--metrics-file', file], {
+        env: { ...server.env, LEGACY_ENV: 'busy', LEGACY_LICENCE_WAIT_MS: '600', LEGACY_LICENCE_RETRIES: '2' },
+      });
       expect(r.code).toBe(75);
       expect((await promtoolCheck(file)).code).toBe(0);
       const m = series(file);

@@ -19,7 +19,13 @@ afterAll(cleanupTempDirs);
 const row = (key: string) => server.control<Record<string, any>>(`row/Teile/${key}`);
 const auditLines = () => {
   const path = join(server.dataDir, 'audit.log');
-  return existsSync(path) ? readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+  return existsSync(path)
+    ? readFileSync(path, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+    : [];
 };
 /** Audit lines with an outcome (every write also has a `pending` line written before it). */
 const outcomes = () => auditLines().filter((a) => a.result !== 'pending');
@@ -31,7 +37,14 @@ describe('single record', () => {
     const r = await push(['1', 'Name', 'Neuer Name', '--yes', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
-    expect(report).toMatchObject({ key: '1', result: 'updated', old: { Name: 'Straße "Süd", Nr. 5' }, new: { Name: 'Neuer Name' }, stampBefore: before.__STAMP, stampAfter: before.__STAMP + 1 });
+    expect(report).toMatchObject({
+      key: '1',
+      result: 'updated',
+      old: { Name: 'Straße "Süd", Nr. 5' },
+      new: { Name: 'Neuer Name' },
+      stampBefore: before.__STAMP,
+      stampAfter: before.__STAMP + 1,
+    });
     const after = await row('1');
     expect(after.Name).toBe('Neuer Name');
     expect(after.__STAMP).toBe(before.__STAMP + 1);
@@ -40,7 +53,16 @@ describe('single record', () => {
     const audit = auditLines();
     expect(audit).toHaveLength(2);
     expect(audit[0]).toMatchObject({ key: '1', field: 'Name', result: 'pending', stampBefore: before.__STAMP, old: 'Straße "Süd", Nr. 5', new: 'Neuer Name' });
-    expect(audit[1]).toMatchObject({ env: 'test', baseUrl: server.url, table: 'Teile', key: '1', field: 'Name', result: 'updated', stampBefore: before.__STAMP, stampAfter: before.__STAMP + 1 });
+    expect(audit[1]).toMatchObject({
+      env: 'test',
+      baseUrl: server.url,
+      table: 'Teile',
+      key: '1',
+      field: 'Name',
+      result: 'updated',
+      stampBefore: before.__STAMP,
+      stampAfter: before.__STAMP + 1,
+    });
     expect(audit[1].requestId).toMatch(/^[0-9a-f]{8}$/);
     expect(audit[0].requestId).toBe(audit[1].requestId);
   });
@@ -168,7 +190,10 @@ describe.each(URL_DECODINGS)('bulk (%s URL decoding)', (mode) => {
     await server.control('before-update', { table: 'Teile', key: '3', set: { Preis: 99 } });
     const r = await runCli(['push-field', 'Teile', '--from', file, '--yes', '--continue-on-error'], { env: server.env });
     expect(r.code).toBe(65);
-    const reports = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const reports = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(reports.map((x: { key: string; result: string }) => [x.key, x.result])).toEqual([
       ['1', 'updated'],
       ['2', 'unchanged'],

@@ -67,7 +67,10 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     const b = host(server, { LEGACY_MAX_SESSIONS: '2' });
     const runs = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
-        runProcess(['--session', `s${i % 6}`, '-v', 'get-table', 'Artikel', '--ndjson', '--page-size', '250', '--concurrency', '1'], { env: i % 2 ? a : b, timeoutMs: 120_000 }),
+        runProcess(['--session', `s${i % 6}`, '-v', 'get-table', 'Artikel', '--ndjson', '--page-size', '250', '--concurrency', '1'], {
+          env: i % 2 ? a : b,
+          timeoutMs: 120_000,
+        }),
       ),
     );
     for (const r of runs) {
@@ -81,13 +84,17 @@ describe.skipIf(!redis)('sessions in Redis', () => {
     // Six names through two places: idle ones were logged out to make room.
     expect(stats.logouts).toBeGreaterThanOrEqual(4);
     expect(runs.some((r) => /licence budget full: logging out the idle test\/s\d session/.test(r.stderr))).toBe(true);
-    expect((await client!.zrange(`legacy:v1:leases:${server.url}`, 0, -1))).toEqual([]);
+    expect(await client!.zrange(`legacy:v1:leases:${server.url}`, 0, -1)).toEqual([]);
   });
 
   it('a budget equal to the licences: runs wait for a place instead of hitting 402', async () => {
     server = await startServer({ maxSessions: 2, latencyMs: 10, rows: { Artikel: 1000 } });
     const env = host(server, { LEGACY_MAX_SESSIONS: '2' });
-    const runs = await Promise.all(Array.from({ length: 5 }, (_, i) => runProcess(['--session', `n${i}`, 'get-table', 'Artikel', '--csv', '--page-size', '200', '--concurrency', '1'], { env })));
+    const runs = await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        runProcess(['--session', `n${i}`, 'get-table', 'Artikel', '--csv', '--page-size', '200', '--concurrency', '1'], { env }),
+      ),
+    );
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
     const stats = await server.stats();
     expect(stats.rejected402).toBe(0);
@@ -176,10 +183,14 @@ describe.skipIf(!redis)('the Redis lock (SET NX PX, renewed, compare-and-delete)
     const [a, b] = await Promise.all([open(), open()]);
     try {
       let contender: unknown;
-      await a.withSlotLock(slot, async () => {
-        await new Promise((r) => setTimeout(r, 1000)); // > 3 TTLs
-        contender = await b.withSlotLock(slot, async () => 'got it', { what: 'x', timeoutMs: 200 }).catch((e: Error) => e);
-      }, { what: 'x', timeoutMs: 1000 });
+      await a.withSlotLock(
+        slot,
+        async () => {
+          await new Promise((r) => setTimeout(r, 1000)); // > 3 TTLs
+          contender = await b.withSlotLock(slot, async () => 'got it', { what: 'x', timeoutMs: 200 }).catch((e: Error) => e);
+        },
+        { what: 'x', timeoutMs: 1000 },
+      );
       expect(String(contender)).toMatch(/locked by another legacy process/);
       expect(await client!.exists(key)).toBe(0);
       expect(await b.withSlotLock(slot, async () => 'got it', { what: 'x', timeoutMs: 200 })).toBe('got it');
@@ -193,11 +204,15 @@ describe.skipIf(!redis)('the Redis lock (SET NX PX, renewed, compare-and-delete)
     try {
       await client!.set(key, 'dead-holder', 'PX', 300);
       const started = Date.now();
-      await a.withSlotLock(slot, async () => {
-        expect(Date.now() - started).toBeGreaterThanOrEqual(200);
-        // Someone else's token appears (our lock expired during a long pause): we must leave it.
-        await client!.set(key, 'someone-else', 'PX', 5000);
-      }, { what: 'x', timeoutMs: 5000 });
+      await a.withSlotLock(
+        slot,
+        async () => {
+          expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+          // Someone else's token appears (our lock expired during a long pause): we must leave it.
+          await client!.set(key, 'someone-else', 'PX', 5000);
+        },
+        { what: 'x', timeoutMs: 5000 },
+      );
       expect(await client!.get(key)).toBe('someone-else');
     } finally {
       await a.close();

@@ -255,7 +255,11 @@ describe('login and secrets', () => {
     const log = join(tempDir(), 'legacy.log');
     const env = { ...server.env, LEGACY_USERNAME: 'erp', LEGACY_PASSWORD: 'Very-Secret-Pw' };
     const outputs: string[] = [];
-    for (const args of [['-vv', '--log-file', log, 'tables'], ['-vv', '--log-file', log, '--log-format', 'json', 'get-table', 'Kunden', '--limit', '5'], ['-vv', '--log-file', log, 'session', 'status', '--server']]) {
+    for (const args of [
+      ['-vv', '--log-file', log, 'tables'],
+      ['-vv', '--log-file', log, '--log-format', 'json', 'get-table', 'Kunden', '--limit', '5'],
+      ['-vv', '--log-file', log, 'session', 'status', '--server'],
+    ]) {
       const r = await runCli(args, { env });
       expect(r.code, r.stderr).toBe(0);
       outputs.push(r.stdout, r.stderr);
@@ -263,11 +267,13 @@ describe('login and secrets', () => {
     await server.control('expire-sessions', {});
     const r = await runCli(['-vv', '--log-file', log, 'session', 'refresh'], { env });
     outputs.push(r.stdout, r.stderr);
-    const cookies = (JSON.parse(readFileSync(join(server.configDir, 'sessions.json'), 'utf8')).sessions as Array<{ cookies: Record<string, string> }>).flatMap((s) => Object.values(s.cookies));
+    const cookies = (JSON.parse(readFileSync(join(server.configDir, 'sessions.json'), 'utf8')).sessions as Array<{ cookies: Record<string, string> }>).flatMap(
+      (s) => Object.values(s.cookies),
+    );
     const sessions = (await server.control<Array<{ id: string }>>('sessions')).map((s) => s.id);
     const logText = readFileSync(log, 'utf8');
     expect(logText).toMatch(/http GET/);
-    expect(existsSync(log) && (statSync(log).mode & 0o777)).toBe(0o600);
+    expect(existsSync(log) && statSync(log).mode & 0o777).toBe(0o600);
     for (const secret of [...cookies, ...sessions, 'Very-Secret-Pw']) {
       expect(secret.length).toBeGreaterThan(4);
       for (const text of [...outputs, logText]) expect(text).not.toContain(secret);

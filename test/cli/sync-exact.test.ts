@@ -49,7 +49,10 @@ const postgresql: Target = {
   name: 'PostgreSQL',
   db: () => postgres!.newDatabase(),
   rows: async (url, table) => {
-    const client = new pg.Client({ connectionString: url, types: { getTypeParser: ((oid: number, format: 'text') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format))) as never } });
+    const client = new pg.Client({
+      connectionString: url,
+      types: { getTypeParser: ((oid: number, format: 'text') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format))) as never },
+    });
     await client.connect();
     try {
       return (await client.query(`SELECT * FROM "${table}" WHERE _deleted_at IS NULL`)).rows as Row[];
@@ -68,7 +71,11 @@ const tables = (r: MainResult) => JSON.parse(r.stdout).tables as Array<Record<st
 async function expectSameKeysAndStamps(s: TestServer, target: Target, db: string, table: string, key: string): Promise<void> {
   const r = await runMain(['get-table', table, '--ndjson', '--meta', '--fields', key], { env: s.env });
   expect(r.code, r.stderr).toBe(0);
-  const server = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Row).map((row) => [String(row[key]), row.__STAMP]);
+  const server = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Row)
+    .map((row) => [String(row[key]), row.__STAMP]);
   const local = (await target.rows(db, table)).map((row) => [String(row[key]), Number(row._stamp)]);
   const byKey = (a: unknown[], b: unknown[]) => String(a[0]).localeCompare(String(b[0]));
   expect(local.sort(byKey)).toEqual(server.sort(byKey));
@@ -83,7 +90,13 @@ describe.each(MATRIX)('drift a date window cannot see (%s URL decoding, %s)', (u
     expect((await legacy(server, db, ['sync', 'verify', 'Artikel'])).code).toBe(0);
 
     // A script updates rows without touching modified_*, an import inserts rows with old dates, rows are deleted.
-    const changed = await server.control<{ updated: string[]; inserted: string[]; deleted: string[] }>('mutate', { table: 'Artikel', update: 20, insert: 5, delete: 3, dates: 'keep' });
+    const changed = await server.control<{ updated: string[]; inserted: string[]; deleted: string[] }>('mutate', {
+      table: 'Artikel',
+      update: 20,
+      insert: 5,
+      delete: 3,
+      dates: 'keep',
+    });
     const incremental = await legacy(server, db, ['sync', 'Artikel', '--json']);
     expect(tables(incremental)[0]).toMatchObject({ mode: 'incremental' });
     const before = await legacy(server, db, ['sync', 'verify', 'Artikel', '--json']);

@@ -39,7 +39,10 @@ async function legacy(s: TestServer, args: string[], extra: Record<string, strin
 }
 
 async function withPg<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url, types: { getTypeParser: ((oid: number, format: 'text') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format))) as never } });
+  const client = new pg.Client({
+    connectionString: url,
+    types: { getTypeParser: ((oid: number, format: 'text') => (oid === 20 ? Number : pg.types.getTypeParser(oid, format))) as never },
+  });
   await client.connect();
   try {
     return await fn(client);
@@ -51,7 +54,11 @@ async function withPg<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise
 const select = (url: string, sql: string) => withPg(url, async (c) => (await c.query(sql)).rows as Row[]);
 
 /** Rows stored, or 0 while the table does not exist yet. */
-const stored = (url: string, table: string) => select(url, `SELECT count(*) AS n FROM "${table}"`).then((r) => r[0]!.n as number, () => 0);
+const stored = (url: string, table: string) =>
+  select(url, `SELECT count(*) AS n FROM "${table}"`).then(
+    (r) => r[0]!.n as number,
+    () => 0,
+  );
 
 async function untilStored(url: string, table: string, n: number): Promise<void> {
   for (let i = 0; i < 100 && (await stored(url, table)) < n; i++) await new Promise((r) => setTimeout(r, 100));
@@ -62,10 +69,17 @@ async function expectLevel(s: TestServer, url: string, table: string, key: strin
   const r = await runCli(['get-table', table, '--ndjson', '--meta'], { env: s.env });
   expect(r.code, r.stderr).toBe(0);
   const asStored = (v: unknown) => (v === null ? null : typeof v === 'boolean' ? Number(v) : typeof v === 'object' ? JSON.stringify(v) : v);
-  const exported = r.stdout.trim().split('\n').map((line) => JSON.parse(line) as Row);
+  const exported = r.stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Row);
   const names = Object.keys(exported[0]!).filter((n) => !n.startsWith('__'));
   const want = exported.map((row) => [String(row.__KEY), row.__STAMP, ...names.map((n) => asStored(row[n]))]);
-  const got = (await select(url, `SELECT * FROM "${table}" WHERE _deleted_at IS NULL`)).map((row) => [String(row[key]), row._stamp, ...names.map((n) => row[n])]);
+  const got = (await select(url, `SELECT * FROM "${table}" WHERE _deleted_at IS NULL`)).map((row) => [
+    String(row[key]),
+    row._stamp,
+    ...names.map((n) => row[n]),
+  ]);
   const byKey = (a: unknown[], b: unknown[]) => String(a[0]).localeCompare(String(b[0]));
   expect(got.sort(byKey)).toEqual(want.sort(byKey));
 }
@@ -73,33 +87,42 @@ async function expectLevel(s: TestServer, url: string, table: string, key: strin
 const summary = (r: CliResult) => JSON.parse(r.stdout).tables as Array<Record<string, any>>;
 
 describe.skipIf(!postgres)('sync into PostgreSQL', () => {
-  it.each(URL_DECODINGS)('full, then incremental after updates and inserts, then --reconcile: the tables equal the emulator row for row (%s URL decoding)', async (urlDecoding) => {
-    server = await startServer({ rows: { Artikel: 1500, Kunden: 300 }, urlDecoding });
-    const { url, masked } = await newDb();
-    const first = await legacy(server, ['sync', 'Artikel', 'Kunden', '--db', url, '--json']);
-    expect(first.code, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout).database).toBe(masked);
-    expect(summary(first).map((t) => [t.table, t.mode, t.inserted])).toEqual([['Artikel', 'full', 1500], ['Kunden', 'full', 300]]);
-    await expectLevel(server, url, 'Artikel', 'UID');
-    await expectLevel(server, url, 'Kunden', 'KundenNr');
-    const columns = await select(url, `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'Artikel' AND column_name IN ('Nummer', 'Preis', 'Aktiv', '_stamp') ORDER BY column_name`);
-    expect(columns.map((c) => `${c.column_name}:${c.data_type}`)).toEqual(['Aktiv:bigint', 'Nummer:bigint', 'Preis:double precision', '_stamp:bigint']);
+  it.each(URL_DECODINGS)(
+    'full, then incremental after updates and inserts, then --reconcile: the tables equal the emulator row for row (%s URL decoding)',
+    async (urlDecoding) => {
+      server = await startServer({ rows: { Artikel: 1500, Kunden: 300 }, urlDecoding });
+      const { url, masked } = await newDb();
+      const first = await legacy(server, ['sync', 'Artikel', 'Kunden', '--db', url, '--json']);
+      expect(first.code, first.stderr).toBe(0);
+      expect(JSON.parse(first.stdout).database).toBe(masked);
+      expect(summary(first).map((t) => [t.table, t.mode, t.inserted])).toEqual([
+        ['Artikel', 'full', 1500],
+        ['Kunden', 'full', 300],
+      ]);
+      await expectLevel(server, url, 'Artikel', 'UID');
+      await expectLevel(server, url, 'Kunden', 'KundenNr');
+      const columns = await select(
+        url,
+        `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'Artikel' AND column_name IN ('Nummer', 'Preis', 'Aktiv', '_stamp') ORDER BY column_name`,
+      );
+      expect(columns.map((c) => `${c.column_name}:${c.data_type}`)).toEqual(['Aktiv:bigint', 'Nummer:bigint', 'Preis:double precision', '_stamp:bigint']);
 
-    await server.control('mutate', { table: 'Artikel', update: 20, insert: 5, delete: 4 });
-    const second = summary(await legacy(server, ['sync', 'Artikel', '--db', url, '--json']))[0]!;
-    expect([second.mode, second.inserted, second.updated]).toEqual(['incremental', 5, 20]);
-    expect(second.fetched).toBeLessThan(100);
-    const third = summary(await legacy(server, ['sync', 'Artikel', '--db', url, '--reconcile', '--json']))[0]!;
-    expect([third.deleted, third.inserted + third.updated]).toEqual([4, 0]);
-    await expectLevel(server, url, 'Artikel', 'UID');
-    expect((await select(url, `SELECT count(*) AS n FROM "Artikel" WHERE _deleted_at IS NOT NULL`))[0]!.n).toBe(4);
+      await server.control('mutate', { table: 'Artikel', update: 20, insert: 5, delete: 4 });
+      const second = summary(await legacy(server, ['sync', 'Artikel', '--db', url, '--json']))[0]!;
+      expect([second.mode, second.inserted, second.updated]).toEqual(['incremental', 5, 20]);
+      expect(second.fetched).toBeLessThan(100);
+      const third = summary(await legacy(server, ['sync', 'Artikel', '--db', url, '--reconcile', '--json']))[0]!;
+      expect([third.deleted, third.inserted + third.updated]).toEqual([4, 0]);
+      await expectLevel(server, url, 'Artikel', 'UID');
+      expect((await select(url, `SELECT count(*) AS n FROM "Artikel" WHERE _deleted_at IS NOT NULL`))[0]!.n).toBe(4);
 
-    const idle = summary(await legacy(server, ['sync', 'Artikel', '--db', url, '--json']))[0]!;
-    expect(idle.inserted + idle.updated + idle.deleted).toBe(0);
-    const state = await select(url, `SELECT table_name, cursor_value, last_error FROM _legacy_sync_state ORDER BY table_name`);
-    expect(state.map((s) => s.table_name)).toEqual(['Artikel', 'Kunden']);
-    expect(state[0]!.cursor_value).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/);
-  });
+      const idle = summary(await legacy(server, ['sync', 'Artikel', '--db', url, '--json']))[0]!;
+      expect(idle.inserted + idle.updated + idle.deleted).toBe(0);
+      const state = await select(url, `SELECT table_name, cursor_value, last_error FROM _legacy_sync_state ORDER BY table_name`);
+      expect(state.map((s) => s.table_name)).toEqual(['Artikel', 'Kunden']);
+      expect(state[0]!.cursor_value).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$/);
+    },
+  );
 
   it('a sync killed in the middle, then re-run, ends equal; whole pages were committed; the killed run is marked interrupted', async () => {
     server = await startServer({ rows: { Artikel: 3000 }, latencyMs: 300 });
@@ -223,7 +246,10 @@ describe.skipIf(!postgres)('sync into PostgreSQL', () => {
       [at((u) => (u.username = 'nobody')), 77, /PostgreSQL refused the login .*role "nobody" does not exist/],
     ];
     for (const [db, code, message] of cases) {
-      for (const args of [['sync', 'Kunden', '--db', db], ['sync', 'status', '--db', db, '--json']]) {
+      for (const args of [
+        ['sync', 'Kunden', '--db', db],
+        ['sync', 'status', '--db', db, '--json'],
+      ]) {
         const r = await legacy(server, args);
         expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(code);
         expect(r.stderr).toMatch(message);

@@ -80,41 +80,49 @@ async function untilRows(path: string, n: number): Promise<void> {
 const sync = (s: TestServer, args: string[], extra: Record<string, string> = {}) => runCli(['sync', ...args], { env: { ...s.env, ...extra } });
 
 describe('sync into SQLite', () => {
-  it.each(URL_DECODINGS)('a full sync equals the emulator row for row; later runs are incremental and equal again after updates, inserts and deletes (%s URL decoding)', async (urlDecoding) => {
-    server = await startServer({ rows: { Artikel: 1500, Kunden: 300 }, urlDecoding });
-    const db = join(server.dataDir, 'test.sqlite');
-    const first = await sync(server, ['Artikel', 'Kunden', '--json']);
-    expect(first.code, first.stderr).toBe(0);
-    const summary = JSON.parse(first.stdout);
-    expect(summary.database).toBe(db);
-    expect(summary.tables.map((t: { table: string; mode: string; inserted: number }) => [t.table, t.mode, t.inserted])).toEqual([
-      ['Artikel', 'full', 1500],
-      ['Kunden', 'full', 300],
-    ]);
-    await expectEqual(server, db, 'Artikel', 'UID');
-    await expectEqual(server, db, 'Kunden', 'KundenNr');
+  it.each(URL_DECODINGS)(
+    'a full sync equals the emulator row for row; later runs are incremental and equal again after updates, inserts and deletes (%s URL decoding)',
+    async (urlDecoding) => {
+      server = await startServer({ rows: { Artikel: 1500, Kunden: 300 }, urlDecoding });
+      const db = join(server.dataDir, 'test.sqlite');
+      const first = await sync(server, ['Artikel', 'Kunden', '--json']);
+      expect(first.code, first.stderr).toBe(0);
+      const summary = JSON.parse(first.stdout);
+      expect(summary.database).toBe(db);
+      expect(summary.tables.map((t: { table: string; mode: string; inserted: number }) => [t.table, t.mode, t.inserted])).toEqual([
+        ['Artikel', 'full', 1500],
+        ['Kunden', 'full', 300],
+      ]);
+      await expectEqual(server, db, 'Artikel', 'UID');
+      await expectEqual(server, db, 'Kunden', 'KundenNr');
 
-    const mutated = await server.control<{ updated: string[]; inserted: string[]; deleted: string[] }>('mutate', { table: 'Artikel', update: 20, insert: 5, delete: 4 });
-    const second = JSON.parse((await sync(server, ['Artikel', '--json'])).stdout).tables[0];
-    expect(second.mode).toBe('incremental');
-    expect(second.inserted).toBe(5);
-    expect(second.updated).toBe(20);
-    expect(second.fetched).toBeLessThan(100); // only the changed window, not the table
-    // Deletions are only seen with --reconcile.
-    const third = JSON.parse((await sync(server, ['Artikel', '--reconcile', '--json'])).stdout).tables[0];
-    expect(third.deleted).toBe(4);
-    expect(third.inserted + third.updated).toBe(0); // re-reading the window changes nothing
-    await expectEqual(server, db, 'Artikel', 'UID');
-    const gone = new Database(db, { readonly: true });
-    const marked = gone.prepare(`SELECT count(*) AS n FROM Artikel WHERE _deleted_at IS NOT NULL`).get() as { n: number };
-    gone.close();
-    expect(marked.n).toBe(4);
-    expect(mutated.deleted).toHaveLength(4);
+      const mutated = await server.control<{ updated: string[]; inserted: string[]; deleted: string[] }>('mutate', {
+        table: 'Artikel',
+        update: 20,
+        insert: 5,
+        delete: 4,
+      });
+      const second = JSON.parse((await sync(server, ['Artikel', '--json'])).stdout).tables[0];
+      expect(second.mode).toBe('incremental');
+      expect(second.inserted).toBe(5);
+      expect(second.updated).toBe(20);
+      expect(second.fetched).toBeLessThan(100); // only the changed window, not the table
+      // Deletions are only seen with --reconcile.
+      const third = JSON.parse((await sync(server, ['Artikel', '--reconcile', '--json'])).stdout).tables[0];
+      expect(third.deleted).toBe(4);
+      expect(third.inserted + third.updated).toBe(0); // re-reading the window changes nothing
+      await expectEqual(server, db, 'Artikel', 'UID');
+      const gone = new Database(db, { readonly: true });
+      const marked = gone.prepare(`SELECT count(*) AS n FROM Artikel WHERE _deleted_at IS NOT NULL`).get() as { n: number };
+      gone.close();
+      expect(marked.n).toBe(4);
+      expect(mutated.deleted).toHaveLength(4);
 
-    // Nothing changed: an incremental run reads only the cursor's own day and writes nothing.
-    const idle = JSON.parse((await sync(server, ['Artikel', '--json'])).stdout).tables[0];
-    expect(idle.inserted + idle.updated + idle.deleted).toBe(0);
-  });
+      // Nothing changed: an incremental run reads only the cursor's own day and writes nothing.
+      const idle = JSON.parse((await sync(server, ['Artikel', '--json'])).stdout).tables[0];
+      expect(idle.inserted + idle.updated + idle.deleted).toBe(0);
+    },
+  );
 
   it('sync status --json and sync runs report what happened; prune keeps recent runs', async () => {
     server = await startServer({ rows: { Kunden: 50 } });

@@ -43,8 +43,13 @@ describe.skipIf(!python)('--xlsx read back with openpyxl', () => {
     expect(readdirSync(dir)).toEqual(['artikel.xlsx']);
 
     const nd = await runCli(['get-table', 'Artikel', '--ndjson'], { env: server.env });
-    const rows = nd.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-    const described = JSON.parse((await runCli(['describe', 'Artikel', '--json'], { env: server.env })).stdout) as { attributes: Array<{ name: string; type: string }> };
+    const rows = nd.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const described = JSON.parse((await runCli(['describe', 'Artikel', '--json'], { env: server.env })).stdout) as {
+      attributes: Array<{ name: string; type: string }>;
+    };
     const typeOf = new Map(described.attributes.map((a) => [a.name, a.type]));
 
     const [sheet, ...more] = await readXlsx(python!, out);
@@ -130,7 +135,19 @@ describe.skipIf(!python)('--xlsx cell types on a small fixture', () => {
     expect(sheet!.title).toBe('Teile');
     expect(sheet!.rows).toEqual([
       ['ID', 'Name', 'Notiz', 'PLZ', 'Preis', 'Aktiv', 'Datum', 'Leer', 'Zeit', 'Daten', 'Familie'],
-      [1, 'Straße "Süd", Nr. 5', 'Zeile 1\nZeile 2; mit Semikolon', '01067', 39.5, true, { date: '2025-01-27' }, null, { time: '20:35:41' }, '{"Coll":[{"Art":"Laden","Preis":39.5}]}', 'A1'],
+      [
+        1,
+        'Straße "Süd", Nr. 5',
+        'Zeile 1\nZeile 2; mit Semikolon',
+        '01067',
+        39.5,
+        true,
+        { date: '2025-01-27' },
+        null,
+        { time: '20:35:41' },
+        '{"Coll":[{"Art":"Laden","Preis":39.5}]}',
+        'A1',
+      ],
       [2, '=SUMME(A1)', null, '00100', -3, false, null, { date: '1999-12-01' }, null, null, null],
       [3, 'O\'Reilly & "Söhne" #1', '@home', '20095', 12, false, { date: '1999-12-31' }, null, { time: '01:00:00' }, '{}', 'A1'],
       [10, 'Ärger & Co', 'Komma, "Zitat"', '80331', 0.1, true, { date: '2024-03-05' }, null, { time: '00:00:00' }, '{"values":[],"geerbt":true}', 'B2'],

@@ -56,9 +56,18 @@ describe.skipIf(!BUILT)('legacy-emulator bin', () => {
   });
 
   it('bad options: one line on stderr, exit 64', async () => {
-    for (const args of [['--bogus'], ['--port', 'x'], ['--rows', 'Nope=5'], ['--duplicate-cookie', 'maybe'], ['--faults', '0.1:boom'],
-      ['--url-decoding', 'raw'], ['--lifetime-unit', 'hours'], ['--ignore-filters', 'yes'], ['--change-tracking', 'Nope'],
-      ['--change-tracking', ',']]) {
+    for (const args of [
+      ['--bogus'],
+      ['--port', 'x'],
+      ['--rows', 'Nope=5'],
+      ['--duplicate-cookie', 'maybe'],
+      ['--faults', '0.1:boom'],
+      ['--url-decoding', 'raw'],
+      ['--lifetime-unit', 'hours'],
+      ['--ignore-filters', 'yes'],
+      ['--change-tracking', 'Nope'],
+      ['--change-tracking', ','],
+    ]) {
       const r = run(args);
       expect(await r.exit, args.join(' ')).toBe(64);
       expect(r.stdout()).toBe('');

@@ -90,10 +90,7 @@ describe('§10.3 authentication, licences, Set-Cookie', () => {
     const r = await c.get('/rest/$catalog');
     expect(r.status).toBe(200);
     const id = c.sessionId!;
-    expect(r.setCookies).toEqual([
-      `WASID4D=${id}; Path=/; Max-Age=3600; HttpOnly`,
-      `4DSID_WSZ-DB=${id}; Path=/; HttpOnly; SameSite=Strict`,
-    ]);
+    expect(r.setCookies).toEqual([`WASID4D=${id}; Path=/; Max-Age=3600; HttpOnly`, `4DSID_WSZ-DB=${id}; Path=/; HttpOnly; SameSite=Strict`]);
   });
 
   it('with auth: no or wrong credentials → 401 + 1822 + empty WWW-Authenticate; right headers → session', async () => {
@@ -276,7 +273,10 @@ describe('§10.8 $method=update: stamp check, partial failure → 500, $atomic r
 
   it('an array with one failing item → 500, the good item is saved; with $atomic=true nothing is saved', async () => {
     const a = await c.ok('/rest/Kunden(10003)');
-    const body = [{ __KEY: a.__KEY, __STAMP: a.__STAMP, Ort: 'Leipzig' }, { __KEY: '99999', __STAMP: 1, Ort: 'x' }];
+    const body = [
+      { __KEY: a.__KEY, __STAMP: a.__STAMP, Ort: 'Leipzig' },
+      { __KEY: '99999', __STAMP: 1, Ort: 'x' },
+    ];
     const atomic = await c.post('/rest/Kunden?$method=update&$atomic=true', body);
     expect(atomic.status).toBe(500);
     expect((await c.ok('/rest/Kunden(10003)')).__STAMP).toBe(a.__STAMP);

@@ -29,7 +29,9 @@ describe('read-only operations', () => {
     expect(stats).toMatchObject({ requests: 0, sessionsCreated: 0, liveSessions: 0, faults: { '500': 0, expire: 0 } });
     await c.get('/rest/$info');
     const [, sessions] = await ctl('sessions');
-    expect(sessions).toEqual([{ id: c.sessionId, createdAt: expect.any(String), lastUsedAt: expect.any(String), expiresAt: expect.any(String), userName: '', occupied: false }]);
+    expect(sessions).toEqual([
+      { id: c.sessionId, createdAt: expect.any(String), lastUsedAt: expect.any(String), expiresAt: expect.any(String), userName: '', occupied: false },
+    ]);
     const [, tables] = await ctl('tables');
     expect(tables.find((t: { name: string }) => t.name === 'Kunden')).toEqual({ name: 'Kunden', count: 50 });
   });
@@ -49,7 +51,13 @@ describe('read-only operations', () => {
     expect((await ctl('options', { maxSessions: 'many' }))[0]).toBe(400);
     expect((await ctl('options', { host: '0.0.0.0' }))[0]).toBe(400);
     expect((await ctl('faults', { queue: [{ kind: 'explode' }] }))[0]).toBe(400);
-    for (const bad of [{ urlDecoding: 'raw' }, { ignoreFilters: 'yes' }, { savedFilterWithoutParams: 1 }, { lifeTimeUnit: 'hours' }, { strictDateCompare: 'maybe' }]) {
+    for (const bad of [
+      { urlDecoding: 'raw' },
+      { ignoreFilters: 'yes' },
+      { savedFilterWithoutParams: 1 },
+      { lifeTimeUnit: 'hours' },
+      { strictDateCompare: 'maybe' },
+    ]) {
       expect((await ctl('options', bad))[0], JSON.stringify(bad)).toBe(400);
     }
     const res = await fetch(`${emu.url}/__emulator/mutate`, { method: 'POST', body: '{oops' });

@@ -31,7 +31,15 @@ describe('fixture data', () => {
     it('describes attributes: kind, type, fieldPos, scope; indexed and identifying only when true; simpleDate on dates', async () => {
       const dc = await c.ok('/rest/$catalog/Kunde');
       expect(Object.keys(dc)).toEqual(['name', 'className', 'collectionName', 'tableNumber', 'scope', 'dataURI', 'attributes', 'key']);
-      expect(dc).toMatchObject({ name: 'Kunde', className: 'Kunde', collectionName: 'KundeSelection', tableNumber: 2, scope: 'public', dataURI: '/rest/Kunde', key: [{ name: 'ID' }] });
+      expect(dc).toMatchObject({
+        name: 'Kunde',
+        className: 'Kunde',
+        collectionName: 'KundeSelection',
+        tableNumber: 2,
+        scope: 'public',
+        dataURI: '/rest/Kunde',
+        key: [{ name: 'ID' }],
+      });
       const byName = Object.fromEntries(dc.attributes.map((a: { name: string }) => [a.name, a]));
       expect(byName.ID).toEqual({ name: 'ID', kind: 'storage', fieldPos: 1, scope: 'public', indexed: true, type: 'long', identifying: true });
       expect(byName.Name).toEqual({ name: 'Name', kind: 'storage', fieldPos: 2, scope: 'public', type: 'string' });
@@ -39,11 +47,36 @@ describe('fixture data', () => {
       expect(byName.Seit).toEqual({ name: 'Seit', kind: 'storage', fieldPos: 9, scope: 'public', type: 'date', simpleDate: true });
       expect(byName.Gruppe).toEqual({ name: 'Gruppe', kind: 'relatedEntity', scope: 'public', type: 'Gruppe', path: 'Gruppe' });
       expect(dc.attributes.map((a: { type: string }) => a.type)).toEqual([
-        'long', 'string', 'string', 'string', 'number', 'word', 'long64', 'bool', 'date', 'date', 'duration', 'object', 'image', 'blob', 'uuid',
-        'string', 'string', 'date', 'duration', 'Gruppe',
+        'long',
+        'string',
+        'string',
+        'string',
+        'number',
+        'word',
+        'long64',
+        'bool',
+        'date',
+        'date',
+        'duration',
+        'object',
+        'image',
+        'blob',
+        'uuid',
+        'string',
+        'string',
+        'date',
+        'duration',
+        'Gruppe',
       ]);
       const g = await c.ok('/rest/$catalog/Gruppe');
-      expect(g.attributes[2]).toEqual({ name: 'Mitglieder', kind: 'relatedEntities', scope: 'public', type: 'KundeSelection', reversePath: true, path: 'Gruppe' });
+      expect(g.attributes[2]).toEqual({
+        name: 'Mitglieder',
+        kind: 'relatedEntities',
+        scope: 'public',
+        type: 'KundeSelection',
+        reversePath: true,
+        path: 'Gruppe',
+      });
     });
 
     it('$catalog/$all, several names, and 404/1800 for unknown dataclasses', async () => {
@@ -83,7 +116,12 @@ describe('fixture data', () => {
         Seit: '5!3!2024',
         Ende: '0!0!0',
         Zeit: 74141000,
-        Daten: { Coll: [{ Art: 'Laden', Preis: 39.5, VE: 1 }, { Art: 'Handel', Preis: 17.8, VE: 1 }] },
+        Daten: {
+          Coll: [
+            { Art: 'Laden', Preis: 39.5, VE: 1 },
+            { Art: 'Handel', Preis: 17.8, VE: 1 },
+          ],
+        },
         Foto: { __deferred: { uri: '/rest/Kunde[1]/Foto?$imageformat=best&$version=1&$expand=Foto', image: true } },
         Doc: null,
         Ref: '00000000000000000000000000000000',
@@ -103,7 +141,10 @@ describe('fixture data', () => {
       const a = (await c.ok('/rest/Kunde?$top=3')).__ENTITIES.map((e: { __TIMESTAMP: string; __STAMP: number }) => [e.__TIMESTAMP, e.__STAMP]);
       const other = await startTestEmulator({ data: FIXTURE, seed: 7 });
       try {
-        const b = (await new Client(other).ok('/rest/Kunde?$top=3')).__ENTITIES.map((e: { __TIMESTAMP: string; __STAMP: number }) => [e.__TIMESTAMP, e.__STAMP]);
+        const b = (await new Client(other).ok('/rest/Kunde?$top=3')).__ENTITIES.map((e: { __TIMESTAMP: string; __STAMP: number }) => [
+          e.__TIMESTAMP,
+          e.__STAMP,
+        ]);
         expect(b).toEqual(a);
         expect(a.every(([, stamp]: [string, number]) => stamp === 1)).toBe(true);
       } finally {
@@ -130,7 +171,13 @@ describe('fixture data', () => {
       const members = await c.ok(`/rest/Gruppe[${ENGEL}]/Mitglieder?$expand=Mitglieder`);
       expect(members.__DATACLASS).toBe('Kunde');
       expect(members.__ENTITIES.map((e: { ID: number }) => e.ID)).toEqual([1, 3, 7]);
-      expect(await c.ok('/rest/Kunde(1)/Name')).toEqual({ __entityModel: 'Kunde', __KEY: '1', __TIMESTAMP: expect.any(String), __STAMP: 1, Name: 'Müller & Söhne' });
+      expect(await c.ok('/rest/Kunde(1)/Name')).toEqual({
+        __entityModel: 'Kunde',
+        __KEY: '1',
+        __TIMESTAMP: expect.any(String),
+        __STAMP: 1,
+        Name: 'Müller & Söhne',
+      });
       const pic = await c.get('/rest/Kunde[1]/Foto?$imageformat=best&$version=1&$expand=Foto');
       expect([pic.status, pic.headers['content-type']]).toEqual([200, 'image/png']);
       const blob = await c.get('/rest/Kunde[2]/Doc?$binary=true&$expand=Doc');
@@ -172,7 +219,9 @@ describe('fixture data', () => {
     });
 
     it('$savedorderby recreates a lost set sorted; an unknown $method is 400/1812', async () => {
-      const r = await c.ok(`/rest/Kunde/$entityset/0123456789ABCDEF0123456789ABCDEF?$savedfilter=${quoted('Umsatz >= 100')}&$savedorderby=${quoted('Umsatz desc')}`);
+      const r = await c.ok(
+        `/rest/Kunde/$entityset/0123456789ABCDEF0123456789ABCDEF?$savedfilter=${quoted('Umsatz >= 100')}&$savedorderby=${quoted('Umsatz desc')}`,
+      );
       expect(r.__ENTITYSET).toBe('/rest/Kunde/$entityset/0123456789ABCDEF0123456789ABCDEF');
       expect(r.__ENTITIES.map((e: { ID: number }) => e.ID)).toEqual([5, 1, 8]);
       const bad = await c.get('/rest/Kunde?$method=explode');
@@ -217,7 +266,11 @@ describe('demo data', () => {
   it('contains the hard cases: quotes, commas, semicolons, newlines, leading = + - @, umlauts, long text, leading zeros', async () => {
     const arts = (await c.ok('/rest/Artikel?$top=1000&$attributes=Bezeichnung,Beschreibung,alteNummer,Nummer')).__ENTITIES as Array<Record<string, any>>;
     const bez = arts.map((a) => a.Bezeichnung as string);
-    for (const re of [/,/, /"/, /;/, /\n/, /^=/, /^\+/, /^-/, /^@/, /[äöüÄÖÜß]/, /'/]) expect(bez.some((b) => re.test(b)), String(re)).toBe(true);
+    for (const re of [/,/, /"/, /;/, /\n/, /^=/, /^\+/, /^-/, /^@/, /[äöüÄÖÜß]/, /'/])
+      expect(
+        bez.some((b) => re.test(b)),
+        String(re),
+      ).toBe(true);
     expect(arts.some((a) => typeof a.Beschreibung === 'string' && a.Beschreibung.length > 10_000)).toBe(true);
     expect(arts.some((a) => a.Beschreibung === null)).toBe(true);
     expect(arts.some((a) => a.Beschreibung === '')).toBe(true);

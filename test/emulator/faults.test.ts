@@ -23,7 +23,14 @@ function attempt(path: string, method = 'GET', body?: unknown): Promise<Outcome>
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve) => {
     const req = http.request(
-      { host: '127.0.0.1', port: emu.port, path, method, agent: false, headers: { cookie: c.cookie!, ...(payload ? { 'content-length': payload.length } : {}) } },
+      {
+        host: '127.0.0.1',
+        port: emu.port,
+        path,
+        method,
+        agent: false,
+        headers: { cookie: c.cookie!, ...(payload ? { 'content-length': payload.length } : {}) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));

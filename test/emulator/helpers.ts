@@ -133,7 +133,7 @@ export function jsonParams(values: unknown[]): string {
   const text = (v: unknown): string => {
     if (Array.isArray(v)) return `[${v.map(text).join(',')}]`;
     if (typeof v !== 'string') return JSON.stringify(v);
-    const body = [...v].map((ch) => ("'\"&=+#%".includes(ch) ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : JSON.stringify(ch).slice(1, -1)));
+    const body = [...v].map((ch) => ('\'"&=+#%'.includes(ch) ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : JSON.stringify(ch).slice(1, -1)));
     return `"${body.join('')}"`;
   };
   return `'${enc(text(values))}'`;

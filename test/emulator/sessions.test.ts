@@ -85,7 +85,12 @@ describe('licences', () => {
     emu.control.setOptions({ maxSessions: 2, sessionTimeoutMs: 100 });
     emu.control.occupy(1);
     await c.get('/rest/$info');
-    expect(emu.control.sessions().map((s) => s.occupied).sort()).toEqual([false, true]);
+    expect(
+      emu.control
+        .sessions()
+        .map((s) => s.occupied)
+        .sort(),
+    ).toEqual([false, true]);
     expect(emu.control.expireSessions()).toBe(1);
     await sleep(150);
     const s = emu.stats();

@@ -277,30 +277,64 @@ describe('other configurations', () => {
 
   it('fixtures: initial stamps follow __TIMESTAMP; a fixture may not define the reserved names', async () => {
     const file = join(tmp, 'f.json');
-    writeFileSync(file, JSON.stringify({
-      dataClasses: [
-        { name: 'A', key: 'ID', attributes: [{ name: 'ID', type: 'long' }, { name: 'B', kind: 'relatedEntity', related: 'B' }, { name: 'X', type: 'string' }], rows: [
-          { ID: 1, __TIMESTAMP: '2024-03-01T00:00:00Z', __GlobalStamp: 99 },
-          { ID: 2, __TIMESTAMP: '2024-01-01T00:00:00Z' },
-        ] },
-        { name: 'B', key: 'ID', attributes: [{ name: 'ID', type: 'long' }], rows: [{ ID: 1, __TIMESTAMP: '2024-02-01T00:00:00Z' }] },
-        { name: 'C', key: 'ID', attributes: [{ name: 'ID', type: 'long' }], rows: [{ ID: 1 }] },
-      ],
-    }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        dataClasses: [
+          {
+            name: 'A',
+            key: 'ID',
+            attributes: [
+              { name: 'ID', type: 'long' },
+              { name: 'B', kind: 'relatedEntity', related: 'B' },
+              { name: 'X', type: 'string' },
+            ],
+            rows: [
+              { ID: 1, __TIMESTAMP: '2024-03-01T00:00:00Z', __GlobalStamp: 99 },
+              { ID: 2, __TIMESTAMP: '2024-01-01T00:00:00Z' },
+            ],
+          },
+          { name: 'B', key: 'ID', attributes: [{ name: 'ID', type: 'long' }], rows: [{ ID: 1, __TIMESTAMP: '2024-02-01T00:00:00Z' }] },
+          { name: 'C', key: 'ID', attributes: [{ name: 'ID', type: 'long' }], rows: [{ ID: 1 }] },
+        ],
+      }),
+    );
     const e = await startTestEmulator({ data: file, changeTracking: ['A', 'B'] });
     try {
       const cl = new Client(e);
-      expect((await cl.ok('/rest/A')).__ENTITIES.map((x: Entity) => [x.ID, x.__GlobalStamp])).toEqual([[1, 3], [2, 1]]);
+      expect((await cl.ok('/rest/A')).__ENTITIES.map((x: Entity) => [x.ID, x.__GlobalStamp])).toEqual([
+        [1, 3],
+        [2, 1],
+      ]);
       expect((await cl.ok('/rest/B')).__ENTITIES.map((x: Entity) => x.__GlobalStamp)).toEqual([2]);
       expect((await cl.ok('/rest/C')).__GlobalStamp).toBe(4);
       const attrs = (await cl.ok('/rest/$catalog/A')).attributes.map((a: Entity) => [a.name, a.fieldPos]);
-      expect(attrs).toEqual([['ID', 1], ['B', undefined], ['X', 2], ['__GlobalStamp', 3]]);
+      expect(attrs).toEqual([
+        ['ID', 1],
+        ['B', undefined],
+        ['X', 2],
+        ['__GlobalStamp', 3],
+      ]);
       expect((await cl.ok('/rest/$catalog/__DeletedRecords')).tableNumber).toBe(4);
     } finally {
       await e.stop();
     }
     const reserved = join(tmp, 'r.json');
-    writeFileSync(reserved, JSON.stringify({ dataClasses: [{ name: 'A', key: 'ID', attributes: [{ name: 'ID', type: 'long' }, { name: '__GlobalStamp', type: 'long64' }] }] }));
+    writeFileSync(
+      reserved,
+      JSON.stringify({
+        dataClasses: [
+          {
+            name: 'A',
+            key: 'ID',
+            attributes: [
+              { name: 'ID', type: 'long' },
+              { name: '__GlobalStamp', type: 'long64' },
+            ],
+          },
+        ],
+      }),
+    );
     await expect(startTestEmulator({ data: reserved, changeTracking: true })).rejects.toThrow(/__GlobalStamp is made by the emulator/);
     const untracked = await startTestEmulator({ data: reserved });
     await untracked.stop();
@@ -335,7 +369,10 @@ describe('interleavedStamps', () => {
         seen.push(...own);
       });
       const total = counts.reduce((a, b) => a + b, 0);
-      expect(seen.sort((a, b) => a - b), JSON.stringify(counts)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+      expect(
+        seen.sort((a, b) => a - b),
+        JSON.stringify(counts),
+      ).toEqual(Array.from({ length: total }, (_, i) => i + 1));
     }
     // interleaved by creation fraction: the last rows of both tables come last
     const [a, b] = interleavedStamps([10, 10]);

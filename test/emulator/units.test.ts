@@ -23,16 +23,31 @@ describe('split mode: quote-aware tokenizer on the raw query, then decoding', ()
     ['$filter="lastName=Smith"', [['$filter', 'lastName=Smith']]],
     [`$filter="name='a b'"`, [['$filter', "name='a b'"]]],
     [`$filter='f > '2023-01-01''`, [['$filter', 'f > 2023-01-01']]],
-    ['$filter="a=1&b=2"&$top=5', [['$filter', 'a=1&b=2'], ['$top', '5']]],
+    [
+      '$filter="a=1&b=2"&$top=5',
+      [
+        ['$filter', 'a=1&b=2'],
+        ['$top', '5'],
+      ],
+    ],
     [`$params='["O\\u0027Reilly"]'`, [['$params', '["O\\u0027Reilly"]']]],
-    ['$top=10&&$skip=3&', [['$top', '10'], ['$skip', '3']]],
+    [
+      '$top=10&&$skip=3&',
+      [
+        ['$top', '10'],
+        ['$skip', '3'],
+      ],
+    ],
     ['$expand', [['$expand', '']]],
   ])('%s', (raw, expected) => {
     expect(tokenizeQuery(raw)).toEqual(expected);
   });
 
   it('an open quote is 400 with 1808 (single) or 1809 (double) and 1806', () => {
-    for (const [raw, code] of [[`$filter='x`, 1808], [`$filter="x`, 1809]] as const) {
+    for (const [raw, code] of [
+      [`$filter='x`, 1808],
+      [`$filter="x`, 1809],
+    ] as const) {
       const e = urlError(() => tokenizeQuery(raw));
       expect(e.status).toBe(400);
       expect(e.errors.map((x) => x.errCode)).toEqual([code, 1806]);
@@ -42,7 +57,12 @@ describe('split mode: quote-aware tokenizer on the raw query, then decoding', ()
   it('decodes after splitting (%26 is a literal &, + is a space), first wins, strips one wrapping quote pair', () => {
     const u = parseRestUrl('/rest/Kunden/?%24filter=%22Firma%20%3D%20%27A%26B%27%22&$TOP=1&$orderby=Name+desc&$top=9&$attributes=%22ID%2CName%22', 'split');
     expect(u.segments).toEqual(['Kunden']);
-    expect([...u.query]).toEqual([['$filter', "Firma = 'A&B'"], ['$top', '1'], ['$orderby', 'Name desc'], ['$attributes', 'ID,Name']]);
+    expect([...u.query]).toEqual([
+      ['$filter', "Firma = 'A&B'"],
+      ['$top', '1'],
+      ['$orderby', 'Name desc'],
+      ['$attributes', 'ID,Name'],
+    ]);
     expect(stripWrappingQuotes(`'a = 1' or 'a = 2'`)).toBe(`'a = 1' or 'a = 2'`);
     expect(stripWrappingQuotes(`"x"`)).toBe('x');
     expect(stripWrappingQuotes(`"`)).toBe('"');
@@ -75,16 +95,40 @@ describe('whole mode: VURL::Decode on the whole target, then VFullURL::ParseURL'
   });
 
   it.each([
-    ['/rest/K?$filter="a=1&b=2"&$top=5', [['$filter', 'a=1&b=2'], ['$top', '5']]],
+    [
+      '/rest/K?$filter="a=1&b=2"&$top=5',
+      [
+        ['$filter', 'a=1&b=2'],
+        ['$top', '5'],
+      ],
+    ],
     [`/rest/K?$filter="name='a b'"`, [['$filter', "name='a b'"]]],
     [`/rest/K?$filter='f > '2023-01-01''`, [['$filter', 'f > 2023-01-01']]],
     [`/rest/K?$params='["O\\u0027Reilly"]'`, [['$params', '["O\\u0027Reilly"]']]],
-    ['/rest/K?$filter=Ort = :1&$params=x', [['Ort ', ' :1'], ['$params', 'x']]], // the second = replaces the name
+    [
+      '/rest/K?$filter=Ort = :1&$params=x',
+      [
+        ['Ort ', ' :1'],
+        ['$params', 'x'],
+      ],
+    ], // the second = replaces the name
     ['/rest/K?$filter=a=b=c', [['b', 'c']]],
-    ['/rest/K?$top=10&&$skip=3&', [['$top', '10'], ['$skip', '3']]],
+    [
+      '/rest/K?$top=10&&$skip=3&',
+      [
+        ['$top', '10'],
+        ['$skip', '3'],
+      ],
+    ],
     ['/rest/K?$expand&$top=1', [['$top', '1']]], // a bare name is never stored
     ['/rest/K?=x&$top=', [['$top', '']]],
-    ['/rest/K?$top=1&$top=2', [['$top', '1'], ['$top', '2']]],
+    [
+      '/rest/K?$top=1&$top=2',
+      [
+        ['$top', '1'],
+        ['$top', '2'],
+      ],
+    ],
   ])('parseFullUrl(%j)', (url, query) => {
     expect(parseFullUrl(url)).toEqual({ path: ['rest', 'K'], query });
   });
@@ -96,7 +140,11 @@ describe('whole mode: VURL::Decode on the whole target, then VFullURL::ParseURL'
   });
 
   it('an open quote in the query is 400 with 1808 (single) or 1809 (double) and 1806', () => {
-    for (const [target, code] of [["/rest/K?$filter='x", 1808], ['/rest/K?$filter="x', 1809], ['/rest/K?$filter=%22x', 1809]] as const) {
+    for (const [target, code] of [
+      ["/rest/K?$filter='x", 1808],
+      ['/rest/K?$filter="x', 1809],
+      ['/rest/K?$filter=%22x', 1809],
+    ] as const) {
       const e = urlError(() => parseRestUrl(target, 'whole'));
       expect(e.status).toBe(400);
       expect(e.errors.map((x) => x.errCode)).toEqual([code, 1806]);
@@ -106,10 +154,20 @@ describe('whole mode: VURL::Decode on the whole target, then VFullURL::ParseURL'
   it('decodes before splitting: %3D and %26 split, + stays, last wins, raw quotes are dropped', () => {
     const u = parseRestUrl('/rest/Kunden/?%24filter=%22Firma%20%3D%20%27A%26B%27%22&$TOP=1&$orderby=Name+desc&$top=9', 'whole');
     expect(u.segments).toEqual(['Kunden']);
-    expect([...u.query]).toEqual([['$filter', "Firma = 'A&B'"], ['$top', '9'], ['$orderby', 'Name+desc']]);
+    expect([...u.query]).toEqual([
+      ['$filter', "Firma = 'A&B'"],
+      ['$top', '9'],
+      ['$orderby', 'Name+desc'],
+    ]);
     const lost = parseRestUrl('/rest/Kunden?$filter=Ort%20%3D%20%3A1&$params=%27%5B%22Dresden%22%5D%27', 'whole');
-    expect([...lost.query]).toEqual([['Ort ', ' :1'], ['$params', '["Dresden"]']]);
-    expect(parseRestUrl('/rest/Kunden%2F%24entityset%2FX%3F%24top%3D1', 'whole')).toEqual({ segments: ['Kunden', '$entityset', 'X'], query: new Map([['$top', '1']]) });
+    expect([...lost.query]).toEqual([
+      ['Ort ', ' :1'],
+      ['$params', '["Dresden"]'],
+    ]);
+    expect(parseRestUrl('/rest/Kunden%2F%24entityset%2FX%3F%24top%3D1', 'whole')).toEqual({
+      segments: ['Kunden', '$entityset', 'X'],
+      query: new Map([['$top', '1']]),
+    });
   });
 });
 
@@ -155,7 +213,30 @@ describe('dates and timestamps', () => {
 
 describe('JSON writer', () => {
   it('numbers are written exactly as JSON.stringify writes them', () => {
-    const special = [0, -0, 1, -1, 0.1, 0.2 + 0.1, 39.5, 17.8, 1e21, 1e-7, 123456789.123, 999999999999.999, 1e12 + 0.5, -20.25, 2 ** 53, 5e-324, NaN, Infinity, 0.001, 0.01, 1.005, 99.99];
+    const special = [
+      0,
+      -0,
+      1,
+      -1,
+      0.1,
+      0.2 + 0.1,
+      39.5,
+      17.8,
+      1e21,
+      1e-7,
+      123456789.123,
+      999999999999.999,
+      1e12 + 0.5,
+      -20.25,
+      2 ** 53,
+      5e-324,
+      NaN,
+      Infinity,
+      0.001,
+      0.01,
+      1.005,
+      99.99,
+    ];
     const rng = new Rng(11);
     const random = Array.from({ length: 5000 }, (_, i) => {
       const scale = 10 ** ((i % 7) - 2);
@@ -167,7 +248,15 @@ describe('JSON writer', () => {
 
   it('values (strings with escapes, surrogates, nested objects) equal JSON.stringify; bytes are UTF-8', () => {
     const values: unknown[] = [
-      'plain', 'Müller & "Söhne"', 'a\\b', 'tab\there', 'nl\nnl', '\u0000\u001f\u007f', 'emoji 😀', 'lone \ud800 surrogate', '\u2028\u2029',
+      'plain',
+      'Müller & "Söhne"',
+      'a\\b',
+      'tab\there',
+      'nl\nnl',
+      '\u0000\u001f\u007f',
+      'emoji 😀',
+      'lone \ud800 surrogate',
+      '\u2028\u2029',
       { Coll: [{ Art: 'Laden', Preis: 39.5, VE: 1 }], geerbt: true, n: null, u: undefined, d: new Date(0) },
       [1, 'two', null, undefined, [3], {}],
       'x'.repeat(70_000),
@@ -193,20 +282,70 @@ describe('CLI arguments', () => {
   it('maps every option', () => {
     expect(
       parseCliArgs([
-        '--host', '127.0.0.1', '--port', '0', '--rows', 'Artikel=200000,Kunden=5', '--seed', '4', '--max-sessions', '2',
-        '--session-timeout', '90m', '--auth', 'erp:pw:x', '--app-name', 'X-Y', '--no-scalable', '--latency', '5ms',
-        '--faults', '0.1:500,503,reset,slow', '--fault-seed', '7', '--slow', '2s', '--expire-every', '10',
-        '--duplicate-cookie', 'first-wins', '--strict-date-compare', 'reject', '--url-decoding', 'split', '--ignore-filters',
-        '--saved-filter-without-params', '--lifetime-unit', 'seconds', '--quoted-timestamps', '-v', '--quiet',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--rows',
+        'Artikel=200000,Kunden=5',
+        '--seed',
+        '4',
+        '--max-sessions',
+        '2',
+        '--session-timeout',
+        '90m',
+        '--auth',
+        'erp:pw:x',
+        '--app-name',
+        'X-Y',
+        '--no-scalable',
+        '--latency',
+        '5ms',
+        '--faults',
+        '0.1:500,503,reset,slow',
+        '--fault-seed',
+        '7',
+        '--slow',
+        '2s',
+        '--expire-every',
+        '10',
+        '--duplicate-cookie',
+        'first-wins',
+        '--strict-date-compare',
+        'reject',
+        '--url-decoding',
+        'split',
+        '--ignore-filters',
+        '--saved-filter-without-params',
+        '--lifetime-unit',
+        'seconds',
+        '--quoted-timestamps',
+        '-v',
+        '--quiet',
       ]),
     ).toEqual({
       kind: 'run',
       options: {
-        host: '127.0.0.1', port: 0, rows: { Artikel: 200000, Kunden: 5 }, seed: 4, maxSessions: 2, sessionTimeoutMs: 5_400_000,
-        auth: { user: 'erp', password: 'pw:x' }, appName: 'X-Y', scalable: false, latencyMs: 5,
+        host: '127.0.0.1',
+        port: 0,
+        rows: { Artikel: 200000, Kunden: 5 },
+        seed: 4,
+        maxSessions: 2,
+        sessionTimeoutMs: 5_400_000,
+        auth: { user: 'erp', password: 'pw:x' },
+        appName: 'X-Y',
+        scalable: false,
+        latencyMs: 5,
         faults: { rate: 0.1, kinds: ['500', '503', 'reset', 'slow'], seed: 7, slowMs: 2000, expireEvery: 10 },
-        duplicateCookie: 'first-wins', strictDateCompare: 'reject', urlDecoding: 'split', ignoreFilters: true,
-        savedFilterWithoutParams: true, lifeTimeUnit: 'seconds', quotedTimestamps: true, verbose: true, quiet: true,
+        duplicateCookie: 'first-wins',
+        strictDateCompare: 'reject',
+        urlDecoding: 'split',
+        ignoreFilters: true,
+        savedFilterWithoutParams: true,
+        lifeTimeUnit: 'seconds',
+        quotedTimestamps: true,
+        verbose: true,
+        quiet: true,
       },
     });
     expect(parseCliArgs(['-h'])).toEqual({ kind: 'help' });
@@ -215,15 +354,28 @@ describe('CLI arguments', () => {
   });
 
   it.each([
-    [['--port', 'x']], [['--port', '70000']], [['--rows', 'Artikel']], [['--faults', '2']], [['--faults', '0.1:boom']],
-    [['--auth', 'nocolon']], [['--latency', '5 parsecs']], [['--bogus']], [['positional']],
+    [['--port', 'x']],
+    [['--port', '70000']],
+    [['--rows', 'Artikel']],
+    [['--faults', '2']],
+    [['--faults', '0.1:boom']],
+    [['--auth', 'nocolon']],
+    [['--latency', '5 parsecs']],
+    [['--bogus']],
+    [['positional']],
   ])('rejects %j', (argv) => {
     expect(() => parseCliArgs(argv)).toThrow();
   });
 
   it('defaults of the server variants; bad values are option errors', () => {
     const { runtime } = resolveOptions({});
-    expect(runtime).toMatchObject({ urlDecoding: 'whole', strictDateCompare: 'allow', ignoreFilters: false, savedFilterWithoutParams: false, lifeTimeUnit: 'minutes' });
+    expect(runtime).toMatchObject({
+      urlDecoding: 'whole',
+      strictDateCompare: 'allow',
+      ignoreFilters: false,
+      savedFilterWithoutParams: false,
+      lifeTimeUnit: 'minutes',
+    });
     expect(runtime.faults.kinds).toEqual(['500', '503', 'reset', 'truncate', 'reset-after-update']);
     for (const bad of [{ urlDecoding: 'raw' }, { lifeTimeUnit: 'hours' }, { ignoreFilters: 'yes' }, { savedFilterWithoutParams: 1 }]) {
       expect(() => resolveOptions(bad as never), JSON.stringify(bad)).toThrow(/must be/);

@@ -46,7 +46,10 @@ describe('saving', () => {
   });
 
   it('an array answers {"__ENTITIES":[...]}; /rest/T/?$method=update and POST without $method also update', async () => {
-    const r = await update([{ __KEY: '1', __STAMP: 1, Anzahl: 4 }, { __KEY: '2', __STAMP: 1, Anzahl: 5 }]);
+    const r = await update([
+      { __KEY: '1', __STAMP: 1, Anzahl: 4 },
+      { __KEY: '2', __STAMP: 1, Anzahl: 5 },
+    ]);
     expect(r.status).toBe(200);
     expect(r.json.__ENTITIES.map((e: { Anzahl: number }) => e.Anzahl)).toEqual([4, 5]);
     expect((await c.post('/rest/Kunde/?$method=update', { __KEY: '3', __STAMP: 1, Anzahl: 6 })).json.__STAMP).toBe(2);
@@ -94,7 +97,14 @@ describe('value input forms', () => {
       Gruppe: { __KEY: '7464FEB39C516942B01E62F44B1ED454' },
     });
     expect(r.status).toBe(200);
-    expect(r.json).toMatchObject({ Umsatz: 12.5, Anzahl: 7, Aktiv: true, Zeit: 5_400_000, Daten: { Coll: [{ Art: 'Laden', Preis: 1 }] }, Ref: '6F9619FF8B86D011B42D00CF4FC964FF' });
+    expect(r.json).toMatchObject({
+      Umsatz: 12.5,
+      Anzahl: 7,
+      Aktiv: true,
+      Zeit: 5_400_000,
+      Daten: { Coll: [{ Art: 'Laden', Preis: 1 }] },
+      Ref: '6F9619FF8B86D011B42D00CF4FC964FF',
+    });
     expect(r.json.Gruppe.__deferred.__KEY).toBe('7464FEB39C516942B01E62F44B1ED454');
     const back = await update({ __KEY: '2', __STAMP: r.json.__STAMP, Gruppe: KRIPPEN });
     expect(back.json.Gruppe.__deferred.__KEY).toBe(KRIPPEN);
@@ -147,7 +157,7 @@ describe('failures', () => {
     expect([g.status, ...errCodes(g)]).toEqual([400, 1813]);
   });
 
-  it('conflict with another user (before-update hook): 1263 with the other user\'s values; conflicts counted', async () => {
+  it("conflict with another user (before-update hook): 1263 with the other user's values; conflicts counted", async () => {
     emu.control.beforeUpdate('Kunde', '1', { Name: 'Von Kollegin' });
     const r = await update({ __KEY: '1', __STAMP: 1, Name: 'Von mir' });
     expect(r.status).toBe(500);
@@ -168,7 +178,16 @@ describe('creating', () => {
       const d = new Client(fx);
       const r = await d.post('/rest/Kunden?$method=update', { Firma: 'Neu & Co. KG', PLZ: '01099', Liefersperre: false });
       expect(r.status).toBe(200);
-      expect(r.json).toMatchObject({ __KEY: '10501', __STAMP: 1, uri: '/rest/Kunden[10501]', KundenNr: 10501, Firma: 'Neu & Co. KG', PLZ: '01099', created_date: today(), modified_date: null });
+      expect(r.json).toMatchObject({
+        __KEY: '10501',
+        __STAMP: 1,
+        uri: '/rest/Kunden[10501]',
+        KundenNr: 10501,
+        Firma: 'Neu & Co. KG',
+        PLZ: '01099',
+        created_date: today(),
+        modified_date: null,
+      });
       expect((await d.ok('/rest/Kunden?$top=0')).__COUNT).toBe(501);
       const uid = await d.post('/rest/Artikel?$method=update', { Bezeichnung: 'Neu', Nummer: 1 });
       expect(uid.json.__KEY).toMatch(/^[0-9A-F]{32}$/);

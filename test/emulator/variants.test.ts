@@ -61,7 +61,11 @@ describe.each(['whole', 'split'] as const)('urlDecoding=%s: what holds under bot
     const key = await c.get('/rest/Kunden("100/01")');
     expect([key.status, ...errCodes(key)]).toEqual([404, 1543]);
     expect(key.json.__ERROR[0].message).toContain('100/01');
-    for (const [q, code] of [[`$filter='Ort = 1`, 1808], [`$filter="Ort = 1`, 1809], [`$top=1&$filter="Ort = 'x'`, 1809]] as const) {
+    for (const [q, code] of [
+      [`$filter='Ort = 1`, 1808],
+      [`$filter="Ort = 1`, 1809],
+      [`$top=1&$filter="Ort = 'x'`, 1809],
+    ] as const) {
       const r = await c.get(`/rest/Kunden?${q}`);
       expect([r.status, ...errCodes(r)], q).toEqual([400, code, 1806]);
     }

@@ -4,7 +4,20 @@
 // we hold is the server's) and sets a parent-death SIGKILL so a killed test run leaves no server
 // behind; its temp dir is swept by the next start (each dir records its owner's pid).
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { accessSync, chownSync, closeSync, constants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  chownSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -27,7 +40,12 @@ export async function startRedis() {
   const bin = onPath('redis-server');
   if (!bin) return missing('redis-server', 'Redis');
   const dir = tempDir('legacy-redis-');
-  const server = await launch('redis-server', dir, (port) => [bin, ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir]], ping);
+  const server = await launch(
+    'redis-server',
+    dir,
+    (port) => [bin, ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir]],
+    ping,
+  );
   return { url: `redis://${HOST}:${server.port}`, ...server };
 }
 
@@ -46,8 +64,31 @@ export async function startPostgres() {
     throw error;
   }
   const logged = () => readLog(dir).includes('ready to accept connections');
-  const server = await launch('postgres', dir, (port) => [join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', dir,
-    '-c', `listen_addresses=${HOST}`, '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']], logged, 'SIGINT');
+  const server = await launch(
+    'postgres',
+    dir,
+    (port) => [
+      join(bin, 'postgres'),
+      [
+        '-D',
+        data,
+        '-p',
+        String(port),
+        '-k',
+        dir,
+        '-c',
+        `listen_addresses=${HOST}`,
+        '-c',
+        'fsync=off',
+        '-c',
+        'synchronous_commit=off',
+        '-c',
+        'full_page_writes=off',
+      ],
+    ],
+    logged,
+    'SIGINT',
+  );
   let count = 0;
   /** @param {string} [name] */
   const newDatabase = async (name = `t${process.pid}_${++count}`) => {
@@ -100,7 +141,9 @@ function missing(what, service, install = INSTALL) {
   if (!warned.has(what)) {
     warned.add(what);
     const bang = '!'.repeat(100);
-    process.stderr.write(`\n${bang}\n!!!!\n!!!!  ${what} is not installed:\n!!!!  the tests and benchmarks that need ${service} are SKIPPED.\n!!!!  Install with: ${install}\n!!!!\n${bang}\n\n`);
+    process.stderr.write(
+      `\n${bang}\n!!!!\n!!!!  ${what} is not installed:\n!!!!  the tests and benchmarks that need ${service} are SKIPPED.\n!!!!  Install with: ${install}\n!!!!\n${bang}\n\n`,
+    );
   }
   return undefined;
 }
@@ -122,7 +165,9 @@ function postgresBinDir() {
   const candidates = initdb ? [dirname(realpathSync(initdb))] : [];
   const base = '/usr/lib/postgresql';
   if (existsSync(base)) {
-    const versions = readdirSync(base).filter((v) => /^\d+(\.\d+)?$/.test(v)).sort((a, b) => Number(b) - Number(a));
+    const versions = readdirSync(base)
+      .filter((v) => /^\d+(\.\d+)?$/.test(v))
+      .sort((a, b) => Number(b) - Number(a));
     candidates.push(...versions.map((v) => join(base, v, 'bin')));
   }
   return candidates.find((dir) => ['initdb', 'postgres', 'createdb'].every((b) => existsSync(join(dir, b))));
@@ -152,7 +197,9 @@ function passwdEntry(name) {
   try {
     return execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim();
   } catch {
-    return readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.startsWith(`${name}:`));
+    return readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .find((line) => line.startsWith(`${name}:`));
   }
 }
 
@@ -288,6 +335,8 @@ async function launch(name, dir, command, ready, stopSignal = 'SIGTERM') {
     const output = readLog(dir);
     if (/address already in use/i.test(output) && attempt < 5) continue;
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`${name} did not start on ${HOST}:${port} (${exited ? `exited ${child.exitCode ?? child.signalCode}` : 'timed out after 30 s'}); its log ends with:\n${tail(output)}`);
+    throw new Error(
+      `${name} did not start on ${HOST}:${port} (${exited ? `exited ${child.exitCode ?? child.signalCode}` : 'timed out after 30 s'}); its log ends with:\n${tail(output)}`,
+    );
   }
 }

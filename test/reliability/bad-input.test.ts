@@ -81,7 +81,12 @@ const CATALOGUE: Row[] = [
   // Unknown names
   { name: 'unknown table', code: 65, stderr: /unknown table 'Teil'.*did you mean Teile/, run: () => ({ args: ['get-table', 'Teil'] }) },
   { name: 'unknown table (push-field)', code: 65, stderr: /did you mean Teile/, run: () => ({ args: ['push-field', 'Teil', '1', 'Name', 'x', '--yes'] }) },
-  { name: 'unknown field (--fields)', code: 65, stderr: /unknown field 'Nmae'.*did you mean Name/, run: () => ({ args: ['get-table', 'Teile', '--fields', 'ID,Nmae'] }) },
+  {
+    name: 'unknown field (--fields)',
+    code: 65,
+    stderr: /unknown field 'Nmae'.*did you mean Name/,
+    run: () => ({ args: ['get-table', 'Teile', '--fields', 'ID,Nmae'] }),
+  },
   { name: 'unknown field (push-field)', code: 65, stderr: /did you mean Name/, run: () => ({ args: ['push-field', 'Teile', '1', 'Nmae', 'x', '--yes'] }) },
   {
     name: 'unknown field (a bulk column)',
@@ -131,12 +136,22 @@ const CATALOGUE: Row[] = [
   // Wrong value types
   { name: 'wrong type in --where (number)', code: 65, stderr: /not a number/, run: () => ({ args: ['get-table', 'Teile', '--where', 'Preis>abc'] }) },
   { name: 'wrong type in --where (date)', code: 65, stderr: /YYYY-MM-DD/, run: () => ({ args: ['get-table', 'Teile', '--where', 'Datum>=2025-13-45'] }) },
-  { name: 'wrong type: number', code: 65, stderr: /Preis \(number\).*not a number/, run: () => ({ args: ['push-field', 'Teile', '1', 'Preis', 'zwölf', '--yes'] }) },
+  {
+    name: 'wrong type: number',
+    code: 65,
+    stderr: /Preis \(number\).*not a number/,
+    run: () => ({ args: ['push-field', 'Teile', '1', 'Preis', 'zwölf', '--yes'] }),
+  },
   { name: 'wrong type: boolean', code: 65, stderr: /Aktiv \(bool\)/, run: () => ({ args: ['push-field', 'Teile', '1', 'Aktiv', 'vielleicht', '--yes'] }) },
   { name: 'wrong type: date', code: 65, stderr: /not a date/, run: () => ({ args: ['push-field', 'Teile', '1', 'Datum', '2025-02-30', '--yes'] }) },
   { name: 'wrong type: time', code: 65, stderr: /Zeit/, run: () => ({ args: ['push-field', 'Teile', '1', 'Zeit', '25:99', '--yes'] }) },
   { name: 'wrong type: object', code: 65, stderr: /Daten \(object\)/, run: () => ({ args: ['push-field', 'Teile', '1', 'Daten', '{broken', '--yes'] }) },
-  { name: 'wrong type: a number too large (1e999)', code: 65, stderr: /not a number/, run: () => ({ args: ['push-field', 'Teile', '1', 'Preis', '1e999', '--yes'] }) },
+  {
+    name: 'wrong type: a number too large (1e999)',
+    code: 65,
+    stderr: /not a number/,
+    run: () => ({ args: ['push-field', 'Teile', '1', 'Preis', '1e999', '--yes'] }),
+  },
   {
     name: 'wrong type in a bulk file',
     code: 65,
@@ -217,24 +232,48 @@ const CATALOGUE: Row[] = [
     code: 65,
     stderr: /not valid UTF-8/,
     run: (ctx) => ({
-      args: ['push-field', 'Teile', '--from', file(ctx, 'latin1.csv', Buffer.concat([Buffer.from('ID,Name\n1,Stra'), Buffer.from([0xdf]), Buffer.from('e\n')])), '--yes'],
+      args: [
+        'push-field',
+        'Teile',
+        '--from',
+        file(ctx, 'latin1.csv', Buffer.concat([Buffer.from('ID,Name\n1,Stra'), Buffer.from([0xdf]), Buffer.from('e\n')])),
+        '--yes',
+      ],
     }),
   },
   {
     name: 'invalid UTF-8 on stdin',
     code: 65,
     stderr: /not valid UTF-8/,
-    run: () => ({ args: ['push-field', 'Teile', '--from', '-', '--yes'], input: Buffer.concat([Buffer.from('ID,Name\n1,'), Buffer.from([0xc3, 0x28]), Buffer.from('\n')]) }),
+    run: () => ({
+      args: ['push-field', 'Teile', '--from', '-', '--yes'],
+      input: Buffer.concat([Buffer.from('ID,Name\n1,'), Buffer.from([0xc3, 0x28]), Buffer.from('\n')]),
+    }),
   },
-  { name: 'an empty input file', code: 65, stderr: /has no rows/, run: (ctx) => ({ args: ['push-field', 'Teile', '--from', file(ctx, 'empty.csv', ''), '--yes'] }) },
-  { name: 'a header-only input file', code: 65, stderr: /has no rows/, run: (ctx) => ({ args: ['push-field', 'Teile', '--from', file(ctx, 'head.csv', 'ID,Preis\n'), '--yes'] }) },
+  {
+    name: 'an empty input file',
+    code: 65,
+    stderr: /has no rows/,
+    run: (ctx) => ({ args: ['push-field', 'Teile', '--from', file(ctx, 'empty.csv', ''), '--yes'] }),
+  },
+  {
+    name: 'a header-only input file',
+    code: 65,
+    stderr: /has no rows/,
+    run: (ctx) => ({ args: ['push-field', 'Teile', '--from', file(ctx, 'head.csv', 'ID,Preis\n'), '--yes'] }),
+  },
   {
     name: 'an NDJSON line that is not JSON',
     code: 65,
     stderr: /line 2 .*not JSON/,
     run: (ctx) => ({ args: ['push-field', 'Teile', '--from', file(ctx, 'in.ndjson', '{"ID":1,"Name":"neu"}\n{broken\n'), '--yes'] }),
   },
-  { name: 'an input file that does not exist', code: 64, stderr: /cannot read/, run: (ctx) => ({ args: ['push-field', 'Teile', '--from', join(ctx.dir, 'nope.csv'), '--yes'] }) },
+  {
+    name: 'an input file that does not exist',
+    code: 64,
+    stderr: /cannot read/,
+    run: (ctx) => ({ args: ['push-field', 'Teile', '--from', join(ctx.dir, 'nope.csv'), '--yes'] }),
+  },
 
   // Keys
   { name: 'a non-existent key', code: 65, stderr: /no record with key 999/, run: () => ({ args: ['push-field', 'Teile', '999', 'Name', 'x', '--yes'] }) },
@@ -352,7 +391,12 @@ const CATALOGUE: Row[] = [
     run: (ctx) => ({ args: ['get-table', 'Teile', '-o', join(file(ctx, 'plain', 'keep me'), 'out.csv')] }),
     check: (ctx) => expect(readFileSync(join(ctx.dir, 'plain'), 'utf8')).toBe('keep me'),
   },
-  { name: 'an output directory that does not exist', code: 73, stderr: /does not exist/, run: (ctx) => ({ args: ['get-table', 'Teile', '-o', join(ctx.dir, 'missing', 'out.csv')] }) },
+  {
+    name: 'an output directory that does not exist',
+    code: 73,
+    stderr: /does not exist/,
+    run: (ctx) => ({ args: ['get-table', 'Teile', '-o', join(ctx.dir, 'missing', 'out.csv')] }),
+  },
   {
     name: 'an output path that is a directory',
     code: 73,
@@ -376,7 +420,12 @@ const CATALOGUE: Row[] = [
   },
 
   // Servers that are down or not 4D
-  { name: 'the server is down', code: 69, stderr: /cannot reach http:\/\/127\.0\.0\.1:\d+/, run: (ctx) => ({ args: ['--base-url', ctx.downUrl, '--retries', '1', 'get-table', 'Teile'] }) },
+  {
+    name: 'the server is down',
+    code: 69,
+    stderr: /cannot reach http:\/\/127\.0\.0\.1:\d+/,
+    run: (ctx) => ({ args: ['--base-url', ctx.downUrl, '--retries', '1', 'get-table', 'Teile'] }),
+  },
   {
     name: 'the server answers HTML (200)',
     code: 69,
@@ -431,7 +480,9 @@ beforeAll(async () => {
   ctxRaw.html404 = await startRawServer(send(404, 'text/html', '<html><body>404 Not Found</body></html>'));
   ctxRaw.garbage = await startRawServer(send(200, 'application/json', '{"__ENTITIES": [{"ID": 1,'));
   ctxRaw.big500 = await startRawServer(send(500, 'text/plain', big));
-  ctxRaw.big4dError = await startRawServer(send(500, 'application/json', JSON.stringify({ __ERROR: [{ message: big, componentSignature: 'dbmg', errCode: 1 }] })));
+  ctxRaw.big4dError = await startRawServer(
+    send(500, 'application/json', JSON.stringify({ __ERROR: [{ message: big, componentSignature: 'dbmg', errCode: 1 }] })),
+  );
   downUrl = `http://127.0.0.1:${await closedPort()}`;
 });
 

@@ -119,7 +119,10 @@ describe(`SIGKILL during get-table -o (${KILLS} kills)`, () => {
       const temps = tempFilesFor(dir, OUT);
       leftoverTemps += temps.length;
       // Only the final file (complete) and the temporary file(s) of the killed run may be there.
-      expect(files.filter((f) => f !== OUT && !temps.includes(f)), `kill ${i} at ${delay} ms`).toEqual([]);
+      expect(
+        files.filter((f) => f !== OUT && !temps.includes(f)),
+        `kill ${i} at ${delay} ms`,
+      ).toEqual([]);
       if (files.includes(OUT)) expect(sha256(readFileSync(join(dir, OUT))), `kill ${i} at ${delay} ms: complete or absent`).toBe(sha256(clean));
       if (!killed) expect(temps).toEqual([]);
       expect(jsonProblem(storePath())).toBeUndefined();
@@ -154,7 +157,12 @@ describe(`SIGKILL during push-field --from (${KILLS} kills)`, () => {
   const args = (file: string) => ['push-field', 'Artikel', '--from', file, '--yes', '--batch-size', '5'];
   const prices = () => Array.from({ length: COUNT }, (_, j) => server.emu.control.getRow('Artikel', uids[j * 7]!)!.Preis as number);
   const auditRecords = (): Array<Record<string, any>> =>
-    existsSync(auditPath()) ? readFileSync(auditPath(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+    existsSync(auditPath())
+      ? readFileSync(auditPath(), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l))
+      : [];
   const auditLines = () => auditRecords().length;
 
   it('every row holds the old or the new value, the audit log parses, the re-run completes the job', async () => {
@@ -189,7 +197,12 @@ describe(`SIGKILL during push-field --from (${KILLS} kills)`, () => {
       // Every write the server saved is on record (a 'pending' line is written ahead of each update).
       const saved = server.emu.stats().updates - updatesBefore;
       expect(saved).toBe(written);
-      const recorded = new Set(auditRecords().slice(auditBefore).filter((a) => a.result === 'pending' || a.result === 'updated').map((a) => a.key));
+      const recorded = new Set(
+        auditRecords()
+          .slice(auditBefore)
+          .filter((a) => a.result === 'pending' || a.result === 'updated')
+          .map((a) => a.key),
+      );
       const missing = now.map((p, j) => (p === price(round, j) ? uids[j * 7]! : undefined)).filter((k) => k !== undefined && !recorded.has(k));
       unaudited += missing.length;
       expect(missing, `writes saved but not in the audit log after kill ${i} at ${delay} ms`).toEqual([]);
@@ -197,7 +210,10 @@ describe(`SIGKILL during push-field --from (${KILLS} kills)`, () => {
       // Re-run the same file: rows already written report unchanged, the rest updated; all hold the new value.
       const rerun = await timed(args(file));
       expect(rerun.r.code, `re-run after kill ${i}: ${rerun.r.stderr}`).toBe(0);
-      const reports = rerun.r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+      const reports = rerun.r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
       expect(reports).toHaveLength(COUNT);
       expect(reports.filter((x) => x.result === 'unchanged')).toHaveLength(written);
       expect(reports.filter((x) => x.result === 'updated')).toHaveLength(COUNT - written);
@@ -303,13 +319,15 @@ function sqliteProbe(): SyncTargetProbe {
     },
     stamps: async () => read((d) => new Map((d.prepare(STAMPS_SQL).all() as Array<{ UID: string; _stamp: number }>).map((r) => [r.UID, r._stamp]))),
     running: async () => read((d) => (d.prepare(RUNNING_SQL).get() as { n: number }).n),
-    midRun: async () => existsSync(db) && (() => {
-      try {
-        return read((d) => (d.prepare(MID_RUN_SQL).get() as { n: number }).n > 0);
-      } catch {
-        return false; // not created yet
-      }
-    })(),
+    midRun: async () =>
+      existsSync(db) &&
+      (() => {
+        try {
+          return read((d) => (d.prepare(MID_RUN_SQL).get() as { n: number }).n > 0);
+        } catch {
+          return false; // not created yet
+        }
+      })(),
     close: async () => undefined,
   };
 }
@@ -348,56 +366,77 @@ describe.each([
   { target: 'SQLite', probe: async () => sqliteProbe() },
   { target: 'PostgreSQL', probe: async () => (pgServer ? postgresProbe(pgServer) : undefined) },
 ])(`SIGKILL during sync into $target (${KILLS} kills)`, ({ target, probe }) => {
-  it.skipIf(target === 'PostgreSQL' && !pgServer)('the database stays consistent, the killed run is marked interrupted, and the re-run brings it level', async () => {
-    const rand = seededRandom(7_007);
-    const t = (await probe())!;
-    try {
-      const argv = (db: string) => ['sync', 'Artikel', '--db', db, '--page-size', '100', '--reconcile', '--json'];
-      const reference = await timed(argv(join(tempDir('legacy-crash-ref-'), 'reference.sqlite')));
-      expect(reference.r.code, reference.r.stderr).toBe(0);
-      let killedMidRun = 0;
-      let killedInReconcile = 0;
-      for (let i = 0; i < KILLS; i++) {
-        // The ERP keeps changing between runs: updates, inserts and deletes; every other round by a
-        // script that leaves the dates alone, which only the reconcile (key and stamp) can see.
-        const keep = i % 2 === 1;
-        const changed = await server.control<{ updated: string[] }>('mutate', { table: 'Artikel', update: i === 1 ? 400 : 15, insert: 2, delete: 1, seed: i + 1, dates: keep ? 'keep' : 'now' });
-        // Random moments; the first surely inside a recorded run (start-up is a large share of a
-        // short run, so random kills alone may all land before the run is recorded); the second in
-        // the middle of the reconcile's repairs (the rows only it writes have started to change).
-        let outcome: { killed: boolean };
-        if (i === 0) outcome = await killWhen(argv(t.db), () => t.midRun());
-        else if (i === 1) {
-          const before = await t.stamps();
-          outcome = await killWhen(argv(t.db), async () => {
-            const now = await t.stamps();
-            return changed.updated.some((uid) => now.get(uid) !== before.get(uid));
+  it.skipIf(target === 'PostgreSQL' && !pgServer)(
+    'the database stays consistent, the killed run is marked interrupted, and the re-run brings it level',
+    async () => {
+      const rand = seededRandom(7_007);
+      const t = (await probe())!;
+      try {
+        const argv = (db: string) => ['sync', 'Artikel', '--db', db, '--page-size', '100', '--reconcile', '--json'];
+        const reference = await timed(argv(join(tempDir('legacy-crash-ref-'), 'reference.sqlite')));
+        expect(reference.r.code, reference.r.stderr).toBe(0);
+        let killedMidRun = 0;
+        let killedInReconcile = 0;
+        for (let i = 0; i < KILLS; i++) {
+          // The ERP keeps changing between runs: updates, inserts and deletes; every other round by a
+          // script that leaves the dates alone, which only the reconcile (key and stamp) can see.
+          const keep = i % 2 === 1;
+          const changed = await server.control<{ updated: string[] }>('mutate', {
+            table: 'Artikel',
+            update: i === 1 ? 400 : 15,
+            insert: 2,
+            delete: 1,
+            seed: i + 1,
+            dates: keep ? 'keep' : 'now',
           });
-          if (outcome.killed) killedInReconcile++;
-        } else outcome = await killAfter(argv(t.db), Math.floor(rand() * reference.ms * 1.2));
-        const { killed } = outcome;
-        if (killed) killedMidRun++;
-        await t.checkAfterKill();
-        const rerun = await timed(argv(t.db));
-        expect(rerun.r.code, rerun.r.stderr).toBe(0);
-        // Level with the server: the same live keys with the same stamps.
-        const live = await runCli(['get-table', 'Artikel', '--fields', 'UID', '--meta', '--ndjson'], { env: server.env });
-        const expected = new Map(live.stdout.trim().split('\n').map((l) => JSON.parse(l) as { UID: string; __STAMP: number }).map((r) => [r.UID, r.__STAMP]));
-        const got = await t.stamps();
-        expect(got.size).toBe(expected.size);
-        for (const [uid, stamp] of got) expect(stamp, uid).toBe(expected.get(uid));
-        expect(await t.running()).toBe(0);
+          // Random moments; the first surely inside a recorded run (start-up is a large share of a
+          // short run, so random kills alone may all land before the run is recorded); the second in
+          // the middle of the reconcile's repairs (the rows only it writes have started to change).
+          let outcome: { killed: boolean };
+          if (i === 0) outcome = await killWhen(argv(t.db), () => t.midRun());
+          else if (i === 1) {
+            const before = await t.stamps();
+            outcome = await killWhen(argv(t.db), async () => {
+              const now = await t.stamps();
+              return changed.updated.some((uid) => now.get(uid) !== before.get(uid));
+            });
+            if (outcome.killed) killedInReconcile++;
+          } else outcome = await killAfter(argv(t.db), Math.floor(rand() * reference.ms * 1.2));
+          const { killed } = outcome;
+          if (killed) killedMidRun++;
+          await t.checkAfterKill();
+          const rerun = await timed(argv(t.db));
+          expect(rerun.r.code, rerun.r.stderr).toBe(0);
+          // Level with the server: the same live keys with the same stamps.
+          const live = await runCli(['get-table', 'Artikel', '--fields', 'UID', '--meta', '--ndjson'], { env: server.env });
+          const expected = new Map(
+            live.stdout
+              .trim()
+              .split('\n')
+              .map((l) => JSON.parse(l) as { UID: string; __STAMP: number })
+              .map((r) => [r.UID, r.__STAMP]),
+          );
+          const got = await t.stamps();
+          expect(got.size).toBe(expected.size);
+          for (const [uid, stamp] of got) expect(stamp, uid).toBe(expected.get(uid));
+          expect(await t.running()).toBe(0);
+        }
+        const runs = JSON.parse((await runCli(['sync', 'runs', '--db', t.db, '--limit', '1000', '--json'], { env: server.env })).stdout) as Array<{
+          status: string;
+        }>;
+        // A kill before the run was recorded (during start-up) leaves nothing to mark.
+        const interrupted = runs.filter((r) => r.status === 'interrupted').length;
+        expect(interrupted).toBeLessThanOrEqual(killedMidRun);
+        expect(interrupted).toBeGreaterThan(0);
+        expect(runs.some((r) => r.status === 'running')).toBe(false);
+        expect(killedInReconcile, 'one kill landed in the middle of a reconcile').toBe(1);
+        console.log(
+          `sync into ${t.name}: ${KILLS} SIGKILLs, ${killedMidRun} before the end (${killedInReconcile} in a reconcile), ${interrupted} runs marked interrupted; every re-run ended level with the server`,
+        );
+      } finally {
+        await t.close();
       }
-      const runs = JSON.parse((await runCli(['sync', 'runs', '--db', t.db, '--limit', '1000', '--json'], { env: server.env })).stdout) as Array<{ status: string }>;
-      // A kill before the run was recorded (during start-up) leaves nothing to mark.
-      const interrupted = runs.filter((r) => r.status === 'interrupted').length;
-      expect(interrupted).toBeLessThanOrEqual(killedMidRun);
-      expect(interrupted).toBeGreaterThan(0);
-      expect(runs.some((r) => r.status === 'running')).toBe(false);
-      expect(killedInReconcile, 'one kill landed in the middle of a reconcile').toBe(1);
-      console.log(`sync into ${t.name}: ${KILLS} SIGKILLs, ${killedMidRun} before the end (${killedInReconcile} in a reconcile), ${interrupted} runs marked interrupted; every re-run ended level with the server`);
-    } finally {
-      await t.close();
-    }
-  }, 900_000);
+    },
+    900_000,
+  );
 });

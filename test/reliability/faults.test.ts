@@ -142,7 +142,9 @@ describe('retries run out: a clean failure (69) and no file', () => {
     await arm({ rate: 0 });
     await server.control('options', { latencyMs: 15 });
     const dir = tempDir('legacy-faults-');
-    const child = spawnCli(['get-table', 'Artikel', '--csv', '--page-size', '50', '--concurrency', '1', '--retries', '2', '-o', join(dir, OUT)], { env: server.env });
+    const child = spawnCli(['get-table', 'Artikel', '--csv', '--page-size', '50', '--concurrency', '1', '--retries', '2', '-o', join(dir, OUT)], {
+      env: server.env,
+    });
     const done = collect(child, { timeoutMs: 120_000 });
     // Wait until rows are being written into the temporary file, then break the server.
     await waitFor(() => tempFilesFor(dir, OUT).some((f) => statSync(join(dir, f)).size > 10_000), 60_000, 'rows in the temporary file');

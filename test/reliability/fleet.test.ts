@@ -54,9 +54,10 @@ describe.skipIf(!redis)(`fleet load through Redis (${LANES} lanes, ${DURATION_MS
         const rand = seededRandom(900 + lane);
         while (Date.now() < deadline) {
           const name = NAMES[Math.floor(rand() * NAMES.length)]!;
-          const args = rand() < 0.7
-            ? ['--session', name, 'get-table', 'Artikel', '--fields', 'UID', '--ndjson', '--page-size', '500']
-            : ['--session', name, 'session', 'refresh'];
+          const args =
+            rand() < 0.7
+              ? ['--session', name, 'get-table', 'Artikel', '--fields', 'UID', '--ndjson', '--page-size', '500']
+              : ['--session', name, 'session', 'refresh'];
           runs.push({ args, r: await runProcess(args, { env: hosts[lane % 2], timeoutMs: 180_000 }) });
         }
       }),
@@ -77,6 +78,8 @@ describe.skipIf(!redis)(`fleet load through Redis (${LANES} lanes, ${DURATION_MS
     } finally {
       await client.quit();
     }
-    console.log(`fleet: ${runs.length} commands on 2 hosts, ${stats.sessionsCreated} sessions created, ${stats.logouts} evicted, max live ${Math.max(maxLive, stats.maxLiveSessions)}, 402s ${stats.rejected402}`);
+    console.log(
+      `fleet: ${runs.length} commands on 2 hosts, ${stats.sessionsCreated} sessions created, ${stats.logouts} evicted, max live ${Math.max(maxLive, stats.maxLiveSessions)}, 402s ${stats.rejected402}`,
+    );
   }, 300_000);
 });

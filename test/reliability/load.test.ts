@@ -46,7 +46,11 @@ async function setup(options: EmulatorOptions = {}, extraEnv: Record<string, str
   // The reference export runs in its own session slot, so the load's slot starts cold.
   const r = await runCli(['--session', 'reference', 'get-table', 'Artikel', '--fields', 'UID,Nummer', '--csv'], { env });
   expect(r.code, r.stderr).toBe(0);
-  const uids = r.stdout.trim().split('\n').slice(1).map((line) => line.split(',')[0]!);
+  const uids = r.stdout
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((line) => line.split(',')[0]!);
   expect(uids).toHaveLength(ROWS);
   return { server, env, baseline: r.stdout, keys: Array.from({ length: LANES }, (_, i) => uids[i * 97]!) };
 }
@@ -157,7 +161,10 @@ async function loadScenario({ server, env, baseline, keys }: Setup, durationMs: 
   for (const x of pushes) expect(JSON.parse(x.r.stdout).result).toBe('updated');
   const auditPath = join(server.dataDir, 'audit.log');
   expect(badJsonLines(auditPath)).toEqual([]);
-  const audit = readFileSync(auditPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const audit = readFileSync(auditPath, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   expect(audit.filter((a) => a.result === 'updated')).toHaveLength(pushes.length);
   expect(after.updates - before.updates).toBe(pushes.length);
 
@@ -170,9 +177,13 @@ async function loadScenario({ server, env, baseline, keys }: Setup, durationMs: 
 }
 
 describe(`load: ${LANES} parallel lanes for ${DURATION_MS / 1000} s, licence limit 3`, () => {
-  it('every command exits 0, one server session, valid JSON files throughout, no lost write', async () => {
-    await loadScenario(await setup(), DURATION_MS, 'load');
-  }, DURATION_MS + 180_000);
+  it(
+    'every command exits 0, one server session, valid JSON files throughout, no lost write',
+    async () => {
+      await loadScenario(await setup(), DURATION_MS, 'load');
+    },
+    DURATION_MS + 180_000,
+  );
 });
 
 describe.skipIf(!STRESS)('stress: the same load on a server that requires a login', () => {

@@ -126,7 +126,11 @@ describe('secrets never reach stdout, stderr or a log file', () => {
     await run(['--password-stdin', 'tables'], { env: { LEGACY_CONFIG_DIR: stdinDir, LEGACY_PASSWORD: undefined }, input: `${PASSWORD}\n` });
     const fileDir = tempDir('legacy-sec-cfg-');
     configDirs.add(fileDir);
-    writeFileSync(join(fileDir, 'config.json'), JSON.stringify({ defaultEnv: 'sec', environments: { sec: { baseUrl: server.url, username: 'erp', password: PASSWORD } } }), { mode: 0o600 });
+    writeFileSync(
+      join(fileDir, 'config.json'),
+      JSON.stringify({ defaultEnv: 'sec', environments: { sec: { baseUrl: server.url, username: 'erp', password: PASSWORD } } }),
+      { mode: 0o600 },
+    );
     const fromFile = { LEGACY_CONFIG_DIR: fileDir, LEGACY_BASE_URL: undefined, LEGACY_ENV: undefined, LEGACY_USERNAME: undefined, LEGACY_PASSWORD: undefined };
     await run(['tables'], { env: fromFile });
     await run(['env', 'current', '--json'], { env: fromFile, json: true });
@@ -135,7 +139,11 @@ describe('secrets never reach stdout, stderr or a log file', () => {
     const files = [textLog, jsonLog, join(server.dataDir, 'audit.log'), ...harFiles];
     for (const f of files) outputs.push({ what: f, text: readFileSync(f, 'utf8') });
     // The archives are real: JSON, with the login, cookies (masked) and the $info session list.
-    const entries = harFiles.flatMap((f) => (JSON.parse(readFileSync(f, 'utf8')) as { log: { entries: Array<{ request: { url: string; headers: Array<{ name: string; value: string }> } }> } }).log.entries);
+    const entries = harFiles.flatMap(
+      (f) =>
+        (JSON.parse(readFileSync(f, 'utf8')) as { log: { entries: Array<{ request: { url: string; headers: Array<{ name: string; value: string }> } }> } }).log
+          .entries,
+    );
     expect(entries.some((e) => e.request.url.includes('$directory/login'))).toBe(true);
     expect(entries.some((e) => e.request.headers.some((h) => h.name.toLowerCase() === 'cookie' && /WASID4D=\*\*\*/.test(h.value)))).toBe(true);
     expect(entries.some((e) => e.request.url.endsWith('/rest/$info'))).toBe(true);
@@ -308,7 +316,9 @@ describe('--where values cannot change the query structure', () => {
   });
 
   it('the value travels as $params: the $filter the server sees is the fixed template', async () => {
-    const r = await runCli(['-vv', 'get-table', 'Teile', '--fields', 'ID', '--no-header', '--where', `Name=x' OR 'a'='a`, '--where', 'Preis>=1'], { env: server.env });
+    const r = await runCli(['-vv', 'get-table', 'Teile', '--fields', 'ID', '--no-header', '--where', `Name=x' OR 'a'='a`, '--where', 'Preis>=1'], {
+      env: server.env,
+    });
     expect(r.code, r.stderr).toBe(0);
     const line = r.stderr.split('\n').find((l) => l.includes('http GET /rest/Teile?') && l.includes('Preis'))!;
     const query = new URLSearchParams(line.slice(line.indexOf('?') + 1).split(' ')[0]);
@@ -327,7 +337,12 @@ describe('--where values cannot change the query structure', () => {
     writeFileSync(join(dir, 'in.csv'), `ID,Name\n"1' OR 'a'='a",x\n"1,2,3",y\n`);
     const bulk = await runCli(['push-field', 'Teile', '--from', join(dir, 'in.csv'), '--yes', '--continue-on-error'], { env: server.env });
     expect(bulk.code).toBe(65);
-    expect(bulk.stdout.trim().split('\n').map((l) => JSON.parse(l).result)).toEqual(['not-found', 'not-found']);
+    expect(
+      bulk.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).result),
+    ).toEqual(['not-found', 'not-found']);
     expect((await server.stats()).updates).toBe(0);
   });
 });
@@ -349,11 +364,9 @@ describe('a session is never sent to a different base URL', () => {
 
   it('switching environment, --base-url or LEGACY_BASE_URL: the other server only sees its own sessions', async () => {
     const configDir = tempDir('legacy-sec-iso-');
-    writeFileSync(
-      join(configDir, 'config.json'),
-      JSON.stringify({ defaultEnv: 'a', environments: { a: { baseUrl: a.url }, b: { baseUrl: front.url } } }),
-      { mode: 0o600 },
-    );
+    writeFileSync(join(configDir, 'config.json'), JSON.stringify({ defaultEnv: 'a', environments: { a: { baseUrl: a.url }, b: { baseUrl: front.url } } }), {
+      mode: 0o600,
+    });
     const env = { LEGACY_CONFIG_DIR: configDir, LEGACY_DATA_DIR: tempDir(), LEGACY_BASE_URL: undefined, LEGACY_ENV: undefined };
     for (const args of [['tables'], ['get-table', 'Teile', '--limit', '2'], ['-e', 'b', 'tables'], ['--base-url', front.url, 'tables'], ['tables']]) {
       const r = await runCli(args, { env });
@@ -417,7 +430,23 @@ describe.skipIf(!OPENSSL)('TLS certificates are verified unless the environment 
     const keyFile = join(dir, 'key.pem');
     const gen = spawnSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-days',
+        '2',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
       { encoding: 'utf8' },
     );
     expect(gen.status, gen.stderr).toBe(0);

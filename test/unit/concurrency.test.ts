@@ -7,7 +7,16 @@ import { describe, expect, it } from 'vitest';
 import { INFLIGHT_BYTES, MAX_PAGES_IN_FLIGHT, PagesInFlight } from '../../src/table/concurrency.js';
 
 /** Run `pages` pages through a server of latency `latency` and `work` ms per page; the limits seen. */
-function simulate(flight: PagesInFlight, { latency, work, pages, bytes = 1_000_000, trouble = () => false }: { latency: number; work: number; pages: number; bytes?: number; trouble?: (page: number) => boolean }) {
+function simulate(
+  flight: PagesInFlight,
+  {
+    latency,
+    work,
+    pages,
+    bytes = 1_000_000,
+    trouble = () => false,
+  }: { latency: number; work: number; pages: number; bytes?: number; trouble?: (page: number) => boolean },
+) {
   let now = 0;
   const limits: number[] = [];
   for (let page = 0; page < pages; page++) {

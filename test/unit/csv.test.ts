@@ -4,7 +4,25 @@ import { stringify } from 'csv-stringify/sync';
 import { describe, expect, it } from 'vitest';
 import { csvEncoder } from '../../src/table/csv.js';
 
-const tricky = ['', 'plain', 'a,b', 'a;b', 'quote "x"', '"', 'line1\nline2', 'tab\tx', '=SUM(A1)', '+1', '-x', '@home', '\tlead', ' spaced ', 'Ärger & Söhne', '„Original“', 'x'.repeat(500)];
+const tricky = [
+  '',
+  'plain',
+  'a,b',
+  'a;b',
+  'quote "x"',
+  '"',
+  'line1\nline2',
+  'tab\tx',
+  '=SUM(A1)',
+  '+1',
+  '-x',
+  '@home',
+  '\tlead',
+  ' spaced ',
+  'Ärger & Söhne',
+  '„Original“',
+  'x'.repeat(500),
+];
 const values: unknown[] = [...tricky, 0, -3, 39.5, 1e21, true, false, null, undefined, { Coll: [{ Art: 'Laden', Preis: 39.5 }] }, [], {}];
 
 function reference(rows: unknown[][], delimiter: string, excelSafe: boolean): string {
@@ -19,7 +37,7 @@ function reference(rows: unknown[][], delimiter: string, excelSafe: boolean): st
 function random(seed: number): () => number {
   let s = seed >>> 0;
   // biome-ignore lint/suspicious/noAssignInExpressions: the idiomatic loop/step form
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 describe('csvEncoder', () => {

@@ -129,7 +129,7 @@ describe('SessionManager', () => {
 });
 
 describe('Pusher', () => {
-  it("someone else changed the same field: conflict, their value stays; another field: retried with the new stamp", async () => {
+  it('someone else changed the same field: conflict, their value stays; another field: retried with the new stamp', async () => {
     const e = await start({ data: new URL('../fixtures/small.json', import.meta.url).pathname });
     const c = client(e.url, tempDir('legacy-unit-push-'));
     const dc = await c.dataClass('Teile');
@@ -148,7 +148,12 @@ describe('Pusher', () => {
   it('a lost answer after the server saved: re-read, reported updated, never written twice', async () => {
     const e = await start({ data: new URL('../fixtures/small.json', import.meta.url).pathname });
     const c = client(e.url, tempDir('legacy-unit-push-'));
-    const pusher = new Pusher(c, await c.dataClass('Teile'), { type: 'auto', logger: silentLogger, audit: new AuditLog(tempDir('legacy-unit-audit-')), env: 'unit' });
+    const pusher = new Pusher(c, await c.dataClass('Teile'), {
+      type: 'auto',
+      logger: silentLogger,
+      audit: new AuditLog(tempDir('legacy-unit-audit-')),
+      env: 'unit',
+    });
     e.control.queueFaults([{ kind: 'reset-after-update', match: 'update', count: 1 }]);
     const [r] = await pusher.push([{ key: '3', fields: { Preis: '13' } }]);
     expect(r!.result).toBe('updated');

@@ -14,11 +14,13 @@ describe('exposition', () => {
   it('gauges replace, counters add, other series stay, foreign or damaged lines are dropped', () => {
     const a = { command: 'sync', env: 'live', table: 'Artikel' };
     const b = { command: 'sync verify', env: 'live', table: 'Artikel' };
-    const stored = parse(`${render([
-      { name: 'legacy_runs_total', labels: a, value: 4 },
-      { name: 'legacy_last_run_exit_code', labels: a, value: 0 },
-      { name: 'legacy_last_run_exit_code', labels: b, value: 1 },
-    ])}other_metric 1\nlegacy_runs_total{command="x" 2\n`);
+    const stored = parse(
+      `${render([
+        { name: 'legacy_runs_total', labels: a, value: 4 },
+        { name: 'legacy_last_run_exit_code', labels: a, value: 0 },
+        { name: 'legacy_last_run_exit_code', labels: b, value: 1 },
+      ])}other_metric 1\nlegacy_runs_total{command="x" 2\n`,
+    );
     expect(stored.dropped).toBe(2);
     const merged = merge(stored.samples, [
       { name: 'legacy_runs_total', labels: a, value: 1 },

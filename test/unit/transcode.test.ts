@@ -31,10 +31,56 @@ const space = (rand: Rand, pretty: boolean) => (pretty && rand() < 0.5 ? pick(ra
 
 // Pieces of string contents, as JSON text (escapes written out).
 const STRING_PIECES = [
-  'plain', 'Straße', 'Ärger & Söhne', '„Original“', '€', '😀', '\u2028', '\u2029', '\ufffd', ' ', 'x',
-  ',', ';', '|', "'", '.', ':', '-', 'e', '1', '=', '+', '@', '#', '%', '&', '/',
-  '\\"', '\\\\', '\\/', '\\b', '\\f', '\\n', '\\r', '\\t', '\\u00e9', '\\u00E9', '\\u0000', '\\u001f', '\\u001F', '\\u007f',
-  '\\u2028', '\\ud83d\\ude00', '\\uD83D\\uDE00', '\\ud800', '\\udc00', '\\u0022', '\\u005c', '\\u002c', '\\u0041',
+  'plain',
+  'Straße',
+  'Ärger & Söhne',
+  '„Original“',
+  '€',
+  '😀',
+  '\u2028',
+  '\u2029',
+  '\ufffd',
+  ' ',
+  'x',
+  ',',
+  ';',
+  '|',
+  "'",
+  '.',
+  ':',
+  '-',
+  'e',
+  '1',
+  '=',
+  '+',
+  '@',
+  '#',
+  '%',
+  '&',
+  '/',
+  '\\"',
+  '\\\\',
+  '\\/',
+  '\\b',
+  '\\f',
+  '\\n',
+  '\\r',
+  '\\t',
+  '\\u00e9',
+  '\\u00E9',
+  '\\u0000',
+  '\\u001f',
+  '\\u001F',
+  '\\u007f',
+  '\\u2028',
+  '\\ud83d\\ude00',
+  '\\uD83D\\uDE00',
+  '\\ud800',
+  '\\udc00',
+  '\\u0022',
+  '\\u005c',
+  '\\u002c',
+  '\\u0041',
 ];
 const STARTS = ['', '', '', '=', '+', '-', '@', '\\t', '\\r', '\\n', ' ', "'", '"'.replace('"', '\\"')];
 
@@ -47,10 +93,42 @@ function jsonString(rand: Rand): string {
 }
 
 const NUMBERS = [
-  '0', '-0', '1', '-1', '7', '39.5', '-3.25', '0.1', '1.50', '12.0', '-0.0', '1e2', '1E+2', '2e-3', '1e-7', '0.000001', '0.0000001',
-  '0.00000123', '123456789012345', '1234567890123456', '9007199254740993', '1e21', '100000000000000000000', '1000000000000000000000',
-  '0.30000000000000004', '5e-324', '1.7976931348623157e308', '999999999999999.9', '99.16', '86400000', '74141000', '-3600000',
-  '1500', '499', '2500', '123.456e1',
+  '0',
+  '-0',
+  '1',
+  '-1',
+  '7',
+  '39.5',
+  '-3.25',
+  '0.1',
+  '1.50',
+  '12.0',
+  '-0.0',
+  '1e2',
+  '1E+2',
+  '2e-3',
+  '1e-7',
+  '0.000001',
+  '0.0000001',
+  '0.00000123',
+  '123456789012345',
+  '1234567890123456',
+  '9007199254740993',
+  '1e21',
+  '100000000000000000000',
+  '1000000000000000000000',
+  '0.30000000000000004',
+  '5e-324',
+  '1.7976931348623157e308',
+  '999999999999999.9',
+  '99.16',
+  '86400000',
+  '74141000',
+  '-3600000',
+  '1500',
+  '499',
+  '2500',
+  '123.456e1',
 ];
 
 function jsonNumber(rand: Rand): string {
@@ -88,11 +166,56 @@ function jsonAny(rand: Rand, depth: number, pretty: boolean): string {
 }
 
 const DATES = [
-  '"27!1!2025"', '"5!3!2024"', '"0!0!0"', '"00!00!0000"', '"5!3!24"', '"5!3!99"', '"5!3!50"', '"5!3!51"', '"1!1!0"', '"1!1!7"',
-  '"45!13!2020"', '"123!1!2020"', '"1!1!20201"', '"1!!2020"', '"2025-01-27"', '"!!2025-01-27!!"', '"0000-00-00"', '"\\"27!1!2025\\""',
-  '""', '"abc"', '"27\\u00211!2025"', '"31!12!1999"', '"9!9!999"', '"1!1!0001"', 'null', '0', '20250127', 'true', '{}',
+  '"27!1!2025"',
+  '"5!3!2024"',
+  '"0!0!0"',
+  '"00!00!0000"',
+  '"5!3!24"',
+  '"5!3!99"',
+  '"5!3!50"',
+  '"5!3!51"',
+  '"1!1!0"',
+  '"1!1!7"',
+  '"45!13!2020"',
+  '"123!1!2020"',
+  '"1!1!20201"',
+  '"1!!2020"',
+  '"2025-01-27"',
+  '"!!2025-01-27!!"',
+  '"0000-00-00"',
+  '"\\"27!1!2025\\""',
+  '""',
+  '"abc"',
+  '"27\\u00211!2025"',
+  '"31!12!1999"',
+  '"9!9!999"',
+  '"1!1!0001"',
+  'null',
+  '0',
+  '20250127',
+  'true',
+  '{}',
 ];
-const TIMES = ['0', '74141000', '-3600000', '259200000', '1500', '499', '500', '-500', '-0', '1.5', '1e3', '"12:00"', '""', 'null', 'true', '{}', '3600000000000000', '123456789012345678'];
+const TIMES = [
+  '0',
+  '74141000',
+  '-3600000',
+  '259200000',
+  '1500',
+  '499',
+  '500',
+  '-500',
+  '-0',
+  '1.5',
+  '1e3',
+  '"12:00"',
+  '""',
+  'null',
+  'true',
+  '{}',
+  '3600000000000000',
+  '123456789012345678',
+];
 
 function relation(rand: Rand, pretty: boolean): string {
   const w = () => space(rand, pretty);
@@ -110,11 +233,21 @@ function relation(rand: Rand, pretty: boolean): string {
     `{"__deferred":{"\\u005f_KEY":"e"}}`,
     `{"__deferred":null,"__KEY":"d"}`,
     `{"__deferred":{"__KEY":"z"},"__KEY":"w"}`,
-    '"K3"', '7', 'null', '[]', '{}',
+    '"K3"',
+    '7',
+    'null',
+    '[]',
+    '{}',
   ]);
 }
 
-const PICTURES = ['{"__deferred":{"uri":"/rest/Artikel[A]/Bild?$imageformat=best&$version=1&$expand=Bild","image":true}}', 'true', 'null', '{"__deferred":{}}', '"x"'];
+const PICTURES = [
+  '{"__deferred":{"uri":"/rest/Artikel[A]/Bild?$imageformat=best&$version=1&$expand=Bild","image":true}}',
+  'true',
+  'null',
+  '{"__deferred":{}}',
+  '"x"',
+];
 const KEYS = ['"A0B6"', '"K,1"', '"=1"', '"\\u0041"', '12', 'null', 'true', '{"a":1}'];
 const TIMESTAMPS = ['"2021-10-30T17:18:10.349Z"', '"\\"2017-05-28T19:03:21.130Z\\""', '"\\"\\""', '"a\\"b"', 'null', '5', '"x\\ty"'];
 
@@ -181,7 +314,12 @@ interface Options {
 /** The reference: JSON.parse, convert, the writer's write(). */
 async function reference(format: Format, bodies: Buffer[], cols: Col[], options: Options): Promise<Buffer> {
   const out = new Collect();
-  const writer = await createWriter(format, cols.map((c) => c.name), out, options);
+  const writer = await createWriter(
+    format,
+    cols.map((c) => c.name),
+    out,
+    options,
+  );
   await writer.begin();
   for (const body of bodies) {
     const entities = (JSON.parse(body.toString()) as { __ENTITIES: Array<Record<string, unknown>> }).__ENTITIES;
@@ -194,7 +332,12 @@ async function reference(format: Format, bodies: Buffer[], cols: Col[], options:
 /** The transcoder: scan, encode each entity, one chunk per page. */
 async function transcoded(format: Format, bodies: Buffer[], cols: Col[], options: Options, pool?: PagePool): Promise<Buffer> {
   const out = new Collect();
-  const writer = await createWriter(format, cols.map((c) => c.name), out, options);
+  const writer = await createWriter(
+    format,
+    cols.map((c) => c.name),
+    out,
+    options,
+  );
   const encoder = writer.encoder!(cols)!;
   expect(encoder, 'an encoder for these options').toBeDefined();
   const layout = new ScanLayout(cols.map((c) => c.name));
@@ -315,7 +458,8 @@ describe('canonicalNumber: the token is what String(JSON.parse(token)) writes', 
       const b = Buffer.from(token);
       if (canonicalNumber(b, 0, b.length)) expect(String(JSON.parse(token)), token).toBe(token);
     }
-    for (const yes of ['0', '1', '-1', '39.5', '0.1', '99.16', '0.000001', '123456789012345']) expect(canonicalNumber(Buffer.from(yes), 0, yes.length), yes).toBe(true);
+    for (const yes of ['0', '1', '-1', '39.5', '0.1', '99.16', '0.000001', '123456789012345'])
+      expect(canonicalNumber(Buffer.from(yes), 0, yes.length), yes).toBe(true);
   });
 });
 
@@ -354,7 +498,10 @@ describe('scanPage never accepts what JSON.parse rejects, and reads what it read
 
   it('reads every valid generated page, with the envelope and every value JSON.parse has', () => {
     const rand = random(7);
-    const layout = new ScanLayout(COLUMNS.map((c) => c.name), ['Preis']);
+    const layout = new ScanLayout(
+      COLUMNS.map((c) => c.name),
+      ['Preis'],
+    );
     for (let round = 0; round < 40; round++) {
       const body = Buffer.from(page(rand, 30, round % 2 === 0));
       const parsed = JSON.parse(body.toString());
@@ -386,7 +533,10 @@ describe('scanPage never accepts what JSON.parse rejects, and reads what it read
 
   it('a placeholder is a row with only __ names and __STAMP 0', () => {
     const layout = new ScanLayout(['a']);
-    const p = scanPage(Buffer.from('{"__ENTITIES":[{"__KEY":"1","__STAMP":0},{"__KEY":"2","__STAMP":0,"a":1},{"__KEY":"3","__STAMP":0.0},{"__STAMP":1}]}'), layout)!;
+    const p = scanPage(
+      Buffer.from('{"__ENTITIES":[{"__KEY":"1","__STAMP":0},{"__KEY":"2","__STAMP":0,"a":1},{"__KEY":"3","__STAMP":0.0},{"__STAMP":1}]}'),
+      layout,
+    )!;
     expect([0, 1, 2, 3].map((i) => p.isPlaceholder(i))).toEqual([true, false, true, false]);
   });
 });

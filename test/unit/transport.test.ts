@@ -27,17 +27,19 @@ const PAGE = JSON.stringify({
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
-const sendWith = (encoding: string | undefined, encode: (b: Buffer) => Buffer, chunked = false): Handler => (_req, res) => {
-  const body = encode(Buffer.from(PAGE));
-  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
-  if (encoding) headers['content-encoding'] = encoding;
-  if (!chunked) headers['content-length'] = String(body.length);
-  res.writeHead(200, headers);
-  if (chunked) {
-    for (let i = 0; i < body.length; i += 7_000) res.write(body.subarray(i, i + 7_000));
-    res.end();
-  } else res.end(body);
-};
+const sendWith =
+  (encoding: string | undefined, encode: (b: Buffer) => Buffer, chunked = false): Handler =>
+  (_req, res) => {
+    const body = encode(Buffer.from(PAGE));
+    const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
+    if (encoding) headers['content-encoding'] = encoding;
+    if (!chunked) headers['content-length'] = String(body.length);
+    res.writeHead(200, headers);
+    if (chunked) {
+      for (let i = 0; i < body.length; i += 7_000) res.write(body.subarray(i, i + 7_000));
+      res.end();
+    } else res.end(body);
+  };
 
 const CASES: Record<string, Handler> = {
   'announced length': sendWith(undefined, (b) => b),
@@ -49,7 +51,9 @@ const CASES: Record<string, Handler> = {
   'empty 200': (_req, res) => res.writeHead(200, { 'content-length': '0' }).end(),
   '204': (_req, res) => res.writeHead(204).end(),
   'a 4D error': (_req, res) => {
-    res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ __ERROR: [{ message: 'Dataclass not found', componentSignature: 'dbmg', errCode: 1800 }] }));
+    res
+      .writeHead(404, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ __ERROR: [{ message: 'Dataclass not found', componentSignature: 'dbmg', errCode: 1800 }] }));
   },
   'several cookies': (_req, res) => {
     res.setHeader('set-cookie', ['WASID4D=abc; path=/; HttpOnly', 'other=1; path=/']);
@@ -59,7 +63,9 @@ const CASES: Record<string, Handler> = {
   'echo request': (req, res) => {
     let body = '';
     req.on('data', (c) => (body += c));
-    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ method: req.method, length: req.headers['content-length'], body })));
+    req.on('end', () =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ method: req.method, length: req.headers['content-length'], body })),
+    );
   },
 };
 

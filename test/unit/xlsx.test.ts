@@ -53,17 +53,19 @@ describe.skipIf(!python)('read back with openpyxl', () => {
     const warnings: string[] = [];
     const file = await workbook(
       ['T', 'D', 'Z'],
-      [[
-        ['a\u0001b', '1899-12-31', '25:00:00'],
-        ['<b>&amp;</b> "q"', '2025-02-28', '-01:00:00'],
-        ['  spaced  ', 'kein Datum', '00:00:01'],
-        ['Zeile 1\r\nZeile 2\rEnde', '2025-13-45', '1:2:3'],
-        [long, null, null],
-        ['leap', '2024-02-29', null],
-        ['no leap', '2100-02-29', null],
-        ['first', '1900-03-01', null],
-        ['year 50', '0050-01-01', null],
-      ]],
+      [
+        [
+          ['a\u0001b', '1899-12-31', '25:00:00'],
+          ['<b>&amp;</b> "q"', '2025-02-28', '-01:00:00'],
+          ['  spaced  ', 'kein Datum', '00:00:01'],
+          ['Zeile 1\r\nZeile 2\rEnde', '2025-13-45', '1:2:3'],
+          [long, null, null],
+          ['leap', '2024-02-29', null],
+          ['no leap', '2100-02-29', null],
+          ['first', '1900-03-01', null],
+          ['year 50', '0050-01-01', null],
+        ],
+      ],
       { kinds: ['auto', 'date', 'time'], warn: (m) => warnings.push(m) },
     );
     const [sheet] = await readXlsx(python!, file);
