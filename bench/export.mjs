@@ -7,7 +7,9 @@
 //   with wall-time ratios to (a) and peak RSS;
 //   the latency pair: the emulator answering every request 50 ms late, (a) against (b) (BENCH_LATENCY_RUNS, default 3);
 //   (f) --xlsx against --csv (BENCH_XLSX_RUNS, default 3);
-//   peak RSS of (b) and (f) at 1,000,000 rows (BENCH_BIG_ROWS; 0 skips).
+//   peak RSS of (b) and (f) at 1,000,000 rows (BENCH_BIG_ROWS; 0 skips);
+//   with BENCH_BEFORE=<another checkout>, that checkout's get-table --csv -o alternates with the others
+//   ("before"), so a change is measured against its predecessor in the same run.
 // Goals (issue 15): (b) ≤ 1.2x (a); (c), (d) no slower than (b); (b) ≤ 0.4x (a) at 50 ms; peak RSS
 // ≤ 150 MB, flat from 200,000 to 1,000,000 rows; (e) ≤ 1.2x (b). Issue 17: (f) ≤ 2x (b).
 import { rmSync } from 'node:fs';
@@ -49,9 +51,14 @@ function bareLoop(url, total) {
   );
 }
 
-async function getTable(url, args) {
+const before = process.env.BENCH_BEFORE ? join(process.env.BENCH_BEFORE, 'bin', 'legacy.js') : undefined;
+
+async function getTable(url, args, bin = legacyBin) {
   const out = join(work, 'out');
-  const r = await measure(process.execPath, [legacyBin, 'get-table', 'Artikel', ...args, '-o', out], { env: env(url) });
+  const e = env(url);
+  // The other checkout keeps its own session file (its format may differ).
+  if (bin !== legacyBin) e.LEGACY_CONFIG_DIR = join(work, 'cfg-before');
+  const r = await measure(process.execPath, [bin, 'get-table', 'Artikel', ...args, '-o', out], { env: e });
   rmSync(out, { force: true });
   return checked(r, `get-table ${args.join(' ')}`);
 }
@@ -90,22 +97,29 @@ try {
     ndjson: () => getTable(emu.url, ['--ndjson']),
     json: () => getTable(emu.url, ['--json']),
     sync: () => syncFull(emu.url),
+    ...(before ? { before: () => getTable(emu.url, ['--csv'], before) } : {}),
   });
   const loop = summary(r.loop);
   const csv = summary(r.csv);
   console.log(line('(a) bare keep-alive page loop', loop));
   console.log(line('(b) get-table --csv -o', csv, loop));
+  if (before) console.log(line('(b) before: BENCH_BEFORE --csv -o', summary(r.before), loop));
   console.log(line('(c) get-table --ndjson -o', summary(r.ndjson), loop));
   console.log(line('(d) get-table --json -o', summary(r.json), loop));
   const sync = summary(r.sync);
   console.log(`${line('(e) sync Artikel, full, SQLite', sync, loop)}  sync/csv ${(sync.ms / csv.ms).toFixed(2)}`);
 
   await control(emu.url, 'options', { latencyMs });
-  const l = await alternate(latencyRuns, { loop: () => bareLoop(emu.url, rows), csv: () => getTable(emu.url, ['--csv']) });
+  const l = await alternate(latencyRuns, {
+    loop: () => bareLoop(emu.url, rows),
+    csv: () => getTable(emu.url, ['--csv']),
+    ...(before ? { before: () => getTable(emu.url, ['--csv'], before) } : {}),
+  });
   const loop50 = summary(l.loop);
   console.log(`every answer ${latencyMs} ms late, medians of ${latencyRuns} alternating runs:`);
   console.log(line(`(a) bare page loop, ${latencyMs} ms`, loop50));
   console.log(line(`(b) get-table --csv -o, ${latencyMs} ms`, summary(l.csv), loop50));
+  if (before) console.log(line(`(b) before, ${latencyMs} ms`, summary(l.before), loop50));
   await control(emu.url, 'options', { latencyMs: 0 });
 
   const x = await alternate(xlsxRuns, { csv: () => getTable(emu.url, ['--csv']), xlsx: () => getTable(emu.url, ['--xlsx']) });
@@ -123,6 +137,10 @@ if (bigRows > 0) {
   try {
     const b = await getTable(big.url, ['--csv']);
     console.log(`(b) --csv at ${bigRows.toLocaleString('en-US')} rows: ${s(b.ms)}, peak RSS ${mb(b.peakRss)}`);
+    if (before) {
+      const b0 = await getTable(big.url, ['--csv'], before);
+      console.log(`(b) before: --csv at ${bigRows.toLocaleString('en-US')} rows: ${s(b0.ms)}, peak RSS ${mb(b0.peakRss)}`);
+    }
     const f = await getTable(big.url, ['--xlsx']);
     console.log(`(f) --xlsx at ${bigRows.toLocaleString('en-US')} rows: ${s(f.ms)}, peak RSS ${mb(f.peakRss)}`);
   } finally {

@@ -3,6 +3,7 @@
  * dates `D!M!YYYY` → `YYYY-MM-DD` (`0!0!0`/null → null), durations (ms since midnight) →
  * `HH:MM:SS`, relations → the related `__KEY`, pictures/blobs → null (their deferred URI with raw).
  */
+import { BadDataError } from '../errors/index.js';
 import type { Attribute } from '../rest/types.js';
 
 export type Converter = (value: unknown) => unknown;
@@ -72,11 +73,26 @@ export function relatedKey(value: unknown): string | null {
 /** The value as the server sent it (absent: null). */
 export const keepValue: Converter = (v) => (v === undefined ? null : v);
 
+/**
+ * An integer attribute's value (long, long64, ...): kept as sent, but an integer beyond 2^53 stops
+ * the export. JSON.parse reads `9007199254740993` as 9007199254740992: writing it would be a
+ * different number, silently. (The page transcoder writes integers of up to 15 digits itself and
+ * leaves longer ones to this converter.)
+ */
+export const integerValue: Converter = (v) => {
+  if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) {
+    throw new BadDataError(`the server sent an integer beyond 2^53 (read as ${v}), which cannot be carried exactly; stopped rather than write a rounded number`, {
+      hint: 'leave the field out with --fields, or export it as text on the server side',
+    });
+  }
+  return v === undefined ? null : v;
+};
+
 /** No value of its own (pictures and blobs, to-many relations). */
 export const noValue: Converter = () => null;
 
-/** `__KEY` (--meta): the key as text. */
-export const keyText: Converter = (v) => (v === undefined ? null : String(v));
+/** `__KEY` (--meta): the key as text (a numeric key beyond 2^53 stops the export, see integerValue). */
+export const keyText: Converter = (v) => (v === undefined ? null : String(integerValue(v)));
 
 /** `__TIMESTAMP` (--meta): without the quotes some 4D versions put inside the string. */
 export const unquotedTimestamp: Converter = (v) => (typeof v === 'string' ? v.replace(/^"+|"+$/g, '') : (v ?? null));
@@ -84,6 +100,7 @@ export const unquotedTimestamp: Converter = (v) => (typeof v === 'string' ? v.re
 export const DATE_TYPES = new Set(['date']);
 export const TIME_TYPES = new Set(['duration', 'time']);
 export const NUMBER_TYPES = new Set(['long', 'long64', 'word', 'byte', 'number', 'float', 'integer', 'real']);
+export const INTEGER_TYPES = new Set(['long', 'long64', 'word', 'byte', 'integer']);
 export const MEDIA_TYPES = new Set(['image', 'picture', 'blob']);
 
 /** The converter for one attribute. `raw` keeps the server's values (pictures still become their URI). */
@@ -97,6 +114,7 @@ export function converterFor(attr: Attribute, raw: boolean): Converter {
   if (MEDIA_TYPES.has(attr.type)) {
     return raw ? (v) => deferred(v)?.uri ?? null : noValue;
   }
+  if (INTEGER_TYPES.has(attr.type)) return integerValue;
   if (raw) return keepValue;
   if (DATE_TYPES.has(attr.type)) return fourDDateToIso;
   if (TIME_TYPES.has(attr.type)) return msToTime;

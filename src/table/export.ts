@@ -131,7 +131,8 @@ function isPlaceholder(entity: Entity): boolean {
 
 /** One entity as a row of the plan's columns, converted. */
 export function toRow(plan: ExportPlan, entity: Entity): unknown[] {
-  return plan.columns.map((c) => c.convert(entity[c.name]));
+  // Own attributes only: an absent `toString` or `constructor` is absent, not Object.prototype's.
+  return plan.columns.map((c) => c.convert(Object.hasOwn(entity, c.name) ? entity[c.name] : undefined));
 }
 
 /** Rows an export of `count` matching rows writes, after --skip and --limit. */

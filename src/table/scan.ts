@@ -170,7 +170,9 @@ export class ScanLayout {
   ) {
     const all = [...new Set([...names, '__STAMP', ...checkFields])];
     this.names = all;
-    this.keys = all.map((n) => Buffer.from(n, 'utf8'));
+    // A name with a lone surrogate has no UTF-8 form (Buffer.from would write U+FFFD and match
+    // another name): it gets bytes no key can have, and is only found through its escaped form.
+    this.keys = all.map((n) => (/\p{Cs}/u.test(n) ? Buffer.from([0xff]) : Buffer.from(n, 'utf8')));
     this.stamp = all.indexOf('__STAMP');
     this.checked = [...new Set(checkFields)].map((name) => ({ name, slot: all.indexOf(name) }));
   }

@@ -13,11 +13,13 @@
  *   objects/arrays whose text is already what `JSON.stringify` writes (canonicalJson);
  * - fourDDateToIso: `D!M!YYYY` strings; msToTime: integer milliseconds;
  * - relatedKey: `{"__deferred":{…,"__KEY":"…"}}`; noValue: nothing to read;
+ * - integerValue: integers of at most 15 digits and null (longer ones: the converter, which stops
+ *   the export beyond 2^53 rather than write a rounded number).
  * - keyText and unquotedTimestamp (--meta): plain strings.
  * Other converters (--raw pictures, future ones) always take the reference.
  */
 import { csvEncoder } from './csv.js';
-import { fourDDateToIso, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from './convert.js';
+import { fourDDateToIso, integerValue, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from './convert.js';
 import { sameBytes, type ScannedPage } from './scan.js';
 
 // JSON's bytes. Module-local on purpose, here and in ./scan.ts: measured, the same constants
@@ -47,11 +49,12 @@ export interface TranscodeColumn {
 }
 
 /** How a column's values are read fast (Reference: the reference, cell by cell). */
-const Kind = { Reference: 0, Value: 1, Date: 2, Time: 3, Related: 4, None: 5, Text: 6, Timestamp: 7 } as const;
+const Kind = { Reference: 0, Value: 1, Date: 2, Time: 3, Related: 4, None: 5, Text: 6, Timestamp: 7, Integer: 8 } as const;
 type Kind = (typeof Kind)[keyof typeof Kind];
 
 function kindOf(convert: Converter): Kind {
   if (convert === keepValue) return Kind.Value;
+  if (convert === integerValue) return Kind.Integer;
   if (convert === fourDDateToIso) return Kind.Date;
   if (convert === msToTime) return Kind.Time;
   if (convert === relatedKey) return Kind.Related;
@@ -517,6 +520,9 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
     switch (kind) {
       case Kind.Value:
         return value(sink, b, s, e);
+      case Kind.Integer:
+        // An integer of at most 15 digits (exact) or null; anything longer goes to the converter.
+        return (b[s] === 0x6e || !Number.isNaN(integerToken(b, s, e))) && value(sink, b, s, e);
       case Kind.None:
         return true;
       case Kind.Date: {
@@ -642,6 +648,9 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
     switch (kind) {
       case Kind.Value:
         return value(sink, b, s, e);
+      case Kind.Integer:
+        // An integer of at most 15 digits (exact) or null; anything longer goes to the converter.
+        return (b[s] === 0x6e || !Number.isNaN(integerToken(b, s, e))) && value(sink, b, s, e);
       case Kind.None:
         sink.bytes(NULL, 0, 4);
         return true;
@@ -728,6 +737,9 @@ export function rowTranscoder(columns: readonly TranscodeColumn[]): (page: Scann
     switch (kind) {
       case Kind.Value:
         return value(b, s, e);
+      case Kind.Integer:
+        if (b[s] === 0x6e) return null;
+        return Number.isNaN(integerToken(b, s, e)) ? undefined : value(b, s, e);
       case Kind.None:
         return null;
       case Kind.Date: {

@@ -70,7 +70,7 @@ function not(result: boolean | undefined): boolean | undefined {
  */
 export function conditionCheck(attr: Attribute, op: string, value: unknown, text: string): RowCheck | undefined {
   const name = attr.name;
-  const make = (test: (v: unknown) => boolean | undefined): RowCheck => ({ test: (row) => test(row[name]), text, fields: [name] });
+  const make = (test: (v: unknown) => boolean | undefined): RowCheck => ({ test: (row) => test(Object.hasOwn(row, name) ? row[name] : undefined), text, fields: [name] });
   if (value === null) {
     // Blank values (an empty date 0!0!0, an empty text) may or may not count as null to 4D: cannot tell.
     const blank = (v: unknown) => v === '' || v === '0!0!0';
@@ -154,7 +154,7 @@ export function anyOf(checks: RowCheck[], text: string): RowCheck | undefined {
 export function describeValues(check: RowCheck, row: RawRow): string {
   return check.fields
     .map((f) => {
-      const shown = JSON.stringify(row[f] ?? null);
+      const shown = JSON.stringify((Object.hasOwn(row, f) ? row[f] : undefined) ?? null);
       return `${f}=${shown.length > 60 ? `${shown.slice(0, 60)}…` : shown}`;
     })
     .join(', ');

@@ -10,7 +10,8 @@
  */
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { fourDDateToIso, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from '../../src/table/convert.js';
+import { fourDDateToIso, integerValue, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from '../../src/table/convert.js';
+import { toRow, type ExportPlan } from '../../src/table/export.js';
 import { createWriter, type Format } from '../../src/table/formats.js';
 import { ScanLayout, scanPage, PagePool } from '../../src/table/scan.js';
 import { canonicalNumber, jsonTranscoder, rowTranscoder } from '../../src/table/transcode.js';
@@ -251,6 +252,9 @@ const PICTURES = [
 const KEYS = ['"A0B6"', '"K,1"', '"=1"', '"\\u0041"', '12', 'null', 'true', '{"a":1}'];
 const TIMESTAMPS = ['"2021-10-30T17:18:10.349Z"', '"\\"2017-05-28T19:03:21.130Z\\""', '"\\"\\""', '"a\\"b"', 'null', '5', '"x\\ty"'];
 
+/** Integer attributes (long, long64): up to 2^53 - 1 (beyond, both paths stop: see below). */
+const INTEGERS = ['0', '-0', '7', '-12', '1500', '123456789012345', '-123456789012345', '1234567890123456', '9007199254740991', '-9007199254740991', '1.5', '1e3', 'null', '"12"', 'true'];
+
 /** rawMedia: a converter the transcoder does not know (the reference path, cell by cell). */
 const rawMedia: Converter = (v) => (v && typeof v === 'object' ? ((v as { __deferred?: { uri?: string } }).__deferred?.uri ?? null) : null);
 
@@ -275,6 +279,10 @@ const COLUMNS: Col[] = [
   { name: 'BildRaw', convert: rawMedia, gen: (r) => pick(r, PICTURES) },
   { name: 'Irgendwas', convert: keepValue, gen: (r, p) => jsonAny(r, 0, p) },
   { name: 'Prä"fix ü', convert: keepValue, gen: (r, p) => jsonAny(r, 0, p) },
+  { name: 'Menge', convert: integerValue, gen: (r) => pick(r, INTEGERS) },
+  // Names Object.prototype has: absent means absent, not the prototype's function.
+  { name: 'toString', convert: fourDDateToIso, gen: (r) => pick(r, DATES) },
+  { name: 'constructor', convert: keepValue, gen: (r, p) => jsonAny(r, 0, p) },
 ];
 
 /** A page of `n` entities as JSON text; attributes sometimes absent, repeated or reordered. */
@@ -323,7 +331,9 @@ async function reference(format: Format, bodies: Buffer[], cols: Col[], options:
   await writer.begin();
   for (const body of bodies) {
     const entities = (JSON.parse(body.toString()) as { __ENTITIES: Array<Record<string, unknown>> }).__ENTITIES;
-    await writer.write(entities.map((e) => cols.map((c) => c.convert(e[c.name]))));
+    // export.ts's own row builder (the reference path of get-table and sync).
+    const plan = { columns: cols } as unknown as ExportPlan;
+    await writer.write(entities.map((e) => toRow(plan, e)));
   }
   await writer.end();
   return out.bytes();
@@ -426,12 +436,31 @@ describe('rows from the bytes = the reference rows (exportRows: sync, --xlsx, --
       const entities = (JSON.parse(body.toString()) as { __ENTITIES: Array<Record<string, unknown>> }).__ENTITIES;
       const scanned = scanPage(body, layout)!;
       entities.forEach((entity, i) => {
-        const want = COLUMNS.map((c) => c.convert(entity[c.name]));
+        const want = toRow({ columns: COLUMNS } as unknown as ExportPlan, entity);
         const got = rowOf(scanned, i);
         expect(got).toStrictEqual(want);
         expect(JSON.stringify(got)).toBe(JSON.stringify(want));
       });
     }
+  });
+});
+
+describe('an integer beyond 2^53 stops every path, never a rounded number', () => {
+  const body = (token: string) => Buffer.from(`{"__COUNT":1,"__ENTITIES":[{"__KEY":"1","Menge":${token}}]}`);
+  const cols = [{ name: 'Menge', convert: integerValue, gen: () => '' }];
+  it.each(['9007199254740993', '-9007199254740993', '12345678901234567891', '9007199254740992'])('%s', async (token) => {
+    for (const format of ['csv', 'json', 'ndjson'] as const) {
+      await expect(reference(format, [body(token)], cols, {})).rejects.toThrow(/beyond 2\^53/);
+      await expect(transcoded(format, [body(token)], cols, {})).rejects.toThrow(/beyond 2\^53/);
+    }
+    const scanned = scanPage(body(token), new ScanLayout(['Menge']))!;
+    expect(() => rowTranscoder(cols)(scanned, 0)).toThrow(/beyond 2\^53/);
+    // A numeric key too (--meta).
+    expect(() => keyText(JSON.parse(token))).toThrow(/beyond 2\^53/);
+  });
+  it('the largest exact integers still pass', async () => {
+    const out = await transcoded('csv', [body('9007199254740991'), body('-9007199254740991')], cols, {});
+    expect(out.toString()).toBe('Menge\n9007199254740991\n-9007199254740991\n');
   });
 });
 
@@ -463,6 +492,9 @@ describe('canonicalNumber: the token is what String(JSON.parse(token)) writes', 
   });
 });
 
+/** An entity's own attribute (not Object.prototype's `toString`). */
+const own = (entity: Record<string, unknown>, name: string) => (Object.hasOwn(entity, name) ? entity[name] : undefined);
+
 describe('scanPage never accepts what JSON.parse rejects, and reads what it reads', () => {
   it('on broken pages: cut, flipped and inserted bytes', () => {
     const rand = random(99);
@@ -490,7 +522,7 @@ describe('scanPage never accepts what JSON.parse rejects, and reads what it read
       expect(parsed, 'scanned a page JSON.parse rejects').toBeDefined();
       expect(scanned.size).toBe(parsed!.__ENTITIES!.length);
       for (let i = 0; i < scanned.size; i++) {
-        for (const col of COLUMNS) expect(scanned.value(i, layout.slot(col.name))).toEqual(parsed!.__ENTITIES![i]![col.name]);
+        for (const col of COLUMNS) expect(scanned.value(i, layout.slot(col.name))).toEqual(own(parsed!.__ENTITIES![i]!, col.name));
       }
     }
     expect(accepted).toBeGreaterThan(10); // some mutations keep the page valid (e.g. a changed digit)
@@ -510,7 +542,7 @@ describe('scanPage never accepts what JSON.parse rejects, and reads what it read
       const { __ENTITIES, ...envelope } = parsed;
       expect({ ...scanned.envelope }).toEqual(envelope);
       __ENTITIES.forEach((entity: Record<string, unknown>, i: number) => {
-        for (const col of COLUMNS) expect(scanned.value(i, layout.slot(col.name))).toEqual(entity[col.name]);
+        for (const col of COLUMNS) expect(scanned.value(i, layout.slot(col.name))).toEqual(own(entity, col.name));
         expect({ ...scanned.raw(i) }).toEqual('Preis' in entity ? { Preis: entity.Preis } : {});
       });
     }
