@@ -81,9 +81,12 @@ export const keepValue: Converter = (v) => (v === undefined ? null : v);
  */
 export const integerValue: Converter = (v) => {
   if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) {
-    throw new BadDataError(`the server sent an integer beyond 2^53 (read as ${v}), which cannot be carried exactly; stopped rather than write a rounded number`, {
-      hint: 'leave the field out with --fields, or export it as text on the server side',
-    });
+    throw new BadDataError(
+      `the server sent an integer beyond 2^53 (read as ${v}), which cannot be carried exactly; stopped rather than write a rounded number`,
+      {
+        hint: 'leave the field out with --fields, or export it as text on the server side',
+      },
+    );
   }
   return v === undefined ? null : v;
 };

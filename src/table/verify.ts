@@ -70,7 +70,11 @@ function not(result: boolean | undefined): boolean | undefined {
  */
 export function conditionCheck(attr: Attribute, op: string, value: unknown, text: string): RowCheck | undefined {
   const name = attr.name;
-  const make = (test: (v: unknown) => boolean | undefined): RowCheck => ({ test: (row) => test(Object.hasOwn(row, name) ? row[name] : undefined), text, fields: [name] });
+  const make = (test: (v: unknown) => boolean | undefined): RowCheck => ({
+    test: (row) => test(Object.hasOwn(row, name) ? row[name] : undefined),
+    text,
+    fields: [name],
+  });
   if (value === null) {
     // Blank values (an empty date 0!0!0, an empty text) may or may not count as null to 4D: cannot tell.
     const blank = (v: unknown) => v === '' || v === '0!0!0';

@@ -242,21 +242,39 @@ describe('integers beyond 2^53 (long64): a loud stop, never a rounded number', (
       { ID: 1, Menge: 9007199254740991 },
       { ID: 2, Menge: 2 ** 53 + 2 },
     ];
-    writeFileSync(fixture, JSON.stringify({ dataClasses: [{ name: 'Zaehler', key: 'ID', attributes: [{ name: 'ID', type: 'long' }, { name: 'Menge', type: 'long64' }], rows }] }));
+    writeFileSync(
+      fixture,
+      JSON.stringify({
+        dataClasses: [
+          {
+            name: 'Zaehler',
+            key: 'ID',
+            attributes: [
+              { name: 'ID', type: 'long' },
+              { name: 'Menge', type: 'long64' },
+            ],
+            rows,
+          },
+        ],
+      }),
+    );
     server = await startServer({ data: fixture });
   });
   afterAll(() => server.stop());
 
-  it.each([[['--csv']], [['--csv', '--raw']], [['--ndjson']], [['--json']], [['--xlsx']]])('get-table %j: exit 65, one line, no file; without the field: exit 0', async (args) => {
-    const dir = tempDir();
-    const r = await runMain(['get-table', 'Zaehler', '-o', join(dir, 'z.out'), ...(args as string[])], { env: server.env });
-    expect(r.code, r.stderr).toBe(65);
-    oneLine(r);
-    expect(r.stderr).toMatch(/integer beyond 2\^53 \(read as 9007199254740994\)/);
-    expect(readdirSync(dir)).toEqual([]);
-    const without = await runMain(['get-table', 'Zaehler', '--fields', 'ID', '--csv'], { env: server.env });
-    expect(without.stdout).toBe('ID\n1\n2\n');
-  });
+  it.each([[['--csv']], [['--csv', '--raw']], [['--ndjson']], [['--json']], [['--xlsx']]])(
+    'get-table %j: exit 65, one line, no file; without the field: exit 0',
+    async (args) => {
+      const dir = tempDir();
+      const r = await runMain(['get-table', 'Zaehler', '-o', join(dir, 'z.out'), ...(args as string[])], { env: server.env });
+      expect(r.code, r.stderr).toBe(65);
+      oneLine(r);
+      expect(r.stderr).toMatch(/integer beyond 2\^53 \(read as 9007199254740994\)/);
+      expect(readdirSync(dir)).toEqual([]);
+      const without = await runMain(['get-table', 'Zaehler', '--fields', 'ID', '--csv'], { env: server.env });
+      expect(without.stdout).toBe('ID\n1\n2\n');
+    },
+  );
 
   it('sync stops too (exit 65), before it commits a rounded value', async () => {
     const db = join(tempDir(), 'z.sqlite');

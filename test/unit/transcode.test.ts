@@ -253,7 +253,23 @@ const KEYS = ['"A0B6"', '"K,1"', '"=1"', '"\\u0041"', '12', 'null', 'true', '{"a
 const TIMESTAMPS = ['"2021-10-30T17:18:10.349Z"', '"\\"2017-05-28T19:03:21.130Z\\""', '"\\"\\""', '"a\\"b"', 'null', '5', '"x\\ty"'];
 
 /** Integer attributes (long, long64): up to 2^53 - 1 (beyond, both paths stop: see below). */
-const INTEGERS = ['0', '-0', '7', '-12', '1500', '123456789012345', '-123456789012345', '1234567890123456', '9007199254740991', '-9007199254740991', '1.5', '1e3', 'null', '"12"', 'true'];
+const INTEGERS = [
+  '0',
+  '-0',
+  '7',
+  '-12',
+  '1500',
+  '123456789012345',
+  '-123456789012345',
+  '1234567890123456',
+  '9007199254740991',
+  '-9007199254740991',
+  '1.5',
+  '1e3',
+  'null',
+  '"12"',
+  'true',
+];
 
 /** rawMedia: a converter the transcoder does not know (the reference path, cell by cell). */
 const rawMedia: Converter = (v) => (v && typeof v === 'object' ? ((v as { __deferred?: { uri?: string } }).__deferred?.uri ?? null) : null);
