@@ -26,6 +26,10 @@ import { attributeNamed } from '../table/query.js';
 import { allOf, conditionCheck } from '../table/verify.js';
 import { compare, reconcile, type ReconcileResult } from './reconcile.js';
 import { sqlTypeOf, type ScanDiff, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
+
+/** Rows written in one transaction (a batch of pages), unless WRITE_BATCH_MS passed first (see readPass). */
+const WRITE_BATCH_ROWS = 20_000;
+const WRITE_BATCH_MS = 2_000;
 import { DELETED_RECORDS, GLOBAL_STAMP, chooseWindow, cursorFields, globalStampOf, type Tracking, type Window } from './window.js';
 
 export { SyncStore, type SyncTarget, type ScanDiff } from './store.js';
@@ -277,8 +281,11 @@ export class Syncer {
     };
   }
 
-  /** A writer of export rows: page and progress in one transaction. */
-  private async writer(t: TableContext, plan: ExportPlan, runId: string, result: TableResult): Promise<(rows: unknown[][]) => Promise<number>> {
+  /**
+   * A writer of export rows: page and progress in one transaction of their own, or, with `inOpen`,
+   * in the transaction the caller holds open.
+   */
+  private async writer(t: TableContext, plan: ExportPlan, runId: string, result: TableResult, inOpen = false): Promise<(rows: unknown[][]) => Promise<number>> {
     const store = this.store!;
     const schemaChanged = result.addedColumns.length > 0 || (t.state?.catalog_hash != null && t.state.catalog_hash !== t.hash);
     const upsert = await store.upserter(
@@ -290,11 +297,12 @@ export class Syncer {
     const layout = this.layout(t, plan);
     return async (rows) => {
       const syncedAt = new Date().toISOString();
-      const counts: UpsertCounts = await store.transaction(async () => {
+      const page = async () => {
         const c = await upsert(rows.map(layout), syncedAt);
         await store.progressRun(runId, t.dc.name, { rows_fetched: rows.length, inserted: c.inserted, updated: c.updated });
         return c;
-      });
+      };
+      const counts: UpsertCounts = inOpen ? await page() : await store.transaction(page);
       result.fetched += rows.length;
       result.inserted += counts.inserted;
       result.updated += counts.updated;
@@ -306,16 +314,43 @@ export class Syncer {
   /** Read the window's rows and upsert them page by page. */
   private async readPass(t: TableContext, window: Window, runId: string, result: TableResult): Promise<Partial<ExportSummary>> {
     const plan = await this.plan(t, window);
-    const write = await this.writer(t, plan, runId, result);
+    const store = this.store!;
+    const write = await this.writer(t, plan, runId, result, true);
     const summary: Partial<ExportSummary> = {};
-    for await (const rows of exportRows(this.client, plan, {
-      logger: this.options.logger,
-      summary,
-      onStart: (total) => this.options.onProgress?.(t.dc.name, 0, total),
-      onPage: (pr) => this.options.onProgress?.(t.dc.name, pr.rows, pr.total),
-    })) {
-      if (this.options.signal?.aborted) throw new Error('interrupted');
-      await write(rows);
+    // Pages are committed in batches (WRITE_BATCH_ROWS rows, or what came in WRITE_BATCH_MS): a
+    // commit writes out every index page it touched, and keys arrive in no index's order, so a
+    // commit per page of 1,000 rewrote most of each index on every page (measured on 200,000 rows:
+    // 4.4 s in SQLite, 2.3 s in batches of 20,000). A crash still keeps whole batches only.
+    let open = false;
+    let batchRows = 0;
+    let since = 0;
+    try {
+      for await (const rows of exportRows(this.client, plan, {
+        logger: this.options.logger,
+        summary,
+        onStart: (total) => this.options.onProgress?.(t.dc.name, 0, total),
+        onPage: (pr) => this.options.onProgress?.(t.dc.name, pr.rows, pr.total),
+      })) {
+        if (this.options.signal?.aborted) throw new Error('interrupted');
+        if (!open) {
+          await store.begin();
+          open = true;
+          batchRows = 0;
+          since = performance.now();
+        }
+        await write(rows);
+        batchRows += rows.length;
+        if (batchRows >= WRITE_BATCH_ROWS || performance.now() - since >= WRITE_BATCH_MS) {
+          open = false;
+          await store.commit();
+        }
+      }
+      if (open) {
+        open = false;
+        await store.commit();
+      }
+    } finally {
+      if (open) await store.rollback().catch(() => undefined);
     }
     return summary;
   }

@@ -2,8 +2,8 @@
  * The storage side of sync: one table per dataclass plus `_legacy_sync_state` and `_legacy_sync_runs`,
  * in SQLite (the default, ./sqlite.ts) or PostgreSQL (./postgres.ts, `--db postgres://…`). Both share
  * the SQL below; a subclass supplies the driver (three primitives), its column types, the run lock and
- * the upsert loop. Each page of rows is upserted together with the table's progress in one
- * transaction, so a crash at any point leaves a consistent database.
+ * the upsert loop. Rows are upserted together with the table's progress in one transaction (a batch
+ * of pages, see Syncer.readPass), so a crash at any point leaves a consistent database.
  */
 import type { Attribute } from '../rest/types.js';
 import { NUMBER_TYPES } from '../table/convert.js';
@@ -204,15 +204,28 @@ export abstract class SyncStore {
   }
 
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
-    await this.exec('BEGIN');
+    await this.begin();
     try {
       const result = await fn();
-      await this.exec('COMMIT');
+      await this.commit();
       return result;
     } catch (error) {
-      await this.exec('ROLLBACK').catch(() => undefined);
+      await this.rollback().catch(() => undefined);
       throw error;
     }
+  }
+
+  /** A transaction held open across several calls (sync's batches of pages); prefer transaction(). */
+  async begin(): Promise<void> {
+    await this.exec('BEGIN');
+  }
+
+  async commit(): Promise<void> {
+    await this.exec('COMMIT');
+  }
+
+  async rollback(): Promise<void> {
+    await this.exec('ROLLBACK');
   }
 
   /** Runs left `running` by a killed process (we hold the run lock, so none is alive). */
