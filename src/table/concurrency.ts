@@ -3,10 +3,11 @@
  *
  * `--concurrency n` (or `concurrency` in the config) pins it. Otherwise it starts at 3 and adapts
  * to the server, one round at a time (a round: as many pages as are in flight, at least 8):
- * - it adds a page while the round trips say that fewer than two pages wait at the server (TCP
- *   Vegas' estimate: in flight x (1 - fastest round trip / this round's)) and the last addition
- *   made the export at least 5% faster; an addition that did not pay is taken back, and the next
- *   try waits eight rounds;
+ * - it grows while the round trips say that fewer than two pages wait at the server (TCP Vegas'
+ *   estimate: in flight x (1 - fastest round trip / this round's)) and the last growth made the
+ *   export at least 5% faster: it doubles while under one page waits (a slow start, so that a
+ *   distant server gets its pages in flight within a few rounds), else adds one; a growth that did
+ *   not pay is taken back, and the next try waits eight rounds;
  * - on trouble (a page that needed a retry: a reset, a timeout, an HTTP 5xx; or a wait for a
  *   licence, HTTP 402) it halves at once and holds for three rounds; it also gives pages back when
  *   more than four wait at the server;
@@ -28,6 +29,8 @@ export class PagesInFlight {
   private round: { pages: number; rttSum: number; started: number };
   private lastRate = 0;
   private grew = false;
+  /** The limit before the last growth (what a growth that did not pay goes back to). */
+  private beforeGrowth = 0;
   private hold = 0;
 
   constructor(
@@ -63,17 +66,18 @@ export class PagesInFlight {
     } else if (this.hold > 0) {
       this.hold -= 1;
     } else if (this.grew && rate < this.lastRate * 1.05) {
-      this.limit -= 1;
+      this.limit = this.beforeGrowth;
       this.hold = 8;
       this.grew = false;
-      why = 'the last page added did not make it faster';
+      why = 'the last growth did not make it faster';
     } else {
       const queued = this.limit * (1 - this.minRtt / rtt);
       this.grew = false;
       if (queued < 2 && this.limit < ceiling) {
-        this.limit += 1;
+        this.beforeGrowth = this.limit;
+        this.limit = queued < 1 ? Math.min(ceiling, this.limit * 2) : this.limit + 1;
         this.grew = true;
-        why = `under two pages wait at the server (round trip ${Math.round(rtt)} ms, fastest ${Math.round(this.minRtt)} ms)`;
+        why = `${queued < 1 ? 'under one page waits' : 'under two pages wait'} at the server (round trip ${Math.round(rtt)} ms, fastest ${Math.round(this.minRtt)} ms)`;
       } else if (queued > 4 && this.limit > DEFAULT_PAGES_IN_FLIGHT) {
         this.limit -= 1;
         why = `about ${Math.round(queued)} pages wait at the server`;
