@@ -3,7 +3,8 @@ import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { command, list, repeatable, wholeNumber } from '../cli/spec.js';
 import { UsageError } from '../errors/index.js';
-import type { Format } from '../table/formats.js';
+import type { ExportPlan, ExportSummary } from '../table/export.js';
+import type { Format, WriterOptions } from '../table/formats.js';
 
 const FORMATS = ['csv', 'json', 'ndjson', 'table', 'xlsx'] as const;
 
@@ -134,18 +135,7 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     output: toFile ? opts.output : undefined,
     stdout: ctx.io.stdout,
     cwd: ctx.io.cwd,
-    writer: {
-      delimiter: opts.delimiter,
-      bom: opts.bom,
-      excelSafe: opts.excelSafe,
-      header: opts.header,
-      color: ctx.color.stdout,
-      width: ctx.io.stdout.columns,
-      maxRows: tableCap,
-      sheetName: plan.dataClass.name,
-      kinds: plan.columns.map((c) => cellKindFor(c.attribute, opts.raw === true)),
-      warn: (m) => ctx.logger.warn(m),
-    },
+    writer: { ...writerOptions(ctx, opts, plan, tableCap), kinds: plan.columns.map((c) => cellKindFor(c.attribute, opts.raw === true)) },
     logger: ctx.logger,
     signal: ctx.signal,
     // LEGACY_TRANSCODE=0: the reference path (JSON.parse of each page, then the writer), byte for byte the same.
@@ -155,7 +145,28 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     onDone: (counts) => ctx.metrics.rows(counts),
   }).finally(() => progress?.stop());
 
-  const seconds = (Date.now() - started) / 1000;
+  report(ctx, table, format, opts, summary, (Date.now() - started) / 1000);
+  return 0;
+}
+
+/** How the rows are written: the format's options (xlsx's cell kinds are added by run). */
+function writerOptions(ctx: CommandContext, opts: GetTableOptions, plan: ExportPlan, tableCap: number | undefined): WriterOptions {
+  return {
+    delimiter: opts.delimiter,
+    bom: opts.bom,
+    excelSafe: opts.excelSafe,
+    header: opts.header,
+    color: ctx.color.stdout,
+    width: ctx.io.stdout.columns,
+    maxRows: tableCap,
+    sheetName: plan.dataClass.name,
+    warn: (m) => ctx.logger.warn(m),
+  };
+}
+
+/** The end of an export on stderr: what a capped table left out, the rows and time on a terminal, a changed table. */
+function report(ctx: CommandContext, table: string, format: Format, opts: GetTableOptions, summary: Partial<ExportSummary>, seconds: number): void {
+  const toFile = opts.output !== undefined && opts.output !== '-';
   const rows = summary.rows ?? 0;
   if (format === 'table' && (summary.serverCount ?? 0) > rows) {
     ctx.io.stderr.write(
@@ -170,5 +181,4 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
       `wrote ${rows} rows but the server counted ${summary.expected} at the start${summary.vanished ? ` (${summary.vanished} deleted during the export)` : ''}; the table changed while it was being exported`,
     );
   }
-  return 0;
 }

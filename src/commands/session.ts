@@ -13,6 +13,15 @@ function selected(ctx: CommandContext) {
   return { env: ctx.settings.envName, name: ctx.settings.sessionName, baseUrl: ctx.settings.baseUrl ?? '' };
 }
 
+/** What `session status --server` shows of the server's sessions. */
+interface ServerView {
+  url: string;
+  live: number;
+  ours: boolean;
+  sessions: ServerSession[];
+  note?: string;
+}
+
 export async function runStatus(ctx: CommandContext, _args: string[], opts: { all?: boolean; json?: boolean; server?: boolean }): Promise<number> {
   const { settings } = ctx;
   const { storeKind, storeLocation, entries } = await withSessionStore(settings, ctx.logger, async (store) => ({
@@ -26,33 +35,7 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   if (!opts.all && !chosen.some((e) => e.baseUrl === slot.baseUrl) && slot.baseUrl) {
     statuses.push(statusOf(undefined, slot, settings.sessionIdleMinutes));
   }
-
-  let server: { url: string; live: number; ours: boolean; sessions: ServerSession[]; note?: string } | undefined;
-  if (opts.server) {
-    const client = await ctx.client();
-    const response = await client.session.sendExisting({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
-    if (!response) {
-      server = {
-        url: client.baseUrl,
-        live: 0,
-        ours: false,
-        sessions: [],
-        note: "no stored session: not asking the server, as that would open one (run 'legacy session refresh' first)",
-      };
-    } else if (response.status !== 200) {
-      server = {
-        url: client.baseUrl,
-        live: 0,
-        ours: false,
-        sessions: [],
-        note: `server answered HTTP ${response.status}${response.status === 402 ? ' (licences all in use)' : ''}`,
-      };
-    } else {
-      const ours = client.session.current()?.cookies[SESSION_COOKIE];
-      const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, ours, serverClock(response.headers));
-      server = { url: client.baseUrl, live: sessions.length, ours: sessions.some((s) => s.ours), sessions };
-    }
-  }
+  const server = opts.server ? await serverView(ctx) : undefined;
 
   if (opts.json) {
     await write(ctx.io.stdout, `${JSON.stringify({ store: { kind: storeKind, location: storeLocation }, sessions: statuses, server }, null, 2)}\n`);
@@ -61,38 +44,52 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   if (statuses.length === 0) {
     await write(ctx.io.stdout, `no stored session for ${opts.all ? 'any environment' : `${slot.env}/${slot.name}`} in ${storeLocation}\n`);
   } else {
-    const rows = statuses.map((s) => [
-      `${s.env}/${s.name}`,
-      s.baseUrl,
-      s.state,
-      s.masked ? `${s.cookieNames.join('+')} ${s.masked}` : '-',
-      s.createdAt ? relative(s.createdAt).replace(' ago', '') : '-',
-      relative(s.lastUsedAt),
-      s.expiresIfUnusedAt ? (s.expiredByClock ? `expired ${relative(s.expiresIfUnusedAt)}` : relative(s.expiresIfUnusedAt)) : '-',
-    ]);
-    await write(ctx.io.stdout, columns(rows, ['SESSION', 'URL', 'STATE', 'COOKIE', 'AGE', 'LAST USED', 'EXPIRES IF UNUSED']));
+    await write(ctx.io.stdout, statusTable(statuses));
     // The file store is the default; a shared store is worth naming, since other hosts see the same.
     if (storeKind === 'redis') await write(ctx.io.stdout, `(shared session store: ${storeLocation})\n`);
   }
-  if (server) {
-    const lines = [`\nserver ${server.url}: ${server.note ?? `${server.live} live session(s); ours is ${server.ours ? '' : 'NOT '}among them`}`];
-    if (server.sessions.length) {
-      lines.push(
-        columns(
-          server.sessions.map((s) => [
-            s.masked,
-            s.userName || '-',
-            s.lifeTimeSeconds !== undefined ? `${Math.round(s.lifeTimeSeconds / 60)} min` : '-',
-            s.expiration ? relative(s.expiration) : '-',
-            s.ours ? 'ours' : '',
-          ]),
-          ['SESSION', 'USER', 'IDLE TIMEOUT', 'EXPIRES', ''],
-        ).trimEnd(),
-      );
-    }
-    await write(ctx.io.stdout, `${lines.join('\n')}\n`);
-  }
+  if (server) await write(ctx.io.stdout, serverText(server));
   return 0;
+}
+
+/** The server's sessions ($info), asked only with the stored session (asking without would open one). */
+async function serverView(ctx: CommandContext): Promise<ServerView> {
+  const client = await ctx.client();
+  const response = await client.session.sendExisting({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
+  const none = { url: client.baseUrl, live: 0, ours: false, sessions: [] };
+  if (!response) return { ...none, note: "no stored session: not asking the server, as that would open one (run 'legacy session refresh' first)" };
+  if (response.status !== 200) return { ...none, note: `server answered HTTP ${response.status}${response.status === 402 ? ' (licences all in use)' : ''}` };
+  const ours = client.session.current()?.cookies[SESSION_COOKIE];
+  const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, ours, serverClock(response.headers));
+  return { url: client.baseUrl, live: sessions.length, ours: sessions.some((s) => s.ours), sessions };
+}
+
+function statusTable(statuses: SessionStatus[]): string {
+  const rows = statuses.map((s) => [
+    `${s.env}/${s.name}`,
+    s.baseUrl,
+    s.state,
+    s.masked ? `${s.cookieNames.join('+')} ${s.masked}` : '-',
+    s.createdAt ? relative(s.createdAt).replace(' ago', '') : '-',
+    relative(s.lastUsedAt),
+    s.expiresIfUnusedAt ? (s.expiredByClock ? `expired ${relative(s.expiresIfUnusedAt)}` : relative(s.expiresIfUnusedAt)) : '-',
+  ]);
+  return columns(rows, ['SESSION', 'URL', 'STATE', 'COOKIE', 'AGE', 'LAST USED', 'EXPIRES IF UNUSED']);
+}
+
+function serverText(server: ServerView): string {
+  const lines = [`\nserver ${server.url}: ${server.note ?? `${server.live} live session(s); ours is ${server.ours ? '' : 'NOT '}among them`}`];
+  if (server.sessions.length) {
+    const rows = server.sessions.map((s) => [
+      s.masked,
+      s.userName || '-',
+      s.lifeTimeSeconds !== undefined ? `${Math.round(s.lifeTimeSeconds / 60)} min` : '-',
+      s.expiration ? relative(s.expiration) : '-',
+      s.ours ? 'ours' : '',
+    ]);
+    lines.push(columns(rows, ['SESSION', 'USER', 'IDLE TIMEOUT', 'EXPIRES', '']).trimEnd());
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 export async function runRefresh(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {

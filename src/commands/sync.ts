@@ -7,7 +7,8 @@ import { command, duration, JSON_OPTION, wholeNumber, type OptionSpec } from '..
 import type { SyncTableConfig } from '../config/store.js';
 import { EXIT_DIFFERS, ExitCode, UsageError, exitCodeFor, formatErrorLine } from '../errors/index.js';
 import { normaliseTableConfig, openSyncStore, syncTarget } from '../sync/open.js';
-import type { SyncTarget } from '../sync/store.js';
+import type { TableResult } from '../sync/index.js';
+import type { RunRow, SyncTarget } from '../sync/store.js';
 import { parseDuration } from '../config/duration.js';
 
 interface SyncOptions {
@@ -144,30 +145,33 @@ async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): 
     });
   if (opts.json) {
     await write(ctx.io.stdout, `${JSON.stringify({ runId, database: db.display, dryRun: opts.dryRun === true, tables: results }, null, 2)}\n`);
-  } else if (opts.dryRun) {
-    await write(
-      ctx.io.stdout,
-      columns(
-        results.map((r) => [r.table, r.mode, r.cursor ?? '-', String(r.expected ?? '-')]),
-        ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS'],
-      ),
-    );
   } else {
-    const rows = results.map((r) => [
-      r.table,
-      r.status,
-      r.mode,
-      r.tracking ?? '-',
-      String(r.fetched),
-      String(r.inserted),
-      String(r.updated),
-      String(r.deleted),
-      r.cursor ?? '-',
-    ]);
-    await write(ctx.io.stdout, columns(rows, ['TABLE', 'STATUS', 'MODE', 'TRACKING', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED', 'CURSOR']));
+    await write(ctx.io.stdout, resultsText(results, opts.dryRun === true));
   }
   // The per-table errors were reported above; the exit code says what kind the first one was.
   return firstError ? exitCodeFor(firstError) : ExitCode.ok;
+}
+
+/** A run's tables: what a dry run would read, or what the run did. */
+function resultsText(results: TableResult[], dryRun: boolean): string {
+  if (dryRun) {
+    return columns(
+      results.map((r) => [r.table, r.mode, r.cursor ?? '-', String(r.expected ?? '-')]),
+      ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS'],
+    );
+  }
+  const rows = results.map((r) => [
+    r.table,
+    r.status,
+    r.mode,
+    r.tracking ?? '-',
+    String(r.fetched),
+    String(r.inserted),
+    String(r.updated),
+    String(r.deleted),
+    r.cursor ?? '-',
+  ]);
+  return columns(rows, ['TABLE', 'STATUS', 'MODE', 'TRACKING', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED', 'CURSOR']);
 }
 
 async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
@@ -196,44 +200,41 @@ async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions
       lastVerify: s.last_verify ? { at: s.last_verify, ...parse(s.verify_result) } : null,
       lastError: s.last_error,
     }));
-    if (opts.json) {
-      await write(ctx.io.stdout, `${JSON.stringify({ database: db.display, tables, runs }, null, 2)}\n`);
-      return 0;
-    }
-    const found = (c: { at: string; missing?: number; extra?: number; stale?: number } | null, kind: string) =>
-      c
-        ? `${kind} ${c.at.slice(0, 16)}: ${(c.missing ?? 0) + (c.extra ?? 0) + (c.stale ?? 0) === 0 ? 'equal' : `${c.missing ?? 0} missing, ${c.extra ?? 0} extra, ${c.stale ?? 0} stale`}`
-        : '';
-    const checked = (t: (typeof tables)[number]) =>
-      [found(t.lastVerify, 'verify'), found(t.lastReconcile, 'reconcile')].filter(Boolean).sort().reverse()[0] ?? '-';
-    await write(
-      ctx.io.stdout,
-      columns(
-        tables.map((t) => [t.table, String(t.rows), String(t.deleted), t.tracking, t.lastSuccess ?? '-', t.cursor ?? '-', checked(t), t.lastError ?? '']),
-        ['TABLE', 'ROWS', 'DELETED', 'TRACKING', 'LAST SUCCESS', 'CURSOR', 'LAST CHECK', 'LAST ERROR'],
-      ),
-    );
-    await write(
-      ctx.io.stdout,
-      `\nrecent runs:\n${columns(
-        runs.map((r) => [
-          r.run_id,
-          r.table_name,
-          r.status,
-          r.mode,
-          r.started,
-          String(r.rows_fetched),
-          String(r.inserted),
-          String(r.updated),
-          String(r.deleted),
-        ]),
-        ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED'],
-      )}`,
-    );
+    await write(ctx.io.stdout, opts.json ? `${JSON.stringify({ database: db.display, tables, runs }, null, 2)}\n` : statusText(tables, runs));
     return 0;
   } finally {
     await store.close();
   }
+}
+
+/** One table in `sync status`. */
+interface TableStatus {
+  table: string;
+  rows: number;
+  deleted: number;
+  lastSuccess: string | null;
+  tracking: string;
+  cursor: string | null;
+  lastReconcile: ({ at: string } & Record<string, number | string>) | null;
+  lastVerify: ({ at: string } & Record<string, number | string>) | null;
+  lastError: string | null;
+}
+
+/** `sync status` as tables: each table's state and last check, then the recent runs. */
+function statusText(tables: TableStatus[], runs: RunRow[]): string {
+  const found = (c: { at: string; missing?: number; extra?: number; stale?: number } | null, kind: string) =>
+    c
+      ? `${kind} ${c.at.slice(0, 16)}: ${(c.missing ?? 0) + (c.extra ?? 0) + (c.stale ?? 0) === 0 ? 'equal' : `${c.missing ?? 0} missing, ${c.extra ?? 0} extra, ${c.stale ?? 0} stale`}`
+      : '';
+  const checked = (t: TableStatus) => [found(t.lastVerify, 'verify'), found(t.lastReconcile, 'reconcile')].filter(Boolean).sort().reverse()[0] ?? '-';
+  const head = columns(
+    tables.map((t) => [t.table, String(t.rows), String(t.deleted), t.tracking, t.lastSuccess ?? '-', t.cursor ?? '-', checked(t), t.lastError ?? '']),
+    ['TABLE', 'ROWS', 'DELETED', 'TRACKING', 'LAST SUCCESS', 'CURSOR', 'LAST CHECK', 'LAST ERROR'],
+  );
+  return `${head}\nrecent runs:\n${columns(
+    runs.map((r) => [r.run_id, r.table_name, r.status, r.mode, r.started, String(r.rows_fetched), String(r.inserted), String(r.updated), String(r.deleted)]),
+    ['RUN', 'TABLE', 'STATUS', 'MODE', 'STARTED', 'FETCHED', 'INSERTED', 'UPDATED', 'DELETED'],
+  )}`;
 }
 
 /**
