@@ -90,6 +90,11 @@ export class PageNotAsAskedError extends BadDataError {
   override readonly code = 'E_PAGE_NOT_AS_ASKED';
 }
 
+/** A value that cannot be written exactly (an integer beyond 2^53). Exit 65: nothing rounded is written. */
+export class UnrepresentableValueError extends BadDataError {
+  override readonly code = 'E_UNREPRESENTABLE_VALUE';
+}
+
 /** The server could not be reached or kept failing after retries. Exit 69. */
 export class UnavailableError extends LegacyError {
   override readonly exitCode = ExitCode.unavailable;

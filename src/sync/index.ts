@@ -5,8 +5,8 @@
  * - How changes are found (./window.ts): 4D's global stamp where the server tracks changes, else a
  *   date+time or date window (with a lookback), else a full read. The first pass, or --full, reads
  *   every row. Rows are upserted comparing __STAMP, so re-reads never duplicate or rewrite a row.
- * - The cursor only advances when a table's pass completed: each page's rows and the run's
- *   progress commit in one transaction, and the new cursor is taken from what was stored (and, for
+ * - The cursor only advances when a table's pass completed: rows and the run's progress commit
+ *   together, a batch of pages per transaction, and the new cursor is taken from what was stored (and, for
  *   the global stamp, from before the pass began). A crash at any point leaves the database
  *   consistent and the next run re-reads from the old cursor, so nothing is lost or duplicated.
  * - A window the server rejects, or a server that does not apply filters at all: a full read of
@@ -17,7 +17,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { SyncTableConfig } from '../config/store.js';
-import { BadDataError, FilterNotAppliedError, NotFoundError, formatErrorLine } from '../errors/index.js';
+import { BadDataError, FilterNotAppliedError, NotFoundError, PageNotAsAskedError, UnrepresentableValueError, formatErrorLine } from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
@@ -27,9 +27,6 @@ import { allOf, conditionCheck } from '../table/verify.js';
 import { compare, reconcile, type ReconcileResult } from './reconcile.js';
 import { sqlTypeOf, type ScanDiff, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
 
-/** Rows written in one transaction (a batch of pages), unless WRITE_BATCH_MS passed first (see readPass). */
-const WRITE_BATCH_ROWS = 20_000;
-const WRITE_BATCH_MS = 2_000;
 import { DELETED_RECORDS, GLOBAL_STAMP, chooseWindow, cursorFields, globalStampOf, type Tracking, type Window } from './window.js';
 
 export { SyncStore, type SyncTarget, type ScanDiff } from './store.js';
@@ -50,6 +47,37 @@ export interface SyncOptions {
 }
 
 export type VerifyResult = ScanDiff & { table: string; equal: boolean };
+
+/** Rows written in one transaction (a batch of pages), unless WRITE_BATCH_MS passed first (see readPass). */
+const WRITE_BATCH_ROWS = 20_000;
+const WRITE_BATCH_MS = 2_000;
+/** How long an open batch waits for the next page before it is committed (see readPass). */
+const WRITE_BATCH_GRACE_MS = 5;
+
+/**
+ * The server refused the query (a bad data answer to the filter), as opposed to data that cannot be
+ * written (a page not as asked, a value out of range), which a full read would only meet again.
+ */
+function rejectedQuery(error: unknown): error is BadDataError {
+  return (
+    error instanceof BadDataError && !(error instanceof NotFoundError || error instanceof PageNotAsAskedError || error instanceof UnrepresentableValueError)
+  );
+}
+
+/** Whether `promise` settles (either way) within `ms`. */
+function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  return Promise.race([
+    promise.then(
+      () => true,
+      () => true,
+    ),
+    late,
+  ]).finally(() => clearTimeout(timer));
+}
 
 export interface TableResult {
   table: string;
@@ -210,8 +238,8 @@ export class Syncer {
         pass = await this.readPass(t, window, runId, result);
       } catch (error) {
         // The server rejected the window's filter: never silently miss rows, read everything.
-        if (!(error instanceof BadDataError) || error instanceof NotFoundError || !window.filter || result.fetched > 0) throw error;
-        logger.warn(`${dc.name}: the server rejected the incremental filter (${error.message}); reading the whole table instead`);
+        if (!rejectedQuery(error) || !window.filter || result.fetched > 0) throw error;
+        logger.warn(`${dc.name}: the server rejected the incremental filter (${(error as Error).message}); reading the whole table instead`);
         result.mode = 'full (cursor filter rejected)';
         window = { tracking: window.tracking, params: [] };
         pass = await this.readPass(t, window, runId, result);
@@ -320,17 +348,29 @@ export class Syncer {
     // Pages are committed in batches (WRITE_BATCH_ROWS rows, or what came in WRITE_BATCH_MS): a
     // commit writes out every index page it touched, and keys arrive in no index's order, so a
     // commit per page of 1,000 rewrote most of each index on every page (measured on 200,000 rows:
-    // 4.4 s in SQLite, 2.3 s in batches of 20,000). A crash still keeps whole batches only.
+    // 4.4 s in SQLite, 2.3 s in batches of 20,000). A batch never waits for the server: when the
+    // next page is not there within WRITE_BATCH_GRACE_MS it is committed first, so the write lock
+    // (SQLite) or an idle transaction (PostgreSQL) is not held across network or licence waits.
+    // A crash still keeps whole batches only.
+    const pages = exportRows(this.client, plan, {
+      logger: this.options.logger,
+      summary,
+      onStart: (total) => this.options.onProgress?.(t.dc.name, 0, total),
+      onPage: (pr) => this.options.onProgress?.(t.dc.name, pr.rows, pr.total),
+    });
     let open = false;
     let batchRows = 0;
     let since = 0;
+    const commit = async () => {
+      await store.commit();
+      open = false;
+    };
     try {
-      for await (const rows of exportRows(this.client, plan, {
-        logger: this.options.logger,
-        summary,
-        onStart: (total) => this.options.onProgress?.(t.dc.name, 0, total),
-        onPage: (pr) => this.options.onProgress?.(t.dc.name, pr.rows, pr.total),
-      })) {
+      for (;;) {
+        const next = pages.next();
+        if (open && !(await settlesWithin(next, WRITE_BATCH_GRACE_MS))) await commit();
+        const { value: rows, done } = await next;
+        if (done) break;
         if (this.options.signal?.aborted) throw new Error('interrupted');
         if (!open) {
           await store.begin();
@@ -340,17 +380,13 @@ export class Syncer {
         }
         await write(rows);
         batchRows += rows.length;
-        if (batchRows >= WRITE_BATCH_ROWS || performance.now() - since >= WRITE_BATCH_MS) {
-          open = false;
-          await store.commit();
-        }
+        if (batchRows >= WRITE_BATCH_ROWS || performance.now() - since >= WRITE_BATCH_MS) await commit();
       }
-      if (open) {
-        open = false;
-        await store.commit();
-      }
+      if (open) await commit();
     } finally {
+      // A failed COMMIT too: SQLite asks for a ROLLBACK after one (BUSY, FULL, IOERR).
       if (open) await store.rollback().catch(() => undefined);
+      await pages.return(undefined).catch(() => undefined);
     }
     return summary;
   }
@@ -383,8 +419,8 @@ export class Syncer {
         return await this.markDeletions(t, plan, since, runId);
       } catch (error) {
         // The server refused or ignored the deletions' filter: read them all, pick ours here.
-        if (!(error instanceof BadDataError) || error instanceof NotFoundError) throw error;
-        this.options.logger.warn(`${t.dc.name}: reading every ${DELETED_RECORDS} entry (${error.message})`);
+        if (!rejectedQuery(error)) throw error;
+        this.options.logger.warn(`${t.dc.name}: reading every ${DELETED_RECORDS} entry (${(error as Error).message})`);
         plan.query = { ...plan.query, filter: undefined, params: [], check: undefined };
       }
     }

@@ -3,7 +3,7 @@
  * dates `D!M!YYYY` → `YYYY-MM-DD` (`0!0!0`/null → null), durations (ms since midnight) →
  * `HH:MM:SS`, relations → the related `__KEY`, pictures/blobs → null (their deferred URI with raw).
  */
-import { BadDataError } from '../errors/index.js';
+import { UnrepresentableValueError } from '../errors/index.js';
 import type { Attribute } from '../rest/types.js';
 
 export type Converter = (value: unknown) => unknown;
@@ -81,7 +81,7 @@ export const keepValue: Converter = (v) => (v === undefined ? null : v);
  */
 export const integerValue: Converter = (v) => {
   if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) {
-    throw new BadDataError(
+    throw new UnrepresentableValueError(
       `the server sent an integer beyond 2^53 (read as ${v}), which cannot be carried exactly; stopped rather than write a rounded number`,
       {
         hint: 'leave the field out with --fields, or export it as text on the server side',

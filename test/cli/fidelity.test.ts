@@ -234,6 +234,24 @@ describe('pages not as asked (--broken-paging): never repeated or missing rows w
   );
 });
 
+describe('pages not as asked in an incremental sync', () => {
+  it('exit 65 naming the page, not a fallback to a full read as if the server rejected the window', async () => {
+    const server = await startServer({ rows: { Artikel: 1500 } });
+    try {
+      const db = join(tempDir(), 's.sqlite');
+      expect((await runMain(['sync', 'Artikel', '--db', db], { env: server.env })).code).toBe(0);
+      await server.control('mutate', { table: 'Artikel', update: 20 });
+      await server.control('options', { brokenPaging: 'ignore-top' });
+      const r = await runMain(['sync', 'Artikel', '--db', db, '--page-size', '5'], { env: server.env });
+      expect(r.code, r.stderr).toBe(65);
+      expect(r.stderr).toMatch(/where at most 5 were asked/);
+      expect(r.stderr).not.toMatch(/rejected the incremental filter/);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('integers beyond 2^53 (long64): a loud stop, never a rounded number', () => {
   let server: TestServer;
   beforeAll(async () => {
