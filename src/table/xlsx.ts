@@ -155,7 +155,12 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
       }
       return inlineString(ref, value);
     }
-    if (typeof value === 'number') return Number.isFinite(value) ? `<c r="${ref}"><v>${value}</v></c>` : inlineString(ref, String(value));
+    // Excel keeps 15 significant digits: a longer integer (a long64, a key) is text, or its last digits would be lost.
+    if (typeof value === 'number') {
+      return Number.isFinite(value) && !(Number.isInteger(value) && Math.abs(value) >= 1e15)
+        ? `<c r="${ref}"><v>${value}</v></c>`
+        : inlineString(ref, String(value));
+    }
     if (typeof value === 'boolean') return `<c r="${ref}" t="b"><v>${value ? 1 : 0}</v></c>`;
     return inlineString(ref, typeof value === 'object' ? JSON.stringify(value) : String(value));
   };

@@ -87,4 +87,10 @@ describe.skipIf(!python)('read back with openpyxl', () => {
     const [none] = await readXlsx(python!, empty);
     expect(none!.rows).toEqual([['ID', 'Name']]);
   });
+
+  it('integers of 16 digits and more are text (Excel keeps 15 significant digits), shorter ones numbers', async () => {
+    const file = await workbook(['N'], [[[1234567890123456], [-9007199254740991], [999999999999999], [1.5]]]);
+    const [sheet] = await readXlsx(python!, file);
+    expect(sheet!.rows.slice(1).map((r) => r[0])).toEqual(['1234567890123456', '-9007199254740991', 999999999999999, 1.5]);
+  });
 });
