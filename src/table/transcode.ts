@@ -171,6 +171,11 @@ export function canonicalNumber(b: Uint8Array, s: number, e: number): boolean {
   return significant <= 15;
 }
 
+/** integerValue's fast cells: null, or an integer of at most 15 digits (exact); longer ones go to the converter. */
+function shortIntegerOrNull(b: Uint8Array, s: number, e: number): boolean {
+  return b[s] === 0x6e || !Number.isNaN(integerToken(b, s, e));
+}
+
 /** The integer a token [s, e) holds when it is one of at most 15 digits (else NaN). */
 function integerToken(b: Uint8Array, s: number, e: number): number {
   let i = s;
@@ -521,8 +526,7 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
       case Kind.Value:
         return value(sink, b, s, e);
       case Kind.Integer:
-        // An integer of at most 15 digits (exact) or null; anything longer goes to the converter.
-        return (b[s] === 0x6e || !Number.isNaN(integerToken(b, s, e))) && value(sink, b, s, e);
+        return shortIntegerOrNull(b, s, e) && value(sink, b, s, e);
       case Kind.None:
         return true;
       case Kind.Date: {
@@ -649,8 +653,7 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
       case Kind.Value:
         return value(sink, b, s, e);
       case Kind.Integer:
-        // An integer of at most 15 digits (exact) or null; anything longer goes to the converter.
-        return (b[s] === 0x6e || !Number.isNaN(integerToken(b, s, e))) && value(sink, b, s, e);
+        return shortIntegerOrNull(b, s, e) && value(sink, b, s, e);
       case Kind.None:
         sink.bytes(NULL, 0, 4);
         return true;
@@ -737,9 +740,11 @@ export function rowTranscoder(columns: readonly TranscodeColumn[]): (page: Scann
     switch (kind) {
       case Kind.Value:
         return value(b, s, e);
-      case Kind.Integer:
+      case Kind.Integer: {
         if (b[s] === 0x6e) return null;
-        return Number.isNaN(integerToken(b, s, e)) ? undefined : value(b, s, e);
+        const n = integerToken(b, s, e);
+        return Number.isNaN(n) ? undefined : n;
+      }
       case Kind.None:
         return null;
       case Kind.Date: {
