@@ -14,7 +14,7 @@
 // ≤ 150 MB, flat from 200,000 to 1,000,000 rows; (e) ≤ 1.2x (b). Issue 17: (f) ≤ 2x (b).
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { control, legacyBin, mb, measure, root, s, startEmulatorProcess, tempDir } from './lib.mjs';
+import { benchEnv, control, legacyBin, mb, measure, root, s, startEmulatorProcess, tempDir } from './lib.mjs';
 
 const rows = Number(process.env.BENCH_ROWS ?? 200_000);
 const bigRows = Number(process.env.BENCH_BIG_ROWS ?? 1_000_000);
@@ -31,14 +31,7 @@ const median = (values) => {
 
 const work = tempDir();
 // One config dir for every run: the stored session is reused, as under cron.
-const env = (url) => ({
-  ...process.env,
-  LEGACY_CONFIG_DIR: join(work, 'cfg'),
-  LEGACY_DATA_DIR: join(work, 'data'),
-  LEGACY_BASE_URL: url,
-  LEGACY_ENV: 'bench',
-  NO_COLOR: '1',
-});
+const env = (url) => benchEnv(work, url);
 
 async function checked(r, what) {
   if (r.code !== 0) throw new Error(`${what} exited ${r.code}: ${r.stderr}`);

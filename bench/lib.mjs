@@ -89,3 +89,15 @@ export async function control(url, path, body) {
 
 export const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
 export const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+
+/** The environment of a bench's legacy runs: its own config and data dirs under `work`, the emulator at `url`. */
+export function benchEnv(work, url) {
+  return {
+    ...process.env,
+    LEGACY_CONFIG_DIR: join(work, 'cfg'),
+    LEGACY_DATA_DIR: join(work, 'data'),
+    LEGACY_BASE_URL: url,
+    LEGACY_ENV: 'bench',
+    NO_COLOR: '1',
+  };
+}

@@ -2,19 +2,12 @@
 // (--batch-size 100) vs one-by-one (--batch-size 1), in one run; prints both times and the ratio.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { control, legacyBin, measure, s, startEmulatorProcess, tempDir } from './lib.mjs';
+import { control, legacyBin, measure, s, startEmulatorProcess, tempDir, benchEnv } from './lib.mjs';
 
 const count = Number(process.env.BENCH_ROWS ?? 5000);
 const emu = await startEmulatorProcess(['--rows', `Artikel=${count}`, '--max-sessions', '10']);
 const work = tempDir();
-const env = {
-  ...process.env,
-  LEGACY_CONFIG_DIR: join(work, 'cfg'),
-  LEGACY_DATA_DIR: join(work, 'data'),
-  LEGACY_BASE_URL: emu.url,
-  LEGACY_ENV: 'bench',
-  NO_COLOR: '1',
-};
+const env = benchEnv(work, emu.url);
 
 async function keys() {
   const out = join(work, 'keys.csv');

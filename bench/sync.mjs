@@ -9,21 +9,14 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { startPostgres } from '../test/helpers/services.mjs';
-import { control, legacyBin, measure, s, startEmulatorProcess, tempDir } from './lib.mjs';
+import { control, legacyBin, measure, s, startEmulatorProcess, tempDir, benchEnv } from './lib.mjs';
 
 const rows = Number(process.env.BENCH_ROWS ?? 200_000);
 // 'whole' is how the 4D source decodes URLs (the incremental window must hold under it).
 const decoding = process.env.BENCH_URL_DECODING ?? 'whole';
 const emu = await startEmulatorProcess(['--rows', `Artikel=${rows}`, '--max-sessions', '10', '--url-decoding', decoding]);
 const work = tempDir();
-const env = {
-  ...process.env,
-  LEGACY_CONFIG_DIR: join(work, 'cfg'),
-  LEGACY_DATA_DIR: join(work, 'data'),
-  LEGACY_BASE_URL: emu.url,
-  LEGACY_ENV: 'bench',
-  NO_COLOR: '1',
-};
+const env = benchEnv(work, emu.url);
 const postgres = await startPostgres();
 
 async function legacy(args) {
