@@ -90,6 +90,14 @@ export class PageNotAsAskedError extends BadDataError {
   override readonly code = 'E_PAGE_NOT_AS_ASKED';
 }
 
+/**
+ * The server refused the request for what it asked (a query it cannot run, a write it will not
+ * make): its 4D error is of a deterministic class. Exit 65. Sync reads a rejected window in full.
+ */
+export class RequestRejectedError extends BadDataError {
+  override readonly code = 'E_REQUEST_REJECTED';
+}
+
 /** A value that cannot be written exactly (an integer beyond 2^53). Exit 65: nothing rounded is written. */
 export class UnrepresentableValueError extends BadDataError {
   override readonly code = 'E_UNREPRESENTABLE_VALUE';

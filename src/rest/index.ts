@@ -5,7 +5,7 @@
 import type { ConfigFile } from '../config/store.js';
 import { requireBaseUrl, type Settings } from '../config/settings.js';
 import { classifyResponse, classOfCode, errCodeOf, serverMessage } from '../protocol/errors.js';
-import { AuthError, BadDataError, EntitySetGoneError, NotFoundError, SessionLimitError, UnavailableError } from '../errors/index.js';
+import { AuthError, BadDataError, EntitySetGoneError, NotFoundError, RequestRejectedError, SessionLimitError, UnavailableError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { Logger } from '../log/index.js';
 import { SessionManager } from '../session/manager.js';
@@ -125,7 +125,7 @@ export class RestClient {
       case 'transient':
         return new UnavailableError(`${what}: the server failed with HTTP ${response.status}: ${message}`, { hint: 'try again later' });
       default:
-        return new BadDataError(`${what}: the server rejected the request: ${message}`);
+        return new RequestRejectedError(`${what}: the server rejected the request: ${message}`);
     }
   }
 

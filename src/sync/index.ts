@@ -17,7 +17,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { SyncTableConfig } from '../config/store.js';
-import { BadDataError, FilterNotAppliedError, NotFoundError, PageNotAsAskedError, UnrepresentableValueError, formatErrorLine } from '../errors/index.js';
+import { BadDataError, FilterNotAppliedError, RequestRejectedError, formatErrorLine } from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
@@ -53,16 +53,6 @@ const WRITE_BATCH_ROWS = 20_000;
 const WRITE_BATCH_MS = 2_000;
 /** How long an open batch waits for the next page before it is committed (see readPass). */
 const WRITE_BATCH_GRACE_MS = 5;
-
-/**
- * The server refused the query (a bad data answer to the filter), as opposed to data that cannot be
- * written (a page not as asked, a value out of range), which a full read would only meet again.
- */
-function rejectedQuery(error: unknown): error is BadDataError {
-  return (
-    error instanceof BadDataError && !(error instanceof NotFoundError || error instanceof PageNotAsAskedError || error instanceof UnrepresentableValueError)
-  );
-}
 
 /** Whether `promise` settles (either way) within `ms`. */
 function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
@@ -238,8 +228,8 @@ export class Syncer {
         pass = await this.readPass(t, window, runId, result);
       } catch (error) {
         // The server rejected the window's filter: never silently miss rows, read everything.
-        if (!rejectedQuery(error) || !window.filter || result.fetched > 0) throw error;
-        logger.warn(`${dc.name}: the server rejected the incremental filter (${(error as Error).message}); reading the whole table instead`);
+        if (!(error instanceof RequestRejectedError) || !window.filter || result.fetched > 0) throw error;
+        logger.warn(`${dc.name}: the server rejected the incremental filter (${error.message}); reading the whole table instead`);
         result.mode = 'full (cursor filter rejected)';
         window = { tracking: window.tracking, params: [] };
         pass = await this.readPass(t, window, runId, result);
@@ -271,7 +261,7 @@ export class Syncer {
     try {
       result.expected = await this.client.count(t.dc.name, { filter: window.filter, params: window.params });
     } catch (error) {
-      if (!(error instanceof BadDataError) || error instanceof NotFoundError || !window.filter) throw error;
+      if (!(error instanceof RequestRejectedError) || !window.filter) throw error;
       result.mode = 'full (cursor filter rejected)';
       result.expected = await this.client.count(t.dc.name, {});
     }
@@ -419,8 +409,8 @@ export class Syncer {
         return await this.markDeletions(t, plan, since, runId);
       } catch (error) {
         // The server refused or ignored the deletions' filter: read them all, pick ours here.
-        if (!rejectedQuery(error)) throw error;
-        this.options.logger.warn(`${t.dc.name}: reading every ${DELETED_RECORDS} entry (${(error as Error).message})`);
+        if (!(error instanceof RequestRejectedError)) throw error;
+        this.options.logger.warn(`${t.dc.name}: reading every ${DELETED_RECORDS} entry (${error.message})`);
         plan.query = { ...plan.query, filter: undefined, params: [], check: undefined };
       }
     }
