@@ -1,6 +1,8 @@
 // npm run bench:session — server sessions created and wall time for 100 sequential runs and for
 // 16 workers x 10 runs each, all against one emulator (its own process) with 4 licences (one per scenario); then the
-// same runs through a real Redis on loopback (100 sequential; 160 from two simulated hosts, cold).
+// same runs through a real Redis on loopback (100 sequential; 160 from two simulated hosts, cold); then
+// the burst after the server drops its sessions: 3 rounds of "drop every session, start 8 runs at once"
+// against a server with 3 licences (issue 21: one new session per round, every run succeeds).
 import { join } from 'node:path';
 import { startRedis } from '../test/helpers/services.mjs';
 import { control, legacyBin, measure, s, startEmulatorProcess, tempDir } from './lib.mjs';
@@ -33,12 +35,40 @@ async function sequential(runEnv) {
   }
   return { ms: Date.now() - started, sessions: (await control(emu.url, 'stats')).sessionsCreated - before };
 }
+/** Rounds of: the server drops every session, then 8 runs start together (one config dir, 3 licences). */
+async function bursts(runEnv, rounds = 3) {
+  await control(emu.url, 'options', { maxSessions: 3 });
+  const warm = await measure(process.execPath, [legacyBin, 'tables'], { env: runEnv });
+  if (warm.code !== 0) throw new Error(warm.stderr);
+  const out = [];
+  for (let round = 0; round < rounds; round++) {
+    await control(emu.url, 'expire-sessions', {});
+    const before = await control(emu.url, 'stats');
+    const started = Date.now();
+    const runs = await Promise.all(Array.from({ length: 8 }, () => measure(process.execPath, [legacyBin, 'tables'], { env: runEnv })));
+    const after = await control(emu.url, 'stats');
+    out.push({
+      ms: Date.now() - started,
+      failed: runs.filter((r) => r.code !== 0).length,
+      sessions: after.sessionsCreated - before.sessionsCreated,
+      rejected402: after.rejected402 - before.rejected402,
+    });
+  }
+  await control(emu.url, 'options', { maxSessions: 4 });
+  return out;
+}
 try {
   const seq = await sequential(env(join(tempDir(), 'cfg')));
   const seqRedis = redis ? await sequential(env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url })) : undefined;
   const par = await workers([env(join(tempDir(), 'cfg'))]);
   const fleet = redis ? await workers([0, 1].map(() => env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url, LEGACY_SESSION: 'fleet' }))) : undefined;
+  const burst = await bursts(env(join(tempDir(), 'cfg'), { LEGACY_LICENCE_WAIT_MS: '5000' }));
   const stats = await control(emu.url, 'stats');
+  for (const [i, b] of burst.entries()) {
+    console.log(
+      `drop + 8 runs at once, round ${i + 1}: ${s(b.ms)}, new server sessions: ${b.sessions}, failed runs: ${b.failed}, 402 answers: ${b.rejected402}`,
+    );
+  }
   console.log(`100 sequential runs:        ${s(seq.ms)} (${(seq.ms / 100).toFixed(0)} ms/run), server sessions created: ${seq.sessions}`);
   if (seqRedis) {
     console.log(

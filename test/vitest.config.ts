@@ -1,13 +1,36 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+/**
+ * The behaviour tests of sessions, export, push-field and sync run once per 4D generation the
+ * emulator plays (test/helpers/emulator.ts reads EMU_GENERATION and EMU_REFUSAL_STATUS): the
+ * default project runs every test against v20r (both cookies), and each matrix project runs the
+ * behaviour files again against one other generation. A matrix in the runner, not copied files.
+ */
+const BEHAVIOUR = [
+  'test/cli/session.test.ts',
+  'test/cli/session-generations.test.ts',
+  'test/cli/get-table.test.ts',
+  'test/cli/push-field.test.ts',
+  'test/cli/sync.test.ts',
+];
+const MATRIX: Array<{ name: string; env: Record<string, string> }> = [
+  { name: 'v18', env: { EMU_GENERATION: 'v18' } },
+  { name: 'v20', env: { EMU_GENERATION: 'v20' } },
+  { name: 'v21-401', env: { EMU_GENERATION: 'v21', EMU_REFUSAL_STATUS: '401' } },
+  { name: 'v21-403', env: { EMU_GENERATION: 'v21', EMU_REFUSAL_STATUS: '403' } },
+];
+
 export default defineConfig({
   root: fileURLToPath(new URL('..', import.meta.url)),
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
     maxWorkers: 2,
+    projects: [
+      { extends: true, test: { name: 'v20r', include: ['test/**/*.test.ts'] } },
+      ...MATRIX.map(({ name, env }) => ({ extends: true, test: { name, include: BEHAVIOUR, env } })),
+    ],
   },
 });

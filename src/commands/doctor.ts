@@ -4,7 +4,8 @@ import { write } from '../cli/io.js';
 import { configPath } from '../config/store.js';
 import { ExitCode, exitCodeFor, formatErrorLine } from '../errors/index.js';
 import type { ProbeResult } from '../rest/dialect.js';
-import { SESSION_COOKIE } from '../session/store.js';
+import { generationOf } from '../session/cookies.js';
+import { isRefusal } from '../session/manager.js';
 import { serverClock, serverSessions, statusOf } from '../session/status.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
 
@@ -29,7 +30,9 @@ export function probeLines(p: ProbeResult): Array<[string, string]> {
       p.urlDecoding === 'whole' ? 'whole URL first, then split (4D source)' : p.urlDecoding === 'split' ? 'split first, then each part' : 'unknown',
     ],
     ['cookies', p.cookies.length ? p.cookies.join(', ') : 'none'],
+    ['generation', p.generation ?? generationOf(p.cookies)],
     ['login required', yesNo(p.loginRequired)],
+    ['login mode', p.loginMode ? LOGIN_MODE[p.loginMode] : 'unknown'],
     ['$params', p.paramsHonoured === null ? 'unknown' : p.paramsHonoured ? 'honoured' : 'NOT honoured: filters are unusable'],
     ['entity sets', yesNo(p.entitySets)],
     [
@@ -80,28 +83,69 @@ const SESSION_OUTCOME = {
   none: 'none',
 } as const;
 
-/** Reachability, the REST prefix, the session and the server's licences: one $info request. */
+const LOGIN_MODE = {
+  open: 'none needed (any request opens a session)',
+  directory: 'REST login ($directory/login)',
+  authentify: "force login (the application's authentify())",
+} as const;
+
+/** How this session got its licence, as far as this run knows. */
+function loginMode(client: Client): keyof typeof LOGIN_MODE | undefined {
+  const entry = client.session.current();
+  if (!entry) return undefined;
+  return entry.login ?? 'open';
+}
+
+/**
+ * Reachability and the REST prefix ($catalog, which every generation serves, even to a guest),
+ * then the session and the server's licences ($info, which needs a licensed session: under force
+ * login this is where the run logs in). A refused $info is a permission matter (admin only when
+ * passwords are on), never "unavailable": the session is then proved by reading one row.
+ */
 async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]): Promise<void> {
   try {
-    const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
-    const json = (response.json ?? {}) as Record<string, unknown>;
-    checks.push({ name: 'reachable', ok: true, detail: `HTTP ${response.status} in ${response.ms} ms` });
-    const restOk = response.status === 200 && typeof json === 'object' && ('sessionInfo' in json || 'cacheSize' in json);
+    const catalog = await client.send({ method: 'GET', url: client.url({ kind: 'catalog' }), idempotent: true });
+    checks.push({ name: 'reachable', ok: true, detail: `HTTP ${catalog.status} in ${catalog.ms} ms` });
+    const tables = (catalog.json as { dataClasses?: Array<{ name?: string }> } | undefined)?.dataClasses;
+    const restOk = catalog.status === 200 && Array.isArray(tables);
     checks.push({
       name: 'rest prefix',
       ok: restOk,
-      detail: restOk ? `${client.baseUrl}/rest/$info answers like 4D` : `unexpected answer (HTTP ${response.status})`,
+      detail: restOk ? `${client.baseUrl}/rest/$catalog answers like 4D (${tables.length} table(s))` : `unexpected answer (HTTP ${catalog.status})`,
       exitCode: restOk ? undefined : ExitCode.unavailable,
     });
+    if (!restOk) return;
+    const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
+    let licences: Check;
+    if (response.status === 200) {
+      const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, client.session.current()?.cookies, serverClock(response.headers));
+      const waits = client.session.events.licenceWaits;
+      licences = {
+        name: 'licences',
+        ok: true,
+        detail: `${sessions.length} live session(s) on the server${waits ? `; had to wait ${waits}x for a free licence` : ''}`,
+      };
+    } else if (isRefusal(response)) {
+      licences = {
+        name: 'licences',
+        ok: true,
+        detail: `not allowed to read $info (HTTP ${response.status}; admin only when passwords are on): licence headroom unknown`,
+      };
+      const first = tables.find((t) => typeof t.name === 'string')?.name;
+      // Prove the session with a data request, as $info could not.
+      if (first) await client.page(first, { top: 1, skip: 0 });
+    } else {
+      throw client.errorFor(response, 'server info');
+    }
     const status = statusOf(client.session.current(), client.session.slot, ctx.settings.sessionIdleMinutes);
     checks.push({ name: 'session', ok: true, detail: `${SESSION_OUTCOME[client.session.outcome()]} (${status.cookieNames.join('+')} ${status.masked ?? ''})` });
-    const sessions = serverSessions(json, client.session.current()?.cookies[SESSION_COOKIE], serverClock(response.headers));
-    const waits = client.session.events.licenceWaits;
+    const mode = loginMode(client);
     checks.push({
-      name: 'licences',
+      name: 'server',
       ok: true,
-      detail: `${sessions.length} live session(s) on the server${waits ? `; had to wait ${waits}x for a free licence` : ''}`,
+      detail: `${generationOf(status.cookieNames)}; login: ${mode ? LOGIN_MODE[mode] : 'unknown'}`,
     });
+    checks.push(licences);
   } catch (error) {
     checks.push({ name: 'server', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
   }
@@ -117,8 +161,9 @@ async function dialectCheck(ctx: CommandContext, client: Client, probeNow: boole
       const entry = client.session.current();
       const found = await probeServer(client, {
         cookieNames: entry ? Object.keys(entry.cookies) : [],
-        ourCookie: entry?.cookies[SESSION_COOKIE],
+        ours: entry?.cookies,
         loggedIn: entry ? Boolean(entry.user) || client.session.events.logins > 0 : null,
+        loginMode: loginMode(client) ?? null,
       });
       probe = found.probe;
       await client.dialect.update(

@@ -5,7 +5,8 @@ import { confirm } from '../cli/prompt.js';
 import { columns, relative } from '../cli/render.js';
 import { UsageError } from '../errors/index.js';
 import { withSessionStore } from '../session/open.js';
-import { SESSION_COOKIE, type SessionBackend } from '../session/store.js';
+import { logoutSessions } from '../session/logout.js';
+import type { SessionBackend, SessionEntry } from '../session/store.js';
 import { serverClock, serverSessions, statusOf, type ServerSession, type SessionStatus } from '../session/status.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
 
@@ -57,10 +58,23 @@ async function serverView(ctx: CommandContext): Promise<ServerView> {
   const client = await ctx.client();
   const response = await client.session.sendExisting({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
   const none = { url: client.baseUrl, live: 0, ours: false, sessions: [] };
-  if (!response) return { ...none, note: "no stored session: not asking the server, as that would open one (run 'legacy session refresh' first)" };
-  if (response.status !== 200) return { ...none, note: `server answered HTTP ${response.status}${response.status === 402 ? ' (licences all in use)' : ''}` };
-  const ours = client.session.current()?.cookies[SESSION_COOKIE];
-  const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, ours, serverClock(response.headers));
+  const idle = ctx.settings.sessionIdleMinutes;
+  const full = `every licence is in use and this tool holds none, so the server cannot be asked: sessions free up after ${idle} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`;
+  if (!response) {
+    return {
+      ...none,
+      note: `no stored session: not asking the server, as that would open one (run 'legacy session refresh' first; if it answers that ${full.replace('every licence is in use and this tool holds none, so the server cannot be asked: ', 'every licence is in use, ')})`,
+    };
+  }
+  if (response.status === 402) return { ...none, note: `the stored session is gone on the server and ${full}` };
+  if (response.status === 401 || response.status === 403) {
+    return {
+      ...none,
+      note: `the server did not show its sessions (HTTP ${response.status}): $info needs a logged-in session, and an admin user when passwords are on`,
+    };
+  }
+  if (response.status !== 200) return { ...none, note: `server answered HTTP ${response.status}` };
+  const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, client.session.current()?.cookies, serverClock(response.headers));
   return { url: client.baseUrl, live: sessions.length, ours: sessions.some((s) => s.ours), sessions };
 }
 
@@ -110,11 +124,19 @@ export async function runRefresh(ctx: CommandContext, _args: string[], opts: { j
   return 0;
 }
 
-export async function runClear(ctx: CommandContext, _args: string[], opts: { all?: boolean; yes?: boolean }): Promise<number> {
+export async function runClear(ctx: CommandContext, _args: string[], opts: { all?: boolean; yes?: boolean; logout?: boolean }): Promise<number> {
   return withSessionStore(ctx.settings, ctx.logger, (store) => clear(ctx, store, opts));
 }
 
-async function clear(ctx: CommandContext, store: SessionBackend, opts: { all?: boolean; yes?: boolean }): Promise<number> {
+/** When a forgotten session's licence comes back by itself: the server's idle timeout after its last use. */
+function leftOnServer(entry: SessionEntry, idleMinutes: number): string {
+  const minutes = entry.idleMinutes ?? idleMinutes;
+  const until = Date.parse(entry.lastUsedAt) + minutes * 60_000;
+  if (until <= Date.now()) return 'the server has most likely ended it already (idle too long)';
+  return `the server keeps it, and its licence, until it has been idle for ${minutes} min (${relative(new Date(until).toISOString())})`;
+}
+
+async function clear(ctx: CommandContext, store: SessionBackend, opts: { all?: boolean; yes?: boolean; logout?: boolean }): Promise<number> {
   const slot = selected(ctx);
   const matches = (e: { env: string; name: string }) => opts.all || (e.env === slot.env && e.name === slot.name);
   const existing = (await store.list()).filter(matches);
@@ -123,14 +145,39 @@ async function clear(ctx: CommandContext, store: SessionBackend, opts: { all?: b
     return 0;
   }
   if (opts.all && !opts.yes) {
-    if (!ctx.io.stdin.isTTY) throw new UsageError('session clear --all removes every stored session; add --yes to confirm');
-    if (!(await confirm(ctx.io, `forget ${existing.length} stored session(s)? (the server keeps them until they expire)`, ctx.signal))) {
+    if (!ctx.io.stdin.isTTY) throw new UsageError(`session clear --all ${opts.logout ? 'logs out' : 'removes'} every stored session; add --yes to confirm`);
+    const question = opts.logout
+      ? `log out and forget ${existing.length} stored session(s)? (runs using them will need new ones)`
+      : `forget ${existing.length} stored session(s)? (the server keeps them until they expire)`;
+    if (!(await confirm(ctx.io, question, ctx.signal))) {
       await write(ctx.io.stdout, 'nothing cleared\n');
       return 0;
     }
   }
+  if (opts.logout) {
+    const { settings } = ctx;
+    const results = await logoutSessions(store, existing, { timeoutMs: settings.timeout, insecure: settings.insecure, logger: ctx.logger, signal: ctx.signal });
+    await write(
+      ctx.io.stdout,
+      results
+        .map(({ entry, confirmed, detail }) =>
+          confirmed
+            ? `logged out ${entry.env}/${entry.name} (${entry.baseUrl}): the server ended the session and freed its licence\n`
+            : `forgot ${entry.env}/${entry.name} (${entry.baseUrl}); the server did not confirm the logout (${detail}): ${leftOnServer(entry, settings.sessionIdleMinutes)}\n`,
+        )
+        .join(''),
+    );
+    return 0;
+  }
   const removed = await store.remove(matches);
-  await write(ctx.io.stdout, removed.map((e) => `forgot ${e.env}/${e.name} (${e.baseUrl})\n`).join(''));
+  await write(
+    ctx.io.stdout,
+    removed
+      .map(
+        (e) => `forgot ${e.env}/${e.name} (${e.baseUrl}); ${leftOnServer(e, ctx.settings.sessionIdleMinutes)}; 'legacy session clear --logout' ends it now\n`,
+      )
+      .join(''),
+  );
   return 0;
 }
 
@@ -151,11 +198,13 @@ export const spec = command({
     command({ name: 'refresh', description: 'confirm the stored session with one cheap request; create one if none', options: [JSON_OPTION], run: runRefresh }),
     command({
       name: 'clear',
-      description: 'forget stored session cookie(s) locally (never logs out)',
+      description: 'forget stored session cookie(s); the server keeps the session until its idle timeout unless --logout',
       options: [
         { flags: '--all', description: 'every environment and session name' },
+        { flags: '--logout', description: 'also end the session on the server ($directory/logout), freeing its licence now' },
         { flags: '-y, --yes', description: 'do not ask for confirmation' },
       ],
+      examples: ['legacy session clear', 'legacy session clear --logout', 'legacy session clear --all --logout --yes'],
       run: runClear,
     }),
   ],

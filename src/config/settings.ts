@@ -5,7 +5,7 @@ import { ConfigError, UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { LogLevel } from '../log/index.js';
 import { defaultConfigDir, defaultDataDir } from './paths.js';
-import { type ConfigFile, type EnvironmentConfig, normaliseBaseUrl, sessionStoreProblem } from './store.js';
+import { authentifyBodyProblem, type ConfigFile, type EnvironmentConfig, normaliseBaseUrl, sessionStoreProblem } from './store.js';
 
 /** Global options as parsed from the command line (undefined = not given). */
 export interface GlobalOptions {
@@ -66,6 +66,25 @@ export interface Settings {
   credentials?: Credentials;
   /** Where the run's metrics go (--metrics-file, LEGACY_METRICS_FILE, metricsFile in the config); none by default. */
   metricsFile?: string;
+  /** The `authentify()` parameters template for force login (LEGACY_AUTHENTIFY_BODY, authentifyBody); undefined = the docs' example. */
+  authentifyBody?: unknown;
+}
+
+/** LEGACY_AUTHENTIFY_BODY (JSON text) or the config's authentifyBody; a bad one is exit 78. */
+function resolveAuthentifyBody(env: Env, envConfig: EnvironmentConfig | undefined, defaults: ConfigFile['defaults']): unknown {
+  const raw = env.LEGACY_AUTHENTIFY_BODY;
+  if (raw) {
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new ConfigError('LEGACY_AUTHENTIFY_BODY is not valid JSON', { hint: 'e.g. [{"name":"{user}","password":"{password}"}]' });
+    }
+    const problem = authentifyBodyProblem(value);
+    if (problem) throw new ConfigError(`LEGACY_AUTHENTIFY_BODY ${problem}`);
+    return value;
+  }
+  return envConfig?.authentifyBody ?? defaults?.authentifyBody;
 }
 
 export const DEFAULTS = {
@@ -220,6 +239,7 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     debug: opts.debug === true || Boolean(env.LEGACY_DEBUG),
     credentials: username && password ? { username, password } : undefined,
     metricsFile: opts.metricsFile ?? (env.LEGACY_METRICS_FILE || undefined) ?? envConfig?.metricsFile ?? defaults.metricsFile,
+    authentifyBody: resolveAuthentifyBody(env, envConfig, defaults),
   };
 }
 

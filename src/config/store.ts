@@ -38,6 +38,11 @@ export interface EnvironmentSettings {
   maxSessions?: number;
   /** Prometheus textfile the run's metrics are merged into (an absolute path). */
   metricsFile?: string;
+  /**
+   * Force login (4D v20 R6+): the parameters sent to the application's `authentify()`, a JSON value
+   * with `{user}` and `{password}` placeholders (default `[{"name":"{user}","password":"{password}"}]`).
+   */
+  authentifyBody?: unknown;
 }
 
 export interface EnvironmentConfig extends EnvironmentSettings {
@@ -118,7 +123,15 @@ const SETTING_CHECKS: Record<keyof EnvironmentSettings, (v: unknown) => boolean>
   sessionStoreStrict: (v) => typeof v === 'boolean',
   maxSessions: (v) => Number.isInteger(v) && (v as number) >= 1,
   metricsFile: (v) => typeof v === 'string' && isAbsolute(v),
+  authentifyBody: (v) => authentifyBodyProblem(v) === undefined,
 };
+
+/** What is wrong with an `authentify()` body template, if anything: it must be JSON that places the password. */
+export function authentifyBodyProblem(value: unknown): string | undefined {
+  if (value === null || (typeof value !== 'object' && typeof value !== 'string')) return 'must be a JSON array (or object) of parameters';
+  if (!JSON.stringify(value).includes('{password}')) return 'must contain the placeholder {password} (and usually {user})';
+  return undefined;
+}
 
 /** What is wrong with a session store setting, if anything: 'file' or a redis:// / rediss:// URL. */
 export function sessionStoreProblem(raw: string): string | undefined {

@@ -142,7 +142,15 @@ export class LockBusyError extends TemporaryError {
 /** Login required, wrong credentials or no permission. Exit 77. */
 export class AuthError extends LegacyError {
   override readonly exitCode = ExitCode.auth;
-  override readonly code = 'E_AUTH';
+  override readonly code: string = 'E_AUTH';
+}
+
+/**
+ * The server refused an operation on a table for lack of permission (4D privileges, `roles.json`;
+ * `$info` is admin only when passwords are on). Exit 77, like a login: a person must grant it.
+ */
+export class PermissionError extends AuthError {
+  override readonly code = 'E_PERMISSION';
 }
 
 /** The user pressed Ctrl-C (or the process got SIGTERM). Exit 130. */

@@ -123,6 +123,8 @@ export type RestPath =
   | { kind: 'info' }
   | { kind: 'catalog'; dataClass?: string; all?: boolean }
   | { kind: 'directory'; action: 'login' | 'logout' }
+  /** The application's `authentify()` datastore function (force login, 4D v20 R6+). */
+  | { kind: 'authentify' }
   | { kind: 'dataClass'; dataClass: string }
   | { kind: 'entity'; dataClass: string; key: string }
   | { kind: 'entitySet'; dataClass: string; id: string };
@@ -135,11 +137,15 @@ function pathOf(p: RestPath): string {
       return p.all ? '$catalog/$all' : p.dataClass ? `$catalog/${encodeValue(p.dataClass)}` : '$catalog';
     case 'directory':
       return `$directory/${p.action}`;
+    case 'authentify':
+      return '$catalog/authentify';
     case 'dataClass':
       return encodeValue(p.dataClass);
     case 'entity':
-      // Key in square brackets (v19+ syntax, the form the legacy server's own URIs use).
-      return `${encodeValue(p.dataClass)}[${keySegment(p.key)}]`;
+      // `Company(22)`, `Company("IT0911")`: the one form every generation documents (v17/v18 know no
+      // brackets; 4d-generations.md §4). A key that is not plain is quoted, so a comma inside it can
+      // never read as a second key (the source's ExtractKey selects `name(k1,k2)` as two entities).
+      return `${encodeValue(p.dataClass)}(${keySegment(p.key)})`;
     case 'entitySet':
       return `${encodeValue(p.dataClass)}/$entityset/${encodeValue(p.id)}`;
   }

@@ -9,17 +9,17 @@
  * - A write is never blindly re-sent: after a timeout or reset, re-read; if the record already
  *   holds the new value it is reported updated, otherwise it is retried once.
  */
-import { BadDataError, ExitCode, type LegacyError } from '../errors/index.js';
+import { BadDataError, ExitCode, type LegacyError, PermissionError } from '../errors/index.js';
 import { EntitySetGoneError, type RestClient } from '../rest/index.js';
 import type { Attribute, DataClass, Entity } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
-import { errCodeOf } from '../protocol/errors.js';
+import { classOfCode, errCodeOf } from '../protocol/errors.js';
 import { TransportError, newRequestId } from '../transport/index.js';
 import { attributeNamed } from '../table/query.js';
 import type { AuditLog, AuditRecord } from './audit.js';
 import { displayValue, coerce, sameValue, type ValueType } from './coerce.js';
 
-export type PushResult = 'updated' | 'unchanged' | 'conflict' | 'not-found' | 'invalid' | 'failed' | 'would-update' | 'pending';
+export type PushResult = 'updated' | 'unchanged' | 'conflict' | 'not-found' | 'forbidden' | 'invalid' | 'failed' | 'would-update' | 'pending';
 
 export interface PushRequestRow {
   line?: number;
@@ -247,18 +247,23 @@ export class Pusher {
     for (let i = 0; i < changes.length; i++) {
       const c = changes[i]!;
       const item = byKey.get(String(c.entity!.__KEY)) ?? result.items[i];
-      await this.settle(c, item, result.response.requestId, audit, 0);
+      await this.settle(c, item, result.response.requestId, audit, 0, result.status);
     }
   }
 
   /** Decide the outcome of one item of an update response. */
-  private async settle(c: Planned, item: Entity | undefined, requestId: string, audit: AuditRecord[], attempt: number): Promise<void> {
+  private async settle(c: Planned, item: Entity | undefined, requestId: string, audit: AuditRecord[], attempt: number, status = 200): Promise<void> {
     const code = item ? errCodeOf(item) : undefined;
     const failed = !item || item.__ERROR !== undefined || item.__STATUS?.success === false;
     if (!failed) {
       const holds = c.attrs!.every((a) => sameValue(a, item![a.name], c.values![a.name]));
       if (holds && (item!.__STAMP ?? 0) > (c.entity!.__STAMP ?? 0)) this.conclude(c, 'updated', undefined, requestId, audit, item!.__STAMP);
       else this.conclude(c, 'failed', 'the server answered without the new value or a new stamp', requestId, audit);
+      return;
+    }
+    if (status === 401 || status === 403 || classOfCode(item)?.cls === 'permission') {
+      const reason = item?.__ERROR?.[0]?.message ? `: ${item.__ERROR[0].message}${code !== undefined ? ` (errCode ${code})` : ''}` : '';
+      this.conclude(c, 'forbidden', `not allowed to update ${this.dataClass.name}${reason}`, requestId, audit);
       return;
     }
     const stampConflict = code === 1263 || item?.__STATUS?.status === 2;
@@ -309,7 +314,7 @@ export class Pusher {
       return;
     }
     c.report.message = undefined;
-    await this.settle(c, retry.items[0], retry.response.requestId, audit, attempt + 1);
+    await this.settle(c, retry.items[0], retry.response.requestId, audit, attempt + 1, retry.status);
   }
 
   /** After a failed connection during a write: re-read; done if saved, else send once more. */
@@ -336,7 +341,7 @@ export class Pusher {
     c.report.stampBefore = current.__STAMP;
     try {
       const retry = await this.sendUpdate([c]);
-      await this.settle(c, retry.items[0], retry.response.requestId, audit, 0);
+      await this.settle(c, retry.items[0], retry.response.requestId, audit, 0, retry.status);
     } catch (error) {
       if (!(error instanceof TransportError)) throw error;
       await this.recover(c, audit, true);
@@ -344,13 +349,25 @@ export class Pusher {
   }
 }
 
-/** Exit status of a set of reports: 0 only when every row was updated or unchanged. */
+/**
+ * Exit status of a set of reports: 0 only when every row was updated or unchanged; 77 when the
+ * server refused a row for lack of permission (a person must grant it), else 65.
+ */
 export function pushExitCode(reports: Iterable<RowReport>): number {
-  for (const r of reports) if (r.result !== 'updated' && r.result !== 'unchanged' && r.result !== 'would-update') return ExitCode.badData;
-  return ExitCode.ok;
+  let code: number = ExitCode.ok;
+  for (const r of reports) {
+    if (r.result === 'forbidden') return ExitCode.auth;
+    if (r.result !== 'updated' && r.result !== 'unchanged' && r.result !== 'would-update') code = ExitCode.badData;
+  }
+  return code;
 }
 
 /** A single-row failure as an error with one clear line. */
 export function errorForReport(r: RowReport): LegacyError {
+  if (r.result === 'forbidden') {
+    return new PermissionError(r.message ?? `not allowed to update: ${r.key}`, {
+      hint: "the user lacks the 'update' permission on this table (4D privileges): ask the 4D administrator",
+    });
+  }
   return new BadDataError(r.message ?? `${r.result}: ${r.key}`);
 }

@@ -21,6 +21,7 @@ import { BadDataError, EntitySetGoneError, FilterNotAppliedError } from '../erro
 import type { Logger } from '../log/index.js';
 import type { RestPath, RestQuery } from '../protocol/url.js';
 import { lifeTimeUnit, serverClock } from '../session/status.js';
+import { type Cookies, generationOf, holdsId } from '../session/cookies.js';
 import type { HttpRequest, HttpResponse } from '../transport/index.js';
 import type { Attribute, DataClass, Envelope, PageQuery } from './types.js';
 
@@ -53,7 +54,10 @@ export interface ProbeResult {
   table: string | null;
   urlDecoding: UrlDecoding;
   cookies: string[];
+  /** The 4D generation the session cookies point to (cookies.ts, generationOf). */
+  generation?: string;
   loginRequired: boolean | null;
+  loginMode?: LoginMode | null;
   paramsHonoured: boolean | null;
   entitySets: boolean | null;
   savedFilterRecreation: Recreation;
@@ -181,12 +185,16 @@ export interface ProbeTarget extends ProbeClient {
   releaseEntitySet(table: string, id: string): Promise<void>;
 }
 
-/** The session as the probe sees it: cookie names and whether a login made it. */
+/** The session as the probe sees it: its cookies and how it got its licence. */
 export interface ProbeSession {
   cookieNames: string[];
-  ourCookie?: string;
+  ours?: Cookies;
   loggedIn: boolean | null;
+  /** 'open' (any request opens a session), 'directory' ($directory/login), 'authentify' (force login), or unknown. */
+  loginMode: LoginMode | null;
 }
+
+export type LoginMode = 'open' | 'directory' | 'authentify';
 
 const DATE_TYPES = new Set(['date']);
 
@@ -242,7 +250,9 @@ export async function probeServer(c: ProbeTarget, session: ProbeSession): Promis
     table: null,
     urlDecoding: 'unknown',
     cookies: session.cookieNames,
+    generation: generationOf(session.cookieNames),
     loginRequired: session.loggedIn,
+    loginMode: session.loginMode,
     paramsHonoured: null,
     entitySets: null,
     savedFilterRecreation: 'unknown',
@@ -257,7 +267,8 @@ export async function probeServer(c: ProbeTarget, session: ProbeSession): Promis
   }
   const serverHeader = info.headers.server;
   if (serverHeader) result.versions['Server header'] = String(serverHeader);
-  result.lifeTime = lifeTimeOf(infoJson, session.ourCookie, info.headers);
+  // `$info` may be refused (admin only when passwords are on): then the session life stays unknown.
+  if (info.status === 200) result.lifeTime = lifeTimeOf(infoJson, session.ours, info.headers);
 
   const picked = await probeTable(c);
   if (!picked) return { probe: result };
@@ -304,14 +315,10 @@ export async function probeServer(c: ProbeTarget, session: ProbeSession): Promis
 }
 
 /** Our session's idle timeout from `$info`, in the unit the server really used. */
-function lifeTimeOf(
-  info: Record<string, unknown>,
-  ourCookie: string | undefined,
-  headers: Record<string, string | string[] | undefined>,
-): ProbeResult['lifeTime'] {
+function lifeTimeOf(info: Record<string, unknown>, ours: Cookies | undefined, headers: Record<string, string | string[] | undefined>): ProbeResult['lifeTime'] {
   const list = Array.isArray(info.sessionInfo) ? (info.sessionInfo as Array<Record<string, unknown>>) : [];
-  const mine = list.find((s) => ourCookie !== undefined && s.sessionID === ourCookie) ?? list[0];
+  const mine = list.find((s) => holdsId(ours, String(s.sessionID ?? ''))) ?? list[0];
   if (!mine || typeof mine.lifeTime !== 'number') return null;
-  const unit = lifeTimeUnit(list, ourCookie, serverClock(headers));
+  const unit = lifeTimeUnit(list, ours, serverClock(headers));
   return { value: mine.lifeTime, unit, seconds: mine.lifeTime * (unit === 'minutes' ? 60 : 1) };
 }

@@ -5,10 +5,19 @@
 import type { ConfigFile } from '../config/store.js';
 import { requireBaseUrl, type Settings } from '../config/settings.js';
 import { classifyResponse, classOfCode, errCodeOf, serverMessage } from '../protocol/errors.js';
-import { AuthError, BadDataError, EntitySetGoneError, NotFoundError, RequestRejectedError, SessionLimitError, UnavailableError } from '../errors/index.js';
+import {
+  AuthError,
+  BadDataError,
+  PermissionError,
+  EntitySetGoneError,
+  NotFoundError,
+  RequestRejectedError,
+  SessionLimitError,
+  UnavailableError,
+} from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { Logger } from '../log/index.js';
-import { SessionManager } from '../session/manager.js';
+import { isRefusal, SessionManager } from '../session/manager.js';
 import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
 import { Transport, type ExchangeObserver, type HttpRequest, type HttpResponse } from '../transport/index.js';
@@ -37,6 +46,8 @@ export interface RestClientOptions {
   licenceRetries: number;
   licenceWaitMs: number;
   credentials?: { username: string; password: string };
+  /** The `authentify()` parameters template (force login); undefined: the docs' example. */
+  authentifyBody?: unknown;
   logger: Logger;
   signal?: AbortSignal;
   /** Base delay for transient-failure backoff (ms). */
@@ -48,6 +59,12 @@ export interface RestClientOptions {
 }
 
 export { serverMessage } from '../protocol/errors.js';
+
+/** An operation on a table, for the message of a refusal. */
+export interface Access {
+  operation: 'read' | 'update' | 'create' | 'delete';
+  table: string;
+}
 
 export class RestClient {
   readonly baseUrl: string;
@@ -81,6 +98,7 @@ export class RestClient {
       licenceRetries: options.licenceRetries,
       licenceWaitMs: options.licenceWaitMs,
       credentials: options.credentials,
+      authentifyBody: options.authentifyBody,
     });
   }
 
@@ -94,14 +112,17 @@ export class RestClient {
     return this.session.send(request);
   }
 
-  private async getJson(url: string, what: string): Promise<HttpResponse> {
+  private async getJson(url: string, what: string, access?: Access): Promise<HttpResponse> {
     const response = await this.send({ method: 'GET', url, idempotent: true });
     if (response.status >= 200 && response.status < 300) return response;
-    throw this.errorFor(response, what);
+    throw this.errorFor(response, what, access);
   }
 
-  /** Map a failed response to a typed error, by the class of its 4D error (protocol/errors.ts). */
-  errorFor(response: HttpResponse, what: string): Error {
+  /**
+   * Map a failed response to a typed error, by the class of its 4D error (protocol/errors.ts).
+   * `access` names the table and the operation, for a refusal's message.
+   */
+  errorFor(response: HttpResponse, what: string, access?: Access): Error {
     const message = serverMessage(response.json, `HTTP ${response.status}`);
     const { cls } = classifyResponse(response.status, response.json);
     if (response.json === undefined && response.status !== 401 && response.status !== 403) {
@@ -112,6 +133,7 @@ export class RestClient {
     }
     switch (cls) {
       case 'permission':
+        return this.permissionError(response, message, access ?? { operation: 'read', table: what });
       case 'login':
         return new AuthError(`${what}: permission denied by the server: ${message}`, { hint: "check the user's permissions on the server" });
       case 'licence':
@@ -129,8 +151,20 @@ export class RestClient {
     }
   }
 
+  /** A refusal: which operation on which table, and what a person can do about it. */
+  private permissionError(response: HttpResponse, message: string, access: Access): PermissionError {
+    const user = this.options.credentials?.username;
+    const session = this.session.current();
+    const hint = !this.options.credentials
+      ? 'the server may require a login (4D force login): set LEGACY_USERNAME and LEGACY_PASSWORD, or ask the 4D administrator for the permission'
+      : session?.login === 'authentify' || session?.login === 'directory' || session?.user
+        ? `the user '${user}' lacks the '${access.operation}' permission on ${access.table} (4D privileges, roles.json): ask the 4D administrator`
+        : `the server refused it for the session in use; check that '${user}' may ${access.operation} ${access.table}`;
+    return new PermissionError(`not allowed to ${access.operation} ${access.table}: the server refused it (HTTP ${response.status}: ${message})`, { hint });
+  }
+
   async info(): Promise<Record<string, unknown>> {
-    const response = await this.getJson(this.url({ kind: 'info' }), 'server info');
+    const response = await this.getJson(this.url({ kind: 'info' }), 'server info', { operation: 'read', table: '$info' });
     return (response.json ?? {}) as Record<string, unknown>;
   }
 
@@ -162,7 +196,10 @@ export class RestClient {
           );
           throw new NotFoundError(`unknown table '${name}'${hint ? ` (${hint})` : ''}`, { hint: "list the tables with 'legacy tables'" });
         }
-        const response = await this.getJson(this.url({ kind: 'catalog', dataClass: name }), `table ${name}`);
+        const response = await this.getJson(this.url({ kind: 'catalog', dataClass: name }), `table ${name}`, {
+          operation: 'read',
+          table: `the catalog of ${name}`,
+        });
         const dc = response.json as DataClass;
         if (!dc || !Array.isArray(dc.attributes)) throw new UnavailableError(`the catalog of ${name} has no attributes`);
         dc.key ??= [];
@@ -198,7 +235,7 @@ export class RestClient {
     const response = await this.send({ method: 'GET', url, idempotent: true, ...body });
     if (response.status !== 200) {
       const what = query.filter ? `reading ${table} with filter ${JSON.stringify(query.filter)}` : `reading ${table}`;
-      throw this.errorFor(response, what);
+      throw this.errorFor(response, what, { operation: 'read', table });
     }
     return response;
   }
@@ -273,7 +310,7 @@ export class RestClient {
     // without a 4D code, says nothing about the record.
     if (response.status === 404 && classOfCode(response.json)?.cls === 'not-found') return null;
     if (response.status === 404 && errCodeOf(response.json) === 1800) throw this.errorFor(response, `table ${table}`);
-    if (response.status !== 200) throw this.errorFor(response, `reading ${table}[${key}]`);
+    if (response.status !== 200) throw this.errorFor(response, `reading ${table}(${key})`, { operation: 'read', table });
     return response.json as Entity;
   }
 
@@ -298,7 +335,11 @@ export class RestClient {
     if (json && typeof json === 'object' && ('__KEY' in json || '__ERROR' in json) && items.length === 1) {
       return { status: response.status, items: [json as Entity], response };
     }
-    throw this.errorFor(response, `updating ${table}`);
+    if (isRefusal(response) && json && typeof json === 'object' && '__ERROR' in json) {
+      // A refusal of the whole request (no permission to update): the same answer for every row.
+      return { status: response.status, items: items.map((item) => ({ ...(json as Entity), __KEY: String(item.__KEY) })), response };
+    }
+    throw this.errorFor(response, `updating ${table}`, { operation: 'update', table });
   }
 
   async close(): Promise<void> {
@@ -347,6 +388,7 @@ export async function createRestClient({ settings, config, logger, signal, obser
     licenceRetries: settings.licenceRetries,
     licenceWaitMs: settings.licenceWaitMs,
     credentials: settings.credentials,
+    authentifyBody: settings.authentifyBody,
     logger,
     signal,
   });

@@ -1,18 +1,35 @@
 /**
  * One server session per environment + session name + base URL, shared by every run and process.
  *
- * - A run starts with the stored cookie and no validation round trip.
- * - With no usable cookie, the first request runs under a per-slot cross-process lock; after taking
- *   the lock the store is re-read, so of many processes starting at once only one creates a session.
- * - A response that sets a new session cookie (the server silently replaced an expired session)
- *   is adopted and persisted.
+ * What the server does (4d-rest-protocol.md §2.3, 4d-generations.md): a request whose cookie names
+ * no live session (none, or one the server forgot after a restart, its idle timeout or an
+ * administrator) silently gets a NEW session, and a licence, in the answer's Set-Cookie. So the
+ * only moment a run can waste a licence is a request sent with a cookie that may be dead. The
+ * design follows from that:
+ *
+ * - **First contact under the slot lock.** A run's first request goes out holding the slot's
+ *   single-flight lock (a file lock, or Redis across hosts). Under the lock the store is re-read:
+ *   if another run stored a different session, or confirmed this one (its `revision` moved) since
+ *   this run read it, the session is known alive and the lock is released at once; otherwise this
+ *   run's request is the one that finds out, and its answer is stored before the lock is released:
+ *   a confirmation, a replacement the server made, or a login. Of any number of runs starting
+ *   together after the server dropped its sessions, exactly one sends the dead cookie; the others
+ *   adopt what it stored. Cost when nothing was dropped: one lock and one store read and write per
+ *   run; concurrent runs wait for one round trip of the first.
+ * - **After first contact** requests go out freely. A replacement the server makes mid-run (it
+ *   dropped the session while we were using it) is adopted and stored; a second replacement for a
+ *   concurrent request, ours or another process's, was never seen by anyone else and is logged out
+ *   at once, so no licence sits idle because of us.
+ * - **Logins under the same lock**, with the same rule: if the store moved since the refused
+ *   request was sent, adopt and retry; else log in: `$directory/login` after 401/1822, or the
+ *   application's `authentify()` (force login, v20 R6+) after another 401/403 refusal. An
+ *   `authentify()` is proved by re-sending the refused request under the lock; only a proved
+ *   session is stored. A failed login leaves nothing behind and is never retried in a loop.
  * - 402 (licences all in use): back off with jitter, honour Retry-After, never open another session
  *   while waiting; when the budget is spent, SessionLimitError (exit 75).
- * - 401/1822 (login required): log in once, under the lock, with $directory/login; wrong
- *   credentials → AuthError (exit 77).
- * - Never logs out the shared session: sessions expire on the server by themselves (see the man
- *   page). The one exception is a session the server opened for a concurrent request of ours while
- *   it replaced an expired one: nobody has seen that cookie, so it is logged out at once.
+ * - Never logs out the shared session (sessions expire on the server by themselves); `session
+ *   clear --logout` is the one explicit exception, asked for by a person.
+ * - Identity is the cookie set the server gave, whatever the names (./cookies.ts).
  * - With a licence budget (Redis store, maxSessions), a run first leases its slot among the
  *   server's live sessions; to make room it may log out a session no run is using (eviction).
  */
@@ -21,7 +38,11 @@ import { restUrl } from '../protocol/url.js';
 import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
 import { type Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
-import { SCALABLE_COOKIE_PREFIX, SESSION_COOKIE, sameSlot, slotLabel, type Lease, type SessionBackend, type SessionEntry, type SlotId } from './store.js';
+import { cookieChange, cookieHeader, cookiesSetBy, sameSession, type Cookies } from './cookies.js';
+import { authentify, type Credentials, directoryLogin, type HeaderEncoding } from './login.js';
+import { sameSlot, slotLabel, type Lease, type SessionBackend, type SessionEntry, type SlotId } from './store.js';
+
+export { cookieHeader, cookiesSetBy as sessionCookiesFrom } from './cookies.js';
 
 export interface SessionManagerOptions {
   slot: SlotId;
@@ -34,7 +55,9 @@ export interface SessionManagerOptions {
   /** 402 budget: tries and total wait. */
   licenceRetries: number;
   licenceWaitMs: number;
-  credentials?: { username: string; password: string };
+  credentials?: Credentials;
+  /** The `authentify()` parameters template (force login); undefined: the docs' example. */
+  authentifyBody?: unknown;
   lockTimeoutMs?: number;
 }
 
@@ -47,43 +70,34 @@ export interface SessionEvents {
   licenceWaits: number;
   /** Waits for a place in the fleet-wide licence budget (maxSessions). */
   budgetWaits: number;
+  /** `$directory/login` calls that were accepted or refused. */
   logins: number;
+  /** `authentify()` calls (force login). */
+  authentifies: number;
   /** Extra sessions the server opened for concurrent requests during a replacement, logged out at once. */
   orphansReleased: number;
   /** Idle sessions of other slots logged out to stay within the licence budget. */
   evicted: number;
 }
 
-export function isSessionCookieName(name: string): boolean {
-  return name === SESSION_COOKIE || name.startsWith(SCALABLE_COOKIE_PREFIX);
+/** A 401/403 that is not "REST login failed": a force-login server's "no session", or a missing permission. */
+export function isRefusal(response: HttpResponse): boolean {
+  return (response.status === 401 || response.status === 403) && errCodeOf(response.json) !== 1822;
 }
 
-type CookieModule = typeof import('tough-cookie');
-let toughCookie: CookieModule | undefined;
-
-/** Session cookies set by a response: name → value (tough-cookie parses, leniently). */
-export async function sessionCookiesFrom(setCookies: string[]): Promise<Record<string, string>> {
-  if (setCookies.length === 0) return {};
-  toughCookie ??= await import('tough-cookie');
-  const found: Record<string, string> = {};
-  for (const raw of setCookies) {
-    const cookie = toughCookie.Cookie.parse(raw, { loose: true });
-    if (!cookie || !isSessionCookieName(cookie.key)) continue;
-    if (cookie.value === '' || (typeof cookie.maxAge === 'number' && cookie.maxAge <= 0)) continue; // a deletion
-    found[cookie.key] = cookie.value;
-  }
-  return found;
-}
-
-/** The one Cookie header: each session cookie name exactly once, built from our own state. */
-export function cookieHeader(cookies: Record<string, string>): string {
-  return Object.entries(cookies)
-    .map(([name, value]) => `${name}=${value}`)
-    .join('; ');
-}
+const isLoginFailed = (response: HttpResponse) => response.status === 401 && errCodeOf(response.json) === 1822;
 
 const now = () => new Date().toISOString();
 const MAX_LOGINS_PER_REQUEST = 3;
+const revisionOf = (entry: SessionEntry | undefined) => entry?.revision ?? 0;
+
+/** Has the store moved since `seen` was read: another session, or the same one confirmed or logged in again? */
+function moved(stored: SessionEntry | undefined, seen: SessionEntry | undefined): boolean {
+  if (!stored) return false;
+  return !sameSession(stored.cookies, seen?.cookies) || revisionOf(stored) !== revisionOf(seen);
+}
+
+type Recovery = 'contact' | 'login' | 'refused';
 
 export class SessionManager {
   readonly events: SessionEvents = {
@@ -94,21 +108,24 @@ export class SessionManager {
     licenceWaits: 0,
     budgetWaits: 0,
     logins: 0,
+    authentifies: 0,
     orphansReleased: 0,
     evicted: 0,
   };
   private entry?: SessionEntry;
   /** The server gave no cookie to a cookie-less request: it does not use sessions. */
   private cookieless = false;
-  private coldStart?: Promise<void>;
-  private holdingSlotLock = false;
+  /** This run's first request has been answered (or another run proved the session meanwhile). */
+  private contacted = false;
+  private contact?: Promise<HttpResponse | undefined>;
+  /** The `authentify()` answer of this run, for the message when it did not open a session. */
+  private authentifyAnswer?: string;
   /** When this run last wrote its slot to the store (ms); undefined until it has. */
   private persistedAt?: number;
-  /** What load() found, even when too old to use (for sendExisting). */
-  private storedAtLoad?: SessionEntry;
   private pending: Promise<unknown>[] = [];
   private lastConfirmedAt?: string;
   private lease?: Lease;
+  private headerEncoding?: HeaderEncoding;
 
   constructor(private readonly options: SessionManagerOptions) {
     if (options.credentials) registerSecret(options.credentials.password);
@@ -143,6 +160,7 @@ export class SessionManager {
   private remember(entry: SessionEntry | undefined): void {
     this.entry = entry;
     if (entry) for (const value of Object.values(entry.cookies)) registerSecret(value);
+    if (entry?.headerEncoding) this.headerEncoding = entry.headerEncoding;
   }
 
   /** Load the stored cookie once per run (no lock: reads never see a half-written file). */
@@ -167,19 +185,16 @@ export class SessionManager {
       });
     }
     const stored = await this.options.store.find(this.options.slot);
-    this.storedAtLoad = stored;
-    if (stored && !this.staleByClock(stored)) {
+    if (stored) {
       this.remember(stored);
-      this.events.reusedStored = true;
+      this.events.reusedStored = !this.staleByClock(stored);
     }
   }
 
-  /** Send a request in the session. Handles cold start, adoption, 402 backoff and login. */
+  /** Send a request in the session. Handles first contact, adoption, 402 backoff and logins. */
   async send(request: HttpRequest): Promise<HttpResponse> {
-    const { licenceRetries, licenceWaitMs, logger, signal } = this.options;
     const requestId = request.requestId ?? newRequestId();
-    const licenceDeadline = Date.now() + licenceWaitMs;
-    let licenceTries = 0;
+    const licence = { deadline: Date.now() + this.options.licenceWaitMs, tries: 0 };
     // A session can expire (and need a new login) more than once while one request is retried;
     // a bound keeps a server that refuses every new session from looping.
     let logins = 0;
@@ -187,43 +202,70 @@ export class SessionManager {
       await this.load();
       let response: HttpResponse | undefined;
       let sentWith: SessionEntry | undefined;
-      if (!this.entry && !this.cookieless) {
-        response = await this.startSession(request, requestId);
-        if (!response) continue; // a session is now there (ours or another process's): send with it
-        sentWith = undefined;
+      if (!this.contacted && !this.cookieless) {
+        response = await this.firstContact(request, requestId);
+        if (!response) continue; // the session is settled (by us or another run): send with it
+        sentWith = this.entry;
       } else {
         sentWith = this.entry;
         response = await this.options.transport.send(this.withCookie(request, sentWith), requestId);
-        await this.observe(response, sentWith);
+        sentWith = await this.observe(response, sentWith);
       }
       if (response.status === 402) {
-        licenceTries += 1;
-        const remaining = licenceDeadline - Date.now();
-        if (licenceTries > licenceRetries || remaining <= 0) {
-          throw new SessionLimitError(
-            `the server's licences are all in use (HTTP 402 "Maximum number of sessions reached", ${licenceTries} tries over ${Math.round(licenceWaitMs / 1000)} s)`,
-            { hint: "see the server's sessions with 'legacy session status --server', or try again later" },
-          );
-        }
-        this.events.licenceWaits += 1;
-        const step = licenceWaitMs / Math.max(1, 2 ** licenceRetries - 1);
-        const wait = Math.min(remaining, Math.max(backoffDelay(licenceTries - 1, step, licenceWaitMs), parseRetryAfter(response.headers['retry-after']) ?? 0));
-        logger.info('server licences all in use (402); waiting', { id: requestId, try: licenceTries, waitMs: wait });
-        await sleep(wait, signal);
+        await this.waitForLicence(response, licence, requestId);
         continue;
       }
-      if (response.status === 401 && errCodeOf(response.json) === 1822 && logins < MAX_LOGINS_PER_REQUEST) {
-        logins += 1;
-        await this.login(sentWith);
-        continue;
+      const needsLogin = isLoginFailed(response) || (isRefusal(response) && this.mayAuthentify(sentWith));
+      if (!needsLogin) return response;
+      if (logins >= MAX_LOGINS_PER_REQUEST) {
+        if (isLoginFailed(response)) throw this.loginRefused();
+        return response;
       }
-      if (response.status === 401 && errCodeOf(response.json) === 1822) {
-        throw new AuthError(`the server at ${this.options.slot.baseUrl} refused the session (REST login failed)`, {
-          hint: this.options.credentials ? 'check the username and password' : 'set LEGACY_USERNAME and LEGACY_PASSWORD (or use --password-stdin)',
-        });
-      }
-      return response;
+      logins += 1;
+      const answered = await this.recover(isLoginFailed(response) ? 'login' : 'refused', request, requestId, sentWith);
+      if (answered?.status === 402) await this.waitForLicence(answered, licence, requestId);
+      else if (answered) return answered;
     }
+  }
+
+  /** 402: wait with backoff (and Retry-After) while the budget lasts; then SessionLimitError. */
+  private async waitForLicence(response: HttpResponse, licence: { deadline: number; tries: number }, requestId: string): Promise<void> {
+    const { licenceRetries, licenceWaitMs, logger, signal } = this.options;
+    licence.tries += 1;
+    const remaining = licence.deadline - Date.now();
+    if (licence.tries > licenceRetries || remaining <= 0) throw this.licenceError(licence.tries);
+    this.events.licenceWaits += 1;
+    const step = licenceWaitMs / Math.max(1, 2 ** licenceRetries - 1);
+    const wait = Math.min(remaining, Math.max(backoffDelay(licence.tries - 1, step, licenceWaitMs), parseRetryAfter(response.headers['retry-after']) ?? 0));
+    logger.info('server licences all in use (402); waiting', { id: requestId, try: licence.tries, waitMs: wait });
+    await sleep(wait, signal);
+  }
+
+  /** A refusal may be force login asking for `authentify()`: worth one try per session, with credentials. */
+  private mayAuthentify(sentWith: SessionEntry | undefined): boolean {
+    return this.options.credentials !== undefined && sentWith?.login !== 'authentify' && !this.noAuthentify;
+  }
+
+  /** This run found that the server has no `authentify()` for us (not a force-login server): refusals are permissions. */
+  private noAuthentify = false;
+
+  private licenceError(tries: number): SessionLimitError {
+    const { licenceWaitMs, idleMinutes } = this.options;
+    const holding = this.entry !== undefined;
+    return new SessionLimitError(
+      `the server's licences are all in use (HTTP 402 "Maximum number of sessions reached", ${tries} tries over ${Math.round(licenceWaitMs / 1000)} s)`,
+      {
+        hint: holding
+          ? "other users hold every licence; see the server's sessions with 'legacy session status --server', or try again later"
+          : `other users hold every licence and this tool holds none, so the server cannot even be asked for its sessions; they free up after ${idleMinutes} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`,
+      },
+    );
+  }
+
+  private loginRefused(): AuthError {
+    return new AuthError(`the server at ${this.options.slot.baseUrl} refused the session (REST login failed)`, {
+      hint: this.options.credentials ? 'check the username and password' : 'set LEGACY_USERNAME and LEGACY_PASSWORD (or use --password-stdin)',
+    });
   }
 
   private withCookie(request: HttpRequest, entry: SessionEntry | undefined): HttpRequest {
@@ -234,51 +276,58 @@ export class SessionManager {
     return { ...request, headers };
   }
 
-  /** Look at a response to a request that carried `sentWith`: adopt replacements, note confirmations. */
-  private async observe(response: HttpResponse, sentWith: SessionEntry | undefined): Promise<void> {
-    const cookies = await sessionCookiesFrom(response.setCookies);
-    if (Object.keys(cookies).length > 0) {
-      const sentValue = sentWith?.cookies[SESSION_COOKIE];
-      const newValue = cookies[SESSION_COOKIE] ?? Object.values(cookies)[0];
-      if (sentValue !== newValue) {
-        if (this.entry && this.entry.cookies[SESSION_COOKIE] !== sentValue) {
-          // Another in-flight request of ours already adopted a replacement: the server opened one
-          // more session for this concurrent request. Nobody else has ever seen its cookie, so
-          // logging it out is safe, and it gives its licence back now instead of in an hour.
-          this.options.logger.debug('server opened a second replacement session for a concurrent request; releasing it');
-          this.events.orphansReleased += 1;
-          this.track(this.releaseOrphan(cookies));
-          return;
-        }
-        this.events.adopted += 1;
-        this.options.logger.info(`server replaced the ${slotLabel(this.options.slot)} session (it had expired); adopting the new one`);
-        const entry: SessionEntry = {
-          ...this.options.slot,
-          cookies,
-          createdAt: now(),
-          lastUsedAt: now(),
-          confirmedAt: now(),
-          idleMinutes: sentWith?.idleMinutes ?? this.options.idleMinutes,
-          user: sentWith?.user,
-        };
-        this.remember(entry);
-        this.track(this.persistAdoption(entry, sentWith));
-        return;
+  private newEntry(cookies: Cookies, from?: SessionEntry, extra: Partial<SessionEntry> = {}): SessionEntry {
+    const at = now();
+    return {
+      ...this.options.slot,
+      cookies,
+      createdAt: at,
+      lastUsedAt: at,
+      confirmedAt: at,
+      idleMinutes: from?.idleMinutes ?? this.options.idleMinutes,
+      ...(this.headerEncoding ? { headerEncoding: this.headerEncoding } : {}),
+      ...extra,
+    };
+  }
+
+  /**
+   * Look at an answer to a request that carried `sentWith` (after first contact): adopt a
+   * replacement, add a cookie, note a confirmation. Returns the session the answer belongs to.
+   */
+  private async observe(response: HttpResponse, sentWith: SessionEntry | undefined): Promise<SessionEntry | undefined> {
+    const change = cookieChange(sentWith?.cookies, await cookiesSetBy(response.setCookies));
+    if (change.kind === 'new') {
+      if (this.entry && sentWith && !sameSession(this.entry.cookies, sentWith.cookies)) {
+        // Another in-flight request of ours already adopted a replacement: the server opened one
+        // more session for this concurrent request. Nobody else has ever seen its cookie, so
+        // logging it out is safe, and it gives its licence back now instead of in an hour.
+        this.options.logger.debug('server opened a second replacement session for a concurrent request; releasing it');
+        this.events.orphansReleased += 1;
+        this.track(this.logout(this.options.slot.baseUrl, change.cookies));
+        return this.entry;
       }
+      this.events.adopted += 1;
+      this.options.logger.info(`server replaced the ${slotLabel(this.options.slot)} session (it had expired); adopting the new one`);
+      const entry = this.newEntry(change.cookies, sentWith);
+      this.remember(entry);
+      this.track(this.persistAdoption(entry, sentWith));
+      return entry;
+    }
+    if (change.kind === 'added' && sentWith && this.entry && sameSession(this.entry.cookies, sentWith.cookies)) {
+      const entry = { ...sentWith, cookies: change.cookies };
+      this.remember(entry);
+      this.track(this.persistAdoption(entry, sentWith));
+      return entry;
     }
     if (sentWith && response.status < 400 && response.status !== 0) {
       this.lastConfirmedAt = now();
       // The first confirmation of a run is written down (last used / confirmed); later ones only at close.
       if (this.persistedAt === undefined) this.track(this.persistTouch());
     }
+    return sentWith;
   }
 
-  /** Log out a session we created by accident and never shared (see observe). Best effort. */
-  private async releaseOrphan(cookies: Record<string, string>): Promise<void> {
-    await this.logout(this.options.slot.baseUrl, cookies);
-  }
-
-  private async logout(baseUrl: string, cookies: Record<string, string>): Promise<void> {
+  private async logout(baseUrl: string, cookies: Cookies): Promise<void> {
     for (const value of Object.values(cookies)) registerSecret(value);
     await this.options.transport
       .send({ method: 'GET', url: restUrl(baseUrl, { kind: 'directory', action: 'logout' }), headers: { cookie: cookieHeader(cookies) }, idempotent: false })
@@ -293,8 +342,7 @@ export class SessionManager {
     this.options.logger.info(`licence budget full: logging out the idle ${slotLabel(entry)} session to make room for ${slotLabel(this.options.slot)}`);
     this.events.evicted += 1;
     await this.logout(entry.baseUrl, entry.cookies);
-    const value = entry.cookies[SESSION_COOKIE];
-    await this.options.store.remove((e) => sameSlot(e, entry) && e.cookies[SESSION_COOKIE] === value);
+    await this.options.store.remove((e) => sameSlot(e, entry) && sameSession(e.cookies, entry.cookies));
   }
 
   private track(promise: Promise<unknown>): void {
@@ -302,28 +350,47 @@ export class SessionManager {
     this.pending.push(guarded);
   }
 
-  /** Persist an adopted replacement unless another process already stored a newer one. */
+  /**
+   * Store a replacement adopted mid-run, unless another run already stored a different one: then
+   * ours was seen by nobody else, so it is logged out and theirs is used for the rest of the run.
+   */
   private async persistAdoption(entry: SessionEntry, replaced: SessionEntry | undefined): Promise<void> {
     this.persistedAt = Date.now();
+    let theirs: SessionEntry | undefined;
     await this.options.store.updateSlot(
       entry,
       (stored) => {
-        const storedValue = stored?.cookies[SESSION_COOKIE];
-        if (stored && replaced && storedValue !== replaced.cookies[SESSION_COOKIE] && storedValue !== entry.cookies[SESSION_COOKIE]) {
-          // Someone else replaced it first: converge on theirs for the rest of this run.
-          this.remember(stored);
+        theirs = undefined;
+        if (stored && !sameSession(stored.cookies, replaced?.cookies) && !sameSession(stored.cookies, entry.cookies)) {
+          theirs = stored;
           return undefined;
         }
-        return entry;
+        return { ...entry, revision: revisionOf(stored) + 1 };
       },
       this.options.lockTimeoutMs,
     );
+    if (theirs) {
+      if (this.entry && sameSession(this.entry.cookies, entry.cookies)) this.remember(theirs);
+      this.events.orphansReleased += 1;
+      this.options.logger.debug('another run had already stored a replacement session; releasing ours and using theirs');
+      await this.logout(this.options.slot.baseUrl, entry.cookies);
+    }
   }
 
-  /** Store a new or confirmed session for this slot. */
-  private async put(entry: SessionEntry): Promise<void> {
+  /** Store a session this run created, confirmed or logged in (under the slot lock): the revision moves. */
+  private async store(entry: SessionEntry): Promise<SessionEntry> {
     this.persistedAt = Date.now();
-    await this.options.store.put(entry);
+    let written = entry;
+    await this.options.store.updateSlot(
+      entry,
+      (stored) => {
+        written = { ...entry, revision: revisionOf(stored) + 1 };
+        return written;
+      },
+      this.options.lockTimeoutMs,
+    );
+    this.remember(written);
+    return written;
   }
 
   private async persistTouch(): Promise<void> {
@@ -334,149 +401,188 @@ export class SessionManager {
     await this.options.store.updateSlot(
       entry,
       (stored) => {
-        if (stored && stored.cookies[SESSION_COOKIE] !== entry.cookies[SESSION_COOKIE]) return undefined;
-        return { ...(stored ?? entry), lastUsedAt: at, confirmedAt: this.lastConfirmedAt ?? at };
+        if (!stored || !sameSession(stored.cookies, entry.cookies)) return undefined;
+        return { ...stored, lastUsedAt: at, confirmedAt: this.lastConfirmedAt ?? at };
       },
       this.options.lockTimeoutMs,
     );
   }
 
   /**
-   * Cold start, single-flight within the process and across processes. Returns the response to
-   * `request` if this call sent it, or undefined when a usable session is now known (the caller
-   * re-sends with it).
+   * The run's first request, single-flight within the process and across processes (see the top of
+   * the file). Returns the answer if this call sent `request`, or undefined when the session is
+   * settled and the caller sends it.
    */
-  private async startSession(request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
-    if (this.coldStart) {
-      await this.coldStart;
+  private async firstContact(request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
+    if (this.contact) {
+      await this.contact.catch(() => undefined);
       return undefined;
     }
-    let response: HttpResponse | undefined;
-    const run = async () => {
-      response = await this.options.store.withSlotLock(
-        this.options.slot,
-        async () => {
-          this.holdingSlotLock = true;
-          try {
-            return await this.startSessionLocked(request, requestId);
-          } finally {
-            this.holdingSlotLock = false;
-          }
-        },
-        { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000 },
-      );
-    };
-    this.coldStart = run();
+    const pending = this.recover('contact', request, requestId, this.entry);
+    this.contact = pending;
     try {
-      await this.coldStart;
+      return await pending;
     } finally {
-      this.coldStart = undefined;
+      this.contact = undefined;
     }
-    return response;
   }
 
-  private async startSessionLocked(request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
-    const { store, slot, transport, logger } = this.options;
-    const stored = await store.find(slot);
-    if (stored && !this.staleByClock(stored)) {
-      // Another process created (or refreshed) it while we waited for the lock.
-      this.remember(stored);
-      this.events.fromOtherProcess = true;
-      logger.debug(`using the ${slotLabel(slot)} session another process just created`);
-      return undefined;
-    }
-    // None, or idle for longer than the server keeps sessions: try it anyway (the server may
-    // still know it); if it is gone the server answers with a new cookie, which we store.
-    const response = await transport.send(this.withCookie(request, stored), requestId);
-    const cookies = await sessionCookiesFrom(response.setCookies);
-    if (Object.keys(cookies).length > 0) {
-      const entry: SessionEntry = { ...slot, cookies, createdAt: now(), lastUsedAt: now(), confirmedAt: now(), idleMinutes: this.options.idleMinutes };
-      this.remember(entry);
-      this.events.created += 1;
-      logger.info(`created a new server session for ${slotLabel(slot)}`);
-      await this.put(entry);
-      return response;
-    }
-    if (response.status === 401 && errCodeOf(response.json) === 1822) {
-      await this.loginLocked(stored);
-      return undefined;
-    }
-    if (response.status < 400) {
-      if (stored) {
-        // The server still knew the stale cookie.
-        this.remember({ ...stored, lastUsedAt: now(), confirmedAt: now() });
-        await this.put(this.entry!);
-      } else {
-        this.cookieless = true;
-        logger.debug('the server set no session cookie; continuing without one');
-      }
-    }
-    return response;
-  }
-
-  /** Log in under the slot lock (taking it unless this call chain already holds it). */
-  private async login(failed: SessionEntry | undefined): Promise<void> {
-    if (this.holdingSlotLock) return this.loginLocked(failed);
-    await this.options.store.withSlotLock(
-      this.options.slot,
+  /**
+   * Under the slot lock: adopt what another run stored since `seen` was read, or else find out
+   * ourselves (first contact), or log in. Returns the answer to `request` when it was sent here.
+   */
+  private recover(why: Recovery, request: HttpRequest, requestId: string, seen: SessionEntry | undefined): Promise<HttpResponse | undefined> {
+    const { store, slot } = this.options;
+    return store.withSlotLock(
+      slot,
       async () => {
-        this.holdingSlotLock = true;
-        try {
-          const stored = await this.options.store.find(this.options.slot);
-          if (stored && stored.cookies[SESSION_COOKIE] !== failed?.cookies[SESSION_COOKIE] && !this.staleByClock(stored)) {
-            this.remember(stored); // another process already logged in
-            return;
-          }
-          await this.loginLocked(failed);
-        } finally {
-          this.holdingSlotLock = false;
+        const stored = await store.find(slot);
+        if (moved(stored, seen)) {
+          this.remember(stored);
+          this.events.fromOtherProcess = true;
+          this.contacted = true;
+          this.options.logger.debug(`using the ${slotLabel(slot)} session another run settled meanwhile`);
+          return undefined;
         }
+        const current = stored ?? (why === 'contact' ? undefined : seen);
+        if (why === 'login') {
+          const response = await this.loginLocked(current, request, requestId);
+          this.contacted = true;
+          return response;
+        }
+        if (why === 'refused') return this.authentifyLocked(current, request, requestId);
+        return this.contactLocked(current, request, requestId);
       },
-      { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000 },
+      { what: `the ${slotLabel(slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000 },
     );
   }
 
-  private async loginLocked(_failed: SessionEntry | undefined): Promise<void> {
+  /** First contact under the lock: send with what is stored and write down what the answer says. */
+  private async contactLocked(current: SessionEntry | undefined, request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
+    const { transport, logger, slot } = this.options;
+    const response = await transport.send(this.withCookie(request, current), requestId);
+    const change = cookieChange(current?.cookies, await cookiesSetBy(response.setCookies));
+    if (change.kind === 'new') {
+      if (current) {
+        this.events.adopted += 1;
+        logger.info(`server replaced the ${slotLabel(slot)} session (it had expired); adopting the new one`);
+      } else {
+        this.events.created += 1;
+        logger.info(`created a new server session for ${slotLabel(slot)}`);
+      }
+      await this.store(this.newEntry(change.cookies, current));
+    } else if (change.kind === 'added' && current) {
+      await this.store({ ...current, cookies: change.cookies, lastUsedAt: now(), confirmedAt: now() });
+    } else if (current && response.status < 400) {
+      this.lastConfirmedAt = now();
+      await this.store({ ...current, lastUsedAt: now(), confirmedAt: now() });
+    } else if (!current && response.status < 400) {
+      this.cookieless = true;
+      logger.debug('the server set no session cookie; continuing without one');
+    }
+    if (response.status === 402) return response; // nothing settled: the caller waits and tries again
+    this.contacted = true;
+    if (isLoginFailed(response)) return this.loginLocked(this.entry ?? current, request, requestId);
+    if (isRefusal(response) && this.mayAuthentify(this.entry ?? current)) return this.authentifyLocked(this.entry ?? current, request, requestId);
+    return response;
+  }
+
+  /** `$directory/login` under the slot lock, then the refused request again. */
+  private async loginLocked(current: SessionEntry | undefined, request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
     const { credentials, slot, transport, logger } = this.options;
     if (!credentials) {
       throw new AuthError(`the server at ${slot.baseUrl} requires a login`, {
         hint: `set LEGACY_USERNAME and LEGACY_PASSWORD (or LEGACY_${slot.env.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_USERNAME/_PASSWORD), or use --password-stdin`,
       });
     }
-    const response = await transport.send({
-      method: 'POST',
-      url: restUrl(slot.baseUrl, { kind: 'directory', action: 'login' }),
-      headers: {
-        'username-4D': credentials.username,
-        'password-4D': credentials.password,
-        'session-4D-length': String(Math.max(60, Math.round(this.options.idleMinutes))),
-        'content-type': 'application/json',
-      },
-      body: '{}',
-      idempotent: true, // a login creates at most one session and is safe to repeat
-    });
+    const result = await directoryLogin(transport, slot.baseUrl, credentials, this.options.idleMinutes, this.headerEncoding);
     this.events.logins += 1;
-    if (response.status === 402) return; // the caller's loop handles the licence wait
-    const cookies = await sessionCookiesFrom(response.setCookies);
-    const ok = response.status === 200 && (response.json as { result?: boolean } | undefined)?.result !== false;
-    if (!ok || Object.keys(cookies).length === 0) {
-      throw new AuthError(`login as '${credentials.username}' at ${slot.baseUrl} failed (HTTP ${response.status})`, {
+    if (result.kind === 'licence') return result.response; // the caller's loop handles the licence wait
+    if (result.kind === 'unavailable') {
+      // No $directory/login for us: a force-login server refuses it like any other request.
+      if (isRefusal(result.response)) return this.authentifyLocked(current, request, requestId);
+      throw new AuthError(`login as '${credentials.username}' at ${slot.baseUrl} failed (HTTP ${result.response.status})`, {
         hint: 'check the username and password',
       });
     }
-    const entry: SessionEntry = {
-      ...slot,
-      cookies,
-      createdAt: now(),
-      lastUsedAt: now(),
-      confirmedAt: now(),
-      idleMinutes: Math.max(60, this.options.idleMinutes),
-      user: credentials.username,
-    };
-    this.remember(entry);
+    if (result.kind === 'refused') {
+      const nonAscii = !/^[\x20-\x7e]*$/.test(credentials.username + credentials.password);
+      throw new AuthError(
+        `login as '${credentials.username}' at ${slot.baseUrl} failed (the server refused the credentials${
+          nonAscii ? `, sent as ${result.triedEncodings.map((e) => (e === 'utf8' ? 'UTF-8' : 'ISO-8859-1')).join(' and as ')}` : ''
+        })`,
+        {
+          hint: nonAscii
+            ? 'check the username and password; they hold non-ASCII characters, and how 4D decodes login headers is not documented: if they are right, try an ASCII-only password'
+            : 'check the username and password',
+        },
+      );
+    }
+    this.headerEncoding = result.encoding;
     this.events.created += 1;
     logger.info(`logged in as ${credentials.username} and stored the session for ${slotLabel(slot)}`);
-    await this.put(entry);
+    await this.store(
+      this.newEntry(result.cookies, current, {
+        idleMinutes: Math.max(60, this.options.idleMinutes),
+        user: credentials.username,
+        login: 'directory',
+        headerEncoding: result.encoding,
+      }),
+    );
+    return undefined; // the caller sends the request with the new session
+  }
+
+  /**
+   * Force login: `authentify()` under the slot lock, proved by sending the refused request again
+   * (still under the lock, so no other run adopts an unproved session). Proved → stored; refused
+   * again → AuthError with the function's answer, nothing stored, no second try.
+   */
+  private async authentifyLocked(current: SessionEntry | undefined, request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
+    const { credentials, slot, transport, logger } = this.options;
+    if (!credentials) return undefined;
+    const result = await authentify(transport, slot.baseUrl, current?.cookies, this.options.authentifyBody, credentials);
+    this.events.authentifies += 1;
+    this.authentifyAnswer = result.answer;
+    if (result.response.status === 402) return result.response;
+    if (result.response.status !== 200) {
+      // No such function (not a force-login server, or another login scheme): the refusal stands as
+      // a permission matter; the caller sends the request once more and reports it.
+      this.noAuthentify = true;
+      logger.debug(`the server has no authentify() for us (HTTP ${result.response.status}); a refusal is a permission matter`);
+      return undefined;
+    }
+    const cookies = current ? cookieChange(current.cookies, result.cookies) : { kind: 'new' as const, cookies: result.cookies };
+    const session = cookies.kind === 'none' ? current?.cookies : cookies.cookies;
+    if (!session || Object.keys(session).length === 0) {
+      throw new AuthError(
+        `login through the application's authentify() at ${slot.baseUrl} failed: the server set no session cookie (HTTP ${result.response.status}: ${result.answer})`,
+      );
+    }
+    const candidate = this.newEntry(session, current, { user: credentials.username, login: 'authentify', idleMinutes: Math.max(60, this.options.idleMinutes) });
+    const proof = await transport.send(this.withCookie(request, candidate), requestId);
+    if (proof.status === 402) return proof;
+    const after = cookieChange(candidate.cookies, await cookiesSetBy(proof.setCookies));
+    if (isRefusal(proof) || isLoginFailed(proof) || after.kind === 'new') {
+      const accepted = /^(true|"?ok"?)$/i.test(result.answer);
+      if (accepted && isRefusal(proof)) {
+        // The function accepted the user, yet the request is still refused: a permission matter.
+        await this.store(candidate);
+        return proof;
+      }
+      throw new AuthError(`login as '${credentials.username}' through the application's authentify() at ${slot.baseUrl} was not accepted: ${result.answer}`, {
+        hint: "check the username and password, and the authentify body template ('authentifyBody' in the environment's config, LEGACY_AUTHENTIFY_BODY)",
+      });
+    }
+    this.contacted = true;
+    if (!current || !sameSession(current.cookies, session)) this.events.created += 1;
+    logger.info(`logged in as ${credentials.username} through authentify() and stored the session for ${slotLabel(slot)}`);
+    await this.store(candidate);
+    return proof;
+  }
+
+  /** The answer of this run's `authentify()` call, if any (for messages). */
+  get lastAuthentifyAnswer(): string | undefined {
+    return this.authentifyAnswer;
   }
 
   /**
@@ -485,9 +591,9 @@ export class SessionManager {
    */
   async sendExisting(request: HttpRequest): Promise<HttpResponse | undefined> {
     await this.load(false); // looking only: no licence lease
-    const stored = this.entry ?? this.storedAtLoad;
+    const stored = this.entry;
     if (!stored) return undefined;
-    this.remember(stored);
+    this.contacted = true;
     const response = await this.options.transport.send(this.withCookie(request, stored));
     await this.observe(response, stored);
     return response;

@@ -1,6 +1,7 @@
 /** Read-only views of the session store and of the server's sessions, for `legacy session status`. */
 import { registerSecret } from '../log/index.js';
-import { SESSION_COOKIE, type SessionEntry } from './store.js';
+import { displayValue, holdsId, type Cookies } from './cookies.js';
+import type { SessionEntry } from './store.js';
 
 export type SessionState = 'none' | 'stored' | 'confirmed';
 
@@ -44,7 +45,7 @@ export function statusOf(
     baseUrl: entry.baseUrl,
     state: confirmedRecently ? 'confirmed' : 'stored',
     cookieNames: Object.keys(entry.cookies),
-    masked: maskValue(entry.cookies[SESSION_COOKIE] ?? Object.values(entry.cookies)[0]),
+    masked: maskValue(displayValue(entry.cookies)),
     createdAt: entry.createdAt,
     lastUsedAt: entry.lastUsedAt,
     confirmedAt: entry.confirmedAt,
@@ -76,7 +77,7 @@ export type LifeTimeUnit = 'minutes' | 'seconds';
  * - 4D keeps sessions at least 60 minutes, so a value under 3600 can only be minutes;
  * - otherwise seconds, the documented unit.
  */
-export function lifeTimeUnit(list: Array<Record<string, unknown>>, ourValue: string | undefined, serverNowMs: number): LifeTimeUnit {
+export function lifeTimeUnit(list: Array<Record<string, unknown>>, ours: Cookies | undefined, serverNowMs: number): LifeTimeUnit {
   let ownGuess: LifeTimeUnit | undefined;
   for (const s of list) {
     const value = typeof s.lifeTime === 'number' ? s.lifeTime : undefined;
@@ -84,7 +85,7 @@ export function lifeTimeUnit(list: Array<Record<string, unknown>>, ourValue: str
     if (value === undefined || value <= 0 || !Number.isFinite(expires)) continue;
     const left = (expires - serverNowMs) / 1000;
     if (left > value + 5) return 'minutes';
-    if (ourValue !== undefined && String(s.sessionID ?? '') === ourValue) {
+    if (holdsId(ours, String(s.sessionID ?? ''))) {
       ownGuess = Math.abs(left - value) < Math.abs(left - value * 60) ? 'seconds' : 'minutes';
     }
   }
@@ -95,11 +96,12 @@ export function lifeTimeUnit(list: Array<Record<string, unknown>>, ourValue: str
 
 /**
  * The server's view from $info.sessionInfo; session ids are masked like cookies (they are the cookie
- * values). `serverNowMs` is the server's clock (its Date header) when known.
+ * values). A session is ours when its id is the value of any of our session's cookies, whatever
+ * their names. `serverNowMs` is the server's clock (its Date header) when known.
  */
-export function serverSessions(info: Record<string, unknown>, ourValue: string | undefined, serverNowMs = Date.now()): ServerSession[] {
+export function serverSessions(info: Record<string, unknown>, ours: Cookies | undefined, serverNowMs = Date.now()): ServerSession[] {
   const list = Array.isArray(info.sessionInfo) ? (info.sessionInfo as Array<Record<string, unknown>>) : [];
-  const factor = lifeTimeUnit(list, ourValue, serverNowMs) === 'minutes' ? 60 : 1;
+  const factor = lifeTimeUnit(list, ours, serverNowMs) === 'minutes' ? 60 : 1;
   return list.map((s) => {
     const id = String(s.sessionID ?? '');
     return {
@@ -107,7 +109,7 @@ export function serverSessions(info: Record<string, unknown>, ourValue: string |
       userName: typeof s.userName === 'string' ? s.userName : undefined,
       lifeTimeSeconds: typeof s.lifeTime === 'number' ? s.lifeTime * factor : undefined,
       expiration: typeof s.expiration === 'string' ? s.expiration : undefined,
-      ours: ourValue !== undefined && id === ourValue,
+      ours: holdsId(ours, id),
     };
   });
 }

@@ -16,15 +16,25 @@ import { ensurePrivateDir, quarantine, withLock, writeFileAtomic, type LockOptio
 import { ConfigError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 
-export const SESSION_COOKIE = 'WASID4D';
-export const SCALABLE_COOKIE_PREFIX = '4DSID_';
-
 export interface SessionEntry {
   env: string;
   name: string;
   baseUrl: string;
-  /** Session cookies by name (WASID4D and, when the server sets it, 4DSID_<app>). */
+  /**
+   * The cookies the server set for this session, by name, whatever the names are (`WASID4D`,
+   * `4DSID_<AppName>`, both: learnt from Set-Cookie, see cookies.ts). The session's identity.
+   */
   cookies: Record<string, string>;
+  /**
+   * Moves on every write that says something new about the session: created, replaced, confirmed
+   * by a run's first contact, logged in. A run that waited for the slot lock and finds it moved
+   * knows another run has just settled the session (manager.ts). Absent in files of older versions.
+   */
+  revision?: number;
+  /** How the session got its licence: `$directory/login`, the application's `authentify()` (force login), or neither. */
+  login?: 'directory' | 'authentify';
+  /** How the login headers' bytes were accepted (non-ASCII credentials). */
+  headerEncoding?: 'utf8' | 'latin1';
   createdAt: string;
   lastUsedAt: string;
   /** Last time the server accepted the cookie without replacing it. */

@@ -8,6 +8,18 @@ import { tempDir } from './cli.js';
  */
 export const URL_DECODINGS = ['whole', 'split'] as const;
 
+/**
+ * The 4D generation the emulator plays in this test run, chosen by the test runner's matrix
+ * (test/vitest.config.ts): EMU_GENERATION = v18 | v20 | v20r (default) | v21, and for v21
+ * EMU_REFUSAL_STATUS = 401 | 403 (how force login refuses a request without a session).
+ * Every server a test starts plays it unless the test chooses a generation itself.
+ */
+export const GENERATION = (process.env.EMU_GENERATION ?? 'v20r') as 'v18' | 'v20' | 'v20r' | 'v21';
+export const REFUSAL_STATUS = Number(process.env.EMU_REFUSAL_STATUS ?? 401) as 401 | 403;
+/** Force login needs a user: under v21 servers get these credentials unless a test sets `auth` itself. */
+export const MATRIX_AUTH = { user: 'cron', password: 'matrix-secret' };
+export const FORCE_LOGIN = GENERATION === 'v21';
+
 export interface TestServer {
   emu: RunningEmulator;
   url: string;
@@ -21,7 +33,17 @@ export interface TestServer {
 }
 
 export async function startServer(options: EmulatorOptions = {}): Promise<TestServer> {
-  const emu = await startEmulator({ host: '127.0.0.1', port: 0, quiet: true, ...options });
+  const generation = options.generation ?? GENERATION;
+  const matrixAuth = generation === 'v21' && options.auth === undefined;
+  const emu = await startEmulator({
+    host: '127.0.0.1',
+    port: 0,
+    quiet: true,
+    generation,
+    ...(generation === 'v21' ? { refusalStatus: REFUSAL_STATUS } : {}),
+    ...(matrixAuth ? { auth: MATRIX_AUTH } : {}),
+    ...options,
+  });
   const configDir = tempDir('legacy-cfg-');
   const dataDir = tempDir('legacy-data-');
   const control = async <T>(path: string, body?: unknown, method?: string): Promise<T> => {
@@ -44,6 +66,7 @@ export async function startServer(options: EmulatorOptions = {}): Promise<TestSe
       LEGACY_DATA_DIR: dataDir,
       LEGACY_BASE_URL: emu.url,
       LEGACY_ENV: 'test',
+      ...(matrixAuth ? { LEGACY_USERNAME: MATRIX_AUTH.user, LEGACY_PASSWORD: MATRIX_AUTH.password } : {}),
     },
     control,
     stats: () => control('stats'),
