@@ -158,7 +158,7 @@ export interface EmulatorStats {
   logouts: number;
   /** Every request under /rest. */
   requests: number;
-  /** /rest requests carrying neither WASID4D nor 4DSID_<app>. */
+  /** /rest requests carrying none of the session cookies the generation reads (v18: WASID4D; v20/v21: 4DSID_<app>; v20r: either). */
   requestsWithoutCookie: number;
   /** /rest/{dataClass}... requests (the ones faults apply to). */
   dataRequests: number;
