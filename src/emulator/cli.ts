@@ -24,9 +24,30 @@ Options:
   --seed <n>                    demo data seed (default 1)
   --max-sessions <n>            licences (default 3); more sessions get HTTP 402
   --session-timeout <dur>       idle session timeout, sliding (default 60m)
-  --auth <user:password>        require username-4D/password-4D (default: open access)
+  --auth <user:password>        require username-4D/password-4D (default: open access); under
+                                --generation v21 the credentials authentify() checks
   --app-name <name>             scalable session cookie 4DSID_<name> (default WSZ-DB)
-  --no-scalable                 set only WASID4D, not 4DSID_<app>
+  --generation v18|v20|v20r|v21 the 4D generation to play (default v20r):
+                                v18  WASID4D only; Table(key) only, no Table[key]
+                                v20  4DSID_<app> only
+                                v20r WASID4D and 4DSID_<app>, same id (read WASID4D first)
+                                v21  4DSID_<app> only, force login: guest sessions (no
+                                     licence) may only read $catalog and call
+                                     POST /rest/$catalog/authentify; $info lists privileges
+                                a server reads only the session cookies it sets
+  --no-scalable                 v20r: set only WASID4D, not 4DSID_<app>
+  --refusal-status 401|403      HTTP status of privilege errors (default 401, the docs)
+  --authentify-user-field name|identifier
+                                credentials property authentify() reads the user from
+                                (default name, the docs' example)
+  --read-only-tables <T,...>    reads work; update/create/delete answer a privilege error
+                                (1558/1559/1560)
+  --info-admin-only             $info refused to every session (1611)
+  --login-refusal result-false|401
+                                a refused $directory/login: 200 {"result":false} (default,
+                                the docs) or 401 with 1822 (seen on the legacy server)
+  --header-decoding utf8|latin1 bytes of username-4D/password-4D (default utf8, the 4D
+                                source)
   --latency <dur>               delay added to every /rest response (default 0)
   --faults <rate[:kinds]>       random faults on data requests, e.g. 0.1:500,503,reset,slow
                                 kinds: ${FAULT_KINDS.join(', ')}
@@ -46,7 +67,8 @@ Options:
   --broken-paging ignore-top|ignore-skip|short
                                 pages not as asked: every row from $skip on, every page from
                                 row 0, or one row less than $top (to test a client's checks)
-  --lifetime-unit minutes|seconds          unit of $info sessionInfo lifeTime (default minutes)
+  --lifetime-unit seconds|minutes          unit of $info sessionInfo lifeTime (default seconds,
+                                the docs; minutes: real v16/v17 output)
   --quoted-timestamps           v17 quirk: __TIMESTAMP as "\\"2017-...Z\\""
   --change-tracking all|<T,...> 4D data change tracking for every table or those tables (default
                                 off): a __GlobalStamp attribute taken from one global counter on
@@ -104,6 +126,16 @@ function parseFaults(text: string): { rate: number; kinds?: FaultKind[] } {
   return { rate, kinds: kinds as FaultKind[] };
 }
 
+/** A comma-separated, non-empty list of tables. */
+function parseTableList(text: string, flag: string): string[] {
+  const names = text
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n !== '');
+  if (names.length === 0) throw new UsageError(`${flag}: expected a list of tables, e.g. Artikel,Kunden`);
+  return names;
+}
+
 /** `all` or a comma-separated list of tables. */
 function parseChangeTracking(text: string): true | string[] {
   if (text.trim() === 'all') return true;
@@ -129,6 +161,13 @@ const OPTIONS = {
   auth: { type: 'string' },
   'app-name': { type: 'string' },
   'no-scalable': { type: 'boolean' },
+  generation: { type: 'string' },
+  'refusal-status': { type: 'string' },
+  'authentify-user-field': { type: 'string' },
+  'read-only-tables': { type: 'string' },
+  'info-admin-only': { type: 'boolean' },
+  'login-refusal': { type: 'string' },
+  'header-decoding': { type: 'string' },
   latency: { type: 'string' },
   faults: { type: 'string' },
   'fault-seed': { type: 'string' },
@@ -179,6 +218,17 @@ export function parseCliArgs(argv: string[]): CliCommand {
   }
   if (values['app-name'] !== undefined) o.appName = values['app-name'];
   if (values['no-scalable']) o.scalable = false;
+  if (values.generation !== undefined) o.generation = values.generation as EmulatorOptions['generation'];
+  if (values['refusal-status'] !== undefined) {
+    const status = values['refusal-status'];
+    if (status !== '401' && status !== '403') throw new UsageError(`--refusal-status: "${status}" must be 401 or 403`);
+    o.refusalStatus = Number(status) as 401 | 403;
+  }
+  if (values['authentify-user-field'] !== undefined) o.authentifyUserField = values['authentify-user-field'] as EmulatorOptions['authentifyUserField'];
+  if (values['read-only-tables'] !== undefined) o.readOnlyTables = parseTableList(values['read-only-tables'], '--read-only-tables');
+  if (values['info-admin-only']) o.infoAdminOnly = true;
+  if (values['login-refusal'] !== undefined) o.loginRefusal = values['login-refusal'] as EmulatorOptions['loginRefusal'];
+  if (values['header-decoding'] !== undefined) o.headerDecoding = values['header-decoding'] as EmulatorOptions['headerDecoding'];
   if (values.latency !== undefined) o.latencyMs = parseDuration(values.latency, '--latency');
   const faults: NonNullable<EmulatorOptions['faults']> = {};
   if (values.faults !== undefined) Object.assign(faults, parseFaults(values.faults));

@@ -5,7 +5,7 @@
 import { type DataStore, dataStoreFactory } from './datastore.js';
 import { EntitySetStore } from './entitysets.js';
 import { FaultInjector } from './faults.js';
-import { applyRuntimePatch, DEFAULT_APP_NAME, type ResolvedOptions, type RuntimeOptions } from './options.js';
+import { applyRuntimePatch, DEFAULT_APP_NAME, OptionError, type ResolvedOptions, type RuntimeOptions } from './options.js';
 import { compileFilter, filterSelection, parseParams, sortSelection } from './query.js';
 import { Renderer } from './render.js';
 import { SessionManager } from './sessions.js';
@@ -15,13 +15,17 @@ import { FAULT_KINDS } from './types.js';
 import { Updater } from './update.js';
 import { hashString, hex8, mix32 } from './util/random.js';
 
-type Counters = Omit<EmulatorStats, 'liveSessions' | 'occupiedSessions' | 'entitySets'>;
+type Counters = Omit<EmulatorStats, 'liveSessions' | 'occupiedSessions' | 'guestSessions' | 'entitySets'>;
 
 function zeroCounters(): Counters {
   const faults = Object.fromEntries([...FAULT_KINDS, 'expire'].map((k) => [k, 0])) as Record<FaultKind | 'expire', number>;
   return {
     sessionsCreated: 0,
     maxLiveSessions: 0,
+    guestSessionsCreated: 0,
+    authentifyCalls: 0,
+    authentifyFailures: 0,
+    permissionRefusals: 0,
     rejected402: 0,
     duplicateCookieRejections: 0,
     authFailures: 0,
@@ -69,22 +73,60 @@ export class EmulatorCore {
     this.store = this.makeStore();
     this.appName = initial.appName ?? this.store.appName ?? DEFAULT_APP_NAME;
     this.uniqId = hex8(mix32(initial.seed)) + hex8(hashString(this.appName)) + hex8(mix32(initial.seed + 1)) + hex8(mix32(initial.seed + 2));
-    this.renderer = new Renderer(this.store, () => this.opts.quotedTimestamps);
+    this.renderer = new Renderer(
+      this.store,
+      () => this.opts.quotedTimestamps,
+      () => this.opts.generation === 'v18',
+    );
     this.updater = new Updater(this.renderer, this.appName, (t, k) => this.runBeforeUpdate(t, k));
     this.sessions = new SessionManager(
       () => this.opts,
       (id) => this.sets.dropOwner(id),
     );
     this.faults = new FaultInjector(() => this.opts);
+    this.checkTables('readOnlyTables', this.opts.readOnlyTables);
   }
 
   get sessionCookie(): string {
     return `4DSID_${this.appName}`;
   }
 
+  /**
+   * The session cookies of the generation: `set` on a new session, `read` in lookup order. A server reads only the
+   * names it sets; v20r reads both (WASID4D first) and, with `scalable: false`, sets only WASID4D as before.
+   */
+  cookieNames(): { set: string[]; read: string[] } {
+    const sid = this.sessionCookie;
+    switch (this.opts.generation) {
+      case 'v18':
+        return { set: ['WASID4D'], read: ['WASID4D'] };
+      case 'v20':
+      case 'v21':
+        return { set: [sid], read: [sid] };
+      default:
+        return { set: this.opts.scalable ? ['WASID4D', sid] : ['WASID4D'], read: ['WASID4D', sid] };
+    }
+  }
+
+  /** Force login (generation v21): requests without a licensed session run in guest sessions. */
+  get forceLogin(): boolean {
+    return this.opts.generation === 'v21';
+  }
+
+  private checkTables(option: string, names: readonly string[]): void {
+    for (const n of names) if (!this.store.table(n)) throw new OptionError(`${option}: unknown table "${n}"`);
+  }
+
   setOptions(patch: RuntimeOptionsPatch): void {
-    this.opts = applyRuntimePatch(this.opts, patch);
+    const next = applyRuntimePatch(this.opts, patch);
+    this.checkTables('readOnlyTables', next.readOnlyTables);
+    this.opts = next;
     if (patch.faults !== undefined) this.faults.restart();
+  }
+
+  /** Whether `table` is read-only for REST sessions (`readOnlyTables`). */
+  readOnly(table: Table): boolean {
+    return this.opts.readOnlyTables.length > 0 && this.opts.readOnlyTables.includes(table.name);
   }
 
   /** Back to the start state: sessions, sets, stats, data; runtime options as started, faults off. */
@@ -93,7 +135,11 @@ export class EmulatorCore {
     this.sets.clear();
     this.queryCache.clear();
     this.store = this.makeStore();
-    this.renderer = new Renderer(this.store, () => this.opts.quotedTimestamps);
+    this.renderer = new Renderer(
+      this.store,
+      () => this.opts.quotedTimestamps,
+      () => this.opts.generation === 'v18',
+    );
     this.updater = new Updater(this.renderer, this.appName, (t, k) => this.runBeforeUpdate(t, k));
     this.opts = { ...this.initial.runtime, faults: { ...this.initial.runtime.faults, rate: 0, expireEvery: 0 } };
     this.faults.clear();
@@ -124,6 +170,7 @@ export class EmulatorCore {
       faults: { ...c.faults },
       liveSessions: this.sessions.liveCount(),
       occupiedSessions: this.sessions.occupiedCount(),
+      guestSessions: this.sessions.guestCount(),
       entitySets: this.sets.live().length,
     };
   }

@@ -22,7 +22,32 @@ export class RestError extends Error {
   }
 }
 
+/** The ORDA permission actions the emulator checks (roles.json: read, create, update, drop; execute for functions). */
+export type PermissionAction = 'read' | 'update' | 'create' | 'delete';
+
+/**
+ * dbmg permission errors, codes and texts from the DB4D xlf (StephaneH/core-Components
+ * DB4D/Resources/en.lproj/DB4DEN.xlf, ERR_dbmg_1557..1561, 1611; "datastore class" reworded "dataclass" as 4D
+ * v18+ does). The 2014 source answers every permission error with rest::http_perm_error = 401 (DB4D/Sources/Web.h,
+ * Rest.cpp: `if (fContext->PermErrorHappened()) SetHTTPError(rest::http_perm_error)`), and REST_requests.md lists
+ * "401 Unauthorized: Permissions error"; `refusalStatus` offers 403 too.
+ */
+const PERMISSION_CODES: Record<PermissionAction, number> = { read: 1557, update: 1558, create: 1559, delete: 1560 };
+
 export const E = {
+  /** A privilege error on a dataclass (force-login guest, `readOnlyTables`): one stack entry per refused action. */
+  noPermission: (status: number, dataClass: string, actions: PermissionAction[]) =>
+    new RestError(
+      status,
+      actions.map((a) => fourD(PERMISSION_CODES[a], `No permission to ${a} for the ${dataClass} dataclass`)),
+    ),
+  /** `$info` refused (password system on, not an Admin user: `REST/$info.md`; source: VE_DB4D_GETINFO_PERM). */
+  infoRefused: (status: number) => new RestError(status, [fourD(1611, 'You must log into the Admin group to obtain information regarding your project.')]),
+  /** Any other request of a force-login guest session (`$directory/*`, other functions): "execute" refused. */
+  noPermissionToExecute: (status: number, what: string) =>
+    new RestError(status, [fourD(1561, `No permission to execute ${what}: this guest session has no privileges (force login)`)]),
+  /** A documented REST keyword the emulator does not implement: 400 with 1811 rather than an ordinary page. */
+  notImplemented: (keyword: string) => new RestError(400, [fourD(1811, `"${keyword}" is a REST keyword this server does not support`)]),
   loginFailed: () => new RestError(401, [fourD(1822, 'REST login failed')], { 'WWW-Authenticate': '', '4D-CREDENTIALS': '1.0' }),
   maxSessions: () => new RestError(402, [fourD(1823, 'Maximum number of sessions has been reached')], { '4D-CREDENTIALS': '1.0' }),
   dataClassNotFound: (name: string) => new RestError(404, [fourD(1800, `The "${name}" dataclass cannot be found`)]),

@@ -7,13 +7,14 @@ export { ControlError } from './control.js';
 export { OptionError } from './options.js';
 export { FixtureError } from './datastore.js';
 export { DEMO_DEFAULT_ROWS } from './demo.js';
-export { DEFAULT_FAULT_KINDS, FAULT_KINDS } from './types.js';
+export { DEFAULT_FAULT_KINDS, FAULT_KINDS, GENERATIONS } from './types.js';
 export type {
   EmulatorControl,
   EmulatorOptions,
   EmulatorStats,
   FaultKind,
   FaultOptions,
+  Generation,
   MutateRequest,
   MutateResult,
   QueuedFault,

@@ -1,7 +1,16 @@
 /**
  * Defaults and validation of emulator options, shared by `startEmulator`, the control API and the CLI.
  */
-import { DEFAULT_FAULT_KINDS, FAULT_KINDS, type EmulatorOptions, type FaultKind, type FaultOptions, type RuntimeOptionsPatch } from './types.js';
+import {
+  DEFAULT_FAULT_KINDS,
+  FAULT_KINDS,
+  GENERATIONS,
+  type EmulatorOptions,
+  type Generation,
+  type FaultKind,
+  type FaultOptions,
+  type RuntimeOptionsPatch,
+} from './types.js';
 
 export class OptionError extends Error {
   override name = 'OptionError';
@@ -31,6 +40,14 @@ export interface RuntimeOptions {
   savedFilterWithoutParams: boolean;
   brokenPaging: 'none' | 'ignore-top' | 'ignore-skip' | 'short';
   lifeTimeUnit: 'minutes' | 'seconds';
+  generation: Generation;
+  refusalStatus: 401 | 403;
+  authentifyUserField: 'name' | 'identifier';
+  /** Deduplicated table names (checked against the data by EmulatorCore). */
+  readOnlyTables: string[];
+  infoAdminOnly: boolean;
+  loginRefusal: 'result-false' | '401';
+  headerDecoding: 'utf8' | 'latin1';
   verbose: boolean;
   quiet: boolean;
 }
@@ -119,6 +136,13 @@ export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPat
     'savedFilterWithoutParams',
     'brokenPaging',
     'lifeTimeUnit',
+    'generation',
+    'refusalStatus',
+    'authentifyUserField',
+    'readOnlyTables',
+    'infoAdminOnly',
+    'loginRefusal',
+    'headerDecoding',
     'verbose',
     'quiet',
   ]);
@@ -149,9 +173,27 @@ export function applyRuntimePatch(base: RuntimeOptions, patch: RuntimeOptionsPat
   }
   if (patch.brokenPaging !== undefined) out.brokenPaging = oneOf('brokenPaging', patch.brokenPaging, ['none', 'ignore-top', 'ignore-skip', 'short'] as const);
   if (patch.lifeTimeUnit !== undefined) out.lifeTimeUnit = oneOf('lifeTimeUnit', patch.lifeTimeUnit, ['minutes', 'seconds'] as const);
+  if (patch.generation !== undefined) out.generation = oneOf('generation', patch.generation, GENERATIONS);
+  if (patch.refusalStatus !== undefined) {
+    if (patch.refusalStatus !== 401 && patch.refusalStatus !== 403) throw new OptionError('refusalStatus must be 401 or 403');
+    out.refusalStatus = patch.refusalStatus;
+  }
+  if (patch.authentifyUserField !== undefined) {
+    out.authentifyUserField = oneOf('authentifyUserField', patch.authentifyUserField, ['name', 'identifier'] as const);
+  }
+  if (patch.readOnlyTables !== undefined) out.readOnlyTables = tableList('readOnlyTables', patch.readOnlyTables);
+  if (patch.infoAdminOnly !== undefined) out.infoAdminOnly = bool('infoAdminOnly', patch.infoAdminOnly);
+  if (patch.loginRefusal !== undefined) out.loginRefusal = oneOf('loginRefusal', patch.loginRefusal, ['result-false', '401'] as const);
+  if (patch.headerDecoding !== undefined) out.headerDecoding = oneOf('headerDecoding', patch.headerDecoding, ['utf8', 'latin1'] as const);
   if (patch.verbose !== undefined) out.verbose = Boolean(patch.verbose);
   if (patch.quiet !== undefined) out.quiet = Boolean(patch.quiet);
   return out;
+}
+
+/** A list of table names (trimmed, deduplicated; an empty list is allowed). Names are checked against the data later. */
+function tableList(name: string, v: unknown): string[] {
+  if (!Array.isArray(v) || v.some((n) => typeof n !== 'string' || n.trim() === '')) throw new OptionError(`${name} must be an array of table names`);
+  return [...new Set((v as string[]).map((n) => n.trim()))];
 }
 
 /** `changeTracking`: true → 'all'; false/absent/[] → null (off); a list of table names (checked against the data later). */
@@ -201,7 +243,14 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     ignoreFilters: false,
     savedFilterWithoutParams: false,
     brokenPaging: 'none',
-    lifeTimeUnit: 'minutes',
+    lifeTimeUnit: 'seconds',
+    generation: 'v20r',
+    refusalStatus: 401,
+    authentifyUserField: 'name',
+    readOnlyTables: [],
+    infoAdminOnly: false,
+    loginRefusal: 'result-false',
+    headerDecoding: 'utf8',
     verbose: false,
     quiet: false,
   };
@@ -220,6 +269,13 @@ export function resolveOptions(o: EmulatorOptions = {}): ResolvedOptions {
     savedFilterWithoutParams: o.savedFilterWithoutParams,
     brokenPaging: o.brokenPaging,
     lifeTimeUnit: o.lifeTimeUnit,
+    generation: o.generation,
+    refusalStatus: o.refusalStatus,
+    authentifyUserField: o.authentifyUserField,
+    readOnlyTables: o.readOnlyTables,
+    infoAdminOnly: o.infoAdminOnly,
+    loginRefusal: o.loginRefusal,
+    headerDecoding: o.headerDecoding,
     verbose: o.verbose,
     quiet: o.quiet,
   });

@@ -6,7 +6,7 @@
  *   andExpr    := unary (('and' | '&' | '&&' | 'except' | '^') unary)*      -- EXCEPT = AND NOT
  *   unary      := ('not' | '!') unary | primary
  *   primary    := '(' expr ')' | 'quoted condition' | path comparator value
- *   comparator := = == === != !== # < <= > >= % begin in
+ *   comparator := = == === != !== # < <= > >= % begin in | IS (= ===) | IS NOT (= !==)
  *   value      := 'str' | "str" | number | true | false | null | bareword | :n | [v, ...]
  * AND binds tighter than OR (the references do not say; this is the usual reading).
  *
@@ -15,8 +15,9 @@
  * OData operators (`eq`, `gt`) are not comparators here: the real server answered them with 500.
  *
  * Semantics:
- * - strings: case- and diacritic-insensitive; `@` (and `*`) are wildcards for = == != # (also inside
- *   placeholder values, as in 4D); === and !== take `@` literally; `%` matches a whole word; begin = prefix.
+ * - strings: case- and diacritic-insensitive; `@` is the wildcard for = == != # (also inside placeholder
+ *   values, as in 4D: `API/DataClassClass.md`, query()); `*` is an ordinary character; === / IS and !== / IS NOT
+ *   take `@` literally; `%` matches a whole word; begin = prefix.
  * - numbers/durations/bools/dates compare by the attribute's type; placeholder strings are converted.
  * - dates: literals 'YYYY-MM-DD' (also ISO date-times, truncated to the UTC day, and D!M!YYYY); an empty date
  *   (0!0!0) only matches comparisons against the empty date; strict < and > on a date attribute are evaluated
@@ -154,6 +155,7 @@ function lex(src: string): Tok[] {
 // ---- parser ----------------------------------------------------------------------------------------------------
 
 const OR_WORDS = new Set(['or']);
+const COMPARATOR_WORDS = new Set(['begin', 'in', 'is']);
 const AND_WORDS = new Set(['and']);
 
 function describe(t: Tok | undefined): string {
@@ -201,7 +203,7 @@ class Parser {
   private isComparator(t: Tok | undefined): boolean {
     if (!t) return false;
     if (t.t === 'op') return COMPARATOR_OPS.has(t.v);
-    return t.t === 'word' && (t.v.toLowerCase() === 'begin' || t.v.toLowerCase() === 'in');
+    return t.t === 'word' && COMPARATOR_WORDS.has(t.v.toLowerCase());
   }
 
   private expr(depth: number): Node {
@@ -258,7 +260,15 @@ class Parser {
     const c = this.peek();
     if (!this.isComparator(c)) throw E.queryInvalid(`${describe(c)} is not a valid comparison operator after "${t.v}"`);
     this.pos++;
-    const op = (c!.t === 'word' ? c!.v.toLowerCase() : (c as { v: string }).v) as CmpOp;
+    let op = (c!.t === 'word' ? c!.v.toLowerCase() : (c as { v: string }).v) as CmpOp | 'is';
+    if (op === 'is') {
+      // IS = ===, IS NOT = !== (DataClassClass.md, query())
+      const n = this.peek();
+      if (n?.t === 'word' && n.v.toLowerCase() === 'not') {
+        this.pos++;
+        op = '!==';
+      } else op = '===';
+    }
     return { t: 'cmp', path: t.v, op, value: this.value() };
   }
 
@@ -354,7 +364,7 @@ function fold(s: string): string {
 }
 
 function wildcardMatcher(pattern: string): (s: string) => boolean {
-  const parts = fold(pattern).split(/[@*]/);
+  const parts = fold(pattern).split('@');
   if (parts.length === 1) {
     const p = parts[0]!;
     return (s) => s === p;

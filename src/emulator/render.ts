@@ -84,7 +84,14 @@ export class Renderer {
     private readonly store: DataStore,
     /** The v17 quirk: `__TIMESTAMP` as a string with embedded quotes. */
     private readonly quotedTimestamps: () => boolean = () => false,
+    /** Deferred URIs name entities `T[key]` (v19+), or `T(key)` (v17/v18, where brackets do not exist). */
+    private readonly parenKeys: () => boolean = () => false,
   ) {}
+
+  /** `/rest/T[key]`, or `/rest/T(key)` under v18. */
+  ref(table: string, key: string): string {
+    return this.parenKeys() ? `/rest/${table}(${key})` : `/rest/${table}[${key}]`;
+  }
 
   private nameTexts(table: Table): string[] {
     let n = this.names.get(table);
@@ -107,7 +114,9 @@ export class Renderer {
       const def = table.attrs[attr]!;
       w.raw(names[attr]!);
       if (def.kind === 'relatedEntities') {
-        w.raw('{"__deferred":{"uri":').string(`/rest/${table.name}[${key}]/${def.name}?$expand=${def.name}`).raw('}}');
+        w.raw('{"__deferred":{"uri":')
+          .string(`${this.ref(table.name, key)}/${def.name}?$expand=${def.name}`)
+          .raw('}}');
         continue;
       }
       const v = table.get(row, attr);
@@ -118,13 +127,15 @@ export class Renderer {
         const r = target ? target.indexOfKey(rk) : -1;
         if (target && r >= 0) this.writeEntity(w, target, r, expand!);
         else if (target) w.raw('null');
-        else w.raw('{"__deferred":{"uri":').string(`/rest/${def.related}[${rk}]`).raw(',"__KEY":').string(rk).raw('}}');
+        else w.raw('{"__deferred":{"uri":').string(this.ref(def.related!, rk)).raw(',"__KEY":').string(rk).raw('}}');
       } else if (def.type === 'image') {
         w.raw('{"__deferred":{"uri":')
-          .string(`/rest/${table.name}[${key}]/${def.name}?$imageformat=best&$version=1&$expand=${def.name}`)
+          .string(`${this.ref(table.name, key)}/${def.name}?$imageformat=best&$version=1&$expand=${def.name}`)
           .raw(',"image":true}}');
       } else if (def.type === 'blob') {
-        w.raw('{"__deferred":{"uri":').string(`/rest/${table.name}[${key}]/${def.name}?$binary=true&$expand=${def.name}`).raw('}}');
+        w.raw('{"__deferred":{"uri":')
+          .string(`${this.ref(table.name, key)}/${def.name}?$binary=true&$expand=${def.name}`)
+          .raw('}}');
       } else w.value(v);
     }
     w.raw('}');

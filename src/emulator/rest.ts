@@ -11,7 +11,7 @@ import { catalogList, dataClassInfo } from './catalog.js';
 import type { EmulatorCore, SelectQuery } from './core.js';
 import type { RuntimeOptions } from './options.js';
 import { DEFAULT_SET_TIMEOUT_MS, RECREATED_SET_TIMEOUT_MS, type EntitySet } from './entitysets.js';
-import { E, RestError } from './errors.js';
+import { E, type PermissionAction, RestError } from './errors.js';
 import { allAttributes, parseAttributes, type Projection } from './render.js';
 import { credentialsOk, requestedLifetimeMs, requestUser, type Session } from './sessions.js';
 import type { Selection, Table } from './table.js';
@@ -37,6 +37,16 @@ const json = (body: unknown, status = 200): RestResponse => ({ status, contentTy
 const OK = () => json({ ok: true });
 
 const KNOWN_METHODS = new Set(['update', 'delete', 'entityset', 'release', 'subentityset', 'validate']);
+/** Documented `$method` values the emulator does not implement (v18 `$method.md`). */
+const UNIMPLEMENTED_METHODS = new Set(['subentityset', 'validate']);
+/**
+ * Documented query keywords the emulator does not implement: answered 400/1811, never with an ordinary page
+ * (`$lock`, `$compute`, `$distinct`, `$asArray`, `$queryplan`, `$querypath`, `$format`, `$clean`, `$upload`,
+ * `$subOrderby`, `$catalog/$singleton`...). Names are lower-cased by the URL parser.
+ */
+const UNIMPLEMENTED_KEYWORDS = ['$lock', '$compute', '$distinct', '$asarray', '$queryplan', '$querypath', '$format', '$clean', '$upload', '$suborderby'];
+/** Keywords of a deferred media/relation URI (`/rest/T(k)/attr?$expand=attr`): served there, refused elsewhere. */
+const MEDIA_KEYWORDS = ['$expand', '$imageformat', '$version', '$binary'];
 const DEFAULT_TOP = 100;
 
 /** A 1×1 transparent PNG, served for every picture. */
@@ -86,18 +96,26 @@ export function handleRest(core: EmulatorCore, req: RestRequest): RestResponse {
   const { segments, query } = req.url;
   const method = query.get('$method');
   if (method !== undefined && !KNOWN_METHODS.has(method)) throw E.unknownMethod(method);
+  if (method !== undefined && UNIMPLEMENTED_METHODS.has(method)) throw E.notImplemented(`$method=${method}`);
+  for (const k of UNIMPLEMENTED_KEYWORDS) if (query.has(k)) throw E.notImplemented(k);
   const head = segments[0];
   if (head === undefined) throw E.dataClassNotFound('');
-  if (head === '$info') return json(info(core));
-  if (head === '$catalog') return catalog(core, segments.slice(1));
+  const media = MEDIA_KEYWORDS.find((k) => query.has(k));
+  if (media !== undefined && head.startsWith('$')) throw E.notImplemented(media); // data requests only
+  if (head === '$info') return json(info(core, req.session));
+  if (head === '$catalog') {
+    if (segments[1] === 'authentify' && segments.length === 2 && req.method === 'POST' && core.opts.generation !== 'v18') return authentify(core, req);
+    return catalog(core, segments.slice(1));
+  }
   if (head === '$directory') return directory(core, req, segments[1] ?? '');
+  if (head === '$getWebForm' || head === '$singleton') throw E.notImplemented(head);
   if (head.startsWith('$')) throw E.dataClassNotFound(head);
   return dataClass(core, req, method);
 }
 
 // ---- $info / $catalog / $directory ------------------------------------------------------------------------------
 
-function info(core: EmulatorCore): Record<string, unknown> {
+function info(core: EmulatorCore, session: Session): Record<string, unknown> {
   const now = Date.now();
   const sets = core.sets.live(now);
   const out: Record<string, unknown> = {
@@ -120,9 +138,10 @@ function info(core: EmulatorCore): Record<string, unknown> {
     { UserInfo: 'indexProgressIndicator', SessionCount: 0, Title: '', CanInterrupt: true },
     { UserInfo: 'flushProgressIndicator', SessionCount: 0, Title: '', CanInterrupt: false },
   ];
-  // lifeTime in minutes by default, as real v16/v17 servers answer (the docs say seconds: lifeTimeUnit)
+  // lifeTime in seconds by default, as the docs say (real v16/v17 servers answered minutes: lifeTimeUnit)
   const unitMs = core.opts.lifeTimeUnit === 'seconds' ? 1000 : 60_000;
-  out.sessionInfo = core.sessions.all().map((s) => {
+  // licensed sessions only (guest sessions hold no licence)
+  out.sessionInfo = core.sessions.licensedSessions().map((s) => {
     const exp = core.sessions.expiresAt(s);
     return {
       sessionID: s.id,
@@ -132,7 +151,48 @@ function info(core: EmulatorCore): Record<string, unknown> {
     };
   });
   out.HTTPConnections = [];
+  // 20 R6+ (`$info.md` of 20 R7: "privileges: an object with a privileges property"): only v21 says so here; the
+  // privilege name is the emulator's own. $info has no version field in any generation.
+  if (core.opts.generation === 'v21') out.privileges = { privileges: session.guest ? [] : [{ privilege: 'emulator' }] };
   return out;
+}
+
+/**
+ * The app's exposed `authentify()` datastore function (`REST/authUsers.md`, force login): the body is a JSON array
+ * of parameters; like the docs' example it takes one credentials object, reads the user from
+ * `authentifyUserField` ('name' in the docs, 'identifier' from a real web front end) and `password`, and checks
+ * them against `auth` (null: any non-empty user). Success = `Session.setPrivileges()`: the same session takes a
+ * licence (402/1823 when none is free; it stays a guest) and the function returns true. Failure: the function's
+ * return value, as in the docs' example ("Wrong user" / "Wrong password"), HTTP 200, nothing opened.
+ */
+function authentify(core: EmulatorCore, req: RestRequest): RestResponse {
+  core.counters.authentifyCalls++;
+  let params: unknown;
+  try {
+    params = JSON.parse(req.body.trim() === '' ? '[]' : req.body);
+  } catch (e) {
+    throw E.badJsonBody((e as Error).message);
+  }
+  if (!Array.isArray(params)) throw E.badJsonBody('function parameters must be a JSON array');
+  const first = params[0];
+  const credentials = first !== null && typeof first === 'object' && !Array.isArray(first) ? (first as Record<string, unknown>) : {};
+  const user = credentials[core.opts.authentifyUserField];
+  const auth = core.opts.auth;
+  let refused: string | null = null;
+  if (typeof user !== 'string' || user === '' || (auth !== null && user !== auth.user)) refused = 'Wrong user';
+  else if (auth !== null && credentials.password !== auth.password) refused = 'Wrong password';
+  if (refused !== null) {
+    core.counters.authentifyFailures++;
+    return json({ result: refused });
+  }
+  const wasGuest = req.session.guest;
+  if (!core.sessions.promote(req.session, user as string)) {
+    core.counters.authentifyFailures++;
+    core.counters.rejected402++;
+    throw E.maxSessions();
+  }
+  if (wasGuest) core.noteSessionCreated();
+  return json({ result: true });
 }
 
 function catalog(core: EmulatorCore, rest: string[]): RestResponse {
@@ -153,9 +213,10 @@ function directory(core: EmulatorCore, req: RestRequest, action: string): RestRe
     case 'login': {
       // The session was created (or reused) before dispatch. With auth on, credentials sent here are checked
       // even when a session already exists.
-      const user = requestUser(req.headers);
-      if (user !== undefined && !credentialsOk(core.opts.auth, req.headers)) {
+      const user = requestUser(req.headers, core.opts.headerDecoding);
+      if (user !== undefined && !credentialsOk(core.opts.auth, req.headers, core.opts.headerDecoding)) {
         core.counters.authFailures++;
+        if (core.opts.loginRefusal === 'result-false') return json({ result: false }); // the session stays as it was
         throw E.loginFailed();
       }
       s.lifetimeMs = requestedLifetimeMs(req.headers) ?? s.lifetimeMs;
@@ -178,9 +239,24 @@ function directory(core: EmulatorCore, req: RestRequest, action: string): RestRe
 
 function dataClass(core: EmulatorCore, req: RestRequest, method: string | undefined): RestResponse {
   const { segments, query } = req.url;
-  const ref = parseEntityRef(segments[0]!);
+  const ref = parseEntityRef(segments[0]!, core.opts.generation !== 'v18');
   const table = core.store.table(ref.name);
   if (!table) throw E.dataClassNotFound(ref.name);
+  const media = MEDIA_KEYWORDS.find((k) => query.has(k));
+  if (media !== undefined) {
+    // only the deferred URI form: /rest/T(key)/attr?$expand=attr (pictures: $imageformat, $version; BLOBs: $binary)
+    const attr = ref.key !== null && segments.length === 2 ? segments[1]! : undefined;
+    const expand = query.get('$expand');
+    if (attr === undefined || (expand !== undefined && expand !== '' && expand !== attr)) throw E.notImplemented(media);
+  }
+
+  if (req.method === 'POST' && core.readOnly(table)) {
+    const actions = method === 'delete' ? (['delete'] as const) : method === 'entityset' ? [] : writeActions(req.body);
+    if (actions.length > 0) {
+      core.counters.permissionRefusals++;
+      throw E.noPermission(core.opts.refusalStatus, table.name, [...actions]);
+    }
+  }
 
   if (req.method === 'POST') {
     if (method === undefined || method === 'update') {
@@ -207,6 +283,22 @@ function dataClass(core: EmulatorCore, req: RestRequest, method: string | undefi
   if (segments[1] === '$entityset') return entitySet(core, req, table, segments[2] ?? '', method);
   if (segments.length > 2) throw E.dataClassNotFound(segments.join('/'));
   return selection(core, req, table, table.all(), method, segments[1]);
+}
+
+/** The write actions of an update body: 'update' for items with `__KEY`, 'create' for the others (unparsable: 'update'). */
+function writeActions(body: string): PermissionAction[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return ['update'];
+  }
+  const items = Array.isArray(parsed) ? parsed : [parsed];
+  const hasKey = (it: unknown) => it !== null && typeof it === 'object' && (it as { __KEY?: unknown }).__KEY != null;
+  const out: PermissionAction[] = [];
+  if (items.length === 0 || items.some(hasKey)) out.push('update');
+  if (items.some((it) => !hasKey(it))) out.push('create');
+  return out;
 }
 
 /** `$filter`/`$params`/`$orderby` of a selection read (`ignoreFilters`: the filter is dropped silently). */

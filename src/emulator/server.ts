@@ -3,9 +3,11 @@
  *
  * Lifecycle of a `/rest` request (mirrors 4D's RestRequestHandler):
  *   latency → parse URL (urlDecoding: whole | split) → count data request (expireEvery) → duplicate WASID4D
- *   check (401/1822) → session lookup (WASID4D, then 4DSID_<app>; sliding expiry) → else authenticate
- *   (username-4D/password-4D) and take a licence (402/1823 when none) → pre-dispatch faults (500, 503, 4d500,
- *   4d503, reset) → dispatch
+ *   check (401/1822) → session lookup (the cookie names of the generation: v18 WASID4D, v20/v21 4DSID_<app>,
+ *   v20r WASID4D then 4DSID_<app>; sliding expiry) → else: force login (v21) makes a guest session; otherwise
+ *   authenticate (username-4D/password-4D; a refused `$directory/login` answers `{"result": false}` or 401/1822,
+ *   loginRefusal) and take a licence (402/1823 when none) → privilege guard (guest sessions: descriptive requests
+ *   only; infoAdminOnly) → pre-dispatch faults (500, 503, 4d500, 4d503, reset) → dispatch
  *   → post-dispatch faults (reset-after-update, truncate, slow) → answer.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -18,7 +20,7 @@ import { resolveOptions } from './options.js';
 import { handleRest, JSON_TYPE, type RestResponse } from './rest.js';
 import { credentialsOk, requestedLifetimeMs, requestUser, type Session } from './sessions.js';
 import type { EmulatorOptions, FaultKind, RunningEmulator } from './types.js';
-import { isRestPath, parseRestUrl, type ParsedUrl } from './url.js';
+import { isRestPath, parseEntityRef, parseRestUrl, type ParsedUrl } from './url.js';
 
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
@@ -96,42 +98,88 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
     error?: Outgoing;
   }
 
-  /** Settles the session for a request; returns the session or an error answer. */
+  /** Set-Cookie values for a new session under the generation's cookie names. */
+  function sessionCookies(names: string[], id: string): string[] {
+    return names.map((n) => (n === 'WASID4D' ? `WASID4D=${id}; Path=/; Max-Age=3600; HttpOnly` : `${n}=${id}; Path=/; HttpOnly; SameSite=Strict`));
+  }
+
+  /** Settles the session for a request; returns the session or an answer that ends the request (error or refused login). */
   function settleSession(req: IncomingMessage, url: ParsedUrl | null, expireNow: boolean): Settled {
     const opts = core.opts;
-    const was = cookieValues(req.headers.cookie, 'WASID4D');
-    const sid = cookieValues(req.headers.cookie, core.sessionCookie);
-    if (was.length === 0 && sid.length === 0) core.counters.requestsWithoutCookie++;
+    const names = core.cookieNames();
+    // a server reads only the cookie names it sets (v20r: WASID4D, then 4DSID_<app>)
+    const values = names.read.map((n) => cookieValues(req.headers.cookie, n));
+    if (values.every((v) => v.length === 0)) core.counters.requestsWithoutCookie++;
+    const was = names.read[0] === 'WASID4D' ? values[0]! : [];
     if (was.length > 1 && opts.duplicateCookie === 'reject') {
       // observed on the legacy server: two WASID4D cookies make authentication fail
       core.counters.duplicateCookieRejections++;
       return { session: null, setCookie: [], expired: false, error: restError(E.loginFailed()) };
     }
+    const ids = values.map((v) => v[0]).filter((v): v is string => v !== undefined);
     let expired = false;
-    if (expireNow) {
-      const id = was[0] ?? sid[0];
-      expired = id !== undefined && core.sessions.lookup(id) !== undefined && core.sessions.end(id);
+    if (expireNow && ids.length > 0) {
+      const id = ids[0]!;
+      expired = core.sessions.lookup(id) !== undefined && core.sessions.end(id);
       if (expired) core.counters.faults.expire++;
     }
-    const existing = (was[0] !== undefined ? core.sessions.lookup(was[0]) : undefined) ?? (sid[0] !== undefined ? core.sessions.lookup(sid[0]) : undefined);
+    let existing: Session | undefined;
+    for (const id of ids) {
+      existing = core.sessions.lookup(id);
+      if (existing) break;
+    }
     if (existing) {
       core.sessions.touch(existing);
       return { session: existing, setCookie: [], expired };
     }
-    if (url?.segments[0] === '$directory' && url.segments[1] === 'logout') return { session: null, setCookie: [], expired };
-    if (!credentialsOk(opts.auth, req.headers)) {
+    const head = url?.segments[0];
+    const sub = url?.segments[1];
+    if (head === '$directory' && sub === 'logout') return { session: null, setCookie: [], expired };
+    if (core.forceLogin) {
+      // force login (v21): a guest session (no licence) for any request that names no live session; what it may
+      // do is decided after (guardRequest). No header authentication: authentify() replaces it.
+      const guest = core.sessions.createGuest();
+      core.counters.guestSessionsCreated++;
+      return { session: guest, setCookie: sessionCookies(names.set, guest.id), expired };
+    }
+    if (!credentialsOk(opts.auth, req.headers, opts.headerDecoding)) {
       core.counters.authFailures++;
+      if (head === '$directory' && sub === 'login' && opts.loginRefusal === 'result-false') {
+        // the docs' refused login: 200 {"result": false}, nothing opened
+        return { session: null, setCookie: [], expired, error: { status: 200, contentType: JSON_TYPE, body: JSON.stringify({ result: false }), headers: {} } };
+      }
       return { session: null, setCookie: [], expired, error: restError(E.loginFailed()) };
     }
-    const session = core.sessions.create(opts.auth ? requestUser(req.headers)! : '', requestedLifetimeMs(req.headers));
+    const session = core.sessions.create(opts.auth ? requestUser(req.headers, opts.headerDecoding)! : '', requestedLifetimeMs(req.headers));
     if (!session) {
       core.counters.rejected402++;
       return { session: null, setCookie: [], expired, error: restError(E.maxSessions()) };
     }
     core.noteSessionCreated();
-    const setCookie = [`WASID4D=${session.id}; Path=/; Max-Age=3600; HttpOnly`];
-    if (opts.scalable) setCookie.push(`${core.sessionCookie}=${session.id}; Path=/; HttpOnly; SameSite=Strict`);
-    return { session, setCookie, expired };
+    return { session, setCookie: sessionCookies(names.set, session.id), expired };
+  }
+
+  /**
+   * Privilege errors decided before dispatch: a guest session (force login) may only send descriptive requests
+   * (`GET /rest/$catalog...`, `POST /rest/$catalog/authentify`, `/rest/$getWebForm`: `REST/authUsers.md`);
+   * `infoAdminOnly` refuses `$info` to everyone. Null = go on.
+   */
+  function guardRequest(session: Session, method: string, url: ParsedUrl): RestError | null {
+    const status = core.opts.refusalStatus;
+    const [head, sub] = url.segments;
+    if (session.guest) {
+      if (head === '$catalog' && (method === 'GET' || (method === 'POST' && sub === 'authentify' && url.segments.length === 2))) return null;
+      if (head === '$getWebForm') return null;
+      if (head === '$info') return E.infoRefused(status);
+      if (head !== undefined && !head.startsWith('$')) {
+        const { name } = parseEntityRef(head, core.opts.generation !== 'v18');
+        const action = method !== 'POST' ? 'read' : url.query.get('$method') === 'delete' ? 'delete' : 'update';
+        return E.noPermission(status, name, [action]);
+      }
+      return E.noPermissionToExecute(status, `"/rest/${url.segments.join('/')}"`);
+    }
+    if (head === '$info' && core.opts.infoAdminOnly) return E.infoRefused(status);
+    return null;
   }
 
   /** Answers a /rest request; returns what to log (status 0 = connection dropped). */
@@ -160,6 +208,15 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Runn
       req.resume();
       write(res, error, null);
       return { status: error.status, fault: expired ? 'expire' : null };
+    }
+    const refused = session && url ? guardRequest(session, req.method ?? 'GET', url) : null;
+    if (refused) {
+      // a new guest session's cookie goes out with the refusal
+      core.counters.permissionRefusals++;
+      req.resume();
+      const out = restError(refused, headers);
+      write(res, out, null);
+      return { status: out.status, fault: expired ? 'expire' : null };
     }
     const fault = isData ? core.faults.pick(cls) : null;
     if (fault) core.counters.faults[fault]++;

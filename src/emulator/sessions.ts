@@ -1,5 +1,7 @@
 /**
- * REST sessions and licences. One session = one licence. The idle timeout slides on every request that uses the
+ * REST sessions and licences. One licensed session = one licence. Guest sessions (force login, generation v21)
+ * hold no licence and never count against `maxSessions`; `promote` (the emulated `Session.setPrivileges()`) turns a
+ * guest into a licensed session under the same id, when a licence is free. The idle timeout slides on every request that uses the
  * session; expired sessions are purged lazily (on lookup, and before counting licences) and free their licence.
  * Phantom sessions (`occupy`) stand for other users: they hold a licence, never time out, and are freed only by
  * `release-occupied` (or `reset`).
@@ -17,21 +19,32 @@ export interface Session {
   lifetimeMs: number | null;
   userName: string;
   occupied: boolean;
+  /** Force login: no licence, descriptive requests and `authentify` only. */
+  guest: boolean;
 }
 
-function headerValue(h: IncomingHttpHeaders, name: string): string | undefined {
-  const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
+export type HeaderDecoding = RuntimeOptions['headerDecoding'];
+
+/**
+ * A header value as text. Node hands header values over as latin1 strings (one character per byte); 'utf8' reads
+ * those bytes as UTF-8, as the 4D/Wakanda HTTP server does (HTTPServer/Sources/VHTTPRequest.cpp: every header value
+ * `FromBlock(..., VTC_UTF_8)`); invalid UTF-8 becomes U+FFFD. 'latin1' takes the bytes as ISO-8859-1.
+ */
+function headerValue(h: IncomingHttpHeaders, name: string, decoding: HeaderDecoding = 'latin1'): string | undefined {
+  const raw = h[name];
+  const v = Array.isArray(raw) ? raw[0] : raw;
+  if (v === undefined || decoding === 'latin1' || !/[\x80-\xff]/.test(v)) return v;
+  return Buffer.from(v, 'latin1').toString('utf8');
 }
 
 /** The `username-4D` header, if any. */
-export function requestUser(h: IncomingHttpHeaders): string | undefined {
-  return headerValue(h, 'username-4d');
+export function requestUser(h: IncomingHttpHeaders, decoding: HeaderDecoding): string | undefined {
+  return headerValue(h, 'username-4d', decoding);
 }
 
 /** Whether `username-4D`/`password-4D` match the configured credentials (always true with open access). */
-export function credentialsOk(auth: RuntimeOptions['auth'], h: IncomingHttpHeaders): boolean {
-  return !auth || (headerValue(h, 'username-4d') === auth.user && headerValue(h, 'password-4d') === auth.password);
+export function credentialsOk(auth: RuntimeOptions['auth'], h: IncomingHttpHeaders, decoding: HeaderDecoding): boolean {
+  return !auth || (headerValue(h, 'username-4d', decoding) === auth.user && headerValue(h, 'password-4d', decoding) === auth.password);
 }
 
 /** `session-4D-length` (minutes, clamped to at least 60 as the 4D docs say) in ms, or null when absent. */
@@ -77,11 +90,26 @@ export class SessionManager {
     for (const s of [...this.sessions.values()]) if (this.expiresAt(s) <= now) this.end(s.id);
   }
 
-  /** Live REST sessions (phantoms excluded). */
+  /** Live licensed REST sessions (phantoms and guests excluded). */
   liveCount(): number {
     this.purge();
     let n = 0;
-    for (const s of this.sessions.values()) if (!s.occupied) n++;
+    for (const s of this.sessions.values()) if (!s.occupied && !s.guest) n++;
+    return n;
+  }
+
+  /** Live guest sessions. */
+  guestCount(): number {
+    this.purge();
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.guest) n++;
+    return n;
+  }
+
+  /** Sessions holding a licence (phantoms included, guests not). */
+  private licensed(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (!s.guest) n++;
     return n;
   }
 
@@ -94,10 +122,31 @@ export class SessionManager {
   /** Takes a licence and creates a session, or returns null when every licence is in use. */
   create(userName: string, lifetimeMs: number | null, now = Date.now()): Session | null {
     this.purge(now);
-    if (this.sessions.size >= this.opts().maxSessions) return null;
-    const s: Session = { id: randomHexId(), createdAt: now, lastUsedAt: now, lifetimeMs, userName, occupied: false };
+    if (this.licensed() >= this.opts().maxSessions) return null;
+    const s: Session = { id: randomHexId(), createdAt: now, lastUsedAt: now, lifetimeMs, userName, occupied: false, guest: false };
     this.sessions.set(s.id, s);
     return s;
+  }
+
+  /** A guest session: no licence, never refused. */
+  createGuest(now = Date.now()): Session {
+    this.purge(now);
+    const s: Session = { id: randomHexId(), createdAt: now, lastUsedAt: now, lifetimeMs: null, userName: '', occupied: false, guest: true };
+    this.sessions.set(s.id, s);
+    return s;
+  }
+
+  /** `Session.setPrivileges()`: the guest takes a licence and keeps its id; false (still a guest) when none is free. */
+  promote(s: Session, userName: string, now = Date.now()): boolean {
+    if (!s.guest) {
+      s.userName = userName;
+      return true;
+    }
+    this.purge(now);
+    if (this.licensed() >= this.opts().maxSessions) return false;
+    s.guest = false;
+    s.userName = userName;
+    return true;
   }
 
   end(id: string): boolean {
@@ -106,7 +155,7 @@ export class SessionManager {
     return true;
   }
 
-  /** Ends every REST session (phantoms stay); returns how many. */
+  /** Ends every REST session, guests included (phantoms stay); returns how many. */
   expireAll(): number {
     let n = 0;
     for (const s of [...this.sessions.values()]) if (!s.occupied && this.end(s.id)) n++;
@@ -115,7 +164,7 @@ export class SessionManager {
 
   occupy(count: number, now = Date.now()): number {
     for (let k = 0; k < count; k++) {
-      const s: Session = { id: randomHexId(), createdAt: now, lastUsedAt: now, lifetimeMs: null, userName: 'occupied', occupied: true };
+      const s: Session = { id: randomHexId(), createdAt: now, lastUsedAt: now, lifetimeMs: null, userName: 'occupied', occupied: true, guest: false };
       this.sessions.set(s.id, s);
     }
     return this.occupiedCount();
@@ -131,10 +180,15 @@ export class SessionManager {
     for (const id of [...this.sessions.keys()]) this.end(id);
   }
 
-  /** All sessions holding a licence (phantoms included), for `$info` and the control API. */
+  /** All sessions (phantoms and guests included). */
   all(): Session[] {
     this.purge();
     return [...this.sessions.values()];
+  }
+
+  /** Sessions holding a licence (phantoms included, guests not), for `$info`. */
+  licensedSessions(): Session[] {
+    return this.all().filter((s) => !s.guest);
   }
 
   summaries(): SessionSummary[] {
@@ -147,6 +201,7 @@ export class SessionManager {
         expiresAt: Number.isFinite(exp) ? new Date(exp).toISOString() : null,
         userName: s.userName,
         occupied: s.occupied,
+        guest: s.guest,
       };
     });
   }

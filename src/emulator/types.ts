@@ -16,6 +16,10 @@ export const FAULT_KINDS: readonly FaultKind[] = ['500', '503', '4d500', '4d503'
  * Kinds used when fault injection is switched on without naming kinds. 'slow' is opt-in (it stalls for seconds);
  * so are '4d500' and '4d503' (tests name them in `kinds` or queue them).
  */
+export type Generation = 'v18' | 'v20' | 'v20r' | 'v21';
+
+export const GENERATIONS: readonly Generation[] = ['v18', 'v20', 'v20r', 'v21'];
+
 export const DEFAULT_FAULT_KINDS: readonly FaultKind[] = ['500', '503', 'reset', 'truncate', 'reset-after-update'];
 
 export interface FaultOptions {
@@ -68,8 +72,29 @@ export interface EmulatorOptions {
    * 'short' sends one row less than `$top` asked. Default 'none'.
    */
   brokenPaging?: 'none' | 'ignore-top' | 'ignore-skip' | 'short';
-  /** Unit of `$info.sessionInfo[].lifeTime`: 'minutes' (default, real v16/v17 output) or 'seconds' (the 4D docs). */
+  /** Unit of `$info.sessionInfo[].lifeTime`: 'seconds' (default, the 4D docs: 3600) or 'minutes' (real v16/v17 output: 60). */
   lifeTimeUnit?: 'minutes' | 'seconds';
+  /**
+   * Which 4D generation to play (see NOTES.md). 'v18': `WASID4D` only, `Table(key)` only; 'v20': `4DSID_<app>`
+   * only; 'v20r' (default): both cookies, same id; 'v21': `4DSID_<app>` only and force login (guest sessions,
+   * `POST /rest/$catalog/authentify`). A server reads only the cookie names it sets.
+   */
+  generation?: Generation;
+  /** HTTP status of privilege errors (force-login refusals, `readOnlyTables`, `infoAdminOnly`): 401 (default, the docs) or 403. */
+  refusalStatus?: 401 | 403;
+  /** The credentials property the emulated `authentify()` reads the user from: 'name' (default, the docs' example) or 'identifier'. */
+  authentifyUserField?: 'name' | 'identifier';
+  /** Tables whose data may be read but not updated, created or deleted (privilege errors 1558/1559/1560). */
+  readOnlyTables?: string[];
+  /** `$info` refused for every session (1611), as with the password system on and a non-Admin user. Default false. */
+  infoAdminOnly?: boolean;
+  /**
+   * A refused `$directory/login` (wrong or missing credentials with `auth`): 'result-false' (default, the docs:
+   * HTTP 200 `{"result": false}`, no session) or '401' (401 with 1822, as observed on the legacy server).
+   */
+  loginRefusal?: 'result-false' | '401';
+  /** How `username-4D`/`password-4D` header bytes are decoded: 'utf8' (default, the 4D/Wakanda source) or 'latin1'. */
+  headerDecoding?: 'utf8' | 'latin1';
   /** The 4D v17 quirk: `__TIMESTAMP` holds a string with embedded quotes (`"\"2017-03-13T08:27:17.298Z\""`). Default false. */
   quotedTimestamps?: boolean;
   /**
@@ -98,15 +123,31 @@ export type RuntimeOptionsPatch = Pick<
   | 'savedFilterWithoutParams'
   | 'brokenPaging'
   | 'lifeTimeUnit'
+  | 'generation'
+  | 'refusalStatus'
+  | 'authentifyUserField'
+  | 'readOnlyTables'
+  | 'infoAdminOnly'
+  | 'loginRefusal'
+  | 'headerDecoding'
   | 'verbose'
   | 'quiet'
 >;
 
 export interface EmulatorStats {
-  /** REST sessions created, plus phantom sessions made by `occupy`. */
+  /** Licensed REST sessions created (guest sessions are not counted; a guest promoted by `authentify` is), plus phantom sessions made by `occupy`. */
   sessionsCreated: number;
-  /** Live REST sessions (phantom sessions made by `occupy` are counted in `occupiedSessions`). */
+  /** Live licensed REST sessions (phantom sessions made by `occupy` are counted in `occupiedSessions`, guests in `guestSessions`). */
   liveSessions: number;
+  /** Guest sessions created (force login, v21): no licence, descriptive requests and `authentify` only. */
+  guestSessionsCreated: number;
+  /** Live guest sessions. */
+  guestSessions: number;
+  /** `POST /rest/$catalog/authentify` calls, and those that did not open a licensed session (wrong credentials, no licence). */
+  authentifyCalls: number;
+  authentifyFailures: number;
+  /** Requests refused by a privilege error (force login, `readOnlyTables`, `infoAdminOnly`). */
+  permissionRefusals: number;
   occupiedSessions: number;
   /** High-water mark of `liveSessions`. */
   maxLiveSessions: number;
@@ -117,7 +158,7 @@ export interface EmulatorStats {
   logouts: number;
   /** Every request under /rest. */
   requests: number;
-  /** /rest requests carrying neither WASID4D nor 4DSID_<app>. */
+  /** /rest requests carrying none of the session cookies the generation reads (v18: WASID4D; v20/v21: 4DSID_<app>; v20r: either). */
   requestsWithoutCookie: number;
   /** /rest/{dataClass}... requests (the ones faults apply to). */
   dataRequests: number;
@@ -138,6 +179,8 @@ export interface SessionSummary {
   expiresAt: string | null;
   userName: string;
   occupied: boolean;
+  /** A guest session (force login): no licence until `authentify` succeeds. */
+  guest: boolean;
 }
 
 export interface QueuedFault {

@@ -120,7 +120,7 @@ export class Updater {
 
   private withUri(table: Table, row: number): Record<string, unknown> {
     const e = this.rendered(table, row);
-    return { __KEY: e.__KEY, __TIMESTAMP: e.__TIMESTAMP, __STAMP: e.__STAMP, uri: `/rest/${table.name}[${String(e.__KEY)}]`, ...e };
+    return { __KEY: e.__KEY, __TIMESTAMP: e.__TIMESTAMP, __STAMP: e.__STAMP, uri: this.renderer.ref(table.name, String(e.__KEY)), ...e };
   }
 
   private failed(table: Table, row: number | null, code: ReturnType<typeof status>, errors: FourDError[], conflict = false): ItemResult {

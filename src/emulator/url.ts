@@ -238,10 +238,15 @@ export function parseRestUrl(target: string, mode: UrlDecoding = 'whole'): Parse
   return mode === 'whole' ? parseWhole(target) : parseSplit(target);
 }
 
-/** `Name`, `Name(key)`, `Name[key]`, with the key optionally quoted. */
-export function parseEntityRef(segment: string): { name: string; key: string | null } {
+/**
+ * `Name`, `Name(key)`, `Name[key]`, the key optionally quoted. `Name(22)` and `Name("IT0911AB2200")` are the v17/v18
+ * docs' forms and work in every generation; `Name[22]` is the v19+ form (`brackets: false`, generation v18: a
+ * bracketed segment is no entity reference, so `Name[22]` names a dataclass that does not exist → 404/1800).
+ * Quotes inside brackets (`Name["IT09"]`) are documented nowhere; accepted where brackets are.
+ */
+export function parseEntityRef(segment: string, brackets = true): { name: string; key: string | null } {
   const m = /^([^([]+)(?:\((.*)\)|\[(.*)\])$/s.exec(segment);
-  if (!m) return { name: segment, key: null };
+  if (!m || (m[3] !== undefined && !brackets)) return { name: segment, key: null };
   return { name: m[1]!, key: stripWrappingQuotes(m[2] ?? m[3] ?? '') };
 }
 

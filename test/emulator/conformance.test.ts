@@ -132,11 +132,11 @@ describe('§10.4 $directory/login and $directory/logout', () => {
     expect(r.json).toEqual({ result: true });
     expect(setCookieValue(r, 'WASID4D')).toMatch(HEX32);
     const info = await c.ok('/rest/$info');
-    expect(info.sessionInfo[0].lifeTime).toBe(120);
+    expect(info.sessionInfo[0].lifeTime).toBe(7200); // seconds, the docs' unit (lifeTimeUnit)
     const d = new Client(emu);
     await d.post('/rest/$directory/login', '', { headers: { 'session-4D-length': '5' } });
     const mine = (await d.ok('/rest/$info')).sessionInfo.find((s: { sessionID: string }) => s.sessionID === d.sessionId);
-    expect(mine.lifeTime).toBe(60);
+    expect(mine.lifeTime).toBe(3600);
     expect(emu.stats().logins).toBe(2);
   });
 

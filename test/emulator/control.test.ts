@@ -30,7 +30,15 @@ describe('read-only operations', () => {
     await c.get('/rest/$info');
     const [, sessions] = await ctl('sessions');
     expect(sessions).toEqual([
-      { id: c.sessionId, createdAt: expect.any(String), lastUsedAt: expect.any(String), expiresAt: expect.any(String), userName: '', occupied: false },
+      {
+        id: c.sessionId,
+        createdAt: expect.any(String),
+        lastUsedAt: expect.any(String),
+        expiresAt: expect.any(String),
+        userName: '',
+        occupied: false,
+        guest: false,
+      },
     ]);
     const [, tables] = await ctl('tables');
     expect(tables.find((t: { name: string }) => t.name === 'Kunden')).toEqual({ name: 'Kunden', count: 50 });

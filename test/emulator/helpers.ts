@@ -39,7 +39,7 @@ export function setCookieValue(reply: Reply, name: string): string | undefined {
 }
 
 export class Client {
-  /** The session cookie this client sends (`WASID4D=<id>`), adopted from Set-Cookie replies. */
+  /** The session cookie this client sends (`WASID4D=<id>`, or `4DSID_<app>=<id>` from a server that sets no WASID4D), adopted from Set-Cookie replies. */
   cookie: string | undefined;
   private readonly port: number;
 
@@ -75,8 +75,10 @@ export class Client {
           }
           const setCookies = res.headers['set-cookie'] ?? [];
           const reply: Reply = { status: res.statusCode ?? 0, headers: res.headers, text, json, setCookies };
+          // adopt the session cookie: WASID4D when the server sets it, else 4DSID_<app> (v20/v21 servers)
           const was = setCookieValue(reply, 'WASID4D');
-          if (was && opts.cookie === undefined) this.cookie = `WASID4D=${was}`;
+          const sid = setCookies.map((c) => c.split(';')[0]!).find((pair) => pair.startsWith('4DSID_'));
+          if (opts.cookie === undefined && (was || sid)) this.cookie = was ? `WASID4D=${was}` : sid;
           resolve(reply);
         });
       });

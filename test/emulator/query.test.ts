@@ -64,10 +64,16 @@ describe.each(['whole', 'split'] as const)('urlDecoding=%s', (mode) => {
     });
   });
 
-  describe('strings: case- and diacritic-insensitive, @ and * wildcards', () => {
+  describe('strings: case- and diacritic-insensitive, @ is the only wildcard', () => {
     it.each([
       ['Name = "m@"', [1, 8]],
-      ['Name = "*er"', [8]],
+      ['Name = "*er"', []],
+      ['Name = "@er"', [8]],
+      ['Name = "m*"', []],
+      ['Name IS "Engel@"', []],
+      ['Name is "engel@home"', [7]],
+      ['Name IS NOT "Meier"', [1, 2, 3, 4, 5, 6, 7]],
+      ['Name is not "Meier" and ID < 3', [1, 2]],
       ['Name = "@ü@"', [1, 3, 5]],
       ['Name = "angstrom"', [6]],
       ['Name = "ÅNGSTRÖM"', [6]],

@@ -374,10 +374,30 @@ describe('CLI arguments', () => {
       strictDateCompare: 'allow',
       ignoreFilters: false,
       savedFilterWithoutParams: false,
-      lifeTimeUnit: 'minutes',
+      lifeTimeUnit: 'seconds',
+      generation: 'v20r',
+      refusalStatus: 401,
+      authentifyUserField: 'name',
+      readOnlyTables: [],
+      infoAdminOnly: false,
+      loginRefusal: 'result-false',
+      headerDecoding: 'utf8',
     });
     expect(runtime.faults.kinds).toEqual(['500', '503', 'reset', 'truncate', 'reset-after-update']);
-    for (const bad of [{ urlDecoding: 'raw' }, { lifeTimeUnit: 'hours' }, { ignoreFilters: 'yes' }, { savedFilterWithoutParams: 1 }]) {
+    for (const bad of [
+      { urlDecoding: 'raw' },
+      { lifeTimeUnit: 'hours' },
+      { ignoreFilters: 'yes' },
+      { savedFilterWithoutParams: 1 },
+      { generation: 'v19' },
+      { refusalStatus: 402 },
+      { authentifyUserField: 'user' },
+      { readOnlyTables: 'Kunden' },
+      { readOnlyTables: [''] },
+      { infoAdminOnly: 'yes' },
+      { loginRefusal: 'false' },
+      { headerDecoding: 'ascii' },
+    ]) {
       expect(() => resolveOptions(bad as never), JSON.stringify(bad)).toThrow(/must be/);
     }
     const cli = parseCliArgs(['--url-decoding', 'raw']) as { options: object };

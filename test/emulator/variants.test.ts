@@ -197,9 +197,10 @@ describe('savedFilterWithoutParams: the 2014 source recreates a lost set from $s
 });
 
 describe('lifeTimeUnit: the unit of $info.sessionInfo[].lifeTime', () => {
-  it('minutes by default (real v16/v17 output), seconds on request; expiration is the real expiry either way', async () => {
+  it('seconds by default (the docs), minutes on request (real v16/v17 output); expiration is the real expiry either way', async () => {
     await c.get('/rest/$info');
     const session = async () => (await c.ok('/rest/$info')).sessionInfo[0] as { lifeTime: number; expiration: string };
+    emu.control.setOptions({ lifeTimeUnit: 'minutes' });
     expect((await session()).lifeTime).toBe(60);
     emu.control.setOptions({ lifeTimeUnit: 'seconds' });
     const s = await session();
