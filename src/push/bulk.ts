@@ -22,7 +22,7 @@ export interface BulkOptions {
 export interface BulkResult {
   /** Rows by result (updated, unchanged, conflict, not-found, invalid, ...). */
   counts: Record<string, number>;
-  /** 0, or 65 when a row failed. */
+  /** 0; 77 when the server refused a row for lack of permission; else 65 when a row failed. */
   exitCode: number;
   /** True when the stop rule ended the run before the input did. */
   stopped: boolean;
@@ -33,8 +33,10 @@ export async function pushBulk(pusher: Pusher, input: Readable, format: InputFor
   const tally = async (reports: RowReport[]) => {
     for (const r of reports) result.counts[r.result] = (result.counts[r.result] ?? 0) + 1;
     await o.onReports(reports);
-    if (pushExitCode(reports) !== ExitCode.ok) result.exitCode = ExitCode.badData;
-    return pushExitCode(reports) === ExitCode.ok || o.continueOnError;
+    const code = pushExitCode(reports);
+    // A refusal for lack of permission (77) outranks bad rows (65): a person must grant it.
+    if (code !== ExitCode.ok && result.exitCode !== ExitCode.auth) result.exitCode = code;
+    return code === ExitCode.ok || o.continueOnError;
   };
   let batch: PushRequestRow[] = [];
   const flush = async () => {

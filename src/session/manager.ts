@@ -223,8 +223,10 @@ export class SessionManager {
       }
       logins += 1;
       const answered = await this.recover(isLoginFailed(response) ? 'login' : 'refused', request, requestId, sentWith);
-      if (answered?.status === 402) await this.waitForLicence(answered, licence, requestId);
-      else if (answered) return answered;
+      if (answered?.status === 402) {
+        logins -= 1; // no licence free for the login: the licence budget bounds this, not the login count
+        await this.waitForLicence(answered, licence, requestId);
+      } else if (answered) return answered;
     }
   }
 
@@ -249,15 +251,16 @@ export class SessionManager {
   /** This run found that the server has no `authentify()` for us (not a force-login server): refusals are permissions. */
   private noAuthentify = false;
 
+  /**
+   * A 402 means the server tried to open a session for us: whatever cookie we sent named no live
+   * session, so we hold no licence and cannot even ask the server for its sessions ($info needs one).
+   */
   private licenceError(tries: number): SessionLimitError {
     const { licenceWaitMs, idleMinutes } = this.options;
-    const holding = this.entry !== undefined;
     return new SessionLimitError(
       `the server's licences are all in use (HTTP 402 "Maximum number of sessions reached", ${tries} tries over ${Math.round(licenceWaitMs / 1000)} s)`,
       {
-        hint: holding
-          ? "other users hold every licence; see the server's sessions with 'legacy session status --server', or try again later"
-          : `other users hold every licence and this tool holds none, so the server cannot even be asked for its sessions; they free up after ${idleMinutes} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`,
+        hint: `other users hold every licence and this tool holds none, so the server cannot even be asked for its sessions; they free up after ${idleMinutes} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`,
       },
     );
   }
@@ -345,6 +348,11 @@ export class SessionManager {
     await this.options.store.remove((e) => sameSlot(e, entry) && sameSession(e.cookies, entry.cookies));
   }
 
+  /** Wait for this run's pending store writes. */
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) await Promise.all(this.pending.splice(0));
+  }
+
   private track(promise: Promise<unknown>): void {
     const guarded = promise.catch((error) => this.options.logger.warn(`could not update the session store: ${(error as Error).message}`));
     this.pending.push(guarded);
@@ -357,6 +365,7 @@ export class SessionManager {
   private async persistAdoption(entry: SessionEntry, replaced: SessionEntry | undefined): Promise<void> {
     this.persistedAt = Date.now();
     let theirs: SessionEntry | undefined;
+    let written: SessionEntry | undefined;
     await this.options.store.updateSlot(
       entry,
       (stored) => {
@@ -365,10 +374,12 @@ export class SessionManager {
           theirs = stored;
           return undefined;
         }
-        return { ...entry, revision: revisionOf(stored) + 1 };
+        written = { ...entry, revision: revisionOf(stored) + 1 };
+        return written;
       },
       this.options.lockTimeoutMs,
     );
+    if (written && this.entry && sameSession(this.entry.cookies, written.cookies)) this.remember(written);
     if (theirs) {
       if (this.entry && sameSession(this.entry.cookies, entry.cookies)) this.remember(theirs);
       this.events.orphansReleased += 1;
@@ -431,8 +442,11 @@ export class SessionManager {
    * Under the slot lock: adopt what another run stored since `seen` was read, or else find out
    * ourselves (first contact), or log in. Returns the answer to `request` when it was sent here.
    */
-  private recover(why: Recovery, request: HttpRequest, requestId: string, seen: SessionEntry | undefined): Promise<HttpResponse | undefined> {
+  private async recover(why: Recovery, request: HttpRequest, requestId: string, sentWith: SessionEntry | undefined): Promise<HttpResponse | undefined> {
     const { store, slot } = this.options;
+    // A replacement this run adopted a moment ago must be in the store before it is compared with it.
+    await this.flush();
+    const seen = sentWith && this.entry && sameSession(sentWith.cookies, this.entry.cookies) ? this.entry : sentWith;
     return store.withSlotLock(
       slot,
       async () => {
@@ -562,7 +576,14 @@ export class SessionManager {
     const proof = await transport.send(this.withCookie(request, candidate), requestId);
     if (proof.status === 402) return proof;
     const after = cookieChange(candidate.cookies, await cookiesSetBy(proof.setCookies));
-    if (isRefusal(proof) || isLoginFailed(proof) || after.kind === 'new') {
+    if (after.kind === 'new') {
+      // The server dropped the session again before the proof (a restart, an administrator): nothing
+      // is proved either way. Keep the session it opened instead and let the caller try again (bounded).
+      logger.debug('the session was dropped again right after authentify(); trying again');
+      await this.store(this.newEntry(after.cookies, current));
+      return undefined;
+    }
+    if (isRefusal(proof) || isLoginFailed(proof)) {
       const accepted = /^(true|"?ok"?)$/i.test(result.answer);
       if (accepted && isRefusal(proof)) {
         // The function accepted the user, yet the request is still refused: a permission matter.
@@ -601,8 +622,7 @@ export class SessionManager {
 
   /** Record the end of the run (last used) and wait for pending store writes. */
   async close(): Promise<void> {
-    await Promise.all(this.pending);
-    this.pending = [];
+    await this.flush();
     // Only worth a write when the run was long enough to matter for the idle clock.
     if (this.entry && this.lastConfirmedAt && this.persistedAt !== undefined && Date.now() - this.persistedAt > 30_000) {
       await this.persistTouch().catch(() => undefined);

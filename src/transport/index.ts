@@ -316,7 +316,10 @@ function exchange(request: HttpRequest, options: TransportOptions, onRequest: (r
       });
     });
     onRequest(req);
-    req.end(request.body);
+    // The body as bytes, never as a string: node sends the header block together with a first string
+    // chunk in that chunk's encoding (UTF-8), but alone in ISO-8859-1. The bytes of a header value must
+    // not depend on whether a body follows (login headers with non-ASCII passwords: session/login.ts).
+    req.end(request.body === undefined ? undefined : Buffer.from(request.body, 'utf8'));
   });
 }
 

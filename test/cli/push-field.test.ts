@@ -250,3 +250,30 @@ describe.each(URL_DECODINGS)('bulk (%s URL decoding)', (mode) => {
     expect((await server.stats()).updates).toBe(0);
   });
 });
+
+describe('permissions (4D privileges)', () => {
+  it('a table that can be read but not updated: every row is reported forbidden, exit 77, nothing written', async () => {
+    await server.stop();
+    server = await startServer({ data: FIXTURE, urlDecoding, readOnlyTables: ['Teile'] });
+    const dir = tempDir();
+    const file = join(dir, 'in.csv');
+    writeFileSync(file, 'ID,Preis\n1,40\n2,41\n');
+    const bulk = await runCli(['push-field', 'Teile', '--from', file, '--yes', '--continue-on-error'], { env: server.env });
+    expect(bulk.code, bulk.stderr).toBe(77);
+    const reports = bulk.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(reports.map((x: { key: string; result: string }) => [x.key, x.result])).toEqual([
+      ['1', 'forbidden'],
+      ['2', 'forbidden'],
+    ]);
+    expect(reports[0].message).toMatch(/not allowed to update Teile/);
+    expect((await row('1')).Preis).toBe(39.5);
+    const single = await push(['1', 'Preis', '40', '--yes']);
+    expect(single.code).toBe(77);
+    expect(single.stderr).toMatch(/not allowed to update Teile/);
+    expect(single.stderr).not.toMatch(/conflict|unavailable/);
+    expect(single.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});

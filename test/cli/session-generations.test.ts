@@ -178,3 +178,89 @@ describe('force login specifics', () => {
     expect(MATRIX_AUTH.user).toBe('cron');
   });
 });
+
+describe(`sessions ops can manage (${GENERATION})`, () => {
+  it('session clear says what it leaves on the server; --logout ends it and frees the licence', async () => {
+    server = await startServer({ maxSessions: 3 });
+    expect((await runCli(EXPORT, { env: server.env })).code).toBe(0);
+    const live = async () => (await server!.control<Array<{ guest?: boolean; occupied?: boolean }>>('sessions')).filter((s) => !s.guest && !s.occupied).length;
+    expect(await live()).toBe(1);
+    const cleared = await runCli(['session', 'clear'], { env: server.env });
+    expect(cleared.code).toBe(0);
+    expect(cleared.stdout).toMatch(/the server keeps it, and its licence, until it has been idle for 60 min.*session clear --logout/);
+    expect(await live()).toBe(1);
+    expect((await runCli(EXPORT, { env: server.env })).code).toBe(0);
+    expect(await live()).toBe(2);
+    const out = await runCli(['session', 'clear', '--logout'], { env: server.env });
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stdout).toMatch(/logged out test\/default .*freed its licence/);
+    expect(await live()).toBe(1);
+    expect((await runCli(['session', 'status', '--json'], { env: server.env })).stdout).toMatch(/"state": "none"/);
+  });
+
+  it('every licence taken and no session held: status --server and the 402 message say what to do', async () => {
+    server = await startServer({ maxSessions: 1 });
+    await server.control('occupy', { count: 1 });
+    const status = await runCli(['session', 'status', '--server'], { env: server.env });
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/no stored session.*every licence is in use.*free up after 60 min idle.*administrator/);
+    const r = await runCli(EXPORT, { env: { ...server.env, LEGACY_LICENCE_WAIT_MS: '300', LEGACY_LICENCE_RETRIES: '1' } });
+    expect(r.code).toBe(75);
+    expect(r.stderr).toMatch(/this tool holds none/);
+  });
+
+  for (const headerDecoding of ['utf8', 'latin1'] as const) {
+    for (const loginRefusal of ['result-false', '401'] as const) {
+      it(`a non-ASCII password logs in when the server decodes login headers as ${headerDecoding} (refusal ${loginRefusal})`, async () => {
+        const auth = { user: 'erp', password: 'geheim ä' };
+        server = await startServer({ maxSessions: 3, auth, headerDecoding, loginRefusal });
+        const env = { ...server.env, LEGACY_USERNAME: auth.user, LEGACY_PASSWORD: auth.password };
+        const r = await runCli(EXPORT, { env });
+        expect(r.code, r.stderr).toBe(0);
+        expect(await licensed(server)).toBe(1);
+        const again = await runCli(EXPORT, { env });
+        expect(again.code, again.stderr).toBe(0);
+        expect(await licensed(server)).toBe(1);
+        const wrong = await runCli(EXPORT, { env: { ...env, LEGACY_CONFIG_DIR: tempDir(), LEGACY_PASSWORD: 'geheim ö' } });
+        expect(wrong.code).toBe(77);
+        expect(await licensed(server)).toBe(1);
+        if (!FORCE_LOGIN) expect(wrong.stderr).toMatch(/non-ASCII/);
+      });
+    }
+  }
+
+  it('$info only for admins: doctor says so and still exits 0; status --server explains', async () => {
+    server = await startServer({ maxSessions: 3, infoAdminOnly: true });
+    const r = await runCli(['doctor'], { env: server.env });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/licences\s+not allowed to read \$info/);
+    expect(r.stdout).not.toMatch(/unavailable/);
+    const status = await runCli(['session', 'status', '--server'], { env: server.env });
+    expect(status.stdout).toMatch(/did not show its sessions .*admin/);
+  });
+
+  it('a refused read names the table and the operation (exit 77)', async () => {
+    // Under force login without credentials every data request is refused; elsewhere a guest-less
+    // server with a login refuses it before dispatch (1822: the login message instead).
+    server = await startServer({ maxSessions: 3 });
+    const r = await runCli(EXPORT, { env: { ...server.env, LEGACY_USERNAME: undefined, LEGACY_PASSWORD: undefined } });
+    if (FORCE_LOGIN) {
+      expect(r.code).toBe(77);
+      expect(r.stderr).toMatch(/not allowed to read Kunden.*LEGACY_USERNAME/);
+    } else expect(r.code, r.stderr).toBe(0);
+  });
+});
+
+describe('4D query semantics', () => {
+  it("--where 'Ort=Sei*' returns only rows whose value is literally Sei* (only @ is a wildcard)", async () => {
+    server = await startServer({ maxSessions: 3 });
+    await server.control('row', { table: 'Kunden', key: '10001', set: { Ort: 'Sei*' } });
+    await server.control('row', { table: 'Kunden', key: '10002', set: { Ort: 'Seiffen' } });
+    const r = await runCli(['get-table', 'Kunden', '--where', 'Ort=Sei*', '--fields', 'KundenNr,Ort', '--csv'], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['KundenNr,Ort', '10001,Sei*']);
+    const wild = await runCli(['get-table', 'Kunden', '--where', 'Ort=Sei@', '--fields', 'KundenNr,Ort', '--csv'], { env: server.env });
+    expect(wild.code, wild.stderr).toBe(0);
+    expect(wild.stdout).toContain('10002,Seiffen');
+  });
+});

@@ -19,6 +19,8 @@ export const REFUSAL_STATUS = Number(process.env.EMU_REFUSAL_STATUS ?? 401) as 4
 /** Force login needs a user: under v21 servers get these credentials unless a test sets `auth` itself. */
 export const MATRIX_AUTH = { user: 'cron', password: 'matrix-secret' };
 export const FORCE_LOGIN = GENERATION === 'v21';
+/** The session cookie names a server of this generation sets (sorted), with the default app name. */
+export const COOKIE_NAMES = { v18: ['WASID4D'], v20: ['4DSID_WSZ-DB'], v20r: ['4DSID_WSZ-DB', 'WASID4D'], v21: ['4DSID_WSZ-DB'] }[GENERATION];
 
 export interface TestServer {
   emu: RunningEmulator;
