@@ -3,6 +3,9 @@
 // same runs through a real Redis on loopback (100 sequential; 160 from two simulated hosts, cold); then
 // the burst after the server drops its sessions: 3 rounds of "drop every session, start 8 runs at once"
 // against a server with 3 licences (issue 21: one new session per round, every run succeeds).
+// With BENCH_BEFORE=<another checkout>: what the first contact under the slot lock costs when nothing
+// was dropped, as medians of alternating rounds (20 sequential runs; 8 runs started together), this
+// checkout against that one, in the same run.
 import { join } from 'node:path';
 import { startRedis } from '../test/helpers/services.mjs';
 import { control, legacyBin, measure, s, startEmulatorProcess, tempDir } from './lib.mjs';
@@ -57,7 +60,45 @@ async function bursts(runEnv, rounds = 3) {
   await control(emu.url, 'options', { maxSessions: 4 });
   return out;
 }
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Per-run cost when nothing was dropped: this checkout vs BENCH_BEFORE, alternating, medians. */
+async function cost(beforeRoot, rounds = 5) {
+  const bins = { after: legacyBin, before: join(beforeRoot, 'bin', 'legacy.js') };
+  const dirs = { after: join(tempDir(), 'cfg'), before: join(tempDir(), 'cfg') };
+  const seq = { after: [], before: [] };
+  const burst = { after: [], before: [] };
+  for (const which of ['after', 'before']) {
+    const warm = await measure(process.execPath, [bins[which], 'tables'], { env: env(dirs[which]) });
+    if (warm.code !== 0) throw new Error(warm.stderr);
+  }
+  for (let round = 0; round < rounds; round++) {
+    for (const which of round % 2 ? ['before', 'after'] : ['after', 'before']) {
+      let started = Date.now();
+      for (let i = 0; i < 20; i++) {
+        const r = await measure(process.execPath, [bins[which], 'tables'], { env: env(dirs[which]) });
+        if (r.code !== 0) throw new Error(r.stderr);
+      }
+      seq[which].push((Date.now() - started) / 20);
+      started = Date.now();
+      const runs = await Promise.all(Array.from({ length: 8 }, () => measure(process.execPath, [bins[which], 'tables'], { env: env(dirs[which]) })));
+      if (runs.some((r) => r.code !== 0)) throw new Error(runs.find((r) => r.code !== 0).stderr);
+      burst[which].push(Date.now() - started);
+    }
+  }
+  return {
+    seq: { after: median(seq.after), before: median(seq.before) },
+    burst: { after: median(burst.after), before: median(burst.before) },
+  };
+}
+
 try {
+  if (process.env.BENCH_BEFORE) {
+    const c = await cost(process.env.BENCH_BEFORE);
+    console.log(
+      `cost when nothing was dropped (medians of 5 alternating rounds): sequential ${c.seq.after.toFixed(0)} ms/run vs ${c.seq.before.toFixed(0)} before (${(c.seq.after / c.seq.before).toFixed(2)}x); 8 runs started together ${c.burst.after} ms vs ${c.burst.before} before (${(c.burst.after / c.burst.before).toFixed(2)}x)`,
+    );
+  }
   const seq = await sequential(env(join(tempDir(), 'cfg')));
   const seqRedis = redis ? await sequential(env(join(tempDir(), 'cfg'), { LEGACY_SESSION_STORE: redis.url })) : undefined;
   const par = await workers([env(join(tempDir(), 'cfg'))]);

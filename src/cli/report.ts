@@ -7,7 +7,7 @@ import { CommanderError } from 'commander';
 import { resolveDirs, type GlobalOptions } from '../config/settings.js';
 import { loadConfig } from '../config/store.js';
 import { ExitCode, InterruptedError, LegacyError, errorToJson, exitCodeFor, formatErrorLine, oneLine } from '../errors/index.js';
-import type { Logger } from '../log/index.js';
+import { type Logger, redactString } from '../log/index.js';
 import type { RunMetrics } from '../metrics/run.js';
 import type { Io } from './io.js';
 
@@ -49,7 +49,8 @@ export function reportError(error: unknown, r: Reporter, aborted: AbortSignal): 
   if (r.logger && r.jsonLogs) {
     r.logger.error(formatErrorLine(error), { error: errorToJson(error) });
   } else {
-    r.errLine(`legacy: ${formatErrorLine(error)}`);
+    // Redacted like a log record: a server's message may quote a value we hold secret.
+    r.errLine(`legacy: ${redactString(formatErrorLine(error))}`);
     r.logger?.debug('error details', { error: errorToJson(error) });
   }
   if (r.debug && error instanceof Error && error.stack) r.errLine(error.stack);

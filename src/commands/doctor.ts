@@ -3,6 +3,7 @@ import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { configPath } from '../config/store.js';
 import { ExitCode, exitCodeFor, formatErrorLine } from '../errors/index.js';
+import { redactString } from '../log/index.js';
 import type { ProbeResult } from '../rest/dialect.js';
 import { generationOf } from '../session/cookies.js';
 import { isRefusal } from '../session/manager.js';
@@ -70,7 +71,7 @@ async function localChecks(ctx: CommandContext, checks: Check[]): Promise<Client
     });
     return client;
   } catch (error) {
-    checks.push({ name: 'environment', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+    checks.push({ name: 'environment', ok: false, detail: redactString(formatErrorLine(error)), exitCode: exitCodeFor(error) });
     return undefined;
   }
 }
@@ -147,7 +148,7 @@ async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]
     });
     checks.push(licences);
   } catch (error) {
-    checks.push({ name: 'server', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+    checks.push({ name: 'server', ok: false, detail: redactString(formatErrorLine(error)), exitCode: exitCodeFor(error) });
   }
 }
 
@@ -188,7 +189,7 @@ async function dialectCheck(ctx: CommandContext, client: Client, probeNow: boole
     });
     return probe;
   } catch (error) {
-    checks.push({ name: 'dialect', ok: false, detail: formatErrorLine(error), exitCode: exitCodeFor(error) });
+    checks.push({ name: 'dialect', ok: false, detail: redactString(formatErrorLine(error)), exitCode: exitCodeFor(error) });
     return undefined;
   }
 }

@@ -56,11 +56,12 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
 /** The server's sessions ($info), asked only with the stored session (asking without would open one). */
 async function serverView(ctx: CommandContext): Promise<ServerView> {
   const client = await ctx.client();
-  const response = await client.session.sendExisting({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
+  const asked = await client.session.sendExisting({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
+  const response = asked?.response;
   const none = { url: client.baseUrl, live: 0, ours: false, sessions: [] };
   const idle = ctx.settings.sessionIdleMinutes;
   const full = `every licence is in use and this tool holds none, so the server cannot be asked: sessions free up after ${idle} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`;
-  if (!response) {
+  if (!asked || !response) {
     return {
       ...none,
       note: `no stored session: not asking the server, as that would open one (run 'legacy session refresh' first; if it answers that ${full.replace('every licence is in use and this tool holds none, so the server cannot be asked: ', 'every licence is in use, ')})`,
@@ -75,6 +76,17 @@ async function serverView(ctx: CommandContext): Promise<ServerView> {
   }
   if (response.status !== 200) return { ...none, note: `server answered HTTP ${response.status}` };
   const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, client.session.current()?.cookies, serverClock(response.headers));
+  if (asked.gone) {
+    // The server opened a session for this look (logged out again at once): it is not ours to keep.
+    const listed = sessions.map((s) => ({ ...s, ours: false }));
+    return {
+      url: client.baseUrl,
+      live: Math.max(0, listed.length - 1),
+      ours: false,
+      sessions: listed,
+      note: 'the stored session is gone on the server (it answered this look in a new session, which was logged out at once); the next run gets a new one',
+    };
+  }
   return { url: client.baseUrl, live: sessions.length, ours: sessions.some((s) => s.ours), sessions };
 }
 

@@ -10,9 +10,13 @@
 
 const secrets = new Set<string>();
 
-/** Remember a secret value (a cookie value, a password) so that it is masked in every later log record. */
-export function registerSecret(value: string | undefined | null): void {
-  if (value && value.length >= 4) secrets.add(value);
+/**
+ * Remember a secret value (a cookie value, a password) so that it is masked in every later log
+ * record. Short values are skipped (masking every "abc" would garble text) unless `always`: a
+ * password is masked whatever its length.
+ */
+export function registerSecret(value: string | undefined | null, always = false): void {
+  if (value && (always || value.length >= 4)) secrets.add(value);
 }
 
 const SECRET_KEY = /^(cookie|set-cookie|authorization|proxy-authorization|password|password-4d|hashed-password-4d|passwd|secret|token)$/i;

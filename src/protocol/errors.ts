@@ -56,6 +56,7 @@ export const FOURD_CODES: ReadonlyMap<number, CodeInfo> = new Map<number, CodeIn
   [1542, { cls: 'not-found', meaning: 'entity key not found' }],
   [1543, { cls: 'not-found', meaning: 'cannot load entity' }],
   ...range(1557, 1561, { cls: 'permission', meaning: 'no permission' }),
+  [1611, { cls: 'permission', meaning: 'only the Admin group may read $info' }],
   [1263, { cls: 'conflict', meaning: 'stamp does not match (changed by someone else)' }],
   [1046, { cls: 'save', meaning: 'cannot save record' }],
   [1517, { cls: 'save', meaning: 'entity cannot be saved' }],

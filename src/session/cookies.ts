@@ -1,15 +1,20 @@
 /**
- * A session's identity is the cookie(s) the server set when it opened it, whatever their names:
- * `WASID4D` (4D v17/v18), `4DSID_<AppName>` (v19+ scalable sessions), both (some v20 R setups),
- * or whatever a later release chooses (4d-generations.md §1). Nothing here, or anywhere else,
- * assumes a name: the names are learnt from `Set-Cookie` and kept with the session.
+ * A session's identity is the cookie(s) the server set when it opened it: `WASID4D` (4D v17/v18),
+ * `4DSID_<AppName>` (v19+ scalable sessions), both (some v20 R setups), or, on a server that uses
+ * neither, whatever it set (4d-generations.md §1). The names are learnt from `Set-Cookie` and kept
+ * with the session; what is sent, compared and adopted is always that learnt set.
+ *
+ * Which of the cookies an answer sets belong to the session: the names the session already has;
+ * else the documented 4D session names among them; else (a server naming its cookie otherwise) all
+ * of them. So a proxy's own cookie (a load balancer's `AWSALB`, rotated on every answer) never
+ * becomes, or replaces, the session beside a 4D cookie.
  *
  * - sent: the cookies a request carried (one value per name, built from our own state);
- * - set: the cookies the answer set (a deletion, `Max-Age=0` or an empty value, is ignored);
+ * - set: the session cookies the answer set (a deletion, `Max-Age=0` or an empty value, is ignored);
  * - the answer names a *new* session when it gives a cookie we sent another value, or when it
- *   sets cookies none of whose names we sent (the server did not know our session and opened one);
+ *   sets session cookies none of whose names we sent (the server did not know our session);
  * - an answer that repeats our values (a server refreshing the cookie's expiry) changes nothing;
- * - an answer that keeps our values and adds a name is the same session with one more cookie.
+ * - an answer that keeps our values and adds a session name is the same session with one more cookie.
  */
 import { registerSecret } from '../log/index.js';
 
@@ -17,6 +22,25 @@ export type Cookies = Record<string, string>;
 
 type CookieModule = typeof import('tough-cookie');
 let toughCookie: CookieModule | undefined;
+
+/** The documented names of 4D session cookies (they only prefer; an unknown name still works). */
+const FOUR_D_SESSION = /^(WASID4D|4DSID_.+)$/;
+
+/** The session cookies of an answer: see the top of the file. `known`: the session's cookies, if any. */
+export function sessionCookies(all: Cookies, known?: Cookies): Cookies {
+  const names = Object.keys(all);
+  const pick = (keep: (name: string) => boolean) => Object.fromEntries(names.filter(keep).map((n) => [n, all[n]!]));
+  // With a session: its own names, and any documented 4D name (a server that moved to another
+  // generation); never a stranger's cookie beside them.
+  if (known && Object.keys(known).length > 0) return pick((n) => n in known || FOUR_D_SESSION.test(n));
+  const documented = pick((n) => FOUR_D_SESSION.test(n));
+  return Object.keys(documented).length > 0 ? documented : all;
+}
+
+/** The session cookies a response set, read against the session `known` (undefined: none yet). */
+export async function sessionCookiesSetBy(setCookies: string[], known?: Cookies): Promise<Cookies> {
+  return sessionCookies(await cookiesSetBy(setCookies), known);
+}
 
 /** Every cookie a response set: name → value (tough-cookie parses, leniently). */
 export async function cookiesSetBy(setCookies: string[]): Promise<Cookies> {

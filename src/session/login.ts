@@ -15,7 +15,7 @@ import { errCodeOf } from '../protocol/errors.js';
 import { restUrl } from '../protocol/url.js';
 import { registerSecret } from '../log/index.js';
 import type { HttpResponse, Transport } from '../transport/index.js';
-import { cookieHeader, cookiesSetBy, type Cookies } from './cookies.js';
+import { cookieHeader, type Cookies, sessionCookiesSetBy } from './cookies.js';
 
 export interface Credentials {
   username: string;
@@ -34,7 +34,7 @@ const fitsLatin1 = (text: string) => /^[\x20-\x7e\xa0-\xff]*$/.test(text);
 /** A header value whose bytes on the wire are `text` in `encoding` (node writes header strings as ISO-8859-1). */
 export function headerText(text: string, encoding: HeaderEncoding): string {
   const wire = encoding === 'utf8' ? Buffer.from(text, 'utf8').toString('latin1') : text;
-  registerSecret(wire);
+  registerSecret(wire, true);
   return wire;
 }
 
@@ -74,10 +74,12 @@ export async function directoryLogin(
         'content-type': 'application/json',
       },
       body: '{}',
-      idempotent: true, // a refused login opens nothing; an accepted one is answered with its cookie
+      // Never re-sent blindly: a login that reached the server may have opened a session (a licence)
+      // whose answer was lost; a second one would open another.
+      idempotent: false,
     });
     if (response.status === 402) return { kind: 'licence', response };
-    const cookies = await cookiesSetBy(response.setCookies);
+    const cookies = await sessionCookiesSetBy(response.setCookies);
     const refusedBody = (response.json as { result?: unknown } | undefined)?.result === false;
     if (response.status === 200 && !refusedBody && Object.keys(cookies).length > 0) return { kind: 'ok', cookies, encoding, response };
     lastStatus = response.status;
@@ -102,7 +104,7 @@ export function authentifyBody(template: unknown, credentials: Credentials): str
   const filled = fillTemplate(template ?? DEFAULT_AUTHENTIFY_BODY, credentials);
   const body = JSON.stringify(Array.isArray(filled) ? filled : [filled]);
   // The password may appear JSON-escaped in the body (and so in a HAR file or a debug log).
-  registerSecret(JSON.stringify(credentials.password).slice(1, -1));
+  registerSecret(JSON.stringify(credentials.password).slice(1, -1), true);
   return body;
 }
 
@@ -112,6 +114,8 @@ export interface AuthentifyResult {
   cookies: Cookies;
   /** The function's answer, one line, for messages ("Wrong password"). */
   answer: string;
+  /** The answer reads as a refusal: a non-empty message, or false (the docs' example returns "Wrong password"). */
+  refusal: boolean;
 }
 
 export async function authentify(
@@ -128,11 +132,13 @@ export async function authentify(
     url: restUrl(baseUrl, { kind: 'authentify' }),
     headers,
     body: authentifyBody(template, credentials),
-    idempotent: true, // setPrivileges on a session that already has them opens nothing more
+    idempotent: false, // see directoryLogin
   });
-  const set = await cookiesSetBy(response.setCookies);
+  const set = await sessionCookiesSetBy(response.setCookies, cookies);
   const result = (response.json as { result?: unknown } | undefined)?.result;
   const shown = result === undefined ? response.text || `HTTP ${response.status}` : typeof result === 'string' ? result : JSON.stringify(result);
   const oneLine = shown.replace(/\s+/g, ' ').trim();
-  return { response, cookies: set, answer: oneLine.length > 200 ? `${oneLine.slice(0, 200)}…` : oneLine };
+  const refusal = result === false || (typeof result === 'string' && result.trim() !== '');
+  // Bounded: a function's message is short ("Wrong password"); anything long is not shown.
+  return { response, cookies: set, answer: oneLine.length > 120 ? `${oneLine.slice(0, 120)}…` : oneLine, refusal };
 }

@@ -6,7 +6,7 @@
 import { type Logger, registerSecret } from '../log/index.js';
 import { restUrl } from '../protocol/url.js';
 import { Transport } from '../transport/index.js';
-import { cookieChange, cookieHeader, cookiesSetBy, sameSession } from './cookies.js';
+import { cookieChange, cookieHeader, sameSession, sessionCookiesSetBy } from './cookies.js';
 import { sameSlot, type SessionBackend, type SessionEntry } from './store.js';
 
 export interface LogoutResult {
@@ -35,7 +35,7 @@ export async function logoutSessions(
         idempotent: true,
       });
       // The server had already forgotten it and opened a new session for the logout: end that one too.
-      const opened = cookieChange(entry.cookies, await cookiesSetBy(response.setCookies));
+      const opened = cookieChange(entry.cookies, await sessionCookiesSetBy(response.setCookies, entry.cookies));
       if (opened.kind === 'new') {
         await transport
           .send({
@@ -50,7 +50,7 @@ export async function logoutSessions(
       result = {
         entry,
         confirmed,
-        detail: confirmed ? undefined : opened.kind === 'new' ? 'the server no longer knew it' : `HTTP ${response.status}`,
+        detail: confirmed ? undefined : opened.kind === 'new' || response.status === 402 ? 'the server no longer knew it' : `HTTP ${response.status}`,
       };
     } catch (error) {
       result = { entry, confirmed: false, detail: (error as Error).message };

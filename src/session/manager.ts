@@ -38,11 +38,11 @@ import { restUrl } from '../protocol/url.js';
 import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
 import { type Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
-import { cookieChange, cookieHeader, cookiesSetBy, sameSession, type Cookies } from './cookies.js';
+import { cookieChange, cookieHeader, sameSession, sessionCookiesSetBy, type Cookies } from './cookies.js';
 import { authentify, type Credentials, directoryLogin, type HeaderEncoding } from './login.js';
 import { sameSlot, slotLabel, type Lease, type SessionBackend, type SessionEntry, type SlotId } from './store.js';
 
-export { cookieHeader, cookiesSetBy as sessionCookiesFrom } from './cookies.js';
+export { cookieHeader } from './cookies.js';
 
 export interface SessionManagerOptions {
   slot: SlotId;
@@ -128,7 +128,7 @@ export class SessionManager {
   private headerEncoding?: HeaderEncoding;
 
   constructor(private readonly options: SessionManagerOptions) {
-    if (options.credentials) registerSecret(options.credentials.password);
+    if (options.credentials) registerSecret(options.credentials.password, true);
   }
 
   get slot(): SlotId {
@@ -200,8 +200,10 @@ export class SessionManager {
     let logins = 0;
     for (;;) {
       await this.load();
+      if (this.loginFailure) throw this.loginFailure;
       let response: HttpResponse | undefined;
       let sentWith: SessionEntry | undefined;
+      let stale = false;
       if (!this.contacted && !this.cookieless) {
         response = await this.firstContact(request, requestId);
         if (!response) continue; // the session is settled (by us or another run): send with it
@@ -209,19 +211,31 @@ export class SessionManager {
       } else {
         sentWith = this.entry;
         response = await this.options.transport.send(this.withCookie(request, sentWith), requestId);
-        sentWith = await this.observe(response, sentWith);
+        const observed = await this.observe(response, sentWith);
+        sentWith = observed.session;
+        stale = observed.stale;
       }
       if (response.status === 402) {
         await this.waitForLicence(response, licence, requestId);
         continue;
       }
-      const needsLogin = isLoginFailed(response) || (isRefusal(response) && this.mayAuthentify(sentWith));
+      const needsLogin = isLoginFailed(response) || (isRefusal(response) && (stale || this.mayAuthentify(sentWith)));
       if (!needsLogin) return response;
       if (logins >= MAX_LOGINS_PER_REQUEST) {
         if (isLoginFailed(response)) throw this.loginRefused();
         return response;
       }
       logins += 1;
+      if (stale) continue; // refused in a session we no longer use: send it again in the current one
+      if (isLoginFailed(response) && sentWith && this.ownLogins.has(cookieHeader(sentWith.cookies))) {
+        // We logged in a moment ago and the server refuses that very session: logging in again
+        // would open one more licence each time.
+        throw this.failLogin(
+          new AuthError(`the server at ${this.options.slot.baseUrl} refused the session its own login had just opened (REST login failed)`, {
+            hint: 'it does not take its session cookie back: is a proxy removing cookies, or is the base URL another server than the login went to?',
+          }),
+        );
+      }
       const answered = await this.recover(isLoginFailed(response) ? 'login' : 'refused', request, requestId, sentWith);
       if (answered?.status === 402) {
         logins -= 1; // no licence free for the login: the licence budget bounds this, not the login count
@@ -243,9 +257,22 @@ export class SessionManager {
     await sleep(wait, signal);
   }
 
-  /** A refusal may be force login asking for `authentify()`: worth one try per session, with credentials. */
+  /**
+   * A refusal may be force login asking for `authentify()`: worth one try for a session no login
+   * made, with credentials. A session that logged in and is still refused lacks a permission.
+   */
   private mayAuthentify(sentWith: SessionEntry | undefined): boolean {
-    return this.options.credentials !== undefined && sentWith?.login !== 'authentify' && !this.noAuthentify;
+    return this.options.credentials !== undefined && sentWith?.login === undefined && !this.noAuthentify;
+  }
+
+  /** Sessions this run opened with `$directory/login` (their Cookie headers). */
+  private readonly ownLogins = new Set<string>();
+  /** A login of this run failed: every later request of the run fails the same way, never logging in again. */
+  private loginFailure?: AuthError;
+
+  private failLogin(error: AuthError): AuthError {
+    this.loginFailure = error;
+    return error;
   }
 
   /** This run found that the server has no `authentify()` for us (not a force-login server): refusals are permissions. */
@@ -295,10 +322,13 @@ export class SessionManager {
 
   /**
    * Look at an answer to a request that carried `sentWith` (after first contact): adopt a
-   * replacement, add a cookie, note a confirmation. Returns the session the answer belongs to.
+   * replacement, add a cookie, note a confirmation. Returns the session the answer belongs to, and
+   * whether the session in use has moved on since the request was sent (another request of ours
+   * adopted a replacement or logged in meanwhile): such an answer says nothing about it.
    */
-  private async observe(response: HttpResponse, sentWith: SessionEntry | undefined): Promise<SessionEntry | undefined> {
-    const change = cookieChange(sentWith?.cookies, await cookiesSetBy(response.setCookies));
+  private async observe(response: HttpResponse, sentWith: SessionEntry | undefined): Promise<{ session: SessionEntry | undefined; stale: boolean }> {
+    const change = cookieChange(sentWith?.cookies, await sessionCookiesSetBy(response.setCookies, sentWith?.cookies));
+    const stale = moved(this.entry, sentWith);
     if (change.kind === 'new') {
       if (this.entry && sentWith && !sameSession(this.entry.cookies, sentWith.cookies)) {
         // Another in-flight request of ours already adopted a replacement: the server opened one
@@ -307,27 +337,28 @@ export class SessionManager {
         this.options.logger.debug('server opened a second replacement session for a concurrent request; releasing it');
         this.events.orphansReleased += 1;
         this.track(this.logout(this.options.slot.baseUrl, change.cookies));
-        return this.entry;
+        return { session: this.entry, stale: true };
       }
       this.events.adopted += 1;
       this.options.logger.info(`server replaced the ${slotLabel(this.options.slot)} session (it had expired); adopting the new one`);
       const entry = this.newEntry(change.cookies, sentWith);
       this.remember(entry);
       this.track(this.persistAdoption(entry, sentWith));
-      return entry;
+      return { session: entry, stale: false };
     }
-    if (change.kind === 'added' && sentWith && this.entry && sameSession(this.entry.cookies, sentWith.cookies)) {
+    if (stale) return { session: this.entry, stale: true };
+    if (change.kind === 'added' && sentWith) {
       const entry = { ...sentWith, cookies: change.cookies };
       this.remember(entry);
       this.track(this.persistAdoption(entry, sentWith));
-      return entry;
+      return { session: entry, stale: false };
     }
     if (sentWith && response.status < 400 && response.status !== 0) {
       this.lastConfirmedAt = now();
       // The first confirmation of a run is written down (last used / confirmed); later ones only at close.
       if (this.persistedAt === undefined) this.track(this.persistTouch());
     }
-    return sentWith;
+    return { session: sentWith, stale: false };
   }
 
   private async logout(baseUrl: string, cookies: Cookies): Promise<void> {
@@ -366,18 +397,25 @@ export class SessionManager {
     this.persistedAt = Date.now();
     let theirs: SessionEntry | undefined;
     let written: SessionEntry | undefined;
-    await this.options.store.updateSlot(
-      entry,
-      (stored) => {
-        theirs = undefined;
-        if (stored && !sameSession(stored.cookies, replaced?.cookies) && !sameSession(stored.cookies, entry.cookies)) {
-          theirs = stored;
-          return undefined;
-        }
-        written = { ...entry, revision: revisionOf(stored) + 1 };
-        return written;
-      },
-      this.options.lockTimeoutMs,
+    // Under the slot lock, like every other write that says which session is the slot's: a run's
+    // first contact or login never overwrites this adoption unseen, nor this one theirs.
+    await this.options.store.withSlotLock(
+      this.options.slot,
+      () =>
+        this.options.store.updateSlot(
+          entry,
+          (stored) => {
+            theirs = undefined;
+            if (stored && !sameSession(stored.cookies, replaced?.cookies) && !sameSession(stored.cookies, entry.cookies)) {
+              theirs = stored;
+              return undefined;
+            }
+            written = { ...entry, revision: revisionOf(stored) + 1 };
+            return written;
+          },
+          this.options.lockTimeoutMs,
+        ),
+      { what: `the ${slotLabel(this.options.slot)} session`, timeoutMs: this.options.lockTimeoutMs ?? 90_000 },
     );
     if (written && this.entry && sameSession(this.entry.cookies, written.cookies)) this.remember(written);
     if (theirs) {
@@ -475,7 +513,7 @@ export class SessionManager {
   private async contactLocked(current: SessionEntry | undefined, request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
     const { transport, logger, slot } = this.options;
     const response = await transport.send(this.withCookie(request, current), requestId);
-    const change = cookieChange(current?.cookies, await cookiesSetBy(response.setCookies));
+    const change = cookieChange(current?.cookies, await sessionCookiesSetBy(response.setCookies, current?.cookies));
     if (change.kind === 'new') {
       if (current) {
         this.events.adopted += 1;
@@ -505,9 +543,11 @@ export class SessionManager {
   private async loginLocked(current: SessionEntry | undefined, request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
     const { credentials, slot, transport, logger } = this.options;
     if (!credentials) {
-      throw new AuthError(`the server at ${slot.baseUrl} requires a login`, {
-        hint: `set LEGACY_USERNAME and LEGACY_PASSWORD (or LEGACY_${slot.env.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_USERNAME/_PASSWORD), or use --password-stdin`,
-      });
+      throw this.failLogin(
+        new AuthError(`the server at ${slot.baseUrl} requires a login`, {
+          hint: `set LEGACY_USERNAME and LEGACY_PASSWORD (or LEGACY_${slot.env.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_USERNAME/_PASSWORD), or use --password-stdin`,
+        }),
+      );
     }
     const result = await directoryLogin(transport, slot.baseUrl, credentials, this.options.idleMinutes, this.headerEncoding);
     this.events.logins += 1;
@@ -515,24 +555,29 @@ export class SessionManager {
     if (result.kind === 'unavailable') {
       // No $directory/login for us: a force-login server refuses it like any other request.
       if (isRefusal(result.response)) return this.authentifyLocked(current, request, requestId);
-      throw new AuthError(`login as '${credentials.username}' at ${slot.baseUrl} failed (HTTP ${result.response.status})`, {
-        hint: 'check the username and password',
-      });
+      throw this.failLogin(
+        new AuthError(`login as '${credentials.username}' at ${slot.baseUrl} failed (HTTP ${result.response.status})`, {
+          hint: 'check the username and password',
+        }),
+      );
     }
     if (result.kind === 'refused') {
       const nonAscii = !/^[\x20-\x7e]*$/.test(credentials.username + credentials.password);
-      throw new AuthError(
-        `login as '${credentials.username}' at ${slot.baseUrl} failed (the server refused the credentials${
-          nonAscii ? `, sent as ${result.triedEncodings.map((e) => (e === 'utf8' ? 'UTF-8' : 'ISO-8859-1')).join(' and as ')}` : ''
-        })`,
-        {
-          hint: nonAscii
-            ? 'check the username and password; they hold non-ASCII characters, and how 4D decodes login headers is not documented: if they are right, try an ASCII-only password'
-            : 'check the username and password',
-        },
+      throw this.failLogin(
+        new AuthError(
+          `login as '${credentials.username}' at ${slot.baseUrl} failed (the server refused the credentials${
+            nonAscii ? `, sent as ${result.triedEncodings.map((e) => (e === 'utf8' ? 'UTF-8' : 'ISO-8859-1')).join(' and as ')}` : ''
+          })`,
+          {
+            hint: nonAscii
+              ? 'check the username and password; they hold non-ASCII characters, and how 4D decodes login headers is not documented: if they are right, try an ASCII-only password'
+              : 'check the username and password',
+          },
+        ),
       );
     }
     this.headerEncoding = result.encoding;
+    this.ownLogins.add(cookieHeader(result.cookies));
     this.events.created += 1;
     logger.info(`logged in as ${credentials.username} and stored the session for ${slotLabel(slot)}`);
     await this.store(
@@ -568,14 +613,24 @@ export class SessionManager {
     const cookies = current ? cookieChange(current.cookies, result.cookies) : { kind: 'new' as const, cookies: result.cookies };
     const session = cookies.kind === 'none' ? current?.cookies : cookies.cookies;
     if (!session || Object.keys(session).length === 0) {
-      throw new AuthError(
-        `login through the application's authentify() at ${slot.baseUrl} failed: the server set no session cookie (HTTP ${result.response.status}: ${result.answer})`,
+      throw this.failLogin(
+        new AuthError(
+          `login through the application's authentify() at ${slot.baseUrl} failed: the server set no session cookie (HTTP ${result.response.status}: ${result.answer})`,
+        ),
       );
     }
     const candidate = this.newEntry(session, current, { user: credentials.username, login: 'authentify', idleMinutes: Math.max(60, this.options.idleMinutes) });
-    const proof = await transport.send(this.withCookie(request, candidate), requestId);
+    let proof: HttpResponse;
+    try {
+      proof = await transport.send(this.withCookie(request, candidate), requestId);
+    } catch (error) {
+      // Unproved, but it may hold a licence now: keep it (as unproved) so the next run uses it
+      // instead of opening another.
+      await this.store({ ...candidate, login: undefined }).catch(() => undefined);
+      throw error;
+    }
     if (proof.status === 402) return proof;
-    const after = cookieChange(candidate.cookies, await cookiesSetBy(proof.setCookies));
+    const after = cookieChange(candidate.cookies, await sessionCookiesSetBy(proof.setCookies, candidate.cookies));
     if (after.kind === 'new') {
       // The server dropped the session again before the proof (a restart, an administrator): nothing
       // is proved either way. Keep the session it opened instead and let the caller try again (bounded).
@@ -584,15 +639,18 @@ export class SessionManager {
       return undefined;
     }
     if (isRefusal(proof) || isLoginFailed(proof)) {
-      const accepted = /^(true|"?ok"?)$/i.test(result.answer);
-      if (accepted && isRefusal(proof)) {
-        // The function accepted the user, yet the request is still refused: a permission matter.
+      // Still refused. A function that answered a message or false refused the user (the docs'
+      // example returns "Wrong password"); one that answered true, nothing or an object accepted
+      // the user, who then lacks the permission for this request: kept, and reported as such.
+      if (!result.refusal && isRefusal(proof)) {
         await this.store(candidate);
         return proof;
       }
-      throw new AuthError(`login as '${credentials.username}' through the application's authentify() at ${slot.baseUrl} was not accepted: ${result.answer}`, {
-        hint: "check the username and password, and the authentify body template ('authentifyBody' in the environment's config, LEGACY_AUTHENTIFY_BODY)",
-      });
+      throw this.failLogin(
+        new AuthError(`login as '${credentials.username}' through the application's authentify() at ${slot.baseUrl} was not accepted: ${result.answer}`, {
+          hint: "check the username and password, and the authentify body template ('authentifyBody' in the environment's config, LEGACY_AUTHENTIFY_BODY)",
+        }),
+      );
     }
     this.contacted = true;
     if (!current || !sameSession(current.cookies, session)) this.events.created += 1;
@@ -607,17 +665,23 @@ export class SessionManager {
   }
 
   /**
-   * Send with the stored session only: never creates one (used by `session status --server`).
-   * Returns undefined when no session is stored for this slot.
+   * Send with the stored session only: never keeps a new one (used by `session status --server`).
+   * Returns undefined when no session is stored for this slot; `gone` when the server no longer
+   * knew it (it opened a session for this look, which is logged out at once).
    */
-  async sendExisting(request: HttpRequest): Promise<HttpResponse | undefined> {
+  async sendExisting(request: HttpRequest): Promise<{ response: HttpResponse; gone: boolean } | undefined> {
     await this.load(false); // looking only: no licence lease
     const stored = this.entry;
     if (!stored) return undefined;
     this.contacted = true;
     const response = await this.options.transport.send(this.withCookie(request, stored));
-    await this.observe(response, stored);
-    return response;
+    const change = cookieChange(stored.cookies, await sessionCookiesSetBy(response.setCookies, stored.cookies));
+    if (change.kind === 'new') {
+      await this.logout(this.options.slot.baseUrl, change.cookies);
+      this.events.orphansReleased += 1;
+      return { response, gone: true };
+    }
+    return { response, gone: false };
   }
 
   /** Record the end of the run (last used) and wait for pending store writes. */

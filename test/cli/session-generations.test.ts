@@ -4,10 +4,12 @@
  * v21 (4DSID_<App> + force login through authentify(), refusals 401 or 403).
  */
 import { readFileSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, runCli, runProcess, tempDir } from '../helpers/cli.js';
-import { FORCE_LOGIN, GENERATION, MATRIX_AUTH, startServer, type TestServer } from '../helpers/emulator.js';
+import { COOKIE_NAMES, FORCE_LOGIN, GENERATION, MATRIX_AUTH, startServer, type TestServer } from '../helpers/emulator.js';
 import { startRedis, type RunningRedis } from '../helpers/services.mjs';
 
 let server: TestServer | undefined;
@@ -44,8 +46,7 @@ describe(`sessions under 4D ${GENERATION}`, () => {
     const r = await runCli(EXPORT, { env: server.env });
     expect(r.code, r.stderr).toBe(0);
     const names = Object.keys(storedCookies(server.configDir)).sort();
-    const expected = { v18: ['WASID4D'], v20: ['4DSID_WSZ-DB'], v20r: ['4DSID_WSZ-DB', 'WASID4D'], v21: ['4DSID_WSZ-DB'] }[GENERATION];
-    expect(names).toEqual(expected);
+    expect(names).toEqual(COOKIE_NAMES);
   });
 
   it('30 sequential exports, then 8 concurrent ones: exactly one licensed session', async () => {
@@ -262,5 +263,60 @@ describe('4D query semantics', () => {
     const wild = await runCli(['get-table', 'Kunden', '--where', 'Ort=Sei@', '--fields', 'KundenNr,Ort', '--csv'], { env: server.env });
     expect(wild.code, wild.stderr).toBe(0);
     expect(wild.stdout).toContain('10002,Seiffen');
+  });
+});
+
+describe(`what the client must not misread (${GENERATION})`, () => {
+  it("a proxy's own cookie, changed on every answer, is neither the session nor a replacement of it", async () => {
+    server = await startServer({ maxSessions: 3, rows: { Artikel: 3000 } });
+    const upstream = new URL(server.url);
+    let n = 0;
+    // A load balancer in front of the server: passes everything on, adds a rotating affinity cookie.
+    const proxy = createServer((req, res) => {
+      const out = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+        const cookies = [...((answer.headers['set-cookie'] as string[] | undefined) ?? []), `AWSALB=${(n++).toString(16).padStart(8, '0')}; Path=/`];
+        res.writeHead(answer.statusCode ?? 502, { ...answer.headers, 'set-cookie': cookies });
+        answer.pipe(res);
+      });
+      req.pipe(out);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const env = { ...server.env, LEGACY_BASE_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` };
+      const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '200', '--concurrency', '4'], { env });
+      expect(r.code, r.stderr).toBe(0);
+      const stats = await server.stats();
+      expect(stats.sessionsCreated).toBe(1);
+      expect(stats.logouts).toBe(0);
+      expect(Object.keys(storedCookies(server.configDir)).sort()).toEqual(COOKIE_NAMES);
+      const direct = await runCli(['get-table', 'Artikel', '--csv'], { env: server.env }); // another base URL: its own slot
+      expect(direct.stdout).toBe(r.stdout);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  it('status --server after the server dropped our session: says so and gives back the session it opened', async () => {
+    server = await startServer({ maxSessions: 3 });
+    expect((await runCli(EXPORT, { env: server.env })).code).toBe(0);
+    await server.control('expire-sessions', {});
+    const r = await runCli(['session', 'status', '--server'], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    if (!FORCE_LOGIN) expect(r.stdout).toMatch(/the stored session is gone on the server/);
+    const live = (await server.control<Array<{ guest?: boolean; occupied?: boolean }>>('sessions')).filter((s) => !s.guest && !s.occupied);
+    expect(live).toHaveLength(0);
+  });
+
+  it('a wrong password is tried once per run, however many requests are in flight', async () => {
+    const auth = { user: 'erp', password: 'S3cret-pw!' };
+    server = await startServer({ maxSessions: 3, auth, rows: { Artikel: 3000 } });
+    const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '200', '--concurrency', '4'], {
+      env: { ...server.env, LEGACY_USERNAME: 'erp', LEGACY_PASSWORD: 'wrong-pw' },
+    });
+    expect(r.code).toBe(77);
+    const stats = await server.stats();
+    if (FORCE_LOGIN) expect(stats.authentifyCalls).toBe(1);
+    else expect(stats.authFailures).toBeLessThanOrEqual(2); // the first request's own refusal, then one login
   });
 });
