@@ -227,14 +227,10 @@ export class SessionManager {
       }
       logins += 1;
       if (stale) continue; // refused in a session we no longer use: send it again in the current one
-      if (isLoginFailed(response) && sentWith && this.ownLogins.has(cookieHeader(sentWith.cookies))) {
-        // We logged in a moment ago and the server refuses that very session: logging in again
-        // would open one more licence each time.
-        throw this.failLogin(
-          new AuthError(`the server at ${this.options.slot.baseUrl} refused the session its own login had just opened (REST login failed)`, {
-            hint: 'it does not take its session cookie back: is a proxy removing cookies, or is the base URL another server than the login went to?',
-          }),
-        );
+      if (isLoginFailed(response) && sentWith && this.ownLogins.has(cookieHeader(sentWith.cookies)) && this.unprovenLogins >= 2) {
+        // Twice now we logged in and the server refused that very session before answering any
+        // request in it: it does not take its cookie back, and each new login costs a licence.
+        throw this.failLogin(this.cookieNotHonoured());
       }
       const answered = await this.recover(isLoginFailed(response) ? 'login' : 'refused', request, requestId, sentWith);
       if (answered?.status === 402) {
@@ -267,8 +263,16 @@ export class SessionManager {
 
   /** Sessions this run opened with `$directory/login` (their Cookie headers). */
   private readonly ownLogins = new Set<string>();
+  /** Logins of this run in a row whose session has not answered a request yet (a session may also just expire). */
+  private unprovenLogins = 0;
   /** A login of this run failed: every later request of the run fails the same way, never logging in again. */
   private loginFailure?: AuthError;
+
+  private cookieNotHonoured(): AuthError {
+    return new AuthError(`the server at ${this.options.slot.baseUrl} refused the session its own login had just opened, twice`, {
+      hint: 'it does not take its session cookie back: is a proxy removing cookies, or is the base URL another server than the login went to?',
+    });
+  }
 
   private failLogin(error: AuthError): AuthError {
     this.loginFailure = error;
@@ -354,6 +358,7 @@ export class SessionManager {
       return { session: entry, stale: false };
     }
     if (sentWith && response.status < 400 && response.status !== 0) {
+      this.unprovenLogins = 0;
       this.lastConfirmedAt = now();
       // The first confirmation of a run is written down (last used / confirmed); later ones only at close.
       if (this.persistedAt === undefined) this.track(this.persistTouch());
@@ -578,6 +583,7 @@ export class SessionManager {
     }
     this.headerEncoding = result.encoding;
     this.ownLogins.add(cookieHeader(result.cookies));
+    this.unprovenLogins += 1;
     this.events.created += 1;
     logger.info(`logged in as ${credentials.username} and stored the session for ${slotLabel(slot)}`);
     await this.store(
@@ -633,7 +639,10 @@ export class SessionManager {
     const after = cookieChange(candidate.cookies, await sessionCookiesSetBy(proof.setCookies, candidate.cookies));
     if (after.kind === 'new') {
       // The server dropped the session again before the proof (a restart, an administrator): nothing
-      // is proved either way. Keep the session it opened instead and let the caller try again (bounded).
+      // is proved either way. Keep the session it opened instead and let the caller try again (bounded);
+      // twice in a row means it does not take its cookie back.
+      this.unprovenLogins += 1;
+      if (this.unprovenLogins >= 2) throw this.failLogin(this.cookieNotHonoured());
       logger.debug('the session was dropped again right after authentify(); trying again');
       await this.store(this.newEntry(after.cookies, current));
       return undefined;

@@ -143,7 +143,7 @@ describe(`sessions under 4D ${GENERATION}`, () => {
     server = await startServer({ maxSessions: 3, latencyMs: 5 });
     const hosts = [0, 1].map(() => ({ ...server!.env, LEGACY_CONFIG_DIR: tempDir('legacy-host-'), LEGACY_SESSION_STORE: redis!.url }));
     expect((await runCli(EXPORT, { env: hosts[0] })).code).toBe(0);
-    for (let round = 1; round <= 2; round++) {
+    for (let round = 1; round <= 3; round++) {
       const before = await licensed(server);
       await server.control('expire-sessions', {});
       const runs = await Promise.all(Array.from({ length: 8 }, (_, i) => runProcess(EXPORT, { env: hosts[i % 2] })));
@@ -318,5 +318,39 @@ describe(`what the client must not misread (${GENERATION})`, () => {
     const stats = await server.stats();
     if (FORCE_LOGIN) expect(stats.authentifyCalls).toBe(1);
     else expect(stats.authFailures).toBeLessThanOrEqual(2); // the first request's own refusal, then one login
+  });
+});
+
+describe(`a server that does not take its cookie back (${GENERATION})`, () => {
+  it('logging in again stops after two logins whose session never answered: exit 77, one line', async () => {
+    const auth = { user: 'erp', password: 'S3cret-pw!' };
+    server = await startServer({ maxSessions: 10, auth });
+    const upstream = new URL(server.url);
+    // A proxy that drops the Cookie header of every request.
+    const proxy = createServer((req, res) => {
+      const { cookie: _dropped, ...headers } = req.headers;
+      const out = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      req.pipe(out);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const env = {
+        ...server.env,
+        LEGACY_BASE_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+        LEGACY_USERNAME: auth.user,
+        LEGACY_PASSWORD: auth.password,
+      };
+      const r = await runCli(EXPORT, { env });
+      expect(r.code).toBe(77);
+      expect(r.stderr).toMatch(/does not take its session cookie back/);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(await licensed(server)).toBeLessThanOrEqual(2);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 });
