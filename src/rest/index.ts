@@ -133,7 +133,7 @@ export class RestClient {
     }
     switch (cls) {
       case 'permission':
-        return this.permissionError(response, message, access ?? { operation: 'read', table: what });
+        return this.permissionError(response, message, what, access);
       case 'login':
         return new AuthError(`${what}: permission denied by the server: ${message}`, { hint: "check the user's permissions on the server" });
       case 'licence':
@@ -152,15 +152,19 @@ export class RestClient {
   }
 
   /** A refusal: which operation on which table, and what a person can do about it. */
-  private permissionError(response: HttpResponse, message: string, access: Access): PermissionError {
+  private permissionError(response: HttpResponse, message: string, what: string, access?: Access): PermissionError {
     const user = this.options.credentials?.username;
     const session = this.session.current();
+    const operation = access ? `${access.operation} ${access.table}` : 'do this';
     const hint = !this.options.credentials
       ? 'the server may require a login (4D force login): set LEGACY_USERNAME and LEGACY_PASSWORD, or ask the 4D administrator for the permission'
       : session?.login === 'authentify' || session?.login === 'directory' || session?.user
-        ? `the user '${user}' lacks the '${access.operation}' permission on ${access.table} (4D privileges, roles.json): ask the 4D administrator`
-        : `the server refused it for the session in use; check that '${user}' may ${access.operation} ${access.table}`;
-    return new PermissionError(`not allowed to ${access.operation} ${access.table}: the server refused it (HTTP ${response.status}: ${message})`, { hint });
+        ? access
+          ? `the user '${user}' lacks the '${access.operation}' permission on ${access.table} (4D privileges, roles.json): ask the 4D administrator`
+          : `the user '${user}' lacks a permission (4D privileges, roles.json): ask the 4D administrator`
+        : `the server refused it for the session in use; check that '${user}' may ${operation}`;
+    const subject = access ? `not allowed to ${operation}` : `${what}: not allowed`;
+    return new PermissionError(`${subject}: the server refused it (HTTP ${response.status}: ${message})`, { hint });
   }
 
   async info(): Promise<Record<string, unknown>> {
