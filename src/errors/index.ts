@@ -139,11 +139,11 @@ export function noSpaceReason(error: unknown): string | undefined {
 
 /**
  * An error met while writing `what` (`output file /x/y.csv`, `standard output`) as the one-line
- * exit 73 it is: a full disk says so and what to do; other system errors name their code.
+ * exit 73 it is: a full disk says so and what to do; other system errors name their code. `reason`:
+ * the caller knows the disk is full although the error does not say so.
  */
-export function cannotWriteError(error: unknown, what: string, verb = 'write'): CannotCreateError {
+export function cannotWriteError(error: unknown, what: string, verb = 'write', reason = noSpaceReason(error)): CannotCreateError {
   if (error instanceof CannotCreateError) return error;
-  const reason = noSpaceReason(error);
   if (reason) {
     return new CannotCreateError(`cannot ${verb} ${what}: ${reason}`, {
       hint: 'free some space (or raise the quota) there, or write somewhere else',

@@ -1,5 +1,5 @@
 /** The SQLite target of sync (better-sqlite3, synchronous underneath the async SyncStore interface). */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type { Database as Db, Statement } from 'better-sqlite3';
@@ -150,7 +150,25 @@ export class SqliteSyncStore extends SyncStore {
   }
 }
 
-/** A failure of the database file as the error it is: a full disk is exit 73 ("cannot create output"). */
+/**
+ * A failure of the database file as the error it is: a full disk is exit 73 ("cannot create output").
+ * SQLite says "database or disk is full" (SQLITE_FULL) when a write finds no space, but only "disk
+ * I/O error" when its shared-memory file cannot grow (SQLITE_IOERR_SHMSIZE): an I/O error on a file
+ * system with no block left is the full disk too.
+ */
 function storeError(error: unknown, path: string): unknown {
-  return noSpaceReason(error) ? cannotWriteError(error, `sync database ${path}`) : error;
+  if (noSpaceReason(error)) return cannotWriteError(error, `sync database ${path}`);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code.startsWith('SQLITE_IOERR') && noSpaceLeft(dirname(path))) {
+    return cannotWriteError(error, `sync database ${path}`, 'write', noSpaceReason({ code: 'ENOSPC' }));
+  }
+  return error;
+}
+
+function noSpaceLeft(dir: string): boolean {
+  try {
+    return statfsSync(dir).bavail === 0;
+  } catch {
+    return false;
+  }
 }
