@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type Stats } from 'node:fs';
-import { chmod, chown, lstat, open, readdir, readlink, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, open, readdir, readlink, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -54,10 +54,15 @@ function standardDescriptor(path: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Follow symbolic links to the end of the chain; the last name may not exist yet (a dangling link's target). */
-async function followLinks(path: string): Promise<{ path: string; stats?: Stats }> {
+/**
+ * Follow symbolic links to the end of the chain; the last name may not exist yet (a dangling link's
+ * target). A chain that reaches a standard stream (`out.csv -> /dev/stdout`) ends there.
+ */
+async function followLinks(path: string): Promise<{ path: string; stats?: Stats; fd?: number }> {
   let current = path;
   for (let hops = 0; hops < 40; hops++) {
+    const fd = standardDescriptor(current);
+    if (fd !== undefined) return { path: current, fd };
     let stats: Stats;
     try {
       stats = await lstat(current);
@@ -66,7 +71,8 @@ async function followLinks(path: string): Promise<{ path: string; stats?: Stats 
       throw error;
     }
     if (!stats.isSymbolicLink()) return { path: current, stats };
-    current = resolve(dirname(current), await readlink(current));
+    // Relative to the directory the link really is in (`..` after a linked directory is physical).
+    current = resolve(await realpath(dirname(current)), await readlink(current));
   }
   throw Object.assign(new Error('too many levels of symbolic links'), { code: 'ELOOP' });
 }
@@ -148,19 +154,17 @@ export async function openOutputFile(target: string, cwd: string, options: Outpu
     return cannotWriteError(error, `${what} ${path}`, 'create');
   };
 
-  const fd = standardDescriptor(named);
-  if (fd !== undefined) {
-    const own = fd === 1 ? options.stdio?.stdout : fd === 2 ? options.stdio?.stderr : undefined;
-    return direct(own ?? createWriteStream(null as unknown as string, { fd, autoClose: false }), named, what, own !== undefined);
-  }
-
-  let resolved: { path: string; stats?: Stats };
+  let resolved: Awaited<ReturnType<typeof followLinks>>;
   try {
     resolved = await followLinks(named);
   } catch (error) {
     throw createFailure(error, named);
   }
-  const { path, stats } = resolved;
+  const { path, stats, fd } = resolved;
+  if (fd !== undefined) {
+    const own = fd === 1 ? options.stdio?.stdout : fd === 2 ? options.stdio?.stderr : undefined;
+    return direct(own ?? createWriteStream(null as unknown as string, { fd, autoClose: false }), path, what, own !== undefined);
+  }
   if (stats?.isDirectory()) throw new CannotCreateError(`cannot create ${what} ${path}: it is a directory`, { hint: 'give a file name' });
   if (stats?.isSocket()) {
     const socket = createConnection(path);
@@ -229,8 +233,9 @@ async function atomic(
     // The replacement is the same file to its readers: same mode (set exactly, the umask does not
     // apply), and the same owner and group where we may give them (root; a group we are in).
     try {
-      await chmod(temp, existing.mode & 0o7777);
+      // Owner first: a chown clears the set-id bits the chmod then restores.
       if (existing.uid !== process.getuid?.() || existing.gid !== process.getgid?.()) await chown(temp, existing.uid, existing.gid).catch(() => undefined);
+      await chmod(temp, existing.mode & 0o7777);
     } catch (error) {
       await closeStream(stream, true);
       await unlink(temp).catch(() => undefined);

@@ -13,6 +13,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import {
   chmodSync,
+  chownSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -31,7 +32,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, cleanupTempDirs, runCli, runProcess, runShell, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
-import { expectCleanFailure, listDir } from './support.js';
+import { expectCleanFailure, IS_ROOT, listDir } from './support.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
 const FORMATS = ['csv', 'json', 'ndjson', 'xlsx'] as const;
@@ -169,6 +170,28 @@ describe('-o writes to what the path names', () => {
     expect(r.stdout).toBe(await expected('csv'));
     expect(listDir('/dev').filter((f) => f.startsWith('.stdout.'))).toEqual(before);
     expect(listDir(dir)).toEqual([]);
+  });
+
+  it('a symlink to /dev/stdout: the data arrives on stdout, the link stays', async () => {
+    const dir = tempDir();
+    symlinkSync('/dev/stdout', join(dir, 'out.csv'));
+    const r = await runProcess(['get-table', 'Teile', '--csv', '-o', 'out.csv'], { env: server.env, cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(await expected('csv'));
+    expect(lstatSync(join(dir, 'out.csv')).isSymbolicLink()).toBe(true);
+    expect(listDir(dir)).toEqual(['out.csv']);
+  });
+
+  it.runIf(IS_ROOT)('as root, an existing file keeps its owner and group', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'theirs.csv');
+    writeFileSync(path, 'old\n', { mode: 0o640 });
+    chownSync(path, 4242, 4343);
+    const r = await runCli(['get-table', 'Teile', '--csv', '-o', 'theirs.csv'], { env: server.env, cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const st = statSync(path);
+    expect([st.uid, st.gid, st.mode & 0o777]).toEqual([4242, 4343, 0o640]);
+    expect(readFileSync(path, 'utf8')).toBe(await expected('csv'));
   });
 
   it('a 0600 target stays 0600 after -o; a new file gets the umask mode', async () => {
