@@ -165,7 +165,7 @@ export async function openOutputFile(target: string, cwd: string, options: Outpu
     const own = fd === 1 ? options.stdio?.stdout : fd === 2 ? options.stdio?.stderr : undefined;
     return direct(own ?? createWriteStream(null as unknown as string, { fd, autoClose: false }), path, what, own !== undefined);
   }
-  if (stats?.isDirectory()) throw new CannotCreateError(`cannot create ${what} ${path}: it is a directory`, { hint: 'give a file name' });
+  if (stats?.isDirectory()) throw new CannotCreateError(`cannot create ${what} ${path}: EISDIR`, { hint: 'it is a directory; give a file name' });
   if (stats?.isSocket()) {
     const socket = createConnection(path);
     const failed = await opened(socket, 'connect');
