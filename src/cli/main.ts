@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import type { GlobalOptions } from '../config/settings.js';
-import { ExitCode, isBrokenPipe } from '../errors/index.js';
+import { type CannotCreateError, ExitCode, cannotWriteError, isBrokenPipe } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { RunMetrics } from '../metrics/run.js';
 import { createContext } from './context.js';
@@ -35,9 +35,16 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   const controller = new AbortController();
   const onOuterAbort = () => controller.abort(options.signal?.reason ?? 'interrupt');
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  // `legacy ... | head`: the reader went away. Stop the work quietly and exit 0.
+  // `legacy ... | head`: the reader went away. Stop the work quietly and exit 0. Any other failure
+  // of stdout (`> /dev/full`, a full disk) stops the work too and is the run's error: exit 73.
+  let stdoutFailure: CannotCreateError | undefined;
   const onStdoutError = (error: Error) => {
-    if (isBrokenPipe(error)) controller.abort('epipe');
+    if (isBrokenPipe(error)) {
+      controller.abort('epipe');
+      return;
+    }
+    stdoutFailure ??= cannotWriteError(error, 'standard output');
+    controller.abort('stdout');
   };
   io.stdout.on('error', onStdoutError);
   const errLine = (line: string) => {
@@ -86,6 +93,7 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   };
   configure(program);
 
+  let reported = false;
   try {
     if (argv.length === 0) {
       program.outputHelp();
@@ -94,9 +102,18 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
     await program.parseAsync(argv, { from: 'user' });
   } catch (error) {
     globals = Object.keys(globals).length ? globals : ((selected ?? program).optsWithGlobals() as GlobalOptions);
-    exitCode = reportError(error, { errLine, logger, jsonLogs, debug: globals.debug === true || Boolean(io.env.LEGACY_DEBUG) }, controller.signal);
+    exitCode = reportError(
+      stdoutFailure ?? error,
+      { errLine, logger, jsonLogs, debug: globals.debug === true || Boolean(io.env.LEGACY_DEBUG) },
+      controller.signal,
+    );
+    reported = true;
     if ((error as { code?: string }).code?.startsWith('commander.help') || (error as { code?: string }).code === 'commander.version') selected = undefined; // help is not a run
   } finally {
+    // A command that finished although its output could not be written did not succeed.
+    if (stdoutFailure && !reported) {
+      exitCode = reportError(stdoutFailure, { errLine, logger, jsonLogs, debug: false }, controller.signal);
+    }
     options.signal?.removeEventListener('abort', onOuterAbort);
     io.stdout.off('error', onStdoutError);
     if (controller.signal.reason === 'epipe' && exitCode !== ExitCode.interrupted) exitCode = ExitCode.ok;

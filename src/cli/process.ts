@@ -2,7 +2,7 @@
  * Process wiring for the `legacy` bin: signals, exit code, last-resort error handling.
  * Never calls process.exit() while work is in flight: it sets process.exitCode and lets streams drain.
  */
-import { ExitCode, isBrokenPipe } from '../errors/index.js';
+import { ExitCode, isBrokenPipe, noSpaceReason } from '../errors/index.js';
 import { processIo } from './io.js';
 import { main } from './main.js';
 
@@ -21,9 +21,10 @@ export async function runProcess(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  // A closed stdout/stderr must never surface as an uncaught EPIPE trace.
+  // A closed or full stdout/stderr must never surface as an uncaught trace: main() reports what
+  // a failed stdout means (nothing for a closed pipe, exit 73 for `> /dev/full`).
   process.stdout.on('error', (error) => {
-    if (!isBrokenPipe(error)) throw error;
+    if (!isBrokenPipe(error) && !noSpaceReason(error)) throw error;
   });
   process.stderr.on('error', () => undefined);
 

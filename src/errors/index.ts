@@ -115,6 +115,45 @@ export class CannotCreateError extends LegacyError {
   override readonly code = 'E_CANT_CREATE';
 }
 
+/**
+ * The one place that knows which failures mean "the output cannot be stored": a full or read-only
+ * file system, an exhausted quota, a file larger than the file system allows, SQLite's "database or
+ * disk is full". Returns the reason in words, or undefined for any other failure.
+ */
+export function noSpaceReason(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'ENOSPC':
+    case 'SQLITE_FULL':
+      return 'no space left on the device';
+    case 'EDQUOT':
+      return 'disk quota exceeded';
+    case 'EROFS':
+      return 'read-only file system';
+    case 'EFBIG':
+      return 'file too large for the file system';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * An error met while writing `what` (`output file /x/y.csv`, `standard output`) as the one-line
+ * exit 73 it is: a full disk says so and what to do; other system errors name their code. `reason`:
+ * the caller knows the disk is full although the error does not say so.
+ */
+export function cannotWriteError(error: unknown, what: string, verb = 'write', reason = noSpaceReason(error)): CannotCreateError {
+  if (error instanceof CannotCreateError) return error;
+  if (reason) {
+    return new CannotCreateError(`cannot ${verb} ${what}: ${reason}`, {
+      hint: 'free some space (or raise the quota) there, or write somewhere else',
+      cause: error,
+    });
+  }
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return new CannotCreateError(`cannot ${verb} ${what}: ${code ?? (error instanceof Error ? error.message : String(error))}`, { cause: error });
+}
+
 /** A temporary condition: retry later (licence limit, lock held by another run). Exit 75. */
 export class TemporaryError extends LegacyError {
   override readonly exitCode = ExitCode.temporary;

@@ -17,7 +17,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { SyncTableConfig } from '../config/store.js';
-import { BadDataError, FilterNotAppliedError, RequestRejectedError, formatErrorLine } from '../errors/index.js';
+import { BadDataError, CannotCreateError, FilterNotAppliedError, RequestRejectedError, formatErrorLine } from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
@@ -562,7 +562,8 @@ export class Syncer {
         results.push(r);
         hooks.onTable?.(r, Date.now() - started);
       } catch (error) {
-        if (this.options.signal?.aborted) throw error;
+        // Ctrl-C, and a database that cannot take more (full disk, exit 73), stop the whole run.
+        if (this.options.signal?.aborted || error instanceof CannotCreateError) throw error;
         firstError ??= error;
         results.push({ ...emptyResult(table.name, null), status: 'failed', error: formatErrorLine(error) });
         hooks.onError?.(table.name, error);

@@ -1,9 +1,9 @@
 /** The SQLite target of sync (better-sqlite3, synchronous underneath the async SyncStore interface). */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type { Database as Db, Statement } from 'better-sqlite3';
-import { ConfigError, LockBusyError } from '../errors/index.js';
+import { ConfigError, LockBusyError, cannotWriteError, noSpaceReason } from '../errors/index.js';
 import { SyncStore, quoteId, toSql, upsertParams, type Dialect, type Upsert, type UpsertCounts } from './store.js';
 
 const require = createRequire(import.meta.url);
@@ -43,10 +43,24 @@ export class SqliteSyncStore extends SyncStore {
       throw new ConfigError(`cannot open sync database ${path}: ${(error as Error).message}`, { hint: 'choose another path with --db or --data-dir' });
     }
     if (!options.readOnly) {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
+      try {
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = NORMAL');
+      } catch (error) {
+        db.close();
+        throw storeError(error, path);
+      }
     }
     return new SqliteSyncStore(path, db);
+  }
+
+  /** Run a statement; a full disk ("database or disk is full") is exit 73 naming the database. */
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw storeError(error, this.path);
+    }
   }
 
   private prepare(sql: string): Statement {
@@ -59,13 +73,15 @@ export class SqliteSyncStore extends SyncStore {
   }
 
   protected async query<T>(sql: string, params: unknown[] = []): Promise<{ rows: T[]; changes: number }> {
-    const statement = this.prepare(sql);
-    if (statement.reader) return { rows: statement.all(...params) as T[], changes: 0 };
-    return { rows: [], changes: statement.run(...params).changes };
+    return this.guard(() => {
+      const statement = this.prepare(sql);
+      if (statement.reader) return { rows: statement.all(...params) as T[], changes: 0 };
+      return { rows: [], changes: statement.run(...params).changes };
+    });
   }
 
   protected async exec(sql: string): Promise<void> {
-    this.db.exec(sql);
+    this.guard(() => this.db.exec(sql));
   }
 
   /**
@@ -82,7 +98,7 @@ export class SqliteSyncStore extends SyncStore {
       if ((error as { code?: string }).code === 'SQLITE_BUSY') {
         throw new LockBusyError(`another sync is already running on ${this.path}`, { hint: 'wait for it to finish; overlapping runs are refused' });
       }
-      throw error;
+      throw storeError(error, this.path);
     }
     this.lockDb = lockDb;
   }
@@ -103,7 +119,9 @@ export class SqliteSyncStore extends SyncStore {
   /** One prepared single-row insert per pair (in the caller's transaction): the fastest way into SQLite. */
   protected async insertScan(rows: Array<[unknown, unknown]>): Promise<void> {
     const insert = this.prepare(`INSERT INTO ${dialect.scan} (k, s) VALUES (?, ?) ON CONFLICT DO NOTHING`);
-    for (const [key, stamp] of rows) insert.run(toSql(key), toSql(stamp));
+    this.guard(() => {
+      for (const [key, stamp] of rows) insert.run(toSql(key), toSql(stamp));
+    });
   }
 
   /** Row by row: a read of the stored stamp decides between skip, insert and update. */
@@ -114,19 +132,43 @@ export class SqliteSyncStore extends SyncStore {
       .join(', ')})`;
     const insert = this.db.prepare(this.upsertSql(table, keyColumn, dataColumns, values, false));
     const existing = this.db.prepare(`SELECT _stamp, _deleted_at FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`);
-    return async (rows, syncedAt) => {
-      const counts: UpsertCounts = { inserted: 0, updated: 0, unchanged: 0 };
-      for (const row of rows) {
-        const before = existing.get(toSql(row[0])) as { _stamp: number | null; _deleted_at: string | null } | undefined;
-        if (!rewriteAll && before && before._stamp === row[1] && before._deleted_at === null) {
-          counts.unchanged++;
-          continue;
+    return async (rows, syncedAt) =>
+      this.guard(() => {
+        const counts: UpsertCounts = { inserted: 0, updated: 0, unchanged: 0 };
+        for (const row of rows) {
+          const before = existing.get(toSql(row[0])) as { _stamp: number | null; _deleted_at: string | null } | undefined;
+          if (!rewriteAll && before && before._stamp === row[1] && before._deleted_at === null) {
+            counts.unchanged++;
+            continue;
+          }
+          insert.run(...upsertParams(row, syncedAt));
+          if (before) counts.updated++;
+          else counts.inserted++;
         }
-        insert.run(...upsertParams(row, syncedAt));
-        if (before) counts.updated++;
-        else counts.inserted++;
-      }
-      return counts;
-    };
+        return counts;
+      });
+  }
+}
+
+/**
+ * A failure of the database file as the error it is: a full disk is exit 73 ("cannot create output").
+ * SQLite says "database or disk is full" (SQLITE_FULL) when a write finds no space, but only "disk
+ * I/O error" when its shared-memory file cannot grow (SQLITE_IOERR_SHMSIZE): an I/O error on a file
+ * system with no block left is the full disk too.
+ */
+function storeError(error: unknown, path: string): unknown {
+  if (noSpaceReason(error)) return cannotWriteError(error, `sync database ${path}`);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code.startsWith('SQLITE_IOERR') && noSpaceLeft(dirname(path))) {
+    return cannotWriteError(error, `sync database ${path}`, 'write', noSpaceReason({ code: 'ENOSPC' }));
+  }
+  return error;
+}
+
+function noSpaceLeft(dir: string): boolean {
+  try {
+    return statfsSync(dir).bavail === 0;
+  } catch {
+    return false;
   }
 }

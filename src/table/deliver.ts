@@ -8,7 +8,7 @@
  * export starts over once, if nothing has reached the reader yet (always the case with a file).
  */
 import type { Writable } from 'node:stream';
-import { openAtomic, type AtomicFile } from '../config/files.js';
+import { openOutputFile, type OutputFile } from '../streams/output-file.js';
 import { InterruptedError, SelectionChangedError } from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Logger } from '../log/index.js';
@@ -17,7 +17,7 @@ import { createWriter, type Format, type WriterOptions } from './formats.js';
 
 export interface DeliverOptions {
   format: Format;
-  /** A file to write atomically; undefined: `stdout`. */
+  /** A file (streams/output-file.ts: atomically, through links, in place for devices); undefined: `stdout`. */
   output?: string;
   stdout: Writable;
   cwd: string;
@@ -38,14 +38,14 @@ export interface DeliverOptions {
 
 export async function deliverExport(client: RestClient, plan: ExportPlan, o: DeliverOptions): Promise<Partial<ExportSummary>> {
   let summary: Partial<ExportSummary> = {};
-  let file: AtomicFile | undefined;
+  let file: OutputFile | undefined;
   let reachedStdout = false;
   let written = () => 0;
   const once = async () => {
     summary = {};
     let out: Writable = o.stdout;
     if (o.output !== undefined) {
-      file = await openAtomic(o.output, o.cwd);
+      file = await openOutputFile(o.output, o.cwd, { stdio: { stdout: o.stdout } });
       out = file.stream;
     }
     const writer = await createWriter(
@@ -63,7 +63,7 @@ export async function deliverExport(client: RestClient, plan: ExportPlan, o: Del
         if (o.signal.aborted) break;
         if (!begun) {
           begun = true;
-          reachedStdout ||= !file;
+          reachedStdout ||= !file || file.direct;
           await writer.begin();
         }
         await (Array.isArray(rows) ? writer.write(rows) : writer.writeEncoded!(rows));
@@ -73,7 +73,10 @@ export async function deliverExport(client: RestClient, plan: ExportPlan, o: Del
       await writer.end();
       if (file) await file.commit();
     } catch (error) {
-      if (file) await file.abort();
+      if (file) {
+        await file.abort();
+        throw file.explain(error);
+      }
       throw error;
     }
   };
@@ -88,8 +91,8 @@ export async function deliverExport(client: RestClient, plan: ExportPlan, o: Del
     o.onDone?.({ read: summary.rows ?? 0, written: written() });
     return summary;
   } catch (error) {
-    // What reached stdout stays there; a file that was not committed holds nothing.
-    o.onDone?.({ read: summary.rows ?? 0, written: file ? 0 : written() });
+    // What reached stdout (or a device, a FIFO) stays there; a file that was not committed holds nothing.
+    o.onDone?.({ read: summary.rows ?? 0, written: file && !file.direct ? 0 : written() });
     throw o.signal.aborted && o.signal.reason === 'interrupt' ? new InterruptedError('interrupted') : error;
   }
 }

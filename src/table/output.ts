@@ -1,6 +1,6 @@
 /**
- * `-o FILE` for exports: the atomic streamed file of config/files.ts (temporary file beside the
- * target, renamed over it only when the export succeeded).
+ * `-o FILE` for exports: the one output-file module of streams/ (through symlinks, atomically for
+ * files, in place for devices, FIFOs and the standard streams; modes kept; a full disk is exit 73).
  */
 export { CannotCreateError } from '../errors/index.js';
-export { openAtomic, type AtomicFile, type OpenAtomicOptions } from '../config/files.js';
+export { openOutputFile, type OutputFile, type OutputFileOptions } from '../streams/output-file.js';

@@ -12,7 +12,7 @@
  *   streamed to the file as they happen, so memory stays flat however long the run.
  * - Written under a temporary name (0600) and renamed when the run ends, whatever its outcome.
  */
-import { openAtomic, type AtomicFile } from '../config/files.js';
+import { openOutputFile, type OutputFile } from '../streams/output-file.js';
 import { MASK, redactString } from '../log/redact.js';
 import type { Exchange, ExchangeObserver } from './index.js';
 
@@ -181,13 +181,13 @@ export class HarRecorder implements ExchangeObserver {
   private closed = false;
 
   private constructor(
-    private readonly file: AtomicFile,
+    private readonly file: OutputFile,
     readonly path: string,
   ) {}
 
   /** Create the temporary file now, so an unwritable place fails before any request (exit 73). */
   static async open(path: string, cwd: string, creator: { name: string; version: string }): Promise<HarRecorder> {
-    const file = await openAtomic(path, cwd, { mode: 0o600, what: 'HAR file' });
+    const file = await openOutputFile(path, cwd, { mode: 0o600, what: 'HAR file' });
     file.stream.write(`{"log":{"version":"1.2","creator":${JSON.stringify(creator)},"entries":[`);
     return new HarRecorder(file, path);
   }
