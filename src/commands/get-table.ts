@@ -44,7 +44,10 @@ export const spec = command<GetTableOptions>({
     { flags: '--table', description: 'a terminal table (default on a terminal; at most 100 rows unless --limit)' },
     { flags: '--xlsx', description: 'an Excel workbook with typed cells (needs -o FILE or a redirected stdout)' },
     { flags: '-f, --format <format>', description: 'output format', choices: FORMATS },
-    { flags: '-o, --output <file>', description: 'write to this file (atomically: temp file, renamed on success; through symlinks, devices and FIFOs in place); - for stdout' },
+    {
+      flags: '-o, --output <file>',
+      description: 'write to this file (atomically: temp file, renamed on success; through symlinks, devices and FIFOs in place); - for stdout',
+    },
     { flags: '--fields <list>', description: 'comma-separated attributes, in this order', parse: list },
     { flags: '--where <cond>', description: 'condition <field><op><value>, op one of = != < > <= >= begin (repeatable, ANDed)', parse: repeatable },
     { flags: '--filter <query>', description: 'a raw 4D query, sent as $filter (text values in single quotes)' },

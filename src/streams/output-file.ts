@@ -42,6 +42,8 @@ export interface OutputFileOptions {
   mode?: number;
   /** What the file is, for messages (default "output file"). */
   what?: string;
+  /** Never wider than `mode`, even when the file exists with a wider one (files that may hold server details: 0600). */
+  private?: boolean;
   /** The run's own standard streams, used for `/dev/stdout` and `/dev/stderr` (default: descriptors 1 and 2). */
   stdio?: { stdout?: Writable; stderr?: Writable };
 }
@@ -179,7 +181,7 @@ export async function openOutputFile(target: string, cwd: string, options: Outpu
     if (failed) throw createFailure(failed, path);
     return direct(stream, path, what, false);
   }
-  return atomic(path, stats, what, options.mode ?? 0o666, createFailure);
+  return atomic(path, stats, what, options.mode ?? 0o666, createFailure, options.private === true);
 }
 
 /** Written in place: commit ends the stream (not the run's own stdout/stderr, which stay open). */
@@ -219,6 +221,7 @@ async function atomic(
   what: string,
   newMode: number,
   createFailure: (error: unknown, path: string) => Error,
+  privateFile = false,
 ): Promise<OutputFile> {
   await removeStaleTemps(finalPath);
   const temp = join(dirname(finalPath), `.${basename(finalPath)}.${process.pid}.${randomBytes(3).toString('hex')}.tmp`);
@@ -235,7 +238,7 @@ async function atomic(
     try {
       // Owner first: a chown clears the set-id bits the chmod then restores.
       if (existing.uid !== process.getuid?.() || existing.gid !== process.getgid?.()) await chown(temp, existing.uid, existing.gid).catch(() => undefined);
-      await chmod(temp, existing.mode & 0o7777);
+      await chmod(temp, existing.mode & (privateFile ? newMode : 0o7777));
     } catch (error) {
       await closeStream(stream, true);
       await unlink(temp).catch(() => undefined);

@@ -187,7 +187,7 @@ export class HarRecorder implements ExchangeObserver {
 
   /** Create the temporary file now, so an unwritable place fails before any request (exit 73). */
   static async open(path: string, cwd: string, creator: { name: string; version: string }): Promise<HarRecorder> {
-    const file = await openOutputFile(path, cwd, { mode: 0o600, what: 'HAR file' });
+    const file = await openOutputFile(path, cwd, { mode: 0o600, private: true, what: 'HAR file' });
     file.stream.write(`{"log":{"version":"1.2","creator":${JSON.stringify(creator)},"entries":[`);
     return new HarRecorder(file, path);
   }

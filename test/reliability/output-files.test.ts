@@ -211,6 +211,19 @@ describe('-o writes to what the path names', () => {
   });
 });
 
+describe('--har keeps its file private', () => {
+  it('an existing HAR file with a wider mode becomes 0600 (it may hold server details)', async () => {
+    const dir = tempDir();
+    const har = join(dir, 'run.har');
+    writeFileSync(har, '{}\n');
+    chmodSync(har, 0o644);
+    const r = await runCli(['--har', har, 'tables'], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(statSync(har).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(har, 'utf8')).log.entries.length).toBeGreaterThan(0);
+  });
+});
+
 describe('a full disk is exit 73 with one line', () => {
   it('stdout redirected to /dev/full', async () => {
     const r = await runShell(`"${process.execPath}" "${BIN}" get-table Artikel --csv > /dev/full`, { env: big.env });
