@@ -4,7 +4,7 @@
  * v21 (4DSID_<App> + force login through authentify(), refusals 401 or 403).
  */
 import { readFileSync } from 'node:fs';
-import { createServer, request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -35,6 +35,34 @@ async function logins(s: TestServer): Promise<number> {
 }
 
 const EXPORT = ['get-table', 'Kunden', '--csv', '--limit', '50'];
+
+/**
+ * Run `fn` with a loopback HTTP proxy in front of `s`: it passes every request on with the headers
+ * `request` returns, and every answer back with the Set-Cookie values `answer` returns.
+ */
+async function withProxy(
+  s: TestServer,
+  edit: { request?: (headers: IncomingHttpHeaders) => IncomingHttpHeaders; answer?: (setCookie: string[]) => string[] },
+  fn: (url: string) => Promise<void>,
+): Promise<void> {
+  const upstream = new URL(s.url);
+  const proxy = createServer((req, res) => {
+    const headers = edit.request ? edit.request(req.headers) : req.headers;
+    const out = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers }, (answer) => {
+      const setCookie = (answer.headers['set-cookie'] as string[] | undefined) ?? [];
+      res.writeHead(answer.statusCode ?? 502, { ...answer.headers, 'set-cookie': edit.answer ? edit.answer(setCookie) : setCookie });
+      answer.pipe(res);
+    });
+    req.pipe(out);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  try {
+    await fn(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+  } finally {
+    proxy.closeAllConnections();
+    await new Promise((resolve) => proxy.close(resolve));
+  }
+}
 
 function storedCookies(configDir: string): Record<string, string> {
   return JSON.parse(readFileSync(join(configDir, 'sessions.json'), 'utf8')).sessions[0].cookies;
@@ -269,32 +297,19 @@ describe('4D query semantics', () => {
 describe(`what the client must not misread (${GENERATION})`, () => {
   it("a proxy's own cookie, changed on every answer, is neither the session nor a replacement of it", async () => {
     server = await startServer({ maxSessions: 3, rows: { Artikel: 3000 } });
-    const upstream = new URL(server.url);
     let n = 0;
     // A load balancer in front of the server: passes everything on, adds a rotating affinity cookie.
-    const proxy = createServer((req, res) => {
-      const out = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
-        const cookies = [...((answer.headers['set-cookie'] as string[] | undefined) ?? []), `AWSALB=${(n++).toString(16).padStart(8, '0')}; Path=/`];
-        res.writeHead(answer.statusCode ?? 502, { ...answer.headers, 'set-cookie': cookies });
-        answer.pipe(res);
-      });
-      req.pipe(out);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    try {
-      const env = { ...server.env, LEGACY_BASE_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` };
-      const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '200', '--concurrency', '4'], { env });
+    const rotating = (setCookie: string[]) => [...setCookie, `AWSALB=${(n++).toString(16).padStart(8, '0')}; Path=/`];
+    await withProxy(server, { answer: rotating }, async (url) => {
+      const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '200', '--concurrency', '4'], { env: { ...server!.env, LEGACY_BASE_URL: url } });
       expect(r.code, r.stderr).toBe(0);
-      const stats = await server.stats();
+      const stats = await server!.stats();
       expect(stats.sessionsCreated).toBe(1);
       expect(stats.logouts).toBe(0);
-      expect(Object.keys(storedCookies(server.configDir)).sort()).toEqual(COOKIE_NAMES);
-      const direct = await runCli(['get-table', 'Artikel', '--csv'], { env: server.env }); // another base URL: its own slot
+      expect(Object.keys(storedCookies(server!.configDir)).sort()).toEqual(COOKIE_NAMES);
+      const direct = await runCli(['get-table', 'Artikel', '--csv'], { env: server!.env }); // another base URL: its own slot
       expect(direct.stdout).toBe(r.stdout);
-    } finally {
-      proxy.closeAllConnections();
-      await new Promise((resolve) => proxy.close(resolve));
-    }
+    });
   });
 
   it('status --server after the server dropped our session: says so and gives back the session it opened', async () => {
@@ -325,32 +340,14 @@ describe(`a server that does not take its cookie back (${GENERATION})`, () => {
   it('logging in again stops after two logins whose session never answered: exit 77, one line', async () => {
     const auth = { user: 'erp', password: 'S3cret-pw!' };
     server = await startServer({ maxSessions: 10, auth });
-    const upstream = new URL(server.url);
     // A proxy that drops the Cookie header of every request.
-    const proxy = createServer((req, res) => {
-      const { cookie: _dropped, ...headers } = req.headers;
-      const out = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      req.pipe(out);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    try {
-      const env = {
-        ...server.env,
-        LEGACY_BASE_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-        LEGACY_USERNAME: auth.user,
-        LEGACY_PASSWORD: auth.password,
-      };
-      const r = await runCli(EXPORT, { env });
+    const dropCookie = ({ cookie: _dropped, ...headers }: IncomingHttpHeaders) => headers;
+    await withProxy(server, { request: dropCookie }, async (url) => {
+      const r = await runCli(EXPORT, { env: { ...server!.env, LEGACY_BASE_URL: url, LEGACY_USERNAME: auth.user, LEGACY_PASSWORD: auth.password } });
       expect(r.code).toBe(77);
       expect(r.stderr).toMatch(/does not take its session cookie back/);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
-      expect(await licensed(server)).toBeLessThanOrEqual(2);
-    } finally {
-      proxy.closeAllConnections();
-      await new Promise((resolve) => proxy.close(resolve));
-    }
+      expect(await licensed(server!)).toBeLessThanOrEqual(2);
+    });
   });
 });
