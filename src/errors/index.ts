@@ -21,6 +21,8 @@ export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
 /** `sync verify` only: the copy differs from the server (like cmp's 1; errors keep their own codes). */
 export const EXIT_DIFFERS = 1;
+/** A person declined a confirmation prompt (like terraform's "Apply cancelled."): nothing was done. */
+export const EXIT_CANCELLED = 1;
 
 export interface LegacyErrorOptions {
   hint?: string;
@@ -190,6 +192,12 @@ export class AuthError extends LegacyError {
  */
 export class PermissionError extends AuthError {
   override readonly code = 'E_PERMISSION';
+}
+
+/** A person answered no at a confirmation prompt: nothing was written. Exit 1, never "a bug". */
+export class CancelledError extends LegacyError {
+  override readonly exitCode = EXIT_CANCELLED;
+  override readonly code = 'E_CANCELLED';
 }
 
 /** The user pressed Ctrl-C (or the process got SIGTERM). Exit 130. */

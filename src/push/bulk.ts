@@ -22,7 +22,7 @@ export interface BulkOptions {
 export interface BulkResult {
   /** Rows by result (updated, unchanged, conflict, not-found, invalid, ...). */
   counts: Record<string, number>;
-  /** 0; 77 when the server refused a row for lack of permission; else 65 when a row failed. */
+  /** 0; 77 when the server refused a row for lack of permission; else 65 when a row failed; else 1 when a prompt was declined. */
   exitCode: number;
   /** True when the stop rule ended the run before the input did. */
   stopped: boolean;
@@ -34,8 +34,9 @@ export async function pushBulk(pusher: Pusher, input: Readable, format: InputFor
     for (const r of reports) result.counts[r.result] = (result.counts[r.result] ?? 0) + 1;
     await o.onReports(reports);
     const code = pushExitCode(reports);
-    // A refusal for lack of permission (77) outranks bad rows (65): a person must grant it.
-    if (code !== ExitCode.ok && result.exitCode !== ExitCode.auth) result.exitCode = code;
+    // A refusal for lack of permission (77) outranks bad rows (65), which outrank a declined prompt (1).
+    const rank = (c: number) => (c === ExitCode.auth ? 3 : c === ExitCode.badData ? 2 : c === ExitCode.ok ? 0 : 1);
+    if (rank(code) > rank(result.exitCode)) result.exitCode = code;
     return code === ExitCode.ok || o.continueOnError;
   };
   let batch: PushRequestRow[] = [];

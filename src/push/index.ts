@@ -9,7 +9,7 @@
  * - A write is never blindly re-sent: after a timeout or reset, re-read; if the record already
  *   holds the new value it is reported updated, otherwise it is retried once.
  */
-import { BadDataError, ExitCode, type LegacyError, PermissionError } from '../errors/index.js';
+import { BadDataError, CancelledError, EXIT_CANCELLED, ExitCode, type LegacyError, PermissionError } from '../errors/index.js';
 import { EntitySetGoneError, type RestClient } from '../rest/index.js';
 import type { Attribute, DataClass, Entity } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
@@ -19,7 +19,7 @@ import { attributeNamed } from '../table/query.js';
 import type { AuditLog, AuditRecord } from './audit.js';
 import { displayValue, coerce, sameValue, type ValueType } from './coerce.js';
 
-export type PushResult = 'updated' | 'unchanged' | 'conflict' | 'not-found' | 'forbidden' | 'invalid' | 'failed' | 'would-update' | 'pending';
+export type PushResult = 'updated' | 'unchanged' | 'conflict' | 'not-found' | 'forbidden' | 'invalid' | 'failed' | 'would-update' | 'cancelled' | 'pending';
 
 export interface PushRequestRow {
   line?: number;
@@ -166,8 +166,8 @@ export class Pusher {
     if (this.options.dryRun || changes.length === 0) return planned.map((p) => p.report);
     if (this.options.confirm && !(await this.options.confirm(changes.map((c) => c.report)))) {
       for (const c of changes) {
-        c.report.result = 'unchanged';
-        c.report.message = 'skipped: not confirmed';
+        c.report.result = 'cancelled';
+        c.report.message = 'not written: the change was not confirmed';
       }
       return planned.map((p) => p.report);
     }
@@ -351,19 +351,22 @@ export class Pusher {
 
 /**
  * Exit status of a set of reports: 0 only when every row was updated or unchanged; 77 when the
- * server refused a row for lack of permission (a person must grant it), else 65.
+ * server refused a row for lack of permission (a person must grant it); else 65 when a row failed;
+ * else 1 when the person declined the confirmation (nothing written).
  */
 export function pushExitCode(reports: Iterable<RowReport>): number {
   let code: number = ExitCode.ok;
   for (const r of reports) {
     if (r.result === 'forbidden') return ExitCode.auth;
-    if (r.result !== 'updated' && r.result !== 'unchanged' && r.result !== 'would-update') code = ExitCode.badData;
+    if (r.result === 'cancelled') code = code === ExitCode.ok ? EXIT_CANCELLED : code;
+    else if (r.result !== 'updated' && r.result !== 'unchanged' && r.result !== 'would-update') code = ExitCode.badData;
   }
   return code;
 }
 
 /** A single-row failure as an error with one clear line. */
 export function errorForReport(r: RowReport): LegacyError {
+  if (r.result === 'cancelled') return new CancelledError('cancelled: nothing was written');
   if (r.result === 'forbidden') {
     return new PermissionError(r.message ?? `not allowed to update: ${r.key}`, {
       hint: "the user lacks the 'update' permission on this table (4D privileges): ask the 4D administrator",

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, runCli, tempDir } from '../helpers/cli.js';
+import { runMain } from '../helpers/run.js';
 import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
@@ -275,5 +276,20 @@ describe('permissions (4D privileges)', () => {
     expect(single.stderr).toMatch(/not allowed to update Teile/);
     expect(single.stderr).not.toMatch(/conflict|unavailable/);
     expect(single.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('the confirmation prompt', () => {
+  it('answering no writes nothing, says the write was cancelled and exits 1 (never "already set")', async () => {
+    const r = await runMain(['push-field', 'Teile', '1', 'Preis', '40'], { env: server.env, stdinTty: true, input: 'n\n' });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/cancelled: nothing was written/);
+    expect(r.stderr).not.toMatch(/already set|bug/);
+    expect(r.stdout).toBe('');
+    expect((await row('1')).Preis).toBe(39.5);
+    expect(outcomes()).toHaveLength(0);
+    const yes = await runMain(['push-field', 'Teile', '1', 'Preis', '40'], { env: server.env, stdinTty: true, input: 'y\n' });
+    expect(yes.code, yes.stderr).toBe(0);
+    expect((await row('1')).Preis).toBe(40);
   });
 });

@@ -20,6 +20,8 @@ export interface MainOptions {
   cwd?: string;
   /** Pretend stdout is a terminal (default: not). */
   tty?: boolean;
+  /** Pretend stdin and stderr are a terminal (default: not): a prompt reads `input` as the person's answer. */
+  stdinTty?: boolean;
 }
 
 class Sink extends Writable {
@@ -39,10 +41,10 @@ class Sink extends Writable {
 /** `legacy <argv>` in this process; the environment is only what is given (plus NO_COLOR). */
 export async function runMain(argv: string[], options: MainOptions = {}): Promise<MainResult> {
   const stdout = new Sink(options.tty === true);
-  const stderr = new Sink(false);
+  const stderr = new Sink(options.stdinTty === true);
   // A byte stream like process.stdin (not an object-mode Readable.from), ended after the input.
   const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
-  stdin.isTTY = false;
+  stdin.isTTY = options.stdinTty === true;
   stdin.end(options.input === undefined ? undefined : Buffer.from(options.input));
   const env: Record<string, string | undefined> = { NO_COLOR: '1', PATH: process.env.PATH, HOME: process.env.HOME, ...options.env };
   const code = await main(argv, { stdout, stderr, stdin, env, cwd: options.cwd ?? ROOT });
