@@ -14,7 +14,16 @@ function eta(seconds: number): string {
   return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s`;
 }
 
+/** What is shown instead when no progress can be drawn. */
+const NO_PROGRESS: Progress = { update() {}, stop() {} };
+
+/**
+ * A spinner, or nothing when the terminal's width is unknown or 0 (`script -qc`, some CI
+ * terminals): a renderer that cannot tell how many lines its text takes would clear lines forever.
+ */
 export async function startProgress(stream: Writable, text: string): Promise<Progress> {
+  const columns = (stream as Writable & { columns?: number }).columns;
+  if (typeof columns !== 'number' || !Number.isFinite(columns) || columns < 1) return NO_PROGRESS;
   const { default: ora } = await import('ora');
   // discardStdin: false so a prompt or piped stdin keeps working; the spinner only hooks terminals.
   const spinner = ora({ text, stream: stream as NodeJS.WritableStream, discardStdin: false }).start();
