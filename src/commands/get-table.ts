@@ -1,4 +1,5 @@
 /** `legacy get-table <Table>`: stream a whole table out. Parses and checks options, runs the export library, reports. */
+import { extname } from 'node:path';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { command, list, repeatable, wholeNumber } from '../cli/spec.js';
@@ -46,7 +47,8 @@ export const spec = command<GetTableOptions>({
     { flags: '-f, --format <format>', description: 'output format', choices: FORMATS },
     {
       flags: '-o, --output <file>',
-      description: 'write to this file (atomically: temp file, renamed on success; through symlinks, devices and FIFOs in place); - for stdout',
+      description:
+        'write to this file (atomically: temp file, renamed on success; through symlinks, devices and FIFOs in place); - for stdout; without a format flag, .csv .json .ndjson .jsonl .xlsx pick the format',
     },
     { flags: '--fields <list>', description: 'comma-separated attributes, in this order', parse: list },
     { flags: '--where <cond>', description: 'condition <field><op><value>, op one of = != < > <= >= begin (repeatable, ANDed)', parse: repeatable },
@@ -79,12 +81,25 @@ export const spec = command<GetTableOptions>({
   run,
 });
 
-/** The one format asked for (or the default for where the output goes), and its option rules. */
+/** The format an output file's name asks for (as pandas and DuckDB read it); undefined: the name says nothing. */
+const FORMAT_OF_EXTENSION: Record<string, Format> = { '.csv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson', '.xlsx': 'xlsx' };
+
+/**
+ * The one format asked for: a flag; else the `-o` file's extension; else the default for where the
+ * output goes. A flag that contradicts the extension is refused (`--csv -o k.json`). Then its option rules.
+ */
 function chooseFormat(opts: GetTableOptions, toFile: boolean, terminal: boolean): Format {
   const chosen = FORMATS.filter((f) => opts[f]);
   if (chosen.length > 1) throw new UsageError(`choose one format, not ${chosen.map((f) => `--${f}`).join(' and ')}`);
   if (chosen.length === 1 && opts.format && opts.format !== chosen[0]) throw new UsageError(`--${chosen[0]} conflicts with --format ${opts.format}`);
-  const format = chosen[0] ?? opts.format ?? (!toFile && terminal ? 'table' : 'csv');
+  const asked = chosen[0] ?? opts.format;
+  const named = toFile ? FORMAT_OF_EXTENSION[extname(opts.output!).toLowerCase()] : undefined;
+  if (asked && named && asked !== named) {
+    throw new UsageError(`-o ${opts.output} names a ${named.toUpperCase()} file, but --${asked} asks for ${asked.toUpperCase()}`, {
+      hint: `drop --${asked} (the extension decides), or give the file a .${asked === 'ndjson' ? 'ndjson' : asked} name`,
+    });
+  }
+  const format = asked ?? named ?? (!toFile && terminal ? 'table' : 'csv');
   if (format === 'xlsx') {
     if (!toFile && terminal) throw new UsageError('an Excel workbook is binary: write it to a file with -o FILE.xlsx, or redirect standard output');
     const csvOnly = (['delimiter', 'bom', 'excelSafe'] as const).filter((o) => opts[o] !== undefined && opts[o] !== false);

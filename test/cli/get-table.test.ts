@@ -234,3 +234,33 @@ describe('large tables, faults, files and signals', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 });
+
+describe('-o picks the format from its extension (issue 22 item 7)', () => {
+  it('.json, .ndjson and .xlsx without a flag write that format; a contradicting flag is exit 64 and writes nothing', async () => {
+    const server = await startServer({ maxSessions: 3 });
+    try {
+      const dir = tempDir();
+      const base = ['get-table', 'Kunden', '--limit', '5'];
+      expect((await runCli([...base, '-o', join(dir, 'k.json')], { env: server.env })).code).toBe(0);
+      expect(JSON.parse(readFileSync(join(dir, 'k.json'), 'utf8'))).toHaveLength(5);
+      expect((await runCli([...base, '-o', join(dir, 'k.ndjson')], { env: server.env })).code).toBe(0);
+      expect(
+        readFileSync(join(dir, 'k.ndjson'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l)),
+      ).toHaveLength(5);
+      expect((await runCli([...base, '-o', join(dir, 'k.xlsx')], { env: server.env })).code).toBe(0);
+      expect(readFileSync(join(dir, 'k.xlsx')).subarray(0, 2).toString('latin1')).toBe('PK');
+      expect((await runCli([...base, '-o', join(dir, 'k.txt')], { env: server.env })).code).toBe(0);
+      expect(readFileSync(join(dir, 'k.txt'), 'utf8').split('\n')[0]).toMatch(/^KundenNr,/);
+      const clash = await runCli([...base, '--csv', '-o', join(dir, 'clash.json')], { env: server.env });
+      expect(clash.code).toBe(64);
+      expect(clash.stderr).toMatch(/names a JSON file, but --csv asks for CSV/);
+      expect(existsSync(join(dir, 'clash.json'))).toBe(false);
+      expect((await runCli([...base, '--json', '-o', join(dir, 'same.json')], { env: server.env })).code).toBe(0);
+    } finally {
+      await server.stop();
+    }
+  });
+});
