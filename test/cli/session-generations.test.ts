@@ -351,3 +351,23 @@ describe(`a server that does not take its cookie back (${GENERATION})`, () => {
     });
   });
 });
+
+describe('doctor against a server that is not 4D (issue 22 item 9)', () => {
+  it('fails at the REST prefix and reports no session or licence check on that answer', async () => {
+    const web = createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'text/html' });
+      res.end('<html><body>Not Found</body></html>');
+    });
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(web.address() as AddressInfo).port}`;
+      const r = await runCli(['doctor'], { env: { LEGACY_CONFIG_DIR: tempDir(), LEGACY_BASE_URL: url, LEGACY_ENV: 'web' } });
+      expect(r.code).toBe(69);
+      expect(r.stdout).toMatch(/FAIL\s+rest prefix/);
+      expect(r.stdout).not.toMatch(/^ok\s+(session {2,}|licences|server )/m);
+    } finally {
+      web.closeAllConnections();
+      await new Promise((resolve) => web.close(resolve));
+    }
+  });
+});
