@@ -74,6 +74,8 @@ export class RestClient {
   /** `__UNIQID` of the catalog: the server's identity for the dialect cache ('' when absent). */
   private uniqId = '';
   private filterCheck?: Promise<FilterCheck | undefined>;
+  /** The filter check of this run was asked of the server (not taken from the cache). */
+  private filterCheckFresh = false;
   private readonly dataClasses = new Map<string, Promise<DataClass>>();
 
   constructor(readonly options: RestClientOptions) {
@@ -252,18 +254,29 @@ export class RestClient {
 
   /**
    * Before the first filtered request of a run: has this server been seen to apply `$filter` with
-   * `$params`? Asked with a canary query (./dialect.ts) unless a good answer is cached for this
-   * server; a server that ignores filters → FilterNotAppliedError (65), before anything is read.
+   * `$params`? Asked with a canary query (./dialect.ts); a server that ignores filters →
+   * FilterNotAppliedError (65), before anything is read. A good answer cached for this server may
+   * save the canary only when `rowsChecked`: every row that comes back is checked against the
+   * filter anyway. A raw `--filter`, a `--count`, or a condition the client cannot evaluate has no
+   * such check, so the canary is asked every run: a cache decides how to ask, never whether the data
+   * in hand is checked.
    */
-  async ensureFiltersApplied(dc: DataClass): Promise<FilterCheck | undefined> {
+  async ensureFiltersApplied(dc: DataClass, rowsChecked = false): Promise<FilterCheck | undefined> {
+    // A check taken from the cache earlier in this run does not do for data that no row check covers.
+    if (!rowsChecked && this.filterCheck && !this.filterCheckFresh) this.filterCheck = undefined;
     this.filterCheck ??= (async () => {
       const identity = await this.identity();
       const { envName } = this.options;
       const cached = (await this.dialect.get(envName, this.baseUrl, identity))?.filters;
       // Without a server identity another server may answer at the same URL: trust the answer briefly.
       const age = Date.now() - Date.parse(cached?.checkedAt ?? '');
-      if (cached?.honoured && age >= 0 && age < (identity ? CANARY_TTL_MS : CANARY_TTL_ANONYMOUS_MS)) return cached;
+      const fresh = age >= 0 && age < (identity ? CANARY_TTL_MS : CANARY_TTL_ANONYMOUS_MS);
+      if (rowsChecked && cached?.honoured && fresh) {
+        this.filterCheckFresh = false;
+        return cached;
+      }
       const check = await runCanary(this, dc);
+      this.filterCheckFresh = true;
       if (check?.honoured) await this.dialect.update(envName, this.baseUrl, identity, { filters: check }, this.options.logger);
       return check;
     })();

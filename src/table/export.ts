@@ -55,6 +55,8 @@ export interface ExportPlan {
     attributes?: string[];
     /** What every row must satisfy (checked before it is written), where the client can tell. */
     check?: RowCheck;
+    /** Every condition of the filter is in `check` (see table/query.ts): a cached canary may then be trusted. */
+    rowsChecked?: boolean;
     /** A row failing the check: stop the export (default), or count it (sync: extra rows are harmless). */
     onMismatch?: 'fail' | 'count';
   };
@@ -279,7 +281,7 @@ async function* exportPages<P extends PageView, T>(
   const base: PageQuery = { filter: query.filter, params: query.params, orderBy: query.orderBy, attributes: query.attributes };
   const useSet = options.entitySet !== false;
   // A server that ignores $filter must not turn into an unfiltered export (checked once per server).
-  if (query.filter) await client.ensureFiltersApplied(plan.dataClass);
+  if (query.filter) await client.ensureFiltersApplied(plan.dataClass, query.rowsChecked === true && plan.query.check !== undefined);
 
   // First page: creates the entity set (when supported) and tells us the count.
   const firstTop = options.limit !== undefined ? Math.min(pageSize, options.limit) : pageSize;
@@ -454,7 +456,8 @@ function entitySetId(envelope: PageView['envelope']): string | undefined {
 
 /** `--count`: rows matching the filter. */
 export async function countRows(client: RestClient, plan: ExportPlan): Promise<number> {
-  if (plan.query.filter) await client.ensureFiltersApplied(plan.dataClass);
+  // A count has no rows to check: the canary is asked whatever the cache says.
+  if (plan.query.filter) await client.ensureFiltersApplied(plan.dataClass, false);
   const total = await client.count(plan.dataClass.name, { filter: plan.query.filter, params: plan.query.params });
   return rowsAfterSkipLimit(total, plan.options);
 }

@@ -96,6 +96,8 @@ export interface BuiltQuery {
   params: unknown[];
   /** What every returned row must satisfy, where the client can tell (the --where conditions). */
   check?: RowCheck;
+  /** Every condition of the filter is checked on the rows (no raw --filter, a check for each --where). */
+  rowsChecked: boolean;
 }
 
 /**
@@ -137,7 +139,12 @@ export function buildQuery(dc: DataClass, where: string[], rawFilter?: string): 
     const check = conditionCheck(attr, cond.op, value, text);
     if (check) checks.push(check);
   }
-  return { filter: parts.length ? parts.join(' AND ') : undefined, params, check: allOf(checks) };
+  return {
+    filter: parts.length ? parts.join(' AND ') : undefined,
+    params,
+    check: allOf(checks),
+    rowsChecked: !rawFilter?.trim() && checks.length === where.length,
+  };
 }
 
 /** Validate `--order-by "a desc, b"` and add the key as a tie-breaker so paging is stable. */

@@ -88,7 +88,7 @@ describe('a server that ignores $filter (--ignore-filters)', () => {
     for (const args of [
       ['--where', 'Ort=Dresden', '-o', out],
       ['--filter', "Ort = 'Dresden'", '-o', out],
-      ['--where', 'KundenNr>=10100', '--ndjson', '-o', out],
+      ['--where', 'KundenNr>=10100', '--ndjson', '-o', join(dir, 'out.ndjson')],
       ['--where', 'Ort=Dresden', '--count'],
       ['--where', 'Ort=Dresden', '--ndjson'],
     ]) {
@@ -101,6 +101,28 @@ describe('a server that ignores $filter (--ignore-filters)', () => {
     expect(readdirSync(dir)).toEqual([]);
     // An unfiltered export is still fine.
     expect((await runMain(['get-table', 'Kunden', '--count'], { env: server.env })).stdout).toBe('200\n');
+  });
+
+  it('a cached canary never stands in for data no row check covers: a raw --filter and a --count ask again (issue 22 item 3)', async () => {
+    const env = { ...server.env, LEGACY_CONFIG_DIR: tempDir() };
+    await server.control('options', { ignoreFilters: false });
+    try {
+      const good = await runMain(['get-table', 'Kunden', '--where', 'Ort=Dresden', '--count'], { env });
+      expect(good.code, good.stderr).toBe(0);
+      await server.control('options', { ignoreFilters: true });
+      const dir = tempDir();
+      const raw = await runMain(['get-table', 'Kunden', '--filter', "Ort = 'Dresden'", '-o', join(dir, 'f.csv')], { env });
+      expect(raw.code).toBe(65);
+      oneLine(raw);
+      expect(raw.stderr).toMatch(/does not apply \$filter/);
+      expect(readdirSync(dir)).toEqual([]);
+      const count = await runMain(['get-table', 'Kunden', '--where', 'Ort=Dresden', '--count'], { env });
+      expect(count.code).toBe(65);
+      expect(count.stdout).toBe('');
+    } finally {
+      await server.control('options', { ignoreFilters: true });
+      await runMain(['session', 'clear', '--logout'], { env }); // the licence goes back for the tests that follow
+    }
   });
 
   it('a server that starts dropping filters after a good canary is caught row by row', async () => {
@@ -324,13 +346,13 @@ describe('4D-shaped 5xx answers', () => {
   });
 
   it('a query error is final: exit 65 after one request', async () => {
-    await runMain(['get-table', 'Artikel', '--where', 'Nummer>=1', '--count'], { env: server.env }); // the canary, cached
     const before = (await server.stats()).dataRequests;
     const r = await runMain(['get-table', 'Artikel', '--filter', 'Nummer >> 1', '--count'], { env: server.env });
     expect(r.code).toBe(65);
     oneLine(r);
     expect(r.stderr).toMatch(/rejected.*errCode 1162/);
-    expect((await server.stats()).dataRequests - before).toBe(1);
+    // The canary's two reads (a count is never left to a cached answer), then the query once: no retry.
+    expect((await server.stats()).dataRequests - before).toBe(3);
   });
 
   it('a server that keeps failing with an unknown code: exit 69 naming its message', async () => {
