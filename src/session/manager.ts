@@ -89,6 +89,8 @@ const isLoginFailed = (response: HttpResponse) => response.status === 401 && err
 
 const now = () => new Date().toISOString();
 const MAX_LOGINS_PER_REQUEST = 3;
+/** Re-sends of one request refused in a session the run had already replaced (concurrent requests). */
+const MAX_STALE_RESENDS = 8;
 const revisionOf = (entry: SessionEntry | undefined) => entry?.revision ?? 0;
 
 /** Has the store moved since `seen` was read: another session, or the same one confirmed or logged in again? */
@@ -198,6 +200,7 @@ export class SessionManager {
     // A session can expire (and need a new login) more than once while one request is retried;
     // a bound keeps a server that refuses every new session from looping.
     let logins = 0;
+    let staleResends = 0;
     for (;;) {
       await this.load();
       if (this.loginFailure) throw this.loginFailure;
@@ -221,12 +224,17 @@ export class SessionManager {
       }
       const needsLogin = isLoginFailed(response) || (isRefusal(response) && (stale || this.mayAuthentify(sentWith)));
       if (!needsLogin) return response;
+      if (stale && staleResends < MAX_STALE_RESENDS) {
+        // Refused in a session this run no longer uses (another request replaced it or logged in
+        // meanwhile): send it again in the current one. Not a login; bounded on its own.
+        staleResends += 1;
+        continue;
+      }
       if (logins >= MAX_LOGINS_PER_REQUEST) {
         if (isLoginFailed(response)) throw this.loginRefused();
         return response;
       }
       logins += 1;
-      if (stale) continue; // refused in a session we no longer use: send it again in the current one
       if (isLoginFailed(response) && sentWith && this.ownLogins.has(cookieHeader(sentWith.cookies)) && this.unprovenLogins >= 2) {
         // Twice now we logged in and the server refused that very session before answering any
         // request in it: it does not take its cookie back, and each new login costs a licence.
