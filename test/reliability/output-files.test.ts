@@ -250,13 +250,14 @@ describe('a full disk is exit 73 with one line', () => {
   it('-o into a full file system: exit 73 naming the path, the old file intact, no temporary file', async (ctx) => {
     const fs = smallFileSystem('64k');
     if ('reason' in fs) return ctx.skip(fs.reason);
-    writeFileSync(join(fs.dir, 'artikel.csv'), 'yesterday\n');
+    writeFileSync(join(fs.dir, 'artikel.out'), 'yesterday\n');
     fill(fs.dir);
+    // A name without a format extension, so that every format flag may write it.
     for (const format of FORMATS) {
-      const r = await runCli(['get-table', 'Artikel', `--${format}`, '-o', join(fs.dir, 'artikel.csv')], { env: big.env, timeoutMs: 60_000 });
-      expectCleanFailure(r, 73, new RegExp(`${fs.dir.replace(/[/.]/g, '\\$&')}/artikel\\.csv: no space left.*write somewhere else`));
-      expect(readFileSync(join(fs.dir, 'artikel.csv'), 'utf8')).toBe('yesterday\n');
-      expect(readdirSync(fs.dir).sort()).toEqual(['artikel.csv', 'filler']);
+      const r = await runCli(['get-table', 'Artikel', `--${format}`, '-o', join(fs.dir, 'artikel.out')], { env: big.env, timeoutMs: 60_000 });
+      expectCleanFailure(r, 73, new RegExp(`${fs.dir.replace(/[/.]/g, '\\$&')}/artikel\\.out: no space left.*write somewhere else`));
+      expect(readFileSync(join(fs.dir, 'artikel.out'), 'utf8')).toBe('yesterday\n');
+      expect(readdirSync(fs.dir).sort()).toEqual(['artikel.out', 'filler']);
     }
   });
 
