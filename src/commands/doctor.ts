@@ -132,9 +132,7 @@ async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]
         ok: true,
         detail: `not allowed to read $info (HTTP ${response.status}; admin only when passwords are on): licence headroom unknown`,
       };
-      const first = tables.find((t) => typeof t.name === 'string')?.name;
-      // Prove the session with a data request, as $info could not.
-      if (first) await client.page(first, { top: 1, skip: 0 });
+      await client.proveSession(); // a data request proves the session, as $info could not
     } else {
       throw client.errorFor(response, 'server info');
     }

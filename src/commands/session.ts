@@ -61,14 +61,19 @@ async function serverView(ctx: CommandContext): Promise<ServerView> {
   const response = asked?.response;
   const none = { url: client.baseUrl, live: 0, ours: false, sessions: [] };
   const idle = ctx.settings.sessionIdleMinutes;
-  const full = `every licence is in use and this tool holds none, so the server cannot be asked: sessions free up after ${idle} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`;
+  const freeUp = `sessions free up after ${idle} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`;
   if (!asked || !response) {
     return {
       ...none,
-      note: `no stored session: not asking the server, as that would open one (run 'legacy session refresh' first; if it answers that ${full.replace('every licence is in use and this tool holds none, so the server cannot be asked: ', 'every licence is in use, ')})`,
+      note: `no stored session: not asking the server, as that would open one (run 'legacy session refresh' first; if it answers that every licence is in use, ${freeUp})`,
     };
   }
-  if (response.status === 402) return { ...none, note: `the stored session is gone on the server and ${full}` };
+  if (response.status === 402) {
+    return {
+      ...none,
+      note: `the stored session is gone on the server and every licence is in use and this tool holds none, so the server cannot be asked: ${freeUp}`,
+    };
+  }
   if (response.status === 401 || response.status === 403) {
     return {
       ...none,
@@ -123,10 +128,8 @@ export async function runRefresh(ctx: CommandContext, _args: string[], opts: { j
   const client = await ctx.client();
   const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
   if (isRefusal(response)) {
-    // $info is for admins only on this server: prove the session with one row of the first table.
-    const first = (await client.catalog())[0];
-    if (!first) throw client.errorFor(response, 'session refresh', { operation: 'read', table: '$info' });
-    await client.page(first.name, { top: 1, skip: 0 });
+    // $info is for admins only on this server: a data request proves the session instead.
+    if (!(await client.proveSession())) throw client.errorFor(response, 'session refresh', { operation: 'read', table: '$info' });
   } else if (response.status !== 200) throw client.errorFor(response, 'session refresh');
   const happened = client.session.outcome();
   const outcome = happened === 'created' ? 'created' : happened === 'replaced' ? 'replaced' : 'confirmed';

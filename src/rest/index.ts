@@ -169,6 +169,18 @@ export class RestClient {
     return new PermissionError(`${subject}: the server refused it (HTTP ${response.status}: ${message})`, { hint });
   }
 
+  /**
+   * Prove the session with one data request (one row of the first table), where `$info` may not be
+   * read (admin only when passwords are on); under force login this is where the run logs in. False
+   * when the catalog has no table to read.
+   */
+  async proveSession(): Promise<boolean> {
+    const first = (await this.catalog())[0];
+    if (!first) return false;
+    await this.page(first.name, { top: 1, skip: 0 });
+    return true;
+  }
+
   async info(): Promise<Record<string, unknown>> {
     const response = await this.getJson(this.url({ kind: 'info' }), 'server info', { operation: 'read', table: '$info' });
     return (response.json ?? {}) as Record<string, unknown>;

@@ -43,7 +43,7 @@ export async function sessionCookiesSetBy(setCookies: string[], known?: Cookies)
 }
 
 /** Every cookie a response set: name → value (tough-cookie parses, leniently). */
-export async function cookiesSetBy(setCookies: string[]): Promise<Cookies> {
+async function cookiesSetBy(setCookies: string[]): Promise<Cookies> {
   if (setCookies.length === 0) return {};
   toughCookie ??= await import('tough-cookie');
   const found: Cookies = {};

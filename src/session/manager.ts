@@ -120,8 +120,6 @@ export class SessionManager {
   /** This run's first request has been answered (or another run proved the session meanwhile). */
   private contacted = false;
   private contact?: Promise<HttpResponse | undefined>;
-  /** The `authentify()` answer of this run, for the message when it did not open a session. */
-  private authentifyAnswer?: string;
   /** When this run last wrote its slot to the store (ms); undefined until it has. */
   private persistedAt?: number;
   private pending: Promise<unknown>[] = [];
@@ -615,7 +613,6 @@ export class SessionManager {
     if (!credentials) return undefined;
     const result = await authentify(transport, slot.baseUrl, current?.cookies, this.options.authentifyBody, credentials);
     this.events.authentifies += 1;
-    this.authentifyAnswer = result.answer;
     if (result.response.status === 402) return result.response;
     if (result.response.status !== 200) {
       // No such function (not a force-login server, or another login scheme): the refusal stands as
@@ -674,11 +671,6 @@ export class SessionManager {
     logger.info(`logged in as ${credentials.username} through authentify() and stored the session for ${slotLabel(slot)}`);
     await this.store(candidate);
     return proof;
-  }
-
-  /** The answer of this run's `authentify()` call, if any (for messages). */
-  get lastAuthentifyAnswer(): string | undefined {
-    return this.authentifyAnswer;
   }
 
   /**
