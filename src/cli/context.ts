@@ -1,9 +1,8 @@
 /**
  * What every command gets: its streams, effective settings, the config, a logger, colour decisions,
  * an abort signal (Ctrl-C, closed pipe), a lazily built 4D REST client for the environment, the
- * run's metrics and the command tree; and how a run's context is made and closed.
+ * run's metrics; and how a run's context is made and closed.
  */
-import type { Command } from 'commander';
 import { resolveDirs, resolveLogFormat, resolveLogLevel, resolveSettings, type GlobalOptions, type Settings } from '../config/settings.js';
 import { loadConfig, type ConfigFile } from '../config/store.js';
 import { UsageError } from '../errors/index.js';
@@ -27,8 +26,6 @@ export interface CommandContext {
   interactive: boolean;
   /** Where the command reports its table and the rows it read and wrote (the run's metrics). */
   metrics: RunReporter;
-  /** The assembled command tree (`completion` prints it). */
-  program: Command;
 }
 
 /** A run's context and what must happen when the command ends, whatever its outcome. */
@@ -43,8 +40,6 @@ export interface ContextInput {
   globals: GlobalOptions;
   signal: AbortSignal;
   metrics: RunMetrics;
-  /** The assembled command tree (for `completion`). */
-  program: Command;
   /** Told once the logger exists (errors after that are logged through it). */
   onLogger(logger: Logger, json: boolean): void;
 }
@@ -55,7 +50,7 @@ export interface ContextInput {
  * recorder (created before anything is sent, so an unwritable place fails first: 73) and a client
  * made on first use.
  */
-export async function createContext({ io, globals, signal, metrics, program, onLogger }: ContextInput): Promise<RunContext> {
+export async function createContext({ io, globals, signal, metrics, onLogger }: ContextInput): Promise<RunContext> {
   const dirs = resolveDirs(globals, io.env);
   const format = resolveLogFormat(globals, io.env);
   const logger = createLogger({
@@ -88,7 +83,6 @@ export async function createContext({ io, globals, signal, metrics, program, onL
         m.createRestClient({ settings, config, logger, signal, observers: har ? [metrics, har] : [metrics] }),
       )),
     metrics,
-    program,
   };
   return {
     ctx,

@@ -9,6 +9,7 @@ import type { GlobalOptions } from '../config/settings.js';
 import { type CannotCreateError, ExitCode, cannotWriteError, isBrokenPipe } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { RunMetrics } from '../metrics/run.js';
+import { COMPLETE_COMMAND, runComplete } from './complete.js';
 import { createContext } from './context.js';
 import type { Io } from './io.js';
 import { buildProgram, commandPath, type Dispatch } from './program.js';
@@ -25,6 +26,7 @@ export interface MainOptions {
 
 /** Run the CLI. Never calls process.exit; returns the exit code. */
 export async function main(argv: string[], io: Io, options: MainOptions = {}): Promise<number> {
+  if (argv[0] === COMPLETE_COMMAND) return runComplete(argv.slice(1), io);
   let exitCode: number = ExitCode.ok;
   let logger: Logger | undefined;
   let jsonLogs = false;
@@ -62,7 +64,6 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
       globals,
       signal: controller.signal,
       metrics,
-      program,
       onLogger: (l, json) => {
         logger = l;
         jsonLogs = json;

@@ -20,7 +20,7 @@ export const COMMANDS: ReadonlyArray<CommandSpec<never>> = [env, session, doctor
 
 /** Options every command takes (each also from an environment variable or the config: config/settings.ts). */
 export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
-  { flags: '-e, --env <name>', description: 'environment to use (LEGACY_ENV; default: the config\'s default, else "live")' },
+  { flags: '-e, --env <name>', description: 'environment to use (LEGACY_ENV; default: the config\'s default, else "live")', complete: 'environments' },
   { flags: '--base-url <url>', description: "server URL, overriding the environment's (LEGACY_BASE_URL)" },
   { flags: '--config-dir <dir>', description: 'configuration and session directory (LEGACY_CONFIG_DIR)' },
   { flags: '--data-dir <dir>', description: 'data directory: sync databases, audit log (LEGACY_DATA_DIR)' },
@@ -29,9 +29,9 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
   { flags: '--retries <n>', description: 'retries for transient failures (LEGACY_RETRIES; default 3)' },
   { flags: '-v, --verbose', description: 'more output on stderr (-vv for debug)', parse: occurrences },
   { flags: '-q, --quiet', description: 'only errors on stderr' },
-  { flags: '--log-level <level>', description: 'error, warn, info or debug (LEGACY_LOG_LEVEL)' },
+  { flags: '--log-level <level>', description: 'error, warn, info or debug (LEGACY_LOG_LEVEL)', complete: ['error', 'warn', 'info', 'debug'] },
   { flags: '--log-file <path>', description: 'also write logs to this file (LEGACY_LOG_FILE)' },
-  { flags: '--log-format <format>', description: 'text or json (LEGACY_LOG_FORMAT)' },
+  { flags: '--log-format <format>', description: 'text or json (LEGACY_LOG_FORMAT)', complete: ['text', 'json'] },
   { flags: '--no-color', description: 'no colour (also NO_COLOR)' },
   { flags: '--insecure', description: 'do not verify TLS certificates (prefer the environment setting "insecure")' },
   { flags: '--password-stdin', description: 'read the password for servers that require login from standard input' },

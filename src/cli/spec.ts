@@ -8,6 +8,13 @@ import { parseDuration } from '../config/duration.js';
 import { UsageError } from '../errors/index.js';
 import type { CommandContext } from './context.js';
 
+/**
+ * What the shell completes for an option's value or a positional argument (./complete.ts): a
+ * fixed list, file or directory names, the configured environments, or the table names cached
+ * from this environment's catalog (no server round trip); 'none' offers nothing.
+ */
+export type Completion = 'files' | 'dirs' | 'tables' | 'environments' | 'none' | readonly string[];
+
 export interface OptionSpec {
   /** commander flags: `-o, --output <file>`, `--no-header`, `--where <cond>`. */
   flags: string;
@@ -18,6 +25,8 @@ export interface OptionSpec {
   choices?: readonly string[];
   /** The option must be given. */
   required?: boolean;
+  /** What completes its value; default: `choices`, else files for a `<file>`/`<path>` value, else nothing. */
+  complete?: Completion;
 }
 
 export type Run<O> = (ctx: CommandContext, args: string[], opts: O) => Promise<number | undefined>;
@@ -32,6 +41,8 @@ export interface CommandSpec<O = Record<string, unknown>> {
   /** Shown under "Examples:" in the command's help. */
   examples?: readonly string[];
   subcommands?: ReadonlyArray<CommandSpec<never>>;
+  /** What completes each positional argument, in order (the last one repeats for `[args...]`); default nothing. */
+  complete?: readonly Completion[];
   run?: Run<O>;
 }
 

@@ -1,74 +1,62 @@
-/** `legacy completion bash|zsh|fish`: a static completion script generated from the command tree. */
-import type { Command } from 'commander';
+/**
+ * `legacy completion bash|zsh|fish`: a small script that asks `legacy __complete` (../cli/complete.ts)
+ * on every TAB, so what completes is always what this version's command specs say, table names
+ * included (from the cached catalog, without a request).
+ */
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
+import { command } from '../cli/spec.js';
 import { UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
-import { command } from '../cli/spec.js';
 
-interface Node {
-  path: string[];
-  subcommands: string[];
-  options: string[];
-}
-
-function walk(cmd: Command, path: string[], out: Node[]): void {
-  const options = cmd.options.flatMap((o) => [o.long, o.short].filter((x): x is string => Boolean(x)));
-  out.push({ path, subcommands: cmd.commands.map((c) => c.name()), options });
-  for (const sub of cmd.commands) walk(sub, [...path, sub.name()], out);
-}
-
-function bash(nodes: Node[], globals: string[]): string {
-  const cases = nodes.map((n) => `    "${n.path.join(' ')}") words="${[...n.subcommands, ...n.options, ...globals].join(' ')}" ;;`).join('\n');
-  return `# bash completion for legacy; add to ~/.bashrc: source <(legacy completion bash)
+// Each script sends the words before the cursor and the word being completed; the first answer
+// line says what kind of completion it is (:words, :files, :dirs), the others are candidates with
+// an optional TAB and description.
+const BASH = `# bash completion for legacy; add to ~/.bashrc: source <(legacy completion bash)
 _legacy() {
-  local cur path="" w words
-  cur="\${COMP_WORDS[COMP_CWORD]}"
-  for w in "\${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
-    case "$w" in -*) ;; *) if [ -z "$path" ]; then path="$w"; else path="$path $w"; fi ;; esac
-  done
-  case "$path" in
-${cases}
-    *) words="" ;;
+  local cur="\${COMP_WORDS[COMP_CWORD]}" line
+  local IFS=$'\\n'
+  local -a answer
+  answer=( $(command legacy __complete "\${COMP_WORDS[@]:1:COMP_CWORD-1}" "$cur" 2>/dev/null) ) || return 0
+  COMPREPLY=()
+  case "\${answer[0]}" in
+    :files) compopt -o filenames 2>/dev/null; COMPREPLY=( $(compgen -f -- "$cur") ) ;;
+    :dirs) compopt -o filenames 2>/dev/null; COMPREPLY=( $(compgen -d -- "$cur") ) ;;
+    *) for line in "\${answer[@]:1}"; do COMPREPLY+=( "\${line%%$'\\t'*}" ); done ;;
   esac
-  COMPREPLY=( $(compgen -W "$words" -- "$cur") )
 }
-complete -o default -F _legacy legacy
+complete -F _legacy legacy
 `;
-}
 
-function zsh(nodes: Node[], globals: string[]): string {
-  return `#compdef legacy
+const ZSH = `#compdef legacy
 # zsh completion for legacy; add to ~/.zshrc: source <(legacy completion zsh)
 autoload -U +X bashcompinit && bashcompinit
-${bash(nodes, globals)}`;
-}
+${BASH}`;
 
-function fish(nodes: Node[]): string {
-  const lines = ['# fish completion for legacy: legacy completion fish > ~/.config/fish/completions/legacy.fish', 'complete -c legacy -f'];
-  const top = nodes.find((n) => n.path.length === 0)!;
-  for (const name of top.subcommands) lines.push(`complete -c legacy -n "__fish_use_subcommand" -a ${name}`);
-  for (const n of nodes) {
-    if (n.path.length === 0) continue;
-    const cond = `__fish_seen_subcommand_from ${n.path[n.path.length - 1]}`;
-    for (const sub of n.subcommands) lines.push(`complete -c legacy -n "${cond}" -a ${sub}`);
-    for (const opt of n.options.filter((o) => o.startsWith('--'))) lines.push(`complete -c legacy -n "${cond}" -l ${opt.slice(2)}`);
-  }
-  for (const opt of top.options.filter((o) => o.startsWith('--'))) lines.push(`complete -c legacy -l ${opt.slice(2)}`);
-  return `${lines.join('\n')}\n`;
-}
+const FISH = `# fish completion for legacy: legacy completion fish > ~/.config/fish/completions/legacy.fish
+function __legacy_complete
+    set -l words (commandline -opc)
+    set -e words[1]
+    set -l answer (command legacy __complete $words (commandline -ct) 2>/dev/null)
+    switch "$answer[1]"
+        case :files
+            __fish_complete_path (commandline -ct)
+        case :dirs
+            __fish_complete_directories (commandline -ct)
+        case '*'
+            printf '%s\\n' $answer[2..-1]
+    end
+end
+complete -c legacy -f -a '(__legacy_complete)'
+`;
+
+const SCRIPTS: Record<string, string> = { bash: BASH, zsh: ZSH, fish: FISH };
 
 export async function run(ctx: CommandContext, args: string[]): Promise<number> {
   const shell = args[0] ?? '';
-  const nodes: Node[] = [];
-  walk(ctx.program, [], nodes);
-  const globals = nodes[0]!.options;
-  let script: string;
-  if (shell === 'bash') script = bash(nodes, globals);
-  else if (shell === 'zsh') script = zsh(nodes, globals);
-  else if (shell === 'fish') script = fish(nodes);
-  else {
-    const hint = didYouMean(shell, ['bash', 'zsh', 'fish']);
+  const script = Object.hasOwn(SCRIPTS, shell) ? SCRIPTS[shell] : undefined;
+  if (!script) {
+    const hint = didYouMean(shell, Object.keys(SCRIPTS));
     throw new UsageError(`unsupported shell '${shell}'${hint ? ` (${hint})` : ''}; use bash, zsh or fish`);
   }
   await write(ctx.io.stdout, script);
@@ -77,7 +65,8 @@ export async function run(ctx: CommandContext, args: string[]): Promise<number> 
 
 export const spec = command({
   name: 'completion <shell>',
-  description: 'print a shell completion script (bash, zsh or fish)',
+  description: 'print a shell completion script (bash, zsh or fish); it completes commands, options, environments and cached table names',
+  complete: [['bash', 'zsh', 'fish']],
   examples: ['source <(legacy completion bash)', 'legacy completion fish > ~/.config/fish/completions/legacy.fish'],
   run,
 });

@@ -123,7 +123,7 @@ export const spec = command({
       run: runAdd,
     }),
     command({ name: 'current', description: 'show the effective settings of this run and where each came from', options: [JSON_OPTION], run: runCurrent }),
-    command({ name: 'remove <name>', alias: 'rm', description: 'remove an environment', run: runRemove }),
-    command({ name: 'default <name>', description: 'set the default environment', run: runDefault }),
+    command({ name: 'remove <name>', alias: 'rm', complete: ['environments'], description: 'remove an environment', run: runRemove }),
+    command({ name: 'default <name>', complete: ['environments'], description: 'set the default environment', run: runDefault }),
   ],
 });

@@ -37,6 +37,7 @@ interface GetTableOptions {
 
 export const spec = command<GetTableOptions>({
   name: 'get-table <table>',
+  complete: ['tables'],
   description: 'stream a whole table out as CSV, JSON, NDJSON, an Excel workbook or a terminal table',
   options: [
     { flags: '--csv', description: 'CSV (default when stdout is not a terminal)' },

@@ -23,6 +23,7 @@ interface PushOptions {
 
 export const spec = command<PushOptions>({
   name: 'push-field <table> [args...]',
+  complete: ['tables', 'none'],
   usage: '<Table> <key> <field> <value> [options]  |  <Table> --from <file|-> [options]',
   description: 'update fields of records safely (optimistic locking with __STAMP)',
   options: [

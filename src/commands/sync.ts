@@ -36,6 +36,7 @@ const DB_OPTION: OptionSpec = {
 
 export const spec = command<SyncOptions>({
   name: 'sync [tables...]',
+  complete: ['tables'],
   description: 'incremental, crash-safe replication of tables into SQLite or PostgreSQL (default tables: sync.tables of the environment)',
   options: [
     DB_OPTION,
@@ -64,6 +65,7 @@ export const spec = command<SyncOptions>({
     }),
     command<SyncOptions>({
       name: 'verify [tables...]',
+      complete: ['tables'],
       description: "compare every row's key and stamp with the server, read-only; exit 0 when equal, 1 when the copy differs",
       options: [DB_OPTION, { flags: '--json', description: 'JSON output: counts of missing, extra and stale rows, example keys' }],
       run: runVerify,

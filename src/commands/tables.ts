@@ -49,6 +49,7 @@ export const specs = [
   }),
   command<{ json?: boolean }>({
     name: 'describe <table>',
+    complete: ['tables'],
     description: "show a table's attributes, types and key",
     options: [JSON_OPTION],
     run: runDescribe,

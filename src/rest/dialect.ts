@@ -11,6 +11,9 @@
  *   sets and their recreation from `$savedfilter`, strict date comparison, session lifetime and
  *   version fields), stored in the same file and shown field by field.
  *
+ * - The table names of the last catalog a run read, so shell completion can offer them without a
+ *   request (cli/complete.ts); written only when they changed.
+ *
  * The file holds no secrets (no cookies, no credentials); it is written atomically under a lock.
  */
 import { randomBytes } from 'node:crypto';
@@ -74,6 +77,8 @@ export interface ServerDialect {
   probe?: ProbeResult;
   /** Single answers asked by runs that needed them (the probe answers them all). */
   features?: { strictDateCompare?: boolean };
+  /** The table names of the catalog the last run read (for shell completion, which sends nothing). */
+  tables?: string[];
 }
 
 interface DialectFile {
@@ -108,6 +113,18 @@ export class DialectCache {
   async get(env: string, baseUrl: string, identity: string): Promise<ServerDialect | undefined> {
     const entry = (await this.read()).servers[DialectCache.key(env, baseUrl)];
     return entry && entry.identity === identity && entry.baseUrl === baseUrl ? entry : undefined;
+  }
+
+  /**
+   * The table names last seen in this environment's catalog (that of `baseUrl` when several
+   * servers were used under the name), sorted; none when no run read it yet.
+   */
+  async tableNames(env: string, baseUrl?: string): Promise<string[]> {
+    const mine = Object.entries((await this.read()).servers)
+      .filter(([key, e]) => e && key === DialectCache.key(env, e.baseUrl) && Array.isArray(e.tables))
+      .map(([, e]) => e);
+    const chosen = mine.find((e) => e.baseUrl === baseUrl) ?? (mine.length === 1 ? mine[0] : undefined);
+    return (chosen?.tables ?? []).filter((t): t is string => typeof t === 'string').sort((a, b) => a.localeCompare(b));
   }
 
   /** Merge `patch` into the entry (a new identity starts a new entry). Failures only cost a re-check later. */

@@ -188,17 +188,27 @@ export class RestClient {
 
   /** The exposed dataclasses (cached per run). */
   catalog(): Promise<DataClassSummary[]> {
-    this.catalogCache ??= this.getJson(this.url({ kind: 'catalog' }), 'catalog').then((r) => {
+    this.catalogCache ??= this.getJson(this.url({ kind: 'catalog' }), 'catalog').then(async (r) => {
       const json = r.json as { dataClasses?: DataClassSummary[]; __UNIQID?: unknown } | DataClassSummary[] | undefined;
       const list = Array.isArray(json) ? json : json?.dataClasses;
       if (json && !Array.isArray(json) && typeof json.__UNIQID === 'string') this.uniqId = json.__UNIQID;
       if (!Array.isArray(list)) throw new UnavailableError(`${this.baseUrl}/rest/$catalog did not return a catalog`, { hint: 'is this a 4D REST server?' });
+      await this.rememberTables(list);
       return list;
     });
     this.catalogCache.catch(() => {
       this.catalogCache = undefined;
     });
     return this.catalogCache;
+  }
+
+  /** Keep the catalog's table names for shell completion (./dialect.ts), when they changed. */
+  private async rememberTables(list: DataClassSummary[]): Promise<void> {
+    const names = list.map((dc) => dc.name).filter((n): n is string => typeof n === 'string');
+    const { envName, logger } = this.options;
+    const known = (await this.dialect.get(envName, this.baseUrl, this.uniqId))?.tables;
+    if (known && known.length === names.length && known.every((n, i) => n === names[i])) return;
+    await this.dialect.update(envName, this.baseUrl, this.uniqId, { tables: names }, logger);
   }
 
   /** One dataclass with attributes and key; an unknown name → NotFoundError with suggestions. */

@@ -48,7 +48,7 @@ describe('frame', () => {
     for (const shell of ['bash', 'zsh', 'fish']) {
       const r = await runCli(['completion', shell], { env: { LEGACY_CONFIG_DIR: tempDir() } });
       expect(r.code).toBe(0);
-      expect(r.stdout).toContain('get-table');
+      expect(r.stdout).toContain('legacy __complete');
     }
     const bad = await runCli(['completion', 'tcsh'], { env: { LEGACY_CONFIG_DIR: tempDir() } });
     expect(bad.code).toBe(64);
