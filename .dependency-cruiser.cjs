@@ -8,6 +8,7 @@
  *   rest        the 4D REST client (catalog, pages, entities, updates, the server's dialect)
  *   table       export (paging, checks, formats)
  *   push, sync, metrics
+ *   watch       the change feed (built on sync)
  *   cli, commands, index.ts   the command line and the library API: may use everything
  *   emulator    an island: the 4D server it plays must not share code with the client
  *
@@ -23,6 +24,7 @@ const LAYERS = [
   ['rest'],
   ['table'],
   ['push', 'sync', 'metrics'],
+  ['watch'],
 ];
 
 const folder = (names) => `^src/(${names.join('|')})/`;

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 /**
- * The behaviour tests of sessions, export, push-field and sync run once per 4D generation the
+ * The behaviour tests of sessions, export, push-field, sync and watch run once per 4D generation the
  * emulator plays (test/helpers/emulator.ts reads EMU_GENERATION and EMU_REFUSAL_STATUS): the
  * default project runs every test against v20r (both cookies), and each matrix project runs the
  * behaviour files again against one other generation. A matrix in the runner, not copied files.
@@ -13,6 +13,7 @@ const BEHAVIOUR = [
   'test/cli/get-table.test.ts',
   'test/cli/push-field.test.ts',
   'test/cli/sync.test.ts',
+  'test/cli/watch.test.ts',
 ];
 const MATRIX: Array<{ name: string; env: Record<string, string> }> = [
   { name: 'v18', env: { EMU_GENERATION: 'v18' } },

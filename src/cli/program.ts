@@ -12,11 +12,12 @@ import { spec as pushField } from '../commands/push-field.js';
 import { spec as session } from '../commands/session.js';
 import { spec as sync } from '../commands/sync.js';
 import { specs as tables } from '../commands/tables.js';
+import { spec as watch } from '../commands/watch.js';
 import { occurrences, type CommandSpec, type OptionSpec } from './spec.js';
 import { packageVersion } from './version.js';
 
 /** Every command, in the order `legacy --help` lists them. */
-export const COMMANDS: ReadonlyArray<CommandSpec<never>> = [env, session, doctor, ...tables, getTable, pushField, sync, completion];
+export const COMMANDS: ReadonlyArray<CommandSpec<never>> = [env, session, doctor, ...tables, getTable, pushField, sync, watch, completion];
 
 /** Options every command takes (each also from an environment variable or the config: config/settings.ts). */
 export const GLOBAL_OPTIONS: readonly OptionSpec[] = [

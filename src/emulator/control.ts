@@ -5,8 +5,9 @@
  *   GET    stats | sessions | tables | row/{table}/{key}
  *   POST   reset | options | expire-sessions | occupy {count} | release-occupied | faults {queue}
  *          | mutate {table, update?, insert?, delete?, seed?, dates?: 'now'|'keep'} | row {table, key, set}
- *          | before-update {table, key, set}
- *   DELETE faults
+ *          | before-update {table, key, set} | churn {tables, rate, mix?, dates?, seed?}
+ *   GET    changes?since=<seq>   (every change made here: mutate, row, before-update, churn)
+ *   DELETE faults | churn
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { EmulatorCore } from './core.js';
@@ -14,7 +15,7 @@ import type { WireValue } from './model.js';
 import { OptionError } from './options.js';
 import { allAttributes } from './render.js';
 import type { Table } from './table.js';
-import type { EmulatorControl, MutateRequest, MutateResult, QueuedFault, RenderedEntity, RuntimeOptionsPatch } from './types.js';
+import type { ChangeRecord, ChurnRequest, EmulatorControl, MutateRequest, MutateResult, QueuedFault, RenderedEntity, RuntimeOptionsPatch } from './types.js';
 import { Rng } from './util/random.js';
 import { applyAttributes, createRow, newKey, saveRow, type ChangeContext } from './update.js';
 
@@ -59,6 +60,8 @@ function createdFields(table: Table, row: number): Array<[number, WireValue]> {
 export class Control implements EmulatorControl {
   private mutations = 0;
   private edits = 0;
+  private changeLog: ChangeRecord[] = [];
+  private churn?: { timer: NodeJS.Timeout; made: number };
 
   constructor(private readonly core: EmulatorCore) {}
 
@@ -87,9 +90,59 @@ export class Control implements EmulatorControl {
   }
 
   reset(): void {
+    this.stopChurn();
     this.core.reset();
     this.mutations = 0;
     this.edits = 0;
+    this.changeLog = [];
+  }
+
+  private record(table: string, kind: ChangeRecord['kind'], keys: string[]): void {
+    for (const key of keys) this.changeLog.push({ seq: this.changeLog.length + 1, at: Date.now(), table, kind, key });
+  }
+
+  changes(since = 0): ChangeRecord[] {
+    return this.changeLog.slice(Math.max(0, since));
+  }
+
+  startChurn(req: ChurnRequest): void {
+    if (!req || !Array.isArray(req.tables) || req.tables.length === 0) throw new ControlError(400, 'tables must be a non-empty array');
+    const tables = req.tables.map((name) => this.table(name).name);
+    const rate = Number(req.rate);
+    if (!(rate > 0 && rate <= 1000)) throw new ControlError(400, 'rate must be a number of changes per second from 1 to 1000');
+    const mix = { update: req.mix?.update ?? 0.6, insert: req.mix?.insert ?? 0.25, delete: req.mix?.delete ?? 0.15 };
+    const total = mix.update + mix.insert + mix.delete;
+    if (!(total > 0)) throw new ControlError(400, 'mix must have a positive share');
+    this.stopChurn();
+    const rng = new Rng(req.seed ?? this.core.initial.seed * 31 + 7);
+    const started = Date.now();
+    const churn = { made: 0, timer: undefined as unknown as NodeJS.Timeout };
+    // A tick every 10 ms (or slower for low rates) makes the changes due by then: the rate holds even when ticks run late.
+    churn.timer = setInterval(
+      () => {
+        const due = Math.floor(((Date.now() - started) / 1000) * rate) - churn.made;
+        for (let n = 0; n < due; n++) {
+          const table = tables[rng.int(tables.length)]!;
+          const size = this.core.store.table(table)!.size;
+          const r = (rng.int(1_000_000) / 1_000_000) * total;
+          // Never empty a table: deletions become insertions below ten rows.
+          const kind = r < mix.update && size > 0 ? 'update' : r < mix.update + mix.insert || size < 10 ? 'insert' : 'delete';
+          this.mutate({ table, [kind]: 1, dates: req.dates, seed: rng.int(2 ** 30) });
+          churn.made++;
+        }
+      },
+      Math.max(10, Math.min(1000 / rate, 100)),
+    );
+    churn.timer.unref();
+    this.churn = churn;
+  }
+
+  stopChurn(): number {
+    if (!this.churn) return 0;
+    clearInterval(this.churn.timer);
+    const made = this.churn.made;
+    this.churn = undefined;
+    return made;
   }
 
   setOptions(patch: RuntimeOptionsPatch): void {
@@ -179,6 +232,9 @@ export class Control implements EmulatorControl {
       out.deleted.push(t.keyOf(row));
       t.remove(row);
     }
+    this.record(t.name, 'updated', out.updated);
+    this.record(t.name, 'created', out.inserted);
+    this.record(t.name, 'deleted', out.deleted);
     return out;
   }
 
@@ -197,6 +253,7 @@ export class Control implements EmulatorControl {
     const t = this.table(table);
     const row = this.row(t, key);
     saveRow(t, row, this.changed(t, row, set), { now: Date.now(), userName: ERP_USERS[0]! }, true);
+    this.record(t.name, 'updated', [t.keyOf(row)]);
     return this.render(t, row);
   }
 
@@ -205,7 +262,10 @@ export class Control implements EmulatorControl {
     this.changed(t, this.row(t, key), set); // validate now, apply later
     return this.core.addBeforeUpdate(t, String(key), () => {
       const row = t.indexOfKey(String(key));
-      if (row >= 0) saveRow(t, row, this.changed(t, row, set), { now: Date.now(), userName: ERP_USERS[0]! }, true);
+      if (row >= 0) {
+        saveRow(t, row, this.changed(t, row, set), { now: Date.now(), userName: ERP_USERS[0]! }, true);
+        this.record(t.name, 'updated', [t.keyOf(row)]);
+      }
     });
   }
 
@@ -241,6 +301,7 @@ function obj(body: unknown): Record<string, unknown> {
 
 async function route(control: Control, req: IncomingMessage, path: string): Promise<unknown> {
   const m = req.method ?? 'GET';
+  const query = new URL(req.url ?? '/', 'http://emulator').searchParams;
   const rowPath = /^row\/([^/]+)\/(.+)$/.exec(path);
   if (m === 'GET' && rowPath) {
     const [table, key] = [decodeURIComponent(rowPath[1]!), decodeURIComponent(rowPath[2]!)];
@@ -256,6 +317,13 @@ async function route(control: Control, req: IncomingMessage, path: string): Prom
       return control.sessions();
     case 'GET tables':
       return control.tables();
+    case 'GET changes':
+      return control.changes(Number(query.get('since') ?? 0) || 0);
+    case 'POST churn':
+      control.startChurn(obj(await readJson(req)) as unknown as ChurnRequest);
+      return { ok: true };
+    case 'DELETE churn':
+      return { made: control.stopChurn() };
     case 'POST reset':
       control.reset();
       return { ok: true };

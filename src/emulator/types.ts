@@ -212,6 +212,28 @@ export interface MutateResult {
   deleted: string[];
 }
 
+/** One change the control API made (mutate, row, churn), in the order made: what a change feed must report. */
+export interface ChangeRecord {
+  seq: number;
+  /** ms since epoch. */
+  at: number;
+  table: string;
+  kind: 'created' | 'updated' | 'deleted';
+  key: string;
+}
+
+/** Changes at a steady rate, like ERP users at work (POST churn). */
+export interface ChurnRequest {
+  /** Tables to change (picked at random per change). */
+  tables: string[];
+  /** Changes per second (at most 1000). */
+  rate: number;
+  /** Share of updates, inserts and deletes (default 0.6, 0.25, 0.15). */
+  mix?: { update?: number; insert?: number; delete?: number };
+  dates?: 'now' | 'keep';
+  seed?: number;
+}
+
 /** An entity as the REST API renders it (`__entityModel`, `__KEY`, `__TIMESTAMP`, `__STAMP`, attributes). */
 export type RenderedEntity = Record<string, unknown>;
 
@@ -240,6 +262,12 @@ export interface EmulatorControl {
   beforeUpdate(table: string, key: string, set: Record<string, unknown>): number;
   getRow(table: string, key: string): RenderedEntity | null;
   tables(): Array<{ name: string; count: number }>;
+  /** Every change made through the control API since the start or reset (after `since`, a seq). */
+  changes(since?: number): ChangeRecord[];
+  /** Starts changing rows at a rate until stopChurn (replaces a running churn). */
+  startChurn(request: ChurnRequest): void;
+  /** Stops the churn; returns how many changes it made. */
+  stopChurn(): number;
 }
 
 export interface RunningEmulator {

@@ -4,7 +4,8 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { ConfigError, LockBusyError, cannotWriteError, noSpaceReason } from '../errors/index.js';
-import { SyncStore, quoteId, toSql, upsertParams, type Dialect, type Upsert, type UpsertCounts } from './store.js';
+import { SyncStore, quoteId, toSql, upsertParams, type Dialect, type StoredChange, type Upsert, type UpsertCounts } from './store.js';
+import { GLOBAL_STAMP } from './window.js';
 
 const require = createRequire(import.meta.url);
 const load = () => require('better-sqlite3') as typeof import('better-sqlite3');
@@ -19,6 +20,7 @@ const dialect: Dialect = {
 
 export class SqliteSyncStore extends SyncStore {
   protected readonly dialect = dialect;
+  override readonly reportsChanges = true;
   private lockDb?: Db;
   private readonly statements = new Map<string, Statement>();
 
@@ -131,12 +133,14 @@ export class SqliteSyncStore extends SyncStore {
       .map(() => '?')
       .join(', ')})`;
     const insert = this.db.prepare(this.upsertSql(table, keyColumn, dataColumns, values, false));
-    const existing = this.db.prepare(`SELECT _stamp, _deleted_at FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`);
+    // A change feed needs the stored row to name the changed fields; sync only the stamp.
+    const observed = this.changeObserver !== undefined;
+    const existing = this.db.prepare(`SELECT ${observed ? '*' : '_stamp, _deleted_at'} FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`);
     return async (rows, syncedAt) =>
       this.guard(() => {
         const counts: UpsertCounts = { inserted: 0, updated: 0, unchanged: 0 };
         for (const row of rows) {
-          const before = existing.get(toSql(row[0])) as { _stamp: number | null; _deleted_at: string | null } | undefined;
+          const before = existing.get(toSql(row[0])) as ({ _stamp: number | null; _deleted_at: string | null } & Record<string, unknown>) | undefined;
           if (!rewriteAll && before && before._stamp === row[1] && before._deleted_at === null) {
             counts.unchanged++;
             continue;
@@ -144,10 +148,38 @@ export class SqliteSyncStore extends SyncStore {
           insert.run(...upsertParams(row, syncedAt));
           if (before) counts.updated++;
           else counts.inserted++;
+          if (observed) this.noteChange(rowChange(table, keyColumn, dataColumns, row, before));
         }
         return counts;
       });
   }
+}
+
+/** What an upsert did to one row, for the change feed: created (new or re-created after a deletion) or updated. */
+function rowChange(
+  table: string,
+  keyColumn: string,
+  dataColumns: string[],
+  row: unknown[],
+  before: ({ _deleted_at: string | null } & Record<string, unknown>) | undefined,
+): StoredChange {
+  const after: Record<string, unknown> = { [keyColumn]: row[0] };
+  dataColumns.forEach((c, i) => {
+    after[c] = row[4 + i];
+  });
+  const live = before !== undefined && before._deleted_at === null;
+  const stamp = typeof row[1] === 'number' ? row[1] : row[1] == null ? null : Number(row[1]);
+  const global = after[GLOBAL_STAMP];
+  return {
+    table,
+    kind: live ? 'updated' : 'created',
+    key: row[0],
+    stamp,
+    timestamp: typeof row[2] === 'string' ? row[2] : null,
+    globalStamp: global === null || global === undefined ? null : Number(global),
+    row: after,
+    ...(live ? { changedFields: dataColumns.filter((c) => c !== GLOBAL_STAMP && toSql(after[c]) !== before[c]) } : {}),
+  };
 }
 
 /**

@@ -75,6 +75,31 @@ export interface UpsertCounts {
   unchanged: number;
 }
 
+/**
+ * A change the store made to a copy's row, as the change feed (watch/) hears it: before the
+ * transaction that made it commits, so a feed commits its cursor only after its sink took the events.
+ */
+export interface StoredChange {
+  table: string;
+  kind: 'created' | 'updated' | 'deleted';
+  key: unknown;
+  /** The record's `__STAMP` after the change (deleted: the last one stored). */
+  stamp: number | null;
+  /** `__TIMESTAMP` as exported (deleted: the last one stored). */
+  timestamp: string | null;
+  /** 4D's global stamp of the change, where the server tracks changes. */
+  globalStamp: number | null;
+  /** The row after the change, as exported (deleted: null). */
+  row: Record<string, unknown> | null;
+  /** Updated: the fields whose stored value changed. */
+  changedFields?: string[];
+}
+
+/** Told the changes of each transaction before it commits; a throw rolls the transaction back. */
+export interface ChangeObserver {
+  beforeCommit(changes: StoredChange[]): Promise<void>;
+}
+
 /** Rows laid out as [key, __STAMP, __TIMESTAMP, cursor, ...data columns] → the upsert's parameters. */
 export type Upsert = (rows: unknown[][], syncedAt: string) => Promise<UpsertCounts>;
 
@@ -184,6 +209,16 @@ export abstract class SyncStore {
   /** The path, or the URL with its password masked: safe to print. */
   abstract readonly display: string;
   protected abstract readonly dialect: Dialect;
+  /** The change feed listening to this store's row changes (none for sync). */
+  changeObserver?: ChangeObserver;
+  /** Whether the upsert reports row changes (the SQLite store does; the PostgreSQL one not yet). */
+  readonly reportsChanges: boolean = false;
+  private pendingChanges: StoredChange[] = [];
+
+  /** Note a row change for the observer (told at the next commit). */
+  protected noteChange(change: StoredChange): void {
+    if (this.changeObserver) this.pendingChanges.push(change);
+  }
 
   /** Run one statement (`?` placeholders). */
   protected abstract query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<{ rows: T[]; changes: number }>;
@@ -221,10 +256,17 @@ export abstract class SyncStore {
   }
 
   async commit(): Promise<void> {
+    if (this.changeObserver && this.pendingChanges.length) {
+      const changes = this.pendingChanges;
+      this.pendingChanges = [];
+      // A sink that did not take them fails the commit: the caller rolls back, nothing is lost.
+      await this.changeObserver.beforeCommit(changes);
+    }
     await this.exec('COMMIT');
   }
 
   async rollback(): Promise<void> {
+    this.pendingChanges = [];
     await this.exec('ROLLBACK');
   }
 
@@ -328,10 +370,20 @@ export abstract class SyncStore {
     let marked = 0;
     const where = `${quoteId(keyColumn)} = ? AND _deleted_at IS NULL${stampColumn ? ` AND coalesce(${quoteId(stampColumn)}, -1) <= ?` : ''}`;
     for (const d of deletions) {
-      const params = stampColumn ? [at, toSql(d.key), d.stamp ?? 0] : [at, toSql(d.key)];
-      marked += (await this.query(`UPDATE ${quoteId(table)} SET _deleted_at = ? WHERE ${where}`, params)).changes;
+      const params = stampColumn ? [toSql(d.key), d.stamp ?? 0] : [toSql(d.key)];
+      if (this.changeObserver) {
+        const rows = (await this.query<Record<string, unknown>>(`SELECT _stamp FROM ${quoteId(table)} WHERE ${where}`, params)).rows;
+        for (const r of rows) this.noteDeletion(table, d.key, r, d.stamp ?? null);
+      }
+      marked += (await this.query(`UPDATE ${quoteId(table)} SET _deleted_at = ? WHERE ${where}`, [at, ...params])).changes;
     }
     return marked;
+  }
+
+  private noteDeletion(table: string, key: unknown, stored: Record<string, unknown>, globalStamp: number | null): void {
+    const stamp = stored._stamp === null || stored._stamp === undefined ? null : Number(stored._stamp);
+    // The time of a deletion is not stored anywhere: the event says when the feed saw it (timestamp null).
+    this.noteChange({ table, kind: 'deleted', key, stamp, timestamp: null, globalStamp, row: null });
   }
 
   /** The newest row cursor stored for a table (not after `notAfter`), and the keys of the rows at it (at most 1,000). */
@@ -448,7 +500,14 @@ export abstract class SyncStore {
             : `SELECT s.k AS k ${serverSide} WHERE ${where} AND s.k > ? ORDER BY s.k LIMIT ?`;
         return (await this.query<{ k: unknown }>(sql, after === undefined ? [limit] : [toSql(after), limit])).rows.map((r) => r.k);
       },
-      markVanished: (at) => this.transaction(async () => (await this.query(`UPDATE ${t} SET _deleted_at = ? WHERE ${live} AND ${isExtra}`, [at])).changes),
+      markVanished: (at) =>
+        this.transaction(async () => {
+          if (this.changeObserver) {
+            const gone = await this.query<Record<string, unknown>>(`SELECT ${k} AS k, _stamp FROM ${t} WHERE ${live} AND ${isExtra}`);
+            for (const r of gone.rows) this.noteDeletion(table, r.k, r, null);
+          }
+          return (await this.query(`UPDATE ${t} SET _deleted_at = ? WHERE ${live} AND ${isExtra}`, [at])).changes;
+        }),
       drop: () => this.exec(`DROP TABLE IF EXISTS ${scan}`),
     };
   }

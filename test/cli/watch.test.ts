@@ -1,0 +1,222 @@
+/**
+ * Issue 25: `legacy watch`, the change feed. Compared with the emulator's own record of every change
+ * it made (GET /__emulator/changes): no changed record is missing, each record's last event carries
+ * its final state (its __STAMP) and kind, untouched records get no event. With 4D change tracking on
+ * and off (then deletions and updates that keep their dates are found by the reconcile at the end
+ * of --once). Sinks: stdout, a real HTTP receiver verifying Standard Webhooks signatures, a real
+ * Redis stream. The kill -9 loop under churn is in reliability/watch-crash.test.ts.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { Webhook } from 'standardwebhooks';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { cleanupTempDirs, interruptCli, tempDir } from '../helpers/cli.js';
+import { startServer, type TestServer } from '../helpers/emulator.js';
+import { runMain } from '../helpers/run.js';
+import { startRedis } from '../helpers/services.mjs';
+import { expectFeedMatches, parseEvents, type FeedEvent } from '../helpers/watch.js';
+
+let server: TestServer | undefined;
+afterEach(async () => {
+  await server?.stop();
+  server = undefined;
+});
+afterAll(() => cleanupTempDirs());
+
+const watch = (args: string[], env: Record<string, string>, input?: string) => runMain(['watch', ...args], { env, input });
+
+describe.each([
+  ['tracks changes', ['Kunden']],
+  ['does not track changes', false],
+] as const)('a server that %s', (_label, changeTracking) => {
+  it('starts at now, then emits exactly the changes: created, updated (changed fields), deleted', async () => {
+    server = await startServer({ rows: { Kunden: 60 }, changeTracking: changeTracking as string[] | false });
+    const first = await watch(['Kunden', '--once'], server.env);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toBe('');
+    expect(await server.control('mutate', { table: 'Kunden', update: 4, insert: 2, delete: 2 })).toBeTruthy();
+    // Changes behind the dates' back: only the reconcile (or 4D's change tracking) sees them.
+    await server.control('mutate', { table: 'Kunden', update: 2, insert: 1, delete: 1, dates: 'keep' });
+    const second = await watch(['Kunden', '--once'], server.env);
+    expect(second.code, second.stderr).toBe(0);
+    const events = parseEvents(second.stdout);
+    await expectFeedMatches(server, 'Kunden', events);
+    expect(events.filter((e) => e.type === 'legacy.record.created')).toHaveLength(3);
+    expect(events.filter((e) => e.type === 'legacy.record.deleted')).toHaveLength(3);
+    const updated = events.filter((e) => e.type === 'legacy.record.updated');
+    expect(updated).toHaveLength(6);
+    for (const e of updated) {
+      expect(e.data.changedFields!.length).toBeGreaterThan(0);
+      expect(e.data.changedFields).not.toContain('KundenNr');
+    }
+    for (const e of events) {
+      expect(e.specversion).toBe('1.0');
+      expect(e.source).toBe('urn:legacy:test:Kunden');
+      expect(Number.isNaN(Date.parse(e.time))).toBe(false);
+    }
+    // Nothing changed since: nothing to say, and no event twice.
+    const third = await watch(['Kunden', '--once'], server.env);
+    expect(third.stdout).toBe('');
+  });
+});
+
+describe('watch', () => {
+  it('--from beginning sends every record as created; a second consumer keeps its own cursor', async () => {
+    server = await startServer({ rows: { Kunden: 40 }, changeTracking: ['Kunden'] });
+    const all = await watch(['Kunden', '--once', '--from', 'beginning', '--consumer', 'full'], server.env);
+    expect(all.code, all.stderr).toBe(0);
+    const events = parseEvents(all.stdout);
+    expect(events).toHaveLength(40);
+    expect(new Set(events.map((e) => e.type))).toEqual(new Set(['legacy.record.created']));
+    expect(new Set(events.map((e) => e.id)).size).toBe(40);
+    // In change order (4D's global stamp).
+    const stamps = events.map((e) => (e.data as { globalStamp?: number }).globalStamp!);
+    expect(stamps).toEqual([...stamps].sort((a, b) => a - b));
+    await server.control('mutate', { table: 'Kunden', update: 1 });
+    expect(parseEvents((await watch(['Kunden', '--once', '--consumer', 'full'], server.env)).stdout)).toHaveLength(1);
+    // Another consumer starting now sees only what comes after its start.
+    expect((await watch(['Kunden', '--once', '--consumer', 'late'], server.env)).stdout).toBe('');
+    const status = await runMain(['watch', 'status', '--json'], { env: server.env });
+    expect(status.code).toBe(0);
+    const consumers = JSON.parse(status.stdout).consumers as Array<{ consumer: string; table: string; records: number }>;
+    expect(consumers.map((c) => [c.consumer, c.table, c.records])).toEqual([
+      ['full', 'Kunden', 40],
+      ['late', 'Kunden', 40],
+    ]);
+  });
+
+  it('reset forgets a consumer (with --yes off a terminal); state is 0600', async () => {
+    server = await startServer({ rows: { Kunden: 20 } });
+    expect((await watch(['Kunden', '--once', '--consumer', 'c1'], server.env)).code).toBe(0);
+    const db = join(server.dataDir, 'watch', 'test', 'c1.sqlite');
+    expect(statSync(db).mode & 0o077).toBe(0);
+    const refused = await runMain(['watch', 'reset', '--consumer', 'c1'], { env: server.env });
+    expect(refused.code).toBe(64);
+    expect(existsSync(db)).toBe(true);
+    expect((await runMain(['watch', 'reset', '--consumer', 'c1', '--yes'], { env: server.env })).code).toBe(0);
+    expect(existsSync(db)).toBe(false);
+  });
+
+  it('names the tables, refuses two sinks, and wants the webhook secret from the environment', async () => {
+    server = await startServer({ rows: { Kunden: 5 } });
+    expect((await watch([], server.env)).code).toBe(64);
+    expect((await watch(['Kunden', '--webhook', 'http://127.0.0.1:1/x', '--redis-stream', 'redis://127.0.0.1:1'], server.env)).code).toBe(64);
+    const noSecret = await watch(['Kunden', '--webhook', 'http://127.0.0.1:1/x'], server.env);
+    expect(noSecret.code).toBe(78);
+    expect(noSecret.stderr).toMatch(/LEGACY_WEBHOOK_SECRET/);
+  });
+
+  it('Ctrl-C stops the follower cleanly: exit 0, and the next run goes on from where it was', async () => {
+    server = await startServer({ rows: { Kunden: 30 }, changeTracking: ['Kunden'] });
+    const r = await interruptCli(['watch', 'Kunden', '--interval', '100ms'], { env: server.env, afterMs: 2500 });
+    expect(r.code, r.stderr).toBe(0);
+    await server.control('mutate', { table: 'Kunden', update: 2 });
+    expect(parseEvents((await watch(['Kunden', '--once'], server.env)).stdout)).toHaveLength(2);
+  });
+});
+
+describe('the webhook sink', () => {
+  const SECRET = `whsec_${Buffer.from('a-test-secret-of-enough-length!!').toString('base64')}`;
+  let receiver: Server | undefined;
+  afterEach(async () => {
+    await new Promise((resolve) => receiver?.close(resolve) ?? resolve(undefined));
+    receiver = undefined;
+  });
+
+  /** A receiver that verifies every request's signature; `refuse(n)` says whether to answer 503 to the n-th. */
+  async function startReceiver(refuse: (n: number) => boolean) {
+    const verifier = new Webhook(SECRET);
+    const got: { batches: FeedEvent[][]; ids: string[]; requests: number; badSignatures: number } = { batches: [], ids: [], requests: 0, badSignatures: 0 };
+    receiver = createServer(async (req: IncomingMessage, res) => {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const body = Buffer.concat(chunks).toString('utf8');
+      got.requests++;
+      try {
+        verifier.verify(body, req.headers as Record<string, string>);
+      } catch {
+        got.badSignatures++;
+        res.writeHead(401).end();
+        return;
+      }
+      if (refuse(got.requests)) {
+        res.writeHead(503).end();
+        return;
+      }
+      got.batches.push(JSON.parse(body));
+      got.ids.push(String(req.headers['webhook-id']));
+      res.writeHead(204).end();
+    });
+    await new Promise<void>((resolve) => receiver!.listen(0, '127.0.0.1', resolve));
+    const port = (receiver.address() as { port: number }).port;
+    return { got, url: `http://127.0.0.1:${port}/hooks/erp` };
+  }
+
+  it('POSTs signed batches, retries a receiver that is down, and never loses a change', async () => {
+    server = await startServer({ rows: { Kunden: 30 }, changeTracking: ['Kunden'] });
+    const { got, url } = await startReceiver((n) => n <= 3);
+    const env = { ...server.env, LEGACY_WEBHOOK_SECRET: SECRET, LEGACY_WEBHOOK_BACKOFF_MS: '20' };
+    expect((await watch(['Kunden', '--once', '--webhook', url], env)).code).toBe(0);
+    await server.control('mutate', { table: 'Kunden', update: 3, insert: 1, delete: 1 });
+    const r = await watch(['Kunden', '--once', '--webhook', url], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/not taken \(HTTP 503\); attempt 1 of 8/);
+    expect(got.badSignatures).toBe(0);
+    // The same batch was retried under the same webhook-id (receivers drop duplicates by it).
+    await expectFeedMatches(server, 'Kunden', got.batches.flat());
+    expect(r.stderr).not.toContain(SECRET);
+  });
+
+  it('a receiver that stays down: exit 69 and nothing committed (resent next time), or a dead-letter file', async () => {
+    server = await startServer({ rows: { Kunden: 30 }, changeTracking: ['Kunden'] });
+    let down = true;
+    const { got, url } = await startReceiver(() => down);
+    const env = { ...server.env, LEGACY_WEBHOOK_SECRET: SECRET, LEGACY_WEBHOOK_BACKOFF_MS: '10' };
+    expect((await watch(['Kunden', '--once', '--webhook', url], env)).code).toBe(0);
+    await server.control('mutate', { table: 'Kunden', update: 2 });
+    const stopped = await watch(['Kunden', '--once', '--webhook', url, '--webhook-attempts', '2'], env);
+    expect(stopped.code).toBe(69);
+    expect(stopped.stderr).toMatch(/did not take a batch of 2 event\(s\).*nothing was committed/);
+    down = false;
+    expect((await watch(['Kunden', '--once', '--webhook', url], env)).code).toBe(0);
+    await expectFeedMatches(server, 'Kunden', got.batches.flat());
+    // Dead letter: the batch goes to a 0600 file and the feed goes on.
+    down = true;
+    await server.control('mutate', { table: 'Kunden', update: 1 });
+    const dlq = join(tempDir(), 'dead.ndjson');
+    const dead = await watch(['Kunden', '--once', '--webhook', url, '--webhook-attempts', '1', '--on-failure', 'dead-letter', '--dead-letter', dlq], env);
+    expect(dead.code, dead.stderr).toBe(0);
+    const lines = readFileSync(dlq, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!).event.type).toBe('legacy.record.updated');
+    expect(statSync(dlq).mode & 0o077).toBe(0);
+  });
+});
+
+describe('the Redis stream sink', async () => {
+  const redis = await startRedis();
+  afterAll(async () => {
+    await redis?.stop();
+  });
+  it.skipIf(!redis)('XADDs one entry per event, readable by a consumer group', async () => {
+    server = await startServer({ rows: { Kunden: 30 }, changeTracking: ['Kunden'] });
+    const args = ['Kunden', '--once', '--redis-stream', redis!.url, '--stream-key', 'erp:events'];
+    expect((await watch(args, server.env)).code).toBe(0);
+    await server.control('mutate', { table: 'Kunden', update: 2, insert: 1, delete: 1 });
+    const client = new Redis(redis!.url);
+    try {
+      await client.xgroup('CREATE', 'erp:events', 'shop', '0', 'MKSTREAM');
+      const r = await watch(args, server.env);
+      expect(r.code, r.stderr).toBe(0);
+      const read = (await client.xreadgroup('GROUP', 'shop', 'c1', 'COUNT', 100, 'STREAMS', 'erp:events', '>')) as Array<[string, Array<[string, string[]]>]>;
+      const events = read[0]![1].map(([, fields]) => JSON.parse(fields[1]!) as FeedEvent);
+      expect(events).toHaveLength(4);
+      await expectFeedMatches(server, 'Kunden', events);
+    } finally {
+      client.disconnect();
+    }
+  });
+});
