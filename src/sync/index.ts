@@ -44,6 +44,13 @@ export interface SyncOptions {
   logger: Logger;
   signal?: AbortSignal;
   onProgress?: (table: string, rows: number, total?: number) => void;
+  /** Entity sets for the incremental reads (default true; 'auto': only when a window has more than a page). */
+  entitySet?: boolean | 'auto';
+  /**
+   * 4D's global stamp the previous pass of this table saw (TableResult.serverStamp): the same again
+   * means nothing was written or deleted anywhere since, so `__DeletedRecords` is not asked.
+   */
+  serverStampBefore?: number;
 }
 
 export type VerifyResult = ScanDiff & { table: string; equal: boolean };
@@ -89,6 +96,8 @@ export interface TableResult {
   addedColumns: string[];
   vanishedColumns: string[];
   error?: string;
+  /** 4D's global stamp when the pass read its first page (0: the server does not track changes). */
+  serverStamp?: number;
 }
 
 export { normaliseTableConfig } from './open.js';
@@ -206,7 +215,13 @@ export class Syncer {
   }
 
   private async plan(t: TableContext, window?: Window): Promise<ExportPlan> {
-    const p = await planExport(this.client, { table: t.dc.name, meta: true, pageSize: this.options.pageSize, concurrency: this.options.concurrency });
+    const p = await planExport(this.client, {
+      table: t.dc.name,
+      meta: true,
+      pageSize: this.options.pageSize,
+      concurrency: this.options.concurrency,
+      entitySet: window?.filter ? (this.options.entitySet ?? true) : true,
+    });
     if (window?.filter) p.query = { ...p.query, filter: window.filter, params: window.params, check: window.check, onMismatch: 'count' };
     return p;
   }
@@ -243,7 +258,9 @@ export class Syncer {
       }
       // Deletions since the last stamp cursor, whatever this pass read (a full read marks none).
       const lastStamp = t.state?.tracking === 'global stamp' && t.state.stamp_cursor != null ? Number(t.state.stamp_cursor) : undefined;
-      if (t.globalStamp && lastStamp !== undefined)
+      result.serverStamp = pass.globalStamp ?? 0;
+      const untouched = this.options.serverStampBefore !== undefined && result.serverStamp > 0 && result.serverStamp === this.options.serverStampBefore;
+      if (t.globalStamp && lastStamp !== undefined && !untouched)
         result.deleted += await this.trackedDeletions(t, lastStamp, runId, result.mode !== 'full (window not applied by the server)');
       let reconciled: ReconcileResult | undefined;
       if (this.options.reconcile) {
@@ -397,6 +414,7 @@ export class Syncer {
       fields: ['__PrimaryKey', '__Stamp', '__TableName'],
       pageSize: this.options.pageSize,
       concurrency: this.options.concurrency,
+      entitySet: this.options.entitySet ?? true,
     });
     if (filtersWork) {
       const check = allOf(

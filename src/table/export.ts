@@ -35,8 +35,12 @@ export interface ExportOptions {
   concurrency?: number;
   raw?: boolean;
   meta?: boolean;
-  /** Page a server-side entity set (default true). */
-  entitySet?: boolean;
+  /**
+   * Page a server-side entity set (default true). 'auto': ask the first page without one and make
+   * the set only when more than one page is there (a poll of a small window: one request, no set to
+   * release; a larger one asks its first page again with the set).
+   */
+  entitySet?: boolean | 'auto';
 }
 
 export interface Column {
@@ -279,15 +283,20 @@ async function* exportPages<P extends PageView, T>(
   const table = plan.dataClass.name;
   const pageSize = options.pageSize;
   const base: PageQuery = { filter: query.filter, params: query.params, orderBy: query.orderBy, attributes: query.attributes };
-  const useSet = options.entitySet !== false;
+  let useSet = options.entitySet !== false;
   // A server that ignores $filter must not turn into an unfiltered export (checked once per server).
   if (query.filter) await client.ensureFiltersApplied(plan.dataClass, query.rowsChecked === true && plan.query.check !== undefined);
 
   // First page: creates the entity set (when supported) and tells us the count.
   const firstTop = options.limit !== undefined ? Math.min(pageSize, options.limit) : pageSize;
-  const { page: first } = await read(table, { ...base, skip: options.skip, top: firstTop, entitySet: useSet }).then((r) =>
-    asAsked(r, table, options.skip, firstTop),
-  );
+  const readFirst = (entitySet: boolean) =>
+    read(table, { ...base, skip: options.skip, top: firstTop, entitySet }).then((r) => asAsked(r, table, options.skip, firstTop));
+  let { page: first } = await readFirst(useSet && options.entitySet !== 'auto');
+  if (options.entitySet === 'auto') {
+    // Everything came in the first page: no set needed. Else start over in one, for a stable selection.
+    if (first.envelope.__COUNT - (options.skip ?? 0) <= firstTop) useSet = false;
+    else ({ page: first } = await readFirst(true));
+  }
   const count = first.envelope.__COUNT;
   let setId = useSet ? entitySetId(first.envelope) : undefined;
   if (useSet && !setId)

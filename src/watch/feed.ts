@@ -94,13 +94,14 @@ export async function runFeed(client: RestClient, store: SyncStore, sink: Sink, 
     },
   };
   const reconciledAt = new Map<string, number>();
+  const serverStamps = new Map<string, number>();
   let wait = options.intervalMs;
   let failures = 0;
   try {
     for (let round = 1; ; round++) {
       const before = delivered;
       try {
-        await pollRound(client, store, options, round, reconciledAt, summary, (m) => {
+        await pollRound(client, store, options, round, { reconciledAt, serverStamps }, summary, (m) => {
           muted = m;
         });
         failures = 0;
@@ -140,7 +141,7 @@ async function pollRound(
   store: SyncStore,
   options: FeedOptions,
   round: number,
-  reconciledAt: Map<string, number>,
+  seen: { reconciledAt: Map<string, number>; serverStamps: Map<string, number> },
   summary: FeedSummary,
   mute: (muted: boolean) => void,
 ): Promise<void> {
@@ -151,7 +152,7 @@ async function pollRound(
     const fresh = !state?.last_success;
     // Where the server tracks changes, deletions and every write are in the global stamp: no reconcile.
     const tracked = state?.tracking === 'global stamp';
-    const last = reconciledAt.get(table.name) ?? (state?.last_reconcile ? Date.parse(state.last_reconcile) : 0);
+    const last = seen.reconciledAt.get(table.name) ?? (state?.last_reconcile ? Date.parse(state.last_reconcile) : 0);
     const reconcile = !fresh && !tracked && (options.once || Date.now() - last >= options.reconcileIntervalMs);
     if (fresh && options.from === 'now') {
       mute(true);
@@ -163,10 +164,14 @@ async function pollRound(
       signal: options.signal,
       pageSize: options.pageSize,
       concurrency: options.concurrency,
+      // A poll's window is usually empty or small: one request, no entity set to make and release.
+      entitySet: fresh ? true : 'auto',
+      serverStampBefore: seen.serverStamps.get(table.name),
     });
     const result = await syncer.syncTable(table, runId);
     mute(false);
-    if (reconcile) reconciledAt.set(table.name, Date.now());
+    if (result.serverStamp) seen.serverStamps.set(table.name, result.serverStamp);
+    if (reconcile) seen.reconciledAt.set(table.name, Date.now());
     if (fresh)
       options.logger.info(
         `${result.table}: ${options.from === 'now' ? 'snapshot taken, following changes from now' : `${result.inserted} record(s) sent as created`}`,

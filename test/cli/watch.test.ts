@@ -117,6 +117,23 @@ describe('watch', () => {
   });
 });
 
+describe('polling that is kind to the server', () => {
+  it('one request per table per round when nothing changed (no entity set, no deletions query)', async () => {
+    server = await startServer({ rows: { Kunden: 30, Artikel: 30 }, changeTracking: ['Kunden'] });
+    expect((await watch(['Kunden', 'Artikel', '--once'], server.env)).code).toBe(0);
+    const r = await interruptCli(['watch', 'Kunden', 'Artikel', '--interval', '100ms', '--max-interval', '100ms', '-vv'], { env: server.env, afterMs: 3000 });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.split('\n');
+    const firstRound = lines.findIndex((l) => /round 1:/.test(l));
+    const rounds = lines.filter((l) => /round \d+:/.test(l)).length;
+    const later = lines.slice(firstRound + 1).filter((l) => /debug: http (GET|POST)/.test(l));
+    expect(rounds).toBeGreaterThan(3);
+    // After the first round (catalog, checks): one page request per table per round.
+    expect(later.length).toBeLessThanOrEqual(2 * rounds);
+    expect(later.every((l) => /GET \/rest\/(Kunden|Artikel)\?/.test(l))).toBe(true);
+  });
+});
+
 describe('the webhook sink', () => {
   const SECRET = `whsec_${Buffer.from('a-test-secret-of-enough-length!!').toString('base64')}`;
   let receiver: Server | undefined;
