@@ -21,6 +21,8 @@ interface SyncOptions {
   pageSize?: number;
   limit?: number;
   olderThan?: string;
+  follow?: boolean;
+  interval?: number;
 }
 
 /** `--older-than`: checked as a duration, kept as written (the message repeats it). */
@@ -49,6 +51,8 @@ export const spec = command<SyncOptions>({
     { flags: '--page-size <n>', description: 'rows per request (default 1000)', parse: wholeNumber('--page-size', 1, 100_000) },
     { flags: '--json', description: 'JSON summary' },
     { flags: '--dry-run', description: 'say what would be read, write nothing' },
+    { flags: '--follow', description: 'keep going: poll for changes every --interval until Ctrl-C (the copy stays seconds behind)' },
+    { flags: '--interval <duration>', description: 'with --follow: time between polls (default 1s; idle polls back off to 5s)', parse: duration },
   ],
   examples: [
     'legacy sync Artikel Kunden                 # incremental after the first (full) run',
@@ -112,6 +116,8 @@ function tablesOf(ctx: CommandContext, args: string[], what: string): SyncTableC
 
 async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): Promise<number> {
   const tables = tablesOf(ctx, args, 'sync');
+  if (opts.follow) return follow(ctx, tables, opts);
+  if (opts.interval !== undefined) throw new UsageError('--interval applies to --follow');
   ctx.metrics.table(tables.map((t) => t.name).join(','));
   const db = target(ctx, opts);
   const { Syncer, newRunId } = await import('../sync/index.js');
@@ -152,6 +158,45 @@ async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): 
   }
   // The per-table errors were reported above; the exit code says what kind the first one was.
   return firstError ? exitCodeFor(firstError) : ExitCode.ok;
+}
+
+/**
+ * `sync --follow`: the change feed's polling (../watch/feed.ts) without a sink: each poll is an
+ * incremental pass, one request per table when nothing changed, the reconcile every 10 minutes
+ * where the server does not track changes; transient failures wait and go on; Ctrl-C exits 0.
+ */
+async function follow(ctx: CommandContext, tables: SyncTableConfig[], opts: SyncOptions): Promise<number> {
+  if (opts.dryRun || opts.full || opts.json) throw new UsageError('--follow cannot be combined with --dry-run, --full or --json');
+  ctx.metrics.table(tables.map((t) => t.name).join(','));
+  const db = target(ctx, opts);
+  const { runFeed } = await import('../watch/feed.js');
+  const client = await ctx.client();
+  const store = await openSyncStore(db, 'run');
+  ctx.logger.info(`following ${tables.map((t) => t.name).join(', ')} into ${db.display}; Ctrl-C to stop`);
+  try {
+    const interval = opts.interval ?? 1000;
+    const summary = await runFeed(client, store, undefined, {
+      env: ctx.settings.envName,
+      tables,
+      from: 'beginning',
+      intervalMs: interval,
+      maxIntervalMs: Math.max(5_000, interval),
+      reconcileIntervalMs: opts.reconcile ? 0 : 600_000,
+      once: false,
+      pageSize: opts.pageSize ?? ctx.settings.pageSize,
+      concurrency: ctx.settings.concurrency,
+      logger: ctx.logger,
+      signal: ctx.signal,
+      onTable: (r) => {
+        ctx.metrics.rows({ read: r.fetched, written: r.inserted + r.updated });
+        if (r.inserted + r.updated + r.deleted) ctx.logger.info(`${r.table}: ${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted`);
+      },
+    });
+    ctx.logger.info(`stopped after ${summary.rounds} poll(s)`);
+  } finally {
+    await store.close();
+  }
+  return ExitCode.ok;
 }
 
 /** A run's tables: what a dry run would read, or what the run did. */

@@ -24,6 +24,7 @@ interface WatchOptions {
   streamKey?: string;
   maxlen?: number;
   pageSize?: number;
+  state?: string;
   json?: boolean;
   yes?: boolean;
 }
@@ -51,19 +52,21 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
   if (opts.webhook && !secret)
     throw new ConfigError('--webhook needs the signing secret in LEGACY_WEBHOOK_SECRET (whsec_…)', { hint: 'never put it on the command line' });
   if (opts.onFailure === 'dead-letter' && !opts.webhook) throw new UsageError('--on-failure applies to --webhook');
-  const { normaliseTableConfig, openSyncStore } = await import('../sync/open.js');
+  const { normaliseTableConfig, openSyncStore, syncTarget } = await import('../sync/open.js');
   const { runFeed } = await import('../watch/feed.js');
   const sinks = await import('../watch/sinks.js');
   const configured = new Map((ctx.settings.envConfig?.sync?.tables ?? []).map(normaliseTableConfig).map((t) => [t.name, t]));
   const tables = args.map((name) => configured.get(name) ?? { name });
   ctx.metrics.table(args.join(','));
-  const path = join(stateDir(ctx), `${consumer}.sqlite`);
+  const target = syncTarget(opts.state, ctx.io.cwd, join(stateDir(ctx), `${consumer}.sqlite`), '--state');
   const client = await ctx.client();
-  // The state holds customer rows: 0600 in a 0700 directory (SQLite gives its -wal and -shm the same mode).
-  await mkdir(stateDir(ctx), { recursive: true, mode: 0o700 });
-  await (await open(path, 'a', 0o600)).close();
+  if (target.kind === 'sqlite') {
+    // The state holds customer rows: 0600 in a 0700 directory (SQLite gives its -wal and -shm the same mode).
+    await mkdir(stateDir(ctx), { recursive: true, mode: 0o700 });
+    await (await open(target.path, 'a', 0o600)).close();
+  }
   // One follower per consumer: the state database's run lock (a second one is exit 75).
-  const store = await openSyncStore({ kind: 'sqlite', path, display: path }, 'run');
+  const store = await openSyncStore(target, 'run');
   let sink: import('../watch/sinks.js').Sink;
   try {
     if (opts.webhook) {
@@ -98,7 +101,7 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
     await store.close();
     throw error;
   }
-  ctx.logger.info(`watching ${args.join(', ')} for consumer '${consumer}' into ${sink.name} (state ${path})`);
+  ctx.logger.info(`watching ${args.join(', ')} for consumer '${consumer}' into ${sink.name} (state ${target.display})`);
   try {
     const summary = await runFeed(client, store, sink, {
       env: ctx.settings.envName,
@@ -238,6 +241,11 @@ export const spec = command<WatchOptions>({
     { flags: '--stream-key <key>', description: 'the stream (default legacy:<env>:events)' },
     { flags: '--maxlen <n>', description: 'approximate MAXLEN of the stream (default 1000000; 0: unbounded)', parse: wholeNumber('--maxlen', 0) },
     { flags: '--page-size <n>', description: 'rows per request (default 1000)', parse: wholeNumber('--page-size', 1, 100_000) },
+    {
+      flags: '--state <path|url>',
+      description:
+        "the consumer's state: an SQLite file (default <data dir>/watch/<env>/<consumer>.sqlite) or postgres://… (one database or schema per consumer)",
+    },
   ],
   examples: [
     'legacy watch Artikel Kunden                                   # NDJSON CloudEvents on stdout',

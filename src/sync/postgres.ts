@@ -5,7 +5,7 @@
  */
 import type { Client } from 'pg';
 import { AuthError, BadDataError, ConfigError, LegacyError, LockBusyError, TemporaryError, UnavailableError } from '../errors/index.js';
-import { SyncStore, quoteId, toSql, upsertParams, type Dialect, type SyncTarget, type Upsert } from './store.js';
+import { SyncStore, quoteId, rowChange, toSql, upsertParams, type Dialect, type SyncTarget, type Upsert } from './store.js';
 
 const TYPES = { INTEGER: 'BIGINT', REAL: 'DOUBLE PRECISION', TEXT: 'TEXT' } as const;
 
@@ -129,12 +129,26 @@ export class PostgresSyncStore extends SyncStore {
     const source = `SELECT * FROM unnest(${this.upsertColumns(keyColumn, dataColumns)
       .map((c) => `?::${types.get(c)}[]`)
       .join(', ')})`;
-    const sql = this.upsertSql(table, keyColumn, dataColumns, source, !rewriteAll, ' RETURNING (xmax = 0) AS inserted');
+    const k = quoteId(keyColumn);
+    const sql = this.upsertSql(table, keyColumn, dataColumns, source, !rewriteAll, ` RETURNING (xmax = 0) AS inserted, ${k}::text AS k`);
+    // A change feed needs the stored rows to name the changed fields (read in the same transaction).
+    const observed = this.changeObserver !== undefined;
+    const previous = `SELECT *, ${k}::text AS _k FROM ${quoteId(table)} WHERE ${k} = ANY(?::${types.get(keyColumn)}[])`;
     return async (rows, syncedAt) => {
       // One statement may not touch a row twice: of repeated keys the last wins.
-      const unique = [...new Map(rows.map((r) => [toSql(r[0]), r])).values()].map((r) => upsertParams(r, syncedAt));
+      const last = [...new Map(rows.map((r) => [toSql(r[0]), r])).values()];
+      const unique = last.map((r) => upsertParams(r, syncedAt));
       const arrays = unique[0]?.map((_, i) => unique.map((r) => r[i])) ?? [];
-      const written = unique.length ? (await this.query<{ inserted: boolean }>(sql, arrays)).rows : [];
+      const before =
+        observed && unique.length ? new Map((await this.query<Record<string, unknown>>(previous, [arrays[0]])).rows.map((r) => [String(r._k), r])) : undefined;
+      const written = unique.length ? (await this.query<{ inserted: boolean; k: string }>(sql, arrays)).rows : [];
+      if (before) {
+        const byKey = new Map(last.map((r) => [String(toSql(r[0])), r]));
+        for (const w of written) {
+          const row = byKey.get(w.k);
+          if (row) this.noteChange(rowChange(table, keyColumn, dataColumns, row, before.get(w.k) as never));
+        }
+      }
       const inserted = written.filter((w) => w.inserted).length;
       return { inserted, updated: written.length - inserted, unchanged: rows.length - written.length };
     };

@@ -4,8 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { ConfigError, LockBusyError, cannotWriteError, noSpaceReason } from '../errors/index.js';
-import { SyncStore, quoteId, toSql, upsertParams, type Dialect, type StoredChange, type Upsert, type UpsertCounts } from './store.js';
-import { GLOBAL_STAMP } from './window.js';
+import { SyncStore, quoteId, rowChange, toSql, upsertParams, type Dialect, type Upsert, type UpsertCounts } from './store.js';
 
 const require = createRequire(import.meta.url);
 const load = () => require('better-sqlite3') as typeof import('better-sqlite3');
@@ -20,7 +19,6 @@ const dialect: Dialect = {
 
 export class SqliteSyncStore extends SyncStore {
   protected readonly dialect = dialect;
-  override readonly reportsChanges = true;
   private lockDb?: Db;
   private readonly statements = new Map<string, Statement>();
 
@@ -153,33 +151,6 @@ export class SqliteSyncStore extends SyncStore {
         return counts;
       });
   }
-}
-
-/** What an upsert did to one row, for the change feed: created (new or re-created after a deletion) or updated. */
-function rowChange(
-  table: string,
-  keyColumn: string,
-  dataColumns: string[],
-  row: unknown[],
-  before: ({ _deleted_at: string | null } & Record<string, unknown>) | undefined,
-): StoredChange {
-  const after: Record<string, unknown> = { [keyColumn]: row[0] };
-  dataColumns.forEach((c, i) => {
-    after[c] = row[4 + i];
-  });
-  const live = before !== undefined && before._deleted_at === null;
-  const stamp = typeof row[1] === 'number' ? row[1] : row[1] == null ? null : Number(row[1]);
-  const global = after[GLOBAL_STAMP];
-  return {
-    table,
-    kind: live ? 'updated' : 'created',
-    key: row[0],
-    stamp,
-    timestamp: typeof row[2] === 'string' ? row[2] : null,
-    globalStamp: global === null || global === undefined ? null : Number(global),
-    row: after,
-    ...(live ? { changedFields: dataColumns.filter((c) => c !== GLOBAL_STAMP && toSql(after[c]) !== before[c]) } : {}),
-  };
 }
 
 /**

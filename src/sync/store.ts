@@ -8,6 +8,9 @@
 import type { Attribute } from '../rest/types.js';
 import { NUMBER_TYPES } from '../table/convert.js';
 
+/** 4D's global modification stamp attribute (as in ./window.ts). */
+const GLOBAL_STAMP = '__GlobalStamp';
+
 export const quoteId = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 export type SqlType = 'INTEGER' | 'REAL' | 'TEXT';
@@ -98,6 +101,40 @@ export interface StoredChange {
 /** Told the changes of each transaction before it commits; a throw rolls the transaction back. */
 export interface ChangeObserver {
   beforeCommit(changes: StoredChange[]): Promise<void>;
+}
+
+/** What an upsert did to one row, for the change feed: created (new or re-created after a deletion) or updated. */
+export function rowChange(
+  table: string,
+  keyColumn: string,
+  dataColumns: string[],
+  row: unknown[],
+  before: ({ _deleted_at: string | null } & Record<string, unknown>) | undefined,
+): StoredChange {
+  const after: Record<string, unknown> = { [keyColumn]: row[0] };
+  dataColumns.forEach((c, i) => {
+    after[c] = row[4 + i];
+  });
+  const live = before !== undefined && before._deleted_at === null;
+  const stamp = typeof row[1] === 'number' ? row[1] : row[1] == null ? null : Number(row[1]);
+  const global = after[GLOBAL_STAMP];
+  return {
+    table,
+    kind: live ? 'updated' : 'created',
+    key: row[0],
+    stamp,
+    timestamp: typeof row[2] === 'string' ? row[2] : null,
+    globalStamp: global === null || global === undefined ? null : Number(global),
+    row: after,
+    ...(live ? { changedFields: dataColumns.filter((c) => c !== GLOBAL_STAMP && !sameStored(after[c], before[c])) } : {}),
+  };
+}
+
+/** A value as exported against the same value as stored (drivers hand 64-bit integers back as text). */
+function sameStored(value: unknown, stored: unknown): boolean {
+  const v = toSql(value);
+  if (v === null || stored === null || stored === undefined) return v === null && (stored === null || stored === undefined);
+  return v === stored || String(v) === String(stored);
 }
 
 /** Rows laid out as [key, __STAMP, __TIMESTAMP, cursor, ...data columns] → the upsert's parameters. */
@@ -211,8 +248,6 @@ export abstract class SyncStore {
   protected abstract readonly dialect: Dialect;
   /** The change feed listening to this store's row changes (none for sync). */
   changeObserver?: ChangeObserver;
-  /** Whether the upsert reports row changes (the SQLite store does; the PostgreSQL one not yet). */
-  readonly reportsChanges: boolean = false;
   private pendingChanges: StoredChange[] = [];
 
   /** Note a row change for the observer (told at the next commit). */

@@ -17,10 +17,10 @@
  * event with the latest state, never none.
  */
 import type { SyncTableConfig } from '../config/store.js';
-import { ConfigError, UnavailableError, exitCodeFor, formatErrorLine } from '../errors/index.js';
+import { UnavailableError, exitCodeFor, formatErrorLine } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { RestClient } from '../rest/index.js';
-import { Syncer, newRunId, type SyncStore } from '../sync/index.js';
+import { Syncer, newRunId, type SyncStore, type TableResult } from '../sync/index.js';
 import { sleep } from '../transport/index.js';
 import { changeOrder, eventOf } from './events.js';
 import type { Sink } from './sinks.js';
@@ -43,6 +43,8 @@ export interface FeedOptions {
   signal?: AbortSignal;
   /** Told after each delivered batch. */
   onDelivered?: (counts: EventCounts) => void;
+  /** Told after each table's pass. */
+  onTable?: (result: TableResult) => void;
   /** Told after each round: whether it found changes, and the wait before the next. */
   onRound?: (round: number, changed: number, waitMs: number) => void;
 }
@@ -65,13 +67,15 @@ export class SinkFailedError extends UnavailableError {}
 
 const RUN_HISTORY_MS = 60 * 60 * 1000;
 
-export async function runFeed(client: RestClient, store: SyncStore, sink: Sink, options: FeedOptions): Promise<FeedSummary> {
-  if (!store.reportsChanges) throw new ConfigError('legacy watch keeps its state in SQLite; a PostgreSQL state database is not supported yet');
+/**
+ * Follow `options.tables` until the signal (or one round with `once`). Without a sink it only keeps
+ * the copy current (`sync --follow`): the same polling, no events.
+ */
+export async function runFeed(client: RestClient, store: SyncStore, sink: Sink | undefined, options: FeedOptions): Promise<FeedSummary> {
   const { logger, signal } = options;
   const summary: FeedSummary = { rounds: 0, events: { created: 0, updated: 0, deleted: 0 }, snapshots: [] };
   let muted = false;
-  let delivered = 0;
-  store.changeObserver = {
+  store.changeObserver = sink && {
     beforeCommit: async (changes) => {
       if (muted) return;
       changes.sort(changeOrder);
@@ -89,7 +93,6 @@ export async function runFeed(client: RestClient, store: SyncStore, sink: Sink, 
       summary.events.created += counts.created;
       summary.events.updated += counts.updated;
       summary.events.deleted += counts.deleted;
-      delivered += changes.length;
       options.onDelivered?.(counts);
     },
   };
@@ -99,9 +102,9 @@ export async function runFeed(client: RestClient, store: SyncStore, sink: Sink, 
   let failures = 0;
   try {
     for (let round = 1; ; round++) {
-      const before = delivered;
+      let changed = 0;
       try {
-        await pollRound(client, store, options, round, { reconciledAt, serverStamps }, summary, (m) => {
+        changed = await pollRound(client, store, options, round, { reconciledAt, serverStamps }, summary, (m) => {
           muted = m;
         });
         failures = 0;
@@ -117,7 +120,6 @@ export async function runFeed(client: RestClient, store: SyncStore, sink: Sink, 
       }
       summary.rounds = round;
       if (options.once) return summary;
-      const changed = delivered - before;
       wait = failures
         ? Math.min(options.maxIntervalMs, options.intervalMs * 2 ** Math.min(failures, 10))
         : changed
@@ -144,10 +146,11 @@ async function pollRound(
   seen: { reconciledAt: Map<string, number>; serverStamps: Map<string, number> },
   summary: FeedSummary,
   mute: (muted: boolean) => void,
-): Promise<void> {
+): Promise<number> {
   const runId = newRunId();
+  let changed = 0;
   for (const table of options.tables) {
-    if (options.signal?.aborted) return;
+    if (options.signal?.aborted) return changed;
     const state = await store.state(table.name);
     const fresh = !state?.last_success;
     // Where the server tracks changes, deletions and every write are in the global stamp: no reconcile.
@@ -170,11 +173,14 @@ async function pollRound(
     });
     const result = await syncer.syncTable(table, runId);
     mute(false);
+    options.onTable?.(result);
+    if (!fresh) changed += result.inserted + result.updated + result.deleted;
     if (result.serverStamp) seen.serverStamps.set(table.name, result.serverStamp);
     if (reconcile) seen.reconciledAt.set(table.name, Date.now());
-    if (fresh)
+    if (fresh && store.changeObserver)
       options.logger.info(
         `${result.table}: ${options.from === 'now' ? 'snapshot taken, following changes from now' : `${result.inserted} record(s) sent as created`}`,
       );
   }
+  return changed;
 }

@@ -12,10 +12,11 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, interruptCli, tempDir } from '../helpers/cli.js';
+import Database from 'better-sqlite3';
+import { cleanupTempDirs, collect, interruptCli, spawnCli, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { runMain } from '../helpers/run.js';
-import { startRedis } from '../helpers/services.mjs';
+import { startPostgres, startRedis } from '../helpers/services.mjs';
 import { expectFeedMatches, parseEvents, type FeedEvent } from '../helpers/watch.js';
 
 let server: TestServer | undefined;
@@ -116,6 +117,61 @@ describe('watch', () => {
     expect(parseEvents((await watch(['Kunden', '--once'], server.env)).stdout)).toHaveLength(2);
   });
 });
+
+describe('state in PostgreSQL, and sync --follow', async () => {
+  const postgres = await startPostgres();
+  afterAll(async () => {
+    await postgres?.stop();
+  });
+
+  it.skipIf(!postgres)('a consumer keeps its state in PostgreSQL (for fleets): same events', async () => {
+    server = await startServer({ rows: { Kunden: 40 }, changeTracking: ['Kunden'] });
+    const state = ['--state', await postgres!.newDatabase()];
+    expect((await watch(['Kunden', '--once', ...state], server.env)).code).toBe(0);
+    await server.control('mutate', { table: 'Kunden', update: 3, insert: 2, delete: 1 });
+    const r = await watch(['Kunden', '--once', ...state], server.env);
+    expect(r.code, r.stderr).toBe(0);
+    const events = parseEvents(r.stdout);
+    expect(events).toHaveLength(6);
+    await expectFeedMatches(server, 'Kunden', events);
+    expect(events.filter((e) => e.type === 'legacy.record.updated').every((e) => e.data.changedFields!.length > 0)).toBe(true);
+  });
+
+  it('sync --follow keeps the copy current until Ctrl-C (exit 0)', async () => {
+    server = await startServer({ rows: { Kunden: 40 } });
+    const db = join(tempDir(), 'follow.sqlite');
+    const child = spawnCli(['sync', 'Kunden', '--db', db, '--follow', '--interval', '100ms'], { env: server.env });
+    const done = collect(child, { timeoutMs: 30_000 });
+    await waitUntil(() => existsSync(db) && count(db) === 40);
+    const changed = await server.control<{ inserted: string[] }>('mutate', { table: 'Kunden', insert: 3 });
+    await waitUntil(() => count(db) === 43);
+    child.kill('SIGINT');
+    const r = await done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(changed.inserted).toHaveLength(3);
+  });
+});
+
+function count(db: string): number {
+  try {
+    const d = new Database(db, { readonly: true });
+    try {
+      return (d.prepare('SELECT count(*) AS n FROM "Kunden" WHERE _deleted_at IS NULL').get() as { n: number }).n;
+    } finally {
+      d.close();
+    }
+  } catch {
+    return -1;
+  }
+}
+
+async function waitUntil(ok: () => boolean, ms = 15_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 describe('polling that is kind to the server', () => {
   it('one request per table per round when nothing changed (no entity set, no deletions query)', async () => {
