@@ -259,7 +259,11 @@ export async function pushBulk(pusher: Pusher, open: () => Promise<OpenedInput>,
     const limit = firstFailure < 0 ? all.length : firstFailure;
     const applied = await pusher.apply(all.slice(0, limit), !o.continueOnError);
     const end = applied < limit ? applied : firstFailure < 0 ? all.length : firstFailure + 1;
-    const goOn = await tally(all.slice(0, end).map((p) => p.report));
+    // An unchanged row is reported by key alone: a round trip's thousands of untouched rows need no values.
+    const reports = all
+      .slice(0, end)
+      .map((p) => (p.report.result === 'unchanged' && !p.report.message ? { ...p.report, fields: [], old: {}, new: {} } : p.report));
+    const goOn = await tally(reports);
     return goOn && end === all.length;
   };
   let columns: Columns | undefined;
