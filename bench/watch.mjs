@@ -43,8 +43,7 @@ function arrivals(stream, keyOf) {
   stream.setEncoding('utf8').on('data', (d) => {
     const now = Date.now();
     buffer += d;
-    let i;
-    while ((i = buffer.indexOf('\n')) >= 0) {
+    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
       const line = buffer.slice(0, i);
       buffer = buffer.slice(i + 1);
       const key = keyOf(line);
@@ -134,7 +133,9 @@ try {
   const f = (ms) => `${(ms / 1000).toFixed(2)} s`;
   console.log(`changes: ${changes.length} in ${seconds} s at ${rate}/s (Kunden, 20,000 rows, change tracking on); --interval 1s`);
   console.log(`                      p50       p99       changes delivered`);
-  console.log(`legacy watch        ${f(quantile(oursLat, 0.5)).padEnd(9)} ${f(quantile(oursLat, 0.99)).padEnd(9)} ${oursLat.length}/${changes.length}   (goal p50 ≤ 1 s, p99 ≤ 2 s)`);
+  console.log(
+    `legacy watch        ${f(quantile(oursLat, 0.5)).padEnd(9)} ${f(quantile(oursLat, 0.99)).padEnd(9)} ${oursLat.length}/${changes.length}   (goal p50 ≤ 1 s, p99 ≤ 2 s)`,
+  );
   console.log(`minimal poller      ${f(quantile(bareLat, 0.5)).padEnd(9)} ${f(quantile(bareLat, 0.99)).padEnd(9)} ${bareLat.length}/${changes.length}`);
   console.log(`requests while busy: ${busyRequests} in ${seconds} s (both pollers)`);
   console.log(

@@ -12,6 +12,7 @@ const BEHAVIOUR = [
   'test/cli/session-generations.test.ts',
   'test/cli/get-table.test.ts',
   'test/cli/push-field.test.ts',
+  'test/cli/roundtrip.test.ts',
   'test/cli/sync.test.ts',
   'test/cli/watch.test.ts',
 ];

@@ -19,6 +19,9 @@ interface PushOptions {
   batchSize?: number;
   continueOnError?: boolean;
   report?: ReportFormat;
+  delimiter?: string;
+  conflicts?: string;
+  excelSafe?: boolean;
 }
 
 export const spec = command<PushOptions>({
@@ -32,20 +35,30 @@ export const spec = command<PushOptions>({
       description: 'value type (default auto: from the catalog)',
       choices: ['auto', 'string', 'number', 'bool', 'date', 'time', 'json'],
     },
-    { flags: '--from <file>', description: 'bulk: CSV (header row) or NDJSON file, - for stdin; a key column and one or more field columns' },
-    { flags: '--key-column <name>', description: "bulk: the column holding the key (default: the table's key)" },
+    {
+      flags: '--from <file>',
+      description:
+        'bulk: a CSV (header row), NDJSON, JSON or .xlsx file (as get-table writes it; - for stdin, not xlsx): a key column and field columns; with __STAMP (get-table --meta) a record saved since the export is a conflict, not overwritten',
+    },
+    { flags: '--key-column <name>', description: "bulk: the column holding the key (default: __KEY when present, else the table's key)" },
+    { flags: '--delimiter <c>', description: 'bulk: the CSV delimiter (default: detected from the header row: , ; TAB or |)' },
+    { flags: '--conflicts <file>', description: 'bulk: write the conflicting fields to this CSV file (.xlsx: a workbook), with a command to re-export them' },
+    { flags: '--excel-safe', description: "bulk: the file was exported with get-table --excel-safe (a ' before = + - @ is removed)" },
     { flags: '--batch-size <n>', description: 'bulk: records per update request (default 100)', parse: wholeNumber('--batch-size', 1, 1000) },
     { flags: '--continue-on-error', description: 'bulk: keep going after rows that fail' },
     { flags: '--report <format>', description: 'bulk: report format (default: table on a terminal, else ndjson)', choices: ['table', 'ndjson', 'csv'] },
     { flags: '--dry-run', description: 'read and validate, show what would change, write nothing' },
     { flags: '-y, --yes', description: 'do not ask for confirmation (required when not on a terminal)' },
     { flags: '--json', description: 'JSON result (one object; NDJSON report in bulk)' },
-    { flags: '--force', description: 'overwrite even if someone else changed the field since it was read' },
+    { flags: '--force', description: 'overwrite even if someone else changed the record since it was exported or read (recorded in the audit log)' },
   ],
   examples: [
     "legacy push-field Artikel 7464FEB39C516942B01E62F44B1ED454 Bezeichnung 'Engel, groß' --yes",
     'legacy push-field Artikel 7464FEB3... Auslaufdatum 2026-12-31 --dry-run',
     'legacy push-field Kunden --from kunden-plz.csv --key-column KundenNr --yes',
+    'legacy get-table Kunden --meta -o kunden.xlsx   # edit, then:',
+    'legacy push-field Kunden --from kunden.xlsx --dry-run',
+    'legacy push-field Kunden --from kunden.xlsx --conflicts konflikte.csv --yes',
   ],
   run,
 });
@@ -61,6 +74,17 @@ function checkUsage(ctx: CommandContext, rest: string[], opts: PushOptions): voi
     throw new UsageError('push-field writes to the server; add --yes to confirm when not on a terminal (or --dry-run to preview)');
   }
   if (opts.from === '-' && !opts.yes && !opts.dryRun) throw new UsageError('with --from - (stdin) add --yes: the terminal cannot be used for confirmation');
+  if (opts.from === undefined) {
+    const bulkOnly = (['delimiter', 'conflicts', 'excelSafe', 'keyColumn', 'batchSize', 'continueOnError', 'report'] as const).filter(
+      (o) => opts[o] !== undefined,
+    );
+    if (bulkOnly.length) throw new UsageError(`--${bulkOnly[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} applies to --from only`);
+  }
+  if (opts.delimiter !== undefined) {
+    if (opts.delimiter === '\\t' || opts.delimiter.toLowerCase() === 'tab') opts.delimiter = '\t';
+    if ([...opts.delimiter].length !== 1) throw new UsageError('--delimiter must be a single character (or tab)');
+    if (/["\r\n]/.test(opts.delimiter)) throw new UsageError('--delimiter cannot be a quote or a line break');
+  }
 }
 
 async function run(ctx: CommandContext, args: string[], opts: PushOptions): Promise<number> {
@@ -87,6 +111,7 @@ async function run(ctx: CommandContext, args: string[], opts: PushOptions): Prom
           return confirm(ctx.io, `write ${changes.length} change(s) to ${client.baseUrl}?`, ctx.signal);
         };
   const pusher = new Pusher(client, dc, {
+    batchSize: opts.batchSize,
     dryRun: opts.dryRun,
     force: opts.force,
     type: opts.type ?? 'auto',
@@ -115,42 +140,77 @@ async function run(ctx: CommandContext, args: string[], opts: PushOptions): Prom
   return ExitCode.ok;
 }
 
-/** `--from`: the library's bulk loop, a report as batches finish, a summary line at the end. */
+/** `--from`: the library's bulk loop, a report as chunks finish, conflicts to their file, a summary line at the end. */
 async function bulk(ctx: CommandContext, pusher: import('../push/index.js').Pusher, dc: DataClass, opts: PushOptions & { from: string }): Promise<number> {
   const table = dc.name;
-  const [{ pushBulk }, { REPORT_TABLE_HEADER, reportWriter }, input, { columns }] = await Promise.all([
+  const [{ pushBulk }, { REPORT_TABLE_HEADER, reportWriter }, input, { ConflictReport }, { columns }] = await Promise.all([
     import('../push/bulk.js'),
     import('../push/report.js'),
     import('../push/input.js'),
+    import('../push/conflicts.js'),
     import('../cli/render.js'),
   ]);
-  const format = opts.from === '-' ? await input.detectStdinFormat(ctx.io.stdin) : await input.detectFormat(opts.from, ctx.io.cwd).catch(() => 'csv' as const);
-  const source = await input.openInput(opts.from, ctx.io.cwd, ctx.io.stdin);
-  const keyColumn = opts.keyColumn ?? dc.key[0]?.name;
-  if (!keyColumn) throw new UsageError(`${table} has no primary key in the catalog; name the key column with --key-column`);
+  const spec = { path: opts.from, cwd: ctx.io.cwd, stdin: ctx.io.stdin, delimiter: opts.delimiter };
+  const format = await input.detectFormat(spec);
+  if (opts.delimiter !== undefined && format !== 'csv') throw new UsageError(`--delimiter applies to CSV input, and ${opts.from} is ${format.toUpperCase()}`);
+  let delimiter: string | undefined;
+  const open = async () => {
+    const opened = await input.openRows(spec, format);
+    delimiter = opened.delimiter;
+    return opened;
+  };
+  const conflicts = await ConflictReport.open(
+    dc,
+    {
+      input: opts.from,
+      get delimiter() {
+        return delimiter;
+      },
+    },
+    opts.conflicts,
+    ctx.io.cwd,
+  );
   const report = reportWriter(opts.report ?? (opts.json ? 'ndjson' : ctx.io.stdout.isTTY ? 'table' : 'ndjson'), ctx.io.stdout);
   const progress = ctx.interactive ? await (await import('../cli/progress.js')).startProgress(ctx.io.stderr, `${table}: updating`) : undefined;
   let done = 0;
-  const result = await pushBulk(pusher, source, format, {
-    keyColumn,
-    batchSize: opts.batchSize ?? 100,
-    continueOnError: opts.continueOnError === true,
-    signal: ctx.signal,
-    source: opts.from === '-' ? '(stdin)' : opts.from,
-    onReports: async (reports) => {
-      ctx.metrics.rows({ read: reports.length, written: reports.filter((r) => r.result === 'updated').length });
-      await report.add(reports);
-      done += reports.length;
-      progress?.update({ rows: done, label: table });
-    },
-  }).finally(() => progress?.stop());
+  let result: Awaited<ReturnType<typeof pushBulk>>;
+  try {
+    result = await pushBulk(pusher, open, opts.from !== '-', {
+      keyColumn: opts.keyColumn,
+      batchSize: opts.batchSize ?? 100,
+      continueOnError: opts.continueOnError === true,
+      signal: ctx.signal,
+      source: opts.from === '-' ? '(stdin)' : opts.from,
+      excelSafe: opts.excelSafe === true,
+      force: opts.force === true,
+      warn: (m) => ctx.logger.warn(m),
+      onReports: async (reports) => {
+        ctx.metrics.rows({ read: reports.length, written: reports.filter((r) => r.result === 'updated').length });
+        await report.add(reports);
+        await conflicts.add(reports);
+        done += reports.length;
+        progress?.update({ rows: done, label: table });
+      },
+    }).finally(() => progress?.stop());
+  } catch (error) {
+    await conflicts.abort();
+    throw error;
+  }
+  const reportPath = await conflicts.finish();
   if (report.tableRows.length) await write(ctx.io.stdout, columns(report.tableRows, REPORT_TABLE_HEADER));
   const summary = Object.entries(result.counts)
     .map(([k, v]) => `${v} ${k}`)
     .join(', ');
+  if (conflicts.conflicts > 0) {
+    ctx.logger.error(
+      `push-field: ${conflicts.conflicts} record(s) in conflict were left as the server has them${reportPath ? `; see ${reportPath}` : ''}; re-export them with: ${conflicts.followUp()}`,
+    );
+  }
   if (result.exitCode !== ExitCode.ok)
-    ctx.logger.error(`push-field: ${summary}${opts.continueOnError ? '' : ' (stopped at the first failing batch; --continue-on-error to go on)'}`);
-  else if (ctx.interactive) ctx.io.stderr.write(`${summary}\n`);
-  else ctx.logger.info(`push-field: ${summary}`);
+    ctx.logger.error(
+      `push-field: ${summary}${opts.continueOnError || !result.stopped ? '' : ' (stopped at the first failing row; --continue-on-error to go on)'}`,
+    );
+  else if (ctx.interactive) ctx.io.stderr.write(`${summary}${opts.dryRun ? ' (dry run: nothing written)' : ''}\n`);
+  else ctx.logger.info(`push-field: ${summary}${opts.dryRun ? ' (dry run: nothing written)' : ''}`);
   return result.exitCode;
 }

@@ -34,6 +34,7 @@ function zeroCounters(): Counters {
     requests: 0,
     requestsWithoutCookie: 0,
     dataRequests: 0,
+    updateRequests: 0,
     updates: 0,
     conflicts: 0,
     faults,

@@ -262,6 +262,7 @@ function dataClass(core: EmulatorCore, req: RestRequest, method: string | undefi
     if (method === undefined || method === 'update') {
       const atomic = /^(true|1)$/i.test(query.get('$atomic') ?? query.get('$atonce') ?? '');
       const out = core.updater.process(table, req.body, atomic, { now: Date.now(), userName: req.session.userName || 'REST' });
+      core.counters.updateRequests++;
       core.counters.updates += out.saved;
       core.counters.conflicts += out.conflicts;
       return json(out.body, out.status);

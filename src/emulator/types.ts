@@ -162,6 +162,8 @@ export interface EmulatorStats {
   requestsWithoutCookie: number;
   /** /rest/{dataClass}... requests (the ones faults apply to). */
   dataRequests: number;
+  /** `$method=update` requests (however many entities each carries). */
+  updateRequests: number;
   /** Entities actually saved (updates and creations, REST only). */
   updates: number;
   /** Stamp mismatches on update. */

@@ -19,6 +19,10 @@ export interface AuditRecord {
   new: unknown;
   stampBefore?: number;
   stampAfter?: number;
+  /** The `__STAMP` of the exported file the value came from (push-field --from a --meta export). */
+  stampExported?: number;
+  /** Written with --force: someone's change since the export or the read may have been overwritten. */
+  forced?: boolean;
   result: string;
   message?: string;
   requestId?: string;

@@ -89,8 +89,10 @@ function canonical(attr: Attribute, value: unknown): string {
     case 'date':
       return String(fourDDateToIso(value) ?? 'null');
     case 'number':
-    case 'time':
       return String(Number(value));
+    case 'time':
+      // To the second: the text form (HH:MM:SS) has no milliseconds.
+      return String(Math.round(Number(value) / 1000));
     case 'json':
       return stableJson(value);
     default:

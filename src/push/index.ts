@@ -1,11 +1,15 @@
 /**
  * Safe field updates with optimistic locking (4D `$method=update` with `__KEY` + `__STAMP`).
  *
- * For each row: read the record (its value and __STAMP), coerce the new value with the catalog
- * type, skip it when it already holds that value, send only the changed fields with the stamp just
- * read, and check every returned item for __ERROR/__STATUS even on HTTP 200.
- * - Stamp conflict (1263): re-read. If a target field itself changed since our read → conflict
- *   (unless --force). If only other fields changed → retry with the new stamp (3 times at most).
+ * For each row: read the record (its value and __STAMP), convert the new value with the catalog
+ * type, skip it when it already holds that value, send only the changed fields with the stamp,
+ * and check every returned item for __ERROR/__STATUS even on HTTP 200.
+ * - The stamp sent is the one just read; for a row of an exported file with `__STAMP` it is the
+ *   export's (`expected stamp`): a record saved since the export is a conflict, reported with the
+ *   file's and the server's values and left as the server has it, unless --force.
+ * - Stamp conflict (1263) at the write: re-read. With an expected stamp (and no --force) that is a
+ *   conflict. Else: if a target field itself changed since our read → conflict (unless --force);
+ *   if only other fields changed → retry with the new stamp (3 times at most).
  * - A write is never blindly re-sent: after a timeout or reset, re-read; if the record already
  *   holds the new value it is reported updated, otherwise it is retried once.
  */
@@ -14,30 +18,45 @@ import { EntitySetGoneError, type RestClient } from '../rest/index.js';
 import type { Attribute, DataClass, Entity } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
 import { classOfCode, errCodeOf } from '../protocol/errors.js';
+import { pageUrl } from '../protocol/url.js';
 import { TransportError, newRequestId } from '../transport/index.js';
 import { attributeNamed } from '../table/query.js';
+import { MEDIA_TYPES, relatedKey } from '../table/convert.js';
 import type { AuditLog, AuditRecord } from './audit.js';
 import { displayValue, coerce, sameValue, type ValueType } from './coerce.js';
+import type { FileValue } from './values.js';
 
 export type PushResult = 'updated' | 'unchanged' | 'conflict' | 'not-found' | 'forbidden' | 'invalid' | 'failed' | 'would-update' | 'cancelled' | 'pending';
 
 export interface PushRequestRow {
   line?: number;
   key: string;
-  /** Field → input value (text from CSV/argv, or typed from NDJSON). */
+  /** Field → input value (text from CSV/argv, typed from NDJSON/JSON/xlsx). */
   fields: Record<string, unknown>;
+  /** The record's `__STAMP` in the exported file: the row is written only if the server still has it. */
+  stamp?: number;
+  /** Columns compared with the server but never written (relations, pictures, the key field): column → file value. */
+  fixed?: Record<string, unknown>;
 }
 
 export interface RowReport {
   line?: number;
   key: string;
   fields: string[];
+  /** The server's values (for a conflict: as the server has them now). */
   old: Record<string, unknown>;
+  /** The file's (or the command line's) values. */
   new: Record<string, unknown>;
   result: PushResult;
   message?: string;
   stampBefore?: number;
   stampAfter?: number;
+  /** The `__STAMP` the file was exported with. */
+  stampExported?: number;
+  /** A conflict's values at export time, where known (the record was read at the exported stamp). */
+  exported?: Record<string, unknown>;
+  /** Written with --force over a change made since the export. */
+  forced?: boolean;
 }
 
 export interface PushOptions {
@@ -47,22 +66,41 @@ export interface PushOptions {
   logger: Logger;
   audit: AuditLog;
   env: string;
-  /** Called once per batch with the planned changes before anything is written; false = skip the batch. */
+  /** Called once per call of apply() with the planned changes before anything is written; false = write none of them. */
   confirm?: (changes: RowReport[]) => Promise<boolean>;
+  /** How a file's value becomes the value sent (values.ts); default: the command line's rules (coerce). */
+  convert?: (attr: Attribute, input: unknown) => FileValue;
+  /** Changed records per update request (default 100). */
+  batchSize?: number;
 }
 
-interface Planned {
+export interface Planned {
   report: RowReport;
   entity?: Entity;
-  values?: Record<string, unknown>; // coerced new values of the changed fields
+  values?: Record<string, unknown>; // converted new values of the changed fields
   attrs?: Attribute[];
+  /** The stamp the write must find: the export's (when the file has __STAMP and no --force) */
+  expectStamp?: number;
 }
 
 const MAX_CONFLICT_RETRIES = 3;
+/** Longest batch-read URL: well under the client's 16 KB limit, so a batch read never falls back to one read per key. */
+const MAX_READ_URL = 12 * 1024;
+const DEFAULT_BATCH = 100;
 
 function changedBySomeoneElse(attr: Attribute, before: Entity, now: Entity): string {
   const show = (e: Entity) => JSON.stringify(displayValue(attr, e[attr.name]));
   return `${attr.name} was changed by someone else from ${show(before)} to ${show(now)}; re-run to overwrite`;
+}
+
+/** What a read-only column's server value is, as export writes it (text), for comparison with the file. */
+function fixedText(attr: Attribute | undefined, entity: Entity): string {
+  if (!attr) return String(entity.__KEY);
+  if (attr.kind === 'relatedEntity') return relatedKey(entity[attr.name]) ?? '';
+  // Pictures, blobs and to-many relations have no value of their own in an export (an empty cell).
+  if (attr.kind === 'relatedEntities' || MEDIA_TYPES.has(attr.type)) return '';
+  const v = entity[attr.name];
+  return v === null || v === undefined ? '' : String(v);
 }
 
 export class Pusher {
@@ -89,30 +127,48 @@ export class Pusher {
     });
   }
 
-  /** Read many records by key: one filtered request (`key IN :1`), or one GET each if the server refuses that. */
+  /**
+   * Read many records by key: filtered requests (`key IN :1`) of as many keys as fit a URL, or one
+   * GET each if the server refuses that.
+   */
   async readMany(keys: string[]): Promise<Map<string, Entity>> {
     const found = new Map<string, Entity>();
     const keyAttr = this.keyAttribute;
     if (keys.length > 1 && keyAttr && this.batchReadWorks) {
       const numeric = ['long', 'long64', 'word', 'number'].includes(keyAttr.type);
       const values = keys.map((k) => (numeric && /^-?\d+$/.test(k) ? Number(k) : k));
+      const query = (group: unknown[]) => ({ filter: `${keyAttr.name} IN :1`, params: [group], top: group.length, skip: 0 });
+      // Groups whose URL fits: halve a group until it does.
+      const groups: unknown[][] = [];
+      const split = (group: unknown[]) => {
+        if (group.length > 1 && pageUrl(this.client.baseUrl, this.dataClass.name, query(group)).length > MAX_READ_URL) {
+          const half = Math.ceil(group.length / 2);
+          split(group.slice(0, half));
+          split(group.slice(half));
+        } else groups.push(group);
+      };
+      split(values);
       try {
-        const envelope = await this.client.page(this.dataClass.name, { filter: `${keyAttr.name} IN :1`, params: [values], top: keys.length, skip: 0 });
-        // Verify, don't trust: a server that dropped the filter sends other records (or more).
-        const asked = new Set(values.map(String));
-        const stray = envelope.__ENTITIES.find((e) => !asked.has(String(e.__KEY)));
-        if (envelope.__COUNT > keys.length || stray) {
-          this.batchReadWorks = false;
-          this.options.logger.warn(
-            `the server did not apply the batch read's filter (${stray ? `it sent record ${String(stray.__KEY)}, which was not asked for` : `it counted ${envelope.__COUNT} records for ${keys.length} keys`}); reading records one by one`,
-          );
-        } else {
+        for (const group of groups) {
+          const envelope = await this.client.page(this.dataClass.name, query(group));
+          // Verify, don't trust: a server that dropped the filter sends other records (or more).
+          const asked = new Set(group.map(String));
+          const stray = envelope.__ENTITIES.find((e) => !asked.has(String(e.__KEY)));
+          if (envelope.__COUNT > group.length || stray) {
+            this.batchReadWorks = false;
+            this.options.logger.warn(
+              `the server did not apply the batch read's filter (${stray ? `it sent record ${String(stray.__KEY)}, which was not asked for` : `it counted ${envelope.__COUNT} records for ${group.length} keys`}); reading records one by one`,
+            );
+            found.clear();
+            break;
+          }
           for (const e of envelope.__ENTITIES) found.set(String(e.__KEY), e);
-          return found;
         }
+        if (this.batchReadWorks) return found;
       } catch (error) {
         if (!(error instanceof BadDataError) || error instanceof EntitySetGoneError) throw error;
         this.batchReadWorks = false;
+        found.clear();
         this.options.logger.info(`the server refused a batch read (${error.message}); reading records one by one`);
       }
     }
@@ -123,61 +179,139 @@ export class Pusher {
     return found;
   }
 
-  /** Read, coerce and compare a batch; nothing is written. */
+  /** Read a file's values by its rules (values.ts) from now on. */
+  convertWith(convert: (attr: Attribute, input: unknown) => FileValue): void {
+    this.options.convert = convert;
+  }
+
+  /** The value to send for one input value (the file's rules, or the command line's). */
+  private convert(attr: Attribute, input: unknown): FileValue {
+    if (this.options.convert) return this.options.convert(attr, input);
+    return { value: coerce(attr, input, this.options.type) };
+  }
+
+  /** Read, convert and compare a batch; nothing is written. One Planned per row, in order. */
   async plan(rows: PushRequestRow[]): Promise<Planned[]> {
     const entities = await this.readMany([...new Set(rows.map((r) => r.key))]);
-    return rows.map((row) => {
-      const names = Object.keys(row.fields);
-      const report: RowReport = { line: row.line, key: row.key, fields: names, old: {}, new: {}, result: 'unchanged' };
-      const entity = entities.get(row.key);
-      let attrs: Attribute[];
-      const values: Record<string, unknown> = {};
-      try {
-        attrs = this.checkFields(names);
-        for (const attr of attrs) values[attr.name] = coerce(attr, row.fields[attr.name], this.options.type);
-      } catch (error) {
-        report.result = 'invalid';
-        report.message = (error as Error).message;
-        for (const n of names) report.new[n] = row.fields[n];
-        return { report };
+    return rows.map((row) => this.planRow(row, entities.get(row.key)));
+  }
+
+  private planRow(row: PushRequestRow, entity: Entity | undefined): Planned {
+    const names = Object.keys(row.fields);
+    const report: RowReport = { line: row.line, key: row.key, fields: names, old: {}, new: {}, result: 'unchanged' };
+    if (row.stamp !== undefined) report.stampExported = row.stamp;
+    let attrs: Attribute[];
+    const converted = new Map<string, FileValue>();
+    try {
+      attrs = this.checkFields(names);
+      for (const attr of attrs) converted.set(attr.name, this.convert(attr, row.fields[attr.name]));
+    } catch (error) {
+      report.result = 'invalid';
+      report.message = (error as Error).message;
+      for (const n of names) report.new[n] = row.fields[n];
+      return { report };
+    }
+    for (const attr of attrs) report.new[attr.name] = displayValue(attr, converted.get(attr.name)!.value);
+    if (!entity) {
+      report.result = 'not-found';
+      report.message = `no record with key ${row.key} in ${this.dataClass.name}`;
+      return { report };
+    }
+    report.stampBefore = entity.__STAMP;
+    for (const attr of attrs) report.old[attr.name] = displayValue(attr, entity[attr.name]);
+    const changedAttrs = attrs.filter((a) => !sameValue(a, entity[a.name], converted.get(a.name)!.value));
+    // Read-only columns (a relation, a picture, the key field): the file must hold what the server has.
+    const fixedChanged: Array<{ column: string; file: string; server: string }> = [];
+    for (const [column, value] of Object.entries(row.fixed ?? {})) {
+      const attr = this.dataClass.attributes.find((a) => a.name === column);
+      const file = value === null || value === undefined ? '' : String(value);
+      const server = fixedText(attr, entity);
+      if (file !== server) fixedChanged.push({ column, file, server });
+    }
+    const stale = row.stamp !== undefined && entity.__STAMP !== row.stamp;
+    if (stale && (changedAttrs.length > 0 || fixedChanged.length > 0) && (!this.options.force || fixedChanged.length > 0)) {
+      // Saved on the server since the export: which of the differences are the file's edits and which
+      // the other user's cannot be told apart, so none is written.
+      report.result = 'conflict';
+      report.fields = [...changedAttrs.map((a) => a.name), ...fixedChanged.map((f) => f.column)];
+      report.old = Object.fromEntries(changedAttrs.map((a) => [a.name, report.old[a.name]]));
+      report.new = Object.fromEntries(changedAttrs.map((a) => [a.name, report.new[a.name]]));
+      for (const f of fixedChanged) {
+        report.old[f.column] = f.server;
+        report.new[f.column] = f.file;
       }
-      for (const attr of attrs) report.new[attr.name] = displayValue(attr, values[attr.name]);
-      if (!entity) {
-        report.result = 'not-found';
-        report.message = `no record with key ${row.key} in ${this.dataClass.name}`;
-        return { report };
-      }
-      report.stampBefore = entity.__STAMP;
-      const changed: Record<string, unknown> = {};
-      for (const attr of attrs) {
-        report.old[attr.name] = displayValue(attr, entity[attr.name]);
-        if (!sameValue(attr, entity[attr.name], values[attr.name])) changed[attr.name] = values[attr.name];
-      }
-      if (Object.keys(changed).length === 0) return { report };
-      report.result = this.options.dryRun ? 'would-update' : 'updated';
-      return { report, entity, values: changed, attrs: attrs.filter((a) => a.name in changed) };
-    });
+      report.message = `${this.dataClass.name}[${row.key}] was saved on the server since the export (__STAMP ${row.stamp} → ${entity.__STAMP}); not written${this.options.force ? '' : ' (--force overwrites)'}`;
+      return { report };
+    }
+    const refusal =
+      fixedChanged.length > 0
+        ? `${fixedChanged[0]!.column} cannot be changed by push-field (${fixedChanged[0]!.column === this.keyAttribute?.name ? "the table's key" : 'a relation or a picture'}): the file has ${JSON.stringify(fixedChanged[0]!.file)}, the server ${JSON.stringify(fixedChanged[0]!.server)}`
+        : changedAttrs
+            .map((a) => {
+              const c = converted.get(a.name)!;
+              if (c.onlyIfUnchanged) return c.onlyIfUnchanged;
+              if (c.refuseIfServer && sameValue(a, entity[a.name], c.refuseIfServer.value)) return c.refuseIfServer.message;
+              return undefined;
+            })
+            .find((m) => m !== undefined);
+    if (refusal) {
+      report.result = 'invalid';
+      report.message = refusal;
+      return { report };
+    }
+    if (changedAttrs.length === 0) return { report };
+    if (row.stamp !== undefined || changedAttrs.length < attrs.length) {
+      report.fields = changedAttrs.map((a) => a.name);
+      report.old = Object.fromEntries(changedAttrs.map((a) => [a.name, report.old[a.name]]));
+      report.new = Object.fromEntries(changedAttrs.map((a) => [a.name, report.new[a.name]]));
+    }
+    if (stale && this.options.force) {
+      report.forced = true;
+      report.message = `overwrites a save made since the export (__STAMP ${row.stamp} → ${entity.__STAMP}): --force`;
+    }
+    report.result = this.options.dryRun ? 'would-update' : 'updated';
+    const values = Object.fromEntries(changedAttrs.map((a) => [a.name, converted.get(a.name)!.value]));
+    return { report, entity, values, attrs: changedAttrs, expectStamp: row.stamp !== undefined && !this.options.force ? row.stamp : undefined };
   }
 
   /** Plan and apply one batch; returns one report per input row. */
   async push(rows: PushRequestRow[]): Promise<RowReport[]> {
     const planned = await this.plan(rows);
+    await this.apply(planned);
+    return planned.map((p) => p.report);
+  }
+
+  /**
+   * Write the changes of planned rows, in update requests of `batchSize` changed records (rows
+   * without a change cost no request). After a request with a failed row, `stopOnFailure` ends
+   * it: the rows of later requests are returned unwritten (their reports still say 'updated'
+   * planned, so the caller reports rows up to the returned index only).
+   * Returns the index (in `planned`) after the last row whose outcome is final.
+   */
+  async apply(planned: Planned[], stopOnFailure = false): Promise<number> {
     const changes = planned.filter((p) => p.values);
-    if (this.options.dryRun || changes.length === 0) return planned.map((p) => p.report);
+    if (this.options.dryRun || changes.length === 0) return planned.length;
     if (this.options.confirm && !(await this.options.confirm(changes.map((c) => c.report)))) {
       for (const c of changes) {
         c.report.result = 'cancelled';
         c.report.message = 'not written: the change was not confirmed';
       }
-      return planned.map((p) => p.report);
+      return planned.length;
     }
-    const audit: AuditRecord[] = [];
-    try {
-      await this.write(changes, audit);
-    } finally {
-      await this.options.audit.append(audit);
+    const size = this.options.batchSize ?? DEFAULT_BATCH;
+    for (let i = 0; i < changes.length; i += size) {
+      const slice = changes.slice(i, i + size);
+      const audit: AuditRecord[] = [];
+      try {
+        await this.write(slice, audit);
+      } finally {
+        await this.options.audit.append(audit);
+      }
+      if (stopOnFailure && i + size < changes.length && slice.some((c) => c.report.result !== 'updated' && c.report.result !== 'unchanged')) {
+        return planned.indexOf(slice[slice.length - 1]!) + 1;
+      }
     }
-    return planned.map((p) => p.report);
+    return planned.length;
   }
 
   /** Record the outcome of one row and its audit line(s). */
@@ -208,6 +342,8 @@ export class Pusher {
         new: p.report.new[attr.name],
         stampBefore: p.report.stampBefore,
         stampAfter: p.report.stampAfter,
+        ...(p.report.stampExported !== undefined ? { stampExported: p.report.stampExported } : {}),
+        ...(this.options.force ? { forced: true } : {}),
         result: p.report.result,
         message: p.report.message,
         requestId,
@@ -293,6 +429,10 @@ export class Pusher {
       this.conclude(c, 'unchanged', 'someone else already set the same value', requestId, audit, current.__STAMP);
       return;
     }
+    if (c.expectStamp !== undefined) {
+      this.staleSinceExport(c, current, requestId, audit);
+      return;
+    }
     if (movedFields.length > 0 && !this.options.force) {
       this.conclude(c, 'conflict', changedBySomeoneElse(movedFields[0]!, c.entity!, current), requestId, audit, current.__STAMP);
       return;
@@ -317,6 +457,24 @@ export class Pusher {
     await this.settle(c, retry.items[0], retry.response.requestId, audit, attempt + 1, retry.status);
   }
 
+  /**
+   * A row of an exported file whose record was saved by someone else between our read (which still
+   * found the export's stamp, so it holds the exported values) and our write: a conflict, with the
+   * exported, the file's and the server's current values.
+   */
+  private staleSinceExport(c: Planned, current: Entity, requestId: string | undefined, audit: AuditRecord[]): void {
+    c.report.exported = Object.fromEntries(c.attrs!.map((a) => [a.name, displayValue(a, c.entity![a.name])]));
+    c.report.old = Object.fromEntries(c.attrs!.map((a) => [a.name, displayValue(a, current[a.name])]));
+    this.conclude(
+      c,
+      'conflict',
+      `${this.dataClass.name}[${c.report.key}] was saved on the server while this run wrote it (__STAMP ${c.entity!.__STAMP} → ${current.__STAMP}); not written (--force overwrites)`,
+      requestId,
+      audit,
+      current.__STAMP,
+    );
+  }
+
   /** After a failed connection during a write: re-read; done if saved, else send once more. */
   private async recover(c: Planned, audit: AuditRecord[], retried = false): Promise<void> {
     const current = await this.client.entity(this.dataClass.name, c.report.key);
@@ -330,6 +488,10 @@ export class Pusher {
     }
     if (retried) {
       this.conclude(c, 'failed', 'the connection failed twice while writing', undefined, audit);
+      return;
+    }
+    if (c.expectStamp !== undefined && current.__STAMP !== c.entity!.__STAMP) {
+      this.staleSinceExport(c, current, undefined, audit);
       return;
     }
     const moved = c.attrs!.find((a) => !sameValue(a, current[a.name], c.entity![a.name]));

@@ -1,6 +1,8 @@
 /**
- * The per-row report of a bulk push-field: NDJSON or CSV streamed as batches finish, or a terminal
- * table written at the end (it needs every row to size its columns; only used on a terminal).
+ * The per-row report of a bulk push-field: NDJSON or CSV streamed as batches finish (every row),
+ * or a terminal table written at the end: the diff, one line per changed field of the rows that
+ * change, conflict or fail (unchanged rows are only counted; it needs its rows to size its
+ * columns, and is only used on a terminal).
  */
 import type { Writable } from 'node:stream';
 import { write } from '../streams/write.js';
@@ -24,7 +26,7 @@ export interface ReportWriter {
   readonly tableRows: string[][];
 }
 
-export const REPORT_TABLE_HEADER = ['KEY', 'FIELDS', 'OLD', 'NEW', 'RESULT', 'MESSAGE'];
+export const REPORT_TABLE_HEADER = ['KEY', 'FIELD', 'SERVER', 'FILE', 'RESULT', 'MESSAGE'];
 
 export function reportWriter(format: ReportFormat, out: Writable): ReportWriter {
   const tableRows: string[][] = [];
@@ -40,15 +42,19 @@ export function reportWriter(format: ReportFormat, out: Writable): ReportWriter 
         csvHeader = true;
         await write(out, head + reports.map((r) => csv.row([r.line ?? '', r.key, r.fields.join(' '), r.old, r.new, r.result, r.message ?? ''])).join(''));
       } else {
-        for (const r of reports)
-          tableRows.push([
-            r.key,
-            r.fields.join(','),
-            r.fields.map((f) => show(r.old[f])).join(','),
-            r.fields.map((f) => show(r.new[f])).join(','),
-            r.result,
-            r.message ?? '',
-          ]);
+        for (const r of reports) {
+          if (r.result === 'unchanged') continue;
+          const fields = r.fields.length ? r.fields : [''];
+          for (const [i, f] of fields.entries())
+            tableRows.push([
+              i === 0 ? r.key : '',
+              f,
+              f && f in r.old ? show(r.old[f]) : '',
+              f && f in r.new ? show(r.new[f]) : '',
+              i === 0 ? r.result : '',
+              i === 0 ? (r.message ?? '') : '',
+            ]);
+        }
       }
     },
   };
