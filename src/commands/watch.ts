@@ -1,6 +1,6 @@
 /** `legacy watch`: the ERP as an event source (library: ../watch/feed.ts). */
 import { mkdir, open, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { confirm } from '../cli/prompt.js';
@@ -31,6 +31,10 @@ interface WatchOptions {
 
 const CONSUMER = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const CONSUMER_OPTION = { flags: '--consumer <name>', description: 'the consumer whose cursor this is (default "default"); each keeps its own' };
+const STATE_OPTION = {
+  flags: '--state <path|url>',
+  description: "the consumer's state: an SQLite file (default <data dir>/watch/<env>/<consumer>.sqlite) or postgres://… (one database or schema per consumer)",
+};
 
 function consumerOf(opts: WatchOptions): string {
   const name = opts.consumer ?? 'default';
@@ -102,6 +106,19 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
     throw error;
   }
   ctx.logger.info(`watching ${args.join(', ')} for consumer '${consumer}' into ${sink.name} (state ${target.display})`);
+  // --metrics-file: the consumer's series every 15 s while it runs, and at the end.
+  const { FeedMetrics } = await import('../metrics/watch.js');
+  const feedMetrics = new FeedMetrics({ env: ctx.settings.envName, consumer });
+  let metricsWritten = 0;
+  const writeMetrics = async (force: boolean) => {
+    const file = ctx.settings.metricsFile;
+    if (!file || (!force && Date.now() - metricsWritten < 15_000)) return;
+    metricsWritten = Date.now();
+    const { writeMetricsFile } = await import('../metrics/file.js');
+    await writeMetricsFile(resolve(ctx.io.cwd, file), feedMetrics.samples()).catch((error: Error) =>
+      ctx.logger.warn(`cannot write metrics file ${file}: ${error.message.split('\n')[0]}`),
+    );
+  };
   try {
     const summary = await runFeed(client, store, sink, {
       env: ctx.settings.envName,
@@ -115,12 +132,20 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
       concurrency: ctx.settings.concurrency,
       logger: ctx.logger,
       signal: ctx.signal,
-      onDelivered: (c) => ctx.metrics.rows({ read: c.created + c.updated + c.deleted, written: c.created + c.updated + c.deleted }),
+      onDelivered: (c) => {
+        feedMetrics.delivered(c);
+        ctx.metrics.rows({ read: c.created + c.updated + c.deleted, written: c.created + c.updated + c.deleted });
+      },
+      onPoll: (ok) => {
+        feedMetrics.polled(ok);
+        return writeMetrics(false);
+      },
       onRound: (round, changed, wait) => ctx.logger.debug(`round ${round}: ${changed} event(s); next poll in ${wait} ms`),
     });
     const e = summary.events;
     ctx.logger.info(`${e.created} created, ${e.updated} updated, ${e.deleted} deleted event(s) in ${summary.rounds} round(s)`);
   } finally {
+    await writeMetrics(true);
     await sink.close();
     await store.close();
   }
@@ -137,8 +162,8 @@ async function consumers(ctx: CommandContext): Promise<string[]> {
 }
 
 async function runStatus(ctx: CommandContext, _args: string[], opts: WatchOptions): Promise<number> {
-  const { openSyncStore } = await import('../sync/open.js');
-  const names = opts.consumer ? [consumerOf(opts)] : await consumers(ctx);
+  const { openSyncStore, syncTarget } = await import('../sync/open.js');
+  const names = opts.consumer || opts.state ? [consumerOf(opts)] : await consumers(ctx);
   const out: Array<{
     consumer: string;
     table: string;
@@ -150,8 +175,7 @@ async function runStatus(ctx: CommandContext, _args: string[], opts: WatchOption
     lastError: string | null;
   }> = [];
   for (const consumer of names.sort()) {
-    const path = join(stateDir(ctx), `${consumer}.sqlite`);
-    const store = await openSyncStore({ kind: 'sqlite', path, display: path }, 'read');
+    const store = await openSyncStore(syncTarget(opts.state, ctx.io.cwd, join(stateDir(ctx), `${consumer}.sqlite`), '--state'), 'read');
     if (!store) continue;
     try {
       for (const s of await store.allStates()) {
@@ -259,7 +283,7 @@ export const spec = command<WatchOptions>({
     command<WatchOptions>({
       name: 'status',
       description: 'consumers, their tables, cursors, last poll and lag',
-      options: [CONSUMER_OPTION, JSON_OPTION],
+      options: [CONSUMER_OPTION, STATE_OPTION, JSON_OPTION],
       run: runStatus,
     }),
     command<WatchOptions>({

@@ -29,6 +29,14 @@ export const FAMILIES: Record<string, { type: Kind; help: string }> = {
   legacy_licence_budget_waits_total: { type: 'counter', help: 'Waits for a place in the fleet-wide licence budget (maxSessions).' },
   legacy_sessions_created_total: { type: 'counter', help: 'Server sessions created (new session or login).' },
   legacy_session_age_seconds: { type: 'gauge', help: 'Age of the server session in use at the end of the last run that used one.' },
+  legacy_watch_events_total: { type: 'counter', help: 'Change events a watch consumer delivered, by kind (created, updated, deleted).' },
+  legacy_watch_polls_total: { type: 'counter', help: 'Polls (rounds over its tables) of a watch consumer, failed ones included.' },
+  legacy_watch_poll_failures_total: { type: 'counter', help: 'Polls of a watch consumer that failed and were tried again.' },
+  legacy_watch_last_poll_timestamp_seconds: { type: 'gauge', help: 'When a watch consumer last completed a poll (Unix time).' },
+  legacy_watch_lag_seconds: {
+    type: 'gauge',
+    help: 'Seconds since a watch consumer last completed a poll, when the file was written: the most its feed can be behind.',
+  },
 };
 
 const escapeLabel = (value: string) => value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');

@@ -43,6 +43,8 @@ export interface FeedOptions {
   signal?: AbortSignal;
   /** Told after each delivered batch. */
   onDelivered?: (counts: EventCounts) => void;
+  /** Told after each poll: whether it completed. */
+  onPoll?: (ok: boolean) => void | Promise<void>;
   /** Told after each table's pass. */
   onTable?: (result: TableResult) => void;
   /** Told after each round: whether it found changes, and the wait before the next. */
@@ -108,8 +110,10 @@ export async function runFeed(client: RestClient, store: SyncStore, sink: Sink |
           muted = m;
         });
         failures = 0;
+        await options.onPoll?.(true);
       } catch (error) {
         if (signal?.aborted) return summary;
+        await options.onPoll?.(false);
         const code = exitCodeFor(error);
         // The server restarting, licences all in use, a lost network: wait and go on (nothing was committed).
         if (error instanceof SinkFailedError || options.once || (code !== 69 && code !== 75)) throw error;

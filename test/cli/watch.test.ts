@@ -6,6 +6,7 @@
  * of --once). Sinks: stdout, a real HTTP receiver verifying Standard Webhooks signatures, a real
  * Redis stream. The kill -9 loop under churn is in reliability/watch-crash.test.ts.
  */
+import { spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ import Database from 'better-sqlite3';
 import { cleanupTempDirs, collect, interruptCli, spawnCli, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { runMain } from '../helpers/run.js';
-import { startPostgres, startRedis } from '../helpers/services.mjs';
+import { promtool, startPostgres, startRedis } from '../helpers/services.mjs';
 import { expectFeedMatches, parseEvents, type FeedEvent } from '../helpers/watch.js';
 
 let server: TestServer | undefined;
@@ -172,6 +173,26 @@ async function waitUntil(ok: () => boolean, ms = 15_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+describe('watch metrics', () => {
+  it('--metrics-file: events by kind, polls and lag, added up across runs (promtool accepts it)', async () => {
+    server = await startServer({ rows: { Kunden: 30 }, changeTracking: ['Kunden'] });
+    const file = join(tempDir(), 'legacy.prom');
+    const args = ['Kunden', '--once', '--consumer', 'shop', '--metrics-file', file];
+    expect((await runMain(['watch', ...args], { env: server.env })).code).toBe(0);
+    await server.control('mutate', { table: 'Kunden', update: 2, delete: 1 });
+    expect((await runMain(['watch', ...args], { env: server.env })).code).toBe(0);
+    await server.control('mutate', { table: 'Kunden', update: 1 });
+    expect((await runMain(['watch', ...args], { env: server.env })).code).toBe(0);
+    const text = readFileSync(file, 'utf8');
+    expect(text).toContain('legacy_watch_events_total{consumer="shop",env="test",kind="updated"} 3');
+    expect(text).toContain('legacy_watch_events_total{consumer="shop",env="test",kind="deleted"} 1');
+    expect(text).toContain('legacy_watch_polls_total{consumer="shop",env="test"} 3');
+    expect(text).toMatch(/legacy_watch_lag_seconds\{consumer="shop",env="test"\} \d/);
+    const tool = promtool();
+    if (tool) expect(spawnSync(tool, ['check', 'metrics'], { input: text }).status).toBe(0);
+  });
+});
 
 describe('polling that is kind to the server', () => {
   it('one request per table per round when nothing changed (no entity set, no deletions query)', async () => {
