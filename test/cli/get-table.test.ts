@@ -264,3 +264,38 @@ describe('-o picks the format from its extension (issue 22 item 7)', () => {
     }
   });
 });
+
+describe('--where on a date (issue 22 item 10)', () => {
+  it('> and < on a date work on a server that refuses strict comparisons on dates, with exactly the rows they mean', async () => {
+    // Some servers answer `created_date > …` with 4D error 1112 "Wrong comparison operator"; on a
+    // date (no time of day) `> D` is `>= D+1` and `< D` is `<= D-1`, which every server takes.
+    const server = await startServer({ strictDateCompare: 'reject' });
+    try {
+      const all = await runCli(['get-table', 'Kunden', '--fields', 'KundenNr,created_date', '--csv'], { env: server.env });
+      expect(all.code, all.stderr).toBe(0);
+      const rows = parse(all.stdout, { columns: true }) as Array<{ KundenNr: string; created_date: string }>;
+      const dates = rows.map((r) => r.created_date).filter(Boolean);
+      // A day that some rows were created on, so the boundary itself is tested.
+      const day = dates.sort()[Math.floor(dates.length / 2)]!;
+      const keys = (out: string) => (parse(out, { columns: true }) as Array<{ KundenNr: string }>).map((r) => r.KundenNr).sort();
+      for (const [op, keep] of [
+        ['>', (d: string) => d > day],
+        ['<', (d: string) => d < day],
+      ] as const) {
+        const r = await runCli(['get-table', 'Kunden', '--fields', 'KundenNr', '--where', `created_date${op}${day}`, '--csv'], { env: server.env });
+        expect(r.code, r.stderr).toBe(0);
+        const expected = rows
+          .filter((x) => x.created_date !== '' && keep(x.created_date))
+          .map((x) => x.KundenNr)
+          .sort();
+        expect(expected.length).toBeGreaterThan(0);
+        expect(keys(r.stdout), `created_date${op}${day}`).toEqual(expected);
+        const count = await runCli(['get-table', 'Kunden', '--where', `created_date${op}${day}`, '--count'], { env: server.env });
+        expect(count.stdout.trim()).toBe(String(expected.length));
+      }
+      expect(rows.some((x) => x.created_date === day)).toBe(true);
+    } finally {
+      await server.stop();
+    }
+  });
+});
