@@ -194,7 +194,7 @@ export class SessionManager {
   /** Send a request in the session. Handles first contact, adoption, 402 backoff and logins. */
   async send(request: HttpRequest): Promise<HttpResponse> {
     const requestId = request.requestId ?? newRequestId();
-    const licence = { deadline: Date.now() + this.options.licenceWaitMs, tries: 0 };
+    const licence = { started: Date.now(), deadline: Date.now() + this.options.licenceWaitMs, tries: 0 };
     // A session can expire (and need a new login) more than once while one request is retried;
     // a bound keeps a server that refuses every new session from looping.
     let logins = 0;
@@ -247,11 +247,11 @@ export class SessionManager {
   }
 
   /** 402: wait with backoff (and Retry-After) while the budget lasts; then SessionLimitError. */
-  private async waitForLicence(response: HttpResponse, licence: { deadline: number; tries: number }, requestId: string): Promise<void> {
+  private async waitForLicence(response: HttpResponse, licence: { started: number; deadline: number; tries: number }, requestId: string): Promise<void> {
     const { licenceRetries, licenceWaitMs, logger, signal } = this.options;
     licence.tries += 1;
     const remaining = licence.deadline - Date.now();
-    if (licence.tries > licenceRetries || remaining <= 0) throw this.licenceError(licence.tries);
+    if (licence.tries > licenceRetries || remaining <= 0) throw this.licenceError(licence.tries, Date.now() - licence.started);
     this.events.licenceWaits += 1;
     const step = licenceWaitMs / Math.max(1, 2 ** licenceRetries - 1);
     const wait = Math.min(remaining, Math.max(backoffDelay(licence.tries - 1, step, licenceWaitMs), parseRetryAfter(response.headers['retry-after']) ?? 0));
@@ -292,10 +292,12 @@ export class SessionManager {
    * A 402 means the server tried to open a session for us: whatever cookie we sent named no live
    * session, so we hold no licence and cannot even ask the server for its sessions ($info needs one).
    */
-  private licenceError(tries: number): SessionLimitError {
-    const { licenceWaitMs, idleMinutes } = this.options;
+  private licenceError(tries: number, elapsedMs: number): SessionLimitError {
+    const { idleMinutes } = this.options;
+    // What happened, as measured: the backoff has jitter and a budget, so the tries rarely fill it.
+    const seconds = elapsedMs < 10_000 ? (elapsedMs / 1000).toFixed(1) : String(Math.round(elapsedMs / 1000));
     return new SessionLimitError(
-      `the server's licences are all in use (HTTP 402 "Maximum number of sessions reached", ${tries} tries over ${Math.round(licenceWaitMs / 1000)} s)`,
+      `the server's licences are all in use (HTTP 402 "Maximum number of sessions reached"; ${tries === 1 ? '1 try, no retry' : `${tries} tries over ${seconds} s`})`,
       {
         hint: `other users hold every licence and this tool holds none, so the server cannot even be asked for its sessions; they free up after ${idleMinutes} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`,
       },

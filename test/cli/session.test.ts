@@ -108,6 +108,27 @@ describe('licences (HTTP 402)', () => {
     const stats = await server.stats();
     expect(stats.sessionsCreated - createdBefore).toBe(0); // we never opened a session while waiting
   });
+
+  it('the 402 message says how many tries were made and how long they really took (issue 22 item 10)', async () => {
+    server = await startServer({ maxSessions: 1 });
+    await server.control('occupy', { count: 1 });
+    // The waits double from budget/(2^retries - 1) with jitter (x0.5 to x1): 3 retries in a 2 s budget
+    // wait 1.0 to 2.0 s in all, so the run gives up before its budget is spent.
+    const started = Date.now();
+    const r = await runCli(RUN, { env: { ...server.env, LEGACY_LICENCE_WAIT_MS: '2000', LEGACY_LICENCE_RETRIES: '3' } });
+    const elapsed = (Date.now() - started) / 1000;
+    expect(r.code).toBe(75);
+    const said = /HTTP 402 [^;]*; 4 tries over (\d+\.\d) s\)/.exec(r.stderr);
+    expect(said, r.stderr).not.toBeNull();
+    const seconds = Number(said![1]);
+    expect(seconds).toBeGreaterThanOrEqual(0.9);
+    expect(seconds).toBeLessThanOrEqual(elapsed + 0.05);
+    // No retries: one try, at once; not "over 60 s" (the default budget it never waited).
+    const once = await runCli(RUN, { env: { ...server.env, LEGACY_LICENCE_RETRIES: '0' } });
+    expect(once.code).toBe(75);
+    expect(once.stderr).toMatch(/HTTP 402 [^;]*; 1 try, no retry\)/);
+    expect(once.stderr).not.toMatch(/over 60 s/);
+  });
 });
 
 describe('store', () => {
