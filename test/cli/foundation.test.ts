@@ -108,6 +108,34 @@ describe('environments and config file', () => {
     expect(list.defaultEnv).toBe('live');
   });
 
+  it('env add never replaces an environment silently, and says what it did (issue 22 item 10)', async () => {
+    const dir = tempDir();
+    const env = { LEGACY_CONFIG_DIR: dir };
+    const added = await runCli(['env', 'add', 'live', 'http://127.0.0.1:8080'], { env });
+    expect(added.code).toBe(0);
+    expect(added.stdout).toBe('');
+    expect(added.stderr).toBe('added environment live → http://127.0.0.1:8080; it is now the default\n');
+    const path = join(dir, 'config.json');
+    const config = JSON.parse(readFileSync(path, 'utf8'));
+    config.environments.live.timeout = 5000;
+    writeFileSync(path, JSON.stringify(config), { mode: 0o600 });
+    const before = readFileSync(path, 'utf8');
+    const refused = await runCli(['env', 'add', 'live', 'http://127.0.0.1:9999'], { env });
+    expect(refused.code).toBe(64);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toMatch(/environment live already exists \(http:\/\/127\.0\.0\.1:8080\); not replaced.*--force/);
+    expect(readFileSync(path, 'utf8')).toBe(before);
+    // The same URL again changes nothing and is no error (scripts may run it twice).
+    const again = await runCli(['env', 'add', 'live', 'http://127.0.0.1:8080'], { env });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toBe('environment live is already http://127.0.0.1:8080\n');
+    const forced = await runCli(['env', 'add', 'live', 'http://127.0.0.1:9999', '--force'], { env });
+    expect(forced.code).toBe(0);
+    expect(forced.stderr).toBe('replaced environment live: http://127.0.0.1:8080 → http://127.0.0.1:9999 (its other settings kept)\n');
+    expect(JSON.parse(readFileSync(path, 'utf8')).environments.live).toEqual({ baseUrl: 'http://127.0.0.1:9999', timeout: 5000 });
+    expect((await runCli(['-q', 'env', 'add', 'test', 'http://127.0.0.1:8090'], { env })).stderr).toBe('');
+  });
+
   it('concurrent env add from many processes loses no change', async () => {
     const env = { LEGACY_CONFIG_DIR: tempDir() };
     await Promise.all(Array.from({ length: 8 }, (_, i) => runProcess(['env', 'add', `e${i}`, `http://127.0.0.1:${9000 + i}`], { env })));
