@@ -243,3 +243,26 @@ describe('sync into SQLite', () => {
     expect(dry.stdout).toMatch(/Kunden\s+full\s+-\s+10/);
   });
 });
+
+describe('sync status, the run lock and interruptions (issue 22 item 10)', () => {
+  it('sync status shows the latest check with its whole timestamp, never cut', async () => {
+    server = await startServer({ rows: { Kunden: 50 } });
+    expect((await sync(server, ['Kunden'])).code).toBe(0);
+    const lastCheck = async () => {
+      const text = (await runCli(['sync', 'status'], { env: server!.env })).stdout;
+      const [head, row] = text.split('\n');
+      // The column starts where its header does; the cell runs to LAST ERROR (empty: end of line).
+      return row!.slice(head!.indexOf('LAST CHECK')).trim();
+    };
+    const json = async () => JSON.parse((await runCli(['sync', 'status', '--json'], { env: server!.env })).stdout).tables[0];
+    expect((await sync(server, ['verify', 'Kunden'])).code).toBe(0);
+    expect(await lastCheck()).toBe(`verify ${(await json()).lastVerify.at}: equal`);
+    await new Promise((r) => setTimeout(r, 5));
+    expect((await sync(server, ['Kunden', '--reconcile'])).code).toBe(0);
+    // The later check is the reconcile, whatever the names sort like.
+    const status = await json();
+    expect(status.lastReconcile.at > status.lastVerify.at).toBe(true);
+    expect(await lastCheck()).toBe(`reconcile ${status.lastReconcile.at}: equal`);
+    expect(status.lastReconcile.at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+  });
+});
