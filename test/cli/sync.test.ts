@@ -3,7 +3,7 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, runCli, spawnCli, tempDir } from '../helpers/cli.js';
 import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
@@ -264,5 +264,25 @@ describe('sync status, the run lock and interruptions (issue 22 item 10)', () =>
     expect(status.lastReconcile.at > status.lastVerify.at).toBe(true);
     expect(await lastCheck()).toBe(`reconcile ${status.lastReconcile.at}: equal`);
     expect(status.lastReconcile.at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+  });
+
+  it('the .sqlite.lock file stays, as documented, and a left-over one never blocks a sync (not even after SIGKILL)', async () => {
+    // The README once said the file exists only while a sync runs; the lock is the OS lock on it.
+    server = await startServer({ rows: { Artikel: 2000 }, latencyMs: 200 });
+    const db = join(server.dataDir, 'test.sqlite');
+    const child = spawnCli(['sync', 'Artikel', '--page-size', '100'], { env: server.env });
+    const done = collect(child);
+    await untilRows(db, 100);
+    child.kill('SIGKILL');
+    await done;
+    expect(existsSync(`${db}.lock`)).toBe(true);
+    await server.control('options', { latencyMs: 0 });
+    const next = await sync(server, ['Artikel']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(existsSync(`${db}.lock`)).toBe(true);
+    expect(statSync(`${db}.lock`).size).toBe(0);
+    expect((await sync(server, ['Artikel'])).code).toBe(0);
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    expect(readme).not.toMatch(/\.lock` beside it while a sync runs/);
   });
 });
