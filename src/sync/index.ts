@@ -17,7 +17,16 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { SyncTableConfig } from '../config/store.js';
-import { BadDataError, CannotCreateError, FilterNotAppliedError, RequestRejectedError, formatErrorLine } from '../errors/index.js';
+import {
+  BadDataError,
+  CannotCreateError,
+  FilterNotAppliedError,
+  InterruptedError,
+  RequestRejectedError,
+  abortedBecause,
+  formatErrorLine,
+  interruptionOf,
+} from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
@@ -363,7 +372,7 @@ export class Syncer {
         if (open && !(await settlesWithin(next, WRITE_BATCH_GRACE_MS))) await commit();
         const { value: rows, done } = await next;
         if (done) break;
-        if (this.options.signal?.aborted) throw new Error('interrupted');
+        if (this.options.signal?.aborted) throw interruptionOf(this.options.signal) ?? new InterruptedError('interrupted');
         if (!open) {
           await store.begin();
           open = true;
@@ -513,10 +522,13 @@ export class Syncer {
   private async recordFailure(t: TableContext, runId: string, error: Error): Promise<void> {
     const store = this.store!;
     const finished = new Date().toISOString();
+    const { signal } = this.options;
+    // Stopped from outside: what happened, not what the aborted request or wait threw.
+    const message = signal?.aborted ? abortedBecause(signal) : error.message;
     try {
       await store.transaction(async () => {
-        await store.finishRun(runId, t.dc.name, this.options.signal?.aborted ? 'interrupted' : 'failed', finished, error.message);
-        if (t.state) await store.saveState({ ...t.state, last_error: error.message });
+        await store.finishRun(runId, t.dc.name, signal?.aborted ? 'interrupted' : 'failed', finished, message);
+        if (t.state) await store.saveState({ ...t.state, last_error: message });
         else {
           await store.saveState({
             table_name: t.dc.name,
@@ -528,7 +540,7 @@ export class Syncer {
             catalog_hash: t.hash,
             columns: JSON.stringify(t.columns),
             vanished_warned: null,
-            last_error: error.message,
+            last_error: message,
             tracking: null,
             stamp_cursor: null,
             last_reconcile: null,

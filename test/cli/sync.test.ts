@@ -285,4 +285,20 @@ describe('sync status, the run lock and interruptions (issue 22 item 10)', () =>
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     expect(readme).not.toMatch(/\.lock` beside it while a sync runs/);
   });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('a sync stopped with %s records that it was interrupted, and by what', async (signal) => {
+    server = await startServer({ rows: { Artikel: 3000 }, latencyMs: 300 });
+    const db = join(server.dataDir, 'test.sqlite');
+    const child = spawnCli(['sync', 'Artikel', '--page-size', '100'], { env: server.env });
+    const done = collect(child);
+    await untilRows(db, 200);
+    child.kill(signal);
+    const r = await done;
+    expect(r.code).toBe(130);
+    const runs = JSON.parse((await runCli(['sync', 'runs', '--json'], { env: server.env })).stdout) as Array<{ status: string; error: string }>;
+    expect(runs[0]).toMatchObject({ status: 'interrupted', error: `interrupted (${signal})` });
+    const status = JSON.parse((await runCli(['sync', 'status', '--json'], { env: server.env })).stdout);
+    expect(status.tables[0].lastError).toBe(`interrupted (${signal})`);
+    expect(r.stderr).toContain(`legacy: interrupted (${signal})`);
+  });
 });
