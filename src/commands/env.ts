@@ -5,6 +5,7 @@ import { didYouMean } from '../errors/suggest.js';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
+import { describePagesInFlight } from '../table/concurrency.js';
 
 export async function runList(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
   const { config, settings } = ctx;
@@ -115,7 +116,8 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     timeout: s.timeout,
     retries: s.retries,
     pageSize: s.pageSize,
-    concurrency: s.concurrency,
+    // null: not pinned (get-table adapts its pages in flight, sync keeps its default).
+    concurrency: s.concurrency ?? null,
     logLevel: s.logLevel,
     sessionStore: maskUrl(s.sessionStore),
     sessionStoreSource: s.sessionStoreSource,
@@ -128,7 +130,8 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     await write(ctx.io.stdout, `${JSON.stringify(view, null, 2)}\n`);
     return 0;
   }
-  const lines = Object.entries(view).map(([k, v]) => `${k.padEnd(18)} ${v === null ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  const shown = { ...view, concurrency: describePagesInFlight(s.concurrency) };
+  const lines = Object.entries(shown).map(([k, v]) => `${k.padEnd(18)} ${v === null ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
   await write(ctx.io.stdout, `${lines.join('\n')}\n`);
   return 0;
 }

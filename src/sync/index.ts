@@ -30,6 +30,7 @@ import {
 import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
+import { DEFAULT_PAGES_IN_FLIGHT } from '../table/concurrency.js';
 import { exportRows, planExport, type ExportPlan, type ExportSummary } from '../table/export.js';
 import { attributeNamed } from '../table/query.js';
 import { allOf, conditionCheck } from '../table/verify.js';
@@ -49,6 +50,7 @@ export interface SyncOptions {
   /** Re-read this far behind the cursor (ms). Default: 0 (the cursor's day or second is always re-read). */
   lookbackMs?: number;
   pageSize?: number;
+  /** Pages in flight, fixed (sync does not adapt them as get-table does); default DEFAULT_PAGES_IN_FLIGHT. */
   concurrency?: number;
   logger: Logger;
   signal?: AbortSignal;
@@ -149,11 +151,15 @@ const emptyResult = (table: string, cursor: string | null): TableResult => ({
 });
 
 export class Syncer {
+  private readonly options: SyncOptions & { concurrency: number };
+
   constructor(
     private readonly client: RestClient,
     private readonly store: SyncStore | undefined,
-    private readonly options: SyncOptions,
-  ) {}
+    options: SyncOptions,
+  ) {
+    this.options = { ...options, concurrency: options.concurrency ?? DEFAULT_PAGES_IN_FLIGHT };
+  }
 
   /** The table's attributes, key, cursor fields and change tracking, and its stored state. */
   async context(config: SyncTableConfig): Promise<TableContext> {

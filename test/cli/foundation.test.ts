@@ -136,6 +136,19 @@ describe('environments and config file', () => {
     expect((await runCli(['-q', 'env', 'add', 'test', 'http://127.0.0.1:8090'], { env })).stderr).toBe('');
   });
 
+  it('env current shows the pages in flight really used: adaptive unless the config pins them (issue 22 item 10)', async () => {
+    const dir = tempDir();
+    const env = { LEGACY_CONFIG_DIR: dir, LEGACY_BASE_URL: 'http://127.0.0.1:1' };
+    const line = (out: string) => out.split('\n').find((l) => l.startsWith('concurrency '));
+    const adaptive = await runCli(['env', 'current'], { env });
+    expect(line(adaptive.stdout)).toBe('concurrency        adaptive: get-table from 3 up to 8 pages in flight; sync 3');
+    expect(JSON.parse((await runCli(['env', 'current', '--json'], { env })).stdout).concurrency).toBeNull();
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ defaults: { concurrency: 4 }, environments: {} }), { mode: 0o600 });
+    const pinned = await runCli(['env', 'current'], { env });
+    expect(line(pinned.stdout)).toBe('concurrency        4 pages in flight (pinned by concurrency in the config)');
+    expect(JSON.parse((await runCli(['env', 'current', '--json'], { env })).stdout).concurrency).toBe(4);
+  });
+
   it('concurrent env add from many processes loses no change', async () => {
     const env = { LEGACY_CONFIG_DIR: tempDir() };
     await Promise.all(Array.from({ length: 8 }, (_, i) => runProcess(['env', 'add', `e${i}`, `http://127.0.0.1:${9000 + i}`], { env })));
