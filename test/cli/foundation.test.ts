@@ -149,6 +149,32 @@ describe('environments and config file', () => {
     expect(JSON.parse((await runCli(['env', 'current', '--json'], { env })).stdout).concurrency).toBe(4);
   });
 
+  it('an unknown key in the config file is a configuration error naming the file and key, with a suggestion (issue 22 item 10)', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'config.json');
+    writeFileSync(path, JSON.stringify({ defaults: { pagesize: 50 }, environments: { a: { baseUrl: 'http://127.0.0.1:1' } } }), { mode: 0o600 });
+    const r = await runCli(['env', 'current'], { env: { LEGACY_CONFIG_DIR: dir } });
+    expect(r.code).toBe(78);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(path);
+    expect(r.stderr).toMatch(/unknown key defaults\.pagesize \(did you mean pageSize\?\)/);
+    // Anywhere in the file: an environment, its sync block and its tables.
+    writeFileSync(
+      path,
+      JSON.stringify({
+        environments: { a: { baseUrl: 'http://127.0.0.1:1', sync: { tables: [{ name: 'Artikel', cusor: ['d'] }], dbb: '/x' } } },
+        defaultenv: 'a',
+      }),
+      { mode: 0o600 },
+    );
+    const all = await runCli(['env', 'list'], { env: { LEGACY_CONFIG_DIR: dir } });
+    expect(all.code).toBe(78);
+    expect(all.stderr).toContain('unknown key defaultenv (did you mean defaultEnv?)');
+    expect(all.stderr).toContain('unknown key environments.a.sync.dbb (did you mean db?)');
+    expect(all.stderr).toContain('unknown key environments.a.sync.tables[0].cusor (did you mean cursor?)');
+  });
+
   it('concurrent env add from many processes loses no change', async () => {
     const env = { LEGACY_CONFIG_DIR: tempDir() };
     await Promise.all(Array.from({ length: 8 }, (_, i) => runProcess(['env', 'add', `e${i}`, `http://127.0.0.1:${9000 + i}`], { env })));
