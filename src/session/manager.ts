@@ -374,9 +374,9 @@ export class SessionManager {
     return { session: sentWith, stale: false };
   }
 
-  private async logout(baseUrl: string, cookies: Cookies): Promise<void> {
+  private async logout(baseUrl: string, cookies: Cookies, transport = this.options.transport): Promise<void> {
     for (const value of Object.values(cookies)) registerSecret(value);
-    await this.options.transport
+    await transport
       .send({ method: 'GET', url: restUrl(baseUrl, { kind: 'directory', action: 'logout' }), headers: { cookie: cookieHeader(cookies) }, idempotent: false })
       .catch(() => undefined);
   }
@@ -693,6 +693,30 @@ export class SessionManager {
       return { response, gone: true };
     }
     return { response, gone: false };
+  }
+
+  /**
+   * One last request in this run's session after the run stopped (Ctrl-C, SIGTERM) or failed, such
+   * as releasing an entity set: with its own short timeout and no retry, since the run's abort signal
+   * has fired. It never opens a session: without a session this run has used it is not sent, and a
+   * session the server opened for it instead (ours had gone) is logged out at once. Never throws.
+   */
+  async sendBounded(request: HttpRequest, timeoutMs: number): Promise<HttpResponse | undefined> {
+    const entry = this.entry;
+    if (!entry || !this.contacted) return undefined;
+    const transport = this.options.transport.derive({ signal: undefined, timeoutMs, retries: 0 });
+    try {
+      const response = await transport.send(this.withCookie(request, entry));
+      const change = cookieChange(entry.cookies, await sessionCookiesSetBy(response.setCookies, entry.cookies));
+      if (change.kind === 'new') {
+        await this.logout(this.options.slot.baseUrl, change.cookies, transport);
+        this.events.orphansReleased += 1;
+      }
+      return response;
+    } catch (error) {
+      this.options.logger.debug(`a last request after the run stopped failed: ${(error as Error).message}`);
+      return undefined;
+    }
   }
 
   /** Record the end of the run (last used) and wait for pending store writes. */

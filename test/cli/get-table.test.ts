@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'csv-parse/sync';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanupTempDirs, interruptCli, runCli, runShell, tempDir } from '../helpers/cli.js';
+import { BIN, cleanupTempDirs, collect, interruptCli, runCli, runShell, spawnCli, tempDir } from '../helpers/cli.js';
 import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
@@ -294,6 +294,29 @@ describe('--where on a date (issue 22 item 10)', () => {
         expect(count.stdout.trim()).toBe(String(expected.length));
       }
       expect(rows.some((x) => x.created_date === day)).toBe(true);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('Ctrl-C and the export entity set (issue 22 item 10)', () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('%s during an export releases its entity set before exit 130, in the same session', async (signal) => {
+    const server = await startServer({ rows: { Artikel: 3000 }, latencyMs: 200 });
+    try {
+      const child = spawnCli(['get-table', 'Artikel', '--csv', '--page-size', '100', '--concurrency', '1'], { env: server.env });
+      const done = collect(child);
+      // Wait until the export is under way: its entity set exists on the server.
+      for (let i = 0; i < 100 && (await server.stats()).entitySets === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect((await server.stats()).entitySets).toBe(1);
+      const before = await server.stats();
+      child.kill(signal);
+      const r = await done;
+      expect(r.code).toBe(130);
+      expect(r.stderr).toContain(`legacy: interrupted (${signal})`);
+      const after = await server.stats();
+      expect(after.entitySets).toBe(0);
+      expect(after.sessionsCreated).toBe(before.sessionsCreated); // released in the run's session, none opened for it
     } finally {
       await server.stop();
     }
