@@ -2,7 +2,7 @@
 import { chmodSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BIN, cleanupTempDirs, runCli, runProcess, runShell, tempDir } from '../helpers/cli.js';
+import { BIN, ROOT, cleanupTempDirs, runCli, runProcess, runShell, tempDir } from '../helpers/cli.js';
 
 afterAll(cleanupTempDirs);
 
@@ -52,6 +52,35 @@ describe('frame', () => {
     }
     const bad = await runCli(['completion', 'tcsh'], { env: { LEGACY_CONFIG_DIR: tempDir() } });
     expect(bad.code).toBe(64);
+  });
+});
+
+describe('npm install -g . (issue 22 item 10)', () => {
+  // npm 11.16+ lists the install-time scripts of a package installed from a folder (npm install -g .,
+  // npm link) for approval in allowScripts, which a global install has no project to hold, and npm 12
+  // skips them: preinstall, install, postinstall and prepare. The build runs on the checkout's own
+  // installs instead (the `dependencies` script; `prepack` for a tarball).
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const installScripts = ['preinstall', 'install', 'postinstall', 'prepare'].filter((s) => pkg.scripts[s] !== undefined);
+
+  it('the package has no install-time script, and the checkout still builds on npm ci and npm pack', () => {
+    expect(installScripts).toEqual([]);
+    expect(pkg.scripts.dependencies).toBe(pkg.scripts.build);
+    expect(pkg.scripts.prepack).toBe(pkg.scripts.build);
+  });
+
+  // Never with an install script: it would rebuild dist/ under the other tests' feet.
+  it.skipIf(installScripts.length > 0)('installs cleanly into a prefix, and the installed legacy runs', async () => {
+    const prefix = tempDir('legacy-global-');
+    const r = await runShell(`npm install -g . --prefix '${prefix}' --offline --no-audit --no-fund --loglevel=warn`, { timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const installed = await runShell(`'${join(prefix, 'bin', 'legacy')}' --version && '${join(prefix, 'bin', 'legacy')}' help tables`, {
+      env: { LEGACY_CONFIG_DIR: tempDir() },
+    });
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(installed.stdout).toContain(`${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version}\n`);
+    expect(installed.stdout).toContain('list the tables');
   });
 });
 
