@@ -18,7 +18,7 @@ export interface CommandContext {
   config: ConfigFile;
   logger: Logger;
   color: { stdout: boolean; stderr: boolean };
-  /** Aborted on Ctrl-C / SIGTERM (reason 'interrupt') or when stdout's reader went away (reason 'epipe'). */
+  /** Aborted on Ctrl-C / SIGTERM (reason: an InterruptedError naming the signal) or when stdout's reader went away (reason 'epipe'). */
   signal: AbortSignal;
   /** The 4D REST client for the selected environment and session name (built on first use). */
   client(): Promise<RestClient>;

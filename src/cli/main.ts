@@ -35,7 +35,7 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
   let selected: Command | undefined;
   const metrics = new RunMetrics({ command: '', env: '' });
   const controller = new AbortController();
-  const onOuterAbort = () => controller.abort(options.signal?.reason ?? 'interrupt');
+  const onOuterAbort = () => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   // `legacy ... | head`: the reader went away. Stop the work quietly and exit 0. Any other failure
   // of stdout (`> /dev/full`, a full disk) stops the work too and is the run's error: exit 73.

@@ -2,7 +2,7 @@
  * Process wiring for the `legacy` bin: signals, exit code, last-resort error handling.
  * Never calls process.exit() while work is in flight: it sets process.exitCode and lets streams drain.
  */
-import { ExitCode, isBrokenPipe, noSpaceReason } from '../errors/index.js';
+import { ExitCode, interruptedBy, isBrokenPipe, noSpaceReason } from '../errors/index.js';
 import { processIo } from './io.js';
 import { main } from './main.js';
 
@@ -15,7 +15,7 @@ export async function runProcess(argv: string[]): Promise<void> {
       // Second Ctrl-C: the user means it.
       process.exit(ExitCode.interrupted);
     }
-    controller.abort('interrupt');
+    controller.abort(interruptedBy(signal));
     // Cleanup (temp files, locks) has a few seconds; then we leave anyway.
     setTimeout(() => process.exit(signal === 'SIGINT' ? ExitCode.interrupted : 128 + 15), 5000).unref();
   };

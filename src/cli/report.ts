@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { CommanderError } from 'commander';
 import { resolveDirs, type GlobalOptions } from '../config/settings.js';
 import { loadConfig } from '../config/store.js';
-import { ExitCode, InterruptedError, LegacyError, errorToJson, exitCodeFor, formatErrorLine, oneLine } from '../errors/index.js';
+import { ExitCode, InterruptedError, LegacyError, errorToJson, exitCodeFor, formatErrorLine, interruptionOf, oneLine } from '../errors/index.js';
 import { type Logger, redactString } from '../log/index.js';
 import type { RunMetrics } from '../metrics/run.js';
 import type { Io } from './io.js';
@@ -43,7 +43,7 @@ export function reportError(error: unknown, r: Reporter, aborted: AbortSignal): 
   // After Ctrl-C, whatever the aborted work threw is reported as the interruption it is.
   const interrupted = aborted.aborted && (!(error instanceof LegacyError) || error instanceof InterruptedError);
   if (interrupted) {
-    r.errLine('legacy: interrupted');
+    r.errLine(`legacy: ${interruptionOf(aborted)?.message ?? 'interrupted'}`);
     return ExitCode.interrupted;
   }
   if (r.logger && r.jsonLogs) {

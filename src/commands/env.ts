@@ -5,6 +5,7 @@ import { didYouMean } from '../errors/suggest.js';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
+import { describePagesInFlight } from '../table/concurrency.js';
 
 export async function runList(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
   const { config, settings } = ctx;
@@ -33,7 +34,7 @@ function checkName(name: string): void {
   if (problem) throw new UsageError(problem);
 }
 
-export async function runAdd(ctx: CommandContext, args: string[], opts: { default?: boolean }): Promise<number> {
+export async function runAdd(ctx: CommandContext, args: string[], opts: { default?: boolean; force?: boolean }): Promise<number> {
   const [name, url] = args as [string, string];
   checkName(name);
   let baseUrl: string;
@@ -42,15 +43,36 @@ export async function runAdd(ctx: CommandContext, args: string[], opts: { defaul
   } catch (error) {
     throw new UsageError((error as Error).message, { hint: 'use a URL like http://127.0.0.1:8080' });
   }
-  let replaced = false;
+  let previous: string | undefined;
+  let madeDefault = false;
   await updateConfig(ctx.settings.configDir, (config) => {
-    replaced = Object.hasOwn(config.environments, name);
-    const previous = replaced ? config.environments[name] : undefined;
-    config.environments[name] = { ...previous, baseUrl };
-    if (opts.default || !config.defaultEnv) config.defaultEnv = name;
+    const existing = Object.hasOwn(config.environments, name) ? config.environments[name] : undefined;
+    previous = existing?.baseUrl;
+    // Another URL under a name scripts and cron jobs already use is a change they did not ask for.
+    if (existing && existing.baseUrl !== baseUrl && !opts.force) {
+      throw new UsageError(`environment ${name} already exists (${existing.baseUrl}); not replaced`, {
+        hint: `add --force to point it at ${baseUrl}, keeping its other settings; or choose another name`,
+      });
+    }
+    config.environments[name] = { ...existing, baseUrl };
+    if (opts.default || !config.defaultEnv) {
+      madeDefault = config.defaultEnv !== name;
+      config.defaultEnv = name;
+    }
   });
-  ctx.logger.info(`${replaced ? 'updated' : 'added'} environment ${name} → ${baseUrl}`);
+  const what =
+    previous === undefined
+      ? `added environment ${name} → ${baseUrl}`
+      : previous === baseUrl
+        ? `environment ${name} is already ${baseUrl}`
+        : `replaced environment ${name}: ${previous} → ${baseUrl} (its other settings kept)`;
+  done(ctx, `${what}${madeDefault ? '; it is now the default' : ''}`);
   return 0;
+}
+
+/** A change to the config confirmed in one line on stderr (stdout is for data), unless --quiet. */
+function done(ctx: CommandContext, line: string): void {
+  if (ctx.settings.logLevel !== 'error') ctx.io.stderr.write(`${line}\n`);
 }
 
 /** Fail with a suggestion when `name` is not a configured environment. */
@@ -67,7 +89,7 @@ export async function runRemove(ctx: CommandContext, args: string[]): Promise<nu
     delete config.environments[name];
     if (config.defaultEnv === name) delete config.defaultEnv;
   });
-  ctx.logger.info(`removed environment ${name}`);
+  done(ctx, `removed environment ${name}`);
   return 0;
 }
 
@@ -77,6 +99,7 @@ export async function runDefault(ctx: CommandContext, args: string[]): Promise<n
     requireEnvironment(config, name, `add it first with 'legacy env add ${name} <url>'`);
     config.defaultEnv = name;
   });
+  done(ctx, `${name} is now the default environment`);
   return 0;
 }
 
@@ -93,7 +116,8 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     timeout: s.timeout,
     retries: s.retries,
     pageSize: s.pageSize,
-    concurrency: s.concurrency,
+    // null: not pinned (get-table adapts its pages in flight, sync keeps its default).
+    concurrency: s.concurrency ?? null,
     logLevel: s.logLevel,
     sessionStore: maskUrl(s.sessionStore),
     sessionStoreSource: s.sessionStoreSource,
@@ -106,7 +130,8 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     await write(ctx.io.stdout, `${JSON.stringify(view, null, 2)}\n`);
     return 0;
   }
-  const lines = Object.entries(view).map(([k, v]) => `${k.padEnd(18)} ${v === null ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  const shown = { ...view, concurrency: describePagesInFlight(s.concurrency) };
+  const lines = Object.entries(shown).map(([k, v]) => `${k.padEnd(18)} ${v === null ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
   await write(ctx.io.stdout, `${lines.join('\n')}\n`);
   return 0;
 }
@@ -118,8 +143,11 @@ export const spec = command({
     command({ name: 'list', description: 'list environments', options: [JSON_OPTION], run: runList }),
     command({
       name: 'add <name> <url>',
-      description: 'add or replace an environment',
-      options: [{ flags: '--default', description: 'make it the default environment' }],
+      description: 'add an environment (--force to point an existing one at another URL)',
+      options: [
+        { flags: '--default', description: 'make it the default environment' },
+        { flags: '--force', description: 'replace the URL of an existing environment (its other settings are kept)' },
+      ],
       run: runAdd,
     }),
     command({ name: 'current', description: 'show the effective settings of this run and where each came from', options: [JSON_OPTION], run: runCurrent }),

@@ -137,7 +137,7 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     skip: opts.skip,
     pageSize: opts.pageSize ?? ctx.settings.pageSize,
     // Not pinned by --concurrency or the config: adapted to the server (table/concurrency.ts).
-    concurrency: opts.concurrency ?? ctx.settings.envConfig?.concurrency ?? ctx.config.defaults?.concurrency,
+    concurrency: opts.concurrency ?? ctx.settings.concurrency,
     raw: opts.raw,
     meta: opts.meta,
     entitySet: opts.entityset !== false,

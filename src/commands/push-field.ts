@@ -1,6 +1,7 @@
 /** `legacy push-field`: one record (arguments) or thousands (--from), with optimistic locking. */
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
+import { requireConfirmation } from '../cli/prompt.js';
 import { command, wholeNumber } from '../cli/spec.js';
 import { ExitCode, UsageError } from '../errors/index.js';
 import type { DataClass } from '../rest/types.js';
@@ -69,10 +70,7 @@ function checkUsage(ctx: CommandContext, rest: string[], opts: PushOptions): voi
     throw new UsageError('push-field needs <Table> <key> <field> <value>, or <Table> --from <file>', { hint: "see 'legacy help push-field'" });
   }
   if (opts.from !== undefined && rest.length > 0) throw new UsageError('give either <key> <field> <value> or --from, not both');
-  const interactive = ctx.io.stdin.isTTY === true && ctx.io.stderr.isTTY === true;
-  if (!opts.dryRun && !opts.yes && !interactive) {
-    throw new UsageError('push-field writes to the server; add --yes to confirm when not on a terminal (or --dry-run to preview)');
-  }
+  requireConfirmation(ctx.io, opts.yes || opts.dryRun, 'push-field writes to the server', 'or --dry-run to preview');
   if (opts.from === '-' && !opts.yes && !opts.dryRun) throw new UsageError('with --from - (stdin) add --yes: the terminal cannot be used for confirmation');
   if (opts.from === undefined) {
     const bulkOnly = (['delimiter', 'conflicts', 'excelSafe', 'keyColumn', 'batchSize', 'continueOnError', 'report'] as const).filter(

@@ -1,9 +1,9 @@
 /** `legacy session status|refresh|clear`: inspect and manage the persisted server session. */
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
-import { confirm } from '../cli/prompt.js';
+import { confirm, requireConfirmation } from '../cli/prompt.js';
 import { columns, relative } from '../cli/render.js';
-import { UsageError } from '../errors/index.js';
+import { CancelledError } from '../errors/index.js';
 import { withSessionStore } from '../session/open.js';
 import { logoutSessions } from '../session/logout.js';
 import { isRefusal } from '../session/manager.js';
@@ -165,15 +165,13 @@ async function clear(ctx: CommandContext, store: SessionBackend, opts: { all?: b
     await write(ctx.io.stdout, 'nothing to clear\n');
     return 0;
   }
-  if (opts.all && !opts.yes) {
-    if (!ctx.io.stdin.isTTY) throw new UsageError(`session clear --all ${opts.logout ? 'logs out' : 'removes'} every stored session; add --yes to confirm`);
+  if (opts.all) {
+    // Every environment's and session name's stored session at once: the shared confirmation rule.
+    requireConfirmation(ctx.io, opts.yes, `session clear --all ${opts.logout ? 'logs out' : 'forgets'} every stored session (${existing.length})`);
     const question = opts.logout
       ? `log out and forget ${existing.length} stored session(s)? (runs using them will need new ones)`
       : `forget ${existing.length} stored session(s)? (the server keeps them until they expire)`;
-    if (!(await confirm(ctx.io, question, ctx.signal))) {
-      await write(ctx.io.stdout, 'nothing cleared\n');
-      return 0;
-    }
+    if (!opts.yes && !(await confirm(ctx.io, question, ctx.signal))) throw new CancelledError('cancelled: nothing was cleared');
   }
   if (opts.logout) {
     const { settings } = ctx;

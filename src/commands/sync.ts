@@ -269,11 +269,18 @@ interface TableStatus {
 
 /** `sync status` as tables: each table's state and last check, then the recent runs. */
 function statusText(tables: TableStatus[], runs: RunRow[]): string {
-  const found = (c: { at: string; missing?: number; extra?: number; stale?: number } | null, kind: string) =>
-    c
-      ? `${kind} ${c.at.slice(0, 16)}: ${(c.missing ?? 0) + (c.extra ?? 0) + (c.stale ?? 0) === 0 ? 'equal' : `${c.missing ?? 0} missing, ${c.extra ?? 0} extra, ${c.stale ?? 0} stale`}`
-      : '';
-  const checked = (t: TableStatus) => [found(t.lastVerify, 'verify'), found(t.lastReconcile, 'reconcile')].filter(Boolean).sort().reverse()[0] ?? '-';
+  type Check = { at: string; missing?: number; extra?: number; stale?: number };
+  const found = (c: Check, kind: string) =>
+    `${kind} ${c.at}: ${(c.missing ?? 0) + (c.extra ?? 0) + (c.stale ?? 0) === 0 ? 'equal' : `${c.missing ?? 0} missing, ${c.extra ?? 0} extra, ${c.stale ?? 0} stale`}`;
+  // The latest of the two by time, with its whole timestamp (as LAST SUCCESS has it).
+  const checked = (t: TableStatus) => {
+    const checks = [
+      ['verify', t.lastVerify],
+      ['reconcile', t.lastReconcile],
+    ].filter((c): c is [string, Check] => c[1] !== null);
+    const latest = checks.sort((a, b) => b[1].at.localeCompare(a[1].at))[0];
+    return latest ? found(latest[1], latest[0]) : '-';
+  };
   const head = columns(
     tables.map((t) => [t.table, String(t.rows), String(t.deleted), t.tracking, t.lastSuccess ?? '-', t.cursor ?? '-', checked(t), t.lastError ?? '']),
     ['TABLE', 'ROWS', 'DELETED', 'TRACKING', 'LAST SUCCESS', 'CURSOR', 'LAST CHECK', 'LAST ERROR'],

@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
-import { confirm } from '../cli/prompt.js';
+import { confirm, requireConfirmation } from '../cli/prompt.js';
 import { columns } from '../cli/render.js';
 import { command, duration, JSON_OPTION, wholeNumber } from '../cli/spec.js';
 import { CancelledError, ConfigError, ExitCode, UsageError } from '../errors/index.js';
@@ -222,11 +222,10 @@ async function runReset(ctx: CommandContext, _args: string[], opts: WatchOptions
   const consumer = consumerOf(opts);
   const path = join(stateDir(ctx), `${consumer}.sqlite`);
   if (!(await consumers(ctx)).includes(consumer)) throw new UsageError(`no watch consumer '${consumer}' in environment ${ctx.settings.envName}`);
-  if (!opts.yes) {
-    if (!ctx.io.stdin.isTTY) throw new UsageError(`watch reset forgets consumer '${consumer}''s cursor; add --yes to confirm`);
-    if (!(await confirm(ctx.io, `Forget the cursor of consumer '${consumer}'? Its next start begins at --from again`, ctx.signal))) {
-      throw new CancelledError('reset cancelled; nothing was changed');
-    }
+  // The shared confirmation rule (cli/prompt.ts).
+  requireConfirmation(ctx.io, opts.yes, `watch reset forgets consumer '${consumer}''s cursor`);
+  if (!opts.yes && !(await confirm(ctx.io, `Forget the cursor of consumer '${consumer}'? Its next start begins at --from again`, ctx.signal))) {
+    throw new CancelledError('cancelled: nothing was reset');
   }
   // The run lock: never reset under a running follower.
   const { openSyncStore } = await import('../sync/open.js');

@@ -46,7 +46,11 @@ export interface Settings {
   timeout: number;
   retries: number;
   pageSize: number;
-  concurrency: number;
+  /**
+   * Pages in flight pinned by `concurrency` in the config (per environment or under defaults);
+   * undefined: get-table adapts them to the server and sync keeps its default (table/concurrency.ts).
+   */
+  concurrency?: number;
   sessionName: string;
   sessionIdleMinutes: number;
   licenceWaitMs: number;
@@ -92,7 +96,6 @@ export const DEFAULTS = {
   timeout: 60_000,
   retries: 3,
   pageSize: 1000,
-  concurrency: 3,
   sessionName: 'default',
   sessionIdleMinutes: 60,
   licenceWaitMs: 60_000,
@@ -217,7 +220,7 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     timeout: intSetting(opts.timeout, 'LEGACY_TIMEOUT', 'timeout', 'timeout (ms)', 1),
     retries: intSetting(opts.retries, 'LEGACY_RETRIES', 'retries', 'retries', 0, 100),
     pageSize: envConfig?.pageSize ?? defaults.pageSize ?? DEFAULTS.pageSize,
-    concurrency: envConfig?.concurrency ?? defaults.concurrency ?? DEFAULTS.concurrency,
+    concurrency: envConfig?.concurrency ?? defaults.concurrency,
     sessionName,
     sessionIdleMinutes: envConfig?.sessionIdleMinutes ?? defaults.sessionIdleMinutes ?? DEFAULTS.sessionIdleMinutes,
     licenceWaitMs: env.LEGACY_LICENCE_WAIT_MS

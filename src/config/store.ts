@@ -9,6 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { ConfigError } from '../errors/index.js';
+import { didYouMean } from '../errors/suggest.js';
 import { ensurePrivateDir, withLock, writeFileAtomic } from './files.js';
 
 export interface SyncTableConfig {
@@ -148,6 +149,23 @@ export function sessionStoreProblem(raw: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Keys that mean nothing here are refused, never ignored: a misspelt setting (`pagesize` for
+ * `pageSize`) would otherwise leave the run on the default without a word.
+ */
+function checkKeys(where: string, value: Record<string, unknown>, known: readonly string[], problems: string[]): void {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    // A key that differs only in case has one answer (keys are case-sensitive).
+    const sameLetters = known.filter((k) => k.toLowerCase() === key.toLowerCase());
+    const hint = didYouMean(key, sameLetters.length ? sameLetters : known);
+    problems.push(`unknown key ${where ? `${where}.` : ''}${key}${hint ? ` (${hint})` : ''}`);
+  }
+}
+
+const SETTING_KEYS = Object.keys(SETTING_CHECKS);
+const ENVIRONMENT_KEYS = [...SETTING_KEYS, 'baseUrl', 'username', 'password', 'sync'];
+
 function checkSettings(where: string, value: Record<string, unknown>, problems: string[]): void {
   for (const [key, check] of Object.entries(SETTING_CHECKS)) {
     if (value[key] !== undefined && !check(value[key])) problems.push(`${where}.${key} has an invalid value ${JSON.stringify(value[key])}`);
@@ -159,10 +177,14 @@ export function validateConfig(data: unknown): string[] {
   const problems: string[] = [];
   if (data === null || typeof data !== 'object' || Array.isArray(data)) return ['the top level must be a JSON object'];
   const obj = data as Record<string, unknown>;
+  checkKeys('', obj, ['defaultEnv', 'defaults', 'environments'], problems);
   if (obj.defaultEnv !== undefined && typeof obj.defaultEnv !== 'string') problems.push('defaultEnv must be a string');
   if (obj.defaults !== undefined) {
     if (typeof obj.defaults !== 'object' || obj.defaults === null || Array.isArray(obj.defaults)) problems.push('defaults must be an object');
-    else checkSettings('defaults', obj.defaults as Record<string, unknown>, problems);
+    else {
+      checkKeys('defaults', obj.defaults as Record<string, unknown>, SETTING_KEYS, problems);
+      checkSettings('defaults', obj.defaults as Record<string, unknown>, problems);
+    }
   }
   if (obj.environments !== undefined) {
     if (typeof obj.environments !== 'object' || obj.environments === null || Array.isArray(obj.environments)) {
@@ -177,6 +199,7 @@ export function validateConfig(data: unknown): string[] {
           continue;
         }
         const e = env as Record<string, unknown>;
+        checkKeys(where, e, ENVIRONMENT_KEYS, problems);
         if (typeof e.baseUrl !== 'string') problems.push(`${where}.baseUrl is missing or not a string`);
         else {
           try {
@@ -198,6 +221,7 @@ export function validateConfig(data: unknown): string[] {
           if (typeof e.sync !== 'object' || e.sync === null || (tables !== undefined && !Array.isArray(tables))) {
             problems.push(`${where}.sync must be {"tables": [...], "db"?: ...}`);
           } else {
+            checkKeys(`${where}.sync`, e.sync as Record<string, unknown>, ['tables', 'db'], problems);
             (tables ?? []).forEach((t: unknown, i: number) => {
               const ok =
                 typeof t === 'string' ||
@@ -208,6 +232,7 @@ export function validateConfig(data: unknown): string[] {
                   ((t as SyncTableConfig).cursor === undefined ||
                     (Array.isArray((t as SyncTableConfig).cursor) && (t as SyncTableConfig).cursor!.every((c) => typeof c === 'string'))));
               if (!ok) problems.push(`${where}.sync.tables[${i}] must be a table name or {"name", "key"?, "cursor"?: [date, time]}`);
+              else if (typeof t === 'object') checkKeys(`${where}.sync.tables[${i}]`, t as Record<string, unknown>, ['name', 'key', 'cursor'], problems);
             });
           }
         }

@@ -206,6 +206,34 @@ export class InterruptedError extends LegacyError {
   override readonly code = 'E_INTERRUPTED';
 }
 
+/** The abort reason of a run stopped by a signal (Ctrl-C: SIGINT; a service manager: SIGTERM). */
+export function interruptedBy(signalName: string): InterruptedError {
+  return new InterruptedError(`interrupted (${signalName})`);
+}
+
+/**
+ * The interruption that aborted `signal`, when a person or the system stopped the run (not a reader
+ * of stdout that went away): the abort's own InterruptedError, else a plain "interrupted".
+ */
+export function interruptionOf(signal: AbortSignal | undefined): InterruptedError | undefined {
+  if (!signal?.aborted) return undefined;
+  const reason: unknown = signal.reason;
+  if (reason instanceof InterruptedError) return reason;
+  if (reason === 'epipe' || reason === 'stdout') return undefined;
+  return new InterruptedError('interrupted');
+}
+
+/**
+ * What happened to a run whose work was aborted, in words for its record (sync's run history): not
+ * the "The operation was aborted" that the aborted request or wait threw.
+ */
+export function abortedBecause(signal: AbortSignal): string {
+  const reason: unknown = signal.reason;
+  if (reason === 'epipe') return 'stopped: the reader of standard output went away';
+  if (reason === 'stdout') return 'stopped: standard output could not be written';
+  return interruptionOf(signal)?.message ?? 'interrupted';
+}
+
 /** Exit code for any thrown value. */
 export function exitCodeFor(error: unknown): number {
   if (error instanceof LegacyError) return error.exitCode;

@@ -342,6 +342,17 @@ export class RestClient {
     await this.send({ method: 'GET', url: this.url({ kind: 'entitySet', dataClass: table, id }, { method: 'release' }), idempotent: true });
   }
 
+  /**
+   * Release an entity set of a read that stopped (Ctrl-C, SIGTERM, an error): one try in this run's
+   * session within `timeoutMs`, never a new session (SessionManager.sendBounded). True when the
+   * server confirmed it.
+   */
+  async releaseEntitySetAfterStop(table: string, id: string, timeoutMs: number): Promise<boolean> {
+    const url = this.url({ kind: 'entitySet', dataClass: table, id }, { method: 'release' });
+    const response = await this.session.sendBounded({ method: 'GET', url, idempotent: true }, timeoutMs);
+    return response?.status === 200;
+  }
+
   /** One entity by key, or null when it does not exist. */
   async entity(table: string, key: string): Promise<Entity | null> {
     const response = await this.send({ method: 'GET', url: this.url({ kind: 'entity', dataClass: table, key }), idempotent: true });

@@ -194,7 +194,7 @@ export class SessionManager {
   /** Send a request in the session. Handles first contact, adoption, 402 backoff and logins. */
   async send(request: HttpRequest): Promise<HttpResponse> {
     const requestId = request.requestId ?? newRequestId();
-    const licence = { deadline: Date.now() + this.options.licenceWaitMs, tries: 0 };
+    const licence = { started: Date.now(), deadline: Date.now() + this.options.licenceWaitMs, tries: 0 };
     // A session can expire (and need a new login) more than once while one request is retried;
     // a bound keeps a server that refuses every new session from looping.
     let logins = 0;
@@ -247,11 +247,11 @@ export class SessionManager {
   }
 
   /** 402: wait with backoff (and Retry-After) while the budget lasts; then SessionLimitError. */
-  private async waitForLicence(response: HttpResponse, licence: { deadline: number; tries: number }, requestId: string): Promise<void> {
+  private async waitForLicence(response: HttpResponse, licence: { started: number; deadline: number; tries: number }, requestId: string): Promise<void> {
     const { licenceRetries, licenceWaitMs, logger, signal } = this.options;
     licence.tries += 1;
     const remaining = licence.deadline - Date.now();
-    if (licence.tries > licenceRetries || remaining <= 0) throw this.licenceError(licence.tries);
+    if (licence.tries > licenceRetries || remaining <= 0) throw this.licenceError(licence.tries, Date.now() - licence.started);
     this.events.licenceWaits += 1;
     const step = licenceWaitMs / Math.max(1, 2 ** licenceRetries - 1);
     const wait = Math.min(remaining, Math.max(backoffDelay(licence.tries - 1, step, licenceWaitMs), parseRetryAfter(response.headers['retry-after']) ?? 0));
@@ -292,10 +292,12 @@ export class SessionManager {
    * A 402 means the server tried to open a session for us: whatever cookie we sent named no live
    * session, so we hold no licence and cannot even ask the server for its sessions ($info needs one).
    */
-  private licenceError(tries: number): SessionLimitError {
-    const { licenceWaitMs, idleMinutes } = this.options;
+  private licenceError(tries: number, elapsedMs: number): SessionLimitError {
+    const { idleMinutes } = this.options;
+    // What happened, as measured: the backoff has jitter and a budget, so the tries rarely fill it.
+    const seconds = elapsedMs < 10_000 ? (elapsedMs / 1000).toFixed(1) : String(Math.round(elapsedMs / 1000));
     return new SessionLimitError(
-      `the server's licences are all in use (HTTP 402 "Maximum number of sessions reached", ${tries} tries over ${Math.round(licenceWaitMs / 1000)} s)`,
+      `the server's licences are all in use (HTTP 402 "Maximum number of sessions reached"; ${tries === 1 ? '1 try, no retry' : `${tries} tries over ${seconds} s`})`,
       {
         hint: `other users hold every licence and this tool holds none, so the server cannot even be asked for its sessions; they free up after ${idleMinutes} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`,
       },
@@ -372,9 +374,9 @@ export class SessionManager {
     return { session: sentWith, stale: false };
   }
 
-  private async logout(baseUrl: string, cookies: Cookies): Promise<void> {
+  private async logout(baseUrl: string, cookies: Cookies, transport = this.options.transport): Promise<void> {
     for (const value of Object.values(cookies)) registerSecret(value);
-    await this.options.transport
+    await transport
       .send({ method: 'GET', url: restUrl(baseUrl, { kind: 'directory', action: 'logout' }), headers: { cookie: cookieHeader(cookies) }, idempotent: false })
       .catch(() => undefined);
   }
@@ -691,6 +693,30 @@ export class SessionManager {
       return { response, gone: true };
     }
     return { response, gone: false };
+  }
+
+  /**
+   * One last request in this run's session after the run stopped (Ctrl-C, SIGTERM) or failed, such
+   * as releasing an entity set: with its own short timeout and no retry, since the run's abort signal
+   * has fired. It never opens a session: without a session this run has used it is not sent, and a
+   * session the server opened for it instead (ours had gone) is logged out at once. Never throws.
+   */
+  async sendBounded(request: HttpRequest, timeoutMs: number): Promise<HttpResponse | undefined> {
+    const entry = this.entry;
+    if (!entry || !this.contacted) return undefined;
+    const transport = this.options.transport.derive({ signal: undefined, timeoutMs, retries: 0 });
+    try {
+      const response = await transport.send(this.withCookie(request, entry));
+      const change = cookieChange(entry.cookies, await sessionCookiesSetBy(response.setCookies, entry.cookies));
+      if (change.kind === 'new') {
+        await this.logout(this.options.slot.baseUrl, change.cookies, transport);
+        this.events.orphansReleased += 1;
+      }
+      return response;
+    } catch (error) {
+      this.options.logger.debug(`a last request after the run stopped failed: ${(error as Error).message}`);
+      return undefined;
+    }
   }
 
   /** Record the end of the run (last used) and wait for pending store writes. */

@@ -17,10 +17,20 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { SyncTableConfig } from '../config/store.js';
-import { BadDataError, CannotCreateError, FilterNotAppliedError, RequestRejectedError, formatErrorLine } from '../errors/index.js';
+import {
+  BadDataError,
+  CannotCreateError,
+  FilterNotAppliedError,
+  InterruptedError,
+  RequestRejectedError,
+  abortedBecause,
+  formatErrorLine,
+  interruptionOf,
+} from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
+import { DEFAULT_PAGES_IN_FLIGHT } from '../table/concurrency.js';
 import { exportRows, planExport, type ExportPlan, type ExportSummary } from '../table/export.js';
 import { attributeNamed } from '../table/query.js';
 import { allOf, conditionCheck } from '../table/verify.js';
@@ -40,6 +50,7 @@ export interface SyncOptions {
   /** Re-read this far behind the cursor (ms). Default: 0 (the cursor's day or second is always re-read). */
   lookbackMs?: number;
   pageSize?: number;
+  /** Pages in flight, fixed (sync does not adapt them as get-table does); default DEFAULT_PAGES_IN_FLIGHT. */
   concurrency?: number;
   logger: Logger;
   signal?: AbortSignal;
@@ -149,11 +160,15 @@ const emptyResult = (table: string, cursor: string | null): TableResult => ({
 });
 
 export class Syncer {
+  private readonly options: SyncOptions & { concurrency: number };
+
   constructor(
     private readonly client: RestClient,
     private readonly store: SyncStore | undefined,
-    private readonly options: SyncOptions,
-  ) {}
+    options: SyncOptions,
+  ) {
+    this.options = { ...options, concurrency: options.concurrency ?? DEFAULT_PAGES_IN_FLIGHT };
+  }
 
   /** The table's attributes, key, cursor fields and change tracking, and its stored state. */
   async context(config: SyncTableConfig): Promise<TableContext> {
@@ -380,7 +395,7 @@ export class Syncer {
         if (open && !(await settlesWithin(next, WRITE_BATCH_GRACE_MS))) await commit();
         const { value: rows, done } = await next;
         if (done) break;
-        if (this.options.signal?.aborted) throw new Error('interrupted');
+        if (this.options.signal?.aborted) throw interruptionOf(this.options.signal) ?? new InterruptedError('interrupted');
         if (!open) {
           await store.begin();
           open = true;
@@ -531,10 +546,13 @@ export class Syncer {
   private async recordFailure(t: TableContext, runId: string, error: Error): Promise<void> {
     const store = this.store!;
     const finished = new Date().toISOString();
+    const { signal } = this.options;
+    // Stopped from outside: what happened, not what the aborted request or wait threw.
+    const message = signal?.aborted ? abortedBecause(signal) : error.message;
     try {
       await store.transaction(async () => {
-        await store.finishRun(runId, t.dc.name, this.options.signal?.aborted ? 'interrupted' : 'failed', finished, error.message);
-        if (t.state) await store.saveState({ ...t.state, last_error: error.message });
+        await store.finishRun(runId, t.dc.name, signal?.aborted ? 'interrupted' : 'failed', finished, message);
+        if (t.state) await store.saveState({ ...t.state, last_error: message });
         else {
           await store.saveState({
             table_name: t.dc.name,
@@ -546,7 +564,7 @@ export class Syncer {
             catalog_hash: t.hash,
             columns: JSON.stringify(t.columns),
             vanished_warned: null,
-            last_error: error.message,
+            last_error: message,
             tracking: null,
             stamp_cursor: null,
             last_reconcile: null,

@@ -9,7 +9,7 @@
  * vanished ones `_deleted_at`, so that afterwards the copy has exactly the server's keys with the
  * server's stamps. `sync verify` only reports.
  */
-import { FilterNotAppliedError, TemporaryError } from '../errors/index.js';
+import { FilterNotAppliedError, InterruptedError, TemporaryError, interruptionOf } from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
@@ -46,7 +46,7 @@ export async function scanServer(client: RestClient, dc: DataClass, keyAttr: Att
   const summary: Partial<ExportSummary> = {};
   const adoptedBefore = client.session.events.adopted;
   for await (const rows of exportRows(client, plan, { logger: options.logger, summary })) {
-    if (options.signal?.aborted) throw new Error('interrupted');
+    if (options.signal?.aborted) throw interruptionOf(options.signal) ?? new InterruptedError('interrupted');
     await scan.add(rows.map((r) => [r[3], r[1]]));
   }
   if (!summary.usedEntitySet) return 'the server returned no entity set, so the scan was paged while the table could change';
@@ -199,7 +199,7 @@ export async function reconcile(
         if (keys.length === 0) break;
         after = keys[keys.length - 1];
         for (const batch of fetchBatches(keys)) {
-          if (options.signal?.aborted) throw new Error('interrupted');
+          if (options.signal?.aborted) throw interruptionOf(options.signal) ?? new InterruptedError('interrupted');
           const { rows, gone } = await fetchRows(client, target, keyAttr, batch, state, options.logger);
           fetched += await target.write(rows);
           // Deleted on the server between the scan and the fetch.

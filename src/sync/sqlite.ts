@@ -88,6 +88,12 @@ export class SqliteSyncStore extends SyncStore {
    * An exclusive transaction on a side lock database. SQLite's file lock is released by the
    * operating system when the process dies (even on SIGKILL), so there are no stale locks to reclaim.
    * A second sync gets SQLITE_BUSY at once → LockBusyError (exit 75).
+   *
+   * The file stays after the run, on purpose: the lock is on the open file, not its name. Removing it
+   * on release would let a sync that opened the old file just before the removal lock it just after,
+   * while the next one creates and locks a new file of the same name: two syncs at once. Telling the
+   * two apart needs the descriptor SQLite holds (fstat against stat), which better-sqlite3 does not
+   * expose, and a second descriptor on the file would drop SQLite's POSIX locks when closed.
    */
   async acquireRunLock(): Promise<void> {
     const lockDb = new (load())(`${this.path}.lock`, { timeout: 0 });

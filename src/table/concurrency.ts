@@ -19,6 +19,12 @@
 export const DEFAULT_PAGES_IN_FLIGHT = 3;
 export const MAX_PAGES_IN_FLIGHT = 8;
 export const INFLIGHT_BYTES = 32 * 1024 * 1024;
+/** How many pages get-table and sync keep in flight, in words: `pinned` by the config, or not. */
+export function describePagesInFlight(pinned: number | undefined): string {
+  if (pinned !== undefined) return `${pinned} pages in flight (pinned by concurrency in the config)`;
+  return `adaptive: get-table from ${DEFAULT_PAGES_IN_FLIGHT} up to ${MAX_PAGES_IN_FLIGHT} pages in flight; sync ${DEFAULT_PAGES_IN_FLIGHT}`;
+}
+
 /** Pages per round at least, so that a round's rate is not a few pages' noise. */
 const MIN_ROUND = 8;
 

@@ -9,7 +9,7 @@
  */
 import type { Writable } from 'node:stream';
 import { openOutputFile, type OutputFile } from '../streams/output-file.js';
-import { InterruptedError, SelectionChangedError } from '../errors/index.js';
+import { InterruptedError, SelectionChangedError, interruptionOf } from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Logger } from '../log/index.js';
 import { exportEncoded, exportRows, type ExportPlan, type ExportProgress, type ExportSummary } from './export.js';
@@ -68,7 +68,7 @@ export async function deliverExport(client: RestClient, plan: ExportPlan, o: Del
         }
         await (Array.isArray(rows) ? writer.write(rows) : writer.writeEncoded!(rows));
       }
-      if (o.signal.aborted) throw new InterruptedError('interrupted');
+      if (o.signal.aborted) throw interruptionOf(o.signal) ?? new InterruptedError('interrupted');
       if (!begun) await writer.begin();
       await writer.end();
       if (file) await file.commit();
@@ -93,6 +93,6 @@ export async function deliverExport(client: RestClient, plan: ExportPlan, o: Del
   } catch (error) {
     // What reached stdout (or a device, a FIFO) stays there; a file that was not committed holds nothing.
     o.onDone?.({ read: summary.rows ?? 0, written: file && !file.direct ? 0 : written() });
-    throw o.signal.aborted && o.signal.reason === 'interrupt' ? new InterruptedError('interrupted') : error;
+    throw interruptionOf(o.signal) ?? error;
   }
 }

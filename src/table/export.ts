@@ -391,6 +391,10 @@ async function* exportPages<P extends PageView, T>(
 
   const inflight = new Map<number, Promise<P>>([[0, Promise.resolve(first)]]);
   let next = 1;
+  // A read that stops early (Ctrl-C, SIGTERM, an error, a consumer that stops) releases its entity
+  // set on the way out, within a short bound and never in a new session; the set would otherwise
+  // hold the selection in the server's memory until it expires (2 h by default).
+  let released = false;
   /** Keep the pages in flight that the limit allows (also while a page is being written). */
   const topUp = () => {
     while (next < offsets.length && inflight.size < flight.limit) {
@@ -401,35 +405,46 @@ async function* exportPages<P extends PageView, T>(
     }
   };
   try {
-    for (let i = 0; i < offsets.length; i++) {
-      topUp();
-      const page = await inflight.get(i)!;
-      inflight.delete(i);
-      topUp();
-      const taken = emit(page, expected - written);
-      const out = taken.length ? collect(page, taken) : undefined;
-      written += taken.length;
-      summary.rows = written;
-      if (out !== undefined) yield out;
-      hooks.onPage?.({ rows: written, total: expected });
-      if (page.size === 0 && !setId) break; // the table shrank under plain paging
+    try {
+      for (let i = 0; i < offsets.length; i++) {
+        topUp();
+        const page = await inflight.get(i)!;
+        inflight.delete(i);
+        topUp();
+        const taken = emit(page, expected - written);
+        const out = taken.length ? collect(page, taken) : undefined;
+        written += taken.length;
+        summary.rows = written;
+        if (out !== undefined) yield out;
+        hooks.onPage?.({ rows: written, total: expected });
+        if (page.size === 0 && !setId) break; // the table shrank under plain paging
+      }
+    } finally {
+      inflight.clear();
+    }
+    // A stored selection keeps every position (deleted rows as placeholders): every row it holds was
+    // either written or seen deleted. Fewer means pages came back short, and rows would be missing.
+    if (setId && written + (summary.vanished ?? 0) < expected) {
+      throw new PageNotAsAskedError(
+        `the server's stored selection of ${table} holds ${expected} rows but its pages gave ${written + (summary.vanished ?? 0)}; the export would be missing rows`,
+        { hint: 'run the export again; if it happens again, run it with --no-entityset and report it' },
+      );
+    }
+    if (setId) {
+      // Free the server's memory early (best effort; it would expire by itself).
+      released = true;
+      await client.releaseEntitySet(table, setId).catch(() => undefined);
     }
   } finally {
-    inflight.clear();
-  }
-  // A stored selection keeps every position (deleted rows as placeholders): every row it holds was
-  // either written or seen deleted. Fewer means pages came back short, and rows would be missing.
-  if (setId && written + (summary.vanished ?? 0) < expected) {
-    throw new PageNotAsAskedError(
-      `the server's stored selection of ${table} holds ${expected} rows but its pages gave ${written + (summary.vanished ?? 0)}; the export would be missing rows`,
-      { hint: 'run the export again; if it happens again, run it with --no-entityset and report it' },
-    );
-  }
-  if (setId) {
-    // Free the server's memory early (best effort; it would expire by itself).
-    await client.releaseEntitySet(table, setId).catch(() => undefined);
+    if (setId && !released) {
+      const freed = await client.releaseEntitySetAfterStop(table, setId, RELEASE_AFTER_STOP_MS);
+      hooks.logger.debug(`${freed ? 'released' : 'could not release'} the entity set of the stopped read of ${table}`);
+    }
   }
 }
+
+/** How long a read that stopped waits for the server to release its entity set (Ctrl-C must stay quick). */
+const RELEASE_AFTER_STOP_MS = 2000;
 
 /**
  * The page answers what was asked: no more rows than `$top`, starting where `$skip` said (`__FIRST`,

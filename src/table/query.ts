@@ -91,6 +91,21 @@ export function typedValue(attr: Attribute, value: string, context: string): unk
   return value;
 }
 
+/**
+ * How a condition goes to the server. `>` and `<` on a date attribute go as `>=` the next day and
+ * `<=` the day before: 4D dates have no time of day, so both forms select the same rows, but some
+ * servers refuse strict comparisons on dates (4D error 1112 "Wrong comparison operator") while every
+ * server takes `>=` and `<=` (the documented comparators; sync's date windows use them too).
+ */
+function asSent(attr: Attribute, op: string, value: unknown): { op: string; value: unknown } {
+  if (!DATE_TYPES.has(attr.type) || (op !== '>' && op !== '<') || typeof value !== 'string') return { op, value };
+  const day = Date.parse(`${value}T00:00:00Z`) + (op === '>' ? 86_400_000 : -86_400_000);
+  const text = new Date(day).toISOString().slice(0, 10);
+  // Past the years a 4D date literal can spell (0001-9999): keep the comparison as written.
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text) || text.startsWith('0000')) return { op, value };
+  return { op: op === '>' ? '>=' : '<=', value: text };
+}
+
 export interface BuiltQuery {
   filter?: string;
   params: unknown[];
@@ -134,8 +149,9 @@ export function buildQuery(dc: DataClass, where: string[], rawFilter?: string): 
       continue;
     }
     const value = typedValue(attr, cond.value, `--where '${text}'`);
-    params.push(value);
-    parts.push(`${attr.name} ${cond.op} :${params.length}`);
+    const sent = asSent(attr, cond.op, value);
+    params.push(sent.value);
+    parts.push(`${attr.name} ${sent.op} :${params.length}`);
     const check = conditionCheck(attr, cond.op, value, text);
     if (check) checks.push(check);
   }

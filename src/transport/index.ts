@@ -326,6 +326,11 @@ function exchange(request: HttpRequest, options: TransportOptions, onRequest: (r
 export class Transport {
   constructor(private readonly options: TransportOptions) {}
 
+  /** The same transport (logger, observers, TLS) with some options changed, e.g. its own timeout and signal. */
+  derive(patch: Partial<TransportOptions>): Transport {
+    return new Transport({ ...this.options, ...patch });
+  }
+
   private notify(exchange: Exchange): void {
     for (const observer of this.options.observers ?? []) {
       try {

@@ -2,7 +2,7 @@
 import { chmodSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BIN, cleanupTempDirs, runCli, runProcess, runShell, tempDir } from '../helpers/cli.js';
+import { BIN, ROOT, cleanupTempDirs, runCli, runProcess, runShell, tempDir } from '../helpers/cli.js';
 
 afterAll(cleanupTempDirs);
 
@@ -52,6 +52,35 @@ describe('frame', () => {
     }
     const bad = await runCli(['completion', 'tcsh'], { env: { LEGACY_CONFIG_DIR: tempDir() } });
     expect(bad.code).toBe(64);
+  });
+});
+
+describe('npm install -g . (issue 22 item 10)', () => {
+  // npm 11.16+ lists the install-time scripts of a package installed from a folder (npm install -g .,
+  // npm link) for approval in allowScripts, which a global install has no project to hold, and npm 12
+  // skips them: preinstall, install, postinstall and prepare. The build runs on the checkout's own
+  // installs instead (the `dependencies` script; `prepack` for a tarball).
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const installScripts = ['preinstall', 'install', 'postinstall', 'prepare'].filter((s) => pkg.scripts[s] !== undefined);
+
+  it('the package has no install-time script, and the checkout still builds on npm ci and npm pack', () => {
+    expect(installScripts).toEqual([]);
+    expect(pkg.scripts.dependencies).toBe(pkg.scripts.build);
+    expect(pkg.scripts.prepack).toBe(pkg.scripts.build);
+  });
+
+  // Never with an install script: it would rebuild dist/ under the other tests' feet.
+  it.skipIf(installScripts.length > 0)('installs cleanly into a prefix, and the installed legacy runs', async () => {
+    const prefix = tempDir('legacy-global-');
+    const r = await runShell(`npm install -g . --prefix '${prefix}' --offline --no-audit --no-fund --loglevel=warn`, { timeoutMs: 120_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const installed = await runShell(`'${join(prefix, 'bin', 'legacy')}' --version && '${join(prefix, 'bin', 'legacy')}' help tables`, {
+      env: { LEGACY_CONFIG_DIR: tempDir() },
+    });
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(installed.stdout).toContain(`${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version}\n`);
+    expect(installed.stdout).toContain('list the tables');
   });
 });
 
@@ -106,6 +135,73 @@ describe('environments and config file', () => {
     const list = JSON.parse((await runCli(['env', 'list', '--json'], { env })).stdout);
     expect(list.environments.map((e: { name: string }) => e.name)).toEqual(['live']);
     expect(list.defaultEnv).toBe('live');
+  });
+
+  it('env add never replaces an environment silently, and says what it did (issue 22 item 10)', async () => {
+    const dir = tempDir();
+    const env = { LEGACY_CONFIG_DIR: dir };
+    const added = await runCli(['env', 'add', 'live', 'http://127.0.0.1:8080'], { env });
+    expect(added.code).toBe(0);
+    expect(added.stdout).toBe('');
+    expect(added.stderr).toBe('added environment live → http://127.0.0.1:8080; it is now the default\n');
+    const path = join(dir, 'config.json');
+    const config = JSON.parse(readFileSync(path, 'utf8'));
+    config.environments.live.timeout = 5000;
+    writeFileSync(path, JSON.stringify(config), { mode: 0o600 });
+    const before = readFileSync(path, 'utf8');
+    const refused = await runCli(['env', 'add', 'live', 'http://127.0.0.1:9999'], { env });
+    expect(refused.code).toBe(64);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toMatch(/environment live already exists \(http:\/\/127\.0\.0\.1:8080\); not replaced.*--force/);
+    expect(readFileSync(path, 'utf8')).toBe(before);
+    // The same URL again changes nothing and is no error (scripts may run it twice).
+    const again = await runCli(['env', 'add', 'live', 'http://127.0.0.1:8080'], { env });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toBe('environment live is already http://127.0.0.1:8080\n');
+    const forced = await runCli(['env', 'add', 'live', 'http://127.0.0.1:9999', '--force'], { env });
+    expect(forced.code).toBe(0);
+    expect(forced.stderr).toBe('replaced environment live: http://127.0.0.1:8080 → http://127.0.0.1:9999 (its other settings kept)\n');
+    expect(JSON.parse(readFileSync(path, 'utf8')).environments.live).toEqual({ baseUrl: 'http://127.0.0.1:9999', timeout: 5000 });
+    expect((await runCli(['-q', 'env', 'add', 'test', 'http://127.0.0.1:8090'], { env })).stderr).toBe('');
+  });
+
+  it('env current shows the pages in flight really used: adaptive unless the config pins them (issue 22 item 10)', async () => {
+    const dir = tempDir();
+    const env = { LEGACY_CONFIG_DIR: dir, LEGACY_BASE_URL: 'http://127.0.0.1:1' };
+    const line = (out: string) => out.split('\n').find((l) => l.startsWith('concurrency '));
+    const adaptive = await runCli(['env', 'current'], { env });
+    expect(line(adaptive.stdout)).toBe('concurrency        adaptive: get-table from 3 up to 8 pages in flight; sync 3');
+    expect(JSON.parse((await runCli(['env', 'current', '--json'], { env })).stdout).concurrency).toBeNull();
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ defaults: { concurrency: 4 }, environments: {} }), { mode: 0o600 });
+    const pinned = await runCli(['env', 'current'], { env });
+    expect(line(pinned.stdout)).toBe('concurrency        4 pages in flight (pinned by concurrency in the config)');
+    expect(JSON.parse((await runCli(['env', 'current', '--json'], { env })).stdout).concurrency).toBe(4);
+  });
+
+  it('an unknown key in the config file is a configuration error naming the file and key, with a suggestion (issue 22 item 10)', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'config.json');
+    writeFileSync(path, JSON.stringify({ defaults: { pagesize: 50 }, environments: { a: { baseUrl: 'http://127.0.0.1:1' } } }), { mode: 0o600 });
+    const r = await runCli(['env', 'current'], { env: { LEGACY_CONFIG_DIR: dir } });
+    expect(r.code).toBe(78);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(path);
+    expect(r.stderr).toMatch(/unknown key defaults\.pagesize \(did you mean pageSize\?\)/);
+    // Anywhere in the file: an environment, its sync block and its tables.
+    writeFileSync(
+      path,
+      JSON.stringify({
+        environments: { a: { baseUrl: 'http://127.0.0.1:1', sync: { tables: [{ name: 'Artikel', cusor: ['d'] }], dbb: '/x' } } },
+        defaultenv: 'a',
+      }),
+      { mode: 0o600 },
+    );
+    const all = await runCli(['env', 'list'], { env: { LEGACY_CONFIG_DIR: dir } });
+    expect(all.code).toBe(78);
+    expect(all.stderr).toContain('unknown key defaultenv (did you mean defaultEnv?)');
+    expect(all.stderr).toContain('unknown key environments.a.sync.dbb (did you mean db?)');
+    expect(all.stderr).toContain('unknown key environments.a.sync.tables[0].cusor (did you mean cursor?)');
   });
 
   it('concurrent env add from many processes loses no change', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'csv-parse/sync';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cleanupTempDirs, interruptCli, runCli, runShell, tempDir } from '../helpers/cli.js';
+import { BIN, cleanupTempDirs, collect, interruptCli, runCli, runShell, spawnCli, tempDir } from '../helpers/cli.js';
 import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
@@ -259,6 +259,64 @@ describe('-o picks the format from its extension (issue 22 item 7)', () => {
       expect(clash.stderr).toMatch(/names a JSON file, but --csv asks for CSV/);
       expect(existsSync(join(dir, 'clash.json'))).toBe(false);
       expect((await runCli([...base, '--json', '-o', join(dir, 'same.json')], { env: server.env })).code).toBe(0);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('--where on a date (issue 22 item 10)', () => {
+  it('> and < on a date work on a server that refuses strict comparisons on dates, with exactly the rows they mean', async () => {
+    // Some servers answer `created_date > …` with 4D error 1112 "Wrong comparison operator"; on a
+    // date (no time of day) `> D` is `>= D+1` and `< D` is `<= D-1`, which every server takes.
+    const server = await startServer({ strictDateCompare: 'reject' });
+    try {
+      const all = await runCli(['get-table', 'Kunden', '--fields', 'KundenNr,created_date', '--csv'], { env: server.env });
+      expect(all.code, all.stderr).toBe(0);
+      const rows = parse(all.stdout, { columns: true }) as Array<{ KundenNr: string; created_date: string }>;
+      const dates = rows.map((r) => r.created_date).filter(Boolean);
+      // A day that some rows were created on, so the boundary itself is tested.
+      const day = dates.sort()[Math.floor(dates.length / 2)]!;
+      const keys = (out: string) => (parse(out, { columns: true }) as Array<{ KundenNr: string }>).map((r) => r.KundenNr).sort();
+      for (const [op, keep] of [
+        ['>', (d: string) => d > day],
+        ['<', (d: string) => d < day],
+      ] as const) {
+        const r = await runCli(['get-table', 'Kunden', '--fields', 'KundenNr', '--where', `created_date${op}${day}`, '--csv'], { env: server.env });
+        expect(r.code, r.stderr).toBe(0);
+        const expected = rows
+          .filter((x) => x.created_date !== '' && keep(x.created_date))
+          .map((x) => x.KundenNr)
+          .sort();
+        expect(expected.length).toBeGreaterThan(0);
+        expect(keys(r.stdout), `created_date${op}${day}`).toEqual(expected);
+        const count = await runCli(['get-table', 'Kunden', '--where', `created_date${op}${day}`, '--count'], { env: server.env });
+        expect(count.stdout.trim()).toBe(String(expected.length));
+      }
+      expect(rows.some((x) => x.created_date === day)).toBe(true);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('Ctrl-C and the export entity set (issue 22 item 10)', () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('%s during an export releases its entity set before exit 130, in the same session', async (signal) => {
+    const server = await startServer({ rows: { Artikel: 3000 }, latencyMs: 200 });
+    try {
+      const child = spawnCli(['get-table', 'Artikel', '--csv', '--page-size', '100', '--concurrency', '1'], { env: server.env });
+      const done = collect(child);
+      // Wait until the export is under way: its entity set exists on the server.
+      for (let i = 0; i < 100 && (await server.stats()).entitySets === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect((await server.stats()).entitySets).toBe(1);
+      const before = await server.stats();
+      child.kill(signal);
+      const r = await done;
+      expect(r.code).toBe(130);
+      expect(r.stderr).toContain(`legacy: interrupted (${signal})`);
+      const after = await server.stats();
+      expect(after.entitySets).toBe(0);
+      expect(after.sessionsCreated).toBe(before.sessionsCreated); // released in the run's session, none opened for it
     } finally {
       await server.stop();
     }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, runCli, runProcess, tempDir } from '../helpers/cli.js';
+import { runMain } from '../helpers/run.js';
 import { COOKIE_NAMES, startServer, type TestServer } from '../helpers/emulator.js';
 
 /**
@@ -107,6 +108,27 @@ describe('licences (HTTP 402)', () => {
     expect(elapsed).toBeLessThan(2000 + 8000); // budget plus process start-up
     const stats = await server.stats();
     expect(stats.sessionsCreated - createdBefore).toBe(0); // we never opened a session while waiting
+  });
+
+  it('the 402 message says how many tries were made and how long they really took (issue 22 item 10)', async () => {
+    server = await startServer({ maxSessions: 1 });
+    await server.control('occupy', { count: 1 });
+    // The waits double from budget/(2^retries - 1) with jitter (x0.5 to x1): 3 retries in a 2 s budget
+    // wait 1.0 to 2.0 s in all, so the run gives up before its budget is spent.
+    const started = Date.now();
+    const r = await runCli(RUN, { env: { ...server.env, LEGACY_LICENCE_WAIT_MS: '2000', LEGACY_LICENCE_RETRIES: '3' } });
+    const elapsed = (Date.now() - started) / 1000;
+    expect(r.code).toBe(75);
+    const said = /HTTP 402 [^;]*; 4 tries over (\d+\.\d) s\)/.exec(r.stderr);
+    expect(said, r.stderr).not.toBeNull();
+    const seconds = Number(said![1]);
+    expect(seconds).toBeGreaterThanOrEqual(0.9);
+    expect(seconds).toBeLessThanOrEqual(elapsed + 0.05);
+    // No retries: one try, at once; not "over 60 s" (the default budget it never waited).
+    const once = await runCli(RUN, { env: { ...server.env, LEGACY_LICENCE_RETRIES: '0' } });
+    expect(once.code).toBe(75);
+    expect(once.stderr).toMatch(/HTTP 402 [^;]*; 1 try, no retry\)/);
+    expect(once.stderr).not.toMatch(/over 60 s/);
   });
 });
 
@@ -221,6 +243,35 @@ describe('session commands', () => {
     await runCli(RUN, { env: server.env });
     expect((await runCli(['session', 'clear', '--all'], { env: server.env })).code).toBe(64);
     expect((await runCli(['session', 'clear', '--all', '--yes'], { env: server.env })).code).toBe(0);
+  });
+
+  it('one confirmation rule for session clear --all and push-field: asked on a terminal, refused elsewhere without --yes (issue 22 item 10)', async () => {
+    server = await startServer();
+    await runCli(RUN, { env: server.env });
+    const key = (await runCli(['get-table', 'Kunden', '--limit', '1', '--fields', 'KundenNr', '--csv', '--no-header'], { env: server.env })).stdout.trim();
+    const commands = {
+      'session clear --all': { argv: ['session', 'clear', '--all'], cancelled: /cancelled: nothing was cleared/ },
+      'push-field': { argv: ['push-field', 'Kunden', key, 'Ort', 'Nirgendwo'], cancelled: /cancelled: nothing was written/ },
+    };
+    const stored = async () => JSON.parse((await runCli(['session', 'status', '--all', '--json'], { env: server!.env })).stdout).sessions.length;
+    for (const [name, { argv, cancelled }] of Object.entries(commands)) {
+      // Off a terminal, and at a terminal whose stderr (where the question would go) is redirected.
+      for (const tty of [{}, { stdinTty: true, stderrTty: false }]) {
+        const r = await runMain(argv, { env: server.env, input: 'y\n', ...tty });
+        expect(r.code, `${name} ${JSON.stringify(tty)}: ${r.stderr}`).toBe(64);
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
+        expect(r.stderr).toMatch(/add --yes to confirm when not on a terminal/);
+      }
+      // On a terminal a "no" changes nothing and exits 1, like every declined prompt.
+      const no = await runMain(argv, { env: server.env, stdinTty: true, input: 'n\n' });
+      expect(no.code, `${name}: ${no.stderr}`).toBe(1);
+      expect(no.stderr).toMatch(cancelled);
+      expect(no.stdout).toBe('');
+    }
+    expect(await stored()).toBe(1);
+    const yes = await runMain(['session', 'clear', '--all'], { env: server.env, stdinTty: true, input: 'y\n' });
+    expect(yes.code, yes.stderr).toBe(0);
+    expect(await stored()).toBe(0);
   });
 
   it('doctor checks everything in one line each', async () => {

@@ -3,7 +3,7 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, runCli, spawnCli, tempDir } from '../helpers/cli.js';
 import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
@@ -241,5 +241,64 @@ describe('sync into SQLite', () => {
     const dry = await sync(server, ['Kunden', '--dry-run', '--db', join(tempDir(), 'none.sqlite')]);
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout).toMatch(/Kunden\s+full\s+-\s+10/);
+  });
+});
+
+describe('sync status, the run lock and interruptions (issue 22 item 10)', () => {
+  it('sync status shows the latest check with its whole timestamp, never cut', async () => {
+    server = await startServer({ rows: { Kunden: 50 } });
+    expect((await sync(server, ['Kunden'])).code).toBe(0);
+    const lastCheck = async () => {
+      const text = (await runCli(['sync', 'status'], { env: server!.env })).stdout;
+      const [head, row] = text.split('\n');
+      // The column starts where its header does; the cell runs to LAST ERROR (empty: end of line).
+      return row!.slice(head!.indexOf('LAST CHECK')).trim();
+    };
+    const json = async () => JSON.parse((await runCli(['sync', 'status', '--json'], { env: server!.env })).stdout).tables[0];
+    expect((await sync(server, ['verify', 'Kunden'])).code).toBe(0);
+    expect(await lastCheck()).toBe(`verify ${(await json()).lastVerify.at}: equal`);
+    await new Promise((r) => setTimeout(r, 5));
+    expect((await sync(server, ['Kunden', '--reconcile'])).code).toBe(0);
+    // The later check is the reconcile, whatever the names sort like.
+    const status = await json();
+    expect(status.lastReconcile.at > status.lastVerify.at).toBe(true);
+    expect(await lastCheck()).toBe(`reconcile ${status.lastReconcile.at}: equal`);
+    expect(status.lastReconcile.at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+  });
+
+  it('the .sqlite.lock file stays, as documented, and a left-over one never blocks a sync (not even after SIGKILL)', async () => {
+    // The README once said the file exists only while a sync runs; the lock is the OS lock on it.
+    server = await startServer({ rows: { Artikel: 2000 }, latencyMs: 200 });
+    const db = join(server.dataDir, 'test.sqlite');
+    const child = spawnCli(['sync', 'Artikel', '--page-size', '100'], { env: server.env });
+    const done = collect(child);
+    await untilRows(db, 100);
+    child.kill('SIGKILL');
+    await done;
+    expect(existsSync(`${db}.lock`)).toBe(true);
+    await server.control('options', { latencyMs: 0 });
+    const next = await sync(server, ['Artikel']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(existsSync(`${db}.lock`)).toBe(true);
+    expect(statSync(`${db}.lock`).size).toBe(0);
+    expect((await sync(server, ['Artikel'])).code).toBe(0);
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    expect(readme).not.toMatch(/\.lock` beside it while a sync runs/);
+  });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('a sync stopped with %s records that it was interrupted, and by what', async (signal) => {
+    server = await startServer({ rows: { Artikel: 3000 }, latencyMs: 300 });
+    const db = join(server.dataDir, 'test.sqlite');
+    const child = spawnCli(['sync', 'Artikel', '--page-size', '100'], { env: server.env });
+    const done = collect(child);
+    await untilRows(db, 200);
+    child.kill(signal);
+    const r = await done;
+    expect(r.code).toBe(130);
+    const runs = JSON.parse((await runCli(['sync', 'runs', '--json'], { env: server.env })).stdout) as Array<{ status: string; error: string }>;
+    expect(runs[0]).toMatchObject({ status: 'interrupted', error: `interrupted (${signal})` });
+    const status = JSON.parse((await runCli(['sync', 'status', '--json'], { env: server.env })).stdout);
+    expect(status.tables[0].lastError).toBe(`interrupted (${signal})`);
+    expect(r.stderr).toContain(`legacy: interrupted (${signal})`);
   });
 });

@@ -22,6 +22,8 @@ export interface MainOptions {
   tty?: boolean;
   /** Pretend stdin and stderr are a terminal (default: not): a prompt reads `input` as the person's answer. */
   stdinTty?: boolean;
+  /** Whether stderr is a terminal, when it differs from stdin (`legacy … 2>log` typed at a terminal). */
+  stderrTty?: boolean;
 }
 
 class Sink extends Writable {
@@ -41,7 +43,7 @@ class Sink extends Writable {
 /** `legacy <argv>` in this process; the environment is only what is given (plus NO_COLOR). */
 export async function runMain(argv: string[], options: MainOptions = {}): Promise<MainResult> {
   const stdout = new Sink(options.tty === true);
-  const stderr = new Sink(options.stdinTty === true);
+  const stderr = new Sink(options.stderrTty ?? options.stdinTty === true);
   // A byte stream like process.stdin (not an object-mode Readable.from), ended after the input.
   const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
   stdin.isTTY = options.stdinTty === true;
