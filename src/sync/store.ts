@@ -242,6 +242,9 @@ export function upsertParams(row: unknown[], syncedAt: string): Array<string | n
   return [...[key, ...values, stamp, timestamp, cursor].map(toSql), syncedAt];
 }
 
+/** Changes a round holds before telling its observer early (see SyncStore.beginRound). */
+export const ROUND_CHANGE_LIMIT = 10_000;
+
 export abstract class SyncStore {
   /** The path, or the URL with its password masked: safe to print. */
   abstract readonly display: string;
@@ -287,20 +290,76 @@ export abstract class SyncStore {
 
   /** A transaction held open across several calls (sync's batches of pages); prefer transaction(). */
   async begin(): Promise<void> {
+    if (this.round) {
+      this.round.marks.push(this.pendingChanges.length);
+      await this.exec(`SAVEPOINT legacy_${this.round.marks.length}`);
+      return;
+    }
     await this.exec('BEGIN');
   }
 
   async commit(): Promise<void> {
-    if (this.changeObserver && this.pendingChanges.length) {
-      const changes = this.pendingChanges;
-      this.pendingChanges = [];
-      // A sink that did not take them fails the commit: the caller rolls back, nothing is lost.
-      await this.changeObserver.beforeCommit(changes);
+    if (this.round) {
+      const depth = this.round.marks.length;
+      if (depth === 0) return;
+      await this.exec(`RELEASE SAVEPOINT legacy_${depth}`);
+      this.round.marks.pop();
+      // A round that found a great many changes tells them early, to keep memory bounded.
+      if (depth === 1 && this.pendingChanges.length >= ROUND_CHANGE_LIMIT) {
+        await this.tellObserver();
+        await this.exec('COMMIT');
+        await this.exec('BEGIN');
+      }
+      return;
     }
+    await this.tellObserver();
     await this.exec('COMMIT');
   }
 
   async rollback(): Promise<void> {
+    if (this.round) {
+      const depth = this.round.marks.length;
+      if (depth === 0) return;
+      this.pendingChanges.length = this.round.marks.pop()!;
+      await this.exec(`ROLLBACK TO SAVEPOINT legacy_${depth}`);
+      await this.exec(`RELEASE SAVEPOINT legacy_${depth}`);
+      return;
+    }
+    this.pendingChanges = [];
+    await this.exec('ROLLBACK');
+  }
+
+  /** A sink that did not take the changes fails the commit: the caller rolls back, nothing is lost. */
+  private async tellObserver(): Promise<void> {
+    if (this.changeObserver && this.pendingChanges.length) {
+      const changes = this.pendingChanges;
+      this.pendingChanges = [];
+      await this.changeObserver.beforeCommit(changes);
+    }
+  }
+
+  /** The open round, if any: its transactions are savepoints; `marks` the changes noted before each. */
+  private round?: { marks: number[] };
+
+  /**
+   * One transaction around several passes (a change feed's poll over its tables): the passes' own
+   * transactions become savepoints, and the observer hears the round's changes together at
+   * commitRound, so it can put them in one order across tables. Beyond ROUND_CHANGE_LIMIT changes
+   * they are told early (at the next savepoint released to the round).
+   */
+  async beginRound(): Promise<void> {
+    await this.exec('BEGIN');
+    this.round = { marks: [] };
+  }
+
+  async commitRound(): Promise<void> {
+    this.round = undefined;
+    await this.tellObserver();
+    await this.exec('COMMIT');
+  }
+
+  async rollbackRound(): Promise<void> {
+    this.round = undefined;
     this.pendingChanges = [];
     await this.exec('ROLLBACK');
   }

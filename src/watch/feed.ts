@@ -106,7 +106,7 @@ export async function runFeed(client: RestClient, store: SyncStore, sink: Sink |
     for (let round = 1; ; round++) {
       let changed = 0;
       try {
-        changed = await pollRound(client, store, options, round, { reconciledAt, serverStamps }, summary, (m) => {
+        changed = await pollRound(client, store, options, { reconciledAt, serverStamps }, summary, (m) => {
           muted = m;
         });
         failures = 0;
@@ -146,12 +146,37 @@ async function pollRound(
   client: RestClient,
   store: SyncStore,
   options: FeedOptions,
-  round: number,
   seen: { reconciledAt: Map<string, number>; serverStamps: Map<string, number> },
   summary: FeedSummary,
   mute: (muted: boolean) => void,
 ): Promise<number> {
   const runId = newRunId();
+  // Every table has a cursor: one transaction for the round, so its events go out in one order
+  // (4D's global stamp) across the tables. A first pass (a snapshot) commits as it goes instead.
+  let fresh = 0;
+  for (const table of options.tables) if (!(await store.state(table.name))?.last_success) fresh++;
+  const ordered = fresh === 0 && options.tables.length > 1 && store.changeObserver !== undefined;
+  if (!ordered) return pollTables(client, store, options, runId, seen, summary, mute);
+  await store.beginRound();
+  try {
+    const changed = await pollTables(client, store, options, runId, seen, summary, mute);
+    await store.commitRound();
+    return changed;
+  } catch (error) {
+    await store.rollbackRound().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function pollTables(
+  client: RestClient,
+  store: SyncStore,
+  options: FeedOptions,
+  runId: string,
+  seen: { reconciledAt: Map<string, number>; serverStamps: Map<string, number> },
+  summary: FeedSummary,
+  mute: (muted: boolean) => void,
+): Promise<number> {
   let changed = 0;
   for (const table of options.tables) {
     if (options.signal?.aborted) return changed;
@@ -163,7 +188,7 @@ async function pollRound(
     const reconcile = !fresh && !tracked && (options.once || Date.now() - last >= options.reconcileIntervalMs);
     if (fresh && options.from === 'now') {
       mute(true);
-      if (round === 1 && !summary.snapshots.includes(table.name)) summary.snapshots.push(table.name);
+      if (!summary.snapshots.includes(table.name)) summary.snapshots.push(table.name);
     }
     const syncer = new Syncer(client, store, {
       reconcile,

@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import { cleanupTempDirs, collect, interruptCli, spawnCli, tempDir } from '../helpers/cli.js';
+import { cleanupTempDirs, collect, spawnCli, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { runMain } from '../helpers/run.js';
 import { promtool, startPostgres, startRedis } from '../helpers/services.mjs';
@@ -89,6 +89,27 @@ describe('watch', () => {
     ]);
   });
 
+  it('events of several tracked tables come in global-stamp order across the tables', async () => {
+    // Enough rows that the seeded picks of the updates below never hit one record twice.
+    server = await startServer({ rows: { Kunden: 2000, Artikel: 2000 }, changeTracking: ['Kunden', 'Artikel'] });
+    expect((await watch(['Kunden', 'Artikel', '--once'], server.env)).code).toBe(0);
+    for (let i = 0; i < 3; i++) {
+      await server.control('mutate', { table: 'Artikel', update: 1 });
+      await server.control('mutate', { table: 'Kunden', update: 1 });
+    }
+    // (A deletion could pick a record updated above: one event for both, the feed reads state.)
+    await server.control('mutate', { table: 'Artikel', insert: 1 });
+    await server.control('mutate', { table: 'Kunden', insert: 1 });
+    const r = await watch(['Kunden', 'Artikel', '--once'], server.env);
+    expect(r.code, r.stderr).toBe(0);
+    const events = parseEvents(r.stdout);
+    expect(events.map((e) => e.data.table)).toEqual(['Artikel', 'Kunden', 'Artikel', 'Kunden', 'Artikel', 'Kunden', 'Artikel', 'Kunden']);
+    const stamps = events.map((e) => (e.data as { globalStamp?: number }).globalStamp!);
+    expect(stamps).toEqual([...stamps].sort((a, b) => a - b));
+    await expectFeedMatches(server, 'Kunden', events);
+    await expectFeedMatches(server, 'Artikel', events);
+  });
+
   it('reset forgets a consumer (with --yes off a terminal); state is 0600', async () => {
     server = await startServer({ rows: { Kunden: 20 } });
     expect((await watch(['Kunden', '--once', '--consumer', 'c1'], server.env)).code).toBe(0);
@@ -112,7 +133,7 @@ describe('watch', () => {
 
   it('Ctrl-C stops the follower cleanly: exit 0, and the next run goes on from where it was', async () => {
     server = await startServer({ rows: { Kunden: 30 }, changeTracking: ['Kunden'] });
-    const r = await interruptCli(['watch', 'Kunden', '--interval', '100ms'], { env: server.env, afterMs: 2500 });
+    const r = await interruptWhenFollowing(['watch', 'Kunden', '--interval', '100ms', '-v'], server.env);
     expect(r.code, r.stderr).toBe(0);
     await server.control('mutate', { table: 'Kunden', update: 2 });
     expect(parseEvents((await watch(['Kunden', '--once'], server.env)).stdout)).toHaveLength(2);
@@ -152,6 +173,20 @@ describe('state in PostgreSQL, and sync --follow', async () => {
     expect(changed.inserted).toHaveLength(3);
   });
 });
+
+/** Start a follower, SIGINT it `afterMs` after it said it is watching (a loaded machine starts slowly). */
+async function interruptWhenFollowing(args: string[], env: Record<string, string>, afterMs = 1000) {
+  const child = spawnCli(args, { env });
+  const done = collect(child, { timeoutMs: 60_000 });
+  let seen = '';
+  child.stderr!.on('data', (d: Buffer | string) => {
+    seen += String(d);
+  });
+  await waitUntil(() => seen.includes('watching '));
+  await new Promise((resolve) => setTimeout(resolve, afterMs));
+  child.kill('SIGINT');
+  return done;
+}
 
 function count(db: string): number {
   try {
@@ -198,7 +233,7 @@ describe('polling that is kind to the server', () => {
   it('one request per table per round when nothing changed (no entity set, no deletions query)', async () => {
     server = await startServer({ rows: { Kunden: 30, Artikel: 30 }, changeTracking: ['Kunden'] });
     expect((await watch(['Kunden', 'Artikel', '--once'], server.env)).code).toBe(0);
-    const r = await interruptCli(['watch', 'Kunden', 'Artikel', '--interval', '100ms', '--max-interval', '100ms', '-vv'], { env: server.env, afterMs: 3000 });
+    const r = await interruptWhenFollowing(['watch', 'Kunden', 'Artikel', '--interval', '100ms', '--max-interval', '100ms', '-vv'], server.env, 2500);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stderr.split('\n');
     const firstRound = lines.findIndex((l) => /round 1:/.test(l));

@@ -64,64 +64,68 @@ describe.each([
 
 describe('a webhook receiver that is down for a while, and a kill -9 meanwhile', () => {
   const SECRET = `whsec_${Buffer.from('another-test-secret-long-enough!').toString('base64')}`;
-  it('the feed waits it out (or is restarted) and delivers every change, signed', async () => {
-    server = await startServer({ rows: { Kunden: 200 }, changeTracking: ['Kunden'], maxSessions: 20 });
-    const verifier = new Webhook(SECRET);
-    const received: FeedEvent[] = [];
-    let down = false;
-    let bad = 0;
-    const receiver: Server = createServer(async (req, res) => {
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      const body = Buffer.concat(chunks).toString('utf8');
+  it(
+    'the feed waits it out (or is restarted) and delivers every change, signed',
+    async () => {
+      server = await startServer({ rows: { Kunden: 200 }, changeTracking: ['Kunden'], maxSessions: 20 });
+      const verifier = new Webhook(SECRET);
+      const received: FeedEvent[] = [];
+      let down = false;
+      let bad = 0;
+      const receiver: Server = createServer(async (req, res) => {
+        const chunks: Buffer[] = [];
+        for await (const c of req) chunks.push(c as Buffer);
+        const body = Buffer.concat(chunks).toString('utf8');
+        try {
+          verifier.verify(body, req.headers as Record<string, string>);
+        } catch {
+          bad++;
+          res.writeHead(401).end();
+          return;
+        }
+        if (down) {
+          res.writeHead(503).end();
+          return;
+        }
+        received.push(...(JSON.parse(body) as FeedEvent[]));
+        res.writeHead(200).end();
+      });
+      await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
       try {
-        verifier.verify(body, req.headers as Record<string, string>);
-      } catch {
-        bad++;
-        res.writeHead(401).end();
-        return;
+        const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/erp`;
+        // Eight attempts from 100 ms doubling (with jitter): about 13 s of patience per batch.
+        const env = { ...server.env, LEGACY_WEBHOOK_SECRET: SECRET, LEGACY_WEBHOOK_BACKOFF_MS: '100' };
+        const args = ['watch', 'Kunden', '--webhook', url, '--interval', '200ms'];
+        expect((await runMain([...args.slice(0, 2), '--once', ...args.slice(2, 4)], { env })).code).toBe(0);
+        await server.control('churn', { tables: ['Kunden'], rate: 50, seed: 11 });
+        const first = spawnCli(args, { env });
+        const firstDone = collect(first, { timeoutMs: 120_000 });
+        await sleep(1500);
+        down = true;
+        const outage = size(6_000, 60_000);
+        // Killed while it retries a batch the receiver does not take; the next one starts while it is still down.
+        await sleep(Math.min(2_000, outage / 3));
+        first.kill('SIGKILL');
+        expect((await firstDone).signal).toBe('SIGKILL');
+        const second = spawnCli([...args, '--webhook-attempts', '30'], { env });
+        const secondDone = collect(second, { timeoutMs: 180_000 });
+        await sleep(outage - Math.min(2_000, outage / 3));
+        down = false;
+        await sleep(3_000);
+        await server.control('churn', undefined, 'DELETE');
+        await sleep(1_500);
+        second.kill('SIGTERM');
+        const r = await secondDone;
+        expect(r.code, r.stderr).toBe(0);
+        const drain = await runMain([...args.slice(0, 2), '--once', ...args.slice(2, 4)], { env });
+        expect(drain.code, drain.stderr).toBe(0);
+        expect(bad).toBe(0);
+        expect(received.length).toBeGreaterThan(50);
+        await expectFeedMatches(server, 'Kunden', received);
+      } finally {
+        await new Promise((resolve) => receiver.close(resolve));
       }
-      if (down) {
-        res.writeHead(503).end();
-        return;
-      }
-      received.push(...(JSON.parse(body) as FeedEvent[]));
-      res.writeHead(200).end();
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-    try {
-      const url = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/erp`;
-      // Eight attempts from 100 ms doubling (with jitter): about 13 s of patience per batch.
-      const env = { ...server.env, LEGACY_WEBHOOK_SECRET: SECRET, LEGACY_WEBHOOK_BACKOFF_MS: '100' };
-      const args = ['watch', 'Kunden', '--webhook', url, '--interval', '200ms'];
-      expect((await runMain([...args.slice(0, 2), '--once', ...args.slice(2, 4)], { env })).code).toBe(0);
-      await server.control('churn', { tables: ['Kunden'], rate: 50, seed: 11 });
-      const first = spawnCli(args, { env });
-      const firstDone = collect(first, { timeoutMs: 120_000 });
-      await sleep(1500);
-      down = true;
-      const outage = size(6_000, 60_000);
-      // Killed while it retries a batch the receiver does not take; the next one starts while it is still down.
-      await sleep(Math.min(2_000, outage / 3));
-      first.kill('SIGKILL');
-      expect((await firstDone).signal).toBe('SIGKILL');
-      const second = spawnCli([...args, '--webhook-attempts', '30'], { env });
-      const secondDone = collect(second, { timeoutMs: 180_000 });
-      await sleep(outage - Math.min(2_000, outage / 3));
-      down = false;
-      await sleep(3_000);
-      await server.control('churn', undefined, 'DELETE');
-      await sleep(1_500);
-      second.kill('SIGTERM');
-      const r = await secondDone;
-      expect(r.code, r.stderr).toBe(0);
-      const drain = await runMain([...args.slice(0, 2), '--once', ...args.slice(2, 4)], { env });
-      expect(drain.code, drain.stderr).toBe(0);
-      expect(bad).toBe(0);
-      expect(received.length).toBeGreaterThan(50);
-      await expectFeedMatches(server, 'Kunden', received);
-    } finally {
-      await new Promise((resolve) => receiver.close(resolve));
-    }
-  });
+    },
+    size(60_000, 180_000),
+  );
 });
