@@ -1,0 +1,59 @@
+/**
+ * The docs follow the command specs: every command and every option of every command (and every
+ * global option) is in `man/legacy.1` and in that command's `--help`.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { COMMANDS, GLOBAL_OPTIONS } from '../../src/cli/program.js';
+import type { CommandSpec } from '../../src/cli/spec.js';
+import { runCli, tempDir } from '../helpers/cli.js';
+import { ROOT } from '../helpers/paths.js';
+
+/** The man page as text with roff's escapes for '-' undone. */
+const man = readFileSync(join(ROOT, 'man', 'legacy.1'), 'utf8')
+  .replace(/\\-/g, '-')
+  .replace(/\\f[BIRP]/g, '');
+
+function walk(specs: ReadonlyArray<CommandSpec<never>>, path: string[] = []): Array<{ path: string[]; spec: CommandSpec<never> }> {
+  return specs.flatMap((spec) => {
+    const here = [...path, spec.name.split(/\s+/)[0]!];
+    return [{ path: here, spec }, ...walk(spec.subcommands ?? [], here)];
+  });
+}
+
+const longFlag = (flags: string) => /--[\w-]+/.exec(flags)?.[0];
+
+describe('the docs follow the command specs', () => {
+  const commands = walk(COMMANDS);
+
+  it('every command and every option is in man/legacy.1', () => {
+    const missing: string[] = [];
+    for (const { path, spec } of commands) {
+      if (!man.includes(path[path.length - 1]!)) missing.push(path.join(' '));
+      for (const o of spec.options ?? []) {
+        const flag = longFlag(o.flags);
+        if (flag && !man.includes(flag)) missing.push(`${path.join(' ')} ${flag}`);
+      }
+    }
+    for (const o of GLOBAL_OPTIONS) {
+      const flag = longFlag(o.flags);
+      if (flag && !man.includes(flag)) missing.push(`(global) ${flag}`);
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it("every option is in its command's --help", async () => {
+    const missing: string[] = [];
+    for (const { path, spec } of commands) {
+      if (!spec.options?.length) continue;
+      const r = await runCli([...path, '--help'], { env: { LEGACY_CONFIG_DIR: tempDir() } });
+      expect(r.code).toBe(0);
+      for (const o of spec.options) {
+        const flag = longFlag(o.flags);
+        if (flag && !r.stdout.includes(flag)) missing.push(`${path.join(' ')} ${flag}`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+});
