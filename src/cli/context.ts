@@ -53,12 +53,14 @@ export interface ContextInput {
 export async function createContext({ io, globals, signal, metrics, onLogger }: ContextInput): Promise<RunContext> {
   const dirs = resolveDirs(globals, io.env);
   const format = resolveLogFormat(globals, io.env);
+  // Colour goes through chalk, loaded only when stderr gets colour (a terminal, no NO_COLOR, no --no-color).
+  const chalk = colorEnabled(io.stderr, globals.color, io.env) ? new (await import('chalk')).Chalk({ level: 1 }) : undefined;
   const logger = createLogger({
     level: resolveLogLevel(globals, io.env),
     format,
     stderr: io.stderr,
     file: globals.logFile ?? (io.env.LEGACY_LOG_FILE || undefined),
-    color: colorEnabled(io.stderr, globals.color, io.env),
+    chalk,
   });
   onLogger(logger, format === 'json');
   const config = await loadConfig(dirs.configDir);

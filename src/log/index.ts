@@ -9,12 +9,12 @@ import { closeSync, openSync, fchmodSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Writable } from 'node:stream';
 import { CannotCreateError } from '../errors/index.js';
+import type { ChalkInstance } from 'chalk';
 import { redact, redactString, registerSecret } from './redact.js';
 
 export { redact, redactString, registerSecret };
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
-export const LOG_LEVELS: readonly LogLevel[] = ['error', 'warn', 'info', 'debug'];
 const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 
 export interface LoggerOptions {
@@ -22,7 +22,11 @@ export interface LoggerOptions {
   format: 'text' | 'json';
   stderr: Writable;
   file?: string;
-  color?: boolean;
+  /**
+   * Colour for the level names on stderr: a chalk instance at the level the one colour decision
+   * (cli/io.ts) chose; none: no colour. The caller loads chalk only then (~20 ms cron never pays).
+   */
+  chalk?: ChalkInstance;
 }
 
 export interface Logger {
@@ -75,12 +79,9 @@ export function createLogger(options: LoggerOptions): Logger {
       for (const [k, v] of Object.entries(clean)) (info as Record<string, unknown>)[k] = v;
       return info;
     });
-    const useColor = options.color === true && options.format === 'text';
-    const paint = (level: string): string => {
-      if (!useColor) return level;
-      const codes: Record<string, string> = { error: '31', warn: '33', info: '36', debug: '90' };
-      return `\u001b[${codes[level] ?? '0'}m${level}\u001b[39m`;
-    };
+    const chalk = options.format === 'text' ? options.chalk : undefined;
+    const colours: Record<string, (text: string) => string> = chalk ? { error: chalk.red, warning: chalk.yellow, info: chalk.cyan, debug: chalk.gray } : {};
+    const paint = (level: string): string => (colours[level] ?? String)(level);
     const textLine = (colored: boolean) =>
       format.printf((info) => {
         const { level, message, timestamp: _t, ...meta } = info as Record<string, unknown> & { level: string; message: unknown };
@@ -93,7 +94,7 @@ export function createLogger(options: LoggerOptions): Logger {
     const transports: import('winston').transport[] = [
       new winston.transports.Stream({
         stream: options.stderr,
-        format: options.format === 'json' ? jsonLine : textLine(useColor),
+        format: options.format === 'json' ? jsonLine : textLine(chalk !== undefined),
       }),
     ];
     if (options.file) {

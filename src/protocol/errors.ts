@@ -85,10 +85,6 @@ export function fourDErrors(json: unknown): FourDError[] {
   return [];
 }
 
-export function has4DErrorBody(json: unknown): boolean {
-  return typeof json === 'object' && json !== null && '__ERROR' in json;
-}
-
 /** The root-cause 4D error code of a body, if any. */
 export function errCodeOf(json: unknown): number | undefined {
   return fourDErrors(json).find((e) => typeof e.errCode === 'number')?.errCode;

@@ -49,9 +49,3 @@ export interface Envelope {
 }
 
 export type { PageQuery } from '../protocol/url.js';
-
-export interface FourDError {
-  message?: string;
-  errCode?: number;
-  componentSignature?: string;
-}

@@ -126,10 +126,6 @@ export async function planExport(client: RestClient, options: ExportOptions): Pr
   };
 }
 
-export function parseFields(text: string | undefined): string[] | undefined {
-  return text ? splitList(text) : undefined;
-}
-
 function isPlaceholder(entity: Entity): boolean {
   // A row deleted after the entity set was made comes back as {__KEY, __STAMP: 0}.
   return entity.__STAMP === 0 && Object.keys(entity).every((k) => k.startsWith('__'));
@@ -484,11 +480,4 @@ export async function countRows(client: RestClient, plan: ExportPlan): Promise<n
   if (plan.query.filter) await client.ensureFiltersApplied(plan.dataClass, false);
   const total = await client.count(plan.dataClass.name, { filter: plan.query.filter, params: plan.query.params });
   return rowsAfterSkipLimit(total, plan.options);
-}
-
-export function assertPositive(value: string | undefined, what: string, min = 1): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n < min) throw new UsageError(`${what} must be a whole number ≥ ${min}, got '${value}'`);
-  return n;
 }

@@ -12,7 +12,6 @@ import { ByteSink, csvTranscoder, jsonTranscoder, type Transcoder } from './tran
 import { xlsxWriter, type CellKind } from './xlsx.js';
 
 export type Format = 'csv' | 'json' | 'ndjson' | 'table' | 'xlsx';
-export const FORMATS: readonly Format[] = ['csv', 'json', 'ndjson', 'table', 'xlsx'];
 
 export interface WriterOptions {
   delimiter?: string;

@@ -3,6 +3,7 @@ import { chmodSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'nod
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT, cleanupTempDirs, runCli, runProcess, runShell, tempDir } from '../helpers/cli.js';
+import { runMain } from '../helpers/run.js';
 
 afterAll(cleanupTempDirs);
 
@@ -305,5 +306,20 @@ describe('environments and config file', () => {
     const r = await runCli(['--password', 'secret', 'env', 'list'], { env: { LEGACY_CONFIG_DIR: tempDir() } });
     expect(r.code).toBe(64);
     expect(r.stderr).not.toContain('secret');
+  });
+});
+
+describe('colour', () => {
+  // `env list` on a fresh config warns that there are no environments.
+  const run = (extra: string[], env: Record<string, string | undefined>) =>
+    runMain(['env', 'list', '-v', ...extra], { env: { LEGACY_CONFIG_DIR: tempDir(), NO_COLOR: undefined, ...env }, stderrTty: true });
+
+  it('level names are coloured (through chalk) only on a terminal, never with NO_COLOR or --no-color', async () => {
+    const tty = await run([], {});
+    expect(tty.stderr).toMatch(/legacy: \u001b\[33mwarning\u001b\[39m: no environments/);
+    expect((await run([], { NO_COLOR: '1' })).stderr).not.toContain('\u001b');
+    expect((await run(['--no-color'], {})).stderr).not.toContain('\u001b');
+    const notTty = await runMain(['env', 'list', '-v'], { env: { LEGACY_CONFIG_DIR: tempDir(), NO_COLOR: undefined } });
+    expect(notTty.stderr).not.toContain('\u001b');
   });
 });

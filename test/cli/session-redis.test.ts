@@ -9,8 +9,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { cleanupTempDirs, runCli, runProcess, spawnCli, collect, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { startRedis, type RunningRedis } from '../helpers/services.mjs';
-import { RedisSessionStore, slotKey } from '../../dist/session/redis.js';
-import { silentLogger } from '../../dist/log/index.js';
+import { RedisSessionStore, slotKey } from '../../src/session/redis.js';
+import { silentLogger } from '../../src/log/index.js';
 
 const redis: RunningRedis | undefined = await startRedis();
 

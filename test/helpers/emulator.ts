@@ -1,5 +1,5 @@
 /** Start the real emulator (built, in-process) on a random loopback port, and talk to its control API. */
-import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../dist/emulator/index.js';
+import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../src/emulator/index.js';
 import { tempDir } from './cli.js';
 
 /**

@@ -13,7 +13,7 @@ import { parse } from 'csv-parse/sync';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, runCli, spawnCli, tempDir, type CliResult } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
-import type { FaultOptions } from '../../dist/emulator/index.js';
+import type { FaultOptions } from '../../src/emulator/index.js';
 import { expectCleanFailure, listDir, sha256, size, STRESS, tempFilesFor, waitFor } from './support.js';
 
 const ROWS = size(5_000, 50_000);

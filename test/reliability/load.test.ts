@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, runCli, runProcess, type CliResult } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
-import type { EmulatorOptions } from '../../dist/emulator/index.js';
+import type { EmulatorOptions } from '../../src/emulator/index.js';
 import { badJsonLines, seededRandom, size, STRESS, stderrLines, watchJsonFiles } from './support.js';
 
 const LANES = 20;
