@@ -9,7 +9,7 @@
  * session) 4D recreates it under the same id and the export carries on from the page it was on.
  * A server that does not return an entity set is paged with $skip/$top over the same order.
  */
-import { FilterNotAppliedError, PageNotAsAskedError, SelectionChangedError, UsageError } from '../errors/index.js';
+import { FilterNotAppliedError, PageNotAsAskedError, SelectionChangedError } from '../errors/index.js';
 import { EntitySetGoneError, envelopeOf, type RestClient } from '../rest/index.js';
 import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
@@ -17,7 +17,7 @@ import { serverMessage } from '../protocol/errors.js';
 import { DEFAULT_PAGES_IN_FLIGHT, PagesInFlight } from './concurrency.js';
 import { converterFor, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
 import type { EncodedRows, PageEncoder } from './formats.js';
-import { attributeNamed, buildOrderBy, buildQuery, splitList } from './query.js';
+import { attributeNamed, buildOrderBy, buildQuery } from './query.js';
 import { PagePool, ScanLayout, ScannedPage, scanPage } from './scan.js';
 import { rowTranscoder } from './transcode.js';
 import { describeValues, type RawRow, type RowCheck } from './verify.js';
