@@ -114,6 +114,33 @@ export function classifyResponse(status: number, json: unknown): { cls: FourDErr
   return { cls: 'request', transient: false };
 }
 
+// ---- named meanings: the only places that compare statuses and codes for a decision -------------
+
+/** 4D's "REST login failed" (401 + 1822): the login, or the lack of one, was refused: log in. */
+export function isLoginFailed(status: number, json: unknown): boolean {
+  return status === 401 && errCodeOf(json) === 1822;
+}
+
+/** A 401/403 that is not "REST login failed": a force-login server's "no session", or a missing permission. */
+export function isRefusal(status: number, json: unknown): boolean {
+  return (status === 401 || status === 403) && errCodeOf(json) !== 1822;
+}
+
+/** 404 + 1800: the server does not know the dataclass. */
+export function isUnknownDataclass(status: number, json: unknown): boolean {
+  return status === 404 && errCodeOf(json) === 1800;
+}
+
+/** Any error of the body is 1263: the record's stamp is not the one sent (someone saved it in between). */
+export function isStampConflict(json: unknown): boolean {
+  return fourDErrors(json).some((e) => e.errCode === 1263);
+}
+
+/** Any error of the body is 1542/1543: the record is not there (deleted). */
+export function isRecordGone(json: unknown): boolean {
+  return fourDErrors(json).some((e) => e.errCode === 1542 || e.errCode === 1543);
+}
+
 /** The server's error message, one line and bounded, with its code. */
 export function serverMessage(json: unknown, fallback: string): string {
   const error = fourDErrors(json)[0];

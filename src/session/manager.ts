@@ -33,7 +33,7 @@
  * - With a licence budget (Redis store, maxSessions), a run first leases its slot among the
  *   server's live sessions; to make room it may log out a session no run is using (eviction).
  */
-import { errCodeOf } from '../protocol/errors.js';
+import { isLoginFailed as loginFailed, isRefusal as refusal } from '../protocol/errors.js';
 import { restUrl } from '../protocol/url.js';
 import { AuthError, SessionLimitError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
@@ -80,12 +80,12 @@ export interface SessionEvents {
   evicted: number;
 }
 
-/** A 401/403 that is not "REST login failed": a force-login server's "no session", or a missing permission. */
+/** A 401/403 that is not "REST login failed" (protocol/errors.ts, the one home of 4D's codes). */
 export function isRefusal(response: HttpResponse): boolean {
-  return (response.status === 401 || response.status === 403) && errCodeOf(response.json) !== 1822;
+  return refusal(response.status, response.json);
 }
 
-const isLoginFailed = (response: HttpResponse) => response.status === 401 && errCodeOf(response.json) === 1822;
+const isLoginFailed = (response: HttpResponse) => loginFailed(response.status, response.json);
 
 const now = () => new Date().toISOString();
 const MAX_LOGINS_PER_REQUEST = 3;
