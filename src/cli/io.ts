@@ -34,4 +34,17 @@ export function colorEnabled(stream: OutStream, flag: boolean | undefined, env: 
   return stream.isTTY === true;
 }
 
-export { write } from '../streams/write.js';
+import { write } from '../streams/write.js';
+
+export { write };
+
+/**
+ * The one `--json` output: indented JSON and a newline on stdout; 64-bit integers (bigint) as exact
+ * text, never rounded or a crash.
+ */
+export async function writeJson(io: Pick<Io, 'stdout'>, value: unknown): Promise<void> {
+  await write(
+    io.stdout,
+    `${JSON.stringify(value, (_key, v) => (typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : v), 2)}\n`,
+  );
+}

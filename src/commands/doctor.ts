@@ -1,6 +1,6 @@
 /** `legacy doctor`: one line per check, for ops and bug reports. Exits non-zero when something is wrong. */
 import type { CommandContext } from '../cli/context.js';
-import { write } from '../cli/io.js';
+import { write, writeJson } from '../cli/io.js';
 import { configPath } from '../config/store.js';
 import { ExitCode, exitCodeFor, formatErrorLine } from '../errors/index.js';
 import { redactString } from '../log/index.js';
@@ -198,7 +198,7 @@ export async function run(ctx: CommandContext, _args: string[], opts: { json?: b
   if (client) await serverChecks(ctx, client, checks);
   const probe = client && checks.every((c) => c.ok) ? await dialectCheck(ctx, client, opts.probe === true, checks) : undefined;
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify({ ok: checks.every((c) => c.ok), checks, ...(probe ? { probe } : {}) }, null, 2)}\n`);
+    await writeJson(ctx.io, { ok: checks.every((c) => c.ok), checks, ...(probe ? { probe } : {}) });
   } else {
     await write(ctx.io.stdout, checks.map((c) => `${c.ok ? 'ok  ' : 'FAIL'}  ${c.name.padEnd(13)} ${c.detail}\n`).join(''));
     if (probe && opts.probe)

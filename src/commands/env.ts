@@ -3,7 +3,7 @@ import { maskUrl, normaliseBaseUrl, updateConfig, validateEnvName, type ConfigFi
 import { UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { CommandContext } from '../cli/context.js';
-import { write } from '../cli/io.js';
+import { write, writeJson } from '../cli/io.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
 import { describePagesInFlight } from '../table/concurrency.js';
 
@@ -16,7 +16,7 @@ export async function runList(ctx: CommandContext, _args: string[], opts: { json
     selected: name === settings.envName,
   }));
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify({ defaultEnv: config.defaultEnv ?? null, environments: rows }, null, 2)}\n`);
+    await writeJson(ctx.io, { defaultEnv: config.defaultEnv ?? null, environments: rows });
     return 0;
   }
   if (rows.length === 0) {
@@ -127,7 +127,7 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     credentials: s.credentials ? { username: s.credentials.username, password: '***' } : null,
   };
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify(view, null, 2)}\n`);
+    await writeJson(ctx.io, view);
     return 0;
   }
   const shown = { ...view, concurrency: describePagesInFlight(s.concurrency) };

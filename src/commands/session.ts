@@ -1,6 +1,6 @@
 /** `legacy session status|refresh|clear`: inspect and manage the persisted server session. */
 import type { CommandContext } from '../cli/context.js';
-import { write } from '../cli/io.js';
+import { write, writeJson } from '../cli/io.js';
 import { confirm, requireConfirmation } from '../cli/prompt.js';
 import { columns, relative } from '../cli/render.js';
 import { CancelledError } from '../errors/index.js';
@@ -40,7 +40,7 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   const server = opts.server ? await serverView(ctx) : undefined;
 
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify({ store: { kind: storeKind, location: storeLocation }, sessions: statuses, server }, null, 2)}\n`);
+    await writeJson(ctx.io, { store: { kind: storeKind, location: storeLocation }, sessions: statuses, server });
     return 0;
   }
   if (statuses.length === 0) {
@@ -140,7 +140,7 @@ export async function runRefresh(ctx: CommandContext, _args: string[], opts: { j
         ? 'the server had replaced the stored session (it had expired); stored the new one'
         : `the stored session is alive on the server${happened === 'from-other-process' ? ' (another process had just created it)' : ''}`;
   const status = statusOf(client.session.current(), client.session.slot, ctx.settings.sessionIdleMinutes);
-  if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ outcome, message, session: status }, null, 2)}\n`);
+  if (opts.json) await writeJson(ctx.io, { outcome, message, session: status });
   else await write(ctx.io.stdout, `${message}: ${status.cookieNames.join('+')} ${status.masked ?? ''}\n`);
   return 0;
 }

@@ -1,7 +1,7 @@
 /** `legacy sync [<Table>...]` and `sync status|verify|runs|prune`: replication into SQLite or PostgreSQL. */
 import { join } from 'node:path';
 import type { CommandContext } from '../cli/context.js';
-import { write } from '../cli/io.js';
+import { write, writeJson } from '../cli/io.js';
 import { columns } from '../cli/render.js';
 import { command, duration, JSON_OPTION, wholeNumber, type OptionSpec } from '../cli/spec.js';
 import type { SyncTableConfig } from '../config/store.js';
@@ -152,7 +152,7 @@ async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): 
       await store?.close();
     });
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify({ runId, database: db.display, dryRun: opts.dryRun === true, tables: results }, null, 2)}\n`);
+    await writeJson(ctx.io, { runId, database: db.display, dryRun: opts.dryRun === true, tables: results });
   } else {
     await write(ctx.io.stdout, resultsText(results, opts.dryRun === true));
   }
@@ -225,7 +225,7 @@ async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions
   const db = target(ctx, opts);
   const store = await openSyncStore(db, 'read');
   if (!store) {
-    if (opts.json) await write(ctx.io.stdout, `${JSON.stringify({ database: db.display, tables: [], runs: [] }, null, 2)}\n`);
+    if (opts.json) await writeJson(ctx.io, { database: db.display, tables: [], runs: [] });
     else await write(ctx.io.stdout, `no sync database yet at ${db.display}\n`);
     return 0;
   }
@@ -247,7 +247,8 @@ async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions
       lastVerify: s.last_verify ? { at: s.last_verify, ...parse(s.verify_result) } : null,
       lastError: s.last_error,
     }));
-    await write(ctx.io.stdout, opts.json ? `${JSON.stringify({ database: db.display, tables, runs }, null, 2)}\n` : statusText(tables, runs));
+    if (opts.json) await writeJson(ctx.io, { database: db.display, tables, runs });
+    else await write(ctx.io.stdout, statusText(tables, runs));
     return 0;
   } finally {
     await store.close();
@@ -307,7 +308,7 @@ async function runVerify(ctx: CommandContext, args: string[], opts: SyncOptions)
   for (const r of results) ctx.metrics.rows({ read: r.server });
   const equal = results.every((r) => r.equal);
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify({ database: db.display, equal, tables: results }, null, 2)}\n`);
+    await writeJson(ctx.io, { database: db.display, equal, tables: results });
   } else {
     const rows = results.map((r) => [
       r.table,
@@ -336,7 +337,7 @@ async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOptions):
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number ≥ 1');
   const store = await openSyncStore(target(ctx, opts), 'read');
   const runs = store ? await store.runs(limit).finally(() => store.close()) : [];
-  if (opts.json) await write(ctx.io.stdout, `${JSON.stringify(runs, null, 2)}\n`);
+  if (opts.json) await writeJson(ctx.io, runs);
   else
     await write(
       ctx.io.stdout,

@@ -1,6 +1,6 @@
 /** `legacy tables` and `legacy describe <table>`: what the server exposes. */
 import type { CommandContext } from '../cli/context.js';
-import { write } from '../cli/io.js';
+import { write, writeJson } from '../cli/io.js';
 import { columns } from '../cli/render.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
 
@@ -8,13 +8,9 @@ export async function runTables(ctx: CommandContext, _args: string[], opts: { js
   const client = await ctx.client();
   const catalog = await client.catalog();
   if (opts.json) {
-    await write(
-      ctx.io.stdout,
-      `${JSON.stringify(
-        catalog.map((dc) => ({ name: dc.name, dataURI: dc.dataURI ?? `/rest/${dc.name}` })),
-        null,
-        2,
-      )}\n`,
+    await writeJson(
+      ctx.io,
+      catalog.map((dc) => ({ name: dc.name, dataURI: dc.dataURI ?? `/rest/${dc.name}` })),
     );
   } else {
     await write(ctx.io.stdout, catalog.map((dc) => `${dc.name}\n`).join(''));
@@ -28,7 +24,7 @@ export async function runDescribe(ctx: CommandContext, args: string[], opts: { j
   const dc = await client.dataClass(args[0]!);
   const keyNames = new Set(dc.key.map((k) => k.name));
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify({ name: dc.name, key: [...keyNames], attributes: dc.attributes }, null, 2)}\n`);
+    await writeJson(ctx.io, { name: dc.name, key: [...keyNames], attributes: dc.attributes });
     return 0;
   }
   const rows = dc.attributes.map((a) => [

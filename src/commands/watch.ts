@@ -2,7 +2,7 @@
 import { mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { CommandContext } from '../cli/context.js';
-import { write } from '../cli/io.js';
+import { write, writeJson } from '../cli/io.js';
 import { confirm, requireConfirmation } from '../cli/prompt.js';
 import { columns } from '../cli/render.js';
 import { command, duration, JSON_OPTION, wholeNumber } from '../cli/spec.js';
@@ -196,7 +196,7 @@ async function runStatus(ctx: CommandContext, _args: string[], opts: WatchOption
     }
   }
   if (opts.json) {
-    await write(ctx.io.stdout, `${JSON.stringify({ environment: ctx.settings.envName, consumers: out }, null, 2)}\n`);
+    await writeJson(ctx.io, { environment: ctx.settings.envName, consumers: out });
     return 0;
   }
   if (out.length === 0) {
