@@ -8,6 +8,7 @@ import type { SyncTableConfig } from '../config/store.js';
 import { EXIT_DIFFERS, ExitCode, UsageError, exitCodeFor, formatErrorLine } from '../errors/index.js';
 import { normaliseTableConfig, openSyncStore, syncTarget } from '../sync/open.js';
 import type { TableResult } from '../sync/index.js';
+import { modeText } from '../sync/mode.js';
 import type { RunRow, SyncTarget } from '../sync/store.js';
 import { parseDuration } from '../config/duration.js';
 
@@ -142,7 +143,7 @@ async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): 
       onTable: (r, ms) => {
         ctx.metrics.rows({ read: r.fetched, written: r.inserted + r.updated });
         ctx.logger.info(
-          `${r.table}: ${r.mode}, ${r.fetched} fetched, ${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted in ${(ms / 1000).toFixed(1)} s`,
+          `${r.table}: ${modeText(r)}, ${r.fetched} fetched, ${r.inserted} inserted, ${r.updated} updated, ${r.deleted} deleted in ${(ms / 1000).toFixed(1)} s`,
         );
       },
       onError: (table, error) => ctx.logger.error(`${table}: ${formatErrorLine(error)}`),
@@ -203,14 +204,14 @@ async function follow(ctx: CommandContext, tables: SyncTableConfig[], opts: Sync
 function resultsText(results: TableResult[], dryRun: boolean): string {
   if (dryRun) {
     return columns(
-      results.map((r) => [r.table, r.mode, r.cursor ?? '-', String(r.expected ?? '-')]),
+      results.map((r) => [r.table, modeText(r), r.cursor ?? '-', String(r.expected ?? '-')]),
       ['TABLE', 'WOULD READ', 'CURSOR', 'ROWS'],
     );
   }
   const rows = results.map((r) => [
     r.table,
     r.status,
-    r.mode,
+    modeText(r),
     r.tracking ?? '-',
     String(r.fetched),
     String(r.inserted),

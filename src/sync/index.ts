@@ -34,6 +34,7 @@ import { DEFAULT_PAGES_IN_FLIGHT } from '../table/concurrency.js';
 import { exportRows, planExport, type ExportPlan, type ExportSummary } from '../table/export.js';
 import { attributeNamed } from '../table/query.js';
 import { allOf, conditionCheck } from '../table/verify.js';
+import { modeText } from './mode.js';
 import { compare, reconcile, type ReconcileResult } from './reconcile.js';
 import { sqlTypeOf, type ScanDiff, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
 
@@ -89,7 +90,9 @@ function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> 
 
 export interface TableResult {
   table: string;
-  mode: 'full' | 'incremental' | 'full (cursor filter rejected)' | 'full (window not applied by the server)';
+  mode: 'full' | 'incremental';
+  /** Why a pass meant to be incremental read everything (absent: it did not, or it was meant to be full). */
+  reason?: 'cursor filter rejected' | 'window not applied by the server';
   /** How changes were found this pass. */
   tracking?: Tracking;
   status: 'completed' | 'failed' | 'dry-run';
@@ -223,7 +226,8 @@ export class Syncer {
       if (!(error instanceof FilterNotAppliedError)) throw error;
       // Reading everything is correct (upserts compare stamps), only slower: say so, never pretend.
       logger.warn(`${t.dc.name}: ${error.message.replace(/; nothing was read$/, '')}; the incremental window cannot be applied, reading the whole table`);
-      result.mode = 'full (window not applied by the server)';
+      result.mode = 'full';
+      result.reason = 'window not applied by the server';
       return { tracking: window.tracking, params: [] };
     }
     return window;
@@ -251,7 +255,7 @@ export class Syncer {
     const store = this.store!;
     const { dc } = t;
     await this.prepareTable(t, result);
-    await store.startRun({ run_id: runId, table_name: dc.name, started: new Date().toISOString(), mode: result.mode });
+    await store.startRun({ run_id: runId, table_name: dc.name, started: new Date().toISOString(), mode: modeText(result) });
     // What the cursors may not pass: when the pass began, and the newest global stamp stored before it.
     const before = { at: Date.now(), stamp: t.globalStamp ? await store.maxOf(dc.name, GLOBAL_STAMP) : null };
     try {
@@ -262,7 +266,8 @@ export class Syncer {
         // The server rejected the window's filter: never silently miss rows, read everything.
         if (!(error instanceof RequestRejectedError) || !window.filter || result.fetched > 0) throw error;
         logger.warn(`${dc.name}: the server rejected the incremental filter (${error.message}); reading the whole table instead`);
-        result.mode = 'full (cursor filter rejected)';
+        result.mode = 'full';
+        result.reason = 'cursor filter rejected';
         window = { tracking: window.tracking, params: [] };
         pass = await this.readPass(t, window, runId, result);
       }
@@ -276,7 +281,7 @@ export class Syncer {
       result.serverStamp = pass.globalStamp ?? 0;
       const untouched = this.options.serverStampBefore !== undefined && result.serverStamp > 0 && result.serverStamp === this.options.serverStampBefore;
       if (t.globalStamp && lastStamp !== undefined && !untouched)
-        result.deleted += await this.trackedDeletions(t, lastStamp, runId, result.mode !== 'full (window not applied by the server)');
+        result.deleted += await this.trackedDeletions(t, lastStamp, runId, result.reason !== 'window not applied by the server');
       let reconciled: ReconcileResult | undefined;
       if (this.options.reconcile) {
         reconciled = await this.reconcile(t, runId, result);
@@ -296,7 +301,8 @@ export class Syncer {
       result.expected = await this.client.count(t.dc.name, { filter: window.filter, params: window.params });
     } catch (error) {
       if (!(error instanceof RequestRejectedError) || !window.filter) throw error;
-      result.mode = 'full (cursor filter rejected)';
+      result.mode = 'full';
+      result.reason = 'cursor filter rejected';
       result.expected = await this.client.count(t.dc.name, {});
     }
     return result;
