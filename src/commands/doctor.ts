@@ -151,30 +151,9 @@ async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]
 }
 
 /** The server's dialect: probed now (--probe, stored), or as last probed. */
-async function dialectCheck(ctx: CommandContext, client: Client, probeNow: boolean, checks: Check[]): Promise<ProbeResult | undefined> {
-  const identity = await client.identity().catch(() => '');
+async function dialectCheck(client: Client, probeNow: boolean, checks: Check[]): Promise<ProbeResult | undefined> {
   try {
-    let probe: ProbeResult | undefined;
-    if (probeNow) {
-      const { probeServer } = await import('../rest/dialect.js');
-      const entry = client.session.current();
-      const found = await probeServer(client, {
-        cookieNames: entry ? Object.keys(entry.cookies) : [],
-        ours: entry?.cookies,
-        loggedIn: entry ? Boolean(entry.user) || client.session.events.logins > 0 : null,
-        loginMode: loginMode(client) ?? null,
-      });
-      probe = found.probe;
-      await client.dialect.update(
-        ctx.settings.envName,
-        client.baseUrl,
-        identity,
-        { probe, ...(found.filters?.honoured ? { filters: found.filters } : {}) },
-        ctx.logger,
-      );
-    } else {
-      probe = (await client.dialect.get(ctx.settings.envName, client.baseUrl, identity))?.probe;
-    }
+    const probe = probeNow ? await client.probe() : await client.storedProbe();
     const filtersOk = probe?.paramsHonoured !== false;
     const what = probe
       ? `${probe.urlDecoding} URL decoding, $params ${probe.paramsHonoured === false ? 'NOT honoured' : probe.paramsHonoured ? 'honoured' : 'unknown'}, $savedfilter ${probe.savedFilterRecreation}`
@@ -196,7 +175,7 @@ export async function run(ctx: CommandContext, _args: string[], opts: { json?: b
   const checks: Check[] = [];
   const client = await localChecks(ctx, checks);
   if (client) await serverChecks(ctx, client, checks);
-  const probe = client && checks.every((c) => c.ok) ? await dialectCheck(ctx, client, opts.probe === true, checks) : undefined;
+  const probe = client && checks.every((c) => c.ok) ? await dialectCheck(client, opts.probe === true, checks) : undefined;
   if (opts.json) {
     await writeJson(ctx.io, { ok: checks.every((c) => c.ok), checks, ...(probe ? { probe } : {}) });
   } else {

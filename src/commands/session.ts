@@ -8,20 +8,12 @@ import { withSessionStore } from '../session/open.js';
 import { logoutSessions } from '../session/logout.js';
 import { isRefusal } from '../session/manager.js';
 import type { SessionBackend, SessionEntry } from '../session/store.js';
-import { serverClock, serverSessions, statusOf, type ServerSession, type SessionStatus } from '../session/status.js';
+import type { ServerView } from '../rest/index.js';
+import { statusOf, type SessionStatus } from '../session/status.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
 
 function selected(ctx: CommandContext) {
   return { env: ctx.settings.envName, name: ctx.settings.sessionName, baseUrl: ctx.settings.baseUrl ?? '' };
-}
-
-/** What `session status --server` shows of the server's sessions. */
-interface ServerView {
-  url: string;
-  live: number;
-  ours: boolean;
-  sessions: ServerSession[];
-  note?: string;
 }
 
 export async function runStatus(ctx: CommandContext, _args: string[], opts: { all?: boolean; json?: boolean; server?: boolean }): Promise<number> {
@@ -37,7 +29,7 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   if (!opts.all && !chosen.some((e) => e.baseUrl === slot.baseUrl) && slot.baseUrl) {
     statuses.push(statusOf(undefined, slot, settings.sessionIdleMinutes));
   }
-  const server = opts.server ? await serverView(ctx) : undefined;
+  const server = opts.server ? await (await ctx.client()).sessionsOnServer(ctx.settings.sessionIdleMinutes) : undefined;
 
   if (opts.json) {
     await writeJson(ctx.io, { store: { kind: storeKind, location: storeLocation }, sessions: statuses, server });
@@ -55,46 +47,6 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
 }
 
 /** The server's sessions ($info), asked only with the stored session (asking without would open one). */
-async function serverView(ctx: CommandContext): Promise<ServerView> {
-  const client = await ctx.client();
-  const asked = await client.session.sendExisting({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
-  const response = asked?.response;
-  const none = { url: client.baseUrl, live: 0, ours: false, sessions: [] };
-  const idle = ctx.settings.sessionIdleMinutes;
-  const freeUp = `sessions free up after ${idle} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`;
-  if (!asked || !response) {
-    return {
-      ...none,
-      note: `no stored session: not asking the server, as that would open one (run 'legacy session refresh' first; if it answers that every licence is in use, ${freeUp})`,
-    };
-  }
-  if (response.status === 402) {
-    return {
-      ...none,
-      note: `the stored session is gone on the server and every licence is in use and this tool holds none, so the server cannot be asked: ${freeUp}`,
-    };
-  }
-  if (response.status === 401 || response.status === 403) {
-    return {
-      ...none,
-      note: `the server did not show its sessions (HTTP ${response.status}): $info needs a logged-in session, and an admin user when passwords are on`,
-    };
-  }
-  if (response.status !== 200) return { ...none, note: `server answered HTTP ${response.status}` };
-  const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, client.session.current()?.cookies, serverClock(response.headers));
-  if (asked.gone) {
-    // The server opened a session for this look (logged out again at once): it is not ours to keep.
-    const listed = sessions.map((s) => ({ ...s, ours: false }));
-    return {
-      url: client.baseUrl,
-      live: Math.max(0, listed.length - 1),
-      ours: false,
-      sessions: listed,
-      note: 'the stored session is gone on the server (it answered this look in a new session, which was logged out at once); the next run gets a new one',
-    };
-  }
-  return { url: client.baseUrl, live: sessions.length, ours: sessions.some((s) => s.ours), sessions };
-}
 
 function statusTable(statuses: SessionStatus[]): string {
   const rows = statuses.map((s) => [

@@ -20,8 +20,19 @@ import type { Logger } from '../log/index.js';
 import { isRefusal, SessionManager } from '../session/manager.js';
 import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
+import { serverClock, serverSessions, type ServerSession } from '../session/status.js';
 import { Transport, type ExchangeObserver, type HttpRequest, type HttpResponse } from '../transport/index.js';
-import { accepted, CANARY_TTL_ANONYMOUS_MS, CANARY_TTL_MS, DialectCache, filterNotApplied, runCanary, type FilterCheck } from './dialect.js';
+import {
+  accepted,
+  CANARY_TTL_ANONYMOUS_MS,
+  CANARY_TTL_MS,
+  DialectCache,
+  filterNotApplied,
+  probeServer,
+  runCanary,
+  type FilterCheck,
+  type ProbeResult,
+} from './dialect.js';
 import type { Attribute, DataClass, DataClassSummary, Entity, Envelope, PageQuery } from './types.js';
 import { pageUrl, restUrl, type RestPath, type RestQuery } from '../protocol/url.js';
 
@@ -59,6 +70,15 @@ export interface RestClientOptions {
 }
 
 export { serverMessage } from '../protocol/errors.js';
+
+/** What `session status --server` shows of the server's sessions (RestClient.sessionsOnServer). */
+export interface ServerView {
+  url: string;
+  live: number;
+  ours: boolean;
+  sessions: ServerSession[];
+  note?: string;
+}
 
 /** An operation on a table, for the message of a refusal. */
 export interface Access {
@@ -266,6 +286,74 @@ export class RestClient {
       throw this.errorFor(response, what, { operation: 'read', table });
     }
     return response;
+  }
+
+  /**
+   * What `session status --server` shows: the server's sessions from `$info`, asked only in the
+   * stored session (never opening one for the look: a session it opened anyway is logged out at once).
+   */
+  async sessionsOnServer(idleMinutes: number): Promise<ServerView> {
+    const asked = await this.session.sendExisting({ method: 'GET', url: this.url({ kind: 'info' }), idempotent: true });
+    const response = asked?.response;
+    const none = { url: this.baseUrl, live: 0, ours: false, sessions: [] };
+    const idle = idleMinutes;
+    const freeUp = `sessions free up after ${idle} min idle, or a 4D administrator can close idle ones (4D Server administration window, Users)`;
+    if (!asked || !response) {
+      return {
+        ...none,
+        note: `no stored session: not asking the server, as that would open one (run 'legacy session refresh' first; if it answers that every licence is in use, ${freeUp})`,
+      };
+    }
+    if (response.status === 402) {
+      return {
+        ...none,
+        note: `the stored session is gone on the server and every licence is in use and this tool holds none, so the server cannot be asked: ${freeUp}`,
+      };
+    }
+    if (response.status === 401 || response.status === 403) {
+      return {
+        ...none,
+        note: `the server did not show its sessions (HTTP ${response.status}): $info needs a logged-in session, and an admin user when passwords are on`,
+      };
+    }
+    if (response.status !== 200) return { ...none, note: `server answered HTTP ${response.status}` };
+    const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, this.session.current()?.cookies, serverClock(response.headers));
+    if (asked.gone) {
+      // The server opened a session for this look (logged out again at once): it is not ours to keep.
+      const listed = sessions.map((s) => ({ ...s, ours: false }));
+      return {
+        url: this.baseUrl,
+        live: Math.max(0, listed.length - 1),
+        ours: false,
+        sessions: listed,
+        note: 'the stored session is gone on the server (it answered this look in a new session, which was logged out at once); the next run gets a new one',
+      };
+    }
+    return { url: this.baseUrl, live: sessions.length, ours: sessions.some((s) => s.ours), sessions };
+  }
+
+  /**
+   * `doctor --probe`: ask the server what it is (./dialect.ts, probeServer), in this run's session,
+   * and store the answer (and a good filter check) for this environment and server.
+   */
+  async probe(): Promise<ProbeResult> {
+    const identity = await this.identity().catch(() => '');
+    const entry = this.session.current();
+    const found = await probeServer(this, {
+      cookieNames: entry ? Object.keys(entry.cookies) : [],
+      ours: entry?.cookies,
+      loggedIn: entry ? Boolean(entry.user) || this.session.events.logins > 0 : null,
+      loginMode: entry ? (entry.login ?? 'open') : null,
+    });
+    const { envName, logger } = this.options;
+    await this.dialect.update(envName, this.baseUrl, identity, { probe: found.probe, ...(found.filters?.honoured ? { filters: found.filters } : {}) }, logger);
+    return found.probe;
+  }
+
+  /** The last stored `doctor --probe` of this server, if any. */
+  async storedProbe(): Promise<ProbeResult | undefined> {
+    const identity = await this.identity().catch(() => '');
+    return (await this.dialect.get(this.options.envName, this.baseUrl, identity))?.probe;
   }
 
   /** The server's identity for the dialect cache (after the catalog was read). */
