@@ -2,7 +2,8 @@
  * The house's layering, checked by `npm run deps` (part of `npm test`): data flows one way,
  * command → library → 4D client → session → plain HTTP, over a base every layer may use.
  *
- *   base        errors, streams, protocol (4D URL grammar and error codes), log, config
+ *   base        errors, streams, protocol (4D URL grammar and error codes), log, fs (private dirs,
+ *               atomic writes, locks; the caller chooses the error), config
  *   transport   plain HTTP (one exchange, retries, HAR recording)
  *   session     the shared server session (cookies, stores, locks, licence budget)
  *   rest        the 4D REST client (catalog, pages, entities, updates, the server's dialect)
@@ -17,7 +18,7 @@
  */
 const LAYERS = [
   ['errors', 'streams'],
-  ['protocol', 'log'],
+  ['protocol', 'log', 'fs'],
   ['config'],
   ['transport'],
   ['session'],

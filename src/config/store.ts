@@ -8,9 +8,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { ConfigError } from '../errors/index.js';
+import { ConfigError, cannotWriteError, noSpaceReason } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
-import { ensurePrivateDir, withLock, writeFileAtomic } from './files.js';
+import { ensurePrivateDir, type FileErrorFactory, withLock, writeFileAtomic } from '../fs/index.js';
 
 export interface SyncTableConfig {
   name: string;
@@ -278,11 +278,23 @@ export async function loadConfig(configDir: string): Promise<ConfigFile> {
 }
 
 /**
+ * The files of the config directory (config, sessions): one that cannot be written is a
+ * configuration matter (78, choose another --config-dir), unless the disk is full (73).
+ */
+export const configFileError: FileErrorFactory = (what, cause, verb) =>
+  noSpaceReason(cause)
+    ? cannotWriteError(cause, what, verb)
+    : new ConfigError(`cannot ${verb} ${what}: ${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message}`, {
+        hint: 'fix the permissions of the directory, or choose another one with --config-dir',
+        cause,
+      });
+
+/**
  * Change the config safely: lock, re-read (so a concurrent edit is not lost), apply `mutate`,
  * validate, write atomically. Returns the new config.
  */
 export async function updateConfig(configDir: string, mutate: (config: ConfigFile) => void): Promise<ConfigFile> {
-  ensurePrivateDir(configDir, 'config directory');
+  ensurePrivateDir(configDir, 'config directory', configFileError);
   const path = configPath(configDir);
   return withLock(
     path,
@@ -291,9 +303,9 @@ export async function updateConfig(configDir: string, mutate: (config: ConfigFil
       mutate(config);
       const problems = validateConfig(config);
       if (problems.length) throw new ConfigError(`refusing to write an invalid config: ${problems.join('; ')}`);
-      await writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`, 'config file');
+      await writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`, 'config file', { error: configFileError });
       return config;
     },
-    { what: `config file ${path}` },
+    { what: `config file ${path}`, error: configFileError },
   );
 }

@@ -7,7 +7,7 @@
  * read it, and it holds no secret (no cookie, URL or password; only names, counts and times).
  */
 import { readFile } from 'node:fs/promises';
-import { withLock, writeFileAtomic } from '../config/files.js';
+import { withLock, writeFileAtomic } from '../fs/index.js';
 import { merge, parse, render, type Sample } from './exposition.js';
 
 export const METRICS_FILE_MODE = 0o644;
@@ -30,7 +30,7 @@ export async function writeMetricsFile(path: string, samples: Sample[], options:
       }
       const stored = parse(old);
       const merged = merge(stored.samples, samples);
-      await writeFileAtomic(path, render(merged), 'metrics file', METRICS_FILE_MODE);
+      await writeFileAtomic(path, render(merged), 'metrics file', { mode: METRICS_FILE_MODE });
       return { dropped: stored.dropped, series: merged.length };
     },
     { what: `metrics file ${path}`, timeoutMs: options.lockTimeoutMs ?? 10_000, privateDir: false },

@@ -5,7 +5,7 @@
  */
 import { appendFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ensurePrivateDir } from '../config/files.js';
+import { ensurePrivateDir } from '../fs/index.js';
 import { ConfigError } from '../errors/index.js';
 
 export interface AuditRecord {

@@ -19,7 +19,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { withLock, writeFileAtomic } from '../config/files.js';
+import { withLock, writeFileAtomic } from '../fs/index.js';
 import { BadDataError, EntitySetGoneError, FilterNotAppliedError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { RestPath, RestQuery } from '../protocol/url.js';

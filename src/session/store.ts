@@ -12,7 +12,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ensurePrivateDir, quarantine, withLock, writeFileAtomic, type LockOptions } from '../config/files.js';
+import { configFileError } from '../config/store.js';
+import { ensurePrivateDir, quarantine, withLock, writeFileAtomic, type LockOptions } from '../fs/index.js';
 import { ConfigError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 
@@ -185,7 +186,7 @@ export class SessionStore implements SessionBackend {
 
   /** Change the store under its lock: re-read, mutate, write atomically. */
   async update<T>(mutate: (file: SessionFile) => T, lockTimeoutMs = 30_000): Promise<T> {
-    ensurePrivateDir(this.configDir, 'config directory');
+    ensurePrivateDir(this.configDir, 'config directory', configFileError);
     return withLock(
       this.path,
       async () => {
@@ -203,10 +204,10 @@ export class SessionStore implements SessionBackend {
           this.warnedCorrupt = true;
         }
         const result = mutate(file);
-        await writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, 'session store');
+        await writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, 'session store', { error: configFileError });
         return result;
       },
-      { what: `session store ${this.path}`, timeoutMs: lockTimeoutMs },
+      { what: `session store ${this.path}`, timeoutMs: lockTimeoutMs, error: configFileError },
     );
   }
 
@@ -238,7 +239,7 @@ export class SessionStore implements SessionBackend {
   }
 
   withSlotLock<T>(slot: SlotId, fn: () => Promise<T>, options: Pick<LockOptions, 'what' | 'timeoutMs'>): Promise<T> {
-    return withLock(this.slotLockTarget(slot), fn, { ...options, staleMs: 6_000 });
+    return withLock(this.slotLockTarget(slot), fn, { ...options, staleMs: 6_000, error: configFileError });
   }
 
   async close(): Promise<void> {}
