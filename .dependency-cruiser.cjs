@@ -10,7 +10,10 @@
  *   table       export (paging, checks, formats)
  *   push, sync, metrics
  *   watch       the change feed (built on sync)
- *   cli, commands, index.ts   the command line and the library API: may use everything
+ *   cli         the toolkit commands use (spec, context, io, prompt, render, progress)
+ *   commands    one file per command: its spec and run
+ *   app, index.ts   the program assembled from the commands (main, completion, process wiring) and
+ *               the library API: may use everything
  *   emulator    an island: the 4D server it plays must not share code with the client
  *
  * A layer may import its own folder and any layer listed before it; nothing imports cli/ or
@@ -59,8 +62,22 @@ module.exports = {
       name: 'no-library-to-cli',
       comment: 'library folders never import the command line',
       severity: 'error',
-      from: { path: '^src/', pathNot: ['^src/(cli|commands)/', '^src/index\\.ts$'] },
-      to: { path: '^src/(cli|commands)/' },
+      from: { path: '^src/', pathNot: ['^src/(app|cli|commands)/', '^src/index\\.ts$'] },
+      to: { path: '^src/(app|cli|commands)/' },
+    },
+    {
+      name: 'toolkit-does-not-import-commands',
+      comment: 'cli/ is the toolkit commands use (spec, context, io, prompt, render); it never imports a command or the app',
+      severity: 'error',
+      from: { path: '^src/cli/' },
+      to: { path: '^src/(commands|app)/' },
+    },
+    {
+      name: 'commands-do-not-import-the-app',
+      comment: 'app/ assembles the commands into the program (main, program, completion, process wiring); nothing it assembles imports it',
+      severity: 'error',
+      from: { path: '^src/commands/' },
+      to: { path: '^src/app/' },
     },
     {
       name: 'emulator-is-an-island',
@@ -80,7 +97,7 @@ module.exports = {
       name: 'no-unknown-folder',
       comment: 'every library folder belongs to a layer (add new ones to LAYERS)',
       severity: 'error',
-      from: { path: '^src/[^/]+/' , pathNot: [folder([...LAYERS.flat(), 'cli', 'commands', 'emulator'])] },
+      from: { path: '^src/[^/]+/' , pathNot: [folder([...LAYERS.flat(), 'app', 'cli', 'commands', 'emulator'])] },
       to: {},
     },
   ],

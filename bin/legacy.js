@@ -8,6 +8,6 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   process.stdout.write(`${pkg.version}\n`);
 } else {
-  const { runProcess } = await import('../dist/cli/process.js');
+  const { runProcess } = await import('../dist/app/process.js');
   await runProcess(argv);
 }

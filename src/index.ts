@@ -47,7 +47,7 @@ export { AuditLog, type AuditRecord } from './push/audit.js';
 export { coerce, type ValueType } from './push/coerce.js';
 export { Syncer, SyncStore, newRunId, openSyncStore, syncTarget, type SyncOptions, type SyncTarget, type TableResult } from './sync/index.js';
 export { startEmulator, type EmulatorOptions, type RunningEmulator } from './emulator/index.js';
-export { main } from './cli/main.js';
+export { main } from './app/main.js';
 
 export interface OpenClientOptions extends GlobalOptions {
   /** Environment variables to read LEGACY_* settings from (default: none, only the options given). */

@@ -1,5 +1,5 @@
 /**
- * `legacy completion bash|zsh|fish`: a small script that asks `legacy __complete` (../cli/complete.ts)
+ * `legacy completion bash|zsh|fish`: a small script that asks `legacy __complete` (../app/complete.ts)
  * on every TAB, so what completes is always what this version's command specs say, table names
  * included (from the cached catalog, without a request).
  */

@@ -12,7 +12,7 @@
  *   version fields), stored in the same file and shown field by field.
  *
  * - The table names of the last catalog a run read, so shell completion can offer them without a
- *   request (cli/complete.ts); written only when they changed.
+ *   request (app/complete.ts); written only when they changed.
  *
  * The file holds no secrets (no cookies, no credentials); it is written atomically under a lock.
  */

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { COMMANDS, GLOBAL_OPTIONS } from '../../src/cli/program.js';
+import { COMMANDS, GLOBAL_OPTIONS } from '../../src/app/program.js';
 import type { CommandSpec } from '../../src/cli/spec.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { ROOT } from '../helpers/paths.js';

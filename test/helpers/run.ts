@@ -5,7 +5,7 @@
  * modes, crashes, cross-process locks) stays in spawned tests (./cli.ts).
  */
 import { PassThrough, Writable } from 'node:stream';
-import { main } from '../../src/cli/main.js';
+import { main } from '../../src/app/main.js';
 import { ROOT } from './paths.js';
 
 export interface MainResult {

@@ -13,8 +13,8 @@ import { spec as session } from '../commands/session.js';
 import { spec as sync } from '../commands/sync.js';
 import { specs as tables } from '../commands/tables.js';
 import { spec as watch } from '../commands/watch.js';
-import { occurrences, type CommandSpec, type OptionSpec } from './spec.js';
-import { packageVersion } from './version.js';
+import { occurrences, type CommandSpec, type OptionSpec } from '../cli/spec.js';
+import { packageVersion } from '../cli/version.js';
 
 /** Every command, in the order `legacy --help` lists them. */
 export const COMMANDS: ReadonlyArray<CommandSpec<never>> = [env, session, doctor, ...tables, getTable, pushField, sync, watch, completion];

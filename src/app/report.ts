@@ -9,7 +9,7 @@ import { loadConfig } from '../config/store.js';
 import { ExitCode, InterruptedError, LegacyError, errorToJson, exitCodeFor, formatErrorLine, interruptionOf, oneLine } from '../errors/index.js';
 import { type Logger, redactString } from '../log/index.js';
 import type { RunMetrics } from '../metrics/run.js';
-import type { Io } from './io.js';
+import type { Io } from '../cli/io.js';
 
 /**
  * Commander's messages ("error: unknown option '--x'\n(Did you mean --y?)") as one line, without

@@ -3,7 +3,7 @@
  * Never calls process.exit() while work is in flight: it sets process.exitCode and lets streams drain.
  */
 import { ExitCode, interruptedBy, isBrokenPipe, noSpaceReason } from '../errors/index.js';
-import { processIo } from './io.js';
+import { processIo } from '../cli/io.js';
 import { main } from './main.js';
 
 export async function runProcess(argv: string[]): Promise<void> {

@@ -12,9 +12,9 @@
  * `value<TAB>description` (fish and zsh show the description; bash drops it).
  */
 import type { GlobalOptions } from '../config/settings.js';
-import type { Io } from './io.js';
+import type { Io } from '../cli/io.js';
 import { COMMANDS, GLOBAL_OPTIONS } from './program.js';
-import { type CommandSpec, type Completion, occurrences, type OptionSpec, repeatable } from './spec.js';
+import { type CommandSpec, type Completion, occurrences, type OptionSpec, repeatable } from '../cli/spec.js';
 
 /** The hidden command the completion scripts call. */
 export const COMPLETE_COMMAND = '__complete';

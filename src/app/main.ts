@@ -10,14 +10,14 @@ import { type CannotCreateError, ExitCode, cannotWriteError, isBrokenPipe } from
 import type { Logger } from '../log/index.js';
 import { RunMetrics } from '../metrics/run.js';
 import { COMPLETE_COMMAND, runComplete } from './complete.js';
-import { createContext } from './context.js';
-import type { Io } from './io.js';
+import { createContext } from '../cli/context.js';
+import type { Io } from '../cli/io.js';
 import { buildProgram, commandPath, type Dispatch } from './program.js';
 import { recordMetrics, reportError } from './report.js';
 
 export { commanderLine } from './report.js';
 export { buildProgram } from './program.js';
-export { packageVersion } from './version.js';
+export { packageVersion } from '../cli/version.js';
 
 export interface MainOptions {
   /** Abort signal from the process (Ctrl-C). */
