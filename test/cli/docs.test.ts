@@ -2,7 +2,7 @@
  * The docs follow the command specs: every command and every option of every command (and every
  * global option) is in `man/legacy.1` and in that command's `--help`.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMMANDS, GLOBAL_OPTIONS } from '../../src/app/program.js';
@@ -55,5 +55,13 @@ describe('the docs follow the command specs', () => {
       }
     }
     expect(missing).toEqual([]);
+  });
+
+  it('every LEGACY_* environment variable the code reads is in man/legacy.1', () => {
+    const files = (dir: string): string[] =>
+      readdirSync(dir).flatMap((f) => (statSync(join(dir, f)).isDirectory() ? files(join(dir, f)) : f.endsWith('.ts') ? [join(dir, f)] : []));
+    const vars = new Set(files(join(ROOT, 'src')).flatMap((f) => readFileSync(f, 'utf8').match(/LEGACY_[A-Z0-9_]+[A-Z0-9]/g) ?? []));
+    expect(vars.size).toBeGreaterThan(10);
+    expect([...vars].filter((v) => !man.includes(v)).sort()).toEqual([]);
   });
 });
