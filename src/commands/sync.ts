@@ -9,7 +9,7 @@ import { EXIT_DIFFERS, ExitCode, UsageError, exitCodeFor, formatErrorLine } from
 import { normaliseTableConfig, openSyncStore, syncTarget } from '../sync/open.js';
 import type { TableResult } from '../sync/index.js';
 import { modeText } from '../sync/mode.js';
-import type { RunRow, SyncTarget } from '../sync/store.js';
+import type { RunRow, SyncTarget, TableStatus } from '../sync/store.js';
 import { parseDuration } from '../config/duration.js';
 
 interface SyncOptions {
@@ -232,41 +232,13 @@ async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions
   }
   try {
     const runs = await store.runs(10);
-    const states = await store.allStates();
-    const counted = [];
-    for (const s of states) counted.push({ s, n: await store.counts(s.table_name) });
-    const parse = (text: string | null) => (text ? (JSON.parse(text) as Record<string, number>) : undefined);
-    const tables = counted.map(({ s, n }) => ({
-      table: s.table_name,
-      rows: n.rows ?? 0,
-      deleted: n.deleted ?? 0,
-      lastSuccess: s.last_success,
-      lastFullSync: s.last_full_sync,
-      tracking: s.tracking ?? 'date',
-      cursor: s.tracking === 'global stamp' ? s.stamp_cursor : s.cursor_value,
-      lastReconcile: s.last_reconcile ? { at: s.last_reconcile, ...parse(s.reconcile_result) } : null,
-      lastVerify: s.last_verify ? { at: s.last_verify, ...parse(s.verify_result) } : null,
-      lastError: s.last_error,
-    }));
+    const tables = await store.status();
     if (opts.json) await writeJson(ctx.io, { database: db.display, tables, runs });
     else await write(ctx.io.stdout, statusText(tables, runs));
     return 0;
   } finally {
     await store.close();
   }
-}
-
-/** One table in `sync status`. */
-interface TableStatus {
-  table: string;
-  rows: number;
-  deleted: number;
-  lastSuccess: string | null;
-  tracking: string;
-  cursor: string | null;
-  lastReconcile: ({ at: string } & Record<string, number | string>) | null;
-  lastVerify: ({ at: string } & Record<string, number | string>) | null;
-  lastError: string | null;
 }
 
 /** `sync status` as tables: each table's state and last check, then the recent runs. */

@@ -178,17 +178,17 @@ async function runStatus(ctx: CommandContext, _args: string[], opts: WatchOption
     const store = await openSyncStore(syncTarget(opts.state, ctx.io.cwd, join(stateDir(ctx), `${consumer}.sqlite`), '--state'), 'read');
     if (!store) continue;
     try {
-      for (const s of await store.allStates()) {
-        const lastPoll = s.last_success;
+      for (const s of await store.status()) {
+        const lastPoll = s.lastSuccess;
         out.push({
           consumer,
-          table: s.table_name,
-          tracking: s.tracking ?? '-',
-          cursor: s.tracking === 'global stamp' ? s.stamp_cursor : s.cursor_value,
+          table: s.table,
+          tracking: s.tracking,
+          cursor: s.cursor,
           lastPoll,
           lagSeconds: lastPoll ? Math.max(0, Math.round((Date.now() - Date.parse(lastPoll)) / 1000)) : null,
-          records: (await store.counts(s.table_name)).rows ?? 0,
-          lastError: s.last_error,
+          records: s.rows,
+          lastError: s.lastError,
         });
       }
     } finally {

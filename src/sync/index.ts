@@ -173,6 +173,12 @@ export class Syncer {
     this.options = { ...options, concurrency: options.concurrency ?? DEFAULT_PAGES_IN_FLIGHT };
   }
 
+  /** The database of a run that writes (a dry run or a verify without a copy yet has none). */
+  private get db(): SyncStore {
+    if (!this.store) throw new Error('this sync pass needs its database, and none is open');
+    return this.store;
+  }
+
   /** The table's attributes, key, cursor fields and change tracking, and its stored state. */
   async context(config: SyncTableConfig): Promise<TableContext> {
     const dc = await this.client.dataClass(config.name);
@@ -252,7 +258,7 @@ export class Syncer {
     if (this.options.dryRun) return this.dryRun(t, window, result);
 
     const { logger } = this.options;
-    const store = this.store!;
+    const store = this.db;
     const { dc } = t;
     await this.prepareTable(t, result);
     await store.startRun({ run_id: runId, table_name: dc.name, started: new Date().toISOString(), mode: modeText(result) });
@@ -311,7 +317,7 @@ export class Syncer {
   /** Create the table, or absorb new attributes; keep vanished ones and warn once. */
   private async prepareTable(t: TableContext, result: TableResult): Promise<void> {
     const { logger } = this.options;
-    const store = this.store!;
+    const store = this.db;
     result.addedColumns = await store.ensureTable(t.dc.name, t.keyAttr.name, t.columns, sqlTypeOf(t.keyAttr));
     if (result.addedColumns.length) logger.warn(`${t.dc.name}: new attributes in the catalog, added columns ${result.addedColumns.join(', ')}`);
     // The global-stamp cursor is the largest stamp stored: an index keeps that one lookup.
@@ -344,7 +350,7 @@ export class Syncer {
    * in the transaction the caller holds open.
    */
   private async writer(t: TableContext, plan: ExportPlan, runId: string, result: TableResult, inOpen = false): Promise<(rows: unknown[][]) => Promise<number>> {
-    const store = this.store!;
+    const store = this.db;
     const schemaChanged = result.addedColumns.length > 0 || (t.state?.catalog_hash != null && t.state.catalog_hash !== t.hash);
     const upsert = await store.upserter(
       t.dc.name,
@@ -372,7 +378,7 @@ export class Syncer {
   /** Read the window's rows and upsert them page by page. */
   private async readPass(t: TableContext, window: Window, runId: string, result: TableResult): Promise<Partial<ExportSummary>> {
     const plan = await this.plan(t, window);
-    const store = this.store!;
+    const store = this.db;
     const write = await this.writer(t, plan, runId, result, true);
     const summary: Partial<ExportSummary> = {};
     // Pages are committed in batches (WRITE_BATCH_ROWS rows, or what came in WRITE_BATCH_MS): a
@@ -459,7 +465,7 @@ export class Syncer {
   }
 
   private async markDeletions(t: TableContext, plan: ExportPlan, since: number, runId: string): Promise<number> {
-    const store = this.store!;
+    const store = this.db;
     const pk = t.dc.attributes.find((a) => a.name === t.dc.key[0]?.name) ?? t.keyAttr;
     const numericKey = sqlTypeOf(pk) !== 'TEXT';
     let marked = 0;
@@ -481,7 +487,7 @@ export class Syncer {
 
   /** --reconcile: keys and stamps compared, differences fetched, vanished rows marked. */
   private async reconcile(t: TableContext, runId: string, result: TableResult): Promise<ReconcileResult> {
-    const store = this.store!;
+    const store = this.db;
     const plan = await this.plan(t);
     const write = await this.writer(t, plan, runId, result);
     const r = await reconcile(this.client, { store, table: t.dc.name, keyColumn: t.keyAttr.name, plan, write }, t.dc, t.keyAttr, this.options);
@@ -509,7 +515,7 @@ export class Syncer {
     result: TableResult,
     reconciled?: ReconcileResult,
   ): Promise<void> {
-    const store = this.store!;
+    const store = this.db;
     const finished = new Date().toISOString();
     const horizon = new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 19);
     const { cursor: newest, boundary } = await store.cursorOf(t.dc.name, t.keyAttr.name, horizon);
@@ -550,7 +556,7 @@ export class Syncer {
   }
 
   private async recordFailure(t: TableContext, runId: string, error: Error): Promise<void> {
-    const store = this.store!;
+    const store = this.db;
     const finished = new Date().toISOString();
     const { signal } = this.options;
     // Stopped from outside: what happened, not what the aborted request or wait threw.
@@ -595,7 +601,7 @@ export class Syncer {
     runId: string,
     hooks: { onTable?: (result: TableResult, ms: number) => void; onError?: (table: string, error: unknown) => void } = {},
   ): Promise<{ results: TableResult[]; firstError?: unknown }> {
-    const interrupted = this.options.dryRun ? 0 : await this.store!.markInterrupted(new Date().toISOString());
+    const interrupted = this.options.dryRun ? 0 : await this.db.markInterrupted(new Date().toISOString());
     if (interrupted) this.options.logger.warn(`marked ${interrupted} run(s) left unfinished by an earlier process as interrupted`);
     const results: TableResult[] = [];
     let firstError: unknown;

@@ -58,6 +58,35 @@ export interface TableState {
   verify_result: string | null;
 }
 
+/** What a key-and-stamp comparison (reconcile or verify) found, and when. */
+export interface Comparison {
+  at: string;
+  missing?: number;
+  extra?: number;
+  stale?: number;
+  server?: number;
+  local?: number;
+  fetched?: number;
+  deleted?: number;
+  remaining?: number;
+}
+
+/** One table of a copy as `sync status` and `watch status` show it (SyncStore.status). */
+export interface TableStatus {
+  table: string;
+  rows: number;
+  deleted: number;
+  lastSuccess: string | null;
+  lastFullSync: string | null;
+  /** How changes are found: 'global stamp', 'date+time', 'date' or 'full'. */
+  tracking: string;
+  /** The global stamp or the date cursor, whichever the table's tracking uses. */
+  cursor: string | null;
+  lastReconcile: Comparison | null;
+  lastVerify: Comparison | null;
+  lastError: string | null;
+}
+
 export interface RunRow {
   run_id: string;
   table_name: string;
@@ -383,6 +412,37 @@ export abstract class SyncStore {
   async state(table: string): Promise<TableState | undefined> {
     const row = (await this.query<TableState>('SELECT * FROM _legacy_sync_state WHERE table_name = ?', [table])).rows[0];
     return row && SyncStore.complete(row);
+  }
+
+  /** Every table's state, counts and last checks, typed (no stored JSON text leaves the store). */
+  async status(): Promise<TableStatus[]> {
+    const comparison = (at: string | null, text: string | null): Comparison | null => {
+      if (!at) return null;
+      let found: Record<string, number> = {};
+      try {
+        found = text ? (JSON.parse(text) as Record<string, number>) : {};
+      } catch {
+        // A damaged note is only a note: the time still says a check ran.
+      }
+      return { ...found, at };
+    };
+    const out: TableStatus[] = [];
+    for (const s of await this.allStates()) {
+      const n = await this.counts(s.table_name);
+      out.push({
+        table: s.table_name,
+        rows: n.rows ?? 0,
+        deleted: n.deleted ?? 0,
+        lastSuccess: s.last_success,
+        lastFullSync: s.last_full_sync,
+        tracking: s.tracking ?? 'date',
+        cursor: s.tracking === 'global stamp' ? s.stamp_cursor : s.cursor_value,
+        lastReconcile: comparison(s.last_reconcile, s.reconcile_result),
+        lastVerify: comparison(s.last_verify, s.verify_result),
+        lastError: s.last_error,
+      });
+    }
+    return out;
   }
 
   async allStates(): Promise<TableState[]> {
