@@ -1,5 +1,5 @@
 /**
- * Issue 13: right against every 4D server, not only our emulator. The emulator plays each server
+ * Right against every 4D server, not only our emulator. The emulator plays each server
  * the references leave possible (URL decoding order, a server that drops $filter, one that
  * recreates lost entity sets without $params, lifeTime in minutes or seconds, transient 4D-shaped
  * 5xx); the CLI must be right under all of them: exact rows, or a loud failure with nothing written.

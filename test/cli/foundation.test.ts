@@ -1,4 +1,4 @@
-/** Issue 2: the CLI frame, configuration precedence, bad config, modes, usage errors. */
+/** The CLI frame, configuration precedence, bad config, modes, usage errors. */
 import { chmodSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';

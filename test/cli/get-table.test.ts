@@ -1,4 +1,4 @@
-/** Issue 5: get-table streams whole tables out, byte-exact, under faults, safely to files. */
+/** `get-table` streams whole tables out, byte-exact, under faults, safely to files. */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';

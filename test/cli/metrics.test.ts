@@ -1,4 +1,4 @@
-/** Issue 17: --metrics-file: Prometheus textfile metrics shared by several runs, checked with promtool. */
+/** --metrics-file: Prometheus textfile metrics shared by several runs, checked with promtool. */
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,5 +1,5 @@
 /**
- * Issue 21: one licence per environment whatever the 4D server does. Runs under every generation
+ * One licence per environment whatever the 4D server does. Runs under every generation
  * of the matrix (test/vitest.config.ts): v18 (WASID4D), v20 (4DSID_<App> only), v20r (both),
  * v21 (4DSID_<App> + force login through authentify(), refusals 401 or 403).
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 9: sessions shared across hosts through a real Redis (started on loopback by the test).
+ * Sessions shared across hosts through a real Redis (started on loopback by the test).
  * "Hosts" are separate config dirs: nothing is shared between them but the Redis server.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-/** Issue 4: one server session per environment, shared by every run and process. */
+/** One server session per environment, shared by every run and process. */
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';

@@ -1,5 +1,5 @@
 /**
- * Issue 14: a sync that provably equals the server. Changes a date window cannot see (updates that
+ * A sync that provably equals the server. Changes a date window cannot see (updates that
  * leave modified_date alone, inserts with old dates, deletes, a table without date fields) are
  * found by `sync --reconcile` (every row's key and stamp) and reported by `sync verify` (exit 1,
  * JSON differences); where 4D tracks changes (__GlobalStamp, __DeletedRecords) an incremental run

@@ -1,4 +1,4 @@
-/** Issue 9: `sync --db postgres://…` keeps the same tables and guarantees in a real PostgreSQL. */
+/** `sync --db postgres://…` keeps the same tables and guarantees in a real PostgreSQL. */
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { readFileSync, writeFileSync } from 'node:fs';

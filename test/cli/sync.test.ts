@@ -1,4 +1,4 @@
-/** Issue 7: sync replicates tables into SQLite incrementally and survives crashes. */
+/** Sync replicates tables into SQLite incrementally and survives crashes. */
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';

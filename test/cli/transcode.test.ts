@@ -1,5 +1,5 @@
 /**
- * Issue 15: get-table writes byte for byte what it wrote before the transcoder, in every format and
+ * `get-table` writes byte for byte what it wrote before the transcoder, in every format and
  * with every option that changes the bytes, on a table with every kind of value, through the
  * emulator over real HTTP. LEGACY_TRANSCODE=0 takes the reference path (JSON.parse of each page,
  * then the writer); the default encodes straight from the page bytes (src/table/transcode.ts).

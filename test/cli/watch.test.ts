@@ -1,5 +1,5 @@
 /**
- * Issue 25: `legacy watch`, the change feed. Compared with the emulator's own record of every change
+ * `legacy watch`, the change feed. Compared with the emulator's own record of every change
  * it made (GET /__emulator/changes): no changed record is missing, each record's last event carries
  * its final state (its __STAMP) and kind, untouched records get no event. With 4D change tracking on
  * and off (then deletions and updates that keep their dates are found by the reconcile at the end

@@ -1,4 +1,4 @@
-/** Issue 17: get-table --xlsx writes a typed, streamed workbook that an independent reader (openpyxl) reads back. */
+/** `get-table --xlsx` writes a typed, streamed workbook that an independent reader (openpyxl) reads back. */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';

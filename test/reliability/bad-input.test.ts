@@ -1,5 +1,5 @@
 /**
- * Issue 8, scenario 4: the bad input catalogue, one table-driven test.
+ * The bad input catalogue, one table-driven test.
  *
  * Every row runs one command in a fresh directory with a fresh config dir and checks the same
  * things: the documented exit code; exactly one line on stderr (none for rows that succeed), no

@@ -1,5 +1,5 @@
 /**
- * Issue 8, scenario 3: SIGKILL at random moments (seeded), then re-run.
+ * SIGKILL at random moments (seeded), then re-run.
  *
  * After every kill: nothing partial under the final output name, the session store is valid JSON,
  * the audit log parses line by line, the server holds either the old or the new value of every

@@ -1,5 +1,5 @@
 /**
- * Issue 8, scenario 1: exports under injected faults. Every run writes with -o into its own
+ * Exports under injected faults. Every run writes with -o into its own
  * directory, so "never a silently short file" is checked directly: after each run the directory
  * holds either the complete file, byte-identical to a clean run, or nothing at all (and then the
  * exit status is the documented 69 with one line on stderr).

@@ -1,5 +1,5 @@
 /**
- * Issue 9 under load: a fleet of two hosts (separate config dirs) sharing sessions and a licence
+ * A fleet of two hosts (separate config dirs) sharing sessions and a licence
  * budget through a real Redis. Lanes run CLI processes back to back for ~8 s (stress: 60 s), each
  * asking for one of five named sessions, against a server with exactly as many licences as the
  * budget (2). While they run, the server's live sessions are polled every 20 ms.

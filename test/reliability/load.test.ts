@@ -1,5 +1,5 @@
 /**
- * Issue 8, scenario 2: load. Twenty lanes run CLI processes back to back against one environment
+ * Load. Twenty lanes run CLI processes back to back against one environment
  * whose server has three licences, for ~10 s (stress: 60 s), mixing get-table, session status,
  * session refresh and push-field (each lane writes its own row), plus an occasional `env add`
  * so that the config file is rewritten while everything else reads it.

@@ -1,5 +1,5 @@
 /**
- * Issue 22, items 1, 2 and 5: `-o` writes to the path it is given instead of replacing it, keeps an
+ * `-o` writes to the path it is given instead of replacing it, keeps an
  * existing file's mode, and a full disk is exit 73 with one line and nothing half-written.
  *
  * - a symlink stays a link and its target gets the data (every format, and a dangling link);

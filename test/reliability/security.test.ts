@@ -1,5 +1,5 @@
 /**
- * Issue 8, scenario 5: security.
+ * Security.
  *  - Cookie values and passwords never appear in stdout, stderr or log files, at any level and in
  *    both log formats, across session creation, login, adoption of replaced sessions, errors, --debug.
  *  - Store, audit and log files are 0600 and directories 0700, even under `umask 000`.

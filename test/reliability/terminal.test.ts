@@ -1,5 +1,5 @@
 /**
- * Issue 22, item 4: a terminal whose width is 0 (`script -qc …`, some CI terminals) must not hang
+ * A terminal whose width is 0 (`script -qc …`, some CI terminals) must not hang
  * the CLI. A pseudo-terminal made by script(1) has 0 columns and 0 rows; the progress display,
  * which cannot tell how many lines its text takes there, draws nothing instead.
  */

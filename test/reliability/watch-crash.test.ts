@@ -1,5 +1,5 @@
 /**
- * Issue 25: the change feed under churn and kill -9. The emulator changes Kunden at 50 changes/s;
+ * The change feed under churn and kill -9. The emulator changes Kunden at 50 changes/s;
  * a follower is started and SIGKILLed again and again (10 times; 30 under LEGACY_STRESS), then the
  * churn stops and one `watch --once` drains. Over all the runs' output: no changed record is
  * missing, each record's last event carries its final state and kind, untouched records get none;

@@ -1,5 +1,5 @@
 /**
- * Issue 15: pages in flight adapt to the server (src/table/concurrency.ts). The controller is fed
+ * Pages in flight adapt to the server (src/table/concurrency.ts). The controller is fed
  * the round trips a modelled server gives (latency L, then S ms of work per page, one page at a
  * time) on a simulated clock, so these tests never depend on the machine's speed.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 22, item 5: the errno codes that mean "the output cannot be stored" are mapped in one place
+ * The errno codes that mean "the output cannot be stored" are mapped in one place
  * (errors/), each to exit 73 with one line that names the path and says what to do. The codes a test
  * cannot provoke on a real file system here (a quota, a read-only or size-limited one) are checked
  * through that mapping.

@@ -1,5 +1,5 @@
 /**
- * Issue 15: the transcoder (pages scanned as bytes, rows encoded straight from them) writes exactly
+ * The transcoder (pages scanned as bytes, rows encoded straight from them) writes exactly
  * what the reference writes: JSON.parse of the page, the column's converter, then the CSV/JSON/NDJSON
  * writer. Generated pages cover every kind of value and of JSON text: unicode (astral, U+2028,
  * lone surrogates), every escape, control characters, delimiters and formula starts, numbers in
