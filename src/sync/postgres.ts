@@ -146,7 +146,10 @@ export class PostgresSyncStore extends SyncStore {
         const byKey = new Map(last.map((r) => [String(toSql(r[0])), r]));
         for (const w of written) {
           const row = byKey.get(w.k);
-          if (row) this.noteChange(rowChange(table, keyColumn, dataColumns, row, before.get(w.k) as never));
+          const old = before.get(w.k);
+          // A row rewritten only to fill new columns (rewriteAll) did not change on the server.
+          const same = old !== undefined && old._deleted_at === null && String(old._stamp) === String(toSql(row?.[1]));
+          if (row && !same) this.noteChange(rowChange(table, keyColumn, dataColumns, row, old as never));
         }
       }
       const inserted = written.filter((w) => w.inserted).length;

@@ -152,7 +152,9 @@ export class SqliteSyncStore extends SyncStore {
           insert.run(...upsertParams(row, syncedAt));
           if (before) counts.updated++;
           else counts.inserted++;
-          if (observed) this.noteChange(rowChange(table, keyColumn, dataColumns, row, before));
+          // A row rewritten only to fill new columns (rewriteAll) did not change on the server.
+          const same = before !== undefined && before._stamp === row[1] && before._deleted_at === null;
+          if (observed && !same) this.noteChange(rowChange(table, keyColumn, dataColumns, row, before));
         }
         return counts;
       });

@@ -125,6 +125,8 @@ export interface StoredChange {
   row: Record<string, unknown> | null;
   /** Updated: the fields whose stored value changed. */
   changedFields?: string[];
+  /** Deleted: the record's last `__TIMESTAMP` stored (it tells a re-created record's deletion from the first one's). */
+  previousTimestamp?: string | null;
 }
 
 /** Told the changes of each transaction before it commits; a throw rolls the transaction back. */
@@ -526,7 +528,7 @@ export abstract class SyncStore {
     for (const d of deletions) {
       const params = stampColumn ? [toSql(d.key), d.stamp ?? 0] : [toSql(d.key)];
       if (this.changeObserver) {
-        const rows = (await this.query<Record<string, unknown>>(`SELECT _stamp FROM ${quoteId(table)} WHERE ${where}`, params)).rows;
+        const rows = (await this.query<Record<string, unknown>>(`SELECT _stamp, _timestamp FROM ${quoteId(table)} WHERE ${where}`, params)).rows;
         for (const r of rows) this.noteDeletion(table, d.key, r, d.stamp ?? null);
       }
       marked += (await this.query(`UPDATE ${quoteId(table)} SET _deleted_at = ? WHERE ${where}`, [at, ...params])).changes;
@@ -537,7 +539,8 @@ export abstract class SyncStore {
   private noteDeletion(table: string, key: unknown, stored: Record<string, unknown>, globalStamp: number | null): void {
     const stamp = stored._stamp === null || stored._stamp === undefined ? null : Number(stored._stamp);
     // The time of a deletion is not stored anywhere: the event says when the feed saw it (timestamp null).
-    this.noteChange({ table, kind: 'deleted', key, stamp, timestamp: null, globalStamp, row: null });
+    const previousTimestamp = typeof stored._timestamp === 'string' ? stored._timestamp : null;
+    this.noteChange({ table, kind: 'deleted', key, stamp, timestamp: null, globalStamp, row: null, previousTimestamp });
   }
 
   /** The newest row cursor stored for a table (not after `notAfter`), and the keys of the rows at it (at most 1,000). */
@@ -657,7 +660,7 @@ export abstract class SyncStore {
       markVanished: (at) =>
         this.transaction(async () => {
           if (this.changeObserver) {
-            const gone = await this.query<Record<string, unknown>>(`SELECT ${k} AS k, _stamp FROM ${t} WHERE ${live} AND ${isExtra}`);
+            const gone = await this.query<Record<string, unknown>>(`SELECT ${k} AS k, _stamp, _timestamp FROM ${t} WHERE ${live} AND ${isExtra}`);
             for (const r of gone.rows) this.noteDeletion(table, r.k, r, null);
           }
           return (await this.query(`UPDATE ${t} SET _deleted_at = ? WHERE ${live} AND ${isExtra}`, [at])).changes;

@@ -49,8 +49,11 @@ function isoTime(timestamp: string | null): string {
 export function eventOf(env: string, change: StoredChange): FeedEvent {
   const source = `urn:legacy:${env}:${change.table}`;
   const key = jsonSafe(change.key);
+  // The same change, whenever it is sent: the record's stamp and its global stamp or time, which a
+  // record deleted and created again under the same key does not share with the first one.
+  const when = change.globalStamp ?? (change.kind === 'deleted' ? change.previousTimestamp : change.timestamp) ?? null;
   const id = createHash('sha256')
-    .update(JSON.stringify([env, change.table, String(key), change.kind, change.stamp, change.kind === 'deleted' ? change.globalStamp : null]))
+    .update(JSON.stringify([env, change.table, String(key), change.kind, change.stamp, when]))
     .digest('hex')
     .slice(0, 32);
   const row = change.row ? Object.fromEntries(Object.entries(change.row).map(([k, v]) => [k, jsonSafe(v)])) : null;
@@ -74,10 +77,16 @@ export function eventOf(env: string, change: StoredChange): FeedEvent {
   return event.toJSON() as unknown as FeedEvent;
 }
 
-/** Change order within a batch: 4D's global stamp where tracked, else the record's timestamp, then its stamp. */
-export function changeOrder(a: StoredChange, b: StoredChange): number {
-  if (a.globalStamp !== null && b.globalStamp !== null) return a.globalStamp - b.globalStamp;
-  const ta = Date.parse(a.timestamp ?? '') || 0;
-  const tb = Date.parse(b.timestamp ?? '') || 0;
-  return ta - tb || (a.stamp ?? 0) - (b.stamp ?? 0);
+/**
+ * The changes of a batch in change order: by 4D's global stamp when every one has it (tracked
+ * tables); otherwise by time, a deletion found without a stamp counting as now (when it was found,
+ * after every change stored of the record). Stable: ties keep the order they were noted in.
+ */
+export function inChangeOrder(changes: StoredChange[], now = Date.now()): StoredChange[] {
+  if (changes.every((c) => c.globalStamp !== null)) return [...changes].sort((a, b) => a.globalStamp! - b.globalStamp!);
+  const at = (c: StoredChange) => (c.timestamp ? Date.parse(c.timestamp) : Number.NaN);
+  return changes
+    .map((c, i) => ({ c, i, t: Number.isFinite(at(c)) ? at(c) : now }))
+    .sort((x, y) => x.t - y.t || x.i - y.i)
+    .map((x) => x.c);
 }

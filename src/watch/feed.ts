@@ -22,7 +22,7 @@ import type { Logger } from '../log/index.js';
 import type { RestClient } from '../rest/index.js';
 import { Syncer, newRunId, type SyncStore, type TableResult } from '../sync/index.js';
 import { sleep } from '../transport/index.js';
-import { changeOrder, eventOf } from './events.js';
+import { eventOf, inChangeOrder } from './events.js';
 import type { Sink } from './sinks.js';
 
 export interface FeedOptions {
@@ -46,7 +46,7 @@ export interface FeedOptions {
   /** Told after each poll: whether it completed. */
   onPoll?: (ok: boolean) => void | Promise<void>;
   /** Told after each table's pass. */
-  onTable?: (result: TableResult) => void;
+  onTable?: (result: TableResult) => void | Promise<void>;
   /** Told after each round: whether it found changes, and the wait before the next. */
   onRound?: (round: number, changed: number, waitMs: number) => void;
 }
@@ -80,8 +80,7 @@ export async function runFeed(client: RestClient, store: SyncStore, sink: Sink |
   store.changeObserver = sink && {
     beforeCommit: async (changes) => {
       if (muted) return;
-      changes.sort(changeOrder);
-      const events = changes.map((c) => eventOf(options.env, c));
+      const events = inChangeOrder(changes).map((c) => eventOf(options.env, c));
       try {
         await sink.send(events);
       } catch (error) {
@@ -151,16 +150,28 @@ async function pollRound(
   mute: (muted: boolean) => void,
 ): Promise<number> {
   const runId = newRunId();
+  // What this round learns (the global stamp each pass saw, when it reconciled) counts only once
+  // the round committed: a rolled-back pass must not let the next one skip __DeletedRecords.
+  const staged = { reconciledAt: new Map(seen.reconciledAt), serverStamps: new Map(seen.serverStamps) };
+  const learn = () => {
+    for (const [k, v] of staged.reconciledAt) seen.reconciledAt.set(k, v);
+    for (const [k, v] of staged.serverStamps) seen.serverStamps.set(k, v);
+  };
   // Every table has a cursor: one transaction for the round, so its events go out in one order
   // (4D's global stamp) across the tables. A first pass (a snapshot) commits as it goes instead.
   let fresh = 0;
   for (const table of options.tables) if (!(await store.state(table.name))?.last_success) fresh++;
   const ordered = fresh === 0 && options.tables.length > 1 && store.changeObserver !== undefined;
-  if (!ordered) return pollTables(client, store, options, runId, seen, summary, mute);
+  if (!ordered) {
+    const changed = await pollTables(client, store, options, runId, staged, summary, mute);
+    learn();
+    return changed;
+  }
   await store.beginRound();
   try {
-    const changed = await pollTables(client, store, options, runId, seen, summary, mute);
+    const changed = await pollTables(client, store, options, runId, staged, summary, mute);
     await store.commitRound();
+    learn();
     return changed;
   } catch (error) {
     await store.rollbackRound().catch(() => undefined);
@@ -202,7 +213,7 @@ async function pollTables(
     });
     const result = await syncer.syncTable(table, runId);
     mute(false);
-    options.onTable?.(result);
+    await options.onTable?.(result);
     if (!fresh) changed += result.inserted + result.updated + result.deleted;
     if (result.serverStamp) seen.serverStamps.set(table.name, result.serverStamp);
     if (reconcile) seen.reconciledAt.set(table.name, Date.now());

@@ -78,7 +78,8 @@ export class WebhookSink implements Sink {
   private readonly webhook: Webhook;
 
   constructor(private readonly options: WebhookOptions) {
-    this.name = `webhook ${maskUrl(options.url)}`;
+    // Only the origin: receivers often carry a token in the path or the query.
+    this.name = `webhook ${new URL(options.url).origin}`;
     registerSecret(options.secret);
     try {
       this.webhook = new Webhook(options.secret);
@@ -111,11 +112,18 @@ export class WebhookSink implements Sink {
             'webhook-signature': signature,
           },
           body,
+          // A redirect is not delivery: fetch would follow a 301/302 with a GET without the batch.
+          redirect: 'manual',
           signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
         });
         await response.arrayBuffer().catch(() => undefined);
         if (response.status >= 200 && response.status < 300) return;
         last = `HTTP ${response.status}`;
+        if (response.status >= 300 && response.status < 400) {
+          const to = response.headers.get('location');
+          last = `HTTP ${response.status}, a redirect${to ? ` to ${new URL(to, url).origin}` : ''}: give --webhook the final URL`;
+          break;
+        }
         // A receiver that refuses the batch for good (400, 401, 413, …) will refuse it again: stop retrying.
         if (response.status < 500 && response.status !== 408 && response.status !== 429) break;
       } catch (error) {

@@ -257,12 +257,19 @@ describe('the webhook sink', () => {
   /** A receiver that verifies every request's signature; `refuse(n)` says whether to answer 503 to the n-th. */
   async function startReceiver(refuse: (n: number) => boolean) {
     const verifier = new Webhook(SECRET);
-    const got: { batches: FeedEvent[][]; ids: string[]; requests: number; badSignatures: number } = { batches: [], ids: [], requests: 0, badSignatures: 0 };
+    const got: { batches: FeedEvent[][]; ids: string[]; tried: string[]; requests: number; badSignatures: number } = {
+      batches: [],
+      ids: [],
+      tried: [],
+      requests: 0,
+      badSignatures: 0,
+    };
     receiver = createServer(async (req: IncomingMessage, res) => {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
       const body = Buffer.concat(chunks).toString('utf8');
       got.requests++;
+      got.tried.push(String(req.headers['webhook-id']));
       try {
         verifier.verify(body, req.headers as Record<string, string>);
       } catch {
@@ -295,8 +302,38 @@ describe('the webhook sink', () => {
     expect(r.stderr).toMatch(/not taken \(HTTP 503\); attempt 1 of 8/);
     expect(got.badSignatures).toBe(0);
     // The same batch was retried under the same webhook-id (receivers drop duplicates by it).
+    expect(new Set(got.tried.slice(0, 4)).size).toBe(1);
+    expect(got.ids[0]).toBe(got.tried[0]);
     await expectFeedMatches(server, 'Kunden', got.batches.flat());
     expect(r.stderr).not.toContain(SECRET);
+  });
+
+  it('a redirect is not delivery: exit 69, nothing committed, and the message names where it points', async () => {
+    server = await startServer({ rows: { Kunden: 20 }, changeTracking: ['Kunden'] });
+    const { got, url } = await startReceiver(() => false);
+    let gets = 0;
+    const redirector = createServer((req, res) => {
+      if (req.method === 'GET') gets++;
+      res.writeHead(302, { location: url }).end();
+    });
+    await new Promise<void>((resolve) => redirector.listen(0, '127.0.0.1', resolve));
+    try {
+      const moved = `http://127.0.0.1:${(redirector.address() as { port: number }).port}/old?token=s3cr3t-token`;
+      const env = { ...server.env, LEGACY_WEBHOOK_SECRET: SECRET, LEGACY_WEBHOOK_BACKOFF_MS: '10' };
+      expect((await watch(['Kunden', '--once', '--webhook', moved], env)).code).toBe(0);
+      await server.control('mutate', { table: 'Kunden', update: 1 });
+      const r = await watch(['Kunden', '--once', '--webhook', moved, '-v'], env);
+      expect(r.code).toBe(69);
+      expect(r.stderr).toMatch(/HTTP 302, a redirect to http:\/\/127\.0\.0\.1:\d+: give --webhook the final URL/);
+      expect(r.stderr).not.toContain('s3cr3t-token');
+      expect(gets).toBe(0);
+      expect(got.batches).toHaveLength(0);
+      // Nothing was committed: the final URL gets the change.
+      expect((await watch(['Kunden', '--once', '--webhook', url], env)).code).toBe(0);
+      await expectFeedMatches(server, 'Kunden', got.batches.flat());
+    } finally {
+      await new Promise((resolve) => redirector.close(resolve));
+    }
   });
 
   it('a receiver that stays down: exit 69 and nothing committed (resent next time), or a dead-letter file', async () => {

@@ -59,6 +59,16 @@ export async function expectFeedMatches(server: TestServer, table: string, event
       wrong.push(`${key}: last event ${event.type} stamp ${event.data.stamp}, server stamp ${row.__STAMP}`);
     }
   }
+  // Kinds: a record created after the feed started is first sent as created; one that existed before never is.
+  const kinds: string[] = [];
+  for (const key of changed) {
+    const mine = events.filter((e) => e.data.table === table && e.subject === key).map((e) => e.type.replace('legacy.record.', ''));
+    if (mine.length === 0) continue;
+    const createdHere = changes.find((c) => c.key === key)?.kind === 'created';
+    if (createdHere && mine[0] !== 'created') kinds.push(`${key}: created on the server, first event ${mine[0]}`);
+    if (!createdHere && mine.includes('created')) kinds.push(`${key}: existed before, yet an event says created`);
+  }
   expect(missing, 'changed records without an event').toEqual([]);
   expect(wrong, 'last events that do not carry the final state').toEqual([]);
+  expect(kinds, 'events of the wrong kind').toEqual([]);
 }
