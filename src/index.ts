@@ -46,6 +46,9 @@ export { Pusher, pushExitCode, type PushRequestRow, type RowReport, type PushRes
 export { AuditLog, type AuditRecord } from './push/audit.js';
 export { coerce, type ValueType } from './push/coerce.js';
 export { Syncer, SyncStore, newRunId, openSyncStore, syncTarget, type SyncOptions, type SyncTarget, type TableResult } from './sync/index.js';
+export { runFeed, type FeedOptions, type FeedSummary } from './watch/feed.js';
+export { StdoutSink, WebhookSink, RedisStreamSink, type Sink } from './watch/sinks.js';
+export { eventOf, type FeedEvent } from './watch/events.js';
 export { startEmulator, type EmulatorOptions, type RunningEmulator } from './emulator/index.js';
 export { main } from './app/main.js';
 

@@ -7,11 +7,14 @@
  * With 4D change tracking on and off.
  */
 import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, spawnCli } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { runMain } from '../helpers/run.js';
+import { openClient, openSyncStore, runFeed, silentLogger, StdoutSink } from '../../src/index.js';
 import { expectFeedMatches, parseEvents, type FeedEvent } from '../helpers/watch.js';
 import { seededRandom, size, sleep } from './support.js';
 
@@ -128,4 +131,55 @@ describe('a webhook receiver that is down for a while, and a kill -9 meanwhile',
     },
     size(60_000, 180_000),
   );
+});
+
+describe('a poll over several tables that fails half way', () => {
+  it('rolls back whole, and the next poll still asks for the deletions (nothing lost)', async () => {
+    server = await startServer({ rows: { Kunden: 50, Artikel: 50 }, changeTracking: ['Kunden', 'Artikel'] });
+    expect((await runMain(['watch', 'Kunden', 'Artikel', '--once'], { env: server.env })).code).toBe(0);
+    const client = await openClient({ env: 'test', baseUrl: server.url, configDir: server.configDir, retries: '0', environment: server.env });
+    const store = await openSyncStore({ kind: 'sqlite', path: join(server.dataDir, 'watch', 'test', 'default.sqlite'), display: 'state' }, 'run');
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (d) => {
+      text += String(d);
+    });
+    const controller = new AbortController();
+    let round = 0;
+    let armed = false;
+    const feed = runFeed(client, store, new StdoutSink(out), {
+      env: 'test',
+      tables: [{ name: 'Kunden' }, { name: 'Artikel' }],
+      from: 'now',
+      intervalMs: 50,
+      maxIntervalMs: 50,
+      reconcileIntervalMs: 600_000,
+      once: false,
+      logger: silentLogger,
+      signal: controller.signal,
+      // After Kunden's pass of the armed round (which saw the deletion), Artikel's pass fails: the round rolls back.
+      onTable: async (r) => {
+        if (r.table === 'Kunden' && armed) {
+          armed = false;
+          await server!.control('faults', { queue: [{ kind: '503', count: 3 }] });
+        }
+      },
+      onRound: () => {
+        round++;
+      },
+    });
+    await sleep(300);
+    const deleted = await server.control<{ deleted: string[] }>('mutate', { table: 'Kunden', delete: 1 });
+    await server.control('mutate', { table: 'Kunden', update: 1 });
+    armed = true;
+    const at = round;
+    while (round < at + 4) await sleep(50);
+    controller.abort('interrupt');
+    await feed;
+    await store.close();
+    await client.close();
+    const events = parseEvents(text);
+    expect(events.filter((e) => e.type === 'legacy.record.deleted').map((e) => e.subject)).toEqual(deleted.deleted);
+    await expectFeedMatches(server, 'Kunden', events);
+  });
 });
