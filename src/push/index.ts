@@ -250,8 +250,7 @@ export class Pusher {
             .map((a) => {
               const c = converted.get(a.name)!;
               if (c.onlyIfUnchanged) return c.onlyIfUnchanged;
-              if (c.refuseIfServer && sameValue(a, entity[a.name], c.refuseIfServer.value)) return c.refuseIfServer.message;
-              return undefined;
+              return c.check?.(entity[a.name]);
             })
             .find((m) => m !== undefined);
     if (refusal) {
