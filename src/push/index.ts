@@ -362,7 +362,7 @@ export class Pusher {
         stampBefore: p.report.stampBefore,
         stampAfter: p.report.stampAfter,
         ...(p.report.stampExported !== undefined ? { stampExported: p.report.stampExported } : {}),
-        ...(this.options.force ? { forced: true } : {}),
+        ...(p.report.forced ? { forced: true } : {}),
         result: p.report.result,
         message: p.report.message,
         requestId,
@@ -462,6 +462,8 @@ export class Pusher {
     }
     // Only other fields changed (or --force): write again on top of the current stamp.
     this.conclude(c, 'conflict', 'stamp changed; retried with the new stamp', requestId, audit);
+    // --force over a change of these very fields: this write overwrites a newer save.
+    if (movedFields.length > 0) c.report.forced = true;
     c.entity = current;
     c.report.stampBefore = current.__STAMP;
     const retry = await this.sendUpdate([c]).catch((error: unknown) => {
@@ -518,6 +520,7 @@ export class Pusher {
       this.conclude(c, 'conflict', changedBySomeoneElse(moved, c.entity!, current), undefined, audit);
       return;
     }
+    if (moved) c.report.forced = true;
     c.entity = current;
     c.report.stampBefore = current.__STAMP;
     try {
