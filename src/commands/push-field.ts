@@ -45,7 +45,7 @@ export const spec = command<PushOptions>({
     { flags: '--key-column <name>', description: "bulk: the column holding the key (default: __KEY when present, else the table's key)" },
     { flags: '--delimiter <c>', description: 'bulk: the CSV delimiter (default: detected from the header row: , ; TAB or |)' },
     { flags: '--conflicts <file>', description: 'bulk: write the conflicting fields to this CSV file (.xlsx: a workbook), with a command to re-export them' },
-    { flags: '--excel-safe', description: "bulk: the file was exported with get-table --excel-safe (a ' before = + - @ is removed)" },
+    { flags: '--excel-safe', description: "bulk: the file was exported with get-table --excel-safe (one ' is removed before = + - @ TAB CR)" },
     { flags: '--batch-size <n>', description: 'bulk: records per update request (default 100)', parse: wholeNumber('--batch-size', 1, 1000) },
     { flags: '--continue-on-error', description: 'bulk: keep going after rows that fail' },
     { flags: '--report <format>', description: 'bulk: report format (default: table on a terminal, else ndjson)', choices: ['table', 'ndjson', 'csv'] },
