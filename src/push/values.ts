@@ -242,7 +242,11 @@ function spreadsheetRendering(attr: Attribute, file: string, server: unknown, ct
   if (file.length === EXCEL_MAX_CELL_TEXT && before.length > EXCEL_MAX_CELL_TEXT && before.startsWith(file))
     return `${field.replace(/ where the server has .*/, '')}, the server's text of ${before.length} characters cut to Excel's ${EXCEL_MAX_CELL_TEXT}; not written (edit this text outside a spreadsheet, e.g. with get-table --ndjson)`;
   if (E_NOTATION.test(trimmed)) return `${field}: a spreadsheet showed a long number in E-notation and lost its digits; not written: ${KEEP_TEXT}`;
-  if (NUMERAL.test(trimmed) && NUMERAL.test(before.trim()) && Number(trimmed.replace(',', '.')) === Number(before.trim().replace(',', '.')))
+  // A spreadsheet writes a number as it shows it: no leading zeros, no + sign, no trailing zeros in the
+  // fraction. The same number with more digits in the file (01067 where the server has 1067) is an edit.
+  const asNumber = trimmed.replace(',', '.');
+  const rendered = NUMERAL.test(trimmed) && String(Number(asNumber)) === asNumber.replace(/^-0$/, '0');
+  if (rendered && NUMERAL.test(before.trim()) && Number(asNumber) === Number(before.trim().replace(',', '.')))
     return `${field}: the same number written differently (a spreadsheet read the text as a number${/^[+-]?0\d/.test(before.trim()) ? ' and dropped its leading zeros' : ''}); not written: ${KEEP_TEXT}`;
   if (before.startsWith('=') && (ctx.formula || (ctx.source === 'text' && !ctx.excelSafe)))
     return `${field}: a spreadsheet ran the server's text as a formula and saved its result; not written: ${KEEP_TEXT}${ctx.source === 'text' ? ', or export with --excel-safe and push with --excel-safe' : ''}`;

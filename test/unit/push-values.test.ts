@@ -65,6 +65,7 @@ describe("a spreadsheet's rendering of text is not an edit", () => {
   it('the same number written differently, E-notation, error values, an evaluated formula, a cut cell', () => {
     expect(refusal('1067', '01067')).toMatch(/the same number written differently .*dropped its leading zeros.*format the column as Text/);
     expect(refusal('1.5', '1.50')).toMatch(/the same number written differently/);
+    expect(refusal('1,5', '1.50')).toMatch(/the same number written differently/);
     expect(refusal('491234', '+491234')).toMatch(/the same number/);
     expect(refusal('1,23457E+16', '12345678901234567')).toMatch(/E-notation and lost its digits/);
     expect(refusal('1.2E3', 'alt')).toMatch(/E-notation/);
@@ -80,6 +81,9 @@ describe("a spreadsheet's rendering of text is not an edit", () => {
 
   it('edits stay edits: other numbers, other text, and JSON input is never second-guessed', () => {
     expect(refusal('1068', '01067')).toBeUndefined();
+    // A spreadsheet drops zeros, it never adds them: putting leading zeros back is an edit.
+    expect(refusal('01067', '1067')).toBeUndefined();
+    expect(refusal('1.50', '1.5')).toBeUndefined();
     expect(refusal('neu', 'alt')).toBeUndefined();
     expect(refusal('=A1', 'alt')).toBeUndefined();
     expect(refusal('#1 Kunde', 'alt')).toBeUndefined();
