@@ -380,7 +380,7 @@ export async function pushBulk(pusher: Pusher, open: () => Promise<OpenedInput>,
       else if (!change || change.line !== line) {
         // The row matched the server when the run began: the record was saved meanwhile (or another row wrote it).
         result = 'conflict';
-        refusal = `${pusher.dataClass.name}[${r.key}] was saved on the server during this run${change ? ` (by this run, from line ${change.line})` : ''}, and this row did not edit it; not written`;
+        refusal = `${pusher.dataClass.name}[${r.key}] was saved on the server during this run${change && change.line < line ? ` (by this run, from line ${change.line})` : ''}, and this row did not edit it; not written`;
       }
     } else {
       const first = planned.get(r.key);
