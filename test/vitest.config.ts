@@ -13,6 +13,7 @@ const BEHAVIOUR = [
   'test/cli/get-table.test.ts',
   'test/cli/push-field.test.ts',
   'test/cli/roundtrip.test.ts',
+  'test/cli/roundtrip-excel.test.ts',
   'test/cli/sync.test.ts',
   'test/cli/watch.test.ts',
 ];

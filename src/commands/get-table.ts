@@ -67,7 +67,7 @@ export const spec = command<GetTableOptions>({
     { flags: '--meta', description: 'add __KEY, __STAMP and __TIMESTAMP columns' },
     { flags: '--delimiter <c>', description: 'CSV delimiter (default ,)' },
     { flags: '--bom', description: 'start CSV with a UTF-8 byte order mark (for Excel)' },
-    { flags: '--excel-safe', description: 'neutralise CSV cells starting with = + - @' },
+    { flags: '--excel-safe', description: "neutralise CSV cells starting with = + - @ TAB CR (a ' before them; push-field --excel-safe removes it)" },
     { flags: '--no-header', description: 'no CSV header row' },
     { flags: '--count', description: 'print the number of rows (respecting filters) and nothing else' },
     { flags: '--no-entityset', description: 'page with $skip/$top instead of a server-side entity set' },

@@ -1,12 +1,13 @@
 /** `legacy push-field`: one record (arguments) or thousands (--from), with optimistic locking. */
+import { resolve } from 'node:path';
 import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { requireConfirmation } from '../cli/prompt.js';
 import { command, wholeNumber } from '../cli/spec.js';
-import { ExitCode, UsageError } from '../errors/index.js';
+import { CancelledError, ExitCode, UsageError } from '../errors/index.js';
 import type { DataClass } from '../rest/types.js';
 import type { ValueType } from '../push/coerce.js';
-import type { RowReport } from '../push/index.js';
+import type { ChangeTotals, RowReport } from '../push/index.js';
 import type { ReportFormat } from '../push/report.js';
 
 interface PushOptions {
@@ -44,7 +45,7 @@ export const spec = command<PushOptions>({
     { flags: '--key-column <name>', description: "bulk: the column holding the key (default: __KEY when present, else the table's key)" },
     { flags: '--delimiter <c>', description: 'bulk: the CSV delimiter (default: detected from the header row: , ; TAB or |)' },
     { flags: '--conflicts <file>', description: 'bulk: write the conflicting fields to this CSV file (.xlsx: a workbook), with a command to re-export them' },
-    { flags: '--excel-safe', description: "bulk: the file was exported with get-table --excel-safe (a ' before = + - @ is removed)" },
+    { flags: '--excel-safe', description: "bulk: the file was exported with get-table --excel-safe (one ' is removed before = + - @ TAB CR)" },
     { flags: '--batch-size <n>', description: 'bulk: records per update request (default 100)', parse: wholeNumber('--batch-size', 1, 1000) },
     { flags: '--continue-on-error', description: 'bulk: keep going after rows that fail' },
     { flags: '--report <format>', description: 'bulk: report format (default: table on a terminal, else ndjson)', choices: ['table', 'ndjson', 'csv'] },
@@ -100,13 +101,16 @@ async function run(ctx: CommandContext, args: string[], opts: PushOptions): Prom
   const confirmFn =
     opts.yes || opts.dryRun
       ? undefined
-      : async (changes: RowReport[]) => {
+      : async (changes: RowReport[], total?: ChangeTotals) => {
+          const records = total?.records ?? changes.length;
           const preview = changes
             .slice(0, 20)
             .map((c) => describeChange(dc.name, c))
             .join('\n');
-          ctx.io.stderr.write(`${preview}${changes.length > 20 ? `\n… and ${changes.length - 20} more` : ''}\n`);
-          return confirm(ctx.io, `write ${changes.length} change(s) to ${client.baseUrl}?`, ctx.signal);
+          const shownRecords = Math.min(changes.length, 20);
+          ctx.io.stderr.write(`${preview}${records > shownRecords ? `\n… and ${records - shownRecords} more record(s)` : ''}\n`);
+          const fields = total ? ` (${total.fields} field(s) in ${records} record(s))` : '';
+          return confirm(ctx.io, `write ${records} change(s)${fields} to ${client.baseUrl}?`, ctx.signal);
         };
   const pusher = new Pusher(client, dc, {
     batchSize: opts.batchSize,
@@ -117,8 +121,9 @@ async function run(ctx: CommandContext, args: string[], opts: PushOptions): Prom
     audit: new AuditLog(ctx.settings.dataDir),
     env: ctx.settings.envName,
     confirm: confirmFn,
+    signal: ctx.signal,
   });
-  if (opts.from !== undefined) return bulk(ctx, pusher, dc, { ...opts, from: opts.from });
+  if (opts.from !== undefined) return bulk(ctx, pusher, dc, { ...opts, from: opts.from }, confirmFn);
 
   const [key, field, value] = rest as [string, string, string];
   pusher.checkFields([field]);
@@ -139,7 +144,13 @@ async function run(ctx: CommandContext, args: string[], opts: PushOptions): Prom
 }
 
 /** `--from`: the library's bulk loop, a report as chunks finish, conflicts to their file, a summary line at the end. */
-async function bulk(ctx: CommandContext, pusher: import('../push/index.js').Pusher, dc: DataClass, opts: PushOptions & { from: string }): Promise<number> {
+async function bulk(
+  ctx: CommandContext,
+  pusher: import('../push/index.js').Pusher,
+  dc: DataClass,
+  opts: PushOptions & { from: string },
+  confirmFn: ((changes: RowReport[], total: ChangeTotals) => Promise<boolean>) | undefined,
+): Promise<number> {
   const table = dc.name;
   const [{ pushBulk }, { REPORT_TABLE_HEADER, reportWriter }, input, { ConflictReport }, { columns }] = await Promise.all([
     import('../push/bulk.js'),
@@ -169,7 +180,8 @@ async function bulk(ctx: CommandContext, pusher: import('../push/index.js').Push
     ctx.io.cwd,
   );
   const report = reportWriter(opts.report ?? (opts.json ? 'ndjson' : ctx.io.stdout.isTTY ? 'table' : 'ndjson'), ctx.io.stdout);
-  const progress = ctx.interactive ? await (await import('../cli/progress.js')).startProgress(ctx.io.stderr, `${table}: updating`) : undefined;
+  const startProgress = async () => (ctx.interactive ? (await import('../cli/progress.js')).startProgress(ctx.io.stderr, `${table}: updating`) : undefined);
+  let progress = await startProgress();
   let done = 0;
   let result: Awaited<ReturnType<typeof pushBulk>>;
   try {
@@ -181,6 +193,22 @@ async function bulk(ctx: CommandContext, pusher: import('../push/index.js').Push
       source: opts.from === '-' ? '(stdin)' : opts.from,
       excelSafe: opts.excelSafe === true,
       force: opts.force === true,
+      // The spinner stops while the person is asked, and goes on for the writes.
+      confirm:
+        confirmFn &&
+        (async (changes, total) => {
+          progress?.stop();
+          progress = undefined;
+          const yes = await confirmFn(changes, total);
+          if (yes) progress = await startProgress();
+          return yes;
+        }),
+      fingerprint: async () => {
+        const { stat } = await import('node:fs/promises');
+        // A file that cannot be read is reported by the reading (exit 64).
+        const st = await stat(resolve(ctx.io.cwd, opts.from)).catch(() => undefined);
+        return st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}` : 'unreadable';
+      },
       warn: (m) => ctx.logger.warn(m),
       onReports: async (reports) => {
         ctx.metrics.rows({ read: reports.length, written: reports.filter((r) => r.result === 'updated').length });
@@ -191,8 +219,13 @@ async function bulk(ctx: CommandContext, pusher: import('../push/index.js').Push
       },
     }).finally(() => progress?.stop());
   } catch (error) {
+    // Interrupted or failed: a conflict report of part of the file is not put in place as if it were whole.
     await conflicts.abort();
     throw error;
+  }
+  if (result.declined) {
+    await conflicts.abort();
+    throw new CancelledError(`cancelled: nothing was written (${result.declined.records} record(s), ${result.declined.fields} field(s) not confirmed)`);
   }
   const reportPath = await conflicts.finish();
   if (report.tableRows.length) await write(ctx.io.stdout, columns(report.tableRows, REPORT_TABLE_HEADER));

@@ -66,12 +66,23 @@ export interface PushOptions {
   logger: Logger;
   audit: AuditLog;
   env: string;
-  /** Called once per call of apply() with the planned changes before anything is written; false = write none of them. */
-  confirm?: (changes: RowReport[]) => Promise<boolean>;
+  /**
+   * Asked before anything is written with the planned changes (a bulk push: the first of them, and
+   * the totals of the whole file); false = write none of them.
+   */
+  confirm?: (changes: RowReport[], total?: ChangeTotals) => Promise<boolean>;
+  /** Ctrl-C: no further update request is sent once it is aborted. */
+  signal?: AbortSignal;
   /** How a file's value becomes the value sent (values.ts); default: the command line's rules (coerce). */
   convert?: (attr: Attribute, input: unknown) => FileValue;
   /** Changed records per update request (default 100). */
   batchSize?: number;
+}
+
+/** What a whole bulk file changes: records and fields. */
+export interface ChangeTotals {
+  records: number;
+  fields: number;
 }
 
 export interface Planned {
@@ -229,7 +240,14 @@ export class Pusher {
       if (file !== server) fixedChanged.push({ column, file, server });
     }
     const stale = row.stamp !== undefined && entity.__STAMP !== row.stamp;
-    if (stale && (changedAttrs.length > 0 || fixedChanged.length > 0) && (!this.options.force || fixedChanged.length > 0)) {
+    if (stale && changedAttrs.length === 0) {
+      // Saved since the export, and the file writes nothing here (its fields hold the server's values):
+      // no edit to protect. A read-only column that differs is the other save's (the file cannot change it).
+      if (fixedChanged.length > 0)
+        report.message = `${this.dataClass.name}[${row.key}] was saved on the server since the export (__STAMP ${row.stamp} → ${entity.__STAMP}), which changed ${fixedChanged.map((f) => f.column).join(', ')}; the file changes nothing here, skipped`;
+      return { report };
+    }
+    if (stale && (!this.options.force || fixedChanged.length > 0)) {
       // Saved on the server since the export: which of the differences are the file's edits and which
       // the other user's cannot be told apart, so none is written.
       report.result = 'conflict';
@@ -250,8 +268,7 @@ export class Pusher {
             .map((a) => {
               const c = converted.get(a.name)!;
               if (c.onlyIfUnchanged) return c.onlyIfUnchanged;
-              if (c.refuseIfServer && sameValue(a, entity[a.name], c.refuseIfServer.value)) return c.refuseIfServer.message;
-              return undefined;
+              return c.check?.(entity[a.name]);
             })
             .find((m) => m !== undefined);
     if (refusal) {
@@ -288,10 +305,10 @@ export class Pusher {
    * planned, so the caller reports rows up to the returned index only).
    * Returns the index (in `planned`) after the last row whose outcome is final.
    */
-  async apply(planned: Planned[], stopOnFailure = false): Promise<number> {
+  async apply(planned: Planned[], stopOnFailure = false, ask = true): Promise<number> {
     const changes = planned.filter((p) => p.values);
     if (this.options.dryRun || changes.length === 0) return planned.length;
-    if (this.options.confirm && !(await this.options.confirm(changes.map((c) => c.report)))) {
+    if (ask && this.options.confirm && !(await this.options.confirm(changes.map((c) => c.report)))) {
       for (const c of changes) {
         c.report.result = 'cancelled';
         c.report.message = 'not written: the change was not confirmed';
@@ -300,6 +317,8 @@ export class Pusher {
     }
     const size = this.options.batchSize ?? DEFAULT_BATCH;
     for (let i = 0; i < changes.length; i += size) {
+      // Interrupted: nothing more is sent; the rows before are final (the caller reports them and stops).
+      if (this.options.signal?.aborted) return i === 0 ? planned.indexOf(changes[0]!) : planned.indexOf(changes[i - 1]!) + 1;
       const slice = changes.slice(i, i + size);
       const audit: AuditRecord[] = [];
       try {
@@ -343,7 +362,7 @@ export class Pusher {
         stampBefore: p.report.stampBefore,
         stampAfter: p.report.stampAfter,
         ...(p.report.stampExported !== undefined ? { stampExported: p.report.stampExported } : {}),
-        ...(this.options.force ? { forced: true } : {}),
+        ...(p.report.forced ? { forced: true } : {}),
         result: p.report.result,
         message: p.report.message,
         requestId,
@@ -443,6 +462,8 @@ export class Pusher {
     }
     // Only other fields changed (or --force): write again on top of the current stamp.
     this.conclude(c, 'conflict', 'stamp changed; retried with the new stamp', requestId, audit);
+    // --force over a change of these very fields: this write overwrites a newer save.
+    if (movedFields.length > 0) c.report.forced = true;
     c.entity = current;
     c.report.stampBefore = current.__STAMP;
     const retry = await this.sendUpdate([c]).catch((error: unknown) => {
@@ -499,6 +520,7 @@ export class Pusher {
       this.conclude(c, 'conflict', changedBySomeoneElse(moved, c.entity!, current), undefined, audit);
       return;
     }
+    if (moved) c.report.forced = true;
     c.entity = current;
     c.report.stampBefore = current.__STAMP;
     try {

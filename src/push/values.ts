@@ -25,15 +25,29 @@ export interface FileValueContext {
   date1904?: boolean;
   /** The file was exported with --excel-safe: a `'` before = + - @ is the export's, not the data's. */
   excelSafe?: boolean;
+  /** The value is the cached result of a workbook formula (the cell's text was turned into a formula). */
+  formula?: boolean;
 }
+
+/** A workbook formula cell: its formula and its cached result (undefined: the file holds none). */
+export interface FormulaCell {
+  formula: string;
+  value: unknown;
+}
+
+export const isFormulaCell = (v: unknown): v is FormulaCell =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as FormulaCell).formula === 'string' && Object.keys(v).length <= 2;
 
 export interface FileValue {
   /** The value to send (wire encoding). */
   value: unknown;
   /** When set: the value is only accepted if it leaves the server's value unchanged; else this is the row's error. */
   onlyIfUnchanged?: string;
-  /** When the server holds this (wire) value, the file's value is refused with this message. */
-  refuseIfServer?: { value: unknown; message: string };
+  /**
+   * Called with the server's (wire) value when the file's value differs from it: a message refuses
+   * the row (the difference is a spreadsheet's rendering or an escape, not an edit).
+   */
+  check?: (server: unknown) => string | undefined;
 }
 
 const DAY_MS = 86_400_000;
@@ -43,7 +57,47 @@ const INTEGER_RANGES: Record<string, [number, number]> = {
   integer: [-2_147_483_648, 2_147_483_647],
   byte: [-128, 255],
 };
-const FORMULA_START = /^[=+\-@\t\r]/;
+/** get-table --excel-safe's escape: one `'` before text that starts with = + - @ TAB CR or with `'`s and one of those (table/csv.ts). */
+const EXCEL_SAFE_ESCAPED = /^'+[=+\-@\t\r]/;
+/** Excel's cell text limit: longer text is cut by get-table --xlsx and by Excel itself. */
+export const EXCEL_MAX_CELL_TEXT = 32_767;
+/** Excel's error values, in English and German (a formula that failed, saved as its result). */
+const EXCEL_ERRORS = new Set([
+  '#NULL!',
+  '#DIV/0!',
+  '#VALUE!',
+  '#REF!',
+  '#NAME?',
+  '#NUM!',
+  '#N/A',
+  '#GETTING_DATA',
+  '#SPILL!',
+  '#CALC!',
+  '#FIELD!',
+  '#BLOCKED!',
+  '#CONNECT!',
+  '#BUSY!',
+  '#UNKNOWN!',
+  '#WERT!',
+  '#BEZUG!',
+  '#ZAHL!',
+  '#NV',
+  '#ÜBERLAUF!',
+  '#BERECHNEN!',
+  '#FELD!',
+  '#BLOCKIERT!',
+  '#VERBINDEN!',
+  '#UNBEKANNT!',
+  '#AUSSTEHEND!',
+]);
+/** A plain decimal numeral, with a decimal point or comma (what a spreadsheet reads as a number). */
+const NUMERAL = /^[+-]?\d+(?:[.,]\d+)?$/;
+/** A number in E-notation (`1,23E+16`, `1.23457E+16`): how Excel shows a long digit string. */
+const E_NOTATION = /^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$/;
+/** German thousands grouping (`1.234`, `12.345.678`, `1.234,5`): read with a decimal point it is another number. */
+const GROUPED_THOUSANDS = /^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?$/;
+const KEEP_TEXT =
+  'format the column as Text in the spreadsheet before opening the file (Excel: Data > From Text/CSV, column type Text), or export to .xlsx, which keeps text as text';
 
 function shown(value: unknown): string {
   const text = typeof value === 'string' ? value : JSON.stringify(value);
@@ -76,9 +130,16 @@ export function exactDecimal(text: string, n: number): boolean {
 }
 
 /** A number field's value from text: decimal point, or a decimal comma where allowed; exactly. */
-function numberFromText(attr: Attribute, raw: string, ctx: FileValueContext): number | null {
+function numberFromText(attr: Attribute, raw: string, ctx: FileValueContext): FileValue {
   const text = raw.trim();
-  if (text === '') return null;
+  if (text === '') return { value: null };
+  if (ctx.decimalComma && GROUPED_THOUSANDS.test(text)) {
+    // `1.234` in a decimal-comma file: 1.234 as written by get-table, or 1234 as German Excel groups it.
+    const asPoint = text.includes(',') ? undefined : Number(text);
+    const message = `invalid value for ${attr.name} (${attr.type}): ${shown(raw)} is ambiguous in a file with decimal commas (German Excel writes 1234 as 1.234); write it without thousands separators`;
+    if (asPoint === undefined) throw new BadDataError(message);
+    return { value: checkNumber(attr, asPoint, raw), check: () => message };
+  }
   let numeral = text;
   if (/^[+-]?\d+,\d+$/.test(text)) {
     if (!ctx.decimalComma)
@@ -96,7 +157,7 @@ function numberFromText(attr: Attribute, raw: string, ctx: FileValueContext): nu
   const n = Number(numeral);
   if (!Number.isFinite(n)) throw bad(attr, raw, 'is not a finite number');
   if (!exactDecimal(numeral, n)) throw bad(attr, raw, `cannot be stored exactly (a ${attr.type} field would hold ${n})`);
-  return checkNumber(attr, n, raw);
+  return { value: checkNumber(attr, n, raw) };
 }
 
 function checkNumber(attr: Attribute, n: number, shownAs: unknown): number {
@@ -169,26 +230,56 @@ function objectFromText(attr: Attribute, raw: string): unknown {
   throw bad(attr, raw, 'is not a JSON object');
 }
 
+/**
+ * Why a text value that differs from the server's (`server`, wire value) is a spreadsheet's rendering
+ * of it rather than an edit; undefined when it may be an edit.
+ */
+function spreadsheetRendering(attr: Attribute, file: string, server: unknown, ctx: FileValueContext): string | undefined {
+  const before = typeof server === 'string' ? server : server === null || server === undefined ? '' : String(server);
+  const field = `${attr.name}: the file has ${shown(file)} where the server has ${shown(before)}`;
+  const trimmed = file.trim();
+  if (EXCEL_ERRORS.has(trimmed.toUpperCase())) return `${field}, which is a spreadsheet's error value (a formula failed); not written`;
+  if (file.length === EXCEL_MAX_CELL_TEXT && before.length > EXCEL_MAX_CELL_TEXT && before.startsWith(file))
+    return `${field.replace(/ where the server has .*/, '')}, the server's text of ${before.length} characters cut to Excel's ${EXCEL_MAX_CELL_TEXT}; not written (edit this text outside a spreadsheet, e.g. with get-table --ndjson)`;
+  if (E_NOTATION.test(trimmed)) return `${field}: a spreadsheet showed a long number in E-notation and lost its digits; not written: ${KEEP_TEXT}`;
+  // A spreadsheet writes a number as it shows it: no leading zeros, no + sign, no trailing zeros in the
+  // fraction. The same number with more digits in the file (01067 where the server has 1067) is an edit.
+  const asNumber = trimmed.replace(',', '.');
+  const rendered = NUMERAL.test(trimmed) && String(Number(asNumber)) === asNumber.replace(/^-0$/, '0');
+  if (rendered && NUMERAL.test(before.trim()) && Number(asNumber) === Number(before.trim().replace(',', '.')))
+    return `${field}: the same number written differently (a spreadsheet read the text as a number${/^[+-]?0\d/.test(before.trim()) ? ' and dropped its leading zeros' : ''}); not written: ${KEEP_TEXT}`;
+  if (before.startsWith('=') && (ctx.formula || (ctx.source === 'text' && !ctx.excelSafe)))
+    return `${field}: a spreadsheet ran the server's text as a formula and saved its result; not written: ${KEEP_TEXT}${ctx.source === 'text' ? ', or export with --excel-safe and push with --excel-safe' : ''}`;
+  return undefined;
+}
+
 /** A text field's value from text; an --excel-safe escape is undone or, when not declared, caught. */
 function stringFromText(attr: Attribute, raw: string, ctx: FileValueContext): FileValue {
   if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/.test(raw)) throw bad(attr, raw, 'contains control characters');
-  if (raw.startsWith("'") && FORMULA_START.test(raw.slice(1))) {
-    if (ctx.excelSafe) return { value: raw.slice(1) };
+  const spreadsheet = ctx.source === 'text' || ctx.source === 'xlsx';
+  if (EXCEL_SAFE_ESCAPED.test(raw)) {
+    // get-table --excel-safe put exactly one ' before such text (also before text that already started with 's): remove one.
+    if (ctx.excelSafe) {
+      const value = raw.slice(1);
+      return spreadsheet ? { value, check: (server) => spreadsheetRendering(attr, value, server, ctx) } : { value };
+    }
     return {
       value: raw,
-      refuseIfServer: {
-        value: raw.slice(1),
-        message: `${attr.name}: ${shown(raw)} looks like get-table --excel-safe's escape of ${shown(raw.slice(1))}; add --excel-safe to read it back`,
-      },
+      check: (server) =>
+        server === raw.slice(1)
+          ? `${attr.name}: ${shown(raw)} looks like get-table --excel-safe's escape of ${shown(raw.slice(1))}; add --excel-safe to read it back`
+          : spreadsheet
+            ? spreadsheetRendering(attr, raw, server, ctx)
+            : undefined,
     };
   }
-  return { value: raw };
+  return spreadsheet ? { value: raw, check: (server) => spreadsheetRendering(attr, raw, server, ctx) } : { value: raw };
 }
 
 function fromText(attr: Attribute, raw: string, ctx: FileValueContext): FileValue {
   switch (typeOf(attr)) {
     case 'number':
-      return { value: numberFromText(attr, raw, ctx) };
+      return numberFromText(attr, raw, ctx);
     case 'bool':
       return { value: boolFromText(attr, raw) };
     case 'date':
@@ -226,6 +317,16 @@ function timeFromSerial(attr: Attribute, days: number): number {
 export function fromFile(attr: Attribute, input: unknown, ctx: FileValueContext): FileValue {
   const type = typeOf(attr);
   if (input === undefined || input === null) return { value: type === 'date' ? '0!0!0' : null };
+  if (ctx.source === 'xlsx' && isFormulaCell(input)) {
+    if (input.value === undefined)
+      throw bad(
+        attr,
+        `=${input.formula}`,
+        'is a formula the file holds no result for (saved by a program that does not calculate, e.g. openpyxl)',
+        'open and save the workbook in Excel, or type the value instead of a formula',
+      );
+    return fromFile(attr, input.value, { ...ctx, formula: true });
+  }
   if (typeof input === 'object' && !Array.isArray(input) && ctx.source === 'xlsx' && 'error' in (input as object))
     throw bad(attr, (input as { error: string }).error, 'is an Excel error value');
   if (typeof input === 'string') return fromText(attr, input, ctx);

@@ -1,7 +1,10 @@
 /**
  * Reading an .xlsx workbook row by row, for `push-field --from FILE.xlsx`: the rows of the first
- * visible sheet and of every further sheet with the same header (an export longer than Excel's
- * 1,048,576 rows goes on on `Artikel (2)`), as typed cells.
+ * visible sheet and of its continuation sheets (an export longer than Excel's 1,048,576 rows goes
+ * on on `Artikel (2)`, see table/xlsx.ts), as typed cells. A continuation sheet is one named as
+ * the export names it, after a full sheet, with the same header. Another visible sheet with the
+ * same header (Excel names a copied sheet `Artikel (2)` too) is refused: its rows would be taken
+ * for the export's. Sheets with another header (notes, a pivot) are left out; so are hidden ones.
  *
  * The zip is read by yauzl (the reading half of yazl, which writes our workbooks) and the XML by
  * saxes, both streamed: a sheet is never held whole, only the shared-string table (Excel keeps
@@ -14,13 +17,23 @@
  *
  * Cells come back as Excel holds them: text, numbers (dates and times are serial numbers; the
  * column's catalog type says how to read them), booleans, `{ error }` for `#N/A` and the like,
- * null for an empty cell. A formula cell gives its cached result.
+ * null for an empty cell. A formula cell gives `{ formula, value }`: its cached result, or
+ * undefined when the file holds none (openpyxl writes formulas without computing them).
  */
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import type { Entry, ZipFile } from 'yauzl';
 import { BadDataError } from '../errors/index.js';
+import { EXCEL_MAX_ROWS, sheetName } from '../table/xlsx.js';
 
-export type XlsxCell = string | number | boolean | null | { error: string };
+export type XlsxValue = string | number | boolean | null | { error: string };
+/** A formula cell: the formula (without `=`) and its cached result (undefined: none in the file). */
+export type XlsxFormula = { formula: string; value: XlsxValue | undefined };
+export type XlsxCell = XlsxValue | XlsxFormula;
+
+export interface XlsxOptions {
+  /** Rows per sheet, header included, after which an export goes on on a continuation sheet (Excel's limit unless a test says). */
+  rowsPerSheet?: number;
+}
 
 export interface XlsxRow {
   /** The sheet's name. */
@@ -135,8 +148,21 @@ function richTextCollector() {
   };
 }
 
+/** A header cell's name. */
+const headerName = (c: XlsxCell | undefined): string => {
+  const v = c !== null && typeof c === 'object' && 'formula' in c ? c.value : c;
+  return v === null || v === undefined || typeof v === 'object' ? '' : String(v);
+};
+
+function headerOf(row: XlsxRow | undefined): string[] {
+  const names = row ? Array.from(row.cells, headerName) : [];
+  while (names.length > 0 && names[names.length - 1] === '') names.pop();
+  return names;
+}
+
 /** Open a workbook: its sheets, date system and shared strings are read; rows stream from `rows`. */
-export async function openXlsx(path: string): Promise<XlsxWorkbook> {
+export async function openXlsx(path: string, options: XlsxOptions = {}): Promise<XlsxWorkbook> {
+  const rowsPerSheet = options.rowsPerSheet ?? EXCEL_MAX_ROWS;
   const yauzl = await import('yauzl');
   let zip: ZipFile;
   try {
@@ -212,23 +238,49 @@ export async function openXlsx(path: string): Promise<XlsxWorkbook> {
     }
 
     const sheetRows = (sheet: { name: string; entry: Entry }) => readSheet(zip, sheet.entry, sheet.name, path, shared);
-    // The first sheet's header decides; later sheets with the same header continue it.
-    const first = sheetRows(sheetParts[0]!);
+    // The first sheet's header decides; its continuation sheets follow it.
+    const firstSheet = sheetParts[0]!;
+    const first = sheetRows(firstSheet);
     const head = await first.next();
-    const header = head.done ? [] : head.value.cells.map((c) => (c === null || c === undefined ? '' : typeof c === 'object' ? '' : String(c)));
-    while (header.length > 0 && header[header.length - 1] === '') header.pop();
+    const header = headerOf(head.done ? undefined : head.value);
+    const seen = new Set<string>();
+    for (const name of header) {
+      if (name !== '' && seen.has(name))
+        throw new BadDataError(`the header of sheet '${firstSheet.name}' names the column '${name}' twice`, {
+          hint: 'rename or delete one of the two columns',
+        });
+      seen.add(name);
+    }
     async function* rows(): AsyncGenerator<XlsxRow> {
-      yield* first;
+      let lastRow = head.done ? 0 : head.value.row;
+      let current = firstSheet.name;
+      for await (const row of first) {
+        lastRow = row.row;
+        yield row;
+      }
+      let next = 2;
       for (const sheet of sheetParts.slice(1)) {
         const it = sheetRows(sheet);
         const h = await it.next();
-        const names = h.done ? [] : h.value.cells.map((c) => (c === null || c === undefined ? '' : String(c)));
-        while (names.length > 0 && names[names.length - 1] === '') names.pop();
-        if (names.join('\u0000') !== header.join('\u0000')) {
+        if (headerOf(h.done ? undefined : h.value).join('\u0000') !== header.join('\u0000')) {
           await it.return(undefined);
           continue;
         }
-        yield* it;
+        const expected = sheetName(firstSheet.name, ` (${next})`);
+        if (sheet.name !== expected || lastRow !== rowsPerSheet) {
+          await it.return(undefined);
+          throw new BadDataError(
+            `sheet '${sheet.name}' has the columns of '${firstSheet.name}' but is not its continuation (an export goes on on '${expected}' only after ${rowsPerSheet.toLocaleString('en-US')} rows on '${current}'); its rows would be pushed too`,
+            { hint: 'delete or hide that sheet (a copy of the export?), or move its rows onto the first sheet' },
+          );
+        }
+        next += 1;
+        current = sheet.name;
+        lastRow = h.done ? 0 : h.value.row;
+        for await (const row of it) {
+          lastRow = row.row;
+          yield row;
+        }
       }
     }
     return { date1904, header, rows: rows(), close: () => zip.close() };
@@ -250,6 +302,8 @@ async function* readSheet(zip: ZipFile, entry: Entry, sheet: string, path: strin
   let inValue = false;
   let inInline = false;
   let hasValue = false;
+  let inFormula = false;
+  let formula: string | undefined;
   const inline = richTextCollector();
   const handler: XmlHandler = {
     open(name, tag) {
@@ -263,6 +317,11 @@ async function* readSheet(zip: ZipFile, entry: Entry, sheet: string, path: strin
         cellType = String(tag.attributes.t ?? 'n');
         value = '';
         hasValue = false;
+        formula = undefined;
+      } else if (name === 'f' && row && !inInline) {
+        // A formula (also a shared one, `<f t="shared" si="0"/>`, whose text is on another cell).
+        inFormula = true;
+        formula ??= '';
       } else if (name === 'v' && row) {
         inValue = true;
         hasValue = true;
@@ -274,12 +333,15 @@ async function* readSheet(zip: ZipFile, entry: Entry, sheet: string, path: strin
     },
     close(name) {
       if (name === 'v') inValue = false;
+      else if (name === 'f') inFormula = false;
       else if (name === 'is') inInline = false;
       else if (inInline) inline.close(name);
       else if (name === 'c' && row) {
         const index = cellRef ? columnIndex(cellRef) : nextColumn;
         nextColumn = index + 1;
-        row.cells[index] = cellValue();
+        // A formula's result is cached in <v>; openpyxl writes none (or an empty one): no value to read.
+        const cached = hasValue && (value.trim() !== '' || cellType === 'str' || cellType === 'inlineStr');
+        row.cells[index] = formula === undefined ? cellValue() : { formula, value: cached ? cellValue() : undefined };
       } else if (name === 'row' && row) {
         if (row.cells.some((c) => c !== null && c !== undefined && c !== '')) done.push(row);
         row = undefined;
@@ -288,9 +350,10 @@ async function* readSheet(zip: ZipFile, entry: Entry, sheet: string, path: strin
     text(t) {
       if (inInline) inline.text(t);
       else if (inValue) value += t;
+      else if (inFormula) formula += t;
     },
   };
-  const cellValue = (): XlsxCell => {
+  const cellValue = (): XlsxValue => {
     if (!hasValue) return null;
     switch (cellType) {
       case 's': {

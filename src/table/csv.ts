@@ -10,10 +10,13 @@
  * leaves a lone CR unquoted with unix line ends; we quote it, as spreadsheets break lines on it); quotes are
  * doubled; null/undefined are empty; booleans are true/false; objects are compact JSON.
  * With excelSafe, text starting with = + - @ TAB or CR gets a leading ' (csv-stringify's
- * escape_formulas), so spreadsheet programs do not run it as a formula.
+ * escape_formulas), so spreadsheet programs do not run it as a formula; and so does text that
+ * starts with 's before one of those (`'-5 Rabatt` → `''-5 Rabatt`), which csv-stringify leaves
+ * as it is: then `push-field --excel-safe` removes exactly one ' from every cell that starts with
+ * 's and one of those characters, and gets back every value exactly.
  */
 
-const FORMULA_START = /^[=+\-@\t\r]/;
+const FORMULA_START = /^'*[=+\-@\t\r]/;
 
 export interface CsvOptions {
   delimiter?: string;

@@ -461,7 +461,9 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
       if (c === delim) quote = true;
     }
     if (!escaped) {
-      const formula = excelSafe && to > from && FORMULA_FIRST.has(b[from]!);
+      let lead = from;
+      while (lead < to && b[lead] === APOSTROPHE) lead++;
+      const formula = excelSafe && lead < to && FORMULA_FIRST.has(b[lead]!);
       if (formula && delim === APOSTROPHE) quote = true;
       const buf = sink.ensure(to - from + 3);
       if (quote) buf[sink.pos++] = QUOTE;
@@ -474,6 +476,7 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
     // Escapes: decode them (the text is what JSON.parse makes of them), quote and double quotes.
     quote = false;
     let extra = 0;
+    // The first character after any leading 's: get-table --excel-safe escapes `'=x` too.
     let first = -1;
     for (let k = from; k < to; k++) {
       let c = b[k]!;
@@ -481,7 +484,7 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
         c = escapedChar(b[++k]!);
         if (c < 0) return false;
       }
-      if (first < 0) first = c;
+      if (first < 0 && c !== APOSTROPHE) first = c;
       if (c === QUOTE) {
         quote = true;
         extra++;

@@ -24,31 +24,53 @@ export interface MainOptions {
   stdinTty?: boolean;
   /** Whether stderr is a terminal, when it differs from stdin (`legacy … 2>log` typed at a terminal). */
   stderrTty?: boolean;
+  /** The process's abort signal (Ctrl-C: abort it with an InterruptedError, as the bin does on SIGINT). */
+  signal?: AbortSignal;
+  /** Told each chunk written to stdout, as it is written (a test can press Ctrl-C at a known point). */
+  onStdout?: (text: string) => void;
 }
 
 class Sink extends Writable {
   text = '';
   isTTY: boolean;
   columns = 100;
-  constructor(tty: boolean) {
+  constructor(
+    tty: boolean,
+    private readonly onText?: (text: string) => void,
+  ) {
     super();
     this.isTTY = tty;
   }
+  // A terminal's cursor calls (a spinner uses them): nothing to move in memory.
+  cursorTo(_x: number, _y?: number | (() => void), callback?: () => void): boolean {
+    (typeof _y === 'function' ? _y : callback)?.();
+    return true;
+  }
+  moveCursor(_dx: number, _dy: number, callback?: () => void): boolean {
+    callback?.();
+    return true;
+  }
+  clearLine(_dir: number, callback?: () => void): boolean {
+    callback?.();
+    return true;
+  }
   override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: () => void): void {
-    this.text += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+    const text = typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+    this.text += text;
+    this.onText?.(text);
     callback();
   }
 }
 
 /** `legacy <argv>` in this process; the environment is only what is given (plus NO_COLOR). */
 export async function runMain(argv: string[], options: MainOptions = {}): Promise<MainResult> {
-  const stdout = new Sink(options.tty === true);
+  const stdout = new Sink(options.tty === true, options.onStdout);
   const stderr = new Sink(options.stderrTty ?? options.stdinTty === true);
   // A byte stream like process.stdin (not an object-mode Readable.from), ended after the input.
   const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
   stdin.isTTY = options.stdinTty === true;
   stdin.end(options.input === undefined ? undefined : Buffer.from(options.input));
   const env: Record<string, string | undefined> = { NO_COLOR: '1', PATH: process.env.PATH, HOME: process.env.HOME, ...options.env };
-  const code = await main(argv, { stdout, stderr, stdin, env, cwd: options.cwd ?? ROOT });
+  const code = await main(argv, { stdout, stderr, stdin, env, cwd: options.cwd ?? ROOT }, { signal: options.signal });
   return { code, stdout: stdout.text, stderr: stderr.text };
 }

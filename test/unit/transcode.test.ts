@@ -83,7 +83,8 @@ const STRING_PIECES = [
   '\\u002c',
   '\\u0041',
 ];
-const STARTS = ['', '', '', '=', '+', '-', '@', '\\t', '\\r', '\\n', ' ', "'", '"'.replace('"', '\\"')];
+// Leading 's before = + - @ TAB: --excel-safe escapes those too (table/csv.ts), in the plain and the escaped path.
+const STARTS = ['', '', '', '=', '+', '-', '@', '\\t', '\\r', '\\n', ' ', "'", '"'.replace('"', '\\"'), "'=", "''-", "'\\t", "''"];
 
 function jsonString(rand: Rand): string {
   if (rand() < 0.02) return `"${'Lorem ipsum dolor; "'.replace('"', '\\"').repeat(2000)}"`; // huge
