@@ -131,14 +131,23 @@ export function isUnknownDataclass(status: number, json: unknown): boolean {
   return status === 404 && errCodeOf(json) === 1800;
 }
 
-/** Any error of the body is 1263: the record's stamp is not the one sent (someone saved it in between). */
-export function isStampConflict(json: unknown): boolean {
-  return fourDErrors(json).some((e) => e.errCode === 1263);
+/** An entity's `__STATUS` (v19+ updates and locks): `{success}` or `{status, statusText, success: false}`. */
+function statusCode(json: unknown): number | undefined {
+  const status = (json as { __STATUS?: { status?: unknown } } | null | undefined)?.__STATUS?.status;
+  return typeof status === 'number' ? status : undefined;
 }
 
-/** Any error of the body is 1542/1543: the record is not there (deleted). */
+/**
+ * The record's stamp is not the one sent: someone saved it in between (errCode 1263, or
+ * `__STATUS.status` 2 "Stamp has changed", 4d-rest-protocol.md §9).
+ */
+export function isStampConflict(json: unknown): boolean {
+  return fourDErrors(json).some((e) => e.errCode === 1263) || statusCode(json) === 2;
+}
+
+/** The record is not there any more: deleted (errCode 1542/1543, or `__STATUS.status` 5). */
 export function isRecordGone(json: unknown): boolean {
-  return fourDErrors(json).some((e) => e.errCode === 1542 || e.errCode === 1543);
+  return fourDErrors(json).some((e) => e.errCode === 1542 || e.errCode === 1543) || statusCode(json) === 5;
 }
 
 /** The server's error message, one line and bounded, with its code. */

@@ -7,7 +7,6 @@ import type { Attribute } from '../rest/types.js';
 import { DATE_TYPES, MEDIA_TYPES, NUMBER_TYPES, TIME_TYPES, fourDDateToIso, isoToFourDDate, msToTime, timeToMs } from '../table/convert.js';
 
 export type ValueType = 'auto' | 'string' | 'number' | 'bool' | 'date' | 'time' | 'json';
-export const VALUE_TYPES: readonly ValueType[] = ['auto', 'string', 'number', 'bool', 'date', 'time', 'json'];
 
 /** The value type implied by an attribute's catalog type. */
 export function typeOf(attr: Attribute): Exclude<ValueType, 'auto'> {

@@ -17,7 +17,7 @@ import { BadDataError, CancelledError, EXIT_CANCELLED, ExitCode, type LegacyErro
 import { EntitySetGoneError, type RestClient } from '../rest/index.js';
 import type { Attribute, DataClass, Entity } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
-import { classOfCode, errCodeOf } from '../protocol/errors.js';
+import { classOfCode, errCodeOf, isRecordGone, isStampConflict } from '../protocol/errors.js';
 import { pageUrl } from '../protocol/url.js';
 import { TransportError, newRequestId } from '../transport/index.js';
 import { attributeNamed } from '../table/query.js';
@@ -421,8 +421,8 @@ export class Pusher {
       this.conclude(c, 'forbidden', `not allowed to update ${this.dataClass.name}${reason}`, requestId, audit);
       return;
     }
-    const stampConflict = code === 1263 || item?.__STATUS?.status === 2;
-    const gone = code === 1542 || code === 1543 || item?.__STATUS?.status === 5;
+    const stampConflict = isStampConflict(item);
+    const gone = isRecordGone(item);
     if (gone) {
       this.conclude(c, 'not-found', `record ${c.report.key} no longer exists`, requestId, audit);
       return;

@@ -17,7 +17,6 @@ export interface InputRow {
 }
 
 export type InputFormat = 'csv' | 'ndjson' | 'json' | 'xlsx';
-export const INPUT_FORMATS: readonly InputFormat[] = ['csv', 'ndjson', 'json', 'xlsx'];
 
 /** An input opened for reading: its rows and what is known about how they were written. */
 export interface OpenedInput {
@@ -143,7 +142,10 @@ async function peekStdin(stdin: Readable): Promise<Buffer | null> {
   });
 }
 
-/** The input's format: the one given, else the file's extension, else its first bytes. */
+/**
+ * The input's format: the one given, else the file's extension, else its first bytes.
+ * @public (push-field loads it with a dynamic import, which knip does not follow)
+ */
 export async function detectFormat(spec: InputSpec): Promise<InputFormat> {
   if (spec.format) return spec.format;
   if (spec.path === '-') {
@@ -179,7 +181,10 @@ async function openStream(spec: InputSpec): Promise<Readable> {
   }
 }
 
-/** Open the input in the given (or detected) format. */
+/**
+ * Open the input in the given (or detected) format.
+ * @public (push-field loads it with a dynamic import, which knip does not follow)
+ */
 export async function openRows(spec: InputSpec, format: InputFormat): Promise<OpenedInput> {
   if (format === 'xlsx') {
     if (spec.path === '-') throw new UsageError('an .xlsx workbook cannot be read from stdin: give its file name to --from');

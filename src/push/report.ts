@@ -10,7 +10,6 @@ import { csvEncoder } from '../table/csv.js';
 import type { RowReport } from './index.js';
 
 export type ReportFormat = 'table' | 'ndjson' | 'csv';
-export const REPORT_FORMATS: readonly ReportFormat[] = ['table', 'ndjson', 'csv'];
 
 /** How a value shows in a report or a confirmation: JSON, or ∅ for no value. */
 export const show = (v: unknown) => (v === undefined ? '∅' : JSON.stringify(v));

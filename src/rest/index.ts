@@ -4,7 +4,7 @@
  */
 import type { ConfigFile } from '../config/store.js';
 import { requireBaseUrl, type Settings } from '../config/settings.js';
-import { classifyResponse, classOfCode, isUnknownDataclass, serverMessage } from '../protocol/errors.js';
+import { classifyResponse, isRecordGone, isUnknownDataclass, serverMessage } from '../protocol/errors.js';
 import {
   AuthError,
   BadDataError,
@@ -446,7 +446,7 @@ export class RestClient {
     const response = await this.send({ method: 'GET', url: this.url({ kind: 'entity', dataClass: table, key }), idempotent: true });
     // Only the server's own "no such entity" (1542/1543) means gone: a 404 from a proxy, or one
     // without a 4D code, says nothing about the record.
-    if (response.status === 404 && classOfCode(response.json)?.cls === 'not-found') return null;
+    if (response.status === 404 && isRecordGone(response.json)) return null;
     if (isUnknownDataclass(response.status, response.json)) throw this.errorFor(response, `table ${table}`);
     if (response.status !== 200) throw this.errorFor(response, `reading ${table}(${key})`, { operation: 'read', table });
     return response.json as Entity;

@@ -11,7 +11,7 @@
  *   so it is a template (default: the docs' example, one object with `name` and `password`). Its
  *   answer proves nothing: only the next data request does (see manager.ts).
  */
-import { errCodeOf } from '../protocol/errors.js';
+import { isLoginFailed } from '../protocol/errors.js';
 import { restUrl } from '../protocol/url.js';
 import { registerSecret } from '../log/index.js';
 import type { HttpResponse, Transport } from '../transport/index.js';
@@ -83,7 +83,7 @@ export async function directoryLogin(
     const refusedBody = (response.json as { result?: unknown } | undefined)?.result === false;
     if (response.status === 200 && !refusedBody && Object.keys(cookies).length > 0) return { kind: 'ok', cookies, encoding, response };
     lastStatus = response.status;
-    const refused = (response.status === 200 && refusedBody) || (response.status === 401 && errCodeOf(response.json) === 1822);
+    const refused = (response.status === 200 && refusedBody) || isLoginFailed(response.status, response.json);
     if (!refused) return { kind: 'unavailable', response };
   }
   return { kind: 'refused', status: lastStatus, triedEncodings: tried };
