@@ -3,6 +3,8 @@ import type { Writable } from 'node:stream';
 
 export interface Progress {
   update(p: { rows: number; total?: number; label?: string }): void;
+  /** Free text instead of rows (a follower's state). */
+  say(text: string): void;
   stop(): void;
 }
 
@@ -15,7 +17,7 @@ function eta(seconds: number): string {
 }
 
 /** What is shown instead when no progress can be drawn. */
-const NO_PROGRESS: Progress = { update() {}, stop() {} };
+const NO_PROGRESS: Progress = { update() {}, say() {}, stop() {} };
 
 /**
  * A spinner, or nothing when the terminal's width is unknown or 0 (`script -qc`, some CI
@@ -40,6 +42,9 @@ export async function startProgress(stream: Writable, text: string): Promise<Pro
       if (rate > 0) parts.push(`${nf.format(Math.round(rate))} rows/s`);
       if (total !== undefined && rate > 0 && rows < total) parts.push(`ETA ${eta((total - rows) / rate)}`);
       spinner.text = parts.join(' · ');
+    },
+    say(text) {
+      spinner.text = text;
     },
     stop() {
       spinner.stop();

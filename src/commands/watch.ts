@@ -119,6 +119,12 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
       ctx.logger.warn(`cannot write metrics file ${file}: ${error.message.split('\n')[0]}`),
     );
   };
+  // On a terminal: a status line on stderr, unless the events themselves go to that terminal.
+  const showProgress = ctx.interactive && !(sink instanceof sinks.StdoutSink && ctx.io.stdout.isTTY);
+  const progress = showProgress ? await (await import('../cli/progress.js')).startProgress(ctx.io.stderr, `watching ${args.join(', ')}`) : undefined;
+  const total = { created: 0, updated: 0, deleted: 0 };
+  const status = (extra: string) =>
+    progress?.say(`${args.join(', ')} → ${sink.name}: ${total.created} created, ${total.updated} updated, ${total.deleted} deleted event(s)${extra}`);
   try {
     const summary = await runFeed(client, store, sink, {
       env: ctx.settings.envName,
@@ -133,6 +139,10 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
       logger: ctx.logger,
       signal: ctx.signal,
       onDelivered: (c) => {
+        total.created += c.created;
+        total.updated += c.updated;
+        total.deleted += c.deleted;
+        status('');
         feedMetrics.delivered(c);
         ctx.metrics.rows({ read: c.created + c.updated + c.deleted, written: c.created + c.updated + c.deleted });
       },
@@ -140,11 +150,15 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
         feedMetrics.polled(ok);
         return writeMetrics(false);
       },
-      onRound: (round, changed, wait) => ctx.logger.debug(`round ${round}: ${changed} event(s); next poll in ${wait} ms`),
+      onRound: (round, changed, wait) => {
+        status(` · polled ${new Date().toLocaleTimeString()}, next in ${(wait / 1000).toFixed(1)} s`);
+        ctx.logger.debug(`round ${round}: ${changed} event(s); next poll in ${wait} ms`);
+      },
     });
     const e = summary.events;
     ctx.logger.info(`${e.created} created, ${e.updated} updated, ${e.deleted} deleted event(s) in ${summary.rounds} round(s)`);
   } finally {
+    progress?.stop();
     await writeMetrics(true);
     await sink.close();
     await store.close();

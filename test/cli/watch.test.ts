@@ -110,6 +110,21 @@ describe('watch', () => {
     await expectFeedMatches(server, 'Artikel', events);
   });
 
+  it('on a terminal a status line on stderr counts the events, unless the events go to that terminal', async () => {
+    server = await startServer({ rows: { Kunden: 30 }, changeTracking: ['Kunden'] });
+    expect((await watch(['Kunden', '--once'], server.env)).code).toBe(0);
+    await server.control('mutate', { table: 'Kunden', update: 2 });
+    const piped = await runMain(['watch', 'Kunden', '--once'], { env: server.env, stderrTty: true });
+    expect(piped.code).toBe(0);
+    expect(piped.stderr).toContain('0 created, 2 updated, 0 deleted event(s)');
+    expect(parseEvents(piped.stdout)).toHaveLength(2);
+    await server.control('mutate', { table: 'Kunden', update: 1 });
+    const onTerminal = await runMain(['watch', 'Kunden', '--once'], { env: server.env, stderrTty: true, tty: true });
+    expect(onTerminal.code).toBe(0);
+    expect(onTerminal.stderr).not.toContain('event(s)');
+    expect(parseEvents(onTerminal.stdout)).toHaveLength(1);
+  });
+
   it('reset forgets a consumer (with --yes off a terminal); state is 0600', async () => {
     server = await startServer({ rows: { Kunden: 20 } });
     expect((await watch(['Kunden', '--once', '--consumer', 'c1'], server.env)).code).toBe(0);
