@@ -28,7 +28,9 @@ export async function startProgress(stream: Writable, text: string): Promise<Pro
   if (typeof columns !== 'number' || !Number.isFinite(columns) || columns < 1) return NO_PROGRESS;
   const { default: ora } = await import('ora');
   // discardStdin: false so a prompt or piped stdin keeps working; the spinner only hooks terminals.
-  const spinner = ora({ text, stream: stream as NodeJS.WritableStream, discardStdin: false }).start();
+  // isEnabled: the caller decided (CommandContext.interactive, the one home of that rule); ora would
+  // otherwise decide again from process.env.CI and the real process's streams.
+  const spinner = ora({ text, stream: stream as NodeJS.WritableStream, discardStdin: false, isEnabled: true }).start();
   const started = Date.now();
   let last = 0;
   return {
@@ -44,7 +46,9 @@ export async function startProgress(stream: Writable, text: string): Promise<Pro
       spinner.text = parts.join(' · ');
     },
     say(text) {
+      // Drawn now, not at the next frame: a short run may end before one.
       spinner.text = text;
+      spinner.render();
     },
     stop() {
       spinner.stop();
