@@ -1,4 +1,7 @@
-/** A 1,000,000-row table is served from generators: fast start, pages far into it, modest memory. */
+/**
+ * A 1,000,000-row table is served from generators: nothing made up front, pages far into it, modest
+ * memory. Memory is the proof here; how fast it serves is bench:emulator's (never a timed test).
+ */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningEmulator } from '../../src/emulator/index.js';
 import { Client, quoted, startTestEmulator } from './helpers.js';
@@ -7,31 +10,28 @@ const ROWS = 1_000_000;
 let emu: RunningEmulator;
 let c: Client;
 let rssBefore: number;
-let startMs: number;
+let rssStarted: number;
 
 beforeAll(async () => {
   globalThis.gc?.();
   rssBefore = process.memoryUsage().rss;
-  const t0 = performance.now();
   emu = await startTestEmulator({ rows: { Artikel: ROWS } });
-  startMs = performance.now() - t0;
+  rssStarted = process.memoryUsage().rss;
   c = new Client(emu);
 });
 afterAll(() => emu.stop());
 
 describe('Artikel with 1,000,000 rows', () => {
-  it('starts at once (nothing is generated up front)', () => {
-    expect(startMs).toBeLessThan(1000);
+  it('generates nothing up front (a million materialised rows would take hundreds of MB)', () => {
+    expect(rssStarted - rssBefore).toBeLessThan(60 * 1024 * 1024);
   });
 
   it('serves pages far into the table; keys map back to rows; RSS stays modest', async () => {
     const last = await c.ok('/rest/Artikel?$skip=999000&$top=1000');
     expect([last.__COUNT, last.__FIRST, last.__SENT]).toEqual([ROWS, 999_000, 1000]);
     for (let skip = 500_000; skip < 510_000; skip += 1000) {
-      const t0 = performance.now();
       const page = await c.ok(`/rest/Artikel?$skip=${skip}&$top=1000`);
-      expect(page.__SENT).toBe(1000);
-      expect(performance.now() - t0).toBeLessThan(500);
+      expect([page.__FIRST, page.__SENT]).toEqual([skip, 1000]);
     }
     const far = last.__ENTITIES[654];
     const one = await c.ok(`/rest/Artikel[${far.__KEY}]`);
