@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { CommanderError } from 'commander';
-import { resolveDirs, type GlobalOptions } from '../config/settings.js';
+import { resolveDirs, resolveEnvName, resolveMetricsFile, type GlobalOptions } from '../config/settings.js';
 import { loadConfig } from '../config/store.js';
 import { ExitCode, InterruptedError, LegacyError, errorToJson, exitCodeFor, formatErrorLine, interruptionOf, oneLine } from '../errors/index.js';
 import { type Logger, redactString } from '../log/index.js';
@@ -65,9 +65,8 @@ async function metricsTarget(opts: GlobalOptions, io: Io): Promise<{ file?: stri
   } catch {
     /* an invalid config: the flag and the environment variables still say where */
   }
-  const env = opts.env ?? (io.env.LEGACY_ENV || undefined) ?? config?.defaultEnv ?? 'live';
-  const file = opts.metricsFile ?? (io.env.LEGACY_METRICS_FILE || undefined) ?? config?.environments[env]?.metricsFile ?? config?.defaults?.metricsFile;
-  return { file, env };
+  const [env] = resolveEnvName(opts, io.env, config);
+  return { file: resolveMetricsFile(opts, io.env, config, env), env };
 }
 
 /** Merge the run's samples into the metrics file. A failure is a warning: it never changes the exit code. */

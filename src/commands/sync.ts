@@ -96,9 +96,7 @@ export const spec = command<SyncOptions>({
  * <data dir>/<env>.sqlite. An SQLite path or a postgres:// URL (64 if malformed).
  */
 function target(ctx: CommandContext, opts: SyncOptions): SyncTarget {
-  const fromEnv = ctx.io.env.LEGACY_SYNC_DB || undefined;
-  const fromConfig = ctx.settings.envConfig?.sync?.db;
-  const [db, what] = opts.db ? [opts.db, '--db'] : fromEnv ? [fromEnv, 'LEGACY_SYNC_DB'] : [fromConfig, `environments.${ctx.settings.envName}.sync.db`];
+  const { db, what } = opts.db ? { db: opts.db, what: '--db' } : ctx.settings.syncDb;
   return syncTarget(db, ctx.io.cwd, join(ctx.settings.dataDir, `${ctx.settings.envName}.sqlite`), what);
 }
 

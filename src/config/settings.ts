@@ -70,6 +70,8 @@ export interface Settings {
   credentials?: Credentials;
   /** Where the run's metrics go (--metrics-file, LEGACY_METRICS_FILE, metricsFile in the config); none by default. */
   metricsFile?: string;
+  /** Where sync writes when the command gives no --db (LEGACY_SYNC_DB, the environment's sync.db), and what said so. */
+  syncDb: { db?: string; what: string };
   /** The `authentify()` parameters template for force login (LEGACY_AUTHENTIFY_BODY, authentifyBody); undefined = the docs' example. */
   authentifyBody?: unknown;
 }
@@ -161,9 +163,26 @@ export function envVarFor(envName: string, suffix: string): string {
   return `LEGACY_${envName.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_${suffix}`;
 }
 
+/** The environment's name and where it came from: --env, LEGACY_ENV, the config's defaultEnv, "live". */
+export function resolveEnvName(opts: GlobalOptions, env: Env, config: Pick<ConfigFile, 'defaultEnv'> | undefined): [string, Source] {
+  return pick<string>([opts.env, 'flag'], [env.LEGACY_ENV, 'env'], [config?.defaultEnv, 'config']) ?? [DEFAULTS.env, 'default'];
+}
+
+/** The metrics file: --metrics-file, LEGACY_METRICS_FILE, the environment's metricsFile, the defaults'. */
+export function resolveMetricsFile(opts: GlobalOptions, env: Env, config: ConfigFile | undefined, envName: string): string | undefined {
+  const envConfig = config && Object.hasOwn(config.environments, envName) ? config.environments[envName] : undefined;
+  return opts.metricsFile ?? (env.LEGACY_METRICS_FILE || undefined) ?? envConfig?.metricsFile ?? config?.defaults?.metricsFile;
+}
+
+/** Where sync writes unless the command says (--db): LEGACY_SYNC_DB, else the environment's sync.db; and what said so. */
+export function resolveSyncDb(env: Env, envName: string, envConfig: EnvironmentConfig | undefined): { db?: string; what: string } {
+  if (env.LEGACY_SYNC_DB) return { db: env.LEGACY_SYNC_DB, what: 'LEGACY_SYNC_DB' };
+  return { db: envConfig?.sync?.db, what: `environments.${envName}.sync.db` };
+}
+
 export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFile, passwordFromStdin?: string): Settings {
   const { configDir, dataDir } = resolveDirs(opts, env);
-  const [envName, envSource] = pick<string>([opts.env, 'flag'], [env.LEGACY_ENV, 'env'], [config.defaultEnv, 'config']) ?? [DEFAULTS.env, 'default' as Source];
+  const [envName, envSource] = resolveEnvName(opts, env, config);
   const envConfig = Object.hasOwn(config.environments, envName) ? config.environments[envName] : undefined;
   const defaults = config.defaults ?? {};
 
@@ -241,7 +260,8 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     logFormat: resolveLogFormat(opts, env),
     debug: opts.debug === true || Boolean(env.LEGACY_DEBUG),
     credentials: username && password ? { username, password } : undefined,
-    metricsFile: opts.metricsFile ?? (env.LEGACY_METRICS_FILE || undefined) ?? envConfig?.metricsFile ?? defaults.metricsFile,
+    metricsFile: resolveMetricsFile(opts, env, config, envName),
+    syncDb: resolveSyncDb(env, envName, envConfig),
     authentifyBody: resolveAuthentifyBody(env, envConfig, defaults),
   };
 }
