@@ -179,10 +179,15 @@ describe('state in PostgreSQL, and sync --follow', async () => {
     const db = join(tempDir(), 'follow.sqlite');
     const child = spawnCli(['sync', 'Kunden', '--db', db, '--follow', '--interval', '100ms'], { env: server.env });
     const done = collect(child, { timeoutMs: 30_000 });
-    await waitUntil(() => existsSync(db) && count(db) === 40);
-    const changed = await server.control<{ inserted: string[] }>('mutate', { table: 'Kunden', insert: 3 });
-    await waitUntil(() => count(db) === 43);
-    child.kill('SIGINT');
+    let changed: { inserted: string[] };
+    try {
+      await waitUntil(() => existsSync(db) && count(db) === 40);
+      changed = await server.control<{ inserted: string[] }>('mutate', { table: 'Kunden', insert: 3 });
+      await waitUntil(() => count(db) === 43);
+    } finally {
+      // SIGINT, or (the wait failed) never leave the follower running behind the test.
+      child.kill('SIGINT');
+    }
     const r = await done;
     expect(r.code, r.stderr).toBe(0);
     expect(changed.inserted).toHaveLength(3);
@@ -197,7 +202,14 @@ async function interruptWhenFollowing(args: string[], env: Record<string, string
   child.stderr!.on('data', (d: Buffer | string) => {
     seen += String(d);
   });
-  await waitUntil(() => seen.includes('watching '));
+  try {
+    await waitUntil(() => seen.includes('watching '));
+  } catch (error) {
+    // Never leave a follower running behind a failed test.
+    child.kill('SIGKILL');
+    await done.catch(() => undefined);
+    throw error;
+  }
   await new Promise((resolve) => setTimeout(resolve, afterMs));
   child.kill('SIGINT');
   return done;

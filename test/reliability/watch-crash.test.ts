@@ -112,12 +112,16 @@ describe('a webhook receiver that is down for a while, and a kill -9 meanwhile',
         expect((await firstDone).signal).toBe('SIGKILL');
         const second = spawnCli([...args, '--webhook-attempts', '30'], { env });
         const secondDone = collect(second, { timeoutMs: 180_000 });
-        await sleep(outage - Math.min(2_000, outage / 3));
-        down = false;
-        await sleep(3_000);
-        await server.control('churn', undefined, 'DELETE');
-        await sleep(1_500);
-        second.kill('SIGTERM');
+        try {
+          await sleep(outage - Math.min(2_000, outage / 3));
+          down = false;
+          await sleep(3_000);
+          await server.control('churn', undefined, 'DELETE');
+          await sleep(1_500);
+        } finally {
+          // Also when a step above failed: never leave the follower running behind the test.
+          second.kill('SIGTERM');
+        }
         const r = await secondDone;
         expect(r.code, r.stderr).toBe(0);
         const drain = await runMain([...args.slice(0, 2), '--once', ...args.slice(2, 4)], { env });
