@@ -289,8 +289,11 @@ async function* exportPages<P extends PageView, T>(
     read(table, { ...base, skip: options.skip, top: firstTop, entitySet }).then((r) => asAsked(r, table, options.skip, firstTop));
   let { page: first } = await readFirst(useSet && options.entitySet !== 'auto');
   if (options.entitySet === 'auto') {
-    // Everything came in the first page: no set needed. Else start over in one, for a stable selection.
-    if (first.envelope.__COUNT - (options.skip ?? 0) <= firstTop) useSet = false;
+    // Everything came in the first page (as many rows as the same answer counts): no set needed.
+    // Else, or when the server sent fewer than it counted, start over in a set, whose pages are
+    // checked against its count: never a silently short read.
+    const rest = first.envelope.__COUNT - (options.skip ?? 0);
+    if (rest <= firstTop && first.size >= rest) useSet = false;
     else ({ page: first } = await readFirst(true));
   }
   const count = first.envelope.__COUNT;

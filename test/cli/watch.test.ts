@@ -125,6 +125,21 @@ describe('watch', () => {
     expect(parseEvents(onTerminal.stdout)).toHaveLength(1);
   });
 
+  it('a poll whose one answer holds fewer rows than it counts is not taken as the whole window: it fails loudly, nothing lost', async () => {
+    server = await startServer({ rows: { Kunden: 30 }, changeTracking: ['Kunden'] });
+    expect((await watch(['Kunden', '--once'], server.env)).code).toBe(0);
+    await server.control('mutate', { table: 'Kunden', update: 3 });
+    // Three changed rows, pages of three: the server sends two and counts three.
+    await server.control('options', { brokenPaging: 'short' });
+    const short = await watch(['Kunden', '--once', '--page-size', '3'], server.env);
+    expect(short.code).toBe(65);
+    expect(parseEvents(short.stdout)).toHaveLength(0);
+    await server.control('options', { brokenPaging: 'none' });
+    const r = await watch(['Kunden', '--once', '--page-size', '3'], server.env);
+    expect(r.code, r.stderr).toBe(0);
+    await expectFeedMatches(server, 'Kunden', parseEvents(r.stdout));
+  });
+
   it('reset forgets a consumer (with --yes off a terminal); state is 0600', async () => {
     server = await startServer({ rows: { Kunden: 20 } });
     expect((await watch(['Kunden', '--once', '--consumer', 'c1'], server.env)).code).toBe(0);
