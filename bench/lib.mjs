@@ -37,7 +37,8 @@ export function startEmulatorProcess(args = []) {
   });
 }
 
-function peakRss(pid) {
+/** Peak resident memory of a running process in bytes (VmHWM from /proc; 0 when gone). */
+export function peakRss(pid) {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : 0;
@@ -47,7 +48,7 @@ function peakRss(pid) {
 }
 
 /** User + system CPU of a running process in ms (from /proc; 0 when gone). */
-function cpuMs(pid) {
+export function cpuMs(pid) {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
       .replace(/^.*\) /s, '')

@@ -10,8 +10,7 @@
 //    and CPU of the follower.
 // 3. Memory: peak RSS of the follower over the whole run (VmHWM).
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { benchEnv, control, legacyBin, startEmulatorProcess, tempDir } from './lib.mjs';
+import { benchEnv, control, cpuMs, legacyBin, peakRss, startEmulatorProcess, tempDir } from './lib.mjs';
 
 const rate = Number(process.env.BENCH_RATE ?? 50);
 const seconds = Number(process.env.BENCH_SECONDS ?? 60);
@@ -24,17 +23,6 @@ const quantile = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : Number.NaN;
 };
-function procStat(pid) {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      .replace(/^.*\) /s, '')
-      .split(' ');
-    return { cpuMs: (Number(f[11]) + Number(f[12])) * 10, hwm: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024 };
-  } catch {
-    return { cpuMs: 0, hwm: 0 };
-  }
-}
 
 /** Arrival times of events per key, from a line-per-event stream. */
 function arrivals(stream, keyOf) {
@@ -119,14 +107,14 @@ try {
   const bareLat = latencies(changes, bareSeen);
 
   // Idle.
-  const idleFrom = { requests: (await control(emu.url, 'stats')).requests, cpu: procStat(follower.pid).cpuMs, at: Date.now() };
+  const idleFrom = { requests: (await control(emu.url, 'stats')).requests, cpu: cpuMs(follower.pid), at: Date.now() };
   await sleep(idleSeconds * 1000);
   const idle = {
     requests: (await control(emu.url, 'stats')).requests - idleFrom.requests,
-    cpuMs: procStat(follower.pid).cpuMs - idleFrom.cpu,
+    cpuMs: cpuMs(follower.pid) - idleFrom.cpu,
     minutes: (Date.now() - idleFrom.at) / 60_000,
   };
-  const { hwm } = procStat(follower.pid);
+  const hwm = peakRss(follower.pid);
   follower.kill('SIGINT');
   await new Promise((r) => follower.once('exit', r));
 

@@ -11,6 +11,7 @@
  * The answer is one directive line (`:words`, `:files`, `:dirs`), then one candidate per line,
  * `value<TAB>description` (fish and zsh show the description; bash drops it).
  */
+import { Option } from 'commander';
 import type { GlobalOptions } from '../config/settings.js';
 import type { Io } from '../cli/io.js';
 import { COMMANDS, GLOBAL_OPTIONS } from './program.js';
@@ -44,10 +45,18 @@ export interface Answer {
 const HELP: OptionSpec = { flags: '-h, --help', description: 'show help' };
 const VERSION: OptionSpec = { flags: '-V, --version', description: 'print the version' };
 
+/** An option spec read by commander itself (the parser the command line uses), plus its value's placeholder name. */
 function parseFlags(spec: OptionSpec): Flag {
-  const m = /^(?:(-\w),\s*)?(--[\w-]+)?(?:\s+([<[])([^>\]]*)[>\]])?/.exec(spec.flags.trim());
+  const option = new Option(spec.flags);
   const parse = spec.parse as unknown;
-  return { short: m?.[1], long: m?.[2], value: m?.[4], optionalValue: m?.[3] === '[', repeatable: parse === repeatable || parse === occurrences, spec };
+  return {
+    short: option.short,
+    long: option.long,
+    value: option.required || option.optional ? (/[<[]([^>\]]*)[>\]]/.exec(spec.flags)?.[1] ?? '') : undefined,
+    optionalValue: option.optional,
+    repeatable: parse === repeatable || parse === occurrences,
+    spec,
+  };
 }
 
 function nodeOf(spec: CommandSpec<never>, words: string[], top: boolean): Node {

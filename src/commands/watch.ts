@@ -1,5 +1,5 @@
 /** `legacy watch`: the ERP as an event source (library: ../watch/feed.ts). */
-import { mkdir, open, readdir, rm } from 'node:fs/promises';
+import { open, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { CommandContext } from '../cli/context.js';
 import { write, writeJson } from '../cli/io.js';
@@ -66,7 +66,7 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
   const client = await ctx.client();
   if (target.kind === 'sqlite') {
     // The state holds customer rows: 0600 in a 0700 directory (SQLite gives its -wal and -shm the same mode).
-    await mkdir(stateDir(ctx), { recursive: true, mode: 0o700 });
+    (await import('../fs/index.js')).ensurePrivateDir(stateDir(ctx), 'watch state directory');
     await (await open(target.path, 'a', 0o600)).close();
   }
   // One follower per consumer: the state database's run lock (a second one is exit 75).

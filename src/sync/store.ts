@@ -7,9 +7,7 @@
  */
 import type { Attribute } from '../rest/types.js';
 import { NUMBER_TYPES } from '../table/convert.js';
-
-/** 4D's global modification stamp attribute (as in ./window.ts). */
-const GLOBAL_STAMP = '__GlobalStamp';
+import { GLOBAL_STAMP } from './window.js';
 
 export const quoteId = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 

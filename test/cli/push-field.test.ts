@@ -1,11 +1,12 @@
 /** Issue 6: push-field updates safely, with optimistic locking, an audit log, and no blind re-sends. */
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, runCli, tempDir } from '../helpers/cli.js';
 import { runMain } from '../helpers/run.js';
 import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
+import { auditLines as readAudit, auditOutcomes } from '../helpers/audit.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
 
@@ -18,18 +19,8 @@ afterEach(() => server.stop());
 afterAll(cleanupTempDirs);
 
 const row = (key: string) => server.control<Record<string, any>>(`row/Teile/${key}`);
-const auditLines = () => {
-  const path = join(server.dataDir, 'audit.log');
-  return existsSync(path)
-    ? readFileSync(path, 'utf8')
-        .trim()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l))
-    : [];
-};
-/** Audit lines with an outcome (every write also has a `pending` line written before it). */
-const outcomes = () => auditLines().filter((a) => a.result !== 'pending');
+const auditLines = () => readAudit(server.dataDir);
+const outcomes = () => auditOutcomes(server.dataDir);
 const push = (args: string[], extra: Record<string, string> = {}) => runCli(['push-field', 'Teile', ...args], { env: { ...server.env, ...extra } });
 
 describe('single record', () => {

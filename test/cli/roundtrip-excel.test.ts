@@ -17,6 +17,7 @@ import { cleanupTempDirs, runCli, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { runMain } from '../helpers/run.js';
 import { openpyxlPython } from '../helpers/services.mjs';
+import { auditOutcomes, ndjson } from '../helpers/audit.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
 const python = openpyxlPython();
@@ -60,23 +61,8 @@ async function start(rows?: number): Promise<{ s: TestServer; dir: string }> {
 
 const row = (s: TestServer, key: string) => s.control<Record<string, any>>(`row/Teile/${key}`);
 const setRow = (s: TestServer, key: string, set: Record<string, unknown>) => s.control('row', { table: 'Teile', key, set });
-const reports = (stdout: string) =>
-  stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l));
-const outcomes = (s: TestServer): Array<Record<string, any>> => {
-  const path = join(s.dataDir, 'audit.log');
-  return existsSync(path)
-    ? readFileSync(path, 'utf8')
-        .trim()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l))
-        .filter((a) => a.result !== 'pending')
-    : [];
-};
+const reports = ndjson;
+const outcomes = (s: TestServer) => auditOutcomes(s.dataDir);
 async function exportTable(s: TestServer, args: string[], file: string) {
   const r = await runCli(['get-table', 'Teile', '--meta', ...args, '-o', file], { env: s.env });
   expect(r.code, r.stderr).toBe(0);

@@ -4,7 +4,7 @@
  * German Excel, or openpyxl) would, and pushed back over real HTTP.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'csv-parse/sync';
@@ -28,23 +28,9 @@ afterAll(cleanupTempDirs);
 
 const row = (key: string) => server.control<Record<string, any>>(`row/Teile/${key}`);
 const rows = async () => Object.fromEntries(await Promise.all(['1', '2', '3', '10'].map(async (k) => [k, await row(k)])));
-const auditLines = (): Array<Record<string, any>> => {
-  const path = join(server.dataDir, 'audit.log');
-  return existsSync(path)
-    ? readFileSync(path, 'utf8')
-        .trim()
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l))
-    : [];
-};
-const outcomes = () => auditLines().filter((a) => a.result !== 'pending');
-const reports = (stdout: string) =>
-  stdout
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l));
+const auditLines = () => readAudit(server.dataDir);
+const outcomes = () => auditOutcomes(server.dataDir);
+const reports = ndjson;
 const exportTable = async (args: string[], file: string) => {
   const r = await runCli(['get-table', 'Teile', '--meta', ...args, '-o', file], { env: server.env });
   expect(r.code, r.stderr).toBe(0);
