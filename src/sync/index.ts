@@ -285,7 +285,11 @@ export class Syncer {
       // Deletions since the last stamp cursor, whatever this pass read (a full read marks none).
       const lastStamp = t.state?.tracking === 'global stamp' && t.state.stamp_cursor != null ? Number(t.state.stamp_cursor) : undefined;
       result.serverStamp = pass.globalStamp ?? 0;
-      const untouched = this.options.serverStampBefore !== undefined && result.serverStamp > 0 && result.serverStamp === this.options.serverStampBefore;
+      // Nothing written anywhere since the previous pass: the same global stamp, and (should a server
+      // not move it as documented) no row read either. A pass that read rows always asks, and a pass
+      // that skips does not move the stamp cursor, so a deletion it missed is found by the next ask.
+      const untouched =
+        this.options.serverStampBefore !== undefined && result.serverStamp > 0 && result.serverStamp === this.options.serverStampBefore && result.fetched === 0;
       if (t.globalStamp && lastStamp !== undefined && !untouched)
         result.deleted += await this.trackedDeletions(t, lastStamp, runId, result.reason !== 'window not applied by the server');
       let reconciled: ReconcileResult | undefined;

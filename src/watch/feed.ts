@@ -196,7 +196,11 @@ async function pollTables(
     // Where the server tracks changes, deletions and every write are in the global stamp: no reconcile.
     const tracked = state?.tracking === 'global stamp';
     const last = seen.reconciledAt.get(table.name) ?? (state?.last_reconcile ? Date.parse(state.last_reconcile) : 0);
-    const reconcile = !fresh && !tracked && (options.once || Date.now() - last >= options.reconcileIntervalMs);
+    const due = options.once || Date.now() - last >= options.reconcileIntervalMs;
+    const reconcile = !fresh && !tracked && due;
+    // Skipping __DeletedRecords while 4D's global stamp stands still rests on the docs (every save and
+    // delete moves it), not on a server we watched: every --reconcile-interval it is asked regardless.
+    const askDeletions = tracked && due;
     if (fresh && options.from === 'now') {
       mute(true);
       if (!summary.snapshots.includes(table.name)) summary.snapshots.push(table.name);
@@ -209,14 +213,14 @@ async function pollTables(
       concurrency: options.concurrency,
       // A poll's window is usually empty or small: one request, no entity set to make and release.
       entitySet: fresh ? true : 'auto',
-      serverStampBefore: seen.serverStamps.get(table.name),
+      serverStampBefore: askDeletions ? undefined : seen.serverStamps.get(table.name),
     });
     const result = await syncer.syncTable(table, runId);
     mute(false);
     await options.onTable?.(result);
     if (!fresh) changed += result.inserted + result.updated + result.deleted;
     if (result.serverStamp) seen.serverStamps.set(table.name, result.serverStamp);
-    if (reconcile) seen.reconciledAt.set(table.name, Date.now());
+    if (reconcile || askDeletions) seen.reconciledAt.set(table.name, Date.now());
     if (fresh && store.changeObserver)
       options.logger.info(
         `${result.table}: ${options.from === 'now' ? 'snapshot taken, following changes from now' : `${result.inserted} record(s) sent as created`}`,
