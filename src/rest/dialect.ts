@@ -109,9 +109,17 @@ export class DialectCache {
     return { version: 1, servers: {} };
   }
 
+  /** The file as this run read or wrote it last: one read per run however many lookups (updates re-read under the lock). */
+  private memo?: Promise<DialectFile>;
+
+  private current(): Promise<DialectFile> {
+    this.memo ??= this.read();
+    return this.memo;
+  }
+
   /** The entry for this environment and server, if it was made for the same server identity. */
   async get(env: string, baseUrl: string, identity: string): Promise<ServerDialect | undefined> {
-    const entry = (await this.read()).servers[DialectCache.key(env, baseUrl)];
+    const entry = (await this.current()).servers[DialectCache.key(env, baseUrl)];
     return entry && entry.identity === identity && entry.baseUrl === baseUrl ? entry : undefined;
   }
 
@@ -120,7 +128,7 @@ export class DialectCache {
    * servers were used under the name), sorted; none when no run read it yet.
    */
   async tableNames(env: string, baseUrl?: string): Promise<string[]> {
-    const mine = Object.entries((await this.read()).servers)
+    const mine = Object.entries((await this.current()).servers)
       .filter(([key, e]) => e && key === DialectCache.key(env, e.baseUrl) && Array.isArray(e.tables))
       .map(([, e]) => e);
     const chosen = mine.find((e) => e.baseUrl === baseUrl) ?? (mine.length === 1 ? mine[0] : undefined);
@@ -141,6 +149,7 @@ export class DialectCache {
           const base: ServerDialect = old && old.identity === identity ? old : { baseUrl, identity };
           file.servers[key] = { ...base, ...patch, baseUrl, identity };
           await writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`, 'server dialect cache');
+          this.memo = Promise.resolve(file);
         },
         { timeoutMs: 5_000, what: 'the server dialect cache' },
       );
