@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { auditLines as readAudit, auditOutcomes, ndjson } from '../helpers/audit.js';
 import { cleanupTempDirs, runCli, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { openpyxlPython } from '../helpers/services.mjs';
