@@ -133,11 +133,13 @@ describe('watch', () => {
     await server.control('options', { brokenPaging: 'short' });
     const short = await watch(['Kunden', '--once', '--page-size', '3'], server.env);
     expect(short.code).toBe(65);
-    expect(parseEvents(short.stdout)).toHaveLength(0);
+    // What it sent before it stopped (a batch may commit while the check is on its way) is real;
+    // the rest comes with the next poll: nothing is lost.
+    expect(parseEvents(short.stdout).length).toBeLessThan(3);
     await server.control('options', { brokenPaging: 'none' });
     const r = await watch(['Kunden', '--once', '--page-size', '3'], server.env);
     expect(r.code, r.stderr).toBe(0);
-    await expectFeedMatches(server, 'Kunden', parseEvents(r.stdout));
+    await expectFeedMatches(server, 'Kunden', [...parseEvents(short.stdout), ...parseEvents(r.stdout)]);
   });
 
   it('reset forgets a consumer (with --yes off a terminal); state is 0600', async () => {
