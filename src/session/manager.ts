@@ -89,6 +89,8 @@ const isLoginFailed = (response: HttpResponse) => loginFailed(response.status, r
 
 const now = () => new Date().toISOString();
 const MAX_LOGINS_PER_REQUEST = 3;
+/** Sessions of other runs one request may take up after a refusal, beyond its own logins (a burst of runs). */
+const MAX_ADOPTIONS_PER_REQUEST = 8;
 /** Re-sends of one request refused in a session the run had already replaced (concurrent requests). */
 const MAX_STALE_RESENDS = 8;
 const revisionOf = (entry: SessionEntry | undefined) => entry?.revision ?? 0;
@@ -97,6 +99,17 @@ const revisionOf = (entry: SessionEntry | undefined) => entry?.revision ?? 0;
 function moved(stored: SessionEntry | undefined, seen: SessionEntry | undefined): boolean {
   if (!stored) return false;
   return !sameSession(stored.cookies, seen?.cookies) || revisionOf(stored) !== revisionOf(seen);
+}
+
+/**
+ * After a refusal in `seen`: did another run settle anything since? Another session, or a login in this one. Another
+ * run merely confirming or touching the same session (its revision moves) settles nothing: adopting that would send
+ * the request again into the same refusal, and spend the request's login budget without a login.
+ */
+function settledSince(stored: SessionEntry | undefined, seen: SessionEntry | undefined): boolean {
+  if (!stored) return false;
+  if (!sameSession(stored.cookies, seen?.cookies)) return true;
+  return stored.login !== undefined && (stored.login !== seen?.login || revisionOf(stored) !== revisionOf(seen));
 }
 
 type Recovery = 'contact' | 'login' | 'refused';
@@ -199,6 +212,7 @@ export class SessionManager {
     // a bound keeps a server that refuses every new session from looping.
     let logins = 0;
     let staleResends = 0;
+    let adoptions = 0;
     for (;;) {
       await this.load();
       if (this.loginFailure) throw this.loginFailure;
@@ -238,7 +252,13 @@ export class SessionManager {
         // request in it: it does not take its cookie back, and each new login costs a licence.
         throw this.failLogin(this.cookieNotHonoured());
       }
+      this.adoptedInRecovery = false;
       const answered = await this.recover(isLoginFailed(response) ? 'login' : 'refused', request, requestId, sentWith);
+      if (this.adoptedInRecovery && adoptions < MAX_ADOPTIONS_PER_REQUEST) {
+        // Another run logged in meanwhile and this one uses its session: that was not a login of ours.
+        adoptions += 1;
+        logins -= 1;
+      }
       if (answered?.status === 402) {
         logins -= 1; // no licence free for the login: the licence budget bounds this, not the login count
         await this.waitForLicence(answered, licence, requestId);
@@ -284,6 +304,9 @@ export class SessionManager {
     this.loginFailure = error;
     return error;
   }
+
+  /** The last recovery took up a session another run settled (set by `recover`, read by `send`). */
+  private adoptedInRecovery = false;
 
   /** This run found that the server has no `authentify()` for us (not a force-login server): refusals are permissions. */
   private noAuthentify = false;
@@ -502,10 +525,11 @@ export class SessionManager {
       slot,
       async () => {
         const stored = await store.find(slot);
-        if (moved(stored, seen)) {
+        if (why === 'contact' ? moved(stored, seen) : settledSince(stored, seen)) {
           this.remember(stored);
           this.events.fromOtherProcess = true;
           this.contacted = true;
+          this.adoptedInRecovery = true;
           this.options.logger.debug(`using the ${slotLabel(slot)} session another run settled meanwhile`);
           return undefined;
         }
