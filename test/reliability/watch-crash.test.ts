@@ -149,8 +149,12 @@ describe('a poll over several tables that fails half way', () => {
       text += String(d);
     });
     const controller = new AbortController();
-    let round = 0;
-    let armed = false;
+    // The changes are made between two rounds (after Artikel's pass), so the next round's Kunden pass is the one that
+    // sees them; right after that pass the server fails Artikel's, and the round must roll back as a whole.
+    let phase: 'idle' | 'mutate' | 'arm' | 'armed' = 'idle';
+    let deleted: string[] = [];
+    let failedPolls = 0;
+    let goodPollsAfterFailure = 0;
     const feed = runFeed(client, store, new StdoutSink(out), {
       env: 'test',
       tables: [{ name: 'Kunden' }, { name: 'Artikel' }],
@@ -161,29 +165,33 @@ describe('a poll over several tables that fails half way', () => {
       once: false,
       logger: silentLogger,
       signal: controller.signal,
-      // After Kunden's pass of the armed round (which saw the deletion), Artikel's pass fails: the round rolls back.
       onTable: async (r) => {
-        if (r.table === 'Kunden' && armed) {
-          armed = false;
+        if (r.table === 'Artikel' && phase === 'mutate') {
+          deleted = (await server!.control<{ deleted: string[] }>('mutate', { table: 'Kunden', delete: 1 })).deleted;
+          await server!.control('mutate', { table: 'Kunden', update: 1 });
+          phase = 'arm';
+        } else if (r.table === 'Kunden' && phase === 'arm') {
+          phase = 'armed';
           await server!.control('faults', { queue: [{ kind: '503', count: 3 }] });
         }
       },
-      onRound: () => {
-        round++;
+      onPoll: (ok) => {
+        if (!ok) failedPolls++;
+        else if (failedPolls) goodPollsAfterFailure++;
       },
     });
     await sleep(300);
-    const deleted = await server.control<{ deleted: string[] }>('mutate', { table: 'Kunden', delete: 1 });
-    await server.control('mutate', { table: 'Kunden', update: 1 });
-    armed = true;
-    const at = round;
-    while (round < at + 4) await sleep(50);
+    phase = 'mutate';
+    const deadline = Date.now() + 30_000;
+    while ((failedPolls === 0 || goodPollsAfterFailure < 2) && Date.now() < deadline) await sleep(50);
+    expect(phase).toBe('armed');
+    expect(failedPolls, 'the armed round must have failed').toBeGreaterThan(0);
     controller.abort('interrupt');
     await feed;
     await store.close();
     await client.close();
     const events = parseEvents(text);
-    expect(events.filter((e) => e.type === 'legacy.record.deleted').map((e) => e.subject)).toEqual(deleted.deleted);
+    expect(events.filter((e) => e.type === 'legacy.record.deleted').map((e) => e.subject)).toEqual(deleted);
     await expectFeedMatches(server, 'Kunden', events);
   });
 });
