@@ -122,8 +122,10 @@ describe.skipIf(!promtoolBin)('--metrics-file shared by several runs', () => {
       const status = await runCli(['sync', 'status'], { env: server.env });
       expect(status.code, status.stderr).toBe(0);
       await server.control('options', { latencyMs: 600 });
+      const before = (await server.stats()).requests;
       const interrupted = await interruptCli(['get-table', 'Teile', '--page-size', '1', '--concurrency', '1', '-o', join(dir, 'teile.csv')], {
         env: server.env,
+        until: async () => (await server.stats()).requests > before,
       });
       expect(interrupted.code).toBe(130);
     } finally {

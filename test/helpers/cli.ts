@@ -111,10 +111,18 @@ export function runShell(script: string, options: CliOptions = {}): Promise<CliR
 }
 
 /** Start `legacy <args>`, send SIGINT (Ctrl-C) after `afterMs`, and collect the outcome. */
-export async function interruptCli(args: string[], options: CliOptions & { afterMs?: number } = {}): Promise<CliResult> {
+export async function interruptCli(
+  args: string[],
+  options: CliOptions & {
+    afterMs?: number /** Polled before the signal: the run is under way (on a loaded machine a fixed wait may end before it installed its handlers). */;
+    until?: () => Promise<boolean>;
+  } = {},
+): Promise<CliResult> {
   const child = spawnCli(args, options);
   const done = collect(child, options);
   await new Promise((resolve) => setTimeout(resolve, options.afterMs ?? 1500));
+  const deadline = Date.now() + 30_000;
+  while (options.until && !(await options.until()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   child.kill('SIGINT');
   return done;
 }
