@@ -33,7 +33,13 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   const breakers: BreakerView[] = opts.all
     ? breakerRecords.map((r) => viewOf(r, r, r.env === slot.env ? settings.breaker : { ...settings.breaker, enabled: true }))
     : slot.baseUrl
-      ? [viewOf(breakerRecords.find((r) => r.env === slot.env && r.baseUrl === slot.baseUrl), slot, settings.breaker)]
+      ? [
+          viewOf(
+            breakerRecords.find((r) => r.env === slot.env && r.baseUrl === slot.baseUrl),
+            slot,
+            settings.breaker,
+          ),
+        ]
       : [];
   const chosen = opts.all ? entries : entries.filter((e) => e.env === slot.env && e.name === slot.name);
   const statuses: SessionStatus[] = chosen.map((e) => statusOf(e, e, settings.sessionIdleMinutes));

@@ -130,7 +130,12 @@ const BOOLEAN_WORDS = ['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'];
  * The breaker's settings: --no-breaker, then LEGACY_BREAKER* variables, then the environment's
  * config, then `defaults`, then DEFAULTS.
  */
-function resolveBreaker(opts: GlobalOptions, env: Env, envConfig: EnvironmentConfig | undefined, defaults: NonNullable<ConfigFile['defaults']>): BreakerSettings {
+function resolveBreaker(
+  opts: GlobalOptions,
+  env: Env,
+  envConfig: EnvironmentConfig | undefined,
+  defaults: NonNullable<ConfigFile['defaults']>,
+): BreakerSettings {
   const int = (envVar: string, key: 'breakerFailures' | 'breakerWindowMs' | 'breakerCoolDownMs' | 'breakerMaxCoolDownMs'): number => {
     const raw = env[envVar];
     if (raw) return parseInteger(raw, envVar, 'env', 1);
@@ -138,8 +143,7 @@ function resolveBreaker(opts: GlobalOptions, env: Env, envConfig: EnvironmentCon
   };
   const raw = env.LEGACY_BREAKER?.toLowerCase();
   if (raw && !BOOLEAN_WORDS.includes(raw)) throw new ConfigError(`LEGACY_BREAKER must be 1 or 0, got '${env.LEGACY_BREAKER}'`);
-  const enabled =
-    opts.breaker === false ? false : raw ? ['1', 'true', 'yes', 'on'].includes(raw) : (envConfig?.breaker ?? defaults.breaker ?? true);
+  const enabled = opts.breaker === false ? false : raw ? ['1', 'true', 'yes', 'on'].includes(raw) : (envConfig?.breaker ?? defaults.breaker ?? true);
   const coolDownMs = int('LEGACY_BREAKER_COOL_DOWN_MS', 'breakerCoolDownMs');
   return {
     enabled,

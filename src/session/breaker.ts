@@ -13,9 +13,10 @@
  *   lease written under the file lock, or SET NX PX in Redis), and sends its first request once,
  *   without retries. An answer closes the breaker at once; a failure opens it again for a cool-down
  *   twice as long (up to maxCoolDownMs). Every other run keeps failing fast meanwhile.
- * - A run that gets an answer after failures were counted (one that started before the breaker
- *   opened and succeeds in the middle of an outage) closes it too, unless a failure newer than its
- *   answer was counted since.
+ * - A run that gets answers and no unavailable failure, after failures were counted (one that
+ *   started before the breaker opened and succeeds in the middle of an outage), closes it too:
+ *   at its first answer when it saw failures counted as it started, else at its end; unless a
+ *   failure newer than its last answer was counted since.
  *
  * The state holds no cookie, password or server text: the environment, the base URL, times, counts
  * and what the last failure was (`no answer (ECONNREFUSED)`, `HTTP 503`). A damaged state never stops
@@ -187,9 +188,7 @@ export function viewOf(record: BreakerRecord | undefined, key: BreakerKey, setti
     failures: failuresAt(record, now, settings),
     threshold: settings.failures,
     windowMs: settings.windowMs,
-    ...(record && record.state === 'open'
-      ? { openedAt: iso(record.openedAt), nextProbeAt: iso(record.nextProbeAt), coolDownMs: record.coolDownMs }
-      : {}),
+    ...(record && record.state === 'open' ? { openedAt: iso(record.openedAt), nextProbeAt: iso(record.nextProbeAt), coolDownMs: record.coolDownMs } : {}),
     ...(record?.lastFailureAt !== undefined ? { lastFailureAt: iso(record.lastFailureAt), lastError: record.lastError } : {}),
   };
 }
@@ -240,7 +239,6 @@ export class CircuitBreaker implements ExchangeObserver {
   /** The breaker was not clean when this run looked: an answer is worth telling the store at once. */
   private unclean = false;
   private failed = false;
-  private failedAt?: number;
   private answeredAt?: number;
   private closedByUs = false;
   private fastFailed = false;
@@ -302,8 +300,7 @@ export class CircuitBreaker implements ExchangeObserver {
     this.fastFailed = true;
     const view = viewOf(record, key, settings);
     const next = view.nextProbeAt ? Date.parse(view.nextProbeAt) : Date.now();
-    const when =
-      state === 'half-open' ? 'another run is probing it now' : `next probe due ${view.nextProbeAt} (in ${seconds(next - Date.now())})`;
+    const when = state === 'half-open' ? 'another run is probing it now' : `next probe due ${view.nextProbeAt} (in ${seconds(next - Date.now())})`;
     throw new BreakerOpenError(
       `${key.baseUrl} is unavailable (circuit breaker of ${key.env} open since ${view.openedAt}, ${view.failures} failure(s), last: ${view.lastError ?? 'unknown'}); ${when}; nothing was sent`,
       { hint: 'runs fail fast until a probe gets an answer; --no-breaker sends anyway' },
@@ -315,14 +312,14 @@ export class CircuitBreaker implements ExchangeObserver {
     if (!this.enabled || exchange.willRetry) return;
     const now = Date.now();
     if (exchange.unavailable) {
-      this.failedAt = now;
       if (this.failed) return; // a run counts once
       this.failed = true;
       this.track(this.recordFailure(failureWords(exchange), now));
       return;
     }
     this.answeredAt = now;
-    if ((this.unclean || this.probing) && !this.closedByUs) {
+    // A run that found the server unavailable ended that way, whatever answers it got besides.
+    if ((this.unclean || this.probing) && !this.closedByUs && !this.failed) {
       this.closedByUs = true;
       this.track(this.recordSuccess(now));
     }
@@ -382,7 +379,7 @@ export class CircuitBreaker implements ExchangeObserver {
     if (!this.enabled || !this.consulted) return;
     try {
       const answered = this.answeredAt;
-      if (answered !== undefined && (this.failedAt === undefined || answered > this.failedAt) && !this.fastFailed) {
+      if (answered !== undefined && !this.failed && !this.fastFailed) {
         const stored = await this.options.store.read(this.options.key);
         this.last = stored;
         if (recordSuccess(stored, answered, Date.now(), false)) await this.recordSuccess(answered);
