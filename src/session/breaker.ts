@@ -13,10 +13,10 @@
  *   lease written under the file lock, or SET NX PX in Redis), and sends its first request once,
  *   without retries. An answer closes the breaker at once; a failure opens it again for a cool-down
  *   twice as long (up to maxCoolDownMs). Every other run keeps failing fast meanwhile.
- * - A run that gets answers and no unavailable failure, after failures were counted (one that
- *   started before the breaker opened and succeeds in the middle of an outage), closes it too:
- *   at its first answer when it saw failures counted as it started, else at its end; unless a
- *   failure newer than its last answer was counted since.
+ * - A run that ends with answers and no unavailable failure, after failures were counted (one
+ *   that started before the breaker opened and succeeds in the middle of an outage), closes it too
+ *   at its end, unless a failure newer than its last answer was counted since. A run counts as
+ *   unavailable once, at its first such failure, whatever answers it got besides.
  *
  * The state holds no cookie, password or server text: the environment, the base URL, times, counts
  * and what the last failure was (`no answer (ECONNREFUSED)`, `HTTP 503`). A damaged state never stops
@@ -236,8 +236,6 @@ export interface CircuitBreakerOptions {
 export class CircuitBreaker implements ExchangeObserver {
   private admission?: Promise<{ probe: boolean }>;
   private probeToken?: string;
-  /** The breaker was not clean when this run looked: an answer is worth telling the store at once. */
-  private unclean = false;
   private failed = false;
   private answeredAt?: number;
   private closedByUs = false;
@@ -280,7 +278,6 @@ export class CircuitBreaker implements ExchangeObserver {
       record = await store.read(key);
       this.consulted = true;
       this.last = record;
-      this.unclean = record !== undefined && (record.state === 'open' || record.failures.length > 0);
       if (stateAt(record, Date.now()) === 'half-open') {
         const token = randomBytes(16).toString('hex');
         if (await store.takeProbe(key, token, probeLeaseMs)) {
@@ -318,8 +315,10 @@ export class CircuitBreaker implements ExchangeObserver {
       return;
     }
     this.answeredAt = now;
-    // A run that found the server unavailable ended that way, whatever answers it got besides.
-    if ((this.unclean || this.probing) && !this.closedByUs && !this.failed) {
+    // The probe's answer closes it at once, so that the runs waiting on it may go; any other run
+    // reports its outcome at its end (an answer to its catalog request does not make a run whose
+    // data requests then fail with 503 a success).
+    if (this.probing && !this.closedByUs && !this.failed) {
       this.closedByUs = true;
       this.track(this.recordSuccess(now));
     }
