@@ -56,12 +56,12 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
     await write(ctx.io.stdout, `no stored session for ${opts.all ? 'any environment' : `${slot.env}/${slot.name}`} in ${storeLocation}\n`);
   } else {
     await write(ctx.io.stdout, statusTable(statuses));
-    // The file store is the default; a shared store is worth naming, since other hosts see the same.
-    if (storeKind === 'redis') await write(ctx.io.stdout, `(shared session store: ${storeLocation})\n`);
   }
   if (breakers.length) {
     await write(ctx.io.stdout, breakers.map((b) => `circuit breaker ${b.env} (${b.baseUrl}): ${describeBreaker(b)}\n`).join(''));
   }
+  // The file store is the default; a shared store is worth naming, since other hosts see the same.
+  if (statuses.length > 0 && storeKind === 'redis') await write(ctx.io.stdout, `(shared session store: ${storeLocation})\n`);
   if (server) await write(ctx.io.stdout, serverText(server));
   return 0;
 }
