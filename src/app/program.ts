@@ -38,13 +38,15 @@ export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
   { flags: '--password-stdin', description: 'read the password for servers that require login from standard input' },
   { flags: '--debug', description: 'show stack traces on errors (LEGACY_DEBUG)' },
   { flags: '--har <file>', description: "record the run's HTTP exchanges as an HTTP Archive (HAR 1.2; cookies and passwords masked; 0600)" },
+  { flags: '--no-breaker', description: "ignore the environment's circuit breaker: send even when it is open, and record nothing (LEGACY_BREAKER=0)" },
   { flags: '--metrics-file <path>', description: 'at the end of the run, merge its metrics into this Prometheus textfile (LEGACY_METRICS_FILE)' },
 ];
 
 const EXIT_CODES_HELP = `
 Exit codes:
   0 ok · 1 unexpected error (sync verify: the copy differs) · 64 usage · 65 bad data (unknown
-  table/field, rejected or ignored filter, conflict) · 69 server unavailable · 73 output file cannot
+  table/field, rejected or ignored filter, conflict) · 69 server unavailable (or its circuit
+  breaker is open: nothing was sent) · 73 output file cannot
   be created · 75 temporary (licences all in use, lock busy, selection rebuilt) · 77 authentication
   · 78 configuration · 130 interrupted`;
 

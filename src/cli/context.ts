@@ -90,9 +90,10 @@ export async function createContext({ io, globals, signal, metrics, onLogger }: 
     ctx,
     async finish(failed) {
       await client
-        ?.then((c) => {
+        ?.then(async (c) => {
           metrics.addSession({ ...c.session.events, sessionCreatedAt: c.session.current()?.createdAt });
-          return c.close();
+          await c.close();
+          metrics.breaker(c.breaker.report());
         })
         .catch(() => undefined);
       // Written whatever the outcome: a failed run's exchanges are the ones worth reporting.

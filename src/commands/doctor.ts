@@ -5,6 +5,7 @@ import { configPath } from '../config/store.js';
 import { ExitCode, exitCodeFor, formatErrorLine } from '../errors/index.js';
 import { redactString } from '../log/index.js';
 import type { ProbeResult } from '../rest/dialect.js';
+import { describeBreaker } from '../session/breaker.js';
 import { generationOf } from '../session/cookies.js';
 import { isRefusal } from '../session/manager.js';
 import { serverClock, serverSessions, statusOf } from '../session/status.js';
@@ -150,6 +151,13 @@ async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]
   }
 }
 
+/** The environment's circuit breaker as this run left it (after its own requests: a probe that got an answer closed it). */
+function breakerCheck(client: Client, checks: Check[]): void {
+  const view = client.breaker.view();
+  const open = view.enabled && view.state !== 'closed';
+  checks.push({ name: 'breaker', ok: !open, detail: describeBreaker(view), exitCode: open ? ExitCode.unavailable : undefined });
+}
+
 /** The server's dialect: probed now (--probe, stored), or as last probed. */
 async function dialectCheck(client: Client, probeNow: boolean, checks: Check[]): Promise<ProbeResult | undefined> {
   try {
@@ -174,7 +182,10 @@ async function dialectCheck(client: Client, probeNow: boolean, checks: Check[]):
 export async function run(ctx: CommandContext, _args: string[], opts: { json?: boolean; probe?: boolean }): Promise<number> {
   const checks: Check[] = [];
   const client = await localChecks(ctx, checks);
-  if (client) await serverChecks(ctx, client, checks);
+  if (client) {
+    await serverChecks(ctx, client, checks);
+    breakerCheck(client, checks);
+  }
   const probe = client && checks.every((c) => c.ok) ? await dialectCheck(client, opts.probe === true, checks) : undefined;
   if (opts.json) {
     await writeJson(ctx.io, { ok: checks.every((c) => c.ok), checks, ...(probe ? { probe } : {}) });

@@ -124,6 +124,7 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     sessionStoreStrict: s.sessionStoreStrict,
     maxSessions: s.maxSessions ?? null,
     metricsFile: s.metricsFile ?? null,
+    breaker: s.breaker,
     credentials: s.credentials ? { username: s.credentials.username, password: '***' } : null,
   };
   if (opts.json) {

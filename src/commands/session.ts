@@ -4,6 +4,7 @@ import { write, writeJson } from '../cli/io.js';
 import { confirm, requireConfirmation } from '../cli/prompt.js';
 import { columns, relative } from '../cli/render.js';
 import { CancelledError } from '../errors/index.js';
+import { type BreakerView, describeBreaker, viewOf } from '../session/breaker.js';
 import { withSessionStore } from '../session/open.js';
 import { logoutSessions } from '../session/logout.js';
 import { isRefusal } from '../session/manager.js';
@@ -18,12 +19,28 @@ function selected(ctx: CommandContext) {
 
 export async function runStatus(ctx: CommandContext, _args: string[], opts: { all?: boolean; json?: boolean; server?: boolean }): Promise<number> {
   const { settings } = ctx;
-  const { storeKind, storeLocation, entries } = await withSessionStore(settings, ctx.logger, async (store) => ({
+  const { storeKind, storeLocation, entries, breakerRecords } = await withSessionStore(settings, ctx.logger, async (store) => ({
     storeKind: store.kind,
     storeLocation: store.location,
     entries: await store.list(),
+    breakerRecords: await store.breakers.list().catch((error: Error) => {
+      ctx.logger.warn(`cannot read the circuit breaker state: ${error.message}`);
+      return [];
+    }),
   }));
   const slot = selected(ctx);
+  // The selected environment's breaker (closed when nothing is recorded), or with --all every recorded one.
+  const breakers: BreakerView[] = opts.all
+    ? breakerRecords.map((r) => viewOf(r, r, r.env === slot.env ? settings.breaker : { ...settings.breaker, enabled: true }))
+    : slot.baseUrl
+      ? [
+          viewOf(
+            breakerRecords.find((r) => r.env === slot.env && r.baseUrl === slot.baseUrl),
+            slot,
+            settings.breaker,
+          ),
+        ]
+      : [];
   const chosen = opts.all ? entries : entries.filter((e) => e.env === slot.env && e.name === slot.name);
   const statuses: SessionStatus[] = chosen.map((e) => statusOf(e, e, settings.sessionIdleMinutes));
   if (!opts.all && !chosen.some((e) => e.baseUrl === slot.baseUrl) && slot.baseUrl) {
@@ -32,16 +49,19 @@ export async function runStatus(ctx: CommandContext, _args: string[], opts: { al
   const server = opts.server ? await (await ctx.client()).sessionsOnServer(ctx.settings.sessionIdleMinutes) : undefined;
 
   if (opts.json) {
-    await writeJson(ctx.io, { store: { kind: storeKind, location: storeLocation }, sessions: statuses, server });
+    await writeJson(ctx.io, { store: { kind: storeKind, location: storeLocation }, sessions: statuses, breakers, server });
     return 0;
   }
   if (statuses.length === 0) {
     await write(ctx.io.stdout, `no stored session for ${opts.all ? 'any environment' : `${slot.env}/${slot.name}`} in ${storeLocation}\n`);
   } else {
     await write(ctx.io.stdout, statusTable(statuses));
-    // The file store is the default; a shared store is worth naming, since other hosts see the same.
-    if (storeKind === 'redis') await write(ctx.io.stdout, `(shared session store: ${storeLocation})\n`);
   }
+  if (breakers.length) {
+    await write(ctx.io.stdout, breakers.map((b) => `circuit breaker ${b.env} (${b.baseUrl}): ${describeBreaker(b)}\n`).join(''));
+  }
+  // The file store is the default; a shared store is worth naming, since other hosts see the same.
+  if (statuses.length > 0 && storeKind === 'redis') await write(ctx.io.stdout, `(shared session store: ${storeLocation})\n`);
   if (server) await write(ctx.io.stdout, serverText(server));
   return 0;
 }

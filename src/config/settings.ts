@@ -25,6 +25,8 @@ export interface GlobalOptions {
   debug?: boolean;
   insecure?: boolean;
   metricsFile?: string;
+  /** false after --no-breaker (commander's default for a --no- flag is true: "not given"). */
+  breaker?: boolean;
 }
 
 export type Source = 'flag' | 'env' | 'config' | 'default';
@@ -74,6 +76,20 @@ export interface Settings {
   syncDb: { db?: string; what: string };
   /** The `authentify()` parameters template for force login (LEGACY_AUTHENTIFY_BODY, authentifyBody); undefined = the docs' example. */
   authentifyBody?: unknown;
+  /** The environment's circuit breaker (session/breaker.ts). */
+  breaker: BreakerSettings;
+}
+
+/** When the circuit breaker of an environment opens, and for how long it refuses runs. */
+export interface BreakerSettings {
+  enabled: boolean;
+  /** Unavailable runs within `windowMs` that open it. */
+  failures: number;
+  windowMs: number;
+  /** How long it stays open before one run probes the server. */
+  coolDownMs: number;
+  /** The cool-down doubles after each failed probe, up to this (never below coolDownMs). */
+  maxCoolDownMs: number;
 }
 
 /** LEGACY_AUTHENTIFY_BODY (JSON text) or the config's authentifyBody; a bad one is exit 78. */
@@ -102,7 +118,41 @@ export const DEFAULTS = {
   sessionIdleMinutes: 60,
   licenceWaitMs: 60_000,
   licenceRetries: 5,
+  breakerFailures: 5,
+  breakerWindowMs: 600_000,
+  breakerCoolDownMs: 60_000,
+  breakerMaxCoolDownMs: 600_000,
 } as const;
+
+const BOOLEAN_WORDS = ['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'];
+
+/**
+ * The breaker's settings: --no-breaker, then LEGACY_BREAKER* variables, then the environment's
+ * config, then `defaults`, then DEFAULTS.
+ */
+function resolveBreaker(
+  opts: GlobalOptions,
+  env: Env,
+  envConfig: EnvironmentConfig | undefined,
+  defaults: NonNullable<ConfigFile['defaults']>,
+): BreakerSettings {
+  const int = (envVar: string, key: 'breakerFailures' | 'breakerWindowMs' | 'breakerCoolDownMs' | 'breakerMaxCoolDownMs'): number => {
+    const raw = env[envVar];
+    if (raw) return parseInteger(raw, envVar, 'env', 1);
+    return envConfig?.[key] ?? defaults[key] ?? DEFAULTS[key];
+  };
+  const raw = env.LEGACY_BREAKER?.toLowerCase();
+  if (raw && !BOOLEAN_WORDS.includes(raw)) throw new ConfigError(`LEGACY_BREAKER must be 1 or 0, got '${env.LEGACY_BREAKER}'`);
+  const enabled = opts.breaker === false ? false : raw ? ['1', 'true', 'yes', 'on'].includes(raw) : (envConfig?.breaker ?? defaults.breaker ?? true);
+  const coolDownMs = int('LEGACY_BREAKER_COOL_DOWN_MS', 'breakerCoolDownMs');
+  return {
+    enabled,
+    failures: int('LEGACY_BREAKER_FAILURES', 'breakerFailures'),
+    windowMs: int('LEGACY_BREAKER_WINDOW_MS', 'breakerWindowMs'),
+    coolDownMs,
+    maxCoolDownMs: Math.max(coolDownMs, int('LEGACY_BREAKER_MAX_COOL_DOWN_MS', 'breakerMaxCoolDownMs')),
+  };
+}
 
 type Env = Record<string, string | undefined>;
 
@@ -263,6 +313,7 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     metricsFile: resolveMetricsFile(opts, env, config, envName),
     syncDb: resolveSyncDb(env, envName, envConfig),
     authentifyBody: resolveAuthentifyBody(env, envConfig, defaults),
+    breaker: resolveBreaker(opts, env, envConfig, defaults),
   };
 }
 

@@ -44,6 +44,15 @@ export interface EnvironmentSettings {
    * with `{user}` and `{password}` placeholders (default `[{"name":"{user}","password":"{password}"}]`).
    */
   authentifyBody?: unknown;
+  /** The circuit breaker shared by every run of the environment (session/breaker.ts): false turns it off. */
+  breaker?: boolean;
+  /** Unavailable runs within breakerWindowMs that open the breaker. */
+  breakerFailures?: number;
+  breakerWindowMs?: number;
+  /** How long an open breaker refuses runs before one run probes the server. */
+  breakerCoolDownMs?: number;
+  /** The cool-down doubles after each failed probe, up to this. */
+  breakerMaxCoolDownMs?: number;
 }
 
 export interface EnvironmentConfig extends EnvironmentSettings {
@@ -125,6 +134,11 @@ const SETTING_CHECKS: Record<keyof EnvironmentSettings, (v: unknown) => boolean>
   maxSessions: (v) => Number.isInteger(v) && (v as number) >= 1,
   metricsFile: (v) => typeof v === 'string' && isAbsolute(v),
   authentifyBody: (v) => authentifyBodyProblem(v) === undefined,
+  breaker: (v) => typeof v === 'boolean',
+  breakerFailures: (v) => Number.isInteger(v) && (v as number) >= 1,
+  breakerWindowMs: (v) => Number.isInteger(v) && (v as number) >= 1,
+  breakerCoolDownMs: (v) => Number.isInteger(v) && (v as number) >= 1,
+  breakerMaxCoolDownMs: (v) => Number.isInteger(v) && (v as number) >= 1,
 };
 
 /** What is wrong with an `authentify()` body template, if anything: it must be JSON that places the password. */

@@ -108,7 +108,15 @@ export class UnrepresentableValueError extends BadDataError {
 /** The server could not be reached or kept failing after retries. Exit 69. */
 export class UnavailableError extends LegacyError {
   override readonly exitCode = ExitCode.unavailable;
-  override readonly code = 'E_UNAVAILABLE';
+  override readonly code: string = 'E_UNAVAILABLE';
+}
+
+/**
+ * The environment's circuit breaker is open: recent runs found the server unavailable, so this run
+ * fails at once without touching it (session/breaker.ts). Exit 69, like the failures that opened it.
+ */
+export class BreakerOpenError extends UnavailableError {
+  override readonly code = 'E_BREAKER_OPEN';
 }
 
 /** An output or log file cannot be created (sysexits EX_CANTCREAT). Exit 73. */

@@ -22,6 +22,14 @@ export interface SessionReport {
   sessionCreatedAt?: string;
 }
 
+/** The environment's circuit breaker at the end of the run (session/breaker.ts BreakerReport). */
+export interface BreakerSample {
+  state: number;
+  failures: number;
+  openedAtSeconds: number;
+  fastFailures: number;
+}
+
 export interface RunLabels {
   /** The command path: `get-table`, `sync`, `sync status`, `session refresh`. */
   command: string;
@@ -40,6 +48,7 @@ export class RunMetrics implements ExchangeObserver, RunReporter {
   private readonly requests = new Map<string, number>();
   private retries = 0;
   private session: SessionReport = { created: 0, licenceWaits: 0, budgetWaits: 0 };
+  private breakerSample?: BreakerSample;
 
   constructor(
     private labels: RunLabels,
@@ -76,6 +85,12 @@ export class RunMetrics implements ExchangeObserver, RunReporter {
     };
   }
 
+  /** The breaker as the run saw it at its end (only runs that asked it: none is written otherwise). */
+  breaker(sample: BreakerSample | undefined): void {
+    if (!sample) return;
+    this.breakerSample = { ...sample, fastFailures: sample.fastFailures + (this.breakerSample?.fastFailures ?? 0) };
+  }
+
   /** The samples of this run, ended now with `exitCode`. */
   samples(exitCode: number, endedAt = Date.now()): Sample[] {
     const run = { command: this.labels.command, env: this.labels.env, table: this.tableName };
@@ -99,6 +114,16 @@ export class RunMetrics implements ExchangeObserver, RunReporter {
     if (this.session.sessionCreatedAt) {
       const age = (endedAt - Date.parse(this.session.sessionCreatedAt)) / 1000;
       if (Number.isFinite(age)) out.push({ name: 'legacy_session_age_seconds', labels: { env: this.labels.env }, value: Math.max(0, age) });
+    }
+    if (this.breakerSample) {
+      const env = { env: this.labels.env };
+      const b = this.breakerSample;
+      out.push(
+        { name: 'legacy_breaker_state', labels: env, value: b.state },
+        { name: 'legacy_breaker_failures', labels: env, value: b.failures },
+        { name: 'legacy_breaker_opened_timestamp_seconds', labels: env, value: b.openedAtSeconds },
+        { name: 'legacy_breaker_fast_failures_total', labels: env, value: b.fastFailures },
+      );
     }
     return out;
   }

@@ -3,7 +3,7 @@
  * typed errors of this tool. Every request goes through the session manager.
  */
 import type { ConfigFile } from '../config/store.js';
-import { requireBaseUrl, type Settings } from '../config/settings.js';
+import { requireBaseUrl, type BreakerSettings, type Settings } from '../config/settings.js';
 import { classifyResponse, isRecordGone, isUnknownDataclass, serverMessage } from '../protocol/errors.js';
 import {
   AuthError,
@@ -17,6 +17,7 @@ import {
 } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { Logger } from '../log/index.js';
+import { CircuitBreaker } from '../session/breaker.js';
 import { isRefusal, SessionManager } from '../session/manager.js';
 import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
@@ -67,6 +68,8 @@ export interface RestClientOptions {
   dialect?: DialectCache;
   /** Told about every HTTP try (HAR recording, metrics). */
   observers?: ExchangeObserver[];
+  /** The environment's circuit breaker (kept in `store`); absent: none. */
+  breaker?: BreakerSettings;
 }
 
 export { serverMessage } from '../protocol/errors.js';
@@ -90,6 +93,8 @@ export class RestClient {
   readonly baseUrl: string;
   readonly session: SessionManager;
   readonly dialect: DialectCache;
+  /** The environment's circuit breaker, shared by every run through the session store. */
+  readonly breaker: CircuitBreaker;
   private catalogCache?: Promise<DataClassSummary[]>;
   /** `__UNIQID` of the catalog: the server's identity for the dialect cache ('' when absent). */
   private uniqId = '';
@@ -101,6 +106,14 @@ export class RestClient {
   constructor(readonly options: RestClientOptions) {
     this.baseUrl = options.baseUrl;
     this.dialect = options.dialect ?? new DialectCache(undefined);
+    this.breaker = new CircuitBreaker({
+      store: options.store.breakers,
+      key: { env: options.envName, baseUrl: options.baseUrl },
+      settings: options.breaker ?? { enabled: false, failures: 1, windowMs: 1, coolDownMs: 1, maxCoolDownMs: 1 },
+      logger: options.logger,
+      // The probe sends one try; a probe killed before its answer frees the slot after this.
+      probeLeaseMs: options.timeoutMs + 10_000,
+    });
     const transport = new Transport({
       timeoutMs: options.timeoutMs,
       retries: options.retries,
@@ -108,7 +121,7 @@ export class RestClient {
       logger: options.logger,
       signal: options.signal,
       backoffMs: options.backoffMs,
-      observers: options.observers,
+      observers: [...(options.observers ?? []), this.breaker],
     });
     this.session = new SessionManager({
       slot: { env: options.envName, name: options.sessionName, baseUrl: options.baseUrl },
@@ -121,6 +134,7 @@ export class RestClient {
       licenceWaitMs: options.licenceWaitMs,
       credentials: options.credentials,
       authentifyBody: options.authentifyBody,
+      breaker: this.breaker,
     });
   }
 
@@ -484,6 +498,7 @@ export class RestClient {
     try {
       await this.session.close();
     } finally {
+      await this.breaker.close();
       await this.options.store.close();
     }
   }
@@ -527,6 +542,7 @@ export async function createRestClient({ settings, config, logger, signal, obser
     licenceWaitMs: settings.licenceWaitMs,
     credentials: settings.credentials,
     authentifyBody: settings.authentifyBody,
+    breaker: settings.breaker,
     logger,
     signal,
   });

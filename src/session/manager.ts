@@ -40,6 +40,7 @@ import { registerSecret, type Logger } from '../log/index.js';
 import { type Transport, backoffDelay, newRequestId, parseRetryAfter, sleep, type HttpRequest, type HttpResponse } from '../transport/index.js';
 import { cookieChange, cookieHeader, sameSession, sessionCookiesSetBy, type Cookies } from './cookies.js';
 import { authentify, type Credentials, directoryLogin, type HeaderEncoding } from './login.js';
+import type { CircuitBreaker } from './breaker.js';
 import { sameSlot, slotLabel, type Lease, type SessionBackend, type SessionEntry, type SlotId } from './store.js';
 
 export { cookieHeader } from './cookies.js';
@@ -59,6 +60,11 @@ export interface SessionManagerOptions {
   /** The `authentify()` parameters template (force login); undefined: the docs' example. */
   authentifyBody?: unknown;
   lockTimeoutMs?: number;
+  /**
+   * The environment's circuit breaker: asked before the run's first request (it may refuse the run
+   * at once, exit 69, or make its first request the half-open probe: one try, no retries).
+   */
+  breaker?: CircuitBreaker;
 }
 
 /** What happened to the session during this run (for `session refresh`, tests and benchmarks). */
@@ -139,6 +145,8 @@ export class SessionManager {
   private lastConfirmedAt?: string;
   private lease?: Lease;
   private headerEncoding?: HeaderEncoding;
+  /** This run is the breaker's probe and has not sent its first request yet. */
+  private probeFirst = false;
 
   constructor(private readonly options: SessionManagerOptions) {
     if (options.credentials) registerSecret(options.credentials.password, true);
@@ -204,8 +212,28 @@ export class SessionManager {
     }
   }
 
+  /** The circuit breaker's word before anything is sent (BreakerOpenError when it is open). */
+  private async admit(): Promise<void> {
+    const breaker = this.options.breaker;
+    if (!breaker) return;
+    this.admission ??= breaker.admit().then(({ probe }) => {
+      this.probeFirst = probe;
+    });
+    await this.admission;
+  }
+
+  private admission?: Promise<void>;
+
+  /** The transport for the next request: the probe's first request is one try, without retries. */
+  private transportNow(): Transport {
+    if (!this.probeFirst) return this.options.transport;
+    this.probeFirst = false;
+    return this.options.transport.derive({ retries: 0 });
+  }
+
   /** Send a request in the session. Handles first contact, adoption, 402 backoff and logins. */
   async send(request: HttpRequest): Promise<HttpResponse> {
+    await this.admit();
     const requestId = request.requestId ?? newRequestId();
     const licence = { started: Date.now(), deadline: Date.now() + this.options.licenceWaitMs, tries: 0 };
     // A session can expire (and need a new login) more than once while one request is retried;
@@ -225,7 +253,7 @@ export class SessionManager {
         sentWith = this.entry;
       } else {
         sentWith = this.entry;
-        response = await this.options.transport.send(this.withCookie(request, sentWith), requestId);
+        response = await this.transportNow().send(this.withCookie(request, sentWith), requestId);
         const observed = await this.observe(response, sentWith);
         sentWith = observed.session;
         stale = observed.stale;
@@ -548,8 +576,8 @@ export class SessionManager {
 
   /** First contact under the lock: send with what is stored and write down what the answer says. */
   private async contactLocked(current: SessionEntry | undefined, request: HttpRequest, requestId: string): Promise<HttpResponse | undefined> {
-    const { transport, logger, slot } = this.options;
-    const response = await transport.send(this.withCookie(request, current), requestId);
+    const { logger, slot } = this.options;
+    const response = await this.transportNow().send(this.withCookie(request, current), requestId);
     const change = cookieChange(current?.cookies, await sessionCookiesSetBy(response.setCookies, current?.cookies));
     if (change.kind === 'new') {
       if (current) {
@@ -705,11 +733,12 @@ export class SessionManager {
    * knew it (it opened a session for this look, which is logged out at once).
    */
   async sendExisting(request: HttpRequest): Promise<{ response: HttpResponse; gone: boolean } | undefined> {
+    await this.admit();
     await this.load(false); // looking only: no licence lease
     const stored = this.entry;
     if (!stored) return undefined;
     this.contacted = true;
-    const response = await this.options.transport.send(this.withCookie(request, stored));
+    const response = await this.transportNow().send(this.withCookie(request, stored));
     const change = cookieChange(stored.cookies, await sessionCookiesSetBy(response.setCookies, stored.cookies));
     if (change.kind === 'new') {
       await this.logout(this.options.slot.baseUrl, change.cookies);

@@ -9,6 +9,8 @@
  * - `live:<base URL>`     sorted set: slots holding one of the server's licences, scored by when
  *                         the server forgets them if unused; `~<slot key>` marks one being logged out
  * - `leases:<base URL>`   sorted set: `<slot key>#<token>` per running run, scored by lease expiry
+ * - `breakers`            hash: breaker key → BreakerRecord JSON (./breaker.ts; changed by compare-and-set)
+ * - `breaker-probe:<breaker key>`  the half-open probe slot: SET NX PX with a random token
  *
  * Times in the budget scripts come from the Redis server's clock (TIME), so hosts with skewed
  * clocks still agree. Every multi-key decision is one Lua script, atomic in Redis.
@@ -20,10 +22,12 @@ import type { LockOptions } from '../fs/index.js';
 import { ConfigError, LockBusyError, SessionLimitError, UnavailableError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
 import { backoffDelay, sleep } from '../transport/index.js';
+import { type BreakerKey, type BreakerRecord, type BreakerStore, breakerKeyString, isBreakerRecord, stateAt } from './breaker.js';
 import { isEntry, slotLabel, type Lease, type LicenceBudget, type SessionBackend, type SessionEntry, type SlotId } from './store.js';
 
 const PREFIX = 'legacy:v1:';
 const SESSIONS = `${PREFIX}sessions`;
+const BREAKERS = `${PREFIX}breakers`;
 
 /** A slot as one string: unambiguous, and never starting with '~' (JSON arrays start with '['). */
 export function slotKey(slot: SlotId): string {
@@ -132,6 +136,7 @@ export class RedisSessionStore implements SessionBackend {
   readonly kind = 'redis' as const;
   readonly location: string;
   readonly budget?: LicenceBudget;
+  readonly breakers: BreakerStore;
   /** Redis failed mid-run (not strict): every later call answers its fallback at once. */
   private degraded = false;
 
@@ -141,6 +146,7 @@ export class RedisSessionStore implements SessionBackend {
   ) {
     this.location = maskUrl(options.url);
     if (options.maxSessions !== undefined) this.budget = new RedisLicenceBudget(this, options.maxSessions, options);
+    this.breakers = new RedisBreakerStore(this, options.logger);
   }
 
   /** Connect (bounded by connectTimeoutMs); UnavailableError when Redis is down, ConfigError on a refused login. */
@@ -369,5 +375,70 @@ class RedisLicenceBudget implements LicenceBudget {
         await this.store.eval('releasing a licence lease', RELEASE_LEASE, [live, leases], [member, key, String(idleMs)], 1);
       },
     };
+  }
+}
+
+/** The circuit breakers in Redis: one hash field per breaker, changed by compare-and-set; the probe slot is SET NX PX. */
+class RedisBreakerStore implements BreakerStore {
+  private warnedDamage = false;
+
+  constructor(
+    private readonly store: RedisSessionStore,
+    private readonly logger: Logger,
+  ) {}
+
+  get location(): string {
+    return this.store.location;
+  }
+
+  private parse(raw: string | null | undefined): BreakerRecord | undefined {
+    if (!raw) return undefined;
+    try {
+      const value = JSON.parse(raw) as unknown;
+      if (isBreakerRecord(value)) return value;
+    } catch {
+      /* damaged: said below */
+    }
+    if (!this.warnedDamage) {
+      this.warnedDamage = true;
+      this.logger.warn(`circuit breaker state in ${this.location} is damaged; treating it as closed`);
+    }
+    return undefined;
+  }
+
+  async read(key: BreakerKey): Promise<BreakerRecord | undefined> {
+    return this.parse(await this.store.call('reading the circuit breaker', (c) => c.hget(BREAKERS, breakerKeyString(key)), null));
+  }
+
+  async list(): Promise<BreakerRecord[]> {
+    const values = await this.store.call('listing circuit breakers', (c) => c.hvals(BREAKERS), [] as string[]);
+    return values.map((v) => this.parse(v)).filter((r): r is BreakerRecord => r !== undefined);
+  }
+
+  async update(key: BreakerKey, change: (stored: BreakerRecord | undefined) => BreakerRecord | undefined): Promise<BreakerRecord | undefined> {
+    const field = breakerKeyString(key);
+    for (let attempt = 0; attempt < 50; attempt += 1) {
+      const raw = (await this.store.call('reading the circuit breaker', (c) => c.hget(BREAKERS, field), null)) ?? '';
+      const stored = this.parse(raw);
+      const next = change(stored);
+      if (!next) return stored;
+      const done = await this.store.eval('storing the circuit breaker', COMPARE_AND_SET, [BREAKERS], [field, raw, JSON.stringify(next)], 1);
+      if (Number(done) === 1) return next;
+    }
+    throw new LockBusyError(`the circuit breaker of ${key.env} in ${this.location} kept changing under us`);
+  }
+
+  async takeProbe(key: BreakerKey, token: string, leaseMs: number): Promise<boolean> {
+    const probeKey = `${PREFIX}breaker-probe:${breakerKeyString(key)}`;
+    const taken = await this.store.call('taking the probe slot', (c) => c.set(probeKey, token, 'PX', Math.max(1, Math.round(leaseMs)), 'NX'), null);
+    if (taken !== 'OK') return false;
+    // Another run's probe may have ended (closing or re-opening it) between our read and the slot.
+    if (stateAt(await this.read(key), Date.now()) === 'half-open') return true;
+    await this.releaseProbe(key, token);
+    return false;
+  }
+
+  async releaseProbe(key: BreakerKey, token: string): Promise<void> {
+    await this.store.eval('releasing the probe slot', RELEASE_LOCK, [`${PREFIX}breaker-probe:${breakerKeyString(key)}`], [token], 0);
   }
 }

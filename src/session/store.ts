@@ -16,6 +16,7 @@ import { configFileError } from '../config/store.js';
 import { ensurePrivateDir, quarantine, withLock, writeFileAtomic, type LockOptions } from '../fs/index.js';
 import { ConfigError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
+import { type BreakerStore, FileBreakerStore } from './breaker.js';
 
 export interface SessionEntry {
   env: string;
@@ -87,6 +88,8 @@ export interface SessionBackend {
   withSlotLock<T>(slot: SlotId, fn: () => Promise<T>, options: Pick<LockOptions, 'what' | 'timeoutMs'>): Promise<T>;
   /** The fleet-wide licence budget, when one is configured (Redis only). */
   readonly budget?: LicenceBudget;
+  /** The environments' circuit breakers, shared like the sessions (./breaker.ts). */
+  readonly breakers: BreakerStore;
   close(): Promise<void>;
 }
 
@@ -127,6 +130,7 @@ export function isEntry(value: unknown): value is SessionEntry {
 export class SessionStore implements SessionBackend {
   readonly kind = 'file' as const;
   readonly path: string;
+  readonly breakers: BreakerStore;
   private warnedCorrupt = false;
 
   constructor(
@@ -134,6 +138,7 @@ export class SessionStore implements SessionBackend {
     private readonly logger: Logger,
   ) {
     this.path = join(configDir, 'sessions.json');
+    this.breakers = new FileBreakerStore(configDir, logger);
   }
 
   get location(): string {

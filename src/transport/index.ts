@@ -77,6 +77,12 @@ export interface Exchange {
   ms: number;
   /** The transport will send this request again. */
   willRetry: boolean;
+  /**
+   * The try failed the way an unavailable server fails: no answer (refused, reset, timed out; not a
+   * TLS failure), a transient status (502/503/504, a transient 500) or an unreadable body. A 402,
+   * another 4xx or a deterministic 4D error is an answer (the circuit breaker: session/breaker.ts).
+   */
+  unavailable: boolean;
 }
 
 export interface ExchangeObserver {
@@ -417,6 +423,7 @@ export class Transport {
             },
             ms,
             willRetry,
+            unavailable: transientStatus || garbage,
           });
         }
         if (willRetry) {
@@ -466,6 +473,7 @@ export class Transport {
             error: causeCode || code || (error as Error).message,
             ms,
             willRetry,
+            unavailable: !tls,
           });
         }
         if (tls) {

@@ -36,6 +36,10 @@ beforeAll(async () => {
   // timed out) can never be released by the client, and the 10% mix produces a few of those per
   // run; they hold a licence until the server's idle timeout.
   server = await startServer({ rows: { Artikel: ROWS }, maxSessions: 10 });
+  // Runs here fail on purpose, one after another, in one config dir: that opens the environment's
+  // circuit breaker, as it should in production, and the next runs would be refused without a
+  // request. This file is about each run's own retries; the breaker's tests are test/cli/breaker.test.ts.
+  server.env.LEGACY_BREAKER = '0';
   const dir = tempDir('legacy-faults-');
   const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', String(PAGE), '-o', join(dir, OUT)], { env: server.env, timeoutMs: 120_000 });
   expect(r.code, r.stderr).toBe(0);
