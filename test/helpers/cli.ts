@@ -114,7 +114,8 @@ export function runShell(script: string, options: CliOptions = {}): Promise<CliR
 export async function interruptCli(
   args: string[],
   options: CliOptions & {
-    afterMs?: number /** Polled before the signal: the run is under way (on a loaded machine a fixed wait may end before it installed its handlers). */;
+    afterMs?: number;
+    /** Polled before the signal: the run is under way (on a loaded machine a fixed wait may end before it installed its handlers). */
     until?: () => Promise<boolean>;
   } = {},
 ): Promise<CliResult> {
