@@ -52,6 +52,12 @@ export function pgError(error: unknown, display: string): unknown {
   return error;
 }
 
+/** A bigint column's text: a number within 2^53, else the exact bigint (Number() would round it, silently). */
+function exactInt8(text: string): number | bigint {
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : BigInt(text);
+}
+
 export class PostgresSyncStore extends SyncStore {
   protected readonly dialect = dialect;
 
@@ -68,9 +74,10 @@ export class PostgresSyncStore extends SyncStore {
       connectionString: target.url,
       connectionTimeoutMillis: 10_000,
       application_name: 'legacy sync',
-      // BIGINT columns hold JavaScript numbers: read them back as numbers, as from SQLite.
+      // BIGINT columns read back as numbers, as from SQLite; a long64 beyond 2^53 as the exact bigint.
       types: {
-        getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format))) as never,
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+          oid === pg.types.builtins.INT8 ? exactInt8 : pg.types.getTypeParser(oid, format)) as never,
       },
     });
     client.on('error', () => undefined); // a dropped connection surfaces as the next query's error

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { ConfigError, LockBusyError, cannotWriteError, noSpaceReason } from '../errors/index.js';
-import { SyncStore, quoteId, rowChange, toSql, upsertParams, type Dialect, type Upsert, type UpsertCounts } from './store.js';
+import { SyncStore, exactInteger, quoteId, rowChange, toSql, upsertParams, type Dialect, type Upsert, type UpsertCounts } from './store.js';
 
 const require = createRequire(import.meta.url);
 const load = () => require('better-sqlite3') as typeof import('better-sqlite3');
@@ -66,7 +66,7 @@ export class SqliteSyncStore extends SyncStore {
   private prepare(sql: string): Statement {
     let statement = this.statements.get(sql);
     if (!statement) {
-      statement = this.db.prepare(sql);
+      statement = exactReader(this.db.prepare(sql));
       this.statements.set(sql, statement);
     }
     return statement;
@@ -75,7 +75,7 @@ export class SqliteSyncStore extends SyncStore {
   protected async query<T>(sql: string, params: unknown[] = []): Promise<{ rows: T[]; changes: number }> {
     return this.guard(() => {
       const statement = this.prepare(sql);
-      if (statement.reader) return { rows: statement.all(...params) as T[], changes: 0 };
+      if (statement.reader) return { rows: (statement.all(...params) as Array<Record<string, unknown>>).map(exactRow) as T[], changes: 0 };
       return { rows: [], changes: statement.run(...params).changes };
     });
   }
@@ -139,12 +139,13 @@ export class SqliteSyncStore extends SyncStore {
     const insert = this.db.prepare(this.upsertSql(table, keyColumn, dataColumns, values, false));
     // A change feed needs the stored row to name the changed fields; sync only the stamp.
     const observed = this.changeObserver !== undefined;
-    const existing = this.db.prepare(`SELECT ${observed ? '*' : '_stamp, _deleted_at'} FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`);
+    const existing = exactReader(this.db.prepare(`SELECT ${observed ? '*' : '_stamp, _deleted_at'} FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`));
     return async (rows, syncedAt) =>
       this.guard(() => {
         const counts: UpsertCounts = { inserted: 0, updated: 0, unchanged: 0 };
         for (const row of rows) {
-          const before = existing.get(toSql(row[0])) as ({ _stamp: number | null; _deleted_at: string | null } & Record<string, unknown>) | undefined;
+          const stored = existing.get(toSql(row[0])) as Record<string, unknown> | undefined;
+          const before = (stored && exactRow(stored)) as ({ _stamp: number | null; _deleted_at: string | null } & Record<string, unknown>) | undefined;
           if (!rewriteAll && before && before._stamp === row[1] && before._deleted_at === null) {
             counts.unchanged++;
             continue;
@@ -159,6 +160,20 @@ export class SqliteSyncStore extends SyncStore {
         return counts;
       });
   }
+}
+
+/** A reading statement that hands back 64-bit integers whole (bigint), for exactRow. */
+function exactReader(statement: Statement): Statement {
+  return statement.reader ? statement.safeIntegers(true) : statement;
+}
+
+/** A row of exactReader: integers within 2^53 as numbers, as before; beyond, the exact bigint (not the nearest double). */
+function exactRow(row: Record<string, unknown>): Record<string, unknown> {
+  for (const key in row) {
+    const v = row[key];
+    if (typeof v === 'bigint') row[key] = exactInteger(v);
+  }
+  return row;
 }
 
 /**
