@@ -44,6 +44,11 @@ export function pgError(error: unknown, display: string): unknown {
     });
   }
   if (code === '53300' || code === '57P03') return new TemporaryError(`PostgreSQL at ${display} takes no connections now: ${message}`);
+  // lock_timeout (sync verify, status, …): a sync holds a lock this statement needs.
+  if (code === '55P03')
+    return new TemporaryError(`sync database ${display} is busy: a sync is writing it (${message}); try again when it has finished`, {
+      hint: 'LEGACY_SYNC_BUSY_TIMEOUT_MS or syncBusyTimeoutMs waits longer',
+    });
   if (/^E[A-Z]+$/.test(code) || code.startsWith('08') || code.startsWith('57P') || (!code && /connection|timeout|terminated/i.test(message))) {
     const why = code === 'ECONNREFUSED' ? 'connection refused' : message;
     return new UnavailableError(`cannot reach PostgreSQL at ${display}: ${why}`, { hint: 'check that the server runs and listens on that host and port' });
@@ -68,7 +73,11 @@ export class PostgresSyncStore extends SyncStore {
     super();
   }
 
-  static async connect(target: Extract<SyncTarget, { kind: 'postgres' }>, options: { readOnly?: boolean } = {}): Promise<PostgresSyncStore> {
+  /** `lockTimeoutMs`: how long a statement waits for a lock another run (a sync) holds, then exit 75 (default: no limit). */
+  static async connect(
+    target: Extract<SyncTarget, { kind: 'postgres' }>,
+    options: { readOnly?: boolean; lockTimeoutMs?: number } = {},
+  ): Promise<PostgresSyncStore> {
     const pg = (await import('pg')).default;
     const client = new pg.Client({
       connectionString: target.url,
@@ -84,6 +93,8 @@ export class PostgresSyncStore extends SyncStore {
     try {
       await client.connect();
       if (options.readOnly) await client.query('SET default_transaction_read_only = on');
+      // 0 would mean "wait for ever" to PostgreSQL: the shortest wait it has is 1 ms.
+      if (options.lockTimeoutMs !== undefined) await client.query(`SET lock_timeout = ${Math.max(1, Math.trunc(options.lockTimeoutMs))}`);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw pgError(error, target.display);
