@@ -546,11 +546,10 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
       case Kind.Value:
         return value(sink, b, s, e);
       case Kind.Integer:
-        if (longInteger(b, s, e)) {
-          plain(sink, b, s, e); // the server's digits, exact (a long64 beyond 2^53)
-          return true;
-        }
-        return shortIntegerOrNull(b, s, e) && value(sink, b, s, e);
+        if (shortIntegerOrNull(b, s, e)) return value(sink, b, s, e);
+        if (!longInteger(b, s, e)) return false;
+        plain(sink, b, s, e); // the server's digits, exact (a long64 beyond 2^53)
+        return true;
       case Kind.None:
         return true;
       case Kind.Date: {
@@ -677,11 +676,10 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
       case Kind.Value:
         return value(sink, b, s, e);
       case Kind.Integer:
-        if (longInteger(b, s, e)) {
-          sink.bytes(b, s, e); // the server's digits, exact (a long64 beyond 2^53)
-          return true;
-        }
-        return shortIntegerOrNull(b, s, e) && value(sink, b, s, e);
+        if (shortIntegerOrNull(b, s, e)) return value(sink, b, s, e);
+        if (!longInteger(b, s, e)) return false;
+        sink.bytes(b, s, e); // the server's digits, exact (a long64 beyond 2^53)
+        return true;
       case Kind.None:
         sink.bytes(NULL, 0, 4);
         return true;

@@ -173,6 +173,34 @@ describe.each(TARGETS.map((t) => [t.name, t] as const))('sync into %s', (_name, 
   });
 });
 
+describe('watch', () => {
+  it('events carry such keys and values exactly (as text beyond 2^53), and a changed one is named', async () => {
+    server = await startServer({ data: FIXTURE });
+    const env = server.env;
+    const state = join(tempDir(), 'watch.sqlite');
+    const poll = async (...args: string[]) => {
+      const r = await runMain(['watch', 'Konto', '--once', '--state', state, ...args], { env });
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { type: string; data: { key: unknown; row: Record<string, unknown>; changedFields?: string[] } });
+    };
+    const created = await poll('--from', 'beginning');
+    const exact = (v: string) => (Number.isSafeInteger(Number(v)) ? Number(v) : v);
+    expect(created.map((e) => [e.data.key, e.data.row.ID, e.data.row.Saldo]).sort((a, b) => String(a[0]).localeCompare(String(b[0])))).toEqual(
+      ROWS.map(([id, saldo]) => [exact(id!), exact(id!), exact(saldo!)]).sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+    );
+    // One digit changes on the server: the copy's stored value, read back exactly, differs from the new one.
+    await server.control('row', { table: 'Konto', key: P53, set: { Saldo: '-9223372036854775807' } });
+    const updated = await poll();
+    expect(updated).toHaveLength(1);
+    expect(updated[0]!.type).toMatch(/updated$/);
+    expect(updated[0]!.data).toMatchObject({ key: P53, changedFields: ['Saldo'], row: { ID: P53, Saldo: '-9223372036854775807' } });
+  });
+});
+
 const BUSY_LINE = /^legacy: sync database .* is busy: a sync is writing it.*; try again when it has finished/m;
 
 describe('sync verify while a sync is writing', () => {
