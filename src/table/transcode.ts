@@ -540,16 +540,20 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
     return true;
   };
 
+  /** A long64 beyond 15 digits: the server's digits, exact (quoted when they hold the delimiter). */
+  const longIntegerCell = (sink: ByteSink, b: Buffer, s: number, e: number): boolean => {
+    if (!longInteger(b, s, e)) return false;
+    plain(sink, b, s, e);
+    return true;
+  };
+
   const cell = (sink: ByteSink, kind: Kind, b: Buffer, s: number, e: number): boolean => {
     if (s < 0) return kind !== Kind.Reference; // absent: null, an empty cell
     switch (kind) {
       case Kind.Value:
         return value(sink, b, s, e);
       case Kind.Integer:
-        if (shortIntegerOrNull(b, s, e)) return value(sink, b, s, e);
-        if (!longInteger(b, s, e)) return false;
-        plain(sink, b, s, e); // the server's digits, exact (a long64 beyond 2^53)
-        return true;
+        return shortIntegerOrNull(b, s, e) ? value(sink, b, s, e) : longIntegerCell(sink, b, s, e);
       case Kind.None:
         return true;
       case Kind.Date: {
@@ -665,6 +669,13 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
     return true;
   };
 
+  /** A long64 beyond 15 digits: the server's digits, exact, a JSON number. */
+  const longIntegerCell = (sink: ByteSink, b: Buffer, s: number, e: number): boolean => {
+    if (!longInteger(b, s, e)) return false;
+    sink.bytes(b, s, e);
+    return true;
+  };
+
   const cell = (sink: ByteSink, kind: Kind, b: Buffer, s: number, e: number): boolean => {
     if (s < 0 || (b[s] === 0x6e && kind !== Kind.Text)) {
       // Absent, or null: null for every converter but keyText (String(null)).
@@ -676,10 +687,7 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
       case Kind.Value:
         return value(sink, b, s, e);
       case Kind.Integer:
-        if (shortIntegerOrNull(b, s, e)) return value(sink, b, s, e);
-        if (!longInteger(b, s, e)) return false;
-        sink.bytes(b, s, e); // the server's digits, exact (a long64 beyond 2^53)
-        return true;
+        return shortIntegerOrNull(b, s, e) ? value(sink, b, s, e) : longIntegerCell(sink, b, s, e);
       case Kind.None:
         sink.bytes(NULL, 0, 4);
         return true;
