@@ -122,7 +122,9 @@ async function runSync(ctx: CommandContext, args: string[], opts: SyncOptions): 
   const { Syncer, newRunId } = await import('../sync/index.js');
   const client = await ctx.client();
   // A sync run holds the target's lock until it closes the store; a dry run only reads.
-  const store = opts.dryRun ? await openSyncStore(db, 'read') : await openSyncStore(db, 'run');
+  const store = opts.dryRun
+    ? await openSyncStore(db, 'read', { busyTimeoutMs: ctx.settings.syncBusyTimeoutMs })
+    : await openSyncStore(db, 'run', { busyTimeoutMs: ctx.settings.syncBusyTimeoutMs });
   const progress = ctx.interactive && !opts.json ? await (await import('../cli/progress.js')).startProgress(ctx.io.stderr, 'sync') : undefined;
   const syncer = new Syncer(client, store, {
     full: opts.full,
@@ -170,7 +172,7 @@ async function follow(ctx: CommandContext, tables: SyncTableConfig[], opts: Sync
   const db = target(ctx, opts);
   const { runFeed } = await import('../watch/feed.js');
   const client = await ctx.client();
-  const store = await openSyncStore(db, 'run');
+  const store = await openSyncStore(db, 'run', { busyTimeoutMs: ctx.settings.syncBusyTimeoutMs });
   ctx.logger.info(`following ${tables.map((t) => t.name).join(', ')} into ${db.display}; Ctrl-C to stop`);
   try {
     const interval = opts.interval ?? 1000;
@@ -222,7 +224,7 @@ function resultsText(results: TableResult[], dryRun: boolean): string {
 
 async function runStatus(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
   const db = target(ctx, opts);
-  const store = await openSyncStore(db, 'read');
+  const store = await openSyncStore(db, 'read', { busyTimeoutMs: ctx.settings.syncBusyTimeoutMs });
   if (!store) {
     if (opts.json) await writeJson(ctx.io, { database: db.display, tables: [], runs: [] });
     else await write(ctx.io.stdout, `no sync database yet at ${db.display}\n`);
@@ -273,7 +275,7 @@ async function runVerify(ctx: CommandContext, args: string[], opts: SyncOptions)
   const db = target(ctx, opts);
   const { Syncer } = await import('../sync/index.js');
   const client = await ctx.client();
-  const store = await openSyncStore(db, 'write');
+  const store = await openSyncStore(db, 'write', { busyTimeoutMs: ctx.settings.syncBusyTimeoutMs });
   const syncer = new Syncer(client, store, { pageSize: ctx.settings.pageSize, concurrency: ctx.settings.concurrency, logger: ctx.logger, signal: ctx.signal });
   const results = await syncer.verifyTables(tables).finally(() => store?.close());
   for (const r of results) ctx.metrics.rows({ read: r.server });
@@ -306,7 +308,7 @@ async function runVerify(ctx: CommandContext, args: string[], opts: SyncOptions)
 async function runRuns(ctx: CommandContext, _args: string[], opts: SyncOptions): Promise<number> {
   const limit = opts.limit ?? 20;
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number ≥ 1');
-  const store = await openSyncStore(target(ctx, opts), 'read');
+  const store = await openSyncStore(target(ctx, opts), 'read', { busyTimeoutMs: ctx.settings.syncBusyTimeoutMs });
   const runs = store ? await store.runs(limit).finally(() => store.close()) : [];
   if (opts.json) await writeJson(ctx.io, runs);
   else
@@ -324,7 +326,7 @@ async function runPrune(ctx: CommandContext, _args: string[], opts: SyncOptions)
   if (!opts.olderThan) throw new UsageError('sync prune needs --older-than, e.g. --older-than 7d');
   const ms = parseDuration(opts.olderThan);
   const db = target(ctx, opts);
-  const store = await openSyncStore(db, 'write');
+  const store = await openSyncStore(db, 'write', { busyTimeoutMs: ctx.settings.syncBusyTimeoutMs });
   if (!store) {
     await write(ctx.io.stdout, `no sync database at ${db.display}\n`);
     return 0;

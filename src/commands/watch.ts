@@ -70,7 +70,7 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
     await (await open(target.path, 'a', 0o600)).close();
   }
   // One follower per consumer: the state database's run lock (a second one is exit 75).
-  const store = await openSyncStore(target, 'run');
+  const store = await openSyncStore(target, 'run', { busyTimeoutMs: ctx.settings.syncBusyTimeoutMs });
   let sink: import('../watch/sinks.js').Sink;
   try {
     if (opts.webhook) {
@@ -243,7 +243,7 @@ async function runReset(ctx: CommandContext, _args: string[], opts: WatchOptions
   }
   // The run lock: never reset under a running follower.
   const { openSyncStore } = await import('../sync/open.js');
-  const store = await openSyncStore({ kind: 'sqlite', path, display: path }, 'run');
+  const store = await openSyncStore({ kind: 'sqlite', path, display: path }, 'run', { busyTimeoutMs: ctx.settings.syncBusyTimeoutMs });
   await store.close();
   for (const suffix of ['', '-wal', '-shm', '.lock']) await rm(`${path}${suffix}`, { force: true });
   ctx.logger.warn(`consumer '${consumer}' reset: its next start begins at --from (default now)`);

@@ -72,6 +72,8 @@ export interface Settings {
   credentials?: Credentials;
   /** Where the run's metrics go (--metrics-file, LEGACY_METRICS_FILE, metricsFile in the config); none by default. */
   metricsFile?: string;
+  /** How long a sync command waits for a database another run is writing (SQLite busy, PostgreSQL lock), then exit 75. */
+  syncBusyTimeoutMs: number;
   /** Where sync writes when the command gives no --db (LEGACY_SYNC_DB, the environment's sync.db), and what said so. */
   syncDb: { db?: string; what: string };
   /** The `authentify()` parameters template for force login (LEGACY_AUTHENTIFY_BODY, authentifyBody); undefined = the docs' example. */
@@ -122,6 +124,7 @@ export const DEFAULTS = {
   breakerWindowMs: 600_000,
   breakerCoolDownMs: 60_000,
   breakerMaxCoolDownMs: 600_000,
+  syncBusyTimeoutMs: 5000,
 } as const;
 
 const BOOLEAN_WORDS = ['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'];
@@ -311,6 +314,9 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     debug: opts.debug === true || Boolean(env.LEGACY_DEBUG),
     credentials: username && password ? { username, password } : undefined,
     metricsFile: resolveMetricsFile(opts, env, config, envName),
+    syncBusyTimeoutMs: env.LEGACY_SYNC_BUSY_TIMEOUT_MS
+      ? parseInteger(env.LEGACY_SYNC_BUSY_TIMEOUT_MS, 'LEGACY_SYNC_BUSY_TIMEOUT_MS', 'env', 0)
+      : (envConfig?.syncBusyTimeoutMs ?? defaults.syncBusyTimeoutMs ?? DEFAULTS.syncBusyTimeoutMs),
     syncDb: resolveSyncDb(env, envName, envConfig),
     authentifyBody: resolveAuthentifyBody(env, envConfig, defaults),
     breaker: resolveBreaker(opts, env, envConfig, defaults),

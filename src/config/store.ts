@@ -39,6 +39,8 @@ export interface EnvironmentSettings {
   maxSessions?: number;
   /** Prometheus textfile the run's metrics are merged into (an absolute path). */
   metricsFile?: string;
+  /** How long a sync command waits for a sync database another run is writing (ms) before exit 75. */
+  syncBusyTimeoutMs?: number;
   /**
    * Force login (4D v20 R6+): the parameters sent to the application's `authentify()`, a JSON value
    * with `{user}` and `{password}` placeholders (default `[{"name":"{user}","password":"{password}"}]`).
@@ -133,6 +135,7 @@ const SETTING_CHECKS: Record<keyof EnvironmentSettings, (v: unknown) => boolean>
   sessionStoreStrict: (v) => typeof v === 'boolean',
   maxSessions: (v) => Number.isInteger(v) && (v as number) >= 1,
   metricsFile: (v) => typeof v === 'string' && isAbsolute(v),
+  syncBusyTimeoutMs: (v) => Number.isInteger(v) && (v as number) >= 0,
   authentifyBody: (v) => authentifyBodyProblem(v) === undefined,
   breaker: (v) => typeof v === 'boolean',
   breakerFailures: (v) => Number.isInteger(v) && (v as number) >= 1,

@@ -47,6 +47,6 @@ export interface DataClassDef {
 /**
  * Stored value of one attribute, in wire encoding: dates `D!M!YYYY`, durations ms, objects inline,
  * relatedEntity = the related key string, image/blob = `true` when present. null = unset.
- * relatedEntities are not stored (always null).
+ * relatedEntities are not stored (always null). A long64 beyond 2^53 is a bigint (4D writes its exact digits).
  */
-export type WireValue = string | number | boolean | null | { [k: string]: unknown } | unknown[];
+export type WireValue = string | number | bigint | boolean | null | { [k: string]: unknown } | unknown[];

@@ -66,6 +66,13 @@ export class ArraySelection implements Selection {
 type UndoEntry = { kind: 'write'; i: number; prev: StoredRow | undefined } | { kind: 'insert'; i: number; key: string } | { kind: 'remove'; i: number };
 
 const NUMERIC_KEY = /^[+-]?\d+(\.\d+)?$/;
+const WHOLE_KEY = /^[+-]?\d+$/;
+
+/** A normalized numeric key as stored: a number, or a bigint beyond 2^53 (a long64 key, exact). */
+function numericKeyValue(key: string): number | bigint {
+  const n = Number(key);
+  return Number.isSafeInteger(n) || !WHOLE_KEY.test(key) ? n : BigInt(key);
+}
 
 export class Table {
   readonly name: string;
@@ -130,9 +137,12 @@ export class Table {
     return i >= 0 && i < this.total && !this.deleted.has(i);
   }
 
-  /** Canonical key string (numeric keys: `007` → `7`). */
+  /** Canonical key string (numeric keys: `007` → `7`; a whole number beyond 2^53 keeps its exact digits, a long64 key). */
   normalizeKey(key: string): string {
-    if (this.numericKey && NUMERIC_KEY.test(key)) return String(Number(key));
+    if (this.numericKey && NUMERIC_KEY.test(key)) {
+      const n = Number(key);
+      return Number.isSafeInteger(n) || !WHOLE_KEY.test(key) ? String(n) : BigInt(key).toString();
+    }
     return key;
   }
 
@@ -213,7 +223,7 @@ export class Table {
     if (this.tracking) row.values[this.tracking.attr] = this.tracking.clock.take();
     const i = this.total++;
     const key = this.normalizeKey(String(row.values[this.keyAttr]));
-    row.values[this.keyAttr] = this.numericKey ? Number(key) : key;
+    row.values[this.keyAttr] = this.numericKey ? numericKeyValue(key) : key;
     this.overlay.set(i, row);
     this.insertedKeys.set(key, i);
     if (this.numericKey) this.maxNumKey = Math.max(this.maxNumKey, Number(key));

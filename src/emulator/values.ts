@@ -15,6 +15,27 @@ function toNumber(v: unknown): number | undefined {
   return undefined;
 }
 
+const INTEGER = /^\s*[+-]?\d+\s*$/;
+const LONG64_MIN = -(2n ** 63n);
+const LONG64_MAX = 2n ** 63n - 1n;
+
+/**
+ * A long64 (Integer 64 bits, -2^63 … 2^63-1): a number within 2^53, else a bigint, so that
+ * `9007199254740993` stays itself. Digits beyond 2^53 come as text or a bigint (a JSON number
+ * that long has already been rounded by JSON.parse).
+ */
+function toLong64(v: unknown): number | bigint | undefined {
+  let big: bigint;
+  if (typeof v === 'bigint') big = v;
+  else if (typeof v === 'string' && INTEGER.test(v)) big = BigInt(v.trim());
+  else {
+    const n = toNumber(v);
+    return n === undefined ? undefined : Math.trunc(n);
+  }
+  if (big < LONG64_MIN || big > LONG64_MAX) return undefined;
+  return big >= -(2n ** 53n) && big <= 2n ** 53n ? Number(big) : big;
+}
+
 function keyOf(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' && Number.isFinite(v)) return String(v);
@@ -47,8 +68,11 @@ export function coerceInput(attr: AttributeDef, v: unknown): Coerced {
       if (typeof v === 'string') return { ok: true, value: v };
       if (typeof v === 'number' || typeof v === 'boolean') return { ok: true, value: String(v) };
       return fail(attr, v);
+    case 'long64': {
+      const n = toLong64(v);
+      return n === undefined ? fail(attr, v) : { ok: true, value: n };
+    }
     case 'long':
-    case 'long64':
     case 'word': {
       const n = toNumber(v);
       return n === undefined ? fail(attr, v) : { ok: true, value: Math.trunc(n) };

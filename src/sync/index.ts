@@ -32,11 +32,12 @@ import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
 import { DEFAULT_PAGES_IN_FLIGHT } from '../table/concurrency.js';
 import { exportRows, planExport, type ExportPlan, type ExportSummary } from '../table/export.js';
+import { jsonText } from '../table/convert.js';
 import { attributeNamed } from '../table/query.js';
 import { allOf, conditionCheck } from '../table/verify.js';
 import { modeText } from './mode.js';
 import { compare, reconcile, type ReconcileResult } from './reconcile.js';
-import { sqlTypeOf, type ScanDiff, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
+import { exactInteger, sqlTypeOf, type ScanDiff, type StoredColumn, type SyncStore, type TableState, type UpsertCounts } from './store.js';
 
 import { DELETED_RECORDS, GLOBAL_STAMP, chooseWindow, cursorFields, globalStampOf, type Tracking, type Window } from './window.js';
 
@@ -477,7 +478,7 @@ export class Syncer {
       // Only the rows the filter asked for count, whatever the server sent.
       const mine = rows.filter((r) => r[2] === t.dc.name && typeof r[1] === 'number' && r[1] >= since);
       const deletions = mine
-        .map((r) => ({ key: numericKey ? Number(r[0]) : String(r[0]), stamp: r[1] as number }))
+        .map((r) => ({ key: numericKey ? numericKeyOf(r[0]) : String(r[0]), stamp: r[1] as number }))
         .filter((d) => !(numericKey && Number.isNaN(d.key)));
       const at = new Date().toISOString();
       marked += await store.transaction(async () => {
@@ -541,7 +542,7 @@ export class Syncer {
       table_name: t.dc.name,
       key_column: t.keyAttr.name,
       cursor_value: cursor ?? t.state?.cursor_value ?? null,
-      boundary_keys: JSON.stringify(boundary),
+      boundary_keys: jsonText(boundary),
       last_full_sync: result.mode === 'incremental' ? (t.state?.last_full_sync ?? null) : finished,
       last_success: finished,
       catalog_hash: t.hash,
@@ -656,6 +657,12 @@ export class Syncer {
     for (const table of tables) results.push(await this.verifyTable(table));
     return results;
   }
+}
+
+/** A deleted record's primary key (4D sends it as text) for a numeric key column: a long64 beyond 2^53 stays exact (bigint). */
+function numericKeyOf(value: unknown): number | bigint {
+  const text = String(value);
+  return /^-?\d{16,}$/.test(text) ? exactInteger(BigInt(text)) : Number(text);
 }
 
 export function newRunId(): string {

@@ -13,6 +13,7 @@ import type { SyncStore, SyncTarget } from './store.js';
 export type { SyncTarget } from './store.js';
 
 const POSTGRES_URL = /^postgres(?:ql)?:/i;
+const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 /** `--db` → the target: `postgres://` or `postgresql://` URLs go to PostgreSQL, anything else is an SQLite path. */
 export function syncTarget(db: string | undefined, cwd: string, defaultPath: string, what = '--db'): SyncTarget {
@@ -33,17 +34,27 @@ export function syncTarget(db: string | undefined, cwd: string, defaultPath: str
   return { kind: 'postgres', url: url.href, display: maskUrl(url.href) };
 }
 
+export interface OpenOptions {
+  /**
+   * How long to wait for a database another run is writing: SQLite's busy timeout (every mode) and,
+   * for `read` and `write`, PostgreSQL's lock_timeout. Then the store's error is exit 75
+   * (TemporaryError), never "the copy differs". Default 5000 ms.
+   */
+  busyTimeoutMs?: number;
+}
+
 /**
  * Open a target. `run`: create it if needed, take the one-sync-per-target lock, create or upgrade the
  * schema. `read` (read-only) and `write`: only an existing store, else undefined.
  */
-export async function openSyncStore(target: SyncTarget, mode: 'run'): Promise<SyncStore>;
-export async function openSyncStore(target: SyncTarget, mode: 'read' | 'write'): Promise<SyncStore | undefined>;
-export async function openSyncStore(target: SyncTarget, mode: 'run' | 'read' | 'write'): Promise<SyncStore | undefined> {
+export async function openSyncStore(target: SyncTarget, mode: 'run', options?: OpenOptions): Promise<SyncStore>;
+export async function openSyncStore(target: SyncTarget, mode: 'read' | 'write', options?: OpenOptions): Promise<SyncStore | undefined>;
+export async function openSyncStore(target: SyncTarget, mode: 'run' | 'read' | 'write', options: OpenOptions = {}): Promise<SyncStore | undefined> {
+  const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   let store: SyncStore;
   if (target.kind === 'postgres') {
     const { PostgresSyncStore } = await import('./postgres.js');
-    store = await PostgresSyncStore.connect(target, { readOnly: mode === 'read' });
+    store = await PostgresSyncStore.connect(target, { readOnly: mode === 'read', ...(mode === 'run' ? {} : { lockTimeoutMs: busyTimeoutMs }) });
     if (mode !== 'run' && (await store.existingColumns('_legacy_sync_runs')).length === 0) {
       await store.close();
       return undefined;
@@ -51,7 +62,7 @@ export async function openSyncStore(target: SyncTarget, mode: 'run' | 'read' | '
   } else {
     if (mode !== 'run' && !existsSync(target.path)) return undefined;
     const { SqliteSyncStore } = await import('./sqlite.js');
-    store = SqliteSyncStore.open(target.path, { readOnly: mode === 'read' });
+    store = SqliteSyncStore.open(target.path, { readOnly: mode === 'read', busyTimeoutMs });
   }
   if (mode === 'read') return store;
   try {

@@ -44,12 +44,23 @@ export function pgError(error: unknown, display: string): unknown {
     });
   }
   if (code === '53300' || code === '57P03') return new TemporaryError(`PostgreSQL at ${display} takes no connections now: ${message}`);
+  // lock_timeout (sync verify, status, …): a sync holds a lock this statement needs.
+  if (code === '55P03')
+    return new TemporaryError(`sync database ${display} is busy: a sync is writing it (${message}); try again when it has finished`, {
+      hint: 'LEGACY_SYNC_BUSY_TIMEOUT_MS or syncBusyTimeoutMs waits longer',
+    });
   if (/^E[A-Z]+$/.test(code) || code.startsWith('08') || code.startsWith('57P') || (!code && /connection|timeout|terminated/i.test(message))) {
     const why = code === 'ECONNREFUSED' ? 'connection refused' : message;
     return new UnavailableError(`cannot reach PostgreSQL at ${display}: ${why}`, { hint: 'check that the server runs and listens on that host and port' });
   }
   if (code.startsWith('22')) return new BadDataError(`PostgreSQL rejected a value: ${message}`);
   return error;
+}
+
+/** A bigint column's text: a number within 2^53, else the exact bigint (Number() would round it, silently). */
+function exactInt8(text: string): number | bigint {
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : BigInt(text);
 }
 
 export class PostgresSyncStore extends SyncStore {
@@ -62,21 +73,28 @@ export class PostgresSyncStore extends SyncStore {
     super();
   }
 
-  static async connect(target: Extract<SyncTarget, { kind: 'postgres' }>, options: { readOnly?: boolean } = {}): Promise<PostgresSyncStore> {
+  /** `lockTimeoutMs`: how long a statement waits for a lock another run (a sync) holds, then exit 75 (default: no limit). */
+  static async connect(
+    target: Extract<SyncTarget, { kind: 'postgres' }>,
+    options: { readOnly?: boolean; lockTimeoutMs?: number } = {},
+  ): Promise<PostgresSyncStore> {
     const pg = (await import('pg')).default;
     const client = new pg.Client({
       connectionString: target.url,
       connectionTimeoutMillis: 10_000,
       application_name: 'legacy sync',
-      // BIGINT columns hold JavaScript numbers: read them back as numbers, as from SQLite.
+      // BIGINT columns read back as numbers, as from SQLite; a long64 beyond 2^53 as the exact bigint.
       types: {
-        getTypeParser: ((oid: number, format?: 'text' | 'binary') => (oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format))) as never,
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+          oid === pg.types.builtins.INT8 ? exactInt8 : pg.types.getTypeParser(oid, format)) as never,
       },
     });
     client.on('error', () => undefined); // a dropped connection surfaces as the next query's error
     try {
       await client.connect();
       if (options.readOnly) await client.query('SET default_transaction_read_only = on');
+      // 0 would mean "wait for ever" to PostgreSQL: the shortest wait it has is 1 ms.
+      if (options.lockTimeoutMs !== undefined) await client.query(`SET lock_timeout = ${Math.max(1, Math.trunc(options.lockTimeoutMs))}`);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw pgError(error, target.display);

@@ -3,8 +3,8 @@ import { mkdirSync, statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type { Database as Db, Statement } from 'better-sqlite3';
-import { ConfigError, LockBusyError, cannotWriteError, noSpaceReason } from '../errors/index.js';
-import { SyncStore, quoteId, rowChange, toSql, upsertParams, type Dialect, type Upsert, type UpsertCounts } from './store.js';
+import { ConfigError, LockBusyError, TemporaryError, cannotWriteError, noSpaceReason } from '../errors/index.js';
+import { SyncStore, exactInteger, quoteId, rowChange, toSql, upsertParams, type Dialect, type Upsert, type UpsertCounts } from './store.js';
 
 const require = createRequire(import.meta.url);
 const load = () => require('better-sqlite3') as typeof import('better-sqlite3');
@@ -27,18 +27,23 @@ export class SqliteSyncStore extends SyncStore {
   private constructor(
     readonly path: string,
     readonly db: Db,
+    private readonly busyTimeoutMs: number,
   ) {
     super();
     this.display = path;
   }
 
-  /** Open (creating the file) the database. `readOnly` never creates anything. */
-  static open(path: string, options: { readOnly?: boolean } = {}): SqliteSyncStore {
+  /**
+   * Open (creating the file) the database. `readOnly` never creates anything. A statement that finds
+   * the file locked by another run's write waits up to `busyTimeoutMs` (default 5 s), then fails
+   * with exit 75 (storeError).
+   */
+  static open(path: string, options: { readOnly?: boolean; busyTimeoutMs?: number } = {}): SqliteSyncStore {
     const Database = load();
     let db: Db;
     try {
       if (!options.readOnly) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      db = new Database(path, { readonly: options.readOnly === true, fileMustExist: options.readOnly === true, timeout: 5000 });
+      db = new Database(path, { readonly: options.readOnly === true, fileMustExist: options.readOnly === true, timeout: options.busyTimeoutMs ?? 5000 });
     } catch (error) {
       throw new ConfigError(`cannot open sync database ${path}: ${(error as Error).message}`, { hint: 'choose another path with --db or --data-dir' });
     }
@@ -48,10 +53,10 @@ export class SqliteSyncStore extends SyncStore {
         db.pragma('synchronous = NORMAL');
       } catch (error) {
         db.close();
-        throw storeError(error, path);
+        throw storeError(error, path, options.busyTimeoutMs ?? 5000);
       }
     }
-    return new SqliteSyncStore(path, db);
+    return new SqliteSyncStore(path, db, options.busyTimeoutMs ?? 5000);
   }
 
   /** Run a statement; a full disk ("database or disk is full") is exit 73 naming the database. */
@@ -59,14 +64,14 @@ export class SqliteSyncStore extends SyncStore {
     try {
       return fn();
     } catch (error) {
-      throw storeError(error, this.path);
+      throw storeError(error, this.path, this.busyTimeoutMs);
     }
   }
 
   private prepare(sql: string): Statement {
     let statement = this.statements.get(sql);
     if (!statement) {
-      statement = this.db.prepare(sql);
+      statement = exactReader(this.db.prepare(sql));
       this.statements.set(sql, statement);
     }
     return statement;
@@ -75,7 +80,7 @@ export class SqliteSyncStore extends SyncStore {
   protected async query<T>(sql: string, params: unknown[] = []): Promise<{ rows: T[]; changes: number }> {
     return this.guard(() => {
       const statement = this.prepare(sql);
-      if (statement.reader) return { rows: statement.all(...params) as T[], changes: 0 };
+      if (statement.reader) return { rows: (statement.all(...params) as Array<Record<string, unknown>>).map(exactRow) as T[], changes: 0 };
       return { rows: [], changes: statement.run(...params).changes };
     });
   }
@@ -139,12 +144,13 @@ export class SqliteSyncStore extends SyncStore {
     const insert = this.db.prepare(this.upsertSql(table, keyColumn, dataColumns, values, false));
     // A change feed needs the stored row to name the changed fields; sync only the stamp.
     const observed = this.changeObserver !== undefined;
-    const existing = this.db.prepare(`SELECT ${observed ? '*' : '_stamp, _deleted_at'} FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`);
+    const existing = exactReader(this.db.prepare(`SELECT ${observed ? '*' : '_stamp, _deleted_at'} FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`));
     return async (rows, syncedAt) =>
       this.guard(() => {
         const counts: UpsertCounts = { inserted: 0, updated: 0, unchanged: 0 };
         for (const row of rows) {
-          const before = existing.get(toSql(row[0])) as ({ _stamp: number | null; _deleted_at: string | null } & Record<string, unknown>) | undefined;
+          const stored = existing.get(toSql(row[0])) as Record<string, unknown> | undefined;
+          const before = (stored && exactRow(stored)) as ({ _stamp: number | null; _deleted_at: string | null } & Record<string, unknown>) | undefined;
           if (!rewriteAll && before && before._stamp === row[1] && before._deleted_at === null) {
             counts.unchanged++;
             continue;
@@ -161,15 +167,39 @@ export class SqliteSyncStore extends SyncStore {
   }
 }
 
+/** A reading statement that hands back 64-bit integers whole (bigint), for exactRow. */
+function exactReader(statement: Statement): Statement {
+  return statement.reader ? statement.safeIntegers(true) : statement;
+}
+
+/** A row of exactReader: integers within 2^53 as numbers, as before; beyond, the exact bigint (not the nearest double). */
+function exactRow(row: Record<string, unknown>): Record<string, unknown> {
+  for (const key in row) {
+    const v = row[key];
+    if (typeof v === 'bigint') row[key] = exactInteger(v);
+  }
+  return row;
+}
+
 /**
- * A failure of the database file as the error it is: a full disk is exit 73 ("cannot create output").
+ * A failure of the database file as the error it is. SQLITE_BUSY (after the busy timeout: another
+ * run, a sync, holds the write lock) is exit 75, temporary: `sync verify` must not report it as a
+ * copy that differs (exit 1), which monitoring reads as drift. A full disk is exit 73 ("cannot create output").
  * SQLite says "database or disk is full" (SQLITE_FULL) when a write finds no space, but only "disk
  * I/O error" when its shared-memory file cannot grow (SQLITE_IOERR_SHMSIZE): an I/O error on a file
  * system with no block left is the full disk too.
  */
-function storeError(error: unknown, path: string): unknown {
+function storeError(error: unknown, path: string, busyTimeoutMs?: number): unknown {
   if (noSpaceReason(error)) return cannotWriteError(error, `sync database ${path}`);
   const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))) {
+    return new TemporaryError(
+      `sync database ${path} is busy: a sync is writing it${busyTimeoutMs ? ` (waited ${busyTimeoutMs} ms)` : ''}; try again when it has finished`,
+      {
+        hint: 'LEGACY_SYNC_BUSY_TIMEOUT_MS or syncBusyTimeoutMs waits longer',
+      },
+    );
+  }
   if (typeof code === 'string' && code.startsWith('SQLITE_IOERR') && noSpaceLeft(dirname(path))) {
     return cannotWriteError(error, `sync database ${path}`, 'write', noSpaceReason({ code: 'ENOSPC' }));
   }

@@ -25,14 +25,27 @@ export function sqlTypeOf(attr: Attribute): SqlType {
   return 'TEXT';
 }
 
-/** A value as the database stores it: booleans 0/1, objects as JSON text. */
-export function toSql(value: unknown): string | number | null {
+/**
+ * A value as the database stores it: booleans 0/1, objects as JSON text, a long64 beyond 2^53 as
+ * the bigint it was read as (bound as a 64-bit integer: SQLite INTEGER, PostgreSQL bigint, exact).
+ */
+export function toSql(value: unknown): string | number | bigint | null {
   if (value === null || value === undefined) return null;
   if (typeof value === 'boolean') return value ? 1 : 0;
   if (typeof value === 'number' || typeof value === 'string') return value;
-  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString(); // never rounded
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value; // never rounded
   return JSON.stringify(value);
 }
+
+/**
+ * A 64-bit integer read back from a database, exact: a number within 2^53, else a bigint (both
+ * drivers would otherwise hand back the nearest double, silently).
+ */
+export function exactInteger(value: bigint): number | bigint {
+  return value >= MIN_SAFE && value <= MAX_SAFE ? Number(value) : value;
+}
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 export interface TableState {
   table_name: string;
@@ -266,7 +279,7 @@ const SCHEMA = `
 `;
 
 /** [key, stamp, timestamp, cursor, ...values] → the values of one upserted row, in upsertColumns order. */
-export function upsertParams(row: unknown[], syncedAt: string): Array<string | number | null> {
+export function upsertParams(row: unknown[], syncedAt: string): Array<string | number | bigint | null> {
   const [key, stamp, timestamp, cursor, ...values] = row;
   return [...[key, ...values, stamp, timestamp, cursor].map(toSql), syncedAt];
 }

@@ -74,10 +74,11 @@ export function relatedKey(value: unknown): string | null {
 export const keepValue: Converter = (v) => (v === undefined ? null : v);
 
 /**
- * An integer attribute's value (long, long64, ...): kept as sent, but an integer beyond 2^53 stops
- * the export. JSON.parse reads `9007199254740993` as 9007199254740992: writing it would be a
- * different number, silently. (The page transcoder writes integers of up to 15 digits itself and
- * leaves longer ones to this converter.)
+ * An integer attribute's value (long, long64, ...): kept as sent. A long64 beyond 2^53 arrives as a
+ * bigint holding the server's exact digits (the page readers of ./transcode.ts and
+ * ../rest/json.ts read integer tokens that long as bigint); a *number* beyond 2^53 can only come
+ * from a parse that already rounded it (`9007199254740993` read as 9007199254740992), and stops
+ * the export rather than write a different number, silently.
  */
 export const integerValue: Converter = (v) => {
   if (typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) {
@@ -90,6 +91,21 @@ export const integerValue: Converter = (v) => {
   }
   return v === undefined ? null : v;
 };
+
+/**
+ * A JSON text as `JSON.stringify` writes it, but a bigint (a long64 beyond 2^53) as its exact
+ * digits, a JSON number, where JSON.stringify would throw. Bigints appear only as the values of
+ * integer attributes, at the top level of a row (or of a list of keys).
+ */
+export function jsonText(value: unknown): string {
+  if (typeof value === 'bigint') return value.toString();
+  if (Array.isArray(value) && value.some((v) => typeof v === 'bigint')) return `[${value.map((v) => (v === undefined ? 'null' : jsonText(v))).join(',')}]`;
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined);
+    if (entries.some(([, v]) => typeof v === 'bigint')) return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
 
 /** No value of its own (pictures and blobs, to-many relations). */
 export const noValue: Converter = () => null;

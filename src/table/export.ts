@@ -15,7 +15,8 @@ import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../rest/
 import type { Logger } from '../log/index.js';
 import { serverMessage } from '../protocol/errors.js';
 import { DEFAULT_PAGES_IN_FLIGHT, PagesInFlight } from './concurrency.js';
-import { converterFor, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
+import { parseExactJson, roundedJson } from '../transport/json.js';
+import { converterFor, integerValue, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
 import type { EncodedRows, PageEncoder } from './formats.js';
 import { attributeNamed, buildOrderBy, buildQuery } from './query.js';
 import { PagePool, ScanLayout, ScannedPage, scanPage } from './scan.js';
@@ -134,7 +135,12 @@ function isPlaceholder(entity: Entity): boolean {
 /** One entity as a row of the plan's columns, converted. */
 export function toRow(plan: ExportPlan, entity: Entity): unknown[] {
   // Own attributes only: an absent `toString` or `constructor` is absent, not Object.prototype's.
-  return plan.columns.map((c) => c.convert(Object.hasOwn(entity, c.name) ? entity[c.name] : undefined));
+  // Integer attributes keep a long64 beyond 2^53 exact (a bigint of parseExactJson); any other value
+  // is what JSON.parse reads, as the page transcoder writes it.
+  return plan.columns.map((c) => {
+    const value = Object.hasOwn(entity, c.name) ? entity[c.name] : undefined;
+    return c.convert(c.convert === integerValue ? value : roundedJson(value));
+  });
 }
 
 /** Rows an export of `count` matching rows writes, after --skip and --limit. */
@@ -196,7 +202,7 @@ function scannedPages(client: RestClient, plan: ExportPlan, logger: Logger) {
   );
   const pool = new PagePool();
   const body = {
-    decode: (bytes: Buffer) => scanPage(bytes, layout, pool) ?? JSON.parse(bytes.toString()),
+    decode: (bytes: Buffer) => scanPage(bytes, layout, pool) ?? parseExactJson(bytes.toString()),
     bodyBuffer: (length: number) => pool.body(length),
   };
   let scanned = 0;
@@ -228,7 +234,7 @@ function scannedPages(client: RestClient, plan: ExportPlan, logger: Logger) {
 export async function* exportRows(client: RestClient, plan: ExportPlan, hooks: ExportHooks, { reference = false } = {}): AsyncGenerator<unknown[][]> {
   if (reference) {
     const read: ReadPage<ObjectPage> = async (table, query) => {
-      const response = await client.pageWith(table, query);
+      const response = await client.pageWith(table, query, { decode: (bytes: Buffer) => parseExactJson(bytes.toString()) });
       return { page: new ObjectPage(envelopeOf(response.json, table, query)), bytes: response.bytes, retries: response.retries };
     };
     yield* exportPages(client, plan, hooks, read, (page, taken) => taken.map((i) => toRow(plan, page.raw(i))));

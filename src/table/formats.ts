@@ -8,6 +8,7 @@ import type { Writable } from 'node:stream';
 import { write } from '../streams/write.js';
 import type { EncodedRows, PageEncoder, RowWriter } from './writer.js';
 import { csvEncoder } from './csv.js';
+import { jsonText } from './convert.js';
 import { ByteSink, csvTranscoder, jsonTranscoder, type Transcoder } from './transcode.js';
 import { xlsxWriter, type CellKind } from './xlsx.js';
 
@@ -147,7 +148,7 @@ function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWrite
     async write(rows) {
       let chunk = '';
       for (const row of rows) {
-        const text = JSON.stringify(toObject(row));
+        const text = jsonText(toObject(row));
         if (ndjson) chunk += `${text}\n`;
         else chunk += `${separator(written)}${text}`;
         written++;
@@ -160,7 +161,7 @@ function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWrite
     encoder(cols) {
       const transcoder = jsonTranscoder(cols);
       if (!transcoder) return undefined;
-      return pageEncoder(transcoder, (row) => JSON.stringify(toObject(row)), ndjson ? { after: 0x0a } : { before: separator });
+      return pageEncoder(transcoder, (row) => jsonText(toObject(row)), ndjson ? { after: 0x0a } : { before: separator });
     },
     async writeEncoded(page) {
       written += page.rows;

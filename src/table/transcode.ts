@@ -13,13 +13,14 @@
  *   objects/arrays whose text is already what `JSON.stringify` writes (canonicalJson);
  * - fourDDateToIso: `D!M!YYYY` strings; msToTime: integer milliseconds;
  * - relatedKey: `{"__deferred":{…,"__KEY":"…"}}`; noValue: nothing to read;
- * - integerValue: integers of at most 15 digits and null (longer ones: the converter, which stops
- *   the export beyond 2^53 rather than write a rounded number).
+ * - integerValue: null and integers of any length: their digits as the server sent them (CSV,
+ *   JSON), a number, or a bigint beyond 2^53 (rows), so a long64 is carried exactly where
+ *   JSON.parse would round it (the reference, which stops the export at such a rounded number).
  * - keyText and unquotedTimestamp (--meta): plain strings.
  * Other converters (--raw pictures, future ones) always take the reference.
  */
 import { csvEncoder } from './csv.js';
-import { fourDDateToIso, integerValue, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from './convert.js';
+import { fourDDateToIso, integerValue, jsonText, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from './convert.js';
 import { sameBytes, type ScannedPage } from './scan.js';
 
 // JSON's bytes. Module-local on purpose, here and in ./scan.ts: measured, the same constants
@@ -171,10 +172,26 @@ export function canonicalNumber(b: Uint8Array, s: number, e: number): boolean {
   return significant <= 15;
 }
 
-/** integerValue's fast cells: null, or an integer of at most 15 digits (exact); longer ones go to the converter. */
+/** integerValue's fast cells: null, or an integer of at most 15 digits (exact); longer ones: longInteger. */
 function shortIntegerOrNull(b: Uint8Array, s: number, e: number): boolean {
   return b[s] === 0x6e || !Number.isNaN(integerToken(b, s, e));
 }
+
+/** Is the token [s, e) an integer of more than 15 digits, as JSON writes one (no leading zero)? */
+function longInteger(b: Uint8Array, s: number, e: number): boolean {
+  const from = b[s] === MINUS ? s + 1 : s;
+  if (e - from <= 15 || b[from] === ZERO) return false;
+  for (let i = from; i < e; i++) if (b[i]! < ZERO || b[i]! > NINE) return false;
+  return true;
+}
+
+/** An integer token of more than 15 digits as a value: a number within 2^53, else a bigint with its exact digits. */
+function longIntegerValue(b: Buffer, s: number, e: number): number | bigint {
+  const big = BigInt(b.toString('latin1', s, e));
+  return big >= MIN_SAFE && big <= MAX_SAFE ? Number(big) : big;
+}
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** The integer a token [s, e) holds when it is one of at most 15 digits (else NaN). */
 function integerToken(b: Uint8Array, s: number, e: number): number {
@@ -523,13 +540,20 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
     return true;
   };
 
+  /** A long64 beyond 15 digits: the server's digits, exact (quoted when they hold the delimiter). */
+  const longIntegerCell = (sink: ByteSink, b: Buffer, s: number, e: number): boolean => {
+    if (!longInteger(b, s, e)) return false;
+    plain(sink, b, s, e);
+    return true;
+  };
+
   const cell = (sink: ByteSink, kind: Kind, b: Buffer, s: number, e: number): boolean => {
     if (s < 0) return kind !== Kind.Reference; // absent: null, an empty cell
     switch (kind) {
       case Kind.Value:
         return value(sink, b, s, e);
       case Kind.Integer:
-        return shortIntegerOrNull(b, s, e) && value(sink, b, s, e);
+        return shortIntegerOrNull(b, s, e) ? value(sink, b, s, e) : longIntegerCell(sink, b, s, e);
       case Kind.None:
         return true;
       case Kind.Date: {
@@ -645,6 +669,13 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
     return true;
   };
 
+  /** A long64 beyond 15 digits: the server's digits, exact, a JSON number. */
+  const longIntegerCell = (sink: ByteSink, b: Buffer, s: number, e: number): boolean => {
+    if (!longInteger(b, s, e)) return false;
+    sink.bytes(b, s, e);
+    return true;
+  };
+
   const cell = (sink: ByteSink, kind: Kind, b: Buffer, s: number, e: number): boolean => {
     if (s < 0 || (b[s] === 0x6e && kind !== Kind.Text)) {
       // Absent, or null: null for every converter but keyText (String(null)).
@@ -656,7 +687,7 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
       case Kind.Value:
         return value(sink, b, s, e);
       case Kind.Integer:
-        return shortIntegerOrNull(b, s, e) && value(sink, b, s, e);
+        return shortIntegerOrNull(b, s, e) ? value(sink, b, s, e) : longIntegerCell(sink, b, s, e);
       case Kind.None:
         sink.bytes(NULL, 0, 4);
         return true;
@@ -701,7 +732,7 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
 
   return rowEncoder(columns, cell, {
     before: (sink, col) => sink.bytes(heads[col]!, 0, heads[col]!.length),
-    reference: (value) => JSON.stringify(value ?? null),
+    reference: jsonText,
     after: (sink) => {
       if (columns.length === 0) sink.byte(LBRACE);
       sink.byte(RBRACE);
@@ -746,7 +777,8 @@ export function rowTranscoder(columns: readonly TranscodeColumn[]): (page: Scann
       case Kind.Integer: {
         if (b[s] === 0x6e) return null;
         const n = integerToken(b, s, e);
-        return Number.isNaN(n) ? undefined : n;
+        if (!Number.isNaN(n)) return n;
+        return longInteger(b, s, e) ? longIntegerValue(b, s, e) : undefined;
       }
       case Kind.None:
         return null;

@@ -8,6 +8,7 @@
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, tempDir } from '../helpers/cli.js';
 import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
@@ -259,7 +260,7 @@ describe('pages not as asked in an incremental sync', () => {
   });
 });
 
-describe('integers beyond 2^53 (long64): a loud stop, never a rounded number', () => {
+describe('integers beyond 2^53 (long64): carried exactly, never a rounded number (test/cli/long64.test.ts has the rest)', () => {
   let server: TestServer;
   beforeAll(async () => {
     const fixture = join(tempDir(), 'big.json');
@@ -287,25 +288,30 @@ describe('integers beyond 2^53 (long64): a loud stop, never a rounded number', (
   });
   afterAll(() => server.stop());
 
-  it.each([[['--csv']], [['--csv', '--raw']], [['--ndjson']], [['--json']], [['--xlsx']]])(
-    'get-table %j: exit 65, one line, no file; without the field: exit 0',
-    async (args) => {
-      const dir = tempDir();
-      const r = await runMain(['get-table', 'Zaehler', '-o', join(dir, 'z.out'), ...(args as string[])], { env: server.env });
-      expect(r.code, r.stderr).toBe(65);
-      oneLine(r);
-      expect(r.stderr).toMatch(/integer beyond 2\^53 \(read as 9007199254740994\)/);
-      expect(readdirSync(dir)).toEqual([]);
-      const without = await runMain(['get-table', 'Zaehler', '--fields', 'ID', '--csv'], { env: server.env });
-      expect(without.stdout).toBe('ID\n1\n2\n');
-    },
-  );
+  it.each([
+    [['--csv'], 'ID,Menge\n1,9007199254740991\n2,9007199254740994\n'],
+    [['--csv', '--raw'], 'ID,Menge\n1,9007199254740991\n2,9007199254740994\n'],
+    [['--ndjson'], '{"ID":1,"Menge":9007199254740991}\n{"ID":2,"Menge":9007199254740994}\n'],
+    [['--json'], '[\n{"ID":1,"Menge":9007199254740991},\n{"ID":2,"Menge":9007199254740994}\n]\n'],
+  ])('get-table %j: the digits the server sent, exit 0', async (args, want) => {
+    const dir = tempDir();
+    const file = join(dir, 'z.out');
+    const r = await runMain(['get-table', 'Zaehler', '-o', file, ...(args as string[])], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(file, 'utf8')).toBe(want);
+  });
 
-  it('sync stops too (exit 65), before it commits a rounded value', async () => {
+  it('sync stores it exactly (exit 0), where it used to stop with 65', async () => {
     const db = join(tempDir(), 'z.sqlite');
     const r = await runMain(['sync', 'Zaehler', '--db', db], { env: server.env });
-    expect(r.code, r.stderr).toBe(65);
-    expect(r.stderr).toMatch(/beyond 2\^53/);
+    expect(r.code, r.stderr).toBe(0);
+    const copy = new Database(db, { readonly: true });
+    try {
+      const rows = copy.prepare('SELECT "Menge" FROM "Zaehler" ORDER BY "ID"').safeIntegers(true).all() as Array<{ Menge: bigint }>;
+      expect(rows.map((row) => row.Menge)).toEqual([9007199254740991n, 9007199254740994n]);
+    } finally {
+      copy.close();
+    }
   });
 });
 

@@ -233,9 +233,9 @@ describe('reconcile scan', () => {
 });
 
 describe('sync values into SQL', () => {
-  it('a bigint beyond 2^53 is written as its digits, never rounded', async () => {
+  it('a bigint beyond 2^53 is bound as the 64-bit integer it is, never rounded; within 2^53 as a number', async () => {
     const { toSql } = await import('../../src/sync/store.js');
-    expect(toSql(2n ** 60n + 1n)).toBe('1152921504606846977');
+    expect(toSql(2n ** 60n + 1n)).toBe(1152921504606846977n);
     expect(toSql(42n)).toBe(42);
   });
 });

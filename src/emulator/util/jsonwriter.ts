@@ -108,6 +108,8 @@ export function valueText(v: unknown): string {
   switch (typeof v) {
     case 'number':
       return numberText(v);
+    case 'bigint':
+      return v.toString(); // a long64 beyond 2^53: its exact digits, as 4D writes them
     case 'boolean':
       return v ? 'true' : 'false';
     case 'string':
