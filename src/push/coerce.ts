@@ -36,11 +36,12 @@ export function coerce(attr: Attribute, input: unknown, requested: ValueType = '
     typeof input === 'string' ? input : input === null || input === undefined ? '' : typeof input === 'object' ? JSON.stringify(input) : String(input);
   switch (type) {
     case 'number': {
-      if (typeof input === 'number' && Number.isFinite(input)) return input;
-      const n = Number(text.trim().replace(/_/g, ''));
-      if (text.trim() === '' || !Number.isFinite(n)) throw invalid(attr, attr.type, text, 'is not a number');
+      const n = typeof input === 'number' ? input : Number(text.trim().replace(/_/g, ''));
+      if ((typeof input !== 'number' && text.trim() === '') || !Number.isFinite(n)) throw invalid(attr, attr.type, text, 'is not a number');
       if (['long', 'word', 'byte', 'integer', 'long64'].includes(attr.type) && !Number.isInteger(n))
         throw invalid(attr, attr.type, text, 'is not a whole number');
+      // Never a rounded write: a double holds every integer up to 2^53 and no more (as --from's values.ts).
+      if (Number.isInteger(n) && !Number.isSafeInteger(n)) throw invalid(attr, attr.type, text, 'is beyond 2^53 and cannot be carried exactly');
       return n;
     }
     case 'bool': {

@@ -244,3 +244,17 @@ describe('sync verify while a sync is writing', () => {
     expect((await runMain(['sync', 'verify', 'Teile', '--db', db], { env: server.env })).code).toBe(0);
   });
 });
+
+describe('push-field: never a rounded write', () => {
+  it('a long64 beyond 2^53 is refused (exit 65), the server keeps its value; within 2^53 it is written', async () => {
+    server = await startServer({ data: FIXTURE });
+    const refused = await runMain(['push-field', 'Konto', '7', 'Saldo', P53, '--yes'], { env: server.env });
+    expect(refused.code, refused.stderr).toBe(65);
+    expect(refused.stderr).toMatch(/beyond 2\^53/);
+    const kept = await runMain(['get-table', 'Konto', '--csv'], { env: server.env });
+    expect(kept.stdout).toContain('\n7,-12,klein\n');
+    const ok = await runMain(['push-field', 'Konto', '7', 'Saldo', '9007199254740991', '--yes'], { env: server.env });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((await runMain(['get-table', 'Konto', '--csv'], { env: server.env })).stdout).toContain('\n7,9007199254740991,klein\n');
+  });
+});
