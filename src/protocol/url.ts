@@ -45,6 +45,7 @@ export function paramsJson(params: readonly unknown[]): string {
     if (v === null || v === undefined) return 'null';
     if (typeof v === 'string') return jsonString(v);
     if (typeof v === 'number') return jsonNumber(v);
+    if (typeof v === 'bigint') return v.toString(); // a long64 beyond 2^53, its exact digits
     if (typeof v === 'boolean') return v ? 'true' : 'false';
     if (Array.isArray(v)) return `[${v.map(encode).join(',')}]`;
     if (v instanceof Date) return jsonString(v.toISOString());

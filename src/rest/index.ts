@@ -23,6 +23,7 @@ import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
 import { serverClock, serverSessions, type ServerSession } from '../session/status.js';
 import { Transport, type ExchangeObserver, type HttpRequest, type HttpResponse } from '../transport/index.js';
+import { parseExactJson } from '../transport/json.js';
 import {
   accepted,
   CANARY_TTL_ANONYMOUS_MS,
@@ -274,8 +275,9 @@ export class RestClient {
   }
 
   /** One page of a dataclass or of a stored entity set. */
-  async page(table: string, query: PageQuery): Promise<Envelope> {
-    return envelopeOf((await this.pageWith(table, query)).json, table, query);
+  async page(table: string, query: PageQuery, options: { exact?: boolean } = {}): Promise<Envelope> {
+    const decode = options.exact ? { decode: (body: Buffer) => parseExactJson(body.toString()) } : undefined;
+    return envelopeOf((await this.pageWith(table, query, decode)).json, table, query);
   }
 
   /**
@@ -455,9 +457,17 @@ export class RestClient {
     return response?.status === 200;
   }
 
-  /** One entity by key, or null when it does not exist. */
-  async entity(table: string, key: string): Promise<Entity | null> {
-    const response = await this.send({ method: 'GET', url: this.url({ kind: 'entity', dataClass: table, key }), idempotent: true });
+  /**
+   * One entity by key, or null when it does not exist. `exact`: integers beyond 2^53 (a long64) as
+   * bigint with the server's digits (../transport/json.ts), for callers that convert rows with toRow.
+   */
+  async entity(table: string, key: string, options: { exact?: boolean } = {}): Promise<Entity | null> {
+    const response = await this.send({
+      method: 'GET',
+      url: this.url({ kind: 'entity', dataClass: table, key }),
+      idempotent: true,
+      ...(options.exact ? { decode: (body: Buffer) => parseExactJson(body.toString()) } : {}),
+    });
     // Only the server's own "no such entity" (1542/1543) means gone: a 404 from a proxy, or one
     // without a 4D code, says nothing about the record.
     if (response.status === 404 && isRecordGone(response.json)) return null;

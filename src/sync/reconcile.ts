@@ -158,17 +158,21 @@ async function fetchRows(
   const byPrimaryKey = target.plan.dataClass.key[0]?.name === keyAttr.name;
   for (const key of wanted.values()) {
     if (byPrimaryKey) {
-      const entity = await client.entity(target.table, String(key));
+      const entity = await client.entity(target.table, String(key), { exact: true });
       if (entity) rows.push(toRow(target.plan, entity));
       else gone.push(key);
     } else if (state.filtersWork) {
-      const page = await client.page(target.table, {
-        filter: `${keyAttr.name} = :1`,
-        params: [key],
-        attributes: target.plan.query.attributes,
-        top: 2,
-        skip: 0,
-      });
+      const page = await client.page(
+        target.table,
+        {
+          filter: `${keyAttr.name} = :1`,
+          params: [key],
+          attributes: target.plan.query.attributes,
+          top: 2,
+          skip: 0,
+        },
+        { exact: true },
+      );
       const found = page.__ENTITIES.find((e) => String(toRow(target.plan, e)[keyIndex]) === String(key));
       if (found) rows.push(toRow(target.plan, found));
       else if (page.__COUNT === 0) gone.push(key);

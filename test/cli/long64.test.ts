@@ -245,6 +245,19 @@ describe('sync verify while a sync is writing', () => {
   });
 });
 
+describe.each(TARGETS.map((t) => [t.name, t] as const))('a tracked long64 table in %s', (_name, target) => {
+  it('--reconcile fetches the keys it misses by their exact digits (a $params value beyond 2^53)', async () => {
+    server = await startServer({ data: FIXTURE, changeTracking: ['Konto'] });
+    const db = await target.db();
+    expect((await runMain(['sync', 'Konto', '--db', db], { env: server.env })).code).toBe(0);
+    await target.corrupt(db);
+    const repaired = await runMain(['sync', 'Konto', '--reconcile', '--db', db, '--json'], { env: server.env });
+    expect(repaired.code, repaired.stderr).toBe(0);
+    expect(await target.rows(db)).toEqual(ROWS.map(([id, saldo]) => [id, saldo]));
+    expect((await runMain(['sync', 'verify', 'Konto', '--db', db], { env: server.env })).code).toBe(0);
+  });
+});
+
 describe('push-field: never a rounded write', () => {
   it('a long64 beyond 2^53 is refused (exit 65), the server keeps its value; within 2^53 it is written', async () => {
     server = await startServer({ data: FIXTURE });
