@@ -99,6 +99,15 @@ export function classOfCode(json: unknown): CodeInfo | undefined {
   return undefined;
 }
 
+/**
+ * An answer that says the server is not there to answer (the circuit breaker counts it): a gateway's
+ * 502/503/504, or a 500 without a 4D error body. A 500 with one, a 408 or a 429 came from a server
+ * that is up and answering (one table's failing computed attribute must not stop every table).
+ */
+export function isServerDown(status: number, json: unknown): boolean {
+  return ALWAYS_TRANSIENT.has(status) || (status === 500 && fourDErrors(json).length === 0);
+}
+
 /** What an answer means: its class and whether sending it again may give another answer. */
 export function classifyResponse(status: number, json: unknown): { cls: FourDErrorClass | 'ok'; transient: boolean } {
   if (status >= 200 && status < 400) return { cls: 'ok', transient: false };

@@ -504,6 +504,11 @@ export class RestClient {
     throw this.errorFor(response, `updating ${table}`, { operation: 'update', table });
   }
 
+  /** A follower starts its next poll: the circuit breaker reports the last one and is asked again. */
+  nextPoll(): Promise<void> {
+    return this.session.nextBreakerRound();
+  }
+
   async close(): Promise<void> {
     try {
       await this.session.close();

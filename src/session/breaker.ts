@@ -123,10 +123,19 @@ export function breakerKeyString(key: BreakerKey): string {
   return JSON.stringify([key.env, key.baseUrl]);
 }
 
-/** The state as seen at `now`: open turns half-open when its cool-down is over. */
+/** Clocks of hosts differ by this much without being taken as wrong. */
+const CLOCK_SLACK_MS = 5_000;
+
+/**
+ * The state as seen at `now`: open turns half-open when its cool-down is over. A next probe further
+ * away than the cool-down itself was written by a clock that ran ahead (another host's, or this one's
+ * before it was set): taken as due, so that no clock keeps the breaker open for longer than one cool-down
+ * (at worst one probe comes early; the probe slot still lets only one run send).
+ */
 export function stateAt(record: BreakerRecord | undefined, now: number): BreakerState {
   if (!record || record.state === 'closed') return 'closed';
-  return now >= (record.nextProbeAt ?? 0) ? 'half-open' : 'open';
+  const next = record.nextProbeAt ?? 0;
+  return now >= next || next - now > (record.coolDownMs ?? 0) + CLOCK_SLACK_MS ? 'half-open' : 'open';
 }
 
 /** Failures that count at `now`: within the window while closed, all since it opened while open. */
@@ -307,6 +316,8 @@ export class CircuitBreaker implements ExchangeObserver {
   /** Every try the transport made; only a request's last try says how it ended. */
   onExchange(exchange: Exchange): void {
     if (!this.enabled || exchange.willRetry) return;
+    // No answer, yet not the server's absence either (a TLS failure: our side's trust): neither counts.
+    if (!exchange.unavailable && exchange.status === 0) return;
     const now = Date.now();
     if (exchange.unavailable) {
       if (this.failed) return; // a run counts once
@@ -387,6 +398,21 @@ export class CircuitBreaker implements ExchangeObserver {
       this.warn(error);
     }
     await this.releaseProbe();
+  }
+
+  /**
+   * A follower's next poll (watch, sync --follow): the poll before is reported as a run's end would
+   * be, and the next request asks the breaker again, so a long-running process neither stays refused
+   * after the breaker closed nor keeps sending while it is open, and may be the probe.
+   */
+  async nextRound(): Promise<void> {
+    if (!this.enabled) return;
+    await this.close();
+    this.admission = undefined;
+    this.failed = false;
+    this.answeredAt = undefined;
+    this.fastFailed = false;
+    this.closedByUs = false;
   }
 
   /** The breaker as this run last saw it (after its own records). */

@@ -224,6 +224,15 @@ export class SessionManager {
 
   private admission?: Promise<void>;
 
+  /** A follower's next poll: the circuit breaker is asked again before its first request (breaker.ts nextRound). */
+  async nextBreakerRound(): Promise<void> {
+    const breaker = this.options.breaker;
+    if (!breaker) return;
+    await breaker.nextRound();
+    this.admission = undefined;
+    this.probeFirst = false;
+  }
+
   /** The transport for the next request: the probe's first request is one try, without retries. */
   private transportNow(): Transport {
     if (!this.probeFirst) return this.options.transport;

@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import zlib from 'node:zlib';
-import { classifyResponse, serverMessage } from '../protocol/errors.js';
+import { classifyResponse, isServerDown, serverMessage } from '../protocol/errors.js';
 import { UnavailableError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 
@@ -79,8 +79,9 @@ export interface Exchange {
   willRetry: boolean;
   /**
    * The try failed the way an unavailable server fails: no answer (refused, reset, timed out; not a
-   * TLS failure), a transient status (502/503/504, a transient 500) or an unreadable body. A 402,
-   * another 4xx or a deterministic 4D error is an answer (the circuit breaker: session/breaker.ts).
+   * TLS failure), 502/503/504 or a 500 without a 4D error body (protocol/errors.ts isServerDown),
+   * or an unreadable body. A 402, any other 4xx (408 and 429 too) or any 4D error body is an answer
+   * (the circuit breaker: session/breaker.ts).
    */
   unavailable: boolean;
 }
@@ -423,7 +424,7 @@ export class Transport {
             },
             ms,
             willRetry,
-            unavailable: transientStatus || garbage,
+            unavailable: isServerDown(response.statusCode, json) || garbage,
           });
         }
         if (willRetry) {

@@ -105,6 +105,7 @@ export async function runFeed(client: RestClient, store: SyncStore, sink: Sink |
     for (let round = 1; ; round++) {
       let changed = 0;
       try {
+        await client.nextPoll();
         changed = await pollRound(client, store, options, { reconciledAt, serverStamps }, summary, (m) => {
           muted = m;
         });

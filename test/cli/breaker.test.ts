@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { cleanupTempDirs, runCli, runProcess, tempDir } from '../helpers/cli.js';
+import { cleanupTempDirs, interruptCli, runCli, runProcess, tempDir } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import { startRedis, type RunningRedis } from '../helpers/services.mjs';
 import { FileBreakerStore, recordFailure } from '../../src/session/breaker.js';
@@ -276,5 +276,54 @@ describe('circuit breaker: what counts, what bypasses it, what shows it', () => 
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim().split('\n')).toHaveLength(3000);
     expect(await breakerStatus(env)).toMatchObject({ state: 'closed', failures: 0 });
+  });
+
+  it('a 500 that carries a 4D error is an answer: it never opens the breaker, while an HTML 500 does', async () => {
+    const server = await startServer();
+    servers.push(server);
+    const env = { ...breakerEnv(server.url, 'file'), ...authOf(server) };
+    await server.control('faults', { queue: [{ kind: '4d500', count: 30 }] });
+    for (let i = 0; i < 4; i += 1) expect((await runCli(['get-table', 'Artikel', '--csv'], { env })).code).toBe(69);
+    expect(await breakerStatus(env)).toMatchObject({ state: 'closed', failures: 0 });
+    await server.control('faults', undefined, 'DELETE');
+    await server.control('faults', { queue: [{ kind: '500', count: 30 }] });
+    for (let i = 0; i < 3; i += 1) expect((await runCli(['get-table', 'Artikel', '--csv'], { env })).code).toBe(69);
+    expect(await breakerStatus(env)).toMatchObject({ state: 'open', failures: 3 });
+  });
+
+  it('a next probe further away than the cool-down (a clock that ran ahead) is taken as due', async () => {
+    const server = await startServer();
+    servers.push(server);
+    const env = { ...breakerEnv(server.url, 'file'), ...authOf(server) };
+    const breakers = new FileBreakerStore(env.LEGACY_CONFIG_DIR, silentLogger);
+    const key = { env: 'test', baseUrl: server.url };
+    const year = 365 * 24 * 3600 * 1000;
+    const settings = { enabled: true, failures: 3, windowMs: 60_000, coolDownMs: COOL_DOWN_MS, maxCoolDownMs: COOL_DOWN_MS };
+    // Failures recorded by a host whose clock is a year ahead.
+    for (let i = 0; i < 3; i += 1) await breakers.update(key, (s) => recordFailure(s, key, Date.now() + year, settings, 'HTTP 503', false));
+    const r = await runCli(['get-table', 'Artikel', '--csv'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await breakerStatus(env)).toMatchObject({ state: 'closed' });
+  });
+
+  it('a follower started while it is open waits, probes when the cool-down ends, and goes on polling', async () => {
+    const server = await startServer({ rows: { Artikel: 50 }, changeTracking: ['Artikel'] });
+    servers.push(server);
+    const env = { ...breakerEnv(server.url, 'file', { LEGACY_BREAKER_COOL_DOWN_MS: '1500' }), ...authOf(server) };
+    const breakers = new FileBreakerStore(env.LEGACY_CONFIG_DIR, silentLogger);
+    const key = { env: 'test', baseUrl: server.url };
+    const settings = { enabled: true, failures: 3, windowMs: 60_000, coolDownMs: 1500, maxCoolDownMs: 1500 };
+    for (let i = 0; i < 3; i += 1) await breakers.update(key, (s) => recordFailure(s, key, Date.now(), settings, 'HTTP 503', false));
+    const db = join(tempDir('legacy-brk-follow-'), 'copy.sqlite');
+    const before = (await server.stats()).requests;
+    const r = await interruptCli(['sync', 'Artikel', '--follow', '--interval', '200ms', '--db', db], {
+      env,
+      afterMs: 500,
+      until: async () => (await breakerStatus(env)).state === 'closed' && (await server.stats()).requests > before + 2,
+    });
+    expect([0, 130]).toContain(r.code);
+    expect(r.stderr).toMatch(/circuit breaker/);
+    expect(await breakerStatus(env)).toMatchObject({ state: 'closed' });
+    expect((await server.stats()).requests).toBeGreaterThan(before + 2);
   });
 });
