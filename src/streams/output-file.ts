@@ -142,19 +142,21 @@ function opened(stream: Writable, event: string): Promise<Error | undefined> {
   });
 }
 
+/** A file that cannot be created, as the one-line exit 73 that says what to do. */
+function creationError(error: unknown, what: string, path: string): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new CannotCreateError(`cannot create ${what} ${path}: ${code}`, { hint: 'the directory does not exist' });
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new CannotCreateError(`cannot create ${what} ${path}: ${code}`, { hint: 'check the directory permissions, or write to stdout' });
+  }
+  return cannotWriteError(error, `${what} ${path}`, 'create');
+}
+
 /** Open `target` (relative to `cwd`) for writing; see the module comment for what each kind of path gets. */
 export async function openOutputFile(target: string, cwd: string, options: OutputFileOptions = {}): Promise<OutputFile> {
   const what = options.what ?? 'output file';
   const named = resolve(cwd, target);
-  const createFailure = (error: unknown, path: string) => {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR')
-      return new CannotCreateError(`cannot create ${what} ${path}: ${code}`, { hint: 'the directory does not exist' });
-    if (code === 'EACCES' || code === 'EPERM') {
-      return new CannotCreateError(`cannot create ${what} ${path}: ${code}`, { hint: 'check the directory permissions, or write to stdout' });
-    }
-    return cannotWriteError(error, `${what} ${path}`, 'create');
-  };
+  const createFailure = (error: unknown, path: string) => creationError(error, what, path);
 
   let resolved: Awaited<ReturnType<typeof followLinks>>;
   try {
@@ -330,7 +332,7 @@ export interface PartialFileOptions {
  */
 export async function openPartialFile(finalPath: string, partialPath: string, options: PartialFileOptions = {}): Promise<PartialFile> {
   const what = options.what ?? 'output file';
-  const failure = (error: unknown) => cannotWriteError(error, `${what} ${partialPath}`, 'create');
+  const failure = (error: unknown) => creationError(error, what, finalPath);
   let start = 0;
   let stream: ReturnType<typeof createWriteStream>;
   try {

@@ -23,7 +23,7 @@
  * writing exits 75; the lock of a dead run (SIGKILL) is taken over at once.
  */
 import { createHash } from 'node:crypto';
-import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BadDataError, LockBusyError, UsageError } from '../errors/index.js';
 import { writeFileAtomic } from '../fs/index.js';
@@ -192,7 +192,12 @@ async function lock(paths: ResumePaths): Promise<() => Promise<void>> {
       await writeFile(paths.lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
       return () => unlink(paths.lock).catch(() => undefined);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return async () => undefined; // a read-only directory fails later, as exit 73
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+        // A read-only directory or a full disk fails later, as exit 73, naming the file; a lock
+        // created but not written (ENOSPC) goes now.
+        await unlink(paths.lock).catch(() => undefined);
+        return async () => undefined;
+      }
       const pid = Number((await readFile(paths.lock, 'utf8').catch(() => '')).trim());
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
         throw new LockBusyError(`another legacy run (pid ${pid}) is writing ${paths.final}`, {
@@ -215,6 +220,16 @@ export interface ResumeStart {
   release(): Promise<void>;
 }
 
+/**
+ * The temporary files of record writes a killed run did not finish (write-file-atomic names them
+ * `<record>.<number>`): ours to remove while we hold the lock.
+ */
+async function removeStaleRecordTemps(paths: ResumePaths): Promise<void> {
+  const prefix = `${basename(paths.record)}.`;
+  const names = await readdir(dirname(paths.record)).catch(() => [] as string[]);
+  for (const n of names) if (n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length))) await unlink(join(dirname(paths.record), n)).catch(() => undefined);
+}
+
 async function removeState(paths: ResumePaths): Promise<void> {
   await unlink(paths.partial).catch(() => undefined);
   await unlink(paths.record).catch(() => undefined);
@@ -231,6 +246,7 @@ export async function startResumable(paths: ResumePaths, identity: ResumeIdentit
   const fingerprint = fingerprintOf(identity);
   const name = basename(paths.final);
   try {
+    await removeStaleRecordTemps(paths);
     const record = await readRecord(paths.record);
     const start = (from?: ResumeRecord): ResumeStart => ({ paths, identity, fingerprint, from, release });
     if (mode === 'off') {
