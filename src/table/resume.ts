@@ -275,6 +275,12 @@ export async function startResumable(paths: ResumePaths, identity: ResumeIdentit
       await removeState(paths);
       return start();
     }
+    if (record.lastKey.includes('@')) {
+      // 4D reads @ in a text value as a wildcard: `key > 'A@B'` may not mean what the order means.
+      logger.warn(`the last key written to ${name} contains @, the 4D wildcard, so the export cannot carry on after it; starting over`);
+      await removeState(paths);
+      return start();
+    }
     const size = (await stat(paths.partial).catch(() => undefined))?.size;
     if (size === undefined || size < record.bytes) {
       logger.warn(
@@ -373,7 +379,8 @@ export class ResumeLog {
       if (finalCheckpoint) await this.checkpoint().catch(() => undefined);
       if (this.recorded) {
         await this.file.keep();
-        logger.warn(`kept the partial export of ${basename(this.start.paths.final)} (${this.rows} rows); run the same command again to resume it`);
+        // Info, not a warning: the failure keeps its one line; the next run says that it resumes.
+        logger.info(`kept the partial export of ${basename(this.start.paths.final)} (${this.rows} rows); run the same command again to resume it`);
       } else {
         await this.file.abort();
         await unlink(this.start.paths.record).catch(() => undefined);
