@@ -6,6 +6,8 @@
  * an unknown field or a server that ignores the filter leaves stdout empty, not a header-only
  * "export". When the server rebuilds a lost selection differently (SelectionChangedError) the
  * export starts over once, if nothing has reached the reader yet (always the case with a file).
+ * A CSV, JSON or NDJSON export to a regular file in key order is resumable (./resume.ts): it is
+ * written through `.FILE.partial`, which an interrupted run keeps for the next one to carry on.
  */
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -16,7 +18,17 @@ import type { RestClient } from '../rest/index.js';
 import type { Logger } from '../log/index.js';
 import { exportEncoded, exportRows, planAfter, type ExportPlan, type ExportProgress, type ExportSummary } from './export.js';
 import { createWriter, type Format, type WriterOptions } from './formats.js';
-import { checkResumedCount, identityOf, notResumable, ResumeLog, resumePaths, startResumable, type ResumeMode, type ResumeStart } from './resume.js';
+import {
+  checkResumedCount,
+  discardResumable,
+  identityOf,
+  notResumable,
+  ResumeLog,
+  resumePaths,
+  startResumable,
+  type ResumeMode,
+  type ResumeStart,
+} from './resume.js';
 
 export interface DeliverOptions {
   format: Format;
@@ -54,15 +66,10 @@ export async function deliverExport(client: RestClient, plan: ExportPlan, o: Del
     if (target && o.resume.mode === 'auto' && existsSync(resumePaths(target.path).record)) {
       // A partial export of this name that this run cannot carry on (e.g. --xlsx now): start over.
       o.logger.warn(`cannot resume ${basename(target.path)}: ${why}; starting over`);
-      await startResumable(resumePaths(target.path), identityOf(plan, o.format, o.writer, o.resume), 'off', quiet(o.logger)).then((s) => s.release());
+      await discardResumable(resumePaths(target.path));
     }
   }
   return deliverOnce(client, plan, o);
-}
-
-/** A logger that keeps what it is told to itself (a cleanup whose reason was already said). */
-function quiet(logger: Logger): Logger {
-  return { ...logger, warn: () => undefined, info: () => undefined };
 }
 
 async function deliverOnce(client: RestClient, plan: ExportPlan, o: DeliverOptions): Promise<Partial<ExportSummary>> {

@@ -116,7 +116,7 @@ export function identityOf(plan: ExportPlan, format: Format, writer: WriterOptio
     formatOptions,
     environment: place.environment,
     baseUrl: place.baseUrl ?? null,
-    key: plan.dataClass.key[0]!.name,
+    key: plan.dataClass.key[0]?.name ?? '',
     orderBy: plan.query.orderBy ?? null,
     skip: plan.options.skip,
     limit: plan.options.limit ?? null,
@@ -228,6 +228,17 @@ async function removeStaleRecordTemps(paths: ResumePaths): Promise<void> {
   const prefix = `${basename(paths.record)}.`;
   const names = await readdir(dirname(paths.record)).catch(() => [] as string[]);
   for (const n of names) if (n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length))) await unlink(join(dirname(paths.record), n)).catch(() => undefined);
+}
+
+/** Remove what an interrupted export to `paths.final` left (under its lock): a run that cannot carry it on starts over. */
+export async function discardResumable(paths: ResumePaths): Promise<void> {
+  const release = await lock(paths);
+  try {
+    await removeStaleRecordTemps(paths);
+    await removeState(paths);
+  } finally {
+    await release();
+  }
 }
 
 async function removeState(paths: ResumePaths): Promise<void> {
