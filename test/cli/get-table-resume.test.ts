@@ -111,6 +111,21 @@ describe('an export killed with SIGKILL, then resumed, is byte-identical to an u
   });
 });
 
+describe('--skip and --limit across the interruption', () => {
+  it('the resumed run reads what is left of the limit after the key, and the count over the file includes the skipped rows', async () => {
+    const extra = ['--skip', '150', '--limit', '1500', '--where', 'Aktiv=true'];
+    const full = await uninterrupted('csv', extra);
+    const dir = tempDir('legacy-resume-');
+    const file = join(dir, 'Artikel.csv');
+    await interrupt(file, extra, () => size(side(file).partial) >= full.length * 0.5 && existsSync(side(file).record));
+    expect(record(file)).toMatchObject({ skip: 150, limit: 1500, filter: 'Aktiv = :1', params: [true] });
+    const r = await runCli(['get-table', 'Artikel', '-o', file, ...PAGE, ...extra], { env: server.env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('resuming');
+    expect(readFileSync(file).equals(full)).toBe(true);
+  });
+});
+
 describe('resuming after the server dropped its entity sets', () => {
   it.each(FORMATS)('%s: the rest is read by key, not by the position in a set that is gone', async (format) => {
     const full = await uninterrupted(format);
