@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Writable } from 'node:stream';
 import { openOutputFile, openPartialFile, renamedTarget, type OutputFile } from '../streams/output-file.js';
-import { InterruptedError, SelectionChangedError, UsageError, interruptionOf } from '../errors/index.js';
+import { ExitCode, InterruptedError, SelectionChangedError, UsageError, exitCodeFor, interruptionOf } from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
 import type { Logger } from '../log/index.js';
 import { exportEncoded, exportRows, planAfter, type ExportPlan, type ExportProgress, type ExportSummary } from './export.js';
@@ -174,24 +174,26 @@ async function deliverResumable(client: RestClient, plan: ExportPlan, o: Deliver
         }
         if (o.signal.aborted) throw interruptionOf(o.signal) ?? new InterruptedError('interrupted');
         if (!begun) await writer.begin();
-        if (from) {
-          try {
-            await checkResumedCount(client, plan, log);
-          } catch (error) {
-            // The file would not be any one export of the table: nothing of it is worth carrying on.
-            await log.discard();
-            throw error;
-          }
-        }
+        // A count that does not match (65) discards the partial export below: the file would not be
+        // any one export of the table.
+        if (from) await checkResumedCount(client, plan, log);
         await writer.end();
         await file.commit();
         await log.done();
         committed = summary.rows ?? 0;
       } catch (error) {
-        // A failure of the file itself (a full disk) leaves the last checkpoint as it was.
-        const ownError = file.explain(error) !== error;
-        await log.stopped(!ownError, o.logger);
-        throw file.explain(error);
+        const explained = file.explain(error);
+        if (!o.signal.aborted && (exitCodeFor(explained) === ExitCode.badData || exitCodeFor(explained) === ExitCode.unexpected)) {
+          // Pages not as asked, a filter not applied, a bug: what was written may be wrong (a short
+          // page is only found at the end), so nothing of it is carried on.
+          await log.discard();
+          await log.stopped(false, o.logger);
+        } else {
+          // Interrupted, the server unavailable or busy: the complete pages stay for the next run.
+          // A failure of the file itself (a full disk) leaves the last checkpoint as it was.
+          await log.stopped(explained === error, o.logger);
+        }
+        throw explained;
       }
     } catch (error) {
       if (!log) await start.release();
@@ -203,8 +205,8 @@ async function deliverResumable(client: RestClient, plan: ExportPlan, o: Deliver
       await once(await startResumable(paths, identity, resume.mode, o.logger));
     } catch (error) {
       if (!(error instanceof SelectionChangedError) || o.signal.aborted) throw error;
-      o.logger.warn(`${error.message}; carrying on from the last complete page`);
-      await once(await startResumable(paths, identity, 'auto', o.logger));
+      o.logger.warn(`${error.message}; starting the export again from its last complete page`);
+      await once(await startResumable(paths, identity, 'auto', o.logger, { quiet: true }));
     }
     o.onDone?.({ read: summary.rows ?? 0, written: committed });
     return summary;

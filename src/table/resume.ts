@@ -252,7 +252,13 @@ async function removeState(paths: ResumePaths): Promise<void> {
  * removed), said in one line; with `--resume` a mismatch is a usage error (64), since carrying on
  * would mix two exports in one file.
  */
-export async function startResumable(paths: ResumePaths, identity: ResumeIdentity, mode: ResumeMode, logger: Logger): Promise<ResumeStart> {
+export async function startResumable(
+  paths: ResumePaths,
+  identity: ResumeIdentity,
+  mode: ResumeMode,
+  logger: Logger,
+  { quiet = false }: { quiet?: boolean } = {},
+): Promise<ResumeStart> {
   const release = await lock(paths);
   const fingerprint = fingerprintOf(identity);
   const name = basename(paths.final);
@@ -300,7 +306,8 @@ export async function startResumable(paths: ResumePaths, identity: ResumeIdentit
       await removeState(paths);
       return start();
     }
-    logger.warn(`resuming ${name} after ${record.rows} rows (${record.pages} pages, key ${record.lastKey}); --no-resume starts over`);
+    // Quiet: the run carries on its own partial export (its warning said so).
+    if (!quiet) logger.warn(`resuming ${name} after ${record.rows} rows (${record.pages} pages, key ${record.lastKey}); --no-resume starts over`);
     return start(record);
   } catch (error) {
     await release();
@@ -386,7 +393,7 @@ export class ResumeLog {
   /** The run stopped: keep the partial file and its record when they allow a resume, else remove them. */
   async stopped(finalCheckpoint: boolean, logger: Logger): Promise<void> {
     try {
-      if (this.discarded) return;
+      if (this.discarded) return; // the lock is released below all the same
       if (finalCheckpoint) await this.checkpoint().catch(() => undefined);
       if (this.recorded) {
         await this.file.keep();
