@@ -33,6 +33,7 @@ interface GetTableOptions {
   header?: boolean;
   count?: boolean;
   entityset?: boolean;
+  resume?: boolean;
 }
 
 export const spec = command<GetTableOptions>({
@@ -71,12 +72,18 @@ export const spec = command<GetTableOptions>({
     { flags: '--no-header', description: 'no CSV header row' },
     { flags: '--count', description: 'print the number of rows (respecting filters) and nothing else' },
     { flags: '--no-entityset', description: 'page with $skip/$top instead of a server-side entity set' },
+    {
+      flags: '--resume',
+      description: 'carry on the interrupted export to -o FILE from its last complete page (automatic when its options match; csv, json, ndjson in key order)',
+    },
+    { flags: '--no-resume', description: 'start the export to -o FILE over, removing what an interrupted run left' },
   ],
   examples: [
     'legacy get-table Artikel --csv > artikel.csv',
     "legacy get-table Artikel --where 'Bezeichnung=Engel@' --fields Nummer,Bezeichnung --limit 20",
     'legacy get-table Kunden --ndjson -o kunden.ndjson',
     'legacy get-table Artikel --xlsx -o artikel.xlsx',
+    'legacy get-table Artikel --csv -o artikel.csv --resume',
     "legacy get-table Belege --count --where 'Datum>=2025-01-01'",
   ],
   run,
@@ -120,6 +127,16 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
   const table = args[0]!;
   const toFile = opts.output !== undefined && opts.output !== '-';
   const format = chooseFormat(opts, toFile, ctx.io.stdout.isTTY === true);
+  if (opts.resume !== undefined && !opts.count) {
+    const flag = opts.resume ? '--resume' : '--no-resume';
+    if (!toFile) throw new UsageError(`${flag} needs -o FILE: an export to standard output does not resume`);
+    if (opts.resume && format === 'xlsx')
+      throw new UsageError('--resume: an xlsx workbook cannot be resumed (it is a zip archive written whole)', {
+        hint: 'drop --resume to export it again, or export --csv',
+      });
+    if (opts.resume && opts.orderBy !== undefined)
+      throw new UsageError('--resume: an export resumes in key order, which --order-by replaces', { hint: 'drop --order-by, or --resume' });
+  }
   const { countRows, planExport } = await import('../table/export.js');
   const { deliverExport } = await import('../table/deliver.js');
   const { cellKindFor } = await import('../table/convert.js');
@@ -162,6 +179,9 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     onStart: (total) => progress?.update({ rows: 0, total, label: table }),
     onPage: (p) => progress?.update({ ...p, label: table }),
     onDone: (counts) => ctx.metrics.rows(counts),
+    resume: toFile
+      ? { mode: opts.resume === true ? 'resume' : opts.resume === false ? 'off' : 'auto', environment: ctx.settings.envName, baseUrl: ctx.settings.baseUrl }
+      : undefined,
   }).finally(() => progress?.stop());
 
   report(ctx, table, format, opts, summary, (Date.now() - started) / 1000);
@@ -194,7 +214,7 @@ function report(ctx: CommandContext, table: string, format: Format, opts: GetTab
   } else if (ctx.interactive) {
     ctx.io.stderr.write(`${nf.format(rows)} rows in ${seconds.toFixed(1)} s${toFile ? ` → ${opts.output}` : ''}\n`);
   }
-  ctx.logger.info(`exported ${rows} rows of ${table} in ${seconds.toFixed(1)} s`, { entitySet: summary.usedEntitySet });
+  ctx.logger.info(`exported ${rows} rows of ${table} in ${seconds.toFixed(1)} s`, { entitySet: summary.usedEntitySet, resumedAfter: summary.resumed });
   if (format !== 'table' && summary.expected !== undefined && rows !== summary.expected) {
     ctx.logger.warn(
       `wrote ${rows} rows but the server counted ${summary.expected} at the start${summary.vanished ? ` (${summary.vanished} deleted during the export)` : ''}; the table changed while it was being exported`,

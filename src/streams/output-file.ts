@@ -15,7 +15,7 @@
  * Every failure is a CannotCreateError (exit 73) naming the path; a full disk says so (errors/).
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, type Stats } from 'node:fs';
+import { createWriteStream, fdatasync, type Stats } from 'node:fs';
 import { chmod, chown, lstat, open, readdir, readlink, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -142,19 +142,21 @@ function opened(stream: Writable, event: string): Promise<Error | undefined> {
   });
 }
 
+/** A file that cannot be created, as the one-line exit 73 that says what to do. */
+function creationError(error: unknown, what: string, path: string): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new CannotCreateError(`cannot create ${what} ${path}: ${code}`, { hint: 'the directory does not exist' });
+  if (code === 'EACCES' || code === 'EPERM') {
+    return new CannotCreateError(`cannot create ${what} ${path}: ${code}`, { hint: 'check the directory permissions, or write to stdout' });
+  }
+  return cannotWriteError(error, `${what} ${path}`, 'create');
+}
+
 /** Open `target` (relative to `cwd`) for writing; see the module comment for what each kind of path gets. */
 export async function openOutputFile(target: string, cwd: string, options: OutputFileOptions = {}): Promise<OutputFile> {
   const what = options.what ?? 'output file';
   const named = resolve(cwd, target);
-  const createFailure = (error: unknown, path: string) => {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR')
-      return new CannotCreateError(`cannot create ${what} ${path}: ${code}`, { hint: 'the directory does not exist' });
-    if (code === 'EACCES' || code === 'EPERM') {
-      return new CannotCreateError(`cannot create ${what} ${path}: ${code}`, { hint: 'check the directory permissions, or write to stdout' });
-    }
-    return cannotWriteError(error, `${what} ${path}`, 'create');
-  };
+  const createFailure = (error: unknown, path: string) => creationError(error, what, path);
 
   let resolved: Awaited<ReturnType<typeof followLinks>>;
   try {
@@ -279,6 +281,144 @@ async function atomic(
       settled = true;
       await closeStream(stream, true);
       await unlink(temp).catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * Where `target` (relative to `cwd`) is written by rename: the regular file (or new name) at the
+ * end of its links, with its stats when it exists. Undefined for what is written in place
+ * (devices, FIFOs, sockets, standard streams) and for names that cannot be resolved (openOutputFile
+ * then says why).
+ */
+export async function renamedTarget(target: string, cwd: string): Promise<{ path: string; stats?: Stats } | undefined> {
+  try {
+    const { path, stats, fd } = await followLinks(resolve(cwd, target));
+    if (fd !== undefined || (stats && !stats.isFile())) return undefined;
+    return { path, stats };
+  } catch {
+    return undefined;
+  }
+}
+
+/** An output file written under a fixed partial name beside it, which an interrupted run may keep (table/resume.ts). */
+export interface PartialFile extends OutputFile {
+  /** The partial file's path. */
+  partialPath: string;
+  /**
+   * Everything written so far handed to the kernel and synced to the disk (fdatasync): its length
+   * in bytes, which a resume may truncate the partial file back to.
+   */
+  checkpoint(): Promise<number>;
+  /** The partial file's length once everything handed to the stream so far is written (queued bytes included). */
+  offset(): number;
+  /** Stop writing and leave the partial file for a later run (abort removes it). */
+  keep(): Promise<void>;
+}
+
+export interface PartialFileOptions {
+  /** Carry on the partial file from this byte length (what is beyond it is cut off first); absent: a new partial file. */
+  append?: number;
+  /** Mode of a new file, before the umask (default 0666). */
+  mode?: number;
+  what?: string;
+}
+
+/**
+ * Write `finalPath` through `partialPath` (a regular file beside it). A new partial file gets the
+ * mode a new file would get (0600 while the target exists: its own mode is set on commit, as for
+ * the temporary file of atomic()); commit syncs it, gives it the target's mode, owner and group,
+ * and renames it over the final name, which never holds a partial file.
+ */
+export async function openPartialFile(finalPath: string, partialPath: string, options: PartialFileOptions = {}): Promise<PartialFile> {
+  const what = options.what ?? 'output file';
+  const failure = (error: unknown) => creationError(error, what, finalPath);
+  let start = 0;
+  let stream: ReturnType<typeof createWriteStream>;
+  try {
+    if (options.append !== undefined) {
+      // Only a regular file of ours is carried on, cut back to the last complete page.
+      const stats = await lstat(partialPath);
+      if (!stats.isFile()) throw Object.assign(new Error(`${partialPath} is not a regular file`), { code: 'EEXIST' });
+      const handle = await open(partialPath, 'r+');
+      try {
+        await handle.truncate(options.append);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      start = options.append;
+      stream = createWriteStream(partialPath, { flags: 'a' });
+    } else {
+      await unlink(partialPath).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw error;
+      });
+      const existing = await stat(finalPath).catch(() => undefined);
+      stream = createWriteStream(partialPath, { flags: 'wx', mode: existing ? 0o600 : (options.mode ?? 0o666) });
+    }
+  } catch (error) {
+    throw failure(error);
+  }
+  let streamError: Error | undefined;
+  stream.on('error', (error) => {
+    streamError ??= error;
+  });
+  const failed = await opened(stream, 'open');
+  if (failed) throw failure(failed);
+  const explain = (error: unknown) => (error !== undefined && error === streamError ? cannotWriteError(error, `${what} ${finalPath}`) : error);
+  let settled = false;
+  return {
+    stream,
+    path: finalPath,
+    partialPath,
+    direct: false,
+    explain,
+    offset() {
+      return start + stream.bytesWritten + stream.writableLength;
+    },
+    checkpoint() {
+      return new Promise((resolvePromise, reject) => {
+        if (streamError) return reject(streamError);
+        // An empty write's callback runs once every earlier chunk is written to the descriptor.
+        stream.write(Buffer.alloc(0), (error) => {
+          if (error) return reject(error);
+          fdatasync((stream as unknown as { fd: number }).fd, (syncError) => (syncError ? reject(syncError) : resolvePromise(start + stream.bytesWritten)));
+        });
+      });
+    },
+    async commit() {
+      if (settled) return;
+      settled = true;
+      try {
+        await closeStream(stream, false);
+        if (streamError) throw streamError;
+        const handle = await open(partialPath, 'r+');
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        const now = await stat(finalPath).catch(() => undefined);
+        if (now && !now.isFile()) throw Object.assign(new Error(`${finalPath} is no longer a regular file`), { code: 'EEXIST' });
+        if (now) {
+          if (now.uid !== process.getuid?.() || now.gid !== process.getgid?.()) await chown(partialPath, now.uid, now.gid).catch(() => undefined);
+          await chmod(partialPath, now.mode & 0o7777);
+        }
+        await rename(partialPath, finalPath);
+      } catch (error) {
+        throw cannotWriteError(error, `${what} ${finalPath}`);
+      }
+    },
+    async abort() {
+      if (settled) return;
+      settled = true;
+      await closeStream(stream, true);
+      await unlink(partialPath).catch(() => undefined);
+    },
+    async keep() {
+      if (settled) return;
+      settled = true;
+      await closeStream(stream, streamError !== undefined);
     },
   };
 }

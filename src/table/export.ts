@@ -9,7 +9,7 @@
  * session) 4D recreates it under the same id and the export carries on from the page it was on.
  * A server that does not return an entity set is paged with $skip/$top over the same order.
  */
-import { FilterNotAppliedError, PageNotAsAskedError, SelectionChangedError } from '../errors/index.js';
+import { FilterNotAppliedError, PageNotAsAskedError, SelectionChangedError, UsageError } from '../errors/index.js';
 import { EntitySetGoneError, envelopeOf, type RestClient } from '../rest/index.js';
 import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
@@ -18,10 +18,10 @@ import { DEFAULT_PAGES_IN_FLIGHT, PagesInFlight } from './concurrency.js';
 import { parseExactJson, roundedJson } from '../transport/json.js';
 import { converterFor, integerValue, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
 import type { EncodedRows, PageEncoder } from './formats.js';
-import { attributeNamed, buildOrderBy, buildQuery } from './query.js';
+import { attributeNamed, buildOrderBy, buildQuery, typedValue } from './query.js';
 import { PagePool, ScanLayout, ScannedPage, scanPage } from './scan.js';
 import { rowTranscoder } from './transcode.js';
-import { describeValues, type RawRow, type RowCheck } from './verify.js';
+import { allOf, conditionCheck, describeValues, type RawRow, type RowCheck } from './verify.js';
 
 export interface ExportOptions {
   table: string;
@@ -86,6 +86,10 @@ export interface ExportSummary {
   /** The envelope's `__GlobalStamp` on the first page (4D data change tracking; 0 when off). */
   globalStamp: number;
   usedEntitySet: boolean;
+  /** `__KEY` of the last row written (set before the page's rows are handed out). */
+  lastKey?: string;
+  /** Rows the file already held from an interrupted run this one resumed (./resume.ts). */
+  resumed?: number;
 }
 
 const META: Array<{ name: string; convert: Converter }> = [
@@ -127,6 +131,37 @@ export async function planExport(client: RestClient, options: ExportOptions): Pr
   };
 }
 
+/**
+ * The rest of a plan after `done` of its rows, the last with the key `after` (a resumed export,
+ * ./resume.ts): the rows whose primary key comes after it, in the same key order, by a key filter
+ * rather than a position in an entity set that may be gone. --skip is behind us; --limit counts
+ * what is left. The key condition is checked on every row where the client can tell (numbers).
+ */
+export function planAfter(plan: ExportPlan, after: string, done: number): ExportPlan {
+  const dc = plan.dataClass;
+  const keyName = dc.key[0]?.name;
+  if (!keyName) throw new UsageError(`${dc.name} has no primary key: its export cannot carry on after a row`);
+  const attr = attributeNamed(dc, keyName, 'key');
+  const value = typedValue(attr, after, `resuming after key ${after}`);
+  const params = [...plan.query.params, value];
+  const condition = `${attr.name} > :${params.length}`;
+  const check = conditionCheck(attr, '>', value, `${attr.name}>${after}`);
+  const checks = allOf([...(plan.query.check ? [plan.query.check] : []), ...(check ? [check] : [])]);
+  const { limit } = plan.options;
+  return {
+    ...plan,
+    query: {
+      ...plan.query,
+      filter: plan.query.filter ? `(${plan.query.filter}) AND ${condition}` : condition,
+      params,
+      check: checks,
+      rowsChecked: (plan.query.rowsChecked ?? !plan.query.filter) && check !== undefined,
+      attributes: plan.query.attributes && checks ? [...new Set([...plan.query.attributes, ...checks.fields])] : plan.query.attributes,
+    },
+    options: { ...plan.options, skip: 0, limit: limit === undefined ? undefined : Math.max(0, limit - done) },
+  };
+}
+
 function isPlaceholder(entity: Entity): boolean {
   // A row deleted after the entity set was made comes back as {__KEY, __STAMP: 0}.
   return entity.__STAMP === 0 && Object.keys(entity).every((k) => k.startsWith('__'));
@@ -163,6 +198,8 @@ interface PageView {
   isPlaceholder(i: number): boolean;
   /** The entity's wire values (at least those a row check reads). */
   raw(i: number): RawRow;
+  /** The entity's `__KEY` as text. */
+  key(i: number): string | undefined;
 }
 
 /** A page read with JSON.parse: the reference path. */
@@ -179,6 +216,11 @@ class ObjectPage implements PageView {
 
   raw(i: number): Entity {
     return this.envelope.__ENTITIES[i]!;
+  }
+
+  key(i: number): string | undefined {
+    const key = this.envelope.__ENTITIES[i]!.__KEY;
+    return key === undefined || key === null ? undefined : String(key);
   }
 }
 
@@ -198,7 +240,7 @@ type ReadPage<P extends PageView> = (table: string, query: PageQuery) => Promise
 function scannedPages(client: RestClient, plan: ExportPlan, logger: Logger) {
   const layout = new ScanLayout(
     plan.columns.map((c) => c.name),
-    plan.query.check?.fields,
+    [...(plan.query.check?.fields ?? []), '__KEY'],
   );
   const pool = new PagePool();
   const body = {
@@ -417,6 +459,8 @@ async function* exportPages<P extends PageView, T>(
         inflight.delete(i);
         topUp();
         const taken = emit(page, expected - written);
+        // Before collect(): a scanned page's bytes go back to the pool there.
+        if (taken.length) summary.lastKey = page.key(taken[taken.length - 1]!);
         const out = taken.length ? collect(page, taken) : undefined;
         written += taken.length;
         summary.rows = written;

@@ -33,6 +33,12 @@ export interface WriterOptions {
   maxRowsPerSheet?: number;
   /** xlsx: lossy cells are reported here */
   warn?: (message: string) => void;
+  /**
+   * csv, json, ndjson: carry on a file that already holds this many rows (a resumed export,
+   * ./resume.ts): begin() writes nothing (the header or `[` is there), and the rows continue the
+   * count (JSON's separators), so the file ends as one written in one go would.
+   */
+  resumeAt?: number;
 }
 
 export type { EncodedRows, PageEncoder, RowWriter } from './writer.js';
@@ -42,9 +48,10 @@ function pageEncoder(
   transcoder: Transcoder,
   rowText: (values: readonly unknown[]) => string,
   frame: { before?: (index: number) => string; after?: number } = {},
+  start = 0,
 ): PageEncoder {
   const sink = new ByteSink();
-  let total = 0;
+  let total = start;
   let pending = 0;
   const { before, after } = frame;
   return {
@@ -87,9 +94,9 @@ export async function createWriter(format: Format, columns: string[], out: Writa
     case 'csv':
       return csvWriter(columns, out, options);
     case 'json':
-      return jsonWriter(columns, out, false);
+      return jsonWriter(columns, out, false, options.resumeAt);
     case 'ndjson':
-      return jsonWriter(columns, out, true);
+      return jsonWriter(columns, out, true, options.resumeAt);
     case 'table':
       return tableWriter(columns, out, options);
     case 'xlsx':
@@ -100,12 +107,14 @@ export async function createWriter(format: Format, columns: string[], out: Writa
 function csvWriter(columns: string[], out: Writable, options: WriterOptions): RowWriter {
   const encoder = csvEncoder({ delimiter: options.delimiter, excelSafe: options.excelSafe });
   const header = csvEncoder({ delimiter: options.delimiter });
-  let written = 0;
+  const resumed = options.resumeAt !== undefined;
+  let written = options.resumeAt ?? 0;
   return {
     get written() {
       return written;
     },
     async begin() {
+      if (resumed) return;
       let head = options.bom ? '\ufeff' : '';
       if (options.header !== false) head += header.row(columns);
       if (head) await write(out, head);
@@ -128,8 +137,8 @@ function csvWriter(columns: string[], out: Writable, options: WriterOptions): Ro
   };
 }
 
-function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWriter {
-  let written = 0;
+function jsonWriter(columns: string[], out: Writable, ndjson: boolean, resumeAt?: number): RowWriter {
+  let written = resumeAt ?? 0;
   // Build each object with the keys in column order.
   const toObject = (row: readonly unknown[]) => {
     const obj: Record<string, unknown> = {};
@@ -143,7 +152,7 @@ function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWrite
       return written;
     },
     async begin() {
-      if (!ndjson) await write(out, '[');
+      if (!ndjson && resumeAt === undefined) await write(out, '[');
     },
     async write(rows) {
       let chunk = '';
@@ -161,7 +170,7 @@ function jsonWriter(columns: string[], out: Writable, ndjson: boolean): RowWrite
     encoder(cols) {
       const transcoder = jsonTranscoder(cols);
       if (!transcoder) return undefined;
-      return pageEncoder(transcoder, (row) => jsonText(toObject(row)), ndjson ? { after: 0x0a } : { before: separator });
+      return pageEncoder(transcoder, (row) => jsonText(toObject(row)), ndjson ? { after: 0x0a } : { before: separator }, written);
     },
     async writeEncoded(page) {
       written += page.rows;

@@ -256,6 +256,13 @@ export class ScannedPage {
     return this.metaOnly[i] === 1 && this.value(i, this.layout.stamp) === 0;
   }
 
+  /** The entity's `__KEY` as text (undefined when the layout does not read it, or it is absent). */
+  key(i: number): string | undefined {
+    const slot = this.layout.slot('__KEY');
+    const value = slot < 0 ? undefined : this.value(i, slot);
+    return value === undefined || value === null ? undefined : String(value);
+  }
+
   /** The wire values a row check reads (export.ts checks every row with them). */
   raw(i: number): RawRow {
     const row: RawRow = Object.create(null) as RawRow;

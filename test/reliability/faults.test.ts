@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, runCli, spawnCli, tempDir, type CliResult } from '../helpers/cli.js';
 import { startServer, type TestServer } from '../helpers/emulator.js';
 import type { FaultOptions } from '../../src/emulator/index.js';
-import { expectCleanFailure, listDir, sha256, size, STRESS, tempFilesFor, waitFor } from './support.js';
+import { expectCleanFailure, listDir, resumableLeftovers, sha256, size, STRESS, tempFilesFor, waitFor } from './support.js';
 
 const ROWS = size(5_000, 50_000);
 const PAGE = size(100, 500);
@@ -81,7 +81,8 @@ function expectCompleteOrAbsent({ r, dir, files }: { r: CliResult; dir: string; 
     return 'complete';
   }
   expectCleanFailure(r, 69);
-  expect(files, 'a failed export leaves nothing under the final name, and no temporary file').toEqual([]);
+  expect(files, 'a failed export leaves nothing under the final name, no temporary file; at most its resumable partial file and record').not.toContain(OUT);
+  expect(resumableLeftovers(dir, OUT), files.join(' ')).toBe(true);
   return 'failed';
 }
 
@@ -150,12 +151,20 @@ describe('retries run out: a clean failure (69) and no file', () => {
       env: server.env,
     });
     const done = collect(child, { timeoutMs: 120_000 });
-    // Wait until rows are being written into the temporary file, then break the server.
-    await waitFor(() => tempFilesFor(dir, OUT).some((f) => statSync(join(dir, f)).size > 10_000), 60_000, 'rows in the temporary file');
+    // Wait until rows are being written into the partial file, then break the server.
+    await waitFor(() => tempFilesFor(dir, OUT).some((f) => statSync(join(dir, f)).size > 10_000), 60_000, 'rows in the partial file');
     await server.control('options', { faults: { rate: 1, kinds: ['503'], seed: 3 } });
     const r = await done;
     expectCleanFailure(r, 69, /503/);
-    expect(listDir(dir)).toEqual([]);
+    // Nothing under the final name; the rows so far stay beside it, resumable (get-table-resume.test.ts).
+    expect(listDir(dir)).toEqual([`.${OUT}.partial`, `.${OUT}.resume.json`]);
+    // The server is back: the next run carries on to the same bytes as a clean run.
+    await server.control('options', { faults: { rate: 0 } });
+    const again = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '50', '-o', join(dir, OUT)], { env: server.env, timeoutMs: 120_000 });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('resuming');
+    expect(sha256(readFileSync(join(dir, OUT)))).toBe(sha256(clean));
+    expect(listDir(dir)).toEqual([OUT]);
   });
 });
 

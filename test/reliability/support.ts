@@ -62,9 +62,25 @@ export function listDir(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir).sort() : [];
 }
 
-/** Temporary files `-o FILE` leaves beside FILE: `.FILE.<pid>.<hex>.tmp`. */
+/**
+ * Files `-o FILE` leaves beside FILE while it runs or after it stopped: the temporary file
+ * `.FILE.<pid>.<hex>.tmp`, and for a resumable export `.FILE.partial` with its record
+ * `.FILE.resume.json` (and the lock `.FILE.resume.lock`, and the record's own temporary file, of a killed run).
+ */
 export function tempFilesFor(dir: string, name: string): string[] {
-  return listDir(dir).filter((f) => f.startsWith(`.${name}.`) && f.endsWith('.tmp'));
+  const resumable = [`.${name}.partial`, `.${name}.resume.json`, `.${name}.resume.lock`];
+  return listDir(dir).filter(
+    (f) =>
+      (f.startsWith(`.${name}.`) && f.endsWith('.tmp')) ||
+      resumable.includes(f) ||
+      new RegExp(`^\\.${name.replace(/\./g, '\\.')}\\.resume\\.json\\.\\d+$`).test(f),
+  );
+}
+
+/** What a resumable `-o FILE` export that failed or was interrupted keeps beside FILE: nothing, or its partial file and record. */
+export function resumableLeftovers(dir: string, name: string): boolean {
+  const files = listDir(dir);
+  return files.length === 0 || (files.length === 2 && files.includes(`.${name}.partial`) && files.includes(`.${name}.resume.json`));
 }
 
 /** Lines of a JSON-lines file that do not parse (plus a note if the last line is unterminated). */
