@@ -79,7 +79,25 @@ async function followLinks(path: string): Promise<{ path: string; stats?: Stats;
   throw Object.assign(new Error('too many levels of symbolic links'), { code: 'ELOOP' });
 }
 
-function processAlive(pid: number): boolean {
+/**
+ * Before renaming `from` over `finalPath`: its bytes on disk (fsync through a fresh descriptor), and
+ * the target still a regular file or absent (one replaced meanwhile by something else is not renamed
+ * over). Returns the target's stat, if it exists.
+ */
+async function syncForRename(from: string, finalPath: string): Promise<Stats | undefined> {
+  const handle = await open(from, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  const now = await stat(finalPath).catch(() => undefined);
+  if (now && !now.isFile()) throw Object.assign(new Error(`${finalPath} is no longer a regular file`), { code: 'EEXIST' });
+  return now;
+}
+
+/** Is a process with this id alive (ours to signal or not)? For the pid in a lock or temporary file's name. */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -261,15 +279,7 @@ async function atomic(
         await closeStream(stream, false);
         if (streamError) throw streamError;
         // fsync through a fresh descriptor, then rename: the final name only ever holds a whole file.
-        const handle = await open(temp, 'r+');
-        try {
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-        // A file replaced meanwhile by something that is not a regular file is not renamed over.
-        const now = await stat(finalPath).catch(() => undefined);
-        if (now && !now.isFile()) throw Object.assign(new Error(`${finalPath} is no longer a regular file`), { code: 'EEXIST' });
+        await syncForRename(temp, finalPath);
         await rename(temp, finalPath);
       } catch (error) {
         await unlink(temp).catch(() => undefined);
@@ -392,14 +402,7 @@ export async function openPartialFile(finalPath: string, partialPath: string, op
       try {
         await closeStream(stream, false);
         if (streamError) throw streamError;
-        const handle = await open(partialPath, 'r+');
-        try {
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-        const now = await stat(finalPath).catch(() => undefined);
-        if (now && !now.isFile()) throw Object.assign(new Error(`${finalPath} is no longer a regular file`), { code: 'EEXIST' });
+        const now = await syncForRename(partialPath, finalPath);
         if (now) {
           if (now.uid !== process.getuid?.() || now.gid !== process.getgid?.()) await chown(partialPath, now.uid, now.gid).catch(() => undefined);
           await chmod(partialPath, now.mode & 0o7777);

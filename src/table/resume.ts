@@ -29,7 +29,7 @@ import { BadDataError, LockBusyError, UsageError } from '../errors/index.js';
 import { writeFileAtomic } from '../fs/index.js';
 import type { Logger } from '../log/index.js';
 import type { RestClient } from '../rest/index.js';
-import type { PartialFile } from '../streams/output-file.js';
+import { type PartialFile, processAlive } from '../streams/output-file.js';
 import type { ExportPlan } from './export.js';
 import type { Format, WriterOptions } from './formats.js';
 
@@ -170,15 +170,6 @@ async function readRecord(path: string): Promise<ResumeRecord | 'damaged' | unde
     return ok ? record : 'damaged';
   } catch {
     return 'damaged';
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
