@@ -3,8 +3,8 @@ import type { CommandContext } from '../cli/context.js';
 import { write, writeJson } from '../cli/io.js';
 import { confirm, requireConfirmation } from '../cli/prompt.js';
 import { columns, relative } from '../cli/render.js';
-import { CancelledError } from '../errors/index.js';
-import { type BreakerView, describeBreaker, viewOf } from '../session/breaker.js';
+import { CancelledError, UsageError } from '../errors/index.js';
+import { type BreakerView, describeBreaker, resetBreakers, viewOf } from '../session/breaker.js';
 import { withSessionStore } from '../session/open.js';
 import { logoutSessions } from '../session/logout.js';
 import { isRefusal } from '../session/manager.js';
@@ -117,7 +117,11 @@ export async function runRefresh(ctx: CommandContext, _args: string[], opts: { j
   return 0;
 }
 
-export async function runClear(ctx: CommandContext, _args: string[], opts: { all?: boolean; yes?: boolean; logout?: boolean }): Promise<number> {
+export async function runClear(
+  ctx: CommandContext,
+  _args: string[],
+  opts: { all?: boolean; yes?: boolean; logout?: boolean; resetBreaker?: boolean },
+): Promise<number> {
   return withSessionStore(ctx.settings, ctx.logger, (store) => clear(ctx, store, opts));
 }
 
@@ -129,8 +133,23 @@ function leftOnServer(entry: SessionEntry, idleMinutes: number): string {
   return `the server keeps it, and its licence, until it has been idle for ${minutes} min (${relative(new Date(until).toISOString())})`;
 }
 
-async function clear(ctx: CommandContext, store: SessionBackend, opts: { all?: boolean; yes?: boolean; logout?: boolean }): Promise<number> {
+async function clear(
+  ctx: CommandContext,
+  store: SessionBackend,
+  opts: { all?: boolean; yes?: boolean; logout?: boolean; resetBreaker?: boolean },
+): Promise<number> {
   const slot = selected(ctx);
+  if (opts.resetBreaker) {
+    if (opts.logout) throw new UsageError('--reset-breaker closes the circuit breaker only; run --logout on its own');
+    const reset = await resetBreakers(store.breakers, (b) => opts.all === true || b.env === slot.env);
+    await write(
+      ctx.io.stdout,
+      reset.length === 0
+        ? 'no circuit breaker to clear\n'
+        : reset.map((b) => `closed the circuit breaker of ${b.env} (${b.baseUrl}): the next run goes to the server\n`).join(''),
+    );
+    return 0;
+  }
   const matches = (e: { env: string; name: string }) => opts.all || (e.env === slot.env && e.name === slot.name);
   const existing = (await store.list()).filter(matches);
   if (existing.length === 0) {
@@ -193,9 +212,10 @@ export const spec = command({
       options: [
         { flags: '--all', description: 'every environment and session name' },
         { flags: '--logout', description: 'also end the session on the server ($directory/logout), freeing its licence now' },
+        { flags: '--reset-breaker', description: "close the environment's circuit breaker instead (the sessions stay)" },
         { flags: '-y, --yes', description: 'do not ask for confirmation' },
       ],
-      examples: ['legacy session clear', 'legacy session clear --logout', 'legacy session clear --all --logout --yes'],
+      examples: ['legacy session clear', 'legacy session clear --logout', 'legacy session clear --all --logout --yes', 'legacy session clear --reset-breaker'],
       run: runClear,
     }),
   ],

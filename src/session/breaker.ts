@@ -187,6 +187,24 @@ export function recordSuccess(stored: BreakerRecord | undefined, answeredAt: num
   return { env: stored.env, baseUrl: stored.baseUrl, state: 'closed', failures: [], lastSuccessAt: now };
 }
 
+/**
+ * `session clear --breaker`: close the breakers `match` selects, by hand (a person knows the server is
+ * back, or wants the next run to try it now). Returns the ones that were not closed before.
+ */
+export async function resetBreakers(store: BreakerStore, match: (record: BreakerRecord) => boolean): Promise<BreakerRecord[]> {
+  const reset: BreakerRecord[] = [];
+  for (const record of (await store.list()).filter(match)) {
+    if (record.state === 'closed' && record.failures.length === 0) continue;
+    await store.update(record, (stored) =>
+      stored
+        ? { env: stored.env, baseUrl: stored.baseUrl, state: 'closed', failures: [], ...(stored.lastSuccessAt ? { lastSuccessAt: stored.lastSuccessAt } : {}) }
+        : undefined,
+    );
+    reset.push(record);
+  }
+  return reset;
+}
+
 export function viewOf(record: BreakerRecord | undefined, key: BreakerKey, settings: BreakerSettings, now = Date.now()): BreakerView {
   const state = stateAt(record, now);
   return {

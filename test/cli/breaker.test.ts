@@ -326,4 +326,24 @@ describe('circuit breaker: what counts, what bypasses it, what shows it', () => 
     expect(await breakerStatus(env)).toMatchObject({ state: 'closed' });
     expect((await server.stats()).requests).toBeGreaterThan(before + 2);
   });
+
+  it('session clear --reset-breaker closes it by hand: the next run goes to the server; the sessions stay', async () => {
+    const server = await startServer();
+    servers.push(server);
+    const env = { ...breakerEnv(server.url, 'file'), ...authOf(server) };
+    expect((await runCli(['tables'], { env })).code).toBe(0); // a stored session
+    const breakers = new FileBreakerStore(env.LEGACY_CONFIG_DIR, silentLogger);
+    const key = { env: 'test', baseUrl: server.url };
+    const settings = { enabled: true, failures: 3, windowMs: 60_000, coolDownMs: 60_000, maxCoolDownMs: 60_000 };
+    for (let i = 0; i < 3; i += 1) await breakers.update(key, (s) => recordFailure(s, key, Date.now(), settings, 'HTTP 503', false));
+    expect((await runCli(['tables'], { env })).code).toBe(69);
+    const cleared = await runCli(['session', 'clear', '--reset-breaker'], { env });
+    expect(cleared.code, cleared.stderr).toBe(0);
+    expect(cleared.stdout).toBe(`closed the circuit breaker of test (${server.url}): the next run goes to the server\n`);
+    expect(await breakerStatus(env)).toMatchObject({ state: 'closed', failures: 0 });
+    expect((await runCli(['tables'], { env })).code).toBe(0);
+    expect((await server.stats()).sessionsCreated).toBe(1);
+    expect((await runCli(['session', 'clear', '--reset-breaker'], { env })).stdout).toBe('no circuit breaker to clear\n');
+    expect((await runCli(['session', 'clear', '--reset-breaker', '--logout'], { env })).code).toBe(64);
+  });
 });
