@@ -309,11 +309,12 @@ describe('circuit breaker: what counts, what bypasses it, what shows it', () => 
   it('a follower started while it is open waits, probes when the cool-down ends, and goes on polling', async () => {
     const server = await startServer({ rows: { Artikel: 50 }, changeTracking: ['Artikel'] });
     servers.push(server);
-    const env = { ...breakerEnv(server.url, 'file', { LEGACY_BREAKER_COOL_DOWN_MS: '1500' }), ...authOf(server) };
+    const env = { ...breakerEnv(server.url, 'file', { LEGACY_BREAKER_COOL_DOWN_MS: '5000' }), ...authOf(server) };
     const breakers = new FileBreakerStore(env.LEGACY_CONFIG_DIR, silentLogger);
     const key = { env: 'test', baseUrl: server.url };
-    const settings = { enabled: true, failures: 3, windowMs: 60_000, coolDownMs: 1500, maxCoolDownMs: 1500 };
+    const settings = { enabled: true, failures: 3, windowMs: 60_000, coolDownMs: 5000, maxCoolDownMs: 5000 };
     for (let i = 0; i < 3; i += 1) await breakers.update(key, (s) => recordFailure(s, key, Date.now(), settings, 'HTTP 503', false));
+    // A cool-down longer than a loaded machine takes to start the process: its first polls are refused.
     const db = join(tempDir('legacy-brk-follow-'), 'copy.sqlite');
     const before = (await server.stats()).requests;
     const r = await interruptCli(['sync', 'Artikel', '--follow', '--interval', '200ms', '--db', db], {
