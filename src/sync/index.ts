@@ -346,7 +346,13 @@ export class Syncer {
         cursor = cursorOf(row[d], time === undefined ? undefined : row[time]);
         if (cursor) break;
       }
-      return [row[keyIdx], row[1], row[2], cursor, ...dataIdx.map((i) => row[i])];
+      const out = new Array<unknown>(4 + dataIdx.length);
+      out[0] = row[keyIdx];
+      out[1] = row[1];
+      out[2] = row[2];
+      out[3] = cursor;
+      for (let j = 0; j < dataIdx.length; j++) out[4 + j] = row[dataIdx[j]!];
+      return out;
     };
   }
 
@@ -402,6 +408,8 @@ export class Syncer {
     let open = false;
     let batchRows = 0;
     let since = 0;
+    const rebuildIndexes = await store.deferIndexes(t.dc.name, t.keyAttr.name);
+    let failed = false;
     const commit = async () => {
       await store.commit();
       open = false;
@@ -424,11 +432,17 @@ export class Syncer {
         if (batchRows >= WRITE_BATCH_ROWS || performance.now() - since >= WRITE_BATCH_MS) await commit();
       }
       if (open) await commit();
+    } catch (error) {
+      // Best effort after a failure: what it leaves out, the next run's ensureTable builds.
+      failed = true;
+      throw error;
     } finally {
       // A failed COMMIT too: SQLite asks for a ROLLBACK after one (BUSY, FULL, IOERR).
       if (open) await store.rollback().catch(() => undefined);
       await pages.return(undefined).catch(() => undefined);
+      if (failed) await rebuildIndexes?.().catch(() => undefined);
     }
+    await rebuildIndexes?.();
     return summary;
   }
 

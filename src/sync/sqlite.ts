@@ -59,6 +59,27 @@ export class SqliteSyncStore extends SyncStore {
     return new SqliteSyncStore(path, db, options.busyTimeoutMs ?? 5000);
   }
 
+  /**
+   * A first load also stops the automatic checkpoints: each one waits for the disk (fsync) while
+   * the rows it moves are still changing, and a load of 200,000 rows made about thirty. One
+   * checkpoint after the rebuilt indexes moves everything once. The commits stay atomic (WAL).
+   */
+  override async deferIndexes(table: string, keyColumn: string): Promise<(() => Promise<void>) | undefined> {
+    const rebuild = await super.deferIndexes(table, keyColumn);
+    if (!rebuild) return undefined;
+    this.guard(() => this.db.pragma('wal_autocheckpoint = 0'));
+    return async () => {
+      try {
+        await rebuild();
+      } finally {
+        this.guard(() => {
+          this.db.pragma('wal_autocheckpoint = 1000');
+          this.db.pragma('wal_checkpoint(PASSIVE)');
+        });
+      }
+    };
+  }
+
   /** Run a statement; a full disk ("database or disk is full") is exit 73 naming the database. */
   private guard<T>(fn: () => T): T {
     try {
@@ -135,33 +156,55 @@ export class SqliteSyncStore extends SyncStore {
     });
   }
 
-  /** Row by row: a read of the stored stamp decides between skip, insert and update. */
+  /**
+   * Row by row, each row's values bound as one array. Two ways to the same counts, chosen per page
+   * by what the previous page found (the first by whether the table holds any row):
+   * - mostly new rows (a first full load): insert, and only when the key is already there run the
+   *   upsert, which rewrites the row unless its stamp is unchanged (`changes` tells which);
+   * - mostly known rows (incremental, re-reads): read the stored stamp first and skip an unchanged
+   *   row without writing. On a first load of 200,000 rows the first way costs one B-tree search
+   *   per row instead of two.
+   * A change feed (an observer) needs the stored row before the write, so it always reads first.
+   */
   async upserter(table: string, keyColumn: string, columns: string[], rewriteAll = false): Promise<Upsert> {
     const dataColumns = columns.filter((c) => c !== keyColumn);
     const values = `VALUES (${this.upsertColumns(keyColumn, dataColumns)
       .map(() => '?')
       .join(', ')})`;
-    const insert = this.db.prepare(this.upsertSql(table, keyColumn, dataColumns, values, false));
+    const upsert = this.db.prepare(this.upsertSql(table, keyColumn, dataColumns, values, !rewriteAll));
+    const rewrite = this.db.prepare(this.upsertSql(table, keyColumn, dataColumns, values, false));
+    const insertNew = this.db.prepare(`${this.insertSql(table, keyColumn, dataColumns, values)} ON CONFLICT DO NOTHING`);
     // A change feed needs the stored row to name the changed fields; sync only the stamp.
     const observed = this.changeObserver !== undefined;
     const existing = exactReader(this.db.prepare(`SELECT ${observed ? '*' : '_stamp, _deleted_at'} FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`));
+    let mostlyNew = !observed && this.guard(() => this.db.prepare(`SELECT 1 FROM ${quoteId(table)} LIMIT 1`).get() === undefined);
     return async (rows, syncedAt) =>
       this.guard(() => {
         const counts: UpsertCounts = { inserted: 0, updated: 0, unchanged: 0 };
-        for (const row of rows) {
-          const stored = existing.get(toSql(row[0])) as Record<string, unknown> | undefined;
-          const before = (stored && exactRow(stored)) as ({ _stamp: number | null; _deleted_at: string | null } & Record<string, unknown>) | undefined;
-          if (!rewriteAll && before && before._stamp === row[1] && before._deleted_at === null) {
-            counts.unchanged++;
-            continue;
+        if (mostlyNew) {
+          for (const row of rows) {
+            const params = upsertParams(row, syncedAt);
+            if (insertNew.run(params).changes === 1) counts.inserted++;
+            else if (upsert.run(params).changes === 1) counts.updated++;
+            else counts.unchanged++;
           }
-          insert.run(...upsertParams(row, syncedAt));
-          if (before) counts.updated++;
-          else counts.inserted++;
-          // A row rewritten only to fill new columns (rewriteAll) did not change on the server.
-          const same = before !== undefined && before._stamp === row[1] && before._deleted_at === null;
-          if (observed && !same) this.noteChange(rowChange(table, keyColumn, dataColumns, row, before));
+        } else {
+          for (const row of rows) {
+            const stored = existing.get(toSql(row[0])) as Record<string, unknown> | undefined;
+            const before = (stored && exactRow(stored)) as ({ _stamp: number | null; _deleted_at: string | null } & Record<string, unknown>) | undefined;
+            // A row rewritten only to fill new columns (rewriteAll) did not change on the server.
+            const same = before !== undefined && before._stamp === row[1] && before._deleted_at === null;
+            if (same && !rewriteAll) {
+              counts.unchanged++;
+              continue;
+            }
+            rewrite.run(upsertParams(row, syncedAt));
+            if (before) counts.updated++;
+            else counts.inserted++;
+            if (observed && !same) this.noteChange(rowChange(table, keyColumn, dataColumns, row, before));
+          }
         }
+        mostlyNew = !observed && counts.inserted * 2 > rows.length;
         return counts;
       });
   }

@@ -283,6 +283,8 @@ interface SyncTargetProbe {
   stamps(): Promise<Map<string, number>>;
   /** Runs still marked running. */
   running(): Promise<number>;
+  /** The data table's own indexes (a first load puts them off until its end). */
+  indexes(): Promise<string[]>;
   /** A run is recorded and at least one page stored. */
   midRun(): Promise<boolean>;
   close(): Promise<void>;
@@ -292,6 +294,7 @@ const MID_RUN_SQL = `SELECT count(*) AS n FROM _legacy_sync_runs WHERE status = 
 const DUPES_SQL = 'SELECT count(*) AS n FROM (SELECT "UID" FROM "Artikel" GROUP BY "UID" HAVING count(*) > 1) d';
 const STAMPS_SQL = 'SELECT "UID", _stamp FROM "Artikel" WHERE _deleted_at IS NULL';
 const RUNNING_SQL = `SELECT count(*) AS n FROM _legacy_sync_runs WHERE status = 'running'`;
+const OWN_INDEXES = ['Artikel__cursor', 'Artikel__stamp'];
 
 function sqliteProbe(): SyncTargetProbe {
   const db = join(tempDir('legacy-crash-sync-'), 'crash.sqlite');
@@ -319,6 +322,10 @@ function sqliteProbe(): SyncTargetProbe {
     },
     stamps: async () => read((d) => new Map((d.prepare(STAMPS_SQL).all() as Array<{ UID: string; _stamp: number }>).map((r) => [r.UID, r._stamp]))),
     running: async () => read((d) => (d.prepare(RUNNING_SQL).get() as { n: number }).n),
+    indexes: async () =>
+      read((d) =>
+        (d.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'Artikel'`).all() as Array<{ name: string }>).map((r) => r.name),
+      ),
     midRun: async () =>
       existsSync(db) &&
       (() => {
@@ -352,6 +359,8 @@ async function postgresProbe(pgServer: RunningPostgres): Promise<SyncTargetProbe
     },
     stamps: async () => new Map((await client.query(STAMPS_SQL)).rows.map((r: { UID: string; _stamp: string }) => [r.UID, Number(r._stamp)])),
     running: () => one(RUNNING_SQL),
+    indexes: async () =>
+      (await client.query(`SELECT indexname FROM pg_indexes WHERE tablename = 'Artikel'`)).rows.map((r: { indexname: string }) => r.indexname),
     midRun: async () => (await one(MID_RUN_SQL)) > 0,
     close: () => client.end(),
   };
@@ -420,6 +429,8 @@ describe.each([
           expect(got.size).toBe(expected.size);
           for (const [uid, stamp] of got) expect(stamp, uid).toBe(expected.get(uid));
           expect(await t.running()).toBe(0);
+          // A first load killed before it built its indexes: the re-run built them.
+          expect(await t.indexes()).toEqual(expect.arrayContaining(OWN_INDEXES));
         }
         const runs = JSON.parse((await runCli(['sync', 'runs', '--db', t.db, '--limit', '1000', '--json'], { env: server.env })).stdout) as Array<{
           status: string;
