@@ -1,26 +1,29 @@
-// npm run bench:export — issue 15's measurements, in one run against the emulator (its own process),
-// every figure a median of alternating runs (BENCH_RUNS, default 5), so that drift of the machine
-// (other load, caches) hits every contender alike:
+// npm run bench:export — the export and the write side, in one run against the emulator (its own
+// process), every figure a median of alternating runs (BENCH_RUNS, default 5), so that drift of the
+// machine (other load, caches) hits every contender alike:
 //   (a) a bare keep-alive HTTP loop that reads every page and parses nothing (bench/bare-loop.mjs, the floor),
 //   (b) legacy get-table Artikel --csv -o FILE, (c) --ndjson, (d) --json, all at default settings,
-//   (e) legacy sync Artikel into a fresh SQLite database (a full sync: it shares the export's pipeline),
-//   with wall-time ratios to (a) and peak RSS;
+//   (e) legacy sync Artikel into a fresh SQLite database (a full first sync),
+//   (f) --xlsx -o FILE,
+//   (g) legacy sync Artikel into a fresh PostgreSQL database (a real server started as the tests
+//       start it; skipped when PostgreSQL is not installed),
+//   with wall-time ratios to (a), to (b), and peak RSS;
 //   the latency pair: the emulator answering every request 50 ms late, (a) against (b) (BENCH_LATENCY_RUNS, default 3);
-//   (f) --xlsx against --csv (BENCH_XLSX_RUNS, default 3);
-//   peak RSS of (b) and (f) at 1,000,000 rows (BENCH_BIG_ROWS; 0 skips);
-//   with BENCH_BEFORE=<another checkout>, that checkout's get-table --csv -o alternates with the others
-//   ("before"), so a change is measured against its predecessor in the same run.
-// Goals (issue 15): (b) ≤ 1.2x (a); (c), (d) no slower than (b); (b) ≤ 0.4x (a) at 50 ms; peak RSS
-// ≤ 150 MB, flat from 200,000 to 1,000,000 rows; (e) ≤ 1.2x (b). Issue 17: (f) ≤ 2x (b).
+//   peak RSS of (b), (e), (f) and (g) at 1,000,000 rows (BENCH_BIG_ROWS; 0 skips);
+//   with BENCH_BEFORE=<another checkout>, that checkout's (b), (e), (f) and (g) alternate with the
+//   others ("before"), so a change is measured against its predecessor in the same run.
+// Goals: (b) ≤ 1.2x (a); (c), (d) no slower than (b); (b) ≤ 0.35x (a) at 50 ms (issue 26); peak RSS
+// ≤ 150 MB, flat from 200,000 to 1,000,000 rows (sync too), xlsx ≤ 200 MB; issue 26: (e) ≤ 1.1x (b),
+// (f) ≤ 1.3x (b), (g) ≤ 1.3x (b).
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { startPostgres } from '../test/helpers/services.mjs';
 import { benchEnv, control, legacyBin, mb, measure, root, s, startEmulatorProcess, tempDir } from './lib.mjs';
 
 const rows = Number(process.env.BENCH_ROWS ?? 200_000);
 const bigRows = Number(process.env.BENCH_BIG_ROWS ?? 1_000_000);
 const runs = Number(process.env.BENCH_RUNS ?? 5);
 const latencyRuns = Number(process.env.BENCH_LATENCY_RUNS ?? 3);
-const xlsxRuns = Number(process.env.BENCH_XLSX_RUNS ?? 3);
 const latencyMs = 50;
 const pageSize = 1000;
 const median = (values) => {
@@ -57,13 +60,24 @@ async function getTable(url, args, bin = legacyBin) {
 }
 
 let syncs = 0;
-async function syncFull(url) {
+/** A full first sync into a fresh SQLite file. */
+async function syncSqlite(url, bin = legacyBin) {
   const db = join(work, `sync-${syncs++}.sqlite`);
-  const r = await measure(process.execPath, [legacyBin, 'sync', 'Artikel', '--db', db], { env: env(url) });
-  rmSync(db, { force: true });
-  rmSync(`${db}-wal`, { force: true });
-  rmSync(`${db}-shm`, { force: true });
-  return checked(r, 'sync');
+  const e = env(url);
+  if (bin !== legacyBin) e.LEGACY_CONFIG_DIR = join(work, 'cfg-before');
+  const r = await measure(process.execPath, [bin, 'sync', 'Artikel', '--db', db], { env: e });
+  for (const suffix of ['', '-wal', '-shm', '.lock']) rmSync(`${db}${suffix}`, { force: true });
+  return checked(r, 'sync (SQLite)');
+}
+
+const postgres = await startPostgres();
+/** A full first sync into a fresh PostgreSQL database (all go when the server stops). */
+async function syncPostgres(url, bin = legacyBin) {
+  const db = await postgres.newDatabase(`sync${syncs++}`);
+  const e = env(url);
+  if (bin !== legacyBin) e.LEGACY_CONFIG_DIR = join(work, 'cfg-before');
+  const r = await measure(process.execPath, [bin, 'sync', 'Artikel', '--db', db], { env: e });
+  return checked(r, 'sync (PostgreSQL)');
 }
 
 /** Alternate the contenders `times` times; per contender the runs. */
@@ -89,18 +103,39 @@ try {
     csv: () => getTable(emu.url, ['--csv']),
     ndjson: () => getTable(emu.url, ['--ndjson']),
     json: () => getTable(emu.url, ['--json']),
-    sync: () => syncFull(emu.url),
-    ...(before ? { before: () => getTable(emu.url, ['--csv'], before) } : {}),
+    sqlite: () => syncSqlite(emu.url),
+    xlsx: () => getTable(emu.url, ['--xlsx']),
+    ...(postgres ? { pg: () => syncPostgres(emu.url) } : {}),
+    ...(before
+      ? {
+          before: () => getTable(emu.url, ['--csv'], before),
+          beforeSqlite: () => syncSqlite(emu.url, before),
+          beforeXlsx: () => getTable(emu.url, ['--xlsx'], before),
+          ...(postgres ? { beforePg: () => syncPostgres(emu.url, before) } : {}),
+        }
+      : {}),
   });
   const loop = summary(r.loop);
   const csv = summary(r.csv);
+  const toCsv = (x, goal) => `  /csv ${(x.ms / csv.ms).toFixed(2)}${goal ? ` (goal ≤ ${goal})` : ''}`;
   console.log(line('(a) bare keep-alive page loop', loop));
   console.log(line('(b) get-table --csv -o', csv, loop));
   if (before) console.log(line('(b) before: BENCH_BEFORE --csv -o', summary(r.before), loop));
   console.log(line('(c) get-table --ndjson -o', summary(r.ndjson), loop));
   console.log(line('(d) get-table --json -o', summary(r.json), loop));
-  const sync = summary(r.sync);
-  console.log(`${line('(e) sync Artikel, full, SQLite', sync, loop)}  sync/csv ${(sync.ms / csv.ms).toFixed(2)}`);
+  const contenders = [
+    ['(e) sync Artikel, full, SQLite', 'sqlite', 'beforeSqlite', 1.1],
+    ['(f) get-table --xlsx -o', 'xlsx', 'beforeXlsx', 1.3],
+    ['(g) sync Artikel, full, PostgreSQL', 'pg', 'beforePg', 1.3],
+  ];
+  for (const [label, key, beforeKey, goal] of contenders) {
+    if (!r[key]) {
+      console.log(`${label.padEnd(40)} skipped: PostgreSQL is not installed`);
+      continue;
+    }
+    console.log(`${line(label, summary(r[key]), loop)}${toCsv(summary(r[key]), goal)}`);
+    if (before && r[beforeKey]) console.log(`${line(`${label.slice(0, 4)}before`, summary(r[beforeKey]), loop)}${toCsv(summary(r[beforeKey]))}`);
+  }
 
   await control(emu.url, 'options', { latencyMs });
   const l = await alternate(latencyRuns, {
@@ -109,35 +144,27 @@ try {
     ...(before ? { before: () => getTable(emu.url, ['--csv'], before) } : {}),
   });
   const loop50 = summary(l.loop);
-  console.log(`every answer ${latencyMs} ms late, medians of ${latencyRuns} alternating runs:`);
+  console.log(`every answer ${latencyMs} ms late, medians of ${latencyRuns} alternating runs (goal: (b) ≤ 0.35 of (a)):`);
   console.log(line(`(a) bare page loop, ${latencyMs} ms`, loop50));
   console.log(line(`(b) get-table --csv -o, ${latencyMs} ms`, summary(l.csv), loop50));
   if (before) console.log(line(`(b) before, ${latencyMs} ms`, summary(l.before), loop50));
   await control(emu.url, 'options', { latencyMs: 0 });
-
-  const x = await alternate(xlsxRuns, { csv: () => getTable(emu.url, ['--csv']), xlsx: () => getTable(emu.url, ['--xlsx']) });
-  const xcsv = summary(x.csv);
-  const xlsx = summary(x.xlsx);
-  console.log(
-    `(f) --xlsx -o vs --csv -o, medians of ${xlsxRuns} alternating runs: csv ${s(xcsv.ms)}, xlsx ${s(xlsx.ms)} (peak RSS ${mb(xlsx.peakRss)}), time ratio xlsx/csv ${(xlsx.ms / xcsv.ms).toFixed(2)} (target <= 2)`,
-  );
 } finally {
   await emu.stop();
 }
 
 if (bigRows > 0) {
   const big = await startEmulatorProcess(['--rows', `Artikel=${bigRows}`, '--max-sessions', '10']);
+  const at = (label, r) => console.log(`${label} at ${bigRows.toLocaleString('en-US')} rows: ${s(r.ms)}, peak RSS ${mb(r.peakRss)}`);
   try {
-    const b = await getTable(big.url, ['--csv']);
-    console.log(`(b) --csv at ${bigRows.toLocaleString('en-US')} rows: ${s(b.ms)}, peak RSS ${mb(b.peakRss)}`);
-    if (before) {
-      const b0 = await getTable(big.url, ['--csv'], before);
-      console.log(`(b) before: --csv at ${bigRows.toLocaleString('en-US')} rows: ${s(b0.ms)}, peak RSS ${mb(b0.peakRss)}`);
-    }
-    const f = await getTable(big.url, ['--xlsx']);
-    console.log(`(f) --xlsx at ${bigRows.toLocaleString('en-US')} rows: ${s(f.ms)}, peak RSS ${mb(f.peakRss)}`);
+    at('(b) --csv', await getTable(big.url, ['--csv']));
+    if (before) at('(b) before: --csv', await getTable(big.url, ['--csv'], before));
+    at('(e) sync, SQLite', await syncSqlite(big.url));
+    at('(f) --xlsx', await getTable(big.url, ['--xlsx']));
+    if (postgres) at('(g) sync, PostgreSQL', await syncPostgres(big.url));
   } finally {
     await big.stop();
   }
 }
+await postgres?.stop();
 rmSync(work, { recursive: true, force: true });

@@ -62,7 +62,7 @@ try {
   for (const t of targets) times.get(t).reconcile = await syncRun(t, '--reconcile, nothing changed', ['--reconcile']);
   for (const [t, { full, incr, idle, verify, reconcile }] of times) {
     console.log(
-      `${t.name.padEnd(11)} full / get-table --csv: ${(full / csv.ms).toFixed(2)} (goal ≤ 1.5); incremental / full: ${(incr / full).toFixed(3)} (goal ≤ 0.1); nothing changed / full: ${(idle / full).toFixed(3)}`,
+      `${t.name.padEnd(11)} full / get-table --csv: ${(full / csv.ms).toFixed(2)} (goal ≤ ${t.name === 'SQLite' ? '1.1' : '1.3'}); incremental / full: ${(incr / full).toFixed(3)} (goal ≤ 0.1); nothing changed / full: ${(idle / full).toFixed(3)}`,
     );
     console.log(
       `${t.name.padEnd(11)} reconcile scan (verify) / full: ${(verify / full).toFixed(3)} (goal ≤ 0.25); whole --reconcile run / full: ${(reconcile / full).toFixed(3)}`,
