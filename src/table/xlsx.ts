@@ -1,9 +1,9 @@
 /**
  * `--xlsx`: an Excel workbook (Office Open XML SpreadsheetML), streamed.
  *
- * The sheet XML is generated here page by page and zipped by yazl as it goes (native zlib, one
- * entry per sheet, data descriptors, ZIP64 when needed), with backpressure all the way to the
- * output: memory stays flat however many rows. Strings are written inline, never into a shared
+ * The sheet XML is generated here page by page and zipped as it goes (../streams/zip.ts: native
+ * zlib, one entry per sheet, data descriptors, ZIP64 when needed), with backpressure all the way to
+ * the output: memory stays flat however many rows. Strings are written inline, never into a shared
  * string table that would grow with the table. (exceljs's streaming writer was measured first:
  * its memory grew with the row count and it took more than twice as long as CSV.)
  *
@@ -18,8 +18,8 @@
  * Excel holds at most 1,048,576 rows per sheet: further rows go on on a second sheet
  * (`Artikel (2)`, with the same header), and so on.
  */
-import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { write } from '../streams/write.js';
+import type { Writable } from 'node:stream';
+import { ZipWriter, type ZipEntryWriter } from '../streams/zip.js';
 import { cellEncoder, columnLetters, EXCEL_MAX_CELL_TEXT, STYLE, xmlText, type CellKind } from './excel.js';
 import { ByteSink, rowTranscoder, xlsxTranscoder, type TranscodeColumn } from './transcode.js';
 import type { EncodedRows, PageEncoder, RowWriter } from './writer.js';
@@ -97,8 +97,8 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
     return `${xml}</row>`;
   };
 
-  let zip: import('yazl').ZipFile | undefined;
-  let sheet: PassThrough | undefined;
+  let zip: ZipWriter | undefined;
+  let sheet: ZipEntryWriter | undefined;
   const sheets: Part[] = [];
   let rowNumber = 0;
   let written = 0;
@@ -106,13 +106,17 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
   /** The encoder's first page's rows, measured for the widths. */
   let firstRows: unknown[][] | undefined;
   let failed: Error | undefined;
-  let pump: Promise<void> = Promise.resolve();
   /** Rejects when the output fails (a closed pipe, a full disk), so a waiting write never hangs. */
   let outputFailed: Promise<never> = new Promise(() => undefined);
 
-  const send = async (chunk: string | Buffer): Promise<void> => {
+  /** Into the current sheet; `done` once zlib no longer needs the bytes. */
+  const send = async (chunk: string | Buffer, done?: () => void): Promise<void> => {
     if (failed) throw failed;
-    await Promise.race([write(sheet!, chunk), outputFailed]);
+    await Promise.race([sheet!.write(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk, done), outputFailed]);
+  };
+  const race = async (step: Promise<void>): Promise<void> => {
+    if (failed) throw failed;
+    await Promise.race([step, outputFailed]);
   };
 
   /** Widths in characters from the header and the first page, within 8..60. */
@@ -132,8 +136,7 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
   const startSheet = async () => {
     const index = sheets.length + 1;
     sheets.push({ name: sheetName(options.sheetName, index > 1 ? ` (${index})` : ''), state: { rows: 0 } });
-    sheet = new PassThrough();
-    zip!.addReadStream(sheet, `xl/worksheets/sheet${index}.xml`, { compressionLevel: DEFLATE_LEVEL });
+    sheet = await zip!.entry(`xl/worksheets/sheet${index}.xml`, DEFLATE_LEVEL);
     rowNumber = 0;
     const pane = header
       ? '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/><selection pane="bottomLeft" activeCell="A2" sqref="A2"/>'
@@ -155,32 +158,32 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
     part.state.rows = rowNumber;
     const filter = header ? `<autoFilter ref="A1:${lastColumn}${Math.max(1, rowNumber)}"/>` : '';
     await send(`</sheetData>${filter}<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" footer="0.3"/></worksheet>`);
-    await Promise.race([new Promise<void>((resolve) => sheet!.end(resolve)), outputFailed]);
+    await race(sheet!.end());
   };
 
   const quoteSheet = (name: string) => `'${name.replace(/'/g, "''")}'`;
 
-  const addPackageParts = () => {
+  const addPackageParts = async () => {
     const z = zip!;
-    const add = (name: string, xml: string) => z.addBuffer(Buffer.from(xml, 'utf8'), name);
+    const add = (name: string, xml: string) => race(z.addBuffer(name, Buffer.from(xml, 'utf8')));
     const sheetTypes = sheets.map(
       (_, i) =>
         `<Override PartName="/xl/worksheets/sheet${i + 1}.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>`,
     );
-    add(
+    await add(
       '[Content_Types].xml',
       `${XML_HEAD}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">\
 <Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>\
 <Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>\
 <Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>${sheetTypes.join('')}</Types>`,
     );
-    add(
+    await add(
       '_rels/.rels',
       `${XML_HEAD}<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">\
 <Relationship Id="rId1" Type="${NS_REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>`,
     );
     const rels = sheets.map((_, i) => `<Relationship Id="rId${i + 1}" Type="${NS_REL}/worksheet" Target="worksheets/sheet${i + 1}.xml"/>`);
-    add(
+    await add(
       'xl/_rels/workbook.xml.rels',
       `${XML_HEAD}<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">${rels.join('')}\
 <Relationship Id="rId${sheets.length + 1}" Type="${NS_REL}/styles" Target="styles.xml"/></Relationships>`,
@@ -189,12 +192,12 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
     const filters = header
       ? `<definedNames>${sheets.map((s, i) => `<definedName name="_xlnm._FilterDatabase" localSheetId="${i}" hidden="1">${xmlText(`${quoteSheet(s.name)}!$A$1:$${lastColumn}$${Math.max(1, s.state.rows)}`)}</definedName>`).join('')}</definedNames>`
       : '';
-    add(
+    await add(
       'xl/workbook.xml',
       `${XML_HEAD}<workbook xmlns="${NS_MAIN}" xmlns:r="${NS_REL}"><bookViews><workbookView activeTab="0"/></bookViews>\
 <sheets>${names.join('')}</sheets>${filters}</workbook>`,
     );
-    add('xl/styles.xml', STYLES_XML);
+    await add('xl/styles.xml', STYLES_XML);
   };
 
   return {
@@ -202,19 +205,12 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
       return written;
     },
     async begin() {
-      const yazl = await import('yazl');
-      zip = new yazl.ZipFile();
-      const output = zip.outputStream as unknown as Readable;
-      // Our own pump instead of pipe(): pipe() never ends stdout, and write() waits for the reader.
-      pump = (async () => {
-        for await (const chunk of output) await write(out, chunk as Buffer);
-      })();
-      outputFailed = pump.then(
-        () => new Promise<never>(() => undefined),
-        (error: Error) => {
+      zip = new ZipWriter(out);
+      outputFailed = new Promise<never>((_, reject) =>
+        out.once('error', (error: Error) => {
           failed ??= error;
-          throw error;
-        },
+          reject(error);
+        }),
       );
       outputFailed.catch(() => undefined);
     },
@@ -293,7 +289,8 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
         await endSheet();
         await startSheet();
       }
-      await send(page.bytes.subarray(from));
+      // zlib takes the bytes in order: after the last ones, the buffer is free again.
+      await send(page.bytes.subarray(from), page.release);
       rowNumber = page.lastRow;
       written += page.rows;
     },
@@ -303,10 +300,8 @@ export function xlsxWriter(columns: string[], out: Writable, options: XlsxOption
         await startSheet();
       }
       await endSheet();
-      addPackageParts();
-      zip!.end();
-      await Promise.race([pump, outputFailed]);
-      if (failed) throw failed;
+      await addPackageParts();
+      await race(zip!.end());
       const truncated = cells.truncated;
       if (truncated) options.warn?.(`${truncated} cell(s) longer than Excel's ${EXCEL_MAX_CELL_TEXT} characters were cut to fit`);
     },
