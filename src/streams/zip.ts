@@ -10,7 +10,7 @@
  * added copies and GC work; neither can be changed from outside yazl.
  */
 import type { Writable } from 'node:stream';
-import { createDeflateRaw, crc32, deflateRawSync, type DeflateRaw } from 'node:zlib';
+import { createDeflateRaw, crc32, deflateRawSync, type DeflateRaw, type ZlibOptions } from 'node:zlib';
 import { write } from './write.js';
 
 const LOCAL_HEADER = 0x04034b50;
@@ -121,7 +121,9 @@ export class ZipWriter {
     this.open = true;
     const r: Record = { name: Buffer.from(name, 'utf8'), flags: FLAG_UTF8 | FLAG_DESCRIPTOR, crc: 0, compressed: 0, size: 0, offset: this.offset };
     await this.emit(this.localHeader(r));
-    const deflate: DeflateRaw = createDeflateRaw({ level, chunkSize: 64 * 1024 });
+    // Room for a page of input: the caller encodes the next page while zlib compresses this one
+    // (with the default 16 KB every write waited for zlib to finish it).
+    const deflate: DeflateRaw = createDeflateRaw({ level, chunkSize: 256 * 1024, writableHighWaterMark: 4 * 1024 * 1024 } as ZlibOptions);
     // The compressed bytes go out as they come, at the output's pace.
     const pump = (async () => {
       for await (const chunk of deflate) {

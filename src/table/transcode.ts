@@ -907,6 +907,17 @@ export function jsWhitespace(c: number): boolean {
  */
 function xmlBytes(out: Buffer, p: number, b: Buffer, from: number, to: number, decode: boolean): number {
   for (let k = from; k < to; k++) {
+    // A run of bytes that stay as they are, copied at once.
+    let run = k;
+    while (run < to && XML_PLAIN[b[run]!] === 1) run++;
+    if (run - k > 48) {
+      b.copy(out, p, k, run);
+      p += run - k;
+    } else {
+      while (k < run) out[p++] = b[k++]!;
+    }
+    k = run;
+    if (k >= to) break;
     const c = b[k]!;
     if (c === BACKSLASH && decode) {
       const d = escapedChar(b[++k]!);
@@ -944,6 +955,10 @@ function xmlBytes(out: Buffer, p: number, b: Buffer, from: number, to: number, d
   return p;
 }
 
+/** Bytes xmlBytes copies as they are (everything but markup, `\\`, `_` and the lead byte of U+FFFE/U+FFFF). */
+const XML_PLAIN = new Uint8Array(256).fill(1);
+for (const c of [AMP, LT, GT, QUOTE, BACKSLASH, UNDERSCORE, 0xef]) XML_PLAIN[c] = 0;
+
 /** Writes one row of a sheet (`<row r="N">…</row>`) per entity of a scanned page, the bytes ./xlsx.ts writes for it. */
 export interface XlsxRowTranscoder {
   entity(sink: ByteSink, page: ScannedPage, i: number, row: number): void;
@@ -972,6 +987,8 @@ export function xlsxTranscoder(
   const heads = letters.map((l) => Buffer.from(`<c r="${l}`));
   const slotsOf = slotsFor(columns);
   const date = Buffer.alloc(10);
+  /** Time cells after their reference, by whole seconds (the first four days). */
+  const timeTails = new Array<Buffer | undefined>(4 * 86_400);
   /** The digits of the row being written. */
   const rowDigits = Buffer.alloc(16);
   let rowLength = 0;
@@ -1017,14 +1034,25 @@ export function xlsxTranscoder(
     const to = e - 1;
     if (to - from > EXCEL_MAX_CELL_TEXT) return false;
     if (to === from) return true;
-    let last = from;
+    let escaped = false;
     for (let k = from; k < to; k++) {
-      const c = b[k]!;
-      if ((c & 0xc0) === 0x80) continue; // inside a character
-      last = k;
-      if (c === BACKSLASH) {
-        if (escapedChar(b[k + 1]!) < 0) return false;
-        k++;
+      if (b[k] === BACKSLASH) {
+        escaped = true;
+        break;
+      }
+    }
+    let last = to - 1;
+    if (!escaped) {
+      while ((b[last]! & 0xc0) === 0x80) last--; // back to the start of the last character
+    } else {
+      for (let k = from; k < to; k++) {
+        const c = b[k]!;
+        if ((c & 0xc0) === 0x80) continue; // inside a character
+        last = k;
+        if (c === BACKSLASH) {
+          if (escapedChar(b[k + 1]!) < 0) return false;
+          k++;
+        }
       }
     }
     const first = b[from] === BACKSLASH ? escapedChar(b[from + 1]!) : codePointAt(b, from);
@@ -1086,6 +1114,17 @@ export function xlsxTranscoder(
         if (c === 0x6e) return true;
         const ms = integerToken(b, s, e);
         if (Number.isNaN(ms)) return false;
+        // The cell depends on the whole seconds only (msToTime rounds to them): cached per second.
+        const seconds = Math.round(ms / 1000);
+        if (seconds >= 0 && seconds < timeTails.length) {
+          let cached = timeTails[seconds];
+          if (cached === undefined) {
+            cached = Buffer.from(timeCellTail(msToTime(ms)!)!, 'latin1');
+            timeTails[seconds] = cached;
+          }
+          literal(sink, col, cached);
+          return true;
+        }
         const text = msToTime(ms)!;
         const tail = timeCellTail(text);
         if (tail === undefined) {
