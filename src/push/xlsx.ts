@@ -6,7 +6,7 @@
  * same header (Excel names a copied sheet `Artikel (2)` too) is refused: its rows would be taken
  * for the export's. Sheets with another header (notes, a pivot) are left out; so are hidden ones.
  *
- * The zip is read by yauzl (the reading half of yazl, which writes our workbooks) and the XML by
+ * The zip is read by yauzl (the reading half of yazl) and the XML by
  * saxes, both streamed: a sheet is never held whole, only the shared-string table (Excel keeps
  * every distinct text there) is. The SpreadsheetML layer is ours because the streaming readers on
  * npm corrupt text silently: exceljs's WorkbookReader decodes every zip chunk on its own (a

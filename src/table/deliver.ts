@@ -40,7 +40,7 @@ export interface DeliverOptions {
   logger: Logger;
   signal: AbortSignal;
   /**
-   * CSV, JSON and NDJSON are encoded straight from the pages' bytes, the other formats get rows
+   * CSV, JSON, NDJSON and XLSX are encoded straight from the pages' bytes, the other formats get rows
    * built from them (./transcode.ts); `reference` parses each page with JSON.parse and hands the
    * rows to the writer instead, byte for byte the same output.
    */

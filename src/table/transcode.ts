@@ -1,8 +1,8 @@
 /**
- * CSV, JSON and NDJSON rows straight from a scanned page's bytes (./scan.ts): the export's hot path.
+ * CSV, JSON, NDJSON and XLSX rows straight from a scanned page's bytes (./scan.ts): the export's hot path.
  *
  * The reference is the object path: `JSON.parse` of the page, the column's converter
- * (./convert.ts), then csvEncoder (./csv.ts) or `JSON.stringify`. Every cell here either takes a
+ * (./convert.ts), then csvEncoder (./csv.ts), `JSON.stringify` or the sheet's cells (./excel.ts). Every cell here either takes a
  * fast path that writes the same bytes, or, for anything the fast path does not cover, runs the
  * reference on that cell: the value read back from its byte range with `JSON.parse`, converted and
  * encoded exactly as before. A differential test (test/unit/transcode.test.ts) holds the two equal
@@ -21,6 +21,7 @@
  */
 import { csvEncoder } from './csv.js';
 import { fourDDateToIso, integerValue, jsonText, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from './convert.js';
+import { columnLetters, excelSerial, STYLE, timeCellTail, type CellKind } from './excel.js';
 import { sameBytes, type ScannedPage } from './scan.js';
 
 // JSON's bytes. Module-local on purpose, here and in ./scan.ts: measured, the same constants
@@ -820,5 +821,358 @@ export function rowTranscoder(columns: readonly TranscodeColumn[]): (page: Scann
       row[col] = fast !== undefined ? fast : columns[col]!.convert(page.value(i, slot));
     }
     return row;
+  };
+}
+
+// ---- xlsx --------------------------------------------------------------------------------------
+
+const AMP = 0x26;
+const LT = 0x3c;
+const GT = 0x3e;
+const UNDERSCORE = 0x5f;
+/** ./excel.ts's EXCEL_MAX_CELL_TEXT, module-local (see above). */
+const EXCEL_MAX_CELL_TEXT = 32_767;
+
+const XML_AMP = Buffer.from('&amp;');
+const XML_LT = Buffer.from('&lt;');
+const XML_GT = Buffer.from('&gt;');
+const XML_QUOT = Buffer.from('&quot;');
+const XML_CR = Buffer.from('&#13;');
+const X_UNDERSCORE = Buffer.from('_x005F_');
+const X_BACKSPACE = Buffer.from('_x0008_');
+const X_FORMFEED = Buffer.from('_x000C_');
+const X_FFFE = Buffer.from('_xFFFE_');
+const X_FFFF = Buffer.from('_xFFFF_');
+const CELL_NUMBER = Buffer.from('><v>');
+const CELL_END = Buffer.from('</v></c>');
+const CELL_TRUE = Buffer.from(' t="b"><v>1</v></c>');
+const CELL_FALSE = Buffer.from(' t="b"><v>0</v></c>');
+const CELL_DATE = Buffer.from(` s="${STYLE.date}"><v>`);
+const CELL_TEXT = Buffer.from(' t="inlineStr"><is><t>');
+const CELL_TEXT_SPACE = Buffer.from(' t="inlineStr"><is><t xml:space="preserve">');
+const CELL_TEXT_END = Buffer.from('</t></is></c>');
+const ROW_START = Buffer.from('<row r="');
+const ROW_END = Buffer.from('</row>');
+
+function put(out: Buffer, p: number, lit: Buffer): number {
+  for (let k = 0; k < lit.length; k++) out[p++] = lit[k]!;
+  return p;
+}
+
+/** Decimal digits of a non-negative integer into `out` at `p`; the position after them. */
+function putDigits(out: Uint8Array, p: number, n: number): number {
+  let len = 1;
+  for (let m = n; m >= 10; m = Math.floor(m / 10)) len++;
+  for (let k = p + len - 1; k >= p; k--) {
+    out[k] = ZERO + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return p + len;
+}
+
+function isHexDigit(c: number): boolean {
+  return (c >= ZERO && c <= NINE) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+}
+
+/** The code point of the (valid) UTF-8 character starting at `k`; astral ones as 0x10000 (only ever tested for whitespace). */
+function codePointAt(b: Uint8Array, k: number): number {
+  const c = b[k]!;
+  if (c < 0x80) return c;
+  if (c < 0xe0) return ((c & 0x1f) << 6) | (b[k + 1]! & 0x3f);
+  if (c < 0xf0) return ((c & 0x0f) << 12) | ((b[k + 1]! & 0x3f) << 6) | (b[k + 2]! & 0x3f);
+  return 0x10000;
+}
+
+/** Whitespace to JavaScript's `\s` (the reference's test for xml:space="preserve"). */
+export function jsWhitespace(c: number): boolean {
+  return (
+    (c >= 0x09 && c <= 0x0d) ||
+    c === 0x20 ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff
+  );
+}
+
+/**
+ * The text [from, to) as xmlText writes it (./excel.ts), into `out` at `p` (room for 7 bytes per
+ * byte): `decode`, the contents of a JSON string whose escapes other than \u are decoded (\b and \f
+ * become ST_Xstring escapes, \r `&#13;`); else text taken as it is (JSON text, digits).
+ */
+function xmlBytes(out: Buffer, p: number, b: Buffer, from: number, to: number, decode: boolean): number {
+  for (let k = from; k < to; k++) {
+    // A run of bytes that stay as they are, copied at once.
+    let run = k;
+    while (run < to && XML_PLAIN[b[run]!] === 1) run++;
+    if (run - k > 48) {
+      b.copy(out, p, k, run);
+      p += run - k;
+    } else {
+      while (k < run) out[p++] = b[k++]!;
+    }
+    k = run;
+    if (k >= to) break;
+    const c = b[k]!;
+    if (c === BACKSLASH && decode) {
+      const d = escapedChar(b[++k]!);
+      if (d === QUOTE) p = put(out, p, XML_QUOT);
+      else if (d === CR) p = put(out, p, XML_CR);
+      else if (d === 0x08) p = put(out, p, X_BACKSPACE);
+      else if (d === 0x0c) p = put(out, p, X_FORMFEED);
+      else out[p++] = d;
+    } else if (c === AMP) {
+      p = put(out, p, XML_AMP);
+    } else if (c === LT) {
+      p = put(out, p, XML_LT);
+    } else if (c === GT) {
+      p = put(out, p, XML_GT);
+    } else if (c === QUOTE) {
+      p = put(out, p, XML_QUOT);
+    } else if (
+      c === UNDERSCORE &&
+      k + 6 < to &&
+      b[k + 1] === 0x78 &&
+      isHexDigit(b[k + 2]!) &&
+      isHexDigit(b[k + 3]!) &&
+      isHexDigit(b[k + 4]!) &&
+      isHexDigit(b[k + 5]!) &&
+      b[k + 6] === UNDERSCORE
+    ) {
+      p = put(out, p, X_UNDERSCORE);
+    } else if (c === 0xef && b[k + 1] === 0xbf && (b[k + 2] === 0xbe || b[k + 2] === 0xbf)) {
+      p = put(out, p, b[k + 2] === 0xbe ? X_FFFE : X_FFFF);
+      k += 2;
+    } else {
+      out[p++] = c;
+    }
+  }
+  return p;
+}
+
+/** Bytes xmlBytes copies as they are (everything but markup, `\\`, `_` and the lead byte of U+FFFE/U+FFFF). */
+const XML_PLAIN = new Uint8Array(256).fill(1);
+for (const c of [AMP, LT, GT, QUOTE, BACKSLASH, UNDERSCORE, 0xef]) XML_PLAIN[c] = 0;
+
+/** Writes one row of a sheet (`<row r="N">…</row>`) per entity of a scanned page, the bytes ./xlsx.ts writes for it. */
+export interface XlsxRowTranscoder {
+  entity(sink: ByteSink, page: ScannedPage, i: number, row: number): void;
+}
+
+/**
+ * Sheet rows as the reference writes them (./excel.ts cellEncoder, `reference`, the cells of
+ * converted values), for columns of the given cell kinds.
+ */
+export function xlsxTranscoder(
+  columns: readonly TranscodeColumn[],
+  cellKinds: readonly CellKind[],
+  reference: (ref: string, value: unknown, kind: CellKind) => string,
+): XlsxRowTranscoder {
+  const cellKindOf = columns.map((_, i) => cellKinds[i] ?? 'auto');
+  // A cell kind other than the converter's (a date column read raw) takes the reference.
+  const kinds = columns.map((c, i): Kind => {
+    const kind = kindOf(c.convert);
+    const cellKind = cellKindOf[i];
+    if (kind === Kind.None) return kind;
+    if (kind === Kind.Date) return cellKind === 'date' ? kind : Kind.Reference;
+    if (kind === Kind.Time) return cellKind === 'time' ? kind : Kind.Reference;
+    return cellKind === 'auto' ? kind : Kind.Reference;
+  });
+  const letters = columns.map((_, i) => columnLetters(i));
+  const heads = letters.map((l) => Buffer.from(`<c r="${l}`));
+  const slotsOf = slotsFor(columns);
+  const date = Buffer.alloc(10);
+  /** Time cells after their reference, by whole seconds (the first four days). */
+  const timeTails = new Array<Buffer | undefined>(4 * 86_400);
+  /** The digits of the row being written. */
+  const rowDigits = Buffer.alloc(16);
+  let rowLength = 0;
+
+  /** `<c r="A12"`, with room for `n` bytes after it; the buffer to write them to (at sink.pos). */
+  const head = (sink: ByteSink, col: number, n: number): Buffer => {
+    const h = heads[col]!;
+    const buf = sink.ensure(h.length + rowLength + 1 + n);
+    let p = put(buf, sink.pos, h);
+    for (let k = 0; k < rowLength; k++) buf[p++] = rowDigits[k]!;
+    buf[p++] = QUOTE;
+    sink.pos = p;
+    return buf;
+  };
+
+  const literal = (sink: ByteSink, col: number, lit: Buffer): void => {
+    const buf = head(sink, col, lit.length);
+    sink.pos = put(buf, sink.pos, lit);
+  };
+
+  /** A number cell of the token [s, e) (written as String(value) writes it). */
+  const numberCell = (sink: ByteSink, col: number, b: Buffer, s: number, e: number): void => {
+    const buf = head(sink, col, e - s + 12);
+    let p = put(buf, sink.pos, CELL_NUMBER);
+    for (let k = s; k < e; k++) buf[p++] = b[k]!;
+    sink.pos = put(buf, p, CELL_END);
+  };
+
+  /** An inline string cell of the text [from, to) (see xmlBytes), its first and last characters known. */
+  const textCell = (sink: ByteSink, col: number, b: Buffer, from: number, to: number, decode: boolean, preserve: boolean): void => {
+    const open = preserve ? CELL_TEXT_SPACE : CELL_TEXT;
+    const buf = head(sink, col, open.length + (to - from) * 7 + CELL_TEXT_END.length);
+    const p = xmlBytes(buf, put(buf, sink.pos, open), b, from, to, decode);
+    sink.pos = put(buf, p, CELL_TEXT_END);
+  };
+
+  /**
+   * The cell of a JSON string token [s, e) (nothing for ''); false for what the reference writes
+   * (\u escapes, text that may be longer than Excel's limit: never more characters than bytes).
+   */
+  const stringCell = (sink: ByteSink, col: number, b: Buffer, s: number, e: number): boolean => {
+    const from = s + 1;
+    const to = e - 1;
+    if (to - from > EXCEL_MAX_CELL_TEXT) return false;
+    if (to === from) return true;
+    let escaped = false;
+    for (let k = from; k < to; k++) {
+      if (b[k] === BACKSLASH) {
+        escaped = true;
+        break;
+      }
+    }
+    let last = to - 1;
+    if (!escaped) {
+      while ((b[last]! & 0xc0) === 0x80) last--; // back to the start of the last character
+    } else {
+      for (let k = from; k < to; k++) {
+        const c = b[k]!;
+        if ((c & 0xc0) === 0x80) continue; // inside a character
+        last = k;
+        if (c === BACKSLASH) {
+          if (escapedChar(b[k + 1]!) < 0) return false;
+          k++;
+        }
+      }
+    }
+    const first = b[from] === BACKSLASH ? escapedChar(b[from + 1]!) : codePointAt(b, from);
+    const end = b[last] === BACKSLASH ? escapedChar(b[last + 1]!) : codePointAt(b, last);
+    textCell(sink, col, b, from, to, true, jsWhitespace(first) || jsWhitespace(end));
+    return true;
+  };
+
+  const cell = (sink: ByteSink, col: number, kind: Kind, b: Buffer, s: number, e: number): boolean => {
+    if (s < 0) return kind !== Kind.Reference; // absent: null, no cell
+    const c = b[s]!;
+    switch (kind) {
+      case Kind.Value:
+        if (c === QUOTE) return stringCell(sink, col, b, s, e);
+        if (c === 0x6e) return true;
+        if (c === 0x74 || c === 0x66) {
+          literal(sink, col, c === 0x74 ? CELL_TRUE : CELL_FALSE);
+          return true;
+        }
+        if (c === LBRACE || c === LBRACKET) {
+          // JSON.stringify's text (no whitespace around it), within Excel's limit.
+          if (e - s > EXCEL_MAX_CELL_TEXT || !canonicalJson(b, s, e)) return false;
+          textCell(sink, col, b, s, e, false, false);
+          return true;
+        }
+        // At most 15 significant digits: below 1e15 when an integer.
+        if (!canonicalNumber(b, s, e)) return false;
+        numberCell(sink, col, b, s, e);
+        return true;
+      case Kind.Integer:
+        if (c === 0x6e) return true;
+        if (canonicalNumber(b, s, e)) {
+          numberCell(sink, col, b, s, e);
+          return true;
+        }
+        // 16 digits and more: text (the number's or the bigint's digits: the token's).
+        if (!longInteger(b, s, e)) return false;
+        textCell(sink, col, b, s, e, false, false);
+        return true;
+      case Kind.None:
+        return true;
+      case Kind.Date: {
+        if (c === 0x6e) return true;
+        if (c !== QUOTE) return false;
+        const n = isoDate(b, s, e, date);
+        if (n <= 0) return n === 0;
+        const year = (date[0]! - ZERO) * 1000 + (date[1]! - ZERO) * 100 + (date[2]! - ZERO) * 10 + (date[3]! - ZERO);
+        const serial = excelSerial(year, (date[5]! - ZERO) * 10 + (date[6]! - ZERO), (date[8]! - ZERO) * 10 + (date[9]! - ZERO));
+        if (serial === undefined) {
+          textCell(sink, col, date, 0, 10, false, false);
+        } else {
+          const buf = head(sink, col, CELL_DATE.length + 16 + CELL_END.length);
+          const p = putDigits(buf, put(buf, sink.pos, CELL_DATE), serial);
+          sink.pos = put(buf, p, CELL_END);
+        }
+        return true;
+      }
+      case Kind.Time: {
+        if (c === 0x6e) return true;
+        const ms = integerToken(b, s, e);
+        if (Number.isNaN(ms)) return false;
+        // The cell depends on the whole seconds only (msToTime rounds to them): cached per second.
+        const seconds = Math.round(ms / 1000);
+        if (seconds >= 0 && seconds < timeTails.length) {
+          let cached = timeTails[seconds];
+          if (cached === undefined) {
+            cached = Buffer.from(timeCellTail(msToTime(ms)!)!, 'latin1');
+            timeTails[seconds] = cached;
+          }
+          literal(sink, col, cached);
+          return true;
+        }
+        const text = msToTime(ms)!;
+        const tail = timeCellTail(text);
+        if (tail === undefined) {
+          // A negative duration: text.
+          head(sink, col, 0);
+          sink.ascii(` t="inlineStr"><is><t>${text}</t></is></c>`);
+        } else {
+          head(sink, col, 0);
+          sink.ascii(tail);
+        }
+        return true;
+      }
+      case Kind.Related:
+        if (c === 0x6e) return true;
+        return relatedKeyToken(b, s, e) && stringCell(sink, col, b, memberStart, memberEnd);
+      case Kind.Text:
+        return c === QUOTE && stringCell(sink, col, b, s, e);
+      case Kind.Timestamp:
+        if (c === 0x6e) return true;
+        if (c !== QUOTE) return false;
+        // The converter cuts quotes, which only an escape (\") can put there.
+        for (let k = s + 1; k < e - 1; k++) if (b[k] === BACKSLASH) return false;
+        return stringCell(sink, col, b, s, e);
+      default:
+        return false;
+    }
+  };
+
+  return {
+    entity(sink, page, i, row) {
+      rowLength = putDigits(rowDigits, 0, row);
+      const slots = slotsOf(page);
+      const b = page.body;
+      const start = sink.ensure(ROW_START.length + rowLength + 2);
+      let p = put(start, sink.pos, ROW_START);
+      for (let k = 0; k < rowLength; k++) start[p++] = rowDigits[k]!;
+      start[p++] = QUOTE;
+      start[p++] = GT;
+      sink.pos = p;
+      for (let col = 0; col < kinds.length; col++) {
+        const slot = slots[col]!;
+        const s = page.start(i, slot);
+        if (!cell(sink, col, kinds[col]!, b, s, s < 0 ? s : page.end(i, slot))) {
+          sink.text(reference(`${letters[col]}${row}`, columns[col]!.convert(page.value(i, slot)), cellKindOf[col]!));
+        }
+      }
+      const buf = sink.ensure(ROW_END.length);
+      sink.pos = put(buf, sink.pos, ROW_END);
+    },
   };
 }

@@ -9,7 +9,7 @@ export interface RowWriter {
   /** Rows actually written (the table format stops at its cap). */
   readonly written: number;
   /**
-   * csv, json, ndjson: an encoder of rows straight from the export's scanned pages (./transcode.ts),
+   * csv, json, ndjson, xlsx: an encoder of rows straight from the export's scanned pages (./transcode.ts),
    * writing the bytes write() would; its pages go to writeEncoded. Undefined when these options
    * need the reference path. Every row of an export goes one way or the other, never both.
    */
