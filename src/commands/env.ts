@@ -116,7 +116,7 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     timeout: s.timeout,
     retries: s.retries,
     pageSize: s.pageSize,
-    // null: not pinned (get-table adapts its pages in flight, sync keeps its default).
+    // null: not pinned (get-table and sync adapt their pages in flight).
     concurrency: s.concurrency ?? null,
     logLevel: s.logLevel,
     sessionStore: maskUrl(s.sessionStore),

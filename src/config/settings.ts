@@ -50,7 +50,7 @@ export interface Settings {
   pageSize: number;
   /**
    * Pages in flight pinned by `concurrency` in the config (per environment or under defaults);
-   * undefined: get-table adapts them to the server and sync keeps its default (table/concurrency.ts).
+   * undefined: get-table and sync adapt them to the server (table/concurrency.ts).
    */
   concurrency?: number;
   sessionName: string;

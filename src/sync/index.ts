@@ -30,7 +30,6 @@ import {
 import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
-import { DEFAULT_PAGES_IN_FLIGHT } from '../table/concurrency.js';
 import { exportRows, planExport, type ExportPlan, type ExportSummary } from '../table/export.js';
 import { jsonText } from '../table/convert.js';
 import { attributeNamed } from '../table/query.js';
@@ -164,14 +163,15 @@ const emptyResult = (table: string, cursor: string | null): TableResult => ({
 });
 
 export class Syncer {
-  private readonly options: SyncOptions & { concurrency: number };
+  private readonly options: SyncOptions;
 
   constructor(
     private readonly client: RestClient,
     private readonly store: SyncStore | undefined,
     options: SyncOptions,
   ) {
-    this.options = { ...options, concurrency: options.concurrency ?? DEFAULT_PAGES_IN_FLIGHT };
+    // Pages in flight adapt to the server as get-table's do, unless the config pins them.
+    this.options = options;
   }
 
   /** The database of a run that writes (a dry run or a verify without a copy yet has none). */
@@ -410,7 +410,17 @@ export class Syncer {
     let since = 0;
     const rebuildIndexes = await store.deferIndexes(t.dc.name, t.keyAttr.name);
     let failed = false;
+    // A page's write is awaited only when the next page is in hand: while a database server
+    // (PostgreSQL) works on page n, this process reads and decodes page n + 1. Writes never overlap
+    // one another, and a batch commits only after its last write. (SQLite writes within the call.)
+    let writing: Promise<number> | undefined;
+    const written = async () => {
+      const w = writing;
+      writing = undefined;
+      await w;
+    };
     const commit = async () => {
+      await written();
       await store.commit();
       open = false;
     };
@@ -419,6 +429,7 @@ export class Syncer {
         const next = pages.next();
         if (open && !(await settlesWithin(next, WRITE_BATCH_GRACE_MS))) await commit();
         const { value: rows, done } = await next;
+        await written();
         if (done) break;
         if (this.options.signal?.aborted) throw interruptionOf(this.options.signal) ?? new InterruptedError('interrupted');
         if (!open) {
@@ -427,7 +438,8 @@ export class Syncer {
           batchRows = 0;
           since = performance.now();
         }
-        await write(rows);
+        writing = write(rows);
+        writing.catch(() => undefined); // awaited (and thrown) at the next page or commit
         batchRows += rows.length;
         if (batchRows >= WRITE_BATCH_ROWS || performance.now() - since >= WRITE_BATCH_MS) await commit();
       }
@@ -437,6 +449,7 @@ export class Syncer {
       failed = true;
       throw error;
     } finally {
+      await writing?.catch(() => undefined);
       // A failed COMMIT too: SQLite asks for a ROLLBACK after one (BUSY, FULL, IOERR).
       if (open) await store.rollback().catch(() => undefined);
       await pages.return(undefined).catch(() => undefined);

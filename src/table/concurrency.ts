@@ -22,7 +22,7 @@ export const INFLIGHT_BYTES = 32 * 1024 * 1024;
 /** How many pages get-table and sync keep in flight, in words: `pinned` by the config, or not. */
 export function describePagesInFlight(pinned: number | undefined): string {
   if (pinned !== undefined) return `${pinned} pages in flight (pinned by concurrency in the config)`;
-  return `adaptive: get-table from ${DEFAULT_PAGES_IN_FLIGHT} (${LONG_EXPORT_START} from ${LONG_EXPORT_PAGES} pages on) up to ${MAX_PAGES_IN_FLIGHT} pages in flight; sync ${DEFAULT_PAGES_IN_FLIGHT}`;
+  return `adaptive: get-table and sync from ${DEFAULT_PAGES_IN_FLIGHT} (${LONG_EXPORT_START} from ${LONG_EXPORT_PAGES} pages on) up to ${MAX_PAGES_IN_FLIGHT} pages in flight`;
 }
 
 /** An export of this many pages or more starts at LONG_EXPORT_START pages in flight (see plan). */
