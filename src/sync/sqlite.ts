@@ -59,27 +59,6 @@ export class SqliteSyncStore extends SyncStore {
     return new SqliteSyncStore(path, db, options.busyTimeoutMs ?? 5000);
   }
 
-  /**
-   * A first load also stops the automatic checkpoints: each one waits for the disk (fsync) while
-   * the rows it moves are still changing, and a load of 200,000 rows made about thirty. One
-   * checkpoint after the rebuilt indexes moves everything once. The commits stay atomic (WAL).
-   */
-  override async deferIndexes(table: string, keyColumn: string): Promise<(() => Promise<void>) | undefined> {
-    const rebuild = await super.deferIndexes(table, keyColumn);
-    if (!rebuild) return undefined;
-    this.guard(() => this.db.pragma('wal_autocheckpoint = 0'));
-    return async () => {
-      try {
-        await rebuild();
-      } finally {
-        this.guard(() => {
-          this.db.pragma('wal_autocheckpoint = 1000');
-          this.db.pragma('wal_checkpoint(PASSIVE)');
-        });
-      }
-    };
-  }
-
   /** Run a statement; a full disk ("database or disk is full") is exit 73 naming the database. */
   private guard<T>(fn: () => T): T {
     try {
