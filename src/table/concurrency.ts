@@ -1,8 +1,8 @@
 /**
  * How many pages an export keeps in flight.
  *
- * `--concurrency n` (or `concurrency` in the config) pins it. Otherwise it starts at 3 (6 for an
- * export of 32 pages or more, see plan) and adapts to the server, one round at a time (a round: as many pages as are in flight, at least 8):
+ * `--concurrency n` (or `concurrency` in the config) pins it. Otherwise it starts at 3 and adapts
+ * to the server, one round at a time (a round: as many pages as are in flight, at least 8):
  * - it grows while the round trips say that fewer than two pages wait at the server (TCP Vegas'
  *   estimate: in flight x (1 - fastest round trip / this round's)) and the last growth made the
  *   export at least 5% faster: it doubles while under one page waits (a slow start, so that a
@@ -22,12 +22,8 @@ export const INFLIGHT_BYTES = 32 * 1024 * 1024;
 /** How many pages get-table and sync keep in flight, in words: `pinned` by the config, or not. */
 export function describePagesInFlight(pinned: number | undefined): string {
   if (pinned !== undefined) return `${pinned} pages in flight (pinned by concurrency in the config)`;
-  return `adaptive: get-table and sync from ${DEFAULT_PAGES_IN_FLIGHT} (${LONG_EXPORT_START} from ${LONG_EXPORT_PAGES} pages on) up to ${MAX_PAGES_IN_FLIGHT} pages in flight`;
+  return `adaptive: get-table and sync from ${DEFAULT_PAGES_IN_FLIGHT} up to ${MAX_PAGES_IN_FLIGHT} pages in flight`;
 }
-
-/** An export of this many pages or more starts at LONG_EXPORT_START pages in flight (see plan). */
-const LONG_EXPORT_PAGES = 32;
-const LONG_EXPORT_START = 6;
 
 /** Pages per round at least, so that a round's rate is not a few pages' noise. */
 const MIN_ROUND = 8;
@@ -52,21 +48,6 @@ export class PagesInFlight {
   ) {
     this.limit = Math.max(1, start);
     this.round = { pages: 0, rttSum: 0, started: now };
-  }
-
-  /**
-   * The export's length is known (from the first page's count): a long one opens at once at
-   * LONG_EXPORT_START instead of growing there round by round. Against a server 50 ms away (the
-   * emulator, 200 pages) an export took 0.36-0.39 of a sequential page loop starting from 3, and
-   * 0.32-0.34 starting from 6 (8 measured no better; at no latency, the server the bottleneck,
-   * all three were alike). From there it adapts as ever (see observe).
-   */
-  plan(pages: number): void {
-    if (!this.adaptive || pages < LONG_EXPORT_PAGES) return;
-    if (this.limit < LONG_EXPORT_START) {
-      this.log(`pages in flight ${this.limit} → ${LONG_EXPORT_START}: a long export (${pages} pages)`);
-      this.limit = LONG_EXPORT_START;
-    }
   }
 
   /** A page came back after `rttMs` with `bytes` of body; `trouble`: it needed a retry or a licence wait. */

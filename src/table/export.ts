@@ -408,7 +408,6 @@ async function* exportPages<P extends PageView, T>(
 
   // Pages in flight: pinned by --concurrency, else adapted to the server (./concurrency.ts).
   const flight = new PagesInFlight(options.concurrency, options.adaptive === true, (message) => hooks.logger.debug(message));
-  flight.plan(offsets.length);
   const licenceWaits = () => client.session.events.licenceWaits;
 
   const fetchPage = async (pos: number): Promise<P> => {

@@ -171,7 +171,7 @@ describe('environments and config file', () => {
     const env = { LEGACY_CONFIG_DIR: dir, LEGACY_BASE_URL: 'http://127.0.0.1:1' };
     const line = (out: string) => out.split('\n').find((l) => l.startsWith('concurrency '));
     const adaptive = await runCli(['env', 'current'], { env });
-    expect(line(adaptive.stdout)).toBe('concurrency        adaptive: get-table and sync from 3 (6 from 32 pages on) up to 8 pages in flight');
+    expect(line(adaptive.stdout)).toBe('concurrency        adaptive: get-table and sync from 3 up to 8 pages in flight');
     expect(JSON.parse((await runCli(['env', 'current', '--json'], { env })).stdout).concurrency).toBeNull();
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ defaults: { concurrency: 4 }, environments: {} }), { mode: 0o600 });
     const pinned = await runCli(['env', 'current'], { env });

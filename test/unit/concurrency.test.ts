@@ -32,23 +32,6 @@ function simulate(
 }
 
 describe('pages in flight', () => {
-  it('a long export opens at 6 at once; a short one at 3; a pinned one stays pinned', () => {
-    const log: string[] = [];
-    const long = new PagesInFlight(3, true, (m) => log.push(m), 0);
-    long.plan(200);
-    expect(long.limit).toBe(6);
-    expect(log).toEqual(['pages in flight 3 → 6: a long export (200 pages)']);
-    const short = new PagesInFlight(3, true, undefined, 0);
-    short.plan(31);
-    expect(short.limit).toBe(3);
-    const pinned = new PagesInFlight(2, false, undefined, 0);
-    pinned.plan(200);
-    expect(pinned.limit).toBe(2);
-    // A server that is the bottleneck already: it stays at 6 (a growth that does not pay is taken back).
-    const busy = simulate(long, { latency: 0, work: 10, pages: 400 });
-    expect(busy.slice(-100).filter((n) => n === 6).length).toBeGreaterThan(60);
-  });
-
   it('pinned (--concurrency): never changes', () => {
     const flight = new PagesInFlight(2, false, undefined, 0);
     expect(new Set(simulate(flight, { latency: 50, work: 10, pages: 300 }))).toEqual(new Set([2]));
