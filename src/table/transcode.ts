@@ -292,13 +292,9 @@ export function canonicalJson(b: Uint8Array, s: number, e: number): boolean {
   return canonicalValue(b, s, e, 0, 0) === e;
 }
 
-/** Where memberOnce found the value. */
-let memberStart = -1;
-let memberEnd = -1;
-
-/** In the (valid) object token [s, e): is there exactly one `name`? Its value is at memberStart..memberEnd. */
-function memberOnce(b: Uint8Array, s: number, e: number, name: Uint8Array): boolean {
-  let found = false;
+/** In the (valid) object token [s, e): where the value of its one member `name` starts; -1 when there is none, or more than one. */
+function memberValue(b: Uint8Array, s: number, e: number, name: Uint8Array): number {
+  let found = -1;
   let k = s + 1;
   // Walk this object's members: at a quote a name starts, and its value is skipped whole.
   while (k < e - 1) {
@@ -308,7 +304,7 @@ function memberOnce(b: Uint8Array, s: number, e: number, name: Uint8Array): bool
     }
     let q = k + 1;
     while (b[q] !== QUOTE) {
-      if (b[q] === BACKSLASH) return false; // an escaped name could be this one: the reference decides
+      if (b[q] === BACKSLASH) return -1; // an escaped name could be this one: the reference decides
       q++;
     }
     let v = q + 1;
@@ -317,10 +313,8 @@ function memberOnce(b: Uint8Array, s: number, e: number, name: Uint8Array): bool
     while (b[v] === 0x20 || b[v] === LF || b[v] === CR || b[v] === 0x09) v++;
     const valueEnd = valueEndIn(b, v, e - 1);
     if (sameBytes(b, k + 1, q, name)) {
-      if (found) return false;
-      found = true;
-      memberStart = v;
-      memberEnd = valueEnd;
+      if (found >= 0) return -1;
+      found = v;
     }
     k = valueEnd;
   }
@@ -361,34 +355,51 @@ function valueEndIn(b: Uint8Array, i: number, limit: number): number {
 const DEFERRED = Buffer.from('__deferred');
 const KEY = Buffer.from('__KEY');
 
-/** relatedKey's fast path: is there a string `__deferred.__KEY` in the object token [s, e)? Its token is at memberStart..memberEnd. */
-function relatedKeyToken(b: Uint8Array, s: number, e: number): boolean {
-  if (b[s] !== LBRACE || !memberOnce(b, s, e, DEFERRED) || b[memberStart] !== LBRACE) return false;
-  return memberOnce(b, memberStart, memberEnd, KEY) && b[memberStart] === QUOTE;
+/** relatedKey's fast path: where the string token of `__deferred.__KEY` starts in the object token [s, e), or -1 (its end: stringEnd). */
+function relatedKeyStart(b: Uint8Array, s: number, e: number): number {
+  if (b[s] !== LBRACE) return -1;
+  const deferred = memberValue(b, s, e, DEFERRED);
+  if (deferred < 0 || b[deferred] !== LBRACE) return -1;
+  const key = memberValue(b, deferred, valueEndIn(b, deferred, e - 1), KEY);
+  return key >= 0 && b[key] === QUOTE ? key : -1;
 }
 
-/** Digits from `i` to at most `max` of them (before `last`); their value, or -1 when there are none. Sets digitsEnd. */
-function digits(b: Uint8Array, i: number, last: number, max: number): number {
-  let n = 0;
-  const from = i;
-  while (i < last && i - from < max && b[i]! >= ZERO && b[i]! <= NINE) n = n * 10 + (b[i++]! - ZERO);
-  digitsEnd = i;
-  return i === from ? -1 : n;
+/** End (after the closing quote) of the (valid) string token starting at `i`. */
+function stringEnd(b: Uint8Array, i: number): number {
+  let q = i + 1;
+  while (b[q] !== QUOTE) q += b[q] === BACKSLASH ? 2 : 1;
+  return q + 1;
 }
-let digitsEnd = 0;
+
+/** End of the run of at most `max` digits from `i` (before `last`). */
+function digitsEnd(b: Uint8Array, i: number, last: number, max: number): number {
+  let k = i;
+  while (k < last && k - i < max && b[k]! >= ZERO && b[k]! <= NINE) k++;
+  return k;
+}
+
+/** The value of the digits [i, end). */
+function digitsValue(b: Uint8Array, i: number, end: number): number {
+  let n = 0;
+  for (let k = i; k < end; k++) n = n * 10 + (b[k]! - ZERO);
+  return n;
+}
 
 /** `D!M!YYYY` in the string token [s, e): the ISO date fourDDateToIso makes of it, as bytes into `out`; 0 none, -1 not handled. */
 function isoDate(b: Uint8Array, s: number, e: number, out: Uint8Array): number {
   const last = e - 1;
-  const day = digits(b, s + 1, last, 2);
-  if (day < 0 || b[digitsEnd] !== BANG) return -1;
-  const month = digits(b, digitsEnd + 1, last, 2);
-  if (month < 0 || b[digitsEnd] !== BANG) return -1;
-  const yearStart = digitsEnd + 1;
-  let year = digits(b, yearStart, last, 4);
-  if (year < 0 || digitsEnd !== last) return -1;
+  const dayEnd = digitsEnd(b, s + 1, last, 2);
+  if (dayEnd === s + 1 || b[dayEnd] !== BANG) return -1;
+  const monthEnd = digitsEnd(b, dayEnd + 1, last, 2);
+  if (monthEnd === dayEnd + 1 || b[monthEnd] !== BANG) return -1;
+  const yearStart = monthEnd + 1;
+  const yearEnd = digitsEnd(b, yearStart, last, 4);
+  if (yearEnd === yearStart || yearEnd !== last) return -1;
+  const day = digitsValue(b, s + 1, dayEnd);
+  const month = digitsValue(b, dayEnd + 1, monthEnd);
+  let year = digitsValue(b, yearStart, yearEnd);
   if (day === 0 && month === 0 && year === 0) return 0;
-  if (digitsEnd - yearStart <= 2) year += year > 50 ? 1900 : 2000;
+  if (yearEnd - yearStart <= 2) year += year > 50 ? 1900 : 2000;
   out[0] = ZERO + Math.floor(year / 1000);
   out[1] = ZERO + (Math.floor(year / 100) % 10);
   out[2] = ZERO + (Math.floor(year / 10) % 10);
@@ -571,9 +582,11 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
         sink.text(reference.cell(msToTime(ms)));
         return true;
       }
-      case Kind.Related:
+      case Kind.Related: {
         if (b[s] === 0x6e) return true;
-        return relatedKeyToken(b, s, e) && string(sink, b, memberStart, memberEnd, false);
+        const k = relatedKeyStart(b, s, e);
+        return k >= 0 && string(sink, b, k, stringEnd(b, k), false);
+      }
       case Kind.Text:
         return b[s] === QUOTE && string(sink, b, s, e, false);
       case Kind.Timestamp:
@@ -713,10 +726,14 @@ export function jsonTranscoder(columns: readonly TranscodeColumn[]): Transcoder 
         sink.byte(QUOTE);
         return true;
       }
-      case Kind.Related:
-        if (!relatedKeyToken(b, s, e) || !verbatimString(b, memberStart, memberEnd)) return false;
-        sink.bytes(b, memberStart, memberEnd);
+      case Kind.Related: {
+        const k = relatedKeyStart(b, s, e);
+        if (k < 0) return false;
+        const end = stringEnd(b, k);
+        if (!verbatimString(b, k, end)) return false;
+        sink.bytes(b, k, end);
         return true;
+      }
       case Kind.Text:
         if (b[s] !== QUOTE || !verbatimString(b, s, e)) return false;
         sink.bytes(b, s, e);
@@ -794,9 +811,11 @@ export function rowTranscoder(columns: readonly TranscodeColumn[]): (page: Scann
         const ms = integerToken(b, s, e);
         return Number.isNaN(ms) ? undefined : msToTime(ms);
       }
-      case Kind.Related:
+      case Kind.Related: {
         if (b[s] === 0x6e) return null;
-        return relatedKeyToken(b, s, e) ? string(b, memberStart, memberEnd) : undefined;
+        const k = relatedKeyStart(b, s, e);
+        return k >= 0 ? string(b, k, stringEnd(b, k)) : undefined;
+      }
       case Kind.Text:
         return b[s] === QUOTE ? string(b, s, e) : undefined;
       case Kind.Timestamp: {
@@ -1137,9 +1156,11 @@ export function xlsxTranscoder(
         }
         return true;
       }
-      case Kind.Related:
+      case Kind.Related: {
         if (c === 0x6e) return true;
-        return relatedKeyToken(b, s, e) && stringCell(sink, col, b, memberStart, memberEnd);
+        const k = relatedKeyStart(b, s, e);
+        return k >= 0 && stringCell(sink, col, b, k, stringEnd(b, k));
+      }
       case Kind.Text:
         return c === QUOTE && stringCell(sink, col, b, s, e);
       case Kind.Timestamp:
