@@ -1,4 +1,4 @@
-/** Issue 6: push-field updates safely, with optimistic locking, an audit log, and no blind re-sends. */
+/** push-field updates safely, with optimistic locking, an audit log, and no blind re-sends. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,5 +1,5 @@
 /**
- * Issue 23, the review's findings: what a spreadsheet program does to an export on its way back
+ * The round trip through a spreadsheet program: what it does to an export on its way back
  * (rendered text, cut cells, formulas without results, copied sheets, grouped thousands), the
  * --excel-safe escape both ways, keys on two rows, Ctrl-C, one confirmation for the whole file,
  * and what --force marks. Every file is written by `get-table` (or by hand where a spreadsheet

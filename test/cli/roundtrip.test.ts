@@ -1,5 +1,5 @@
 /**
- * Issue 23: export, edit in a spreadsheet, push back, and never overwrite a change you did not see.
+ * The round trip: export, edit in a spreadsheet, push back, and never overwrite a change you did not see.
  * Every file here is written by `get-table` against the emulator, edited the way a person (or
  * German Excel, or openpyxl) would, and pushed back over real HTTP.
  */
