@@ -445,7 +445,6 @@ export class Syncer {
       }
       if (open) await commit();
     } catch (error) {
-      // Best effort after a failure: what it leaves out, the next run's ensureTable builds.
       failed = true;
       throw error;
     } finally {
@@ -453,7 +452,10 @@ export class Syncer {
       // A failed COMMIT too: SQLite asks for a ROLLBACK after one (BUSY, FULL, IOERR).
       if (open) await store.rollback().catch(() => undefined);
       await pages.return(undefined).catch(() => undefined);
-      if (failed) await rebuildIndexes?.().catch(() => undefined);
+      // After a failure the indexes are built here, best effort; not after Ctrl-C or SIGTERM (the
+      // build of a large table takes seconds, and a stop must be quick): the next run's ensureTable
+      // builds what is left out.
+      if (failed && !this.options.signal?.aborted) await rebuildIndexes?.().catch(() => undefined);
     }
     await rebuildIndexes?.();
     return summary;

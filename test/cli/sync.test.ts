@@ -300,5 +300,24 @@ describe('sync status, the run lock and interruptions (issue 22 item 10)', () =>
     const status = JSON.parse((await runCli(['sync', 'status', '--json'], { env: server.env })).stdout);
     expect(status.tables[0].lastError).toBe(`interrupted (${signal})`);
     expect(r.stderr).toContain(`legacy: interrupted (${signal})`);
+    // A first load puts its indexes off to its end; a stopped one leaves them to the next run, which builds them.
+    const indexes = () => {
+      const d = new Database(db, { readonly: true });
+      try {
+        return (
+          d.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'Artikel' AND name LIKE 'Artikel__%'`).all() as Array<{ name: string }>
+        )
+          .map((x) => x.name)
+          .filter((n) => n.startsWith('Artikel__'))
+          .sort();
+      } finally {
+        d.close();
+      }
+    };
+    expect(indexes()).toEqual([]);
+    await server.control('options', { latencyMs: 0 });
+    const next = await sync(server, ['Artikel']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(indexes()).toEqual(['Artikel__cursor', 'Artikel__stamp']);
   });
 });
