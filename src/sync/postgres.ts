@@ -176,7 +176,7 @@ export class PostgresSyncStore extends SyncStore {
     const previous = `SELECT o.*, o.${k}::text AS _k FROM ${t} AS o JOIN ${stage} AS s ON s.${k} = o.${k}`;
     const prepare = `${this.asyncCommit(observed)}CREATE TEMP TABLE IF NOT EXISTS ${stage.slice('pg_temp.'.length)} AS SELECT ${list} FROM ${t} WITH NO DATA; TRUNCATE ${stage}`;
     let pageBytes = 0;
-    let direct = (await this.query(`SELECT 1 FROM ${t} LIMIT 1`)).rows.length === 0;
+    let direct = await this.isEmpty(table);
 
     const staged = async (rows: unknown[][], unique: unknown[][], text: Buffer) => {
       await this.run(prepare);

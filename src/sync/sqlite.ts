@@ -156,7 +156,7 @@ export class SqliteSyncStore extends SyncStore {
     // A change feed needs the stored row to name the changed fields; sync only the stamp.
     const observed = this.changeObserver !== undefined;
     const existing = exactReader(this.db.prepare(`SELECT ${observed ? '*' : '_stamp, _deleted_at'} FROM ${quoteId(table)} WHERE ${quoteId(keyColumn)} = ?`));
-    let mostlyNew = !observed && this.guard(() => this.db.prepare(`SELECT 1 FROM ${quoteId(table)} LIMIT 1`).get() === undefined);
+    let mostlyNew = !observed && (await this.isEmpty(table));
     return async (rows, syncedAt) =>
       this.guard(() => {
         const counts: UpsertCounts = { inserted: 0, updated: 0, unchanged: 0 };

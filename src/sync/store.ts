@@ -515,6 +515,11 @@ export abstract class SyncStore {
     return `CREATE INDEX IF NOT EXISTS ${quoteId(`${table}__stamp`)} ON ${quoteId(table)} (${quoteId(keyColumn)}, _stamp, _deleted_at)`;
   }
 
+  /** Does the data table hold no row at all (a first load starts)? */
+  protected async isEmpty(table: string): Promise<boolean> {
+    return (await this.query(`SELECT 1 AS one FROM ${quoteId(table)} LIMIT 1`)).rows.length === 0;
+  }
+
   /**
    * A load into an empty table puts off its indexes (indexSql): they are dropped, and built once
    * from the loaded rows by the function returned, which the caller runs when the load is over
@@ -526,8 +531,7 @@ export abstract class SyncStore {
    */
   async deferIndexes(table: string, keyColumn: string): Promise<(() => Promise<void>) | undefined> {
     if (this.round || this.changeObserver) return undefined;
-    const t = quoteId(table);
-    if ((await this.query(`SELECT 1 AS one FROM ${t} LIMIT 1`)).rows.length > 0) return undefined;
+    if (!(await this.isEmpty(table))) return undefined;
     await this.transaction(() => this.exec(`DROP INDEX IF EXISTS ${quoteId(`${table}__cursor`)}; DROP INDEX IF EXISTS ${quoteId(`${table}__stamp`)}`));
     return () => this.transaction(() => this.exec(this.indexSql(table, keyColumn)));
   }
