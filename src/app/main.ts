@@ -5,7 +5,7 @@
  * process.exit: returns the exit code, so tests run it in-process with injected streams.
  */
 import type { Command } from 'commander';
-import type { GlobalOptions } from '../config/settings.js';
+import { debugWanted, type GlobalOptions } from '../config/settings.js';
 import { type CannotCreateError, ExitCode, cannotWriteError, isBrokenPipe } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { RunMetrics } from '../metrics/run.js';
@@ -103,11 +103,7 @@ export async function main(argv: string[], io: Io, options: MainOptions = {}): P
     await program.parseAsync(argv, { from: 'user' });
   } catch (error) {
     globals = Object.keys(globals).length ? globals : ((selected ?? program).optsWithGlobals() as GlobalOptions);
-    exitCode = reportError(
-      stdoutFailure ?? error,
-      { errLine, logger, jsonLogs, debug: globals.debug === true || Boolean(io.env.LEGACY_DEBUG) },
-      controller.signal,
-    );
+    exitCode = reportError(stdoutFailure ?? error, { errLine, logger, jsonLogs, debug: debugWanted(globals, io.env) }, controller.signal);
     reported = true;
     if ((error as { code?: string }).code?.startsWith('commander.help') || (error as { code?: string }).code === 'commander.version') selected = undefined; // help is not a run
   } finally {

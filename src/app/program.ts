@@ -15,32 +15,19 @@ import { specs as tables } from '../commands/tables.js';
 import { spec as watch } from '../commands/watch.js';
 import { occurrences, type CommandSpec, type OptionSpec } from '../cli/spec.js';
 import { packageVersion } from '../cli/version.js';
+import { FLAG_SETTINGS, helpLine, SETTINGS, type SettingDefinition } from '../config/definitions.js';
 
 /** Every command, in the order `legacy --help` lists them. */
 export const COMMANDS: ReadonlyArray<CommandSpec<never>> = [env, session, doctor, ...tables, getTable, pushField, sync, watch, completion];
 
-/** Options every command takes (each also from an environment variable or the config: config/settings.ts). */
-export const GLOBAL_OPTIONS: readonly OptionSpec[] = [
-  { flags: '-e, --env <name>', description: 'environment to use (LEGACY_ENV; default: the config\'s default, else "live")', complete: 'environments' },
-  { flags: '--base-url <url>', description: "server URL, overriding the environment's (LEGACY_BASE_URL)" },
-  { flags: '--config-dir <dir>', description: 'configuration and session directory (LEGACY_CONFIG_DIR)' },
-  { flags: '--data-dir <dir>', description: 'data directory: sync databases, audit log (LEGACY_DATA_DIR)' },
-  { flags: '--session <name>', description: 'named session slot for isolated workflows (LEGACY_SESSION; default "default")' },
-  { flags: '--timeout <ms>', description: 'per-request timeout in ms (LEGACY_TIMEOUT; default 60000)' },
-  { flags: '--retries <n>', description: 'retries for transient failures (LEGACY_RETRIES; default 3)' },
-  { flags: '-v, --verbose', description: 'more output on stderr (-vv for debug)', parse: occurrences },
-  { flags: '-q, --quiet', description: 'only errors on stderr' },
-  { flags: '--log-level <level>', description: 'error, warn, info or debug (LEGACY_LOG_LEVEL)', complete: ['error', 'warn', 'info', 'debug'] },
-  { flags: '--log-file <path>', description: 'also write logs to this file (LEGACY_LOG_FILE)' },
-  { flags: '--log-format <format>', description: 'text or json (LEGACY_LOG_FORMAT)', complete: ['text', 'json'] },
-  { flags: '--no-color', description: 'no colour (also NO_COLOR)' },
-  { flags: '--insecure', description: 'do not verify TLS certificates (prefer the environment setting "insecure")' },
-  { flags: '--password-stdin', description: 'read the password for servers that require login from standard input' },
-  { flags: '--debug', description: 'show stack traces on errors (LEGACY_DEBUG)' },
-  { flags: '--har <file>', description: "record the run's HTTP exchanges as an HTTP Archive (HAR 1.2; cookies and passwords masked; 0600)" },
-  { flags: '--no-breaker', description: "ignore the environment's circuit breaker: send even when it is open, and record nothing (LEGACY_BREAKER=0)" },
-  { flags: '--metrics-file <path>', description: 'at the end of the run, merge its metrics into this Prometheus textfile (LEGACY_METRICS_FILE)' },
-];
+/**
+ * Options every command takes: the rows of the settings table with a flag (config/definitions.ts),
+ * each with the variable that also sets it and its default in the help.
+ */
+export const GLOBAL_OPTIONS: readonly OptionSpec[] = FLAG_SETTINGS.map((name) => {
+  const d: SettingDefinition = SETTINGS[name];
+  return { flags: d.flag!, description: helpLine(d), ...(d.counted ? { parse: occurrences } : {}), ...(d.complete ? { complete: d.complete } : {}) };
+});
 
 const EXIT_CODES_HELP = `
 Exit codes:

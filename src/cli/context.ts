@@ -3,7 +3,7 @@
  * an abort signal (Ctrl-C, closed pipe), a lazily built 4D REST client for the environment, the
  * run's metrics; and how a run's context is made and closed.
  */
-import { resolveDirs, resolveLogFormat, resolveLogLevel, resolveSettings, type GlobalOptions, type Settings } from '../config/settings.js';
+import { resolveDirs, resolveLogFormat, resolveLogLevel, resolveSetting, resolveSettings, type GlobalOptions, type Settings } from '../config/settings.js';
 import { loadConfig, type ConfigFile } from '../config/store.js';
 import { UsageError } from '../errors/index.js';
 import type { RestClient } from '../rest/index.js';
@@ -59,7 +59,7 @@ export async function createContext({ io, globals, signal, metrics, onLogger }: 
     level: resolveLogLevel(globals, io.env),
     format,
     stderr: io.stderr,
-    file: globals.logFile ?? (io.env.LEGACY_LOG_FILE || undefined),
+    file: resolveSetting('logFile', { opts: globals, env: io.env })?.value,
     chalk,
   });
   onLogger(logger, format === 'json');

@@ -1,5 +1,7 @@
 /** `legacy env list|add|remove|default`: named servers in the config file. */
-import { maskUrl, normaliseBaseUrl, updateConfig, validateEnvName, type ConfigFile } from '../config/store.js';
+import type { SettingName } from '../config/definitions.js';
+import { type ConfigFile, updateConfig } from '../config/store.js';
+import { maskUrl, normaliseBaseUrl, validateEnvName } from '../config/values.js';
 import { UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { CommandContext } from '../cli/context.js';
@@ -127,12 +129,23 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     breaker: s.breaker,
     credentials: s.credentials ? { username: s.credentials.username, password: '***' } : null,
   };
+  // What set each value shown (`--timeout`, `LEGACY_TIMEOUT`, `environments.live.timeout`, `defaults.timeout`, `default`).
+  // The fields are named as the settings' rows (config/definitions.ts).
+  const origins: Record<string, string> = {};
+  for (const k of Object.keys(view)) {
+    const origin = s.origins[k as SettingName];
+    if (origin) origins[k] = origin;
+  }
   if (opts.json) {
-    await writeJson(ctx.io, view);
+    await writeJson(ctx.io, { ...view, origins });
     return 0;
   }
   const shown = { ...view, concurrency: describePagesInFlight(s.concurrency) };
-  const lines = Object.entries(shown).map(([k, v]) => `${k.padEnd(18)} ${v === null ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  const lines = Object.entries(shown).map(([k, v]) => {
+    const text = `${k.padEnd(18)} ${v === null ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`;
+    // The pages in flight say themselves what pins them.
+    return origins[k] && origins[k] !== 'default' && k !== 'concurrency' ? `${text}  (${origins[k]})` : text;
+  });
   await write(ctx.io.stdout, `${lines.join('\n')}\n`);
   return 0;
 }

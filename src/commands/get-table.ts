@@ -175,7 +175,7 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     logger: ctx.logger,
     signal: ctx.signal,
     // LEGACY_TRANSCODE=0: the reference path (JSON.parse of each page, then the writer), byte for byte the same.
-    reference: ctx.io.env.LEGACY_TRANSCODE === '0',
+    reference: !ctx.settings.transcode,
     onStart: (total) => progress?.update({ rows: 0, total, label: table }),
     onPage: (p) => progress?.update({ ...p, label: table }),
     onDone: (counts) => ctx.metrics.rows(counts),

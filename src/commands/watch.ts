@@ -52,7 +52,7 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
   if (opts.webhook && opts.redisStream)
     throw new UsageError('--webhook and --redis-stream cannot be combined; run one watch per sink (each with its own --consumer)');
   const consumer = consumerOf(opts);
-  const secret = ctx.io.env.LEGACY_WEBHOOK_SECRET;
+  const secret = ctx.settings.webhookSecret;
   if (opts.webhook && !secret)
     throw new ConfigError('--webhook needs the signing secret in LEGACY_WEBHOOK_SECRET (whsec_…)', { hint: 'never put it on the command line' });
   if (opts.onFailure === 'dead-letter' && !opts.webhook) throw new UsageError('--on-failure applies to --webhook');
@@ -90,7 +90,7 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
         deadLetterPath: opts.deadLetter ?? join(stateDir(ctx), `${consumer}.dead-letter.ndjson`),
         logger: ctx.logger,
         signal: ctx.signal,
-        backoffMs: Number(ctx.io.env.LEGACY_WEBHOOK_BACKOFF_MS) || undefined,
+        backoffMs: ctx.settings.webhookBackoffMs,
       });
     } else if (opts.redisStream) {
       sink = await sinks.RedisStreamSink.connect({

@@ -1,13 +1,15 @@
 /**
- * Effective settings for one run, with the precedence flags > environment variables > config file > defaults.
+ * Effective settings for one run: each row of the table (config/definitions.ts) resolved with the
+ * precedence flag > environment variable > the environment's config entry > `defaults` > default.
  */
 import { ConfigError, UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { LogLevel } from '../log/index.js';
+import { SETTINGS, type SettingDefinition, type SettingName, type SettingValue, type Source, saying } from './definitions.js';
 import { defaultConfigDir, defaultDataDir } from './paths.js';
-import { authentifyBodyProblem, type ConfigFile, type EnvironmentConfig, normaliseBaseUrl, sessionStoreProblem } from './store.js';
+import type { ConfigFile, EnvironmentConfig } from './store.js';
 
-/** Global options as parsed from the command line (undefined = not given). */
+/** Global options as parsed from the command line (undefined = not given); one per row of SETTINGS with a flag. */
 export interface GlobalOptions {
   env?: string;
   baseUrl?: string;
@@ -29,7 +31,7 @@ export interface GlobalOptions {
   breaker?: boolean;
 }
 
-export type Source = 'flag' | 'env' | 'config' | 'default';
+export type { Source };
 
 export interface Credentials {
   username: string;
@@ -80,6 +82,14 @@ export interface Settings {
   authentifyBody?: unknown;
   /** The environment's circuit breaker (session/breaker.ts). */
   breaker: BreakerSettings;
+  /** get-table encodes straight from the page bytes (LEGACY_TRANSCODE=0: JSON.parse each page; the same output). */
+  transcode: boolean;
+  /** watch --webhook's signing secret (LEGACY_WEBHOOK_SECRET only; never shown). */
+  webhookSecret?: string;
+  /** The first wait between webhook attempts, in ms. */
+  webhookBackoffMs: number;
+  /** What set each setting: `--timeout`, `LEGACY_TIMEOUT`, `environments.live.timeout`, `defaults.timeout`, `default`. */
+  origins: Partial<Record<SettingName, string>>;
 }
 
 /** When the circuit breaker of an environment opens, and for how long it refuses runs. */
@@ -94,121 +104,113 @@ export interface BreakerSettings {
   maxCoolDownMs: number;
 }
 
-/** LEGACY_AUTHENTIFY_BODY (JSON text) or the config's authentifyBody; a bad one is exit 78. */
-function resolveAuthentifyBody(env: Env, envConfig: EnvironmentConfig | undefined, defaults: ConfigFile['defaults']): unknown {
-  const raw = env.LEGACY_AUTHENTIFY_BODY;
-  if (raw) {
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      throw new ConfigError('LEGACY_AUTHENTIFY_BODY is not valid JSON', { hint: 'e.g. [{"name":"{user}","password":"{password}"}]' });
-    }
-    const problem = authentifyBodyProblem(value);
-    if (problem) throw new ConfigError(`LEGACY_AUTHENTIFY_BODY ${problem}`);
-    return value;
-  }
-  return envConfig?.authentifyBody ?? defaults?.authentifyBody;
+type Env = Record<string, string | undefined>;
+
+/** What a setting is resolved from: the flags, the process environment, the config and the environment chosen. */
+interface Inputs {
+  opts: GlobalOptions;
+  env: Env;
+  config?: ConfigFile;
+  envName?: string;
 }
 
-export const DEFAULTS = {
-  env: 'live',
-  timeout: 60_000,
-  retries: 3,
-  pageSize: 1000,
-  sessionName: 'default',
-  sessionIdleMinutes: 60,
-  licenceWaitMs: 60_000,
-  licenceRetries: 5,
-  breakerFailures: 5,
-  breakerWindowMs: 600_000,
-  breakerCoolDownMs: 60_000,
-  breakerMaxCoolDownMs: 600_000,
-  syncBusyTimeoutMs: 5000,
-} as const;
+/** A setting's value, where it came from, and what set it (`--timeout`, `LEGACY_TIMEOUT`, `defaults.timeout`). */
+export interface Resolved<T> {
+  value: T;
+  source: Source;
+  origin: string;
+}
 
-const BOOLEAN_WORDS = ['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'];
+const longFlag = (flags: string) => /--[\w-]+/.exec(flags)?.[0] ?? flags;
+
+function fromText<T>(d: SettingDefinition<T>, raw: string, source: 'flag' | 'env', origin: string): Resolved<T> {
+  const parsed = d.type.fromText(raw);
+  if ('value' in parsed) return { value: parsed.value, source, origin };
+  const message = saying(origin, parsed.problem);
+  throw source === 'flag' ? new UsageError(message) : new ConfigError(message);
+}
+
+/** The value at a dotted key (`sync.db`) of a config object. */
+function at(object: object | undefined, key: string): unknown {
+  let value: unknown = object;
+  for (const part of key.split('.')) value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[part] : undefined;
+  return value;
+}
+
+const given = (value: unknown) => value !== undefined && value !== null && value !== '';
 
 /**
- * The breaker's settings: --no-breaker, then LEGACY_BREAKER* variables, then the environment's
- * config, then `defaults`, then DEFAULTS.
+ * One setting by its row in SETTINGS: the flag, then the variable, then the environment's config
+ * entry, then the config's `defaults`, then the row's default; undefined when none has it. Text
+ * from a flag or a variable is parsed by the row's type: a bad flag is a usage error (64), a bad
+ * variable a configuration error (78). Config values were checked when the file was read.
  */
-function resolveBreaker(
-  opts: GlobalOptions,
-  env: Env,
-  envConfig: EnvironmentConfig | undefined,
-  defaults: NonNullable<ConfigFile['defaults']>,
-): BreakerSettings {
-  const int = (envVar: string, key: 'breakerFailures' | 'breakerWindowMs' | 'breakerCoolDownMs' | 'breakerMaxCoolDownMs'): number => {
-    const raw = env[envVar];
-    if (raw) return parseInteger(raw, envVar, 'env', 1);
-    return envConfig?.[key] ?? defaults[key] ?? DEFAULTS[key];
-  };
-  const raw = env.LEGACY_BREAKER?.toLowerCase();
-  if (raw && !BOOLEAN_WORDS.includes(raw)) throw new ConfigError(`LEGACY_BREAKER must be 1 or 0, got '${env.LEGACY_BREAKER}'`);
-  const enabled = opts.breaker === false ? false : raw ? ['1', 'true', 'yes', 'on'].includes(raw) : (envConfig?.breaker ?? defaults.breaker ?? true);
-  const coolDownMs = int('LEGACY_BREAKER_COOL_DOWN_MS', 'breakerCoolDownMs');
-  return {
-    enabled,
-    failures: int('LEGACY_BREAKER_FAILURES', 'breakerFailures'),
-    windowMs: int('LEGACY_BREAKER_WINDOW_MS', 'breakerWindowMs'),
-    coolDownMs,
-    maxCoolDownMs: Math.max(coolDownMs, int('LEGACY_BREAKER_MAX_COOL_DOWN_MS', 'breakerMaxCoolDownMs')),
-  };
+export function resolveSetting<K extends SettingName>(name: K, inputs: Inputs): Resolved<SettingValue<K>> | undefined {
+  const d = SETTINGS[name] as SettingDefinition<SettingValue<K>>;
+  if (d.flag) {
+    const flag = (inputs.opts as Record<string, unknown>)[name];
+    // A --no- switch is given when false; commander sets it true otherwise.
+    const negated = /(^|\s)--no-/.test(d.flag);
+    if (typeof flag === 'string' && given(flag)) return fromText(d, flag, 'flag', longFlag(d.flag));
+    if (negated ? flag === false : flag !== undefined && flag !== false && typeof flag !== 'string') {
+      return { value: flag as SettingValue<K>, source: 'flag', origin: longFlag(d.flag) };
+    }
+  }
+  if (d.env && given(inputs.env[d.env])) return fromText(d, inputs.env[d.env]!, 'env', d.env);
+  const { config, envName } = inputs;
+  if (config && d.config) {
+    const key = d.configKey ?? name;
+    if (d.config === 'top') {
+      const value = at(config, key);
+      if (given(value)) return { value: value as SettingValue<K>, source: 'config', origin: key };
+    } else {
+      const envConfig = envName !== undefined && Object.hasOwn(config.environments, envName) ? config.environments[envName] : undefined;
+      const value = at(envConfig, key) as SettingValue<K> | undefined;
+      if (given(value)) return { value: d.type.fromConfig ? d.type.fromConfig(value!) : value!, source: 'config', origin: `environments.${envName}.${key}` };
+      const fallback = d.config === 'both' ? (at(config.defaults, key) as SettingValue<K> | undefined) : undefined;
+      if (given(fallback)) return { value: fallback!, source: 'config', origin: `defaults.${key}` };
+    }
+  }
+  if (d.default !== undefined) {
+    return { value: typeof d.default === 'function' ? (d.default as () => SettingValue<K>)() : d.default, source: 'default', origin: 'default' };
+  }
+  return undefined;
 }
 
-type Env = Record<string, string | undefined>;
+/** A setting that has a default (so always a value). */
+function settingValue<K extends SettingName>(name: K, inputs: Inputs): SettingValue<K> {
+  return resolveSetting(name, inputs)!.value;
+}
 
 /** Directories come from flags or environment only (they say where the config file is). */
 export function resolveDirs(opts: GlobalOptions, env: Env): { configDir: string; dataDir: string } {
   return {
-    configDir: opts.configDir ?? (env.LEGACY_CONFIG_DIR || undefined) ?? defaultConfigDir(),
-    dataDir: opts.dataDir ?? (env.LEGACY_DATA_DIR || undefined) ?? defaultDataDir(),
+    configDir: resolveSetting('configDir', { opts, env })?.value ?? defaultConfigDir(),
+    dataDir: resolveSetting('dataDir', { opts, env })?.value ?? defaultDataDir(),
   };
 }
 
-function parseInteger(raw: string, what: string, source: Source, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number(raw);
-  if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) {
-    const message = `${what} must be a whole number from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}, got '${raw}'`;
-    throw source === 'flag' ? new UsageError(message) : new ConfigError(message);
-  }
-  return n;
-}
-
-/** The first defined value with its source. */
-function pick<T>(...candidates: Array<[T | undefined, Source]>): [T, Source] | undefined {
-  for (const c of candidates) if (c[0] !== undefined && c[0] !== null && (c[0] as unknown) !== '') return c as [T, Source];
-  return undefined;
-}
-
-const LEVELS: LogLevel[] = ['error', 'warn', 'info', 'debug'];
-
+/** --log-level, else -q, -v/-vv, --debug, else LEGACY_LOG_LEVEL, else warn. */
 export function resolveLogLevel(opts: GlobalOptions, env: Env): LogLevel {
-  if (opts.logLevel) {
-    const level = opts.logLevel.toLowerCase() === 'warning' ? 'warn' : opts.logLevel.toLowerCase();
-    if (!LEVELS.includes(level as LogLevel)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}, got '${opts.logLevel}'`);
-    return level as LogLevel;
-  }
+  if (given(opts.logLevel)) return resolveSetting('logLevel', { opts, env })!.value;
   if (opts.quiet) return 'error';
   if (opts.verbose && opts.verbose >= 2) return 'debug';
   if (opts.verbose === 1) return 'info';
   if (opts.debug) return 'debug';
-  const fromEnv = env.LEGACY_LOG_LEVEL?.toLowerCase();
-  if (fromEnv) {
-    if (!LEVELS.includes(fromEnv as LogLevel)) throw new ConfigError(`LEGACY_LOG_LEVEL must be one of ${LEVELS.join(', ')}, got '${fromEnv}'`);
-    return fromEnv as LogLevel;
-  }
-  return 'warn';
+  return settingValue('logLevel', { opts, env });
 }
 
 export function resolveLogFormat(opts: GlobalOptions, env: Env): 'text' | 'json' {
-  const raw = opts.logFormat ?? env.LEGACY_LOG_FORMAT ?? 'text';
-  if (raw !== 'text' && raw !== 'json') {
-    const message = `log format must be text or json, got '${raw}'`;
-    throw opts.logFormat ? new UsageError(message) : new ConfigError(message);
+  return settingValue('logFormat', { opts, env });
+}
+
+/** Whether a failure is shown with its stack: --debug or LEGACY_DEBUG (a bad value counts as off here). */
+export function debugWanted(opts: GlobalOptions, env: Env): boolean {
+  try {
+    return settingValue('debug', { opts, env });
+  } catch {
+    return false;
   }
-  return raw;
 }
 
 /** Per-environment variable names: LEGACY_<ENV>_USERNAME with the name upper-cased and '-' → '_'. */
@@ -218,108 +220,82 @@ export function envVarFor(envName: string, suffix: string): string {
 
 /** The environment's name and where it came from: --env, LEGACY_ENV, the config's defaultEnv, "live". */
 export function resolveEnvName(opts: GlobalOptions, env: Env, config: Pick<ConfigFile, 'defaultEnv'> | undefined): [string, Source] {
-  return pick<string>([opts.env, 'flag'], [env.LEGACY_ENV, 'env'], [config?.defaultEnv, 'config']) ?? [DEFAULTS.env, 'default'];
+  const r = resolveSetting('env', { opts, env, config: config && { environments: {}, ...config } });
+  return [r!.value, r!.source];
 }
 
 /** The metrics file: --metrics-file, LEGACY_METRICS_FILE, the environment's metricsFile, the defaults'. */
 export function resolveMetricsFile(opts: GlobalOptions, env: Env, config: ConfigFile | undefined, envName: string): string | undefined {
-  const envConfig = config && Object.hasOwn(config.environments, envName) ? config.environments[envName] : undefined;
-  return opts.metricsFile ?? (env.LEGACY_METRICS_FILE || undefined) ?? envConfig?.metricsFile ?? config?.defaults?.metricsFile;
-}
-
-/** Where sync writes unless the command says (--db): LEGACY_SYNC_DB, else the environment's sync.db; and what said so. */
-export function resolveSyncDb(env: Env, envName: string, envConfig: EnvironmentConfig | undefined): { db?: string; what: string } {
-  if (env.LEGACY_SYNC_DB) return { db: env.LEGACY_SYNC_DB, what: 'LEGACY_SYNC_DB' };
-  return { db: envConfig?.sync?.db, what: `environments.${envName}.sync.db` };
+  return resolveSetting('metricsFile', { opts, env, config, envName })?.value;
 }
 
 export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFile, passwordFromStdin?: string): Settings {
   const { configDir, dataDir } = resolveDirs(opts, env);
   const [envName, envSource] = resolveEnvName(opts, env, config);
   const envConfig = Object.hasOwn(config.environments, envName) ? config.environments[envName] : undefined;
-  const defaults = config.defaults ?? {};
-
-  let baseUrl: string | undefined;
-  let baseUrlSource: Source | undefined;
-  const urlPick = pick<string>([opts.baseUrl, 'flag'], [env.LEGACY_BASE_URL, 'env'], [envConfig?.baseUrl, 'config']);
-  if (urlPick) {
-    [baseUrl, baseUrlSource] = urlPick;
-    try {
-      baseUrl = normaliseBaseUrl(baseUrl);
-    } catch (error) {
-      const what = baseUrlSource === 'flag' ? '--base-url' : baseUrlSource === 'env' ? 'LEGACY_BASE_URL' : `environment '${envName}'`;
-      const message = `${what}: ${(error as Error).message}`;
-      throw baseUrlSource === 'flag' ? new UsageError(message) : new ConfigError(message);
-    }
-  }
-
-  const intSetting = (flag: string | undefined, envVar: string, key: 'timeout' | 'retries', what: string, min: number, max?: number): number => {
-    if (flag !== undefined) return parseInteger(flag, what, 'flag', min, max);
-    const fromEnv = env[envVar];
-    if (fromEnv) return parseInteger(fromEnv, envVar, 'env', min, max);
-    return envConfig?.[key] ?? defaults[key] ?? DEFAULTS[key];
+  const inputs: Inputs = { opts, env, config, envName };
+  // What set each setting, for `env current`.
+  const origins: Partial<Record<SettingName, string>> = {
+    env: resolveSetting('env', inputs)?.origin,
+    configDir: resolveSetting('configDir', inputs)?.origin ?? 'default',
+    dataDir: resolveSetting('dataDir', inputs)?.origin ?? 'default',
   };
-
-  const sessionName = opts.session ?? (env.LEGACY_SESSION || undefined) ?? DEFAULTS.sessionName;
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(sessionName)) {
-    throw new UsageError(`session name '${sessionName}' must be letters, digits, '.', '-' or '_'`);
-  }
-
-  const [sessionStore, sessionStoreSource] = pick<string>(
-    [env.LEGACY_SESSION_STORE, 'env'],
-    [envConfig?.sessionStore, 'config'],
-    [defaults.sessionStore, 'config'],
-  ) ?? ['file', 'default' as Source];
-  const storeProblem = sessionStoreProblem(sessionStore);
-  if (storeProblem) throw new ConfigError(`${sessionStoreSource === 'env' ? 'LEGACY_SESSION_STORE' : 'sessionStore'}: ${storeProblem}`);
-  const strictRaw = env.LEGACY_SESSION_STORE_STRICT?.toLowerCase();
-  if (strictRaw && !['1', '0', 'true', 'false', 'yes', 'no'].includes(strictRaw)) {
-    throw new ConfigError(`LEGACY_SESSION_STORE_STRICT must be 1 or 0, got '${env.LEGACY_SESSION_STORE_STRICT}'`);
-  }
+  const get = <K extends SettingName>(name: K): Resolved<SettingValue<K>> | undefined => {
+    const r = resolveSetting(name, inputs);
+    if (r) origins[name] = r.origin;
+    return r;
+  };
+  const value = <K extends SettingName>(name: K): SettingValue<K> => get(name)!.value;
+  const base = get('baseUrl');
+  const store = get('sessionStore')!;
+  const syncDb = get('syncDb');
+  const coolDownMs = value('breakerCoolDownMs');
 
   // Credentials never come from argv: environment variables, --password-stdin, or the config file.
-  const username = env[envVarFor(envName, 'USERNAME')] || env.LEGACY_USERNAME || envConfig?.username;
-  const password = passwordFromStdin ?? (env[envVarFor(envName, 'PASSWORD')] || env.LEGACY_PASSWORD || envConfig?.password);
+  const username = env[envVarFor(envName, 'USERNAME')] || get('username')?.value;
+  const password = passwordFromStdin ?? (env[envVarFor(envName, 'PASSWORD')] || get('password')?.value);
 
   return {
     envName,
     envSource,
     envConfig,
-    baseUrl,
-    baseUrlSource,
+    baseUrl: base?.value,
+    baseUrlSource: base?.source,
     configDir,
     dataDir,
-    timeout: intSetting(opts.timeout, 'LEGACY_TIMEOUT', 'timeout', 'timeout (ms)', 1),
-    retries: intSetting(opts.retries, 'LEGACY_RETRIES', 'retries', 'retries', 0, 100),
-    pageSize: envConfig?.pageSize ?? defaults.pageSize ?? DEFAULTS.pageSize,
-    concurrency: envConfig?.concurrency ?? defaults.concurrency,
-    sessionName,
-    sessionIdleMinutes: envConfig?.sessionIdleMinutes ?? defaults.sessionIdleMinutes ?? DEFAULTS.sessionIdleMinutes,
-    licenceWaitMs: env.LEGACY_LICENCE_WAIT_MS
-      ? parseInteger(env.LEGACY_LICENCE_WAIT_MS, 'LEGACY_LICENCE_WAIT_MS', 'env', 0)
-      : (envConfig?.licenceWaitMs ?? defaults.licenceWaitMs ?? DEFAULTS.licenceWaitMs),
-    licenceRetries: env.LEGACY_LICENCE_RETRIES
-      ? parseInteger(env.LEGACY_LICENCE_RETRIES, 'LEGACY_LICENCE_RETRIES', 'env', 0)
-      : (envConfig?.licenceRetries ?? defaults.licenceRetries ?? DEFAULTS.licenceRetries),
-    insecure: opts.insecure ?? envConfig?.insecure ?? defaults.insecure ?? false,
-    sessionStore,
-    sessionStoreSource,
-    sessionStoreStrict: strictRaw ? ['1', 'true', 'yes'].includes(strictRaw) : (envConfig?.sessionStoreStrict ?? defaults.sessionStoreStrict ?? false),
-    maxSessions: env.LEGACY_MAX_SESSIONS
-      ? parseInteger(env.LEGACY_MAX_SESSIONS, 'LEGACY_MAX_SESSIONS', 'env', 1)
-      : (envConfig?.maxSessions ?? defaults.maxSessions),
+    timeout: value('timeout'),
+    retries: value('retries'),
+    pageSize: value('pageSize'),
+    concurrency: get('concurrency')?.value,
+    sessionName: value('session'),
+    sessionIdleMinutes: value('sessionIdleMinutes'),
+    licenceWaitMs: value('licenceWaitMs'),
+    licenceRetries: value('licenceRetries'),
+    insecure: value('insecure'),
+    sessionStore: store.value,
+    sessionStoreSource: store.source,
+    sessionStoreStrict: value('sessionStoreStrict'),
+    maxSessions: get('maxSessions')?.value,
     logLevel: resolveLogLevel(opts, env),
-    logFile: opts.logFile ?? (env.LEGACY_LOG_FILE || undefined),
+    logFile: get('logFile')?.value,
     logFormat: resolveLogFormat(opts, env),
-    debug: opts.debug === true || Boolean(env.LEGACY_DEBUG),
+    debug: value('debug'),
     credentials: username && password ? { username, password } : undefined,
-    metricsFile: resolveMetricsFile(opts, env, config, envName),
-    syncBusyTimeoutMs: env.LEGACY_SYNC_BUSY_TIMEOUT_MS
-      ? parseInteger(env.LEGACY_SYNC_BUSY_TIMEOUT_MS, 'LEGACY_SYNC_BUSY_TIMEOUT_MS', 'env', 0)
-      : (envConfig?.syncBusyTimeoutMs ?? defaults.syncBusyTimeoutMs ?? DEFAULTS.syncBusyTimeoutMs),
-    syncDb: resolveSyncDb(env, envName, envConfig),
-    authentifyBody: resolveAuthentifyBody(env, envConfig, defaults),
-    breaker: resolveBreaker(opts, env, envConfig, defaults),
+    metricsFile: get('metricsFile')?.value,
+    syncBusyTimeoutMs: value('syncBusyTimeoutMs'),
+    syncDb: { db: syncDb?.value, what: syncDb?.origin ?? `environments.${envName}.sync.db` },
+    authentifyBody: get('authentifyBody')?.value,
+    breaker: {
+      enabled: value('breaker'),
+      failures: value('breakerFailures'),
+      windowMs: value('breakerWindowMs'),
+      coolDownMs,
+      maxCoolDownMs: Math.max(coolDownMs, value('breakerMaxCoolDownMs')),
+    },
+    transcode: value('transcode'),
+    webhookSecret: get('webhookSecret')?.value,
+    webhookBackoffMs: value('webhookBackoffMs'),
+    origins,
   };
 }
 

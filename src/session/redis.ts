@@ -17,7 +17,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { maskUrl } from '../config/store.js';
+import { maskUrl } from '../config/values.js';
 import type { LockOptions } from '../fs/index.js';
 import { ConfigError, LockBusyError, SessionLimitError, UnavailableError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';

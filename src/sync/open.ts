@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { maskUrl } from '../config/store.js';
+import { maskUrl } from '../config/values.js';
 import { UsageError } from '../errors/index.js';
 import type { SyncTableConfig } from '../config/store.js';
 import type { SyncStore, SyncTarget } from './store.js';

@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { appendFile, open } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { Webhook } from 'standardwebhooks';
-import { maskUrl } from '../config/store.js';
+import { maskUrl } from '../config/values.js';
 import { ConfigError, UnavailableError } from '../errors/index.js';
 import { registerSecret, type Logger } from '../log/index.js';
 import { backoffDelay, sleep } from '../transport/index.js';

@@ -6,9 +6,21 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMMANDS, GLOBAL_OPTIONS } from '../../src/app/program.js';
+import { SETTINGS, type SettingDefinition } from '../../src/config/definitions.js';
 import type { CommandSpec } from '../../src/cli/spec.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { ROOT } from '../helpers/paths.js';
+
+/** A section of a text: from its heading to the next heading of the same kind. */
+function section(text: string, heading: RegExp, next: RegExp): string {
+  const start = text.search(heading);
+  expect(start, String(heading)).toBeGreaterThanOrEqual(0);
+  const rest = text.slice(start + 1);
+  const end = rest.search(next);
+  return end < 0 ? rest : rest.slice(0, end);
+}
+
+const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
 /** The man page as text with roff's escapes for '-' undone. */
 const man = readFileSync(join(ROOT, 'man', 'legacy.1'), 'utf8')
@@ -63,5 +75,23 @@ describe('the docs follow the command specs', () => {
     const vars = new Set(files(join(ROOT, 'src')).flatMap((f) => readFileSync(f, 'utf8').match(/LEGACY_[A-Z0-9_]+[A-Z0-9]/g) ?? []));
     expect(vars.size).toBeGreaterThan(10);
     expect([...vars].filter((v) => !man.includes(v)).sort()).toEqual([]);
+  });
+
+  it('every setting of the table is documented: its variable in ENVIRONMENT, its config key in CONFIGURATION and the README', () => {
+    const environment = section(man, /^\.SH ENVIRONMENT/m, /^\.SH /m);
+    const configuration = section(man, /^\.SH CONFIGURATION/m, /^\.SH /m);
+    const readmeConfig = section(readme, /^## Configuration/m, /^## /m);
+    const missing: string[] = [];
+    for (const [name, row] of Object.entries(SETTINGS) as Array<[string, SettingDefinition]>) {
+      if (row.env && !environment.includes(row.env)) missing.push(`man ENVIRONMENT: ${row.env}`);
+      const key = (row.configKey ?? name).split('.').pop()!;
+      if (row.config && row.config !== 'top') {
+        if (!configuration.includes(key)) missing.push(`man CONFIGURATION: ${key}`);
+        if (!readmeConfig.includes(`\`${key}\``)) missing.push(`README Configuration: ${key}`);
+      }
+      const flag = row.flag && longFlag(row.flag);
+      if (flag && !readmeConfig.includes(flag)) missing.push(`README Configuration: ${flag}`);
+    }
+    expect(missing).toEqual([]);
   });
 });

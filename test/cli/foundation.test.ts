@@ -234,8 +234,11 @@ describe('environments and config file', () => {
     };
     const fromConfig = await current([]);
     expect(fromConfig).toMatchObject({ env: 'a', envSource: 'config', baseUrl: 'http://127.0.0.1:1001', timeout: 1111, retries: 1 });
+    // env current says what set each value.
+    expect(fromConfig.origins).toMatchObject({ env: 'defaultEnv', baseUrl: 'environments.a.baseUrl', timeout: 'defaults.timeout', pageSize: 'default' });
     const fromEnv = await current([], { LEGACY_ENV: 'b', LEGACY_RETRIES: '5' });
     expect(fromEnv).toMatchObject({ env: 'b', envSource: 'env', baseUrl: 'http://127.0.0.1:1002', timeout: 2222, retries: 5 });
+    expect(fromEnv.origins).toMatchObject({ env: 'LEGACY_ENV', timeout: 'environments.b.timeout', retries: 'LEGACY_RETRIES' });
     const fromFlag = await current(['--env', 'c', '--retries', '7', '--timeout', '3333', '--base-url', 'http://127.0.0.1:1009'], {
       LEGACY_ENV: 'b',
       LEGACY_RETRIES: '5',
@@ -243,6 +246,7 @@ describe('environments and config file', () => {
       LEGACY_BASE_URL: 'http://127.0.0.1:1008',
     });
     expect(fromFlag).toMatchObject({ env: 'c', envSource: 'flag', baseUrl: 'http://127.0.0.1:1009', baseUrlSource: 'flag', timeout: 3333, retries: 7 });
+    expect(fromFlag.origins).toMatchObject({ env: '--env', baseUrl: '--base-url', timeout: '--timeout', retries: '--retries' });
     const envUrl = await current([], { LEGACY_BASE_URL: 'http://127.0.0.1:1008' });
     expect(envUrl).toMatchObject({ baseUrl: 'http://127.0.0.1:1008', baseUrlSource: 'env' });
     const defaults = await current([], { LEGACY_CONFIG_DIR: tempDir() });
