@@ -7,8 +7,6 @@ import { redactString } from '../log/index.js';
 import type { ProbeResult } from '../rest/dialect.js';
 import { describeBreaker } from '../session/breaker.js';
 import { generationOf } from '../session/cookies.js';
-import { isRefusal } from '../session/manager.js';
-import { serverClock, serverSessions, statusOf } from '../session/status.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
 
 interface Check {
@@ -60,14 +58,14 @@ async function localChecks(ctx: CommandContext, checks: Check[]): Promise<Client
   try {
     const client = await ctx.client();
     checks.push({ name: 'environment', ok: true, detail: `${settings.envName} → ${client.baseUrl} (session name ${settings.sessionName})` });
-    const store = client.options.store;
+    const store = client.store;
     const fellBack = settings.sessionStore !== 'file' && store.kind === 'file';
     checks.push({
       name: 'session store',
       ok: !fellBack,
       detail: fellBack
         ? `Redis is unreachable; runs fall back to ${store.location} (see the warning above)`
-        : `${store.kind} ${store.location}${store.budget ? ` (licence budget ${store.budget.maxSessions})` : ''}`,
+        : `${store.kind} ${store.location}${store.maxSessions ? ` (licence budget ${store.maxSessions})` : ''}`,
       exitCode: fellBack ? ExitCode.unavailable : undefined,
     });
     return client;
@@ -91,20 +89,13 @@ const LOGIN_MODE = {
   authentify: "force login (the application's authentify())",
 } as const;
 
-/** How this session got its licence, as far as this run knows. */
-function loginMode(client: Client): keyof typeof LOGIN_MODE | undefined {
-  const entry = client.session.current();
-  if (!entry) return undefined;
-  return entry.login ?? 'open';
-}
-
 /**
  * Reachability and the REST prefix ($catalog, which every generation serves, even to a guest),
  * then the session and the server's licences ($info, which needs a licensed session: under force
  * login this is where the run logs in). A refused $info is a permission matter (admin only when
  * passwords are on), never "unavailable": the session is then proved by reading one row.
  */
-async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]): Promise<void> {
+async function serverChecks(client: Client, checks: Check[]): Promise<void> {
   try {
     const catalog = await client.send({ method: 'GET', url: client.url({ kind: 'catalog' }), idempotent: true });
     checks.push({ name: 'reachable', ok: true, detail: `HTTP ${catalog.status} in ${catalog.ms} ms` });
@@ -117,33 +108,25 @@ async function serverChecks(ctx: CommandContext, client: Client, checks: Check[]
       exitCode: restOk ? undefined : ExitCode.unavailable,
     });
     if (!restOk) return;
-    const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
-    let licences: Check;
-    if (response.status === 200) {
-      const sessions = serverSessions((response.json ?? {}) as Record<string, unknown>, client.session.current()?.cookies, serverClock(response.headers));
-      const waits = client.session.events.licenceWaits;
-      licences = {
-        name: 'licences',
-        ok: true,
-        detail: `${sessions.length} live session(s) on the server${waits ? `; had to wait ${waits}x for a free licence` : ''}`,
-      };
-    } else if (isRefusal(response)) {
-      licences = {
-        name: 'licences',
-        ok: true,
-        detail: `not allowed to read $info (HTTP ${response.status}; admin only when passwords are on): licence headroom unknown`,
-      };
-      await client.proveSession(); // a data request proves the session, as $info could not
-    } else {
-      throw client.errorFor(response, 'server info');
-    }
-    const status = statusOf(client.session.current(), client.session.slot, ctx.settings.sessionIdleMinutes);
-    checks.push({ name: 'session', ok: true, detail: `${SESSION_OUTCOME[client.session.outcome()]} (${status.cookieNames.join('+')} ${status.masked ?? ''})` });
-    const mode = loginMode(client);
+    const report = await client.confirmSession('server info');
+    const waits = report.licenceWaits;
+    const licences: Check = report.serverSessions
+      ? {
+          name: 'licences',
+          ok: true,
+          detail: `${report.serverSessions.length} live session(s) on the server${waits ? `; had to wait ${waits}x for a free licence` : ''}`,
+        }
+      : {
+          name: 'licences',
+          ok: true,
+          detail: `not allowed to read $info (HTTP ${report.infoRefused}; admin only when passwords are on): licence headroom unknown`,
+        };
+    const { status } = report;
+    checks.push({ name: 'session', ok: true, detail: `${SESSION_OUTCOME[report.outcome]} (${status.cookieNames.join('+')} ${status.masked ?? ''})` });
     checks.push({
       name: 'server',
       ok: true,
-      detail: `${generationOf(status.cookieNames)}; login: ${mode ? LOGIN_MODE[mode] : 'unknown'}`,
+      detail: `${generationOf(status.cookieNames)}; login: ${report.login ? LOGIN_MODE[report.login] : 'unknown'}`,
     });
     checks.push(licences);
   } catch (error) {
@@ -183,7 +166,7 @@ export async function run(ctx: CommandContext, _args: string[], opts: { json?: b
   const checks: Check[] = [];
   const client = await localChecks(ctx, checks);
   if (client) {
-    await serverChecks(ctx, client, checks);
+    await serverChecks(client, checks);
     breakerCheck(client, checks);
   }
   const probe = client && checks.every((c) => c.ok) ? await dialectCheck(client, opts.probe === true, checks) : undefined;

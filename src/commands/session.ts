@@ -7,7 +7,6 @@ import { CancelledError, UsageError } from '../errors/index.js';
 import { type BreakerView, describeBreaker, resetBreakers, viewOf } from '../session/breaker.js';
 import { withSessionStore } from '../session/open.js';
 import { logoutSessions } from '../session/logout.js';
-import { isRefusal } from '../session/manager.js';
 import type { SessionBackend, SessionEntry } from '../session/store.js';
 import type { ServerView } from '../rest/index.js';
 import { statusOf, type SessionStatus } from '../session/status.js';
@@ -98,12 +97,8 @@ function serverText(server: ServerView): string {
 
 export async function runRefresh(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
   const client = await ctx.client();
-  const response = await client.send({ method: 'GET', url: client.url({ kind: 'info' }), idempotent: true });
-  if (isRefusal(response)) {
-    // $info is for admins only on this server: a data request proves the session instead.
-    if (!(await client.proveSession())) throw client.errorFor(response, 'session refresh', { operation: 'read', table: '$info' });
-  } else if (response.status !== 200) throw client.errorFor(response, 'session refresh');
-  const happened = client.session.outcome();
+  const report = await client.confirmSession('session refresh');
+  const happened = report.outcome;
   const outcome = happened === 'created' ? 'created' : happened === 'replaced' ? 'replaced' : 'confirmed';
   const message =
     outcome === 'created'
@@ -111,7 +106,7 @@ export async function runRefresh(ctx: CommandContext, _args: string[], opts: { j
       : outcome === 'replaced'
         ? 'the server had replaced the stored session (it had expired); stored the new one'
         : `the stored session is alive on the server${happened === 'from-other-process' ? ' (another process had just created it)' : ''}`;
-  const status = statusOf(client.session.current(), client.session.slot, ctx.settings.sessionIdleMinutes);
+  const { status } = report;
   if (opts.json) await writeJson(ctx.io, { outcome, message, session: status });
   else await write(ctx.io.stdout, `${message}: ${status.cookieNames.join('+')} ${status.masked ?? ''}\n`);
   return 0;

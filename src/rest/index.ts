@@ -21,7 +21,7 @@ import { CircuitBreaker } from '../session/breaker.js';
 import { isRefusal, SessionManager } from '../session/manager.js';
 import { openSessionStore } from '../session/open.js';
 import type { SessionBackend } from '../session/store.js';
-import { serverClock, serverSessions, type ServerSession } from '../session/status.js';
+import { serverClock, serverSessions, statusOf, type ServerSession, type SessionStatus } from '../session/status.js';
 import { Transport, type ExchangeObserver, type HttpRequest, type HttpResponse } from '../transport/index.js';
 import { parseExactJson } from '../transport/json.js';
 import {
@@ -82,6 +82,32 @@ export interface ServerView {
   ours: boolean;
   sessions: ServerSession[];
   note?: string;
+}
+
+/**
+ * The session as `session refresh` and `doctor` report it, once the server confirmed it
+ * (RestClient.confirmSession).
+ */
+export interface SessionReport {
+  /** How this run came by it: created, replaced an expired one, another process's, reused. */
+  outcome: ReturnType<SessionManager['outcome']>;
+  status: SessionStatus;
+  /** How it got its licence: none needed, REST login, force login through authentify(). */
+  login?: 'open' | 'directory' | 'authentify';
+  /** Times this run waited for a free licence (402). */
+  licenceWaits: number;
+  /** The server's sessions from `$info`; undefined when `$info` was refused (admin only when passwords are on). */
+  serverSessions?: ServerSession[];
+  /** The status with which `$info` was refused, when it was. */
+  infoRefused?: number;
+}
+
+/** Where this run keeps sessions, as `doctor` shows it. */
+export interface StoreView {
+  kind: 'file' | 'redis';
+  location: string;
+  /** The fleet-wide licence budget (Redis only). */
+  maxSessions?: number;
 }
 
 /** An operation on a table, for the message of a refusal. */
@@ -214,6 +240,39 @@ export class RestClient {
     if (!first) return false;
     await this.page(first.name, { top: 1, skip: 0 });
     return true;
+  }
+
+  /**
+   * Confirm the session on the server: `$info`, which needs a licensed session (under force login
+   * the run logs in here); where `$info` is refused (admin only when passwords are on), one row
+   * read proves the session instead (refused with no table to read: the refusal is the error).
+   * Any other answer is an error.
+   */
+  async confirmSession(what: string): Promise<SessionReport> {
+    const response = await this.send({ method: 'GET', url: this.url({ kind: 'info' }), idempotent: true });
+    let serverSessionsSeen: ServerSession[] | undefined;
+    if (response.status === 200) {
+      serverSessionsSeen = serverSessions((response.json ?? {}) as Record<string, unknown>, this.session.current()?.cookies, serverClock(response.headers));
+    } else if (isRefusal(response)) {
+      if (!(await this.proveSession())) throw this.errorFor(response, what, { operation: 'read', table: '$info' });
+    } else {
+      throw this.errorFor(response, what);
+    }
+    const entry = this.session.current();
+    return {
+      outcome: this.session.outcome(),
+      status: statusOf(entry, this.session.slot, this.options.idleMinutes),
+      login: entry ? (entry.login ?? 'open') : undefined,
+      licenceWaits: this.session.events.licenceWaits,
+      serverSessions: serverSessionsSeen,
+      infoRefused: serverSessionsSeen ? undefined : response.status,
+    };
+  }
+
+  /** Where this run keeps sessions (a Redis store that could not be reached has fallen back to the file). */
+  get store(): StoreView {
+    const { kind, location, budget } = this.options.store;
+    return { kind, location, ...(budget ? { maxSessions: budget.maxSessions } : {}) };
   }
 
   async info(): Promise<Record<string, unknown>> {
