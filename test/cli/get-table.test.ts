@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'csv-parse/sync';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, cleanupTempDirs, collect, interruptCli, runCli, runShell, spawnCli, tempDir } from '../helpers/cli.js';
-import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
+import { itOnce, startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
 
@@ -34,7 +34,7 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     );
   });
 
-  it('every format carries the same data for the same row', async () => {
+  itOnce('every format carries the same data for the same row', async () => {
     const csv = await runCli(['get-table', 'Teile', '--csv', '--meta'], { env: server.env });
     const ndjson = await runCli(['get-table', 'Teile', '--ndjson', '--meta'], { env: server.env });
     const json = await runCli(['get-table', 'Teile', '--json', '--meta'], { env: server.env });
@@ -63,14 +63,14 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     });
   });
 
-  it('--raw keeps the server encoding', async () => {
+  itOnce('--raw keeps the server encoding', async () => {
     const r = await runCli(['get-table', 'Teile', '--ndjson', '--raw', '--fields', 'ID,Datum,Leer,Zeit,Familie'], { env: server.env });
     const first = JSON.parse(r.stdout.split('\n')[0]!);
     expect(first).toMatchObject({ ID: 1, Datum: '27!1!2025', Leer: '0!0!0', Zeit: 74141000 });
     expect(first.Familie.__deferred.__KEY).toBe('A1');
   });
 
-  it('--fields order, --delimiter, --bom, --no-header, --excel-safe', async () => {
+  itOnce('--fields order, --delimiter, --bom, --no-header, --excel-safe', async () => {
     const r = await runCli(['get-table', 'Teile', '--fields', 'Name,ID', '--delimiter', ';', '--bom', '--excel-safe', '--where', 'ID<=3'], { env: server.env });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.startsWith('\ufeffName;ID\n')).toBe(true);
@@ -79,7 +79,7 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     expect(nh.stdout).toBe('1\n2\n3\n10\n');
   });
 
-  it('--where builds placeholders: quotes, & and # in a value are safe', async () => {
+  itOnce('--where builds placeholders: quotes, & and # in a value are safe', async () => {
     const r = await runCli(['get-table', 'Teile', '--fields', 'ID', '--no-header', '--where', `Name=O'Reilly & "Söhne" #1`], { env: server.env });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('3\n');
@@ -91,7 +91,7 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     expect(begin.stdout).toBe('10\n');
   });
 
-  it('--count, --limit, --skip, --order-by', async () => {
+  itOnce('--count, --limit, --skip, --order-by', async () => {
     expect((await runCli(['get-table', 'Teile', '--count'], { env: server.env })).stdout).toBe('4\n');
     expect((await runCli(['get-table', 'Teile', '--count', '--where', 'Aktiv=true'], { env: server.env })).stdout).toBe('2\n');
     const page = await runCli(['get-table', 'Teile', '--fields', 'ID', '--no-header', '--skip', '1', '--limit', '2'], { env: server.env });
@@ -100,7 +100,7 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     expect(ordered.stdout).toBe('1\n3\n10\n2\n');
   });
 
-  it('unknown table or field: exit 65 with a suggestion', async () => {
+  itOnce('unknown table or field: exit 65 with a suggestion', async () => {
     const table = await runCli(['get-table', 'teile'], { env: server.env });
     expect(table.code).toBe(65);
     expect(table.stderr).toMatch(/unknown table 'teile'.*did you mean Teile/);
@@ -118,7 +118,7 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     expect(malformed.code).toBe(64);
   });
 
-  it('a filter the server rejects: exit 65 with its message, and no output file', async () => {
+  itOnce('a filter the server rejects: exit 65 with its message, and no output file', async () => {
     const dir = tempDir();
     const out = join(dir, 'out.csv');
     const r = await runCli(['get-table', 'Teile', '--filter', 'Nmae = 1', '-o', out], { env: server.env });
@@ -129,7 +129,7 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     expect(readdirSync(dir)).toEqual([]);
   });
 
-  it('tables and describe', async () => {
+  itOnce('tables and describe', async () => {
     const t = await runCli(['tables'], { env: server.env });
     expect(t.stdout).toBe('Gruppe\nTeile\n');
     const d = await runCli(['describe', 'Teile', '--json'], { env: server.env });
@@ -139,7 +139,7 @@ describe.each(URL_DECODINGS)('exact output for a small fixture (%s URL decoding)
     expect((await runCli(['describe', 'Teil'], { env: server.env })).code).toBe(65);
   });
 
-  it('--table shows a capped, width-fitted table and the total on stderr', async () => {
+  itOnce('--table shows a capped, width-fitted table and the total on stderr', async () => {
     const r = await runCli(['get-table', 'Teile', '--table', '--limit', '2'], { env: { ...server.env, COLUMNS: '80' } });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Straße');
@@ -163,7 +163,7 @@ describe('large tables, faults, files and signals', () => {
     await server.control('faults', undefined, 'DELETE');
   });
 
-  it('the clean export has every row once, in key order', () => {
+  itOnce('the clean export has every row once, in key order', () => {
     const rows = parse(clean, { columns: true }) as Array<Record<string, string>>;
     expect(rows).toHaveLength(6000);
     const keys = rows.map((r) => r.UID!);
@@ -187,7 +187,7 @@ describe('large tables, faults, files and signals', () => {
     expect(r.stdout === clean).toBe(true);
   });
 
-  it('-o writes the same bytes atomically', async () => {
+  itOnce('-o writes the same bytes atomically', async () => {
     const dir = tempDir();
     const out = join(dir, 'artikel.csv');
     const r = await runCli(['get-table', 'Artikel', '--csv', '--page-size', '500', '-o', out], { env: server.env });
@@ -197,7 +197,7 @@ describe('large tables, faults, files and signals', () => {
     expect(readdirSync(dir)).toEqual(['artikel.csv']);
   });
 
-  it('retries exhausted: a clean failure (69), never a silently short file', async () => {
+  itOnce('retries exhausted: a clean failure (69), never a silently short file', async () => {
     const dir = tempDir();
     const out = join(dir, 'artikel.csv');
     await server.control('options', { faults: { rate: 1, kinds: ['503'], seed: 1 } });
@@ -207,14 +207,14 @@ describe('large tables, faults, files and signals', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
-  it('| head -n 3 ends with exit 0 and no EPIPE trace', async () => {
+  itOnce('| head -n 3 ends with exit 0 and no EPIPE trace', async () => {
     const r = await runShell(`node ${BIN} get-table Artikel --csv --page-size 200 | head -n 3; echo "status=\${PIPESTATUS[0]}"`, { env: server.env });
     expect(r.stdout).toContain('status=0');
     expect(r.stdout.split('\n').slice(0, 3).join('\n')).toBe(clean.split('\n').slice(0, 3).join('\n'));
     expect(r.stderr).toBe('');
   });
 
-  it('Ctrl-C during -o: exit 130 and no file under the final name; only a resumable partial export beside it, or nothing', async () => {
+  itOnce('Ctrl-C during -o: exit 130 and no file under the final name; only a resumable partial export beside it, or nothing', async () => {
     await server.control('options', { latencyMs: 300 });
     const dir = tempDir();
     const out = join(dir, 'artikel.csv');
@@ -227,7 +227,7 @@ describe('large tables, faults, files and signals', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('the server down: exit 69 naming the URL', async () => {
+  itOnce('the server down: exit 69 naming the URL', async () => {
     const r = await runCli(['get-table', 'Artikel', '--retries', '1'], {
       env: { ...server.env, LEGACY_BASE_URL: 'http://127.0.0.1:9', LEGACY_CONFIG_DIR: tempDir() },
     });
@@ -238,7 +238,7 @@ describe('large tables, faults, files and signals', () => {
 });
 
 describe('-o picks the format from its extension (issue 22 item 7)', () => {
-  it('.json, .ndjson and .xlsx without a flag write that format; a contradicting flag is exit 64 and writes nothing', async () => {
+  itOnce('.json, .ndjson and .xlsx without a flag write that format; a contradicting flag is exit 64 and writes nothing', async () => {
     const server = await startServer({ maxSessions: 3 });
     try {
       const dir = tempDir();
@@ -268,7 +268,7 @@ describe('-o picks the format from its extension (issue 22 item 7)', () => {
 });
 
 describe('--where on a date (issue 22 item 10)', () => {
-  it('> and < on a date work on a server that refuses strict comparisons on dates, with exactly the rows they mean', async () => {
+  itOnce('> and < on a date work on a server that refuses strict comparisons on dates, with exactly the rows they mean', async () => {
     // Some servers answer `created_date > …` with 4D error 1112 "Wrong comparison operator"; on a
     // date (no time of day) `> D` is `>= D+1` and `< D` is `<= D-1`, which every server takes.
     const server = await startServer({ strictDateCompare: 'reject' });

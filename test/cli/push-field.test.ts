@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, runCli, tempDir } from '../helpers/cli.js';
 import { runMain } from '../helpers/run.js';
-import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
+import { itOnce, startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 import { auditLines as readAudit, auditOutcomes } from '../helpers/audit.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
@@ -59,7 +59,7 @@ describe('single record', () => {
     expect(audit[0].requestId).toBe(audit[1].requestId);
   });
 
-  it('coerces with the catalog type: dates, numbers, booleans, times, objects', async () => {
+  itOnce('coerces with the catalog type: dates, numbers, booleans, times, objects', async () => {
     expect((await push(['2', 'Datum', '2026-02-03', '--yes'])).code).toBe(0);
     expect((await row('2')).Datum).toBe('3!2!2026');
     expect((await push(['2', 'Preis', '12.5', '--yes'])).code).toBe(0);
@@ -74,7 +74,7 @@ describe('single record', () => {
     expect((await row('1')).Datum).toBe('0!0!0');
   });
 
-  it('the same value already: no write, exit 0', async () => {
+  itOnce('the same value already: no write, exit 0', async () => {
     const r = await push(['1', 'PLZ', '01067', '--yes']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/nothing written/);
@@ -85,7 +85,7 @@ describe('single record', () => {
     expect((await server.stats()).updates).toBe(0);
   });
 
-  it('invalid values: exit 65 naming field, type and value; no write', async () => {
+  itOnce('invalid values: exit 65 naming field, type and value; no write', async () => {
     for (const [field, value, pattern] of [
       ['Preis', 'zwölf', /Preis \(number\).*zwölf.*not a number/],
       ['Datum', '2025-02-30', /Datum \(date\).*not a date/],
@@ -101,7 +101,7 @@ describe('single record', () => {
     expect((await server.stats()).updates).toBe(0);
   });
 
-  it('unknown field, table or key: exit 65 with suggestions', async () => {
+  itOnce('unknown field, table or key: exit 65 with suggestions', async () => {
     const field = await push(['1', 'Nmae', 'x', '--yes']);
     expect(field.code).toBe(65);
     expect(field.stderr).toMatch(/did you mean Name/);
@@ -113,7 +113,7 @@ describe('single record', () => {
     expect(key.stderr).toMatch(/no record with key 999/);
   });
 
-  it('not on a terminal without --yes: exit 64 and no write; --dry-run writes nothing', async () => {
+  itOnce('not on a terminal without --yes: exit 64 and no write; --dry-run writes nothing', async () => {
     const r = await push(['1', 'Name', 'x']);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/--yes/);
@@ -124,7 +124,7 @@ describe('single record', () => {
     expect((await row('1')).Name).toBe('Straße "Süd", Nr. 5');
   });
 
-  it('someone changed the same field meanwhile: conflict, exit 65, their value stays', async () => {
+  itOnce('someone changed the same field meanwhile: conflict, exit 65, their value stays', async () => {
     await server.control('before-update', { table: 'Teile', key: '1', set: { Name: 'Von Kollegin' } });
     const r = await push(['1', 'Name', 'Von mir', '--yes']);
     expect(r.code).toBe(65);
@@ -134,7 +134,7 @@ describe('single record', () => {
     expect(outcomes()).toEqual([expect.objectContaining({ result: 'conflict', key: '1' })]);
   });
 
-  it('someone changed another field meanwhile: retried with the new stamp and succeeds', async () => {
+  itOnce('someone changed another field meanwhile: retried with the new stamp and succeeds', async () => {
     await server.control('before-update', { table: 'Teile', key: '1', set: { Notiz: 'andere Änderung' } });
     const r = await push(['1', 'Name', 'Von mir', '--yes']);
     expect(r.code, r.stderr).toBe(0);
@@ -143,7 +143,7 @@ describe('single record', () => {
     expect(after.Notiz).toBe('andere Änderung');
   });
 
-  it('--force overwrites a concurrent change of the same field', async () => {
+  itOnce('--force overwrites a concurrent change of the same field', async () => {
     await server.control('before-update', { table: 'Teile', key: '1', set: { Name: 'Von Kollegin' } });
     const r = await push(['1', 'Name', 'Von mir', '--yes', '--force']);
     expect(r.code, r.stderr).toBe(0);
@@ -175,7 +175,7 @@ describe.each(URL_DECODINGS)('bulk (%s URL decoding)', (mode) => {
     urlDecoding = 'whole';
   });
 
-  it('a mix of good, unchanged, conflicting, not-found and invalid rows gives an exact report', async () => {
+  itOnce('a mix of good, unchanged, conflicting, not-found and invalid rows gives an exact report', async () => {
     const dir = tempDir();
     const file = join(dir, 'in.csv');
     writeFileSync(file, 'ID,Preis,Name\n1,40,Straße "Süd" neu\n2,-3,=SUMME(A1)\n3,13,O\'Reilly & "Söhne" #1\n999,1,x\n10,abc,y\n');
@@ -203,7 +203,7 @@ describe.each(URL_DECODINGS)('bulk (%s URL decoding)', (mode) => {
     expect(audit.some((a) => a.key === '2' || a.key === '999' || a.key === '10')).toBe(false);
   });
 
-  it('NDJSON input, batches, and stdin', async () => {
+  itOnce('NDJSON input, batches, and stdin', async () => {
     const input = '{"ID":1,"Aktiv":false}\n{"ID":2,"Aktiv":true}\n{"ID":10,"Aktiv":false}\n';
     const r = await runCli(['push-field', 'Teile', '--from', '-', '--yes', '--batch-size', '2'], { env: server.env, input });
     expect(r.code, r.stderr).toBe(0);
@@ -214,7 +214,7 @@ describe.each(URL_DECODINGS)('bulk (%s URL decoding)', (mode) => {
     expect((await row('10')).Aktiv).toBe(false);
   });
 
-  it('stops at the first failing batch without --continue-on-error', async () => {
+  itOnce('stops at the first failing batch without --continue-on-error', async () => {
     const dir = tempDir();
     const file = join(dir, 'in.csv');
     writeFileSync(file, 'ID,Preis\n999,1\n1,41\n');
@@ -223,7 +223,7 @@ describe.each(URL_DECODINGS)('bulk (%s URL decoding)', (mode) => {
     expect((await row('1')).Preis).toBe(39.5);
   });
 
-  it('bad input files: unknown column, empty file, invalid UTF-8, missing key column', async () => {
+  itOnce('bad input files: unknown column, empty file, invalid UTF-8, missing key column', async () => {
     const dir = tempDir();
     const cases: Array<[string, Buffer | string, RegExp, number]> = [
       ['unknown.csv', 'ID,Prise\n1,2\n', /did you mean Preis/, 65],
@@ -271,7 +271,7 @@ describe('permissions (4D privileges)', () => {
 });
 
 describe('the confirmation prompt', () => {
-  it('answering no writes nothing, says the write was cancelled and exits 1 (never "already set")', async () => {
+  itOnce('answering no writes nothing, says the write was cancelled and exits 1 (never "already set")', async () => {
     const r = await runMain(['push-field', 'Teile', '1', 'Preis', '40'], { env: server.env, stdinTty: true, input: 'n\n' });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/cancelled: nothing was written/);

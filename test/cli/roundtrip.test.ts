@@ -12,7 +12,7 @@ import { stringify } from 'csv-stringify/sync';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { auditLines as readAudit, auditOutcomes, ndjson } from '../helpers/audit.js';
 import { cleanupTempDirs, runCli, tempDir } from '../helpers/cli.js';
-import { startServer, type TestServer } from '../helpers/emulator.js';
+import { itOnce, startServer, type TestServer } from '../helpers/emulator.js';
 import { openpyxlPython } from '../helpers/services.mjs';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
@@ -86,7 +86,7 @@ describe('round trip: only the edited fields are written', () => {
     expect(outcomes()[0].forced).toBeUndefined();
   });
 
-  it('a semicolon CSV with BOM and CRLF as German Excel saves it: decimal comma, DD.MM.YYYY, WAHR/FALSCH', async () => {
+  itOnce('a semicolon CSV with BOM and CRLF as German Excel saves it: decimal comma, DD.MM.YYYY, WAHR/FALSCH', async () => {
     const file = join(dir, 'teile.csv');
     await exportTable(['--csv', '--delimiter', ';', '--bom'], file);
     const before = await rows();
@@ -111,7 +111,7 @@ describe('round trip: only the edited fields are written', () => {
     await expectOnly(before, { '1': { Preis: 41.25 } });
   });
 
-  it('NDJSON: one edited line, one updated field', async () => {
+  itOnce('NDJSON: one edited line, one updated field', async () => {
     const file = join(dir, 'teile.ndjson');
     await exportTable(['--ndjson'], file);
     const before = await rows();
@@ -128,7 +128,7 @@ describe('round trip: only the edited fields are written', () => {
     await expectOnly(before, { '2': { Aktiv: true } });
   });
 
-  it('JSON (a get-table --json array): one edited element, one updated field', async () => {
+  itOnce('JSON (a get-table --json array): one edited element, one updated field', async () => {
     const file = join(dir, 'teile.json');
     await exportTable(['--json'], file);
     const before = await rows();
@@ -142,7 +142,7 @@ describe('round trip: only the edited fields are written', () => {
   });
 
   describe.skipIf(!python)('xlsx', () => {
-    it('the workbook of get-table --xlsx --meta, edited and saved by openpyxl: only the edited cells are written', async () => {
+    itOnce('the workbook of get-table --xlsx --meta, edited and saved by openpyxl: only the edited cells are written', async () => {
       const file = join(dir, 'teile.xlsx');
       await exportTable(['--xlsx'], file);
       const before = await rows();
@@ -176,7 +176,7 @@ wb.save(sys.argv[1])
       await expectOnly(before, { '2': { Name: 'Krippe groß & <klein>' }, '3': { Preis: 12.75, Datum: '31!12!2026' } });
     });
 
-    it('a text field retyped as a number in Excel is refused for its row (no silent 01067 → 1067)', async () => {
+    itOnce('a text field retyped as a number in Excel is refused for its row (no silent 01067 → 1067)', async () => {
       const file = join(dir, 'teile.xlsx');
       await exportTable(['--xlsx'], file);
       execFileSync(python!, [
@@ -216,7 +216,7 @@ describe('a record saved on the server since the export', () => {
     return file;
   }
 
-  it('is a conflict: left as the server has it, reported with file and server values, and a command to re-export it', async () => {
+  itOnce('is a conflict: left as the server has it, reported with file and server values, and a command to re-export it', async () => {
     const file = await editedCsv();
     await server.control('row', { table: 'Teile', key: '1', set: { Name: 'Fremdänderung' } });
     const before = await rows();
@@ -262,7 +262,7 @@ describe('a record saved on the server since the export', () => {
     expect(reexported.map((x) => [x.__KEY, x.__STAMP, x.Name])).toEqual([['1', String(before['1'].__STAMP), 'Fremdänderung']]);
   });
 
-  it('saved between the read and the write: 4D refuses the stamp, the conflict carries the exported value too', async () => {
+  itOnce('saved between the read and the write: 4D refuses the stamp, the conflict carries the exported value too', async () => {
     const file = await editedCsv();
     await server.control('before-update', { table: 'Teile', key: '1', set: { Name: 'Gleichzeitig' } });
     const report = join(dir, 'konflikte.xlsx');
@@ -280,7 +280,7 @@ describe('a record saved on the server since the export', () => {
     expect(readFileSync(report).subarray(0, 2).toString()).toBe('PK');
   });
 
-  it('--force overwrites it, and the audit log says the write was forced', async () => {
+  itOnce('--force overwrites it, and the audit log says the write was forced', async () => {
     const file = await editedCsv();
     await server.control('row', { table: 'Teile', key: '1', set: { Name: 'Fremdänderung' } });
     const r = await push(['--from', file, '--yes', '--force']);
@@ -291,7 +291,7 @@ describe('a record saved on the server since the export', () => {
     expect(reports(r.stdout).find((x) => x.key === '1')).toMatchObject({ result: 'updated', forced: true });
   });
 
-  it('without __STAMP in the file: today’s behaviour, and one line saying later edits are not protected', async () => {
+  itOnce('without __STAMP in the file: today’s behaviour, and one line saying later edits are not protected', async () => {
     const file = join(dir, 'ohne.csv');
     writeFileSync(file, 'ID,Name\n1,Ohne Stempel\n');
     const r = await push(['--from', file, '--yes']);
@@ -304,7 +304,7 @@ describe('a record saved on the server since the export', () => {
 });
 
 describe('--dry-run and bad values', () => {
-  it('--dry-run shows the diff and writes nothing', async () => {
+  itOnce('--dry-run shows the diff and writes nothing', async () => {
     const file = join(dir, 'teile.csv');
     await exportTable(['--csv'], file);
     const records = parse(readFileSync(file), { columns: true }) as Array<Record<string, string>>;
@@ -321,7 +321,7 @@ describe('--dry-run and bad values', () => {
     expect(auditLines()).toEqual([]);
   });
 
-  it('a value that would lose precision or change type is a per-row error; without --continue-on-error nothing is written', async () => {
+  itOnce('a value that would lose precision or change type is a per-row error; without --continue-on-error nothing is written', async () => {
     const file = join(dir, 'teile.csv');
     await exportTable(['--csv'], file);
     const records = parse(readFileSync(file), { columns: true }) as Array<Record<string, string>>;

@@ -5,7 +5,7 @@ import { parse } from 'csv-parse/sync';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, runCli, runProcess, tempDir } from '../helpers/cli.js';
 import { runMain } from '../helpers/run.js';
-import { COOKIE_NAMES, startServer, type TestServer } from '../helpers/emulator.js';
+import { itOnce, COOKIE_NAMES, startServer, type TestServer } from '../helpers/emulator.js';
 
 /**
  * A run that needs a licensed session under every generation (under force login, v21, `tables` is
@@ -27,7 +27,7 @@ function storedCookie(configDir: string): string | undefined {
 }
 
 describe('session reuse', () => {
-  it('50 sequential runs create exactly one server session, never a duplicate cookie', async () => {
+  itOnce('50 sequential runs create exactly one server session, never a duplicate cookie', async () => {
     server = await startServer({ maxSessions: 3 });
     for (let i = 0; i < 50; i++) {
       const r = await runCli(RUN, { env: server.env });
@@ -40,7 +40,7 @@ describe('session reuse', () => {
     expect(statSync(join(server.configDir, 'sessions.json')).mode & 0o777).toBe(0o600);
   });
 
-  it('16 concurrent cold runs create exactly one server session', async () => {
+  itOnce('16 concurrent cold runs create exactly one server session', async () => {
     server = await startServer({ maxSessions: 3, latencyMs: 20 });
     const runs = await Promise.all(Array.from({ length: 16 }, () => runProcess(RUN, { env: server!.env })));
     for (const r of runs) expect(r.code, r.stderr).toBe(0);
@@ -93,7 +93,7 @@ describe('licences (HTTP 402)', () => {
     expect(stats.sessionsCreated - createdBefore).toBe(1); // ours, once a licence was free
   });
 
-  it('402 that persists: exit 75 within the configured budget, with a clear message', async () => {
+  itOnce('402 that persists: exit 75 within the configured budget, with a clear message', async () => {
     server = await startServer({ maxSessions: 1 });
     await server.control('occupy', { count: 1 });
     const createdBefore = (await server.stats()).sessionsCreated;
@@ -110,7 +110,7 @@ describe('licences (HTTP 402)', () => {
     expect(stats.sessionsCreated - createdBefore).toBe(0); // we never opened a session while waiting
   });
 
-  it('the 402 message says how many tries were made and how long they really took (issue 22 item 10)', async () => {
+  itOnce('the 402 message says how many tries were made and how long they really took (issue 22 item 10)', async () => {
     server = await startServer({ maxSessions: 1 });
     await server.control('occupy', { count: 1 });
     // The waits double from budget/(2^retries - 1) with jitter (x0.5 to x1): 3 retries in a 2 s budget
@@ -133,7 +133,7 @@ describe('licences (HTTP 402)', () => {
 });
 
 describe('store', () => {
-  it('a corrupted store is moved aside with a warning and the run starts clean', async () => {
+  itOnce('a corrupted store is moved aside with a warning and the run starts clean', async () => {
     server = await startServer();
     writeFileSync(join(server.configDir, 'sessions.json'), '{"version":1,"sessions":[{"env":', { mode: 0o600 });
     const r = await runCli(RUN, { env: server.env });
@@ -143,7 +143,7 @@ describe('store', () => {
     expect(storedCookie(server.configDir)).toMatch(/^[0-9A-F]{32}$/);
   });
 
-  it('a malformed entry is dropped, good entries are kept', async () => {
+  itOnce('a malformed entry is dropped, good entries are kept', async () => {
     server = await startServer();
     expect((await runCli(RUN, { env: server.env })).code).toBe(0);
     const path = join(server.configDir, 'sessions.json');
@@ -200,7 +200,7 @@ describe('session commands', () => {
     expect([...json.sessions[0].cookieNames].sort()).toEqual(COOKIE_NAMES);
   });
 
-  it('status with an empty store says none and exits 0', async () => {
+  itOnce('status with an empty store says none and exits 0', async () => {
     const r = await runCli(['session', 'status', '--json'], { env: { LEGACY_CONFIG_DIR: tempDir(), LEGACY_BASE_URL: 'http://127.0.0.1:9', LEGACY_ENV: 'x' } });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).sessions[0].state).toBe('none');
@@ -238,14 +238,14 @@ describe('session commands', () => {
     expect(status.sessions[0].state).toBe('none');
   });
 
-  it('clear --all needs --yes when not on a terminal', async () => {
+  itOnce('clear --all needs --yes when not on a terminal', async () => {
     server = await startServer();
     await runCli(RUN, { env: server.env });
     expect((await runCli(['session', 'clear', '--all'], { env: server.env })).code).toBe(64);
     expect((await runCli(['session', 'clear', '--all', '--yes'], { env: server.env })).code).toBe(0);
   });
 
-  it('one confirmation rule for session clear --all and push-field: asked on a terminal, refused elsewhere without --yes (issue 22 item 10)', async () => {
+  itOnce('one confirmation rule for session clear --all and push-field: asked on a terminal, refused elsewhere without --yes (issue 22 item 10)', async () => {
     server = await startServer();
     await runCli(RUN, { env: server.env });
     const key = (await runCli(['get-table', 'Kunden', '--limit', '1', '--fields', 'KundenNr', '--csv', '--no-header'], { env: server.env })).stdout.trim();

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { cleanupTempDirs, collect, runCli, spawnCli, tempDir } from '../helpers/cli.js';
-import { startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
+import { itOnce, startServer, URL_DECODINGS, type TestServer } from '../helpers/emulator.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/small.json', import.meta.url));
 
@@ -124,7 +124,7 @@ describe('sync into SQLite', () => {
     },
   );
 
-  it('sync status --json and sync runs report what happened; prune keeps recent runs', async () => {
+  itOnce('sync status --json and sync runs report what happened; prune keeps recent runs', async () => {
     server = await startServer({ rows: { Kunden: 50 } });
     await sync(server, ['Kunden']);
     await sync(server, ['Kunden']);
@@ -138,7 +138,7 @@ describe('sync into SQLite', () => {
     expect(prune.stdout).toMatch(/removed 0 run/);
   });
 
-  it('a sync killed in the middle, then re-run, ends equal; the killed run is marked interrupted', async () => {
+  itOnce('a sync killed in the middle, then re-run, ends equal; the killed run is marked interrupted', async () => {
     server = await startServer({ rows: { Artikel: 3000 }, latencyMs: 300 });
     const db = join(server.dataDir, 'test.sqlite');
     const child = spawnCli(['sync', 'Artikel', '--page-size', '100'], { env: server.env });
@@ -162,7 +162,7 @@ describe('sync into SQLite', () => {
     expect(runs.map((r) => r.status)).toEqual(['completed', 'interrupted']);
   });
 
-  it('two syncs at once: the second exits 75 immediately', async () => {
+  itOnce('two syncs at once: the second exits 75 immediately', async () => {
     server = await startServer({ rows: { Artikel: 2000 }, latencyMs: 300 });
     const db = join(server.dataDir, 'test.sqlite');
     const child = spawnCli(['sync', 'Artikel', '--page-size', '100'], { env: server.env });
@@ -177,7 +177,7 @@ describe('sync into SQLite', () => {
     expect((await first).code).toBe(0);
   });
 
-  it('a new attribute in the catalog is absorbed as a new column', async () => {
+  itOnce('a new attribute in the catalog is absorbed as a new column', async () => {
     const dir = tempDir();
     const db = join(dir, 'teile.sqlite');
     server = await startServer({ data: FIXTURE });
@@ -200,7 +200,7 @@ describe('sync into SQLite', () => {
     expect(rows.get('1')!.Farbe).toBe('F1');
   });
 
-  it('a cursor filter the server rejects: a full read of that table, said on stderr', async () => {
+  itOnce('a cursor filter the server rejects: a full read of that table, said on stderr', async () => {
     server = await startServer({ rows: { Kunden: 40 } });
     expect((await sync(server, ['Kunden'])).code).toBe(0);
     // A front that answers like a 4D server refusing the query for any filter on modified_date.
@@ -232,7 +232,7 @@ describe('sync into SQLite', () => {
     }
   });
 
-  it('usage: no tables → 64; unknown table → 65; --dry-run writes nothing', async () => {
+  itOnce('usage: no tables → 64; unknown table → 65; --dry-run writes nothing', async () => {
     server = await startServer({ rows: { Kunden: 10 } });
     expect((await sync(server, [])).code).toBe(64);
     const unknown = await sync(server, ['Kundne']);
@@ -245,7 +245,7 @@ describe('sync into SQLite', () => {
 });
 
 describe('sync status, the run lock and interruptions (issue 22 item 10)', () => {
-  it('sync status shows the latest check with its whole timestamp, never cut', async () => {
+  itOnce('sync status shows the latest check with its whole timestamp, never cut', async () => {
     server = await startServer({ rows: { Kunden: 50 } });
     expect((await sync(server, ['Kunden'])).code).toBe(0);
     const lastCheck = async () => {
@@ -266,7 +266,7 @@ describe('sync status, the run lock and interruptions (issue 22 item 10)', () =>
     expect(status.lastReconcile.at).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
   });
 
-  it('the .sqlite.lock file stays, as documented, and a left-over one never blocks a sync (not even after SIGKILL)', async () => {
+  itOnce('the .sqlite.lock file stays, as documented, and a left-over one never blocks a sync (not even after SIGKILL)', async () => {
     // The README once said the file exists only while a sync runs; the lock is the OS lock on it.
     server = await startServer({ rows: { Artikel: 2000 }, latencyMs: 200 });
     const db = join(server.dataDir, 'test.sqlite');
@@ -286,7 +286,7 @@ describe('sync status, the run lock and interruptions (issue 22 item 10)', () =>
     expect(readme).not.toMatch(/\.lock` beside it while a sync runs/);
   });
 
-  it.each(['SIGINT', 'SIGTERM'] as const)('a sync stopped with %s records that it was interrupted, and by what', async (signal) => {
+  itOnce.each(['SIGINT', 'SIGTERM'] as const)('a sync stopped with %s records that it was interrupted, and by what', async (signal) => {
     server = await startServer({ rows: { Artikel: 3000 }, latencyMs: 300 });
     const db = join(server.dataDir, 'test.sqlite');
     const child = spawnCli(['sync', 'Artikel', '--page-size', '100'], { env: server.env });

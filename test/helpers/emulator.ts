@@ -1,4 +1,5 @@
 /** Start the real emulator (built, in-process) on a random loopback port, and talk to its control API. */
+import { it } from 'vitest';
 import { startEmulator, type EmulatorOptions, type RunningEmulator } from '../../src/emulator/index.js';
 import { tempDir } from './cli.js';
 
@@ -19,6 +20,16 @@ export const REFUSAL_STATUS = Number(process.env.EMU_REFUSAL_STATUS ?? 401) as 4
 /** Force login needs a user: under v21 servers get these credentials unless a test sets `auth` itself. */
 export const MATRIX_AUTH = { user: 'cron', password: 'matrix-secret' };
 export const FORCE_LOGIN = GENERATION === 'v21';
+/** This run is one of the generation matrix's projects, not the default one (v20r). */
+export const IN_MATRIX = process.env.EMU_GENERATION !== undefined;
+/**
+ * A behaviour test that the 4D generation cannot change (data formats, input checks, local files,
+ * conflicts decided by the stamp): it runs in the default project only. The matrix projects run
+ * again the tests whose outcome the generation can change: sessions, cookies, logins, refusals,
+ * requests counted, runs stopped or faulted in a session.
+ */
+export const itOnce = it.skipIf(IN_MATRIX);
+
 /** The session cookie names a server of this generation sets (sorted), with the default app name. */
 export const COOKIE_NAMES = { v18: ['WASID4D'], v20: ['4DSID_WSZ-DB'], v20r: ['4DSID_WSZ-DB', 'WASID4D'], v21: ['4DSID_WSZ-DB'] }[GENERATION];
 
