@@ -29,9 +29,10 @@ export { SessionManager, type SessionEvents } from './session/manager.js';
 export { SessionStore, type SessionBackend, type SessionEntry, type LicenceBudget } from './session/store.js';
 export { openSessionStore } from './session/open.js';
 export { RedisSessionStore } from './session/redis.js';
-export { planExport, exportRows, countRows, type ExportOptions, type ExportPlan, type ExportSummary } from './table/export.js';
-export { createWriter, type Format, type RowWriter } from './table/formats.js';
-export { xlsxWriter, type CellKind, type XlsxOptions } from './table/xlsx.js';
+export { exportRows, countRows, type ExportSummary } from './table/paging/read.js';
+export { planExport, type ExportOptions, type ExportPlan } from './table/plan/plan.js';
+export { createWriter, type Format, type RowWriter } from './table/output/formats.js';
+export { xlsxWriter, type CellKind, type XlsxOptions } from './table/output/xlsx.js';
 export {
   RunMetrics,
   writeMetricsFile,

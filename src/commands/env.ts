@@ -7,7 +7,7 @@ import { didYouMean } from '../errors/suggest.js';
 import type { CommandContext } from '../cli/context.js';
 import { write, writeJson } from '../cli/io.js';
 import { command, JSON_OPTION } from '../cli/spec.js';
-import { describePagesInFlight } from '../table/concurrency.js';
+import { describePagesInFlight } from '../table/paging/concurrency.js';
 
 export async function runList(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
   const { config, settings } = ctx;

@@ -4,8 +4,9 @@ import type { CommandContext } from '../cli/context.js';
 import { write } from '../cli/io.js';
 import { command, list, repeatable, wholeNumber } from '../cli/spec.js';
 import { UsageError } from '../errors/index.js';
-import type { ExportPlan, ExportSummary } from '../table/export.js';
-import type { Format, WriterOptions } from '../table/formats.js';
+import type { ExportSummary } from '../table/paging/read.js';
+import type { ExportPlan } from '../table/plan/plan.js';
+import type { Format, WriterOptions } from '../table/output/formats.js';
 
 const FORMATS = ['csv', 'json', 'ndjson', 'table', 'xlsx'] as const;
 
@@ -137,8 +138,8 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     if (opts.resume && opts.orderBy !== undefined)
       throw new UsageError('--resume: an export resumes in key order, which --order-by replaces', { hint: 'drop --order-by, or --resume' });
   }
-  const { countRows, planExport } = await import('../table/export.js');
-  const { deliverExport } = await import('../table/deliver.js');
+  const [{ countRows }, { planExport }] = await Promise.all([import('../table/paging/read.js'), import('../table/plan/plan.js')]);
+  const { deliverExport } = await import('../table/output/deliver.js');
   const { cellKindFor } = await import('../table/convert.js');
   ctx.metrics.table(table);
   const client = await ctx.client();
@@ -153,7 +154,7 @@ async function run(ctx: CommandContext, args: string[], opts: GetTableOptions): 
     limit: tableCap ?? opts.limit,
     skip: opts.skip,
     pageSize: opts.pageSize ?? ctx.settings.pageSize,
-    // Not pinned by --concurrency or the config: adapted to the server (table/concurrency.ts).
+    // Not pinned by --concurrency or the config: adapted to the server (table/paging/concurrency.ts).
     concurrency: opts.concurrency ?? ctx.settings.concurrency,
     raw: opts.raw,
     meta: opts.meta,

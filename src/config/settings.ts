@@ -52,7 +52,7 @@ export interface Settings {
   pageSize: number;
   /**
    * Pages in flight pinned by `concurrency` in the config (per environment or under defaults);
-   * undefined: get-table and sync adapt them to the server (table/concurrency.ts).
+   * undefined: get-table and sync adapt them to the server (table/paging/concurrency.ts).
    */
   concurrency?: number;
   sessionName: string;

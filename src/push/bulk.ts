@@ -33,7 +33,7 @@
 import { BadDataError, EXIT_CANCELLED, ExitCode, InterruptedError, UsageError, interruptionOf } from '../errors/index.js';
 import type { Attribute } from '../rest/types.js';
 import { MEDIA_TYPES } from '../table/convert.js';
-import { attributeNamed } from '../table/query.js';
+import { attributeNamed } from '../table/plan/query.js';
 import { type ChangeTotals, pushExitCode, type Planned, type Pusher, type PushRequestRow, type RowReport } from './index.js';
 import type { InputRow, OpenedInput } from './input.js';
 import { type FileValueContext, fromFile, isFormulaCell } from './values.js';

@@ -9,7 +9,7 @@ import { extname } from 'node:path';
 import { UsageError } from '../errors/index.js';
 import type { DataClass } from '../rest/types.js';
 import { openOutputFile, type OutputFile } from '../streams/output-file.js';
-import { createWriter, type RowWriter } from '../table/formats.js';
+import { createWriter, type RowWriter } from '../table/output/formats.js';
 import type { RowReport } from './index.js';
 
 export const CONFLICT_COLUMNS = [

@@ -20,7 +20,7 @@ import type { Logger } from '../log/index.js';
 import { classOfCode, errCodeOf, isRecordGone, isStampConflict } from '../protocol/errors.js';
 import { pageUrl } from '../protocol/url.js';
 import { TransportError, newRequestId } from '../transport/index.js';
-import { attributeNamed } from '../table/query.js';
+import { attributeNamed } from '../table/plan/query.js';
 import { MEDIA_TYPES, relatedKey } from '../table/convert.js';
 import type { AuditLog, AuditRecord } from './audit.js';
 import { displayValue, coerce, sameValue, type ValueType } from './coerce.js';

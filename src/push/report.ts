@@ -6,7 +6,7 @@
  */
 import type { Writable } from 'node:stream';
 import { write } from '../streams/write.js';
-import { csvEncoder } from '../table/csv.js';
+import { csvEncoder } from '../table/output/csv.js';
 import type { RowReport } from './index.js';
 
 export type ReportFormat = 'table' | 'ndjson' | 'csv';

@@ -57,7 +57,7 @@ const INTEGER_RANGES: Record<string, [number, number]> = {
   integer: [-2_147_483_648, 2_147_483_647],
   byte: [-128, 255],
 };
-/** get-table --excel-safe's escape: one `'` before text that starts with = + - @ TAB CR or with `'`s and one of those (table/csv.ts). */
+/** get-table --excel-safe's escape: one `'` before text that starts with = + - @ TAB CR or with `'`s and one of those (table/output/csv.ts). */
 const EXCEL_SAFE_ESCAPED = /^'+[=+\-@\t\r]/;
 /** Excel's cell text limit: longer text is cut by get-table --xlsx and by Excel itself. */
 export const EXCEL_MAX_CELL_TEXT = 32_767;

@@ -1,7 +1,7 @@
 /**
  * Reading an .xlsx workbook row by row, for `push-field --from FILE.xlsx`: the rows of the first
  * visible sheet and of its continuation sheets (an export longer than Excel's 1,048,576 rows goes
- * on on `Artikel (2)`, see table/xlsx.ts), as typed cells. A continuation sheet is one named as
+ * on on `Artikel (2)`, see table/output/xlsx.ts), as typed cells. A continuation sheet is one named as
  * the export names it, after a full sheet, with the same header. Another visible sheet with the
  * same header (Excel names a copied sheet `Artikel (2)` too) is refused: its rows would be taken
  * for the export's. Sheets with another header (notes, a pivot) are left out; so are hidden ones.
@@ -23,7 +23,7 @@
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import type { Entry, ZipFile } from 'yauzl';
 import { BadDataError } from '../errors/index.js';
-import { EXCEL_MAX_ROWS, sheetName } from '../table/xlsx.js';
+import { EXCEL_MAX_ROWS, sheetName } from '../table/output/xlsx.js';
 
 export type XlsxValue = string | number | boolean | null | { error: string };
 /** A formula cell: the formula (without `=`) and its cached result (undefined: none in the file). */

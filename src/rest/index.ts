@@ -341,7 +341,7 @@ export class RestClient {
 
   /**
    * The 200 answer for one page, its body read by `body.decode` if given (instead of JSON.parse),
-   * into a buffer from `body.buffer`: the export's fast path (table/scan.ts). A throw from
+   * into a buffer from `body.buffer`: the export's fast path (table/paging/scan.ts). A throw from
    * `decode` is an unreadable answer, retried like one.
    */
   async pageWith(table: string, query: PageQuery, body?: Pick<HttpRequest, 'decode' | 'bodyBuffer'>): Promise<HttpResponse> {

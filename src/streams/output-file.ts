@@ -311,7 +311,7 @@ export async function renamedTarget(target: string, cwd: string): Promise<{ path
   }
 }
 
-/** An output file written under a fixed partial name beside it, which an interrupted run may keep (table/resume.ts). */
+/** An output file written under a fixed partial name beside it, which an interrupted run may keep (table/output/resume.ts). */
 export interface PartialFile extends OutputFile {
   /** The partial file's path. */
   partialPath: string;

@@ -4,7 +4,7 @@
  * the archive passes what 32 bits hold, backpressure to the output all the way.
  *
  * yazl did this first and its archives are the model here (same records, same versions, same
- * descriptor signatures). It was replaced for `--xlsx` (./table/xlsx.ts) because measured on a
+ * descriptor signatures). It was replaced for `--xlsx` (../table/output/xlsx.ts) because measured on a
  * 200,000-row export (260 MB of sheet XML) its pure-JS CRC-32 took 0.64 s of the client's CPU,
  * where zlib.crc32 (Node 20.15+) takes 0.05 s, and its chain of four Transform streams per entry
  * added copies and GC work; neither can be changed from outside yazl.

@@ -30,9 +30,10 @@ import {
 import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
-import { exportRows, planExport, type ExportPlan, type ExportSummary } from '../table/export.js';
+import { exportRows, type ExportSummary } from '../table/paging/read.js';
+import { planExport, type ExportPlan } from '../table/plan/plan.js';
 import { jsonText } from '../table/convert.js';
-import { attributeNamed } from '../table/query.js';
+import { attributeNamed } from '../table/plan/query.js';
 import { allOf, conditionCheck } from '../table/verify.js';
 import { modeText } from './mode.js';
 import { compare, reconcile, type ReconcileResult } from './reconcile.js';

@@ -14,7 +14,8 @@ import type { RestClient } from '../rest/index.js';
 import type { Attribute, DataClass } from '../rest/types.js';
 import type { Logger } from '../log/index.js';
 import { paramsJson } from '../protocol/url.js';
-import { exportRows, planExport, toRow, type ExportPlan, type ExportSummary } from '../table/export.js';
+import { exportRows, toRow, type ExportSummary } from '../table/paging/read.js';
+import { planExport, type ExportPlan } from '../table/plan/plan.js';
 import type { ScanDiff, StampScan, SyncStore } from './store.js';
 
 /** Rows per page of the key scan: keys and stamps are small. */

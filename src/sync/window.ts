@@ -17,7 +17,7 @@
  */
 import type { SyncTableConfig } from '../config/store.js';
 import type { Attribute, DataClass } from '../rest/types.js';
-import { attributeNamed } from '../table/query.js';
+import { attributeNamed } from '../table/plan/query.js';
 import { anyOf, conditionCheck, type RowCheck } from '../table/verify.js';
 import { fourDDateToIso } from '../table/convert.js';
 

@@ -75,7 +75,7 @@ export const keepValue: Converter = (v) => (v === undefined ? null : v);
 
 /**
  * An integer attribute's value (long, long64, ...): kept as sent. A long64 beyond 2^53 arrives as a
- * bigint holding the server's exact digits (the page readers of ./transcode.ts and
+ * bigint holding the server's exact digits (the page readers of ./output/transcode.ts and
  * ../rest/json.ts read integer tokens that long as bigint); a *number* beyond 2^53 can only come
  * from a parse that already rounded it (`9007199254740993` read as 9007199254740992), and stops
  * the export rather than write a different number, silently.

@@ -2,7 +2,7 @@
  * `get-table` writes byte for byte what it wrote before the transcoder, in every format and
  * with every option that changes the bytes, on a table with every kind of value, through the
  * emulator over real HTTP. LEGACY_TRANSCODE=0 takes the reference path (JSON.parse of each page,
- * then the writer); the default encodes straight from the page bytes (src/table/transcode.ts).
+ * then the writer); the default encodes straight from the page bytes (src/table/output/transcode.ts).
  * Files (-o: an fs stream) and pipes (stdout: a socket) are both compared, as both let the
  * encoder reuse its output buffers.
  */

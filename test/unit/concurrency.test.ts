@@ -1,10 +1,10 @@
 /**
- * Pages in flight adapt to the server (src/table/concurrency.ts). The controller is fed
+ * Pages in flight adapt to the server (src/table/paging/concurrency.ts). The controller is fed
  * the round trips a modelled server gives (latency L, then S ms of work per page, one page at a
  * time) on a simulated clock, so these tests never depend on the machine's speed.
  */
 import { describe, expect, it } from 'vitest';
-import { INFLIGHT_BYTES, MAX_PAGES_IN_FLIGHT, PagesInFlight } from '../../src/table/concurrency.js';
+import { INFLIGHT_BYTES, MAX_PAGES_IN_FLIGHT, PagesInFlight } from '../../src/table/paging/concurrency.js';
 
 /** Run `pages` pages through a server of latency `latency` and `work` ms per page; the limits seen. */
 function simulate(

@@ -2,7 +2,7 @@
 import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import { describe, expect, it } from 'vitest';
-import { csvEncoder } from '../../src/table/csv.js';
+import { csvEncoder } from '../../src/table/output/csv.js';
 
 const tricky = [
   '',

@@ -7,7 +7,7 @@ import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
 import type { Attribute } from '../../src/rest/types.js';
 import { fromFile, type FileValueContext } from '../../src/push/values.js';
-import { csvEncoder } from '../../src/table/csv.js';
+import { csvEncoder } from '../../src/table/output/csv.js';
 
 const text: Attribute = { name: 'Notiz', kind: 'storage', type: 'string' } as Attribute;
 const number: Attribute = { name: 'Preis', kind: 'storage', type: 'number' } as Attribute;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openXlsx, type XlsxRow } from '../../src/push/xlsx.js';
-import { xlsxWriter } from '../../src/table/xlsx.js';
+import { xlsxWriter } from '../../src/table/output/xlsx.js';
 import { cleanupTempDirs, tempDir } from '../helpers/cli.js';
 import { openpyxlPython } from '../helpers/services.mjs';
 

@@ -11,11 +11,12 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { fourDDateToIso, integerValue, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from '../../src/table/convert.js';
-import { toRow, type ExportPlan } from '../../src/table/export.js';
+import { toRow } from '../../src/table/paging/read.js';
+import type { ExportPlan } from '../../src/table/plan/plan.js';
 import { parseExactJson } from '../../src/transport/json.js';
-import { createWriter, type Format, type WriterOptions } from '../../src/table/formats.js';
-import { ScanLayout, scanPage, PagePool } from '../../src/table/scan.js';
-import { canonicalNumber, jsonTranscoder, jsWhitespace, rowTranscoder } from '../../src/table/transcode.js';
+import { createWriter, type Format, type WriterOptions } from '../../src/table/output/formats.js';
+import { ScanLayout, scanPage, PagePool } from '../../src/table/paging/scan.js';
+import { canonicalNumber, jsonTranscoder, jsWhitespace, rowTranscoder } from '../../src/table/output/transcode.js';
 import { unzip } from '../helpers/zip.js';
 
 function random(seed: number): () => number {
@@ -85,7 +86,7 @@ const STRING_PIECES = [
   '\\u002c',
   '\\u0041',
 ];
-// Leading 's before = + - @ TAB: --excel-safe escapes those too (table/csv.ts), in the plain and the escaped path.
+// Leading 's before = + - @ TAB: --excel-safe escapes those too (table/output/csv.ts), in the plain and the escaped path.
 const STARTS = ['', '', '', '=', '+', '-', '@', '\\t', '\\r', '\\n', ' ', "'", '"'.replace('"', '\\"'), "'=", "''-", "'\\t", "''"];
 
 function jsonString(rand: Rand, pieces = STRING_PIECES, starts = STARTS): string {

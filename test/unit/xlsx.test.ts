@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { columnLetters, sheetName, xlsxWriter } from '../../src/table/xlsx.js';
+import { columnLetters, sheetName, xlsxWriter } from '../../src/table/output/xlsx.js';
 import { cleanupTempDirs, tempDir } from '../helpers/cli.js';
 import { openpyxlPython } from '../helpers/services.mjs';
 import { readXlsx } from '../helpers/xlsx.js';

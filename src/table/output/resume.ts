@@ -25,12 +25,12 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { BadDataError, LockBusyError, UsageError } from '../errors/index.js';
-import { writeFileAtomic } from '../fs/index.js';
-import type { Logger } from '../log/index.js';
-import type { RestClient } from '../rest/index.js';
-import { type PartialFile, processAlive } from '../streams/output-file.js';
-import type { ExportPlan } from './export.js';
+import { BadDataError, LockBusyError, UsageError } from '../../errors/index.js';
+import { writeFileAtomic } from '../../fs/index.js';
+import type { Logger } from '../../log/index.js';
+import type { RestClient } from '../../rest/index.js';
+import { type PartialFile, processAlive } from '../../streams/output-file.js';
+import type { ExportPlan } from '../plan/plan.js';
 import type { Format, WriterOptions } from './formats.js';
 
 /** `--resume` (must resume or say why not), automatic (resume when the record matches), `--no-resume` (start over). */
@@ -423,7 +423,7 @@ export async function checkResumedCount(client: RestClient, plan: ExportPlan, lo
   const last = log.lastKeyWritten;
   if (last === undefined || log.totalRows === 0) return;
   const keyName = plan.dataClass.key[0]!.name;
-  const { typedValue } = await import('./query.js');
+  const { typedValue } = await import('../plan/query.js');
   const attr = plan.dataClass.attributes.find((a) => a.name === keyName)!;
   const params = [...plan.query.params, typedValue(attr, last, 'the resumed export')];
   const condition = `${keyName} <= :${params.length}`;

@@ -1,8 +1,8 @@
 /**
- * CSV, JSON, NDJSON and XLSX rows straight from a scanned page's bytes (./scan.ts): the export's hot path.
+ * CSV, JSON, NDJSON and XLSX rows straight from a scanned page's bytes (../paging/scan.ts): the export's hot path.
  *
  * The reference is the object path: `JSON.parse` of the page, the column's converter
- * (./convert.ts), then csvEncoder (./csv.ts), `JSON.stringify` or the sheet's cells (./excel.ts). Every cell here either takes a
+ * (../convert.ts), then csvEncoder (./csv.ts, which hands its cell to csvTranscoder), `JSON.stringify` or the sheet's cells (./excel.ts). Every cell here either takes a
  * fast path that writes the same bytes, or, for anything the fast path does not cover, runs the
  * reference on that cell: the value read back from its byte range with `JSON.parse`, converted and
  * encoded exactly as before. A differential test (test/unit/transcode.test.ts) holds the two equal
@@ -19,12 +19,11 @@
  * - keyText and unquotedTimestamp (--meta): plain strings.
  * Other converters (--raw pictures, future ones) always take the reference.
  */
-import { csvEncoder } from './csv.js';
-import { fourDDateToIso, integerValue, jsonText, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from './convert.js';
+import { fourDDateToIso, integerValue, jsonText, keepValue, keyText, msToTime, noValue, relatedKey, unquotedTimestamp, type Converter } from '../convert.js';
 import { columnLetters, excelSerial, STYLE, timeCellTail, type CellKind } from './excel.js';
-import { sameBytes, type ScannedPage } from './scan.js';
+import { sameBytes, type ScannedPage } from '../paging/scan.js';
 
-// JSON's bytes. Module-local on purpose, here and in ./scan.ts: measured, the same constants
+// JSON's bytes. Module-local on purpose, here and in ../paging/scan.ts: measured, the same constants
 // imported from there (live module bindings) made the encoders 20% slower.
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -437,15 +436,19 @@ function slotsFor(columns: readonly TranscodeColumn[]): (page: ScannedPage) => I
 const FORMULA_FIRST = new Set([0x3d, 0x2b, MINUS, 0x40]); // = + - @ (TAB and CR are escapes in JSON)
 
 /**
- * CSV cells as csvEncoder writes them. Undefined for a delimiter that is not one ASCII character
- * (the reference handles those).
+ * CSV cells as csvEncoder (./csv.ts) writes them; `reference` is its cell, with the same delimiter
+ * and excelSafe, for what the fast path leaves. Undefined for a delimiter that is not one ASCII
+ * character (the reference handles those).
  */
-export function csvTranscoder(columns: readonly TranscodeColumn[], options: { delimiter?: string; excelSafe?: boolean }): Transcoder | undefined {
+export function csvTranscoder(
+  columns: readonly TranscodeColumn[],
+  options: { delimiter?: string; excelSafe?: boolean; reference: (value: unknown) => string },
+): Transcoder | undefined {
   const delimiter = options.delimiter ?? ',';
   if (delimiter.length !== 1 || delimiter.charCodeAt(0) >= 0x80) return undefined;
   const delim = delimiter.charCodeAt(0);
   const excelSafe = options.excelSafe === true;
-  const reference = csvEncoder({ delimiter, excelSafe });
+  const { reference } = options;
   // Dates are written as digits and '-': with such a delimiter they would need quotes.
   const datesFast = !/[0-9-]/.test(delimiter);
   const date = Buffer.alloc(10);
@@ -579,7 +582,7 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
         if (b[s] === 0x6e) return true;
         const ms = integerToken(b, s, e);
         if (Number.isNaN(ms)) return false;
-        sink.text(reference.cell(msToTime(ms)));
+        sink.text(reference(msToTime(ms)));
         return true;
       }
       case Kind.Related: {
@@ -601,7 +604,7 @@ export function csvTranscoder(columns: readonly TranscodeColumn[], options: { de
     before: (sink, col) => {
       if (col > 0) sink.byte(delim);
     },
-    reference: reference.cell,
+    reference,
     after: (sink) => sink.byte(LF),
   });
 }

@@ -19,7 +19,7 @@
  * (`Artikel (2)`, with the same header), and so on.
  */
 import type { Writable } from 'node:stream';
-import { ZipWriter, type ZipEntryWriter } from '../streams/zip.js';
+import { ZipWriter, type ZipEntryWriter } from '../../streams/zip.js';
 import { cellEncoder, columnLetters, EXCEL_MAX_CELL_TEXT, STYLE, xmlText, type CellKind } from './excel.js';
 import { ByteSink, rowTranscoder, xlsxTranscoder, type TranscodeColumn } from './transcode.js';
 import type { EncodedRows, PageEncoder, RowWriter } from './writer.js';

@@ -9,64 +9,19 @@
  * session) 4D recreates it under the same id and the export carries on from the page it was on.
  * A server that does not return an entity set is paged with $skip/$top over the same order.
  */
-import { FilterNotAppliedError, PageNotAsAskedError, SelectionChangedError, UsageError } from '../errors/index.js';
-import { EntitySetGoneError, envelopeOf, type RestClient } from '../rest/index.js';
-import type { Attribute, DataClass, Entity, Envelope, PageQuery } from '../rest/types.js';
-import type { Logger } from '../log/index.js';
-import { serverMessage } from '../protocol/errors.js';
-import { DEFAULT_PAGES_IN_FLIGHT, PagesInFlight } from './concurrency.js';
-import { parseExactJson, roundedJson } from '../transport/json.js';
-import { converterFor, integerValue, keepValue, keyText, unquotedTimestamp, type Converter } from './convert.js';
-import type { EncodedRows, PageEncoder } from './formats.js';
-import { attributeNamed, buildOrderBy, buildQuery, typedValue } from './query.js';
+import { FilterNotAppliedError, PageNotAsAskedError, SelectionChangedError } from '../../errors/index.js';
+import { EntitySetGoneError, envelopeOf, type RestClient } from '../../rest/index.js';
+import type { Entity, Envelope, PageQuery } from '../../rest/types.js';
+import type { Logger } from '../../log/index.js';
+import { serverMessage } from '../../protocol/errors.js';
+import { parseExactJson, roundedJson } from '../../transport/json.js';
+import { integerValue } from '../convert.js';
+import type { EncodedRows, PageEncoder } from '../output/writer.js';
+import { rowTranscoder } from '../output/transcode.js';
+import type { ExportPlan } from '../plan/plan.js';
+import { describeValues, type RawRow } from '../verify.js';
+import { PagesInFlight } from './concurrency.js';
 import { PagePool, ScanLayout, ScannedPage, scanPage } from './scan.js';
-import { rowTranscoder } from './transcode.js';
-import { allOf, conditionCheck, describeValues, type RawRow, type RowCheck } from './verify.js';
-
-export interface ExportOptions {
-  table: string;
-  fields?: string[];
-  where?: string[];
-  filter?: string;
-  orderBy?: string;
-  limit?: number;
-  skip?: number;
-  pageSize?: number;
-  /** Pages in flight; absent: adapted to the server, from 3 up to 8 (./concurrency.ts). */
-  concurrency?: number;
-  raw?: boolean;
-  meta?: boolean;
-  /**
-   * Page a server-side entity set (default true). 'auto': ask the first page without one and make
-   * the set only when more than one page is there (a poll of a small window: one request, no set to
-   * release; a larger one asks its first page again with the set).
-   */
-  entitySet?: boolean | 'auto';
-}
-
-export interface Column {
-  name: string;
-  attribute?: Attribute;
-  convert: Converter;
-}
-
-export interface ExportPlan {
-  dataClass: DataClass;
-  columns: Column[];
-  query: {
-    filter?: string;
-    params: unknown[];
-    orderBy?: string;
-    attributes?: string[];
-    /** What every row must satisfy (checked before it is written), where the client can tell. */
-    check?: RowCheck;
-    /** Every condition of the filter is in `check` (see table/query.ts): a cached canary may then be trusted. */
-    rowsChecked?: boolean;
-    /** A row failing the check: stop the export (default), or count it (sync: extra rows are harmless). */
-    onMismatch?: 'fail' | 'count';
-  };
-  options: Required<Pick<ExportOptions, 'pageSize' | 'concurrency' | 'skip'>> & ExportOptions & { adaptive?: boolean };
-}
 
 export interface ExportProgress {
   rows: number;
@@ -88,78 +43,8 @@ export interface ExportSummary {
   usedEntitySet: boolean;
   /** `__KEY` of the last row written (set before the page's rows are handed out). */
   lastKey?: string;
-  /** Rows the file already held from an interrupted run this one resumed (./resume.ts). */
+  /** Rows the file already held from an interrupted run this one resumed (../output/resume.ts). */
   resumed?: number;
-}
-
-const META: Array<{ name: string; convert: Converter }> = [
-  { name: '__KEY', convert: keyText },
-  { name: '__STAMP', convert: keepValue },
-  { name: '__TIMESTAMP', convert: unquotedTimestamp },
-];
-
-/** Check names against the catalog and work out columns, query and order. */
-export async function planExport(client: RestClient, options: ExportOptions): Promise<ExportPlan> {
-  const dc = await client.dataClass(options.table);
-  const raw = options.raw === true;
-  let attrs: Attribute[];
-  if (options.fields?.length) {
-    attrs = options.fields.map((f) => attributeNamed(dc, f, 'field'));
-  } else {
-    // Every stored attribute and to-one relation; to-many relations have no value of their own.
-    attrs = dc.attributes.filter((a) => a.kind === 'storage' || a.kind === 'relatedEntity');
-  }
-  const columns: Column[] = [
-    ...(options.meta ? META.map((m) => ({ ...m })) : []),
-    ...attrs.map((a) => ({ name: a.name, attribute: a, convert: converterFor(a, raw) })),
-  ];
-  const built = buildQuery(dc, options.where ?? [], options.filter);
-  const orderBy = buildOrderBy(dc, options.orderBy);
-  // The checked fields are read too (not written) so every row can be checked.
-  const attributes = options.fields?.length ? [...new Set([...attrs.map((a) => a.name), ...(built.check?.fields ?? [])])] : undefined;
-  return {
-    dataClass: dc,
-    columns,
-    query: { ...built, orderBy, attributes },
-    options: {
-      ...options,
-      pageSize: options.pageSize ?? 1000,
-      concurrency: options.concurrency ?? DEFAULT_PAGES_IN_FLIGHT,
-      adaptive: options.concurrency === undefined,
-      skip: options.skip ?? 0,
-    },
-  };
-}
-
-/**
- * The rest of a plan after `done` of its rows, the last with the key `after` (a resumed export,
- * ./resume.ts): the rows whose primary key comes after it, in the same key order, by a key filter
- * rather than a position in an entity set that may be gone. --skip is behind us; --limit counts
- * what is left. The key condition is checked on every row where the client can tell (numbers).
- */
-export function planAfter(plan: ExportPlan, after: string, done: number): ExportPlan {
-  const dc = plan.dataClass;
-  const keyName = dc.key[0]?.name;
-  if (!keyName) throw new UsageError(`${dc.name} has no primary key: its export cannot carry on after a row`);
-  const attr = attributeNamed(dc, keyName, 'key');
-  const value = typedValue(attr, after, `resuming after key ${after}`);
-  const params = [...plan.query.params, value];
-  const condition = `${attr.name} > :${params.length}`;
-  const check = conditionCheck(attr, '>', value, `${attr.name}>${after}`);
-  const checks = allOf([...(plan.query.check ? [plan.query.check] : []), ...(check ? [check] : [])]);
-  const { limit } = plan.options;
-  return {
-    ...plan,
-    query: {
-      ...plan.query,
-      filter: plan.query.filter ? `(${plan.query.filter}) AND ${condition}` : condition,
-      params,
-      check: checks,
-      rowsChecked: (plan.query.rowsChecked ?? !plan.query.filter) && check !== undefined,
-      attributes: plan.query.attributes && checks ? [...new Set([...plan.query.attributes, ...checks.fields])] : plan.query.attributes,
-    },
-    options: { ...plan.options, skip: 0, limit: limit === undefined ? undefined : Math.max(0, limit - done) },
-  };
 }
 
 function isPlaceholder(entity: Entity): boolean {
@@ -271,7 +156,7 @@ function scannedPages(client: RestClient, plan: ExportPlan, logger: Logger) {
 
 /**
  * Rows in order, one page at a time (each yielded array is one page). The rows are built from the
- * page bytes (./transcode.ts rowTranscoder); `reference` parses each page with JSON.parse instead.
+ * page bytes (../output/transcode.ts rowTranscoder); `reference` parses each page with JSON.parse instead.
  */
 export async function* exportRows(client: RestClient, plan: ExportPlan, hooks: ExportHooks, { reference = false } = {}): AsyncGenerator<unknown[][]> {
   if (reference) {
@@ -299,7 +184,7 @@ export async function* exportRows(client: RestClient, plan: ExportPlan, hooks: E
 
 /**
  * The same rows, encoded for the output by `encoder` (one chunk per page) straight from the page
- * bytes (./transcode.ts); a page the scanner leaves alone is encoded row by row from its values.
+ * bytes (../output/transcode.ts); a page the scanner leaves alone is encoded row by row from its values.
  */
 export async function* exportEncoded(client: RestClient, plan: ExportPlan, encoder: PageEncoder, hooks: ExportHooks): AsyncGenerator<EncodedRows> {
   const pages = scannedPages(client, plan, hooks.logger);

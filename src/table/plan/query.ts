@@ -2,11 +2,11 @@
  * Field, filter and order checks against the catalog, and `--where` → 4D query with `$params`
  * placeholders (values are never spliced into the query text).
  */
-import { BadDataError, NotFoundError, UsageError } from '../errors/index.js';
-import { didYouMean } from '../errors/suggest.js';
-import type { Attribute, DataClass } from '../rest/types.js';
-import { DATE_TYPES, NUMBER_TYPES, TIME_TYPES, timeToMs } from './convert.js';
-import { allOf, conditionCheck, type RowCheck } from './verify.js';
+import { BadDataError, NotFoundError, UsageError } from '../../errors/index.js';
+import { didYouMean } from '../../errors/suggest.js';
+import type { Attribute, DataClass } from '../../rest/types.js';
+import { DATE_TYPES, NUMBER_TYPES, TIME_TYPES, timeToMs } from '../convert.js';
+import { allOf, conditionCheck, type RowCheck } from '../verify.js';
 
 export function attributeNamed(dc: DataClass, name: string, what: string): Attribute {
   const attr = dc.attributes.find((a) => a.name === name);

@@ -5,7 +5,7 @@
  * (`Buffer.toString`), `JSON.parse`, the garbage collector and CSV encoding, all of it spent on
  * objects that live for one page. `scanPage` instead walks the bytes once, checks that they are
  * JSON, and notes where each wanted attribute's value starts and ends in each entity; the encoders
- * of ./transcode.ts then copy or convert those byte ranges straight into the output.
+ * of ../output/transcode.ts then copy or convert those byte ranges straight into the output.
  *
  * The rule that keeps this exact: the scanner accepts nothing `JSON.parse` would reject, and it
  * gives up (returns undefined, and the caller parses the page the old way) on anything it does not
@@ -15,10 +15,10 @@
  * page holds (duplicate attributes: the last one wins in both).
  */
 import { isUtf8 } from 'node:buffer';
-import type { Envelope } from '../rest/types.js';
-import type { RawRow } from './verify.js';
+import type { Envelope } from '../../rest/types.js';
+import type { RawRow } from '../verify.js';
 
-// JSON's bytes. Module-local on purpose, here and in ./transcode.ts: measured, the same constants
+// JSON's bytes. Module-local on purpose, here and in ../output/transcode.ts: measured, the same constants
 // exported or imported (live module bindings) made the scan 35% and the encoders 20% slower.
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;

@@ -14,7 +14,16 @@
  * starts with 's before one of those (`'-5 Rabatt` → `''-5 Rabatt`), which csv-stringify leaves
  * as it is: then `push-field --excel-safe` removes exactly one ' from every cell that starts with
  * 's and one of those characters, and gets back every value exactly.
+ *
+ * The CSV family: csvEncoder (cells and rows of converted values, the reference), csvWriter (the
+ * `--csv` output: header, BOM, resumed files), and its page encoder, csvTranscoder, which writes the
+ * same bytes straight from a page's (./transcode.ts, beside the JSON and sheet transcoders whose byte
+ * machinery it shares; it takes csvEncoder's cell for what its fast path leaves).
  */
+import type { Writable } from 'node:stream';
+import { write } from '../../streams/write.js';
+import { csvTranscoder } from './transcode.js';
+import { pageEncoder, type RowWriter, type WriterOptions, writeEncoded } from './writer.js';
 
 const FORMULA_START = /^'*[=+\-@\t\r]/;
 
@@ -53,4 +62,38 @@ export function csvEncoder(options: CsvOptions = {}): { cell(value: unknown): st
     return `${line}\n`;
   };
   return { cell, row };
+}
+
+/** `--csv`: the header (and BOM) unless resumed, then the rows, from values or from page bytes. */
+export function csvWriter(columns: string[], out: Writable, options: WriterOptions): RowWriter {
+  const encoder = csvEncoder({ delimiter: options.delimiter, excelSafe: options.excelSafe });
+  const header = csvEncoder({ delimiter: options.delimiter });
+  const resumed = options.resumeAt !== undefined;
+  let written = options.resumeAt ?? 0;
+  return {
+    get written() {
+      return written;
+    },
+    async begin() {
+      if (resumed) return;
+      let head = options.bom ? '\ufeff' : '';
+      if (options.header !== false) head += header.row(columns);
+      if (head) await write(out, head);
+    },
+    async write(rows) {
+      written += rows.length;
+      let chunk = '';
+      for (const row of rows) chunk += encoder.row(row);
+      await write(out, chunk);
+    },
+    async end() {},
+    encoder(cols) {
+      const transcoder = csvTranscoder(cols, { delimiter: options.delimiter, excelSafe: options.excelSafe, reference: encoder.cell });
+      return transcoder && pageEncoder(transcoder, encoder.row);
+    },
+    async writeEncoded(page) {
+      written += page.rows;
+      await writeEncoded(out, page);
+    },
+  };
 }

@@ -12,11 +12,12 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Writable } from 'node:stream';
-import { openOutputFile, openPartialFile, renamedTarget, type OutputFile } from '../streams/output-file.js';
-import { ExitCode, InterruptedError, SelectionChangedError, UsageError, exitCodeFor, interruptionOf } from '../errors/index.js';
-import type { RestClient } from '../rest/index.js';
-import type { Logger } from '../log/index.js';
-import { exportEncoded, exportRows, planAfter, type ExportPlan, type ExportProgress, type ExportSummary } from './export.js';
+import { openOutputFile, openPartialFile, renamedTarget, type OutputFile } from '../../streams/output-file.js';
+import { ExitCode, InterruptedError, SelectionChangedError, UsageError, exitCodeFor, interruptionOf } from '../../errors/index.js';
+import type { RestClient } from '../../rest/index.js';
+import type { Logger } from '../../log/index.js';
+import { exportEncoded, exportRows, type ExportProgress, type ExportSummary } from '../paging/read.js';
+import { planAfter, type ExportPlan } from '../plan/plan.js';
 import { createWriter, type Format, type WriterOptions } from './formats.js';
 import {
   checkResumedCount,
