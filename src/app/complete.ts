@@ -145,10 +145,15 @@ async function environment(io: Io, globals: GlobalOptions): Promise<{ environmen
     const config = await loadConfig(configDir);
     return {
       environments: Object.keys(config.environments),
+      // A setting the words typed so far make invalid (`--timeout abc`) completes nothing.
       tables: async () => {
-        const settings = resolveSettings(globals, io.env, config);
-        const { DialectCache } = await import('../rest/dialect.js');
-        return DialectCache.inDir(configDir).tableNames(settings.envName, settings.baseUrl);
+        try {
+          const settings = resolveSettings(globals, io.env, config);
+          const { DialectCache } = await import('../rest/dialect.js');
+          return await DialectCache.inDir(configDir).tableNames(settings.envName, settings.baseUrl);
+        } catch {
+          return [];
+        }
       },
     };
   } catch {

@@ -65,7 +65,13 @@ async function metricsTarget(opts: GlobalOptions, io: Io): Promise<{ file?: stri
   } catch {
     /* an invalid config: the flag and the environment variables still say where */
   }
-  const [env] = resolveEnvName(opts, io.env, config);
+  // A bad --env or LEGACY_ENV is the run's own error, already reported: the metrics go unlabelled.
+  let env = 'unknown';
+  try {
+    [env] = resolveEnvName(opts, io.env, config);
+  } catch {
+    /* reported by the run */
+  }
   return { file: resolveMetricsFile(opts, io.env, config, env), env };
 }
 
