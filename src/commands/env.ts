@@ -105,6 +105,15 @@ export async function runDefault(ctx: CommandContext, args: string[]): Promise<n
   return 0;
 }
 
+/** The settings behind `env current`'s breaker object. */
+const BREAKER_ROWS: Record<string, SettingName> = {
+  enabled: 'breaker',
+  failures: 'breakerFailures',
+  windowMs: 'breakerWindowMs',
+  coolDownMs: 'breakerCoolDownMs',
+  maxCoolDownMs: 'breakerMaxCoolDownMs',
+};
+
 export async function runCurrent(ctx: CommandContext, _args: string[], opts: { json?: boolean }): Promise<number> {
   const s = ctx.settings;
   const view = {
@@ -136,6 +145,12 @@ export async function runCurrent(ctx: CommandContext, _args: string[], opts: { j
     const origin = s.origins[k as SettingName];
     if (origin) origins[k] = origin;
   }
+  // The breaker is five settings: what set those that are not their default.
+  const breakerParts = Object.entries(BREAKER_ROWS).flatMap(([part, row]) => {
+    const origin = s.origins[row];
+    return origin && origin !== 'default' ? [`${part}: ${origin}`] : [];
+  });
+  origins.breaker = breakerParts.length ? breakerParts.join(', ') : 'default';
   if (opts.json) {
     await writeJson(ctx.io, { ...view, origins });
     return 0;

@@ -53,7 +53,7 @@ async function runWatch(ctx: CommandContext, args: string[], opts: WatchOptions)
     throw new UsageError('--webhook and --redis-stream cannot be combined; run one watch per sink (each with its own --consumer)');
   const consumer = consumerOf(opts);
   const secret = ctx.settings.webhookSecret;
-  if (opts.webhook && !secret)
+  if (opts.webhook && !secret?.trim())
     throw new ConfigError('--webhook needs the signing secret in LEGACY_WEBHOOK_SECRET (whsec_…)', { hint: 'never put it on the command line' });
   if (opts.onFailure === 'dead-letter' && !opts.webhook) throw new UsageError('--on-failure applies to --webhook');
   const { normaliseTableConfig, openSyncStore, syncTarget } = await import('../sync/open.js');

@@ -407,7 +407,7 @@ export const SETTINGS = {
   }),
   webhookSecret: def({
     env: 'LEGACY_WEBHOOK_SECRET',
-    type: checked('a whsec_ secret', (raw) => (raw.trim() ? undefined : 'is empty')),
+    type: text,
     secret: true,
     description: 'the Standard Webhooks signing secret (whsec_...) of watch --webhook',
   }),
@@ -440,6 +440,11 @@ export const FLAG_SETTINGS = (Object.keys(SETTINGS) as SettingName[]).filter((k)
 /** A problem said of its subject: "LEGACY_TIMEOUT must be …", "--base-url: 'x' is not a valid URL". */
 export function saying(subject: string, problem: string): string {
   return /^(must|is|has) /.test(problem) ? `${subject} ${problem}` : `${subject}: ${problem}`;
+}
+
+/** A problem as it may be shown: a secret row's never quotes the value (it says what the value must be). */
+export function problemToShow(d: SettingDefinition, problem: string): string {
+  return d.secret ? `must be ${d.type.expect}` : problem;
 }
 
 /** The default of a row as text for `--help`, if it has one. */

@@ -5,7 +5,7 @@
 import { ConfigError, UsageError } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import type { LogLevel } from '../log/index.js';
-import { SETTINGS, type SettingDefinition, type SettingName, type SettingValue, type Source, saying } from './definitions.js';
+import { problemToShow, SETTINGS, type SettingDefinition, type SettingName, type SettingValue, type Source, saying } from './definitions.js';
 import { defaultConfigDir, defaultDataDir } from './paths.js';
 import type { ConfigFile, EnvironmentConfig } from './store.js';
 
@@ -126,7 +126,7 @@ const longFlag = (flags: string) => /--[\w-]+/.exec(flags)?.[0] ?? flags;
 function fromText<T>(d: SettingDefinition<T>, raw: string, source: 'flag' | 'env', origin: string): Resolved<T> {
   const parsed = d.type.fromText(raw);
   if ('value' in parsed) return { value: parsed.value, source, origin };
-  const message = saying(origin, parsed.problem);
+  const message = saying(origin, problemToShow(d, parsed.problem));
   throw source === 'flag' ? new UsageError(message) : new ConfigError(message);
 }
 
@@ -149,12 +149,12 @@ export function resolveSetting<K extends SettingName>(name: K, inputs: Inputs): 
   const d = SETTINGS[name] as SettingDefinition<SettingValue<K>>;
   if (d.flag) {
     const flag = (inputs.opts as Record<string, unknown>)[name];
-    // A --no- switch is given when false; commander sets it true otherwise.
+    // A --no- switch is given when false (commander sets it true otherwise); a counter when above 0
+    // (commander starts it at 0); a value, even an empty one, is parsed (`--timeout ''` is exit 64).
     const negated = /(^|\s)--no-/.test(d.flag);
-    if (typeof flag === 'string' && given(flag)) return fromText(d, flag, 'flag', longFlag(d.flag));
-    if (negated ? flag === false : flag !== undefined && flag !== false && typeof flag !== 'string') {
-      return { value: flag as SettingValue<K>, source: 'flag', origin: longFlag(d.flag) };
-    }
+    if (typeof flag === 'string') return fromText(d, flag, 'flag', longFlag(d.flag));
+    const set = negated ? flag === false : d.counted ? typeof flag === 'number' && flag > 0 : flag !== undefined && flag !== false;
+    if (set) return { value: flag as SettingValue<K>, source: 'flag', origin: longFlag(d.flag) };
   }
   if (d.env && given(inputs.env[d.env])) return fromText(d, inputs.env[d.env]!, 'env', d.env);
   const { config, envName } = inputs;
@@ -168,7 +168,7 @@ export function resolveSetting<K extends SettingName>(name: K, inputs: Inputs): 
       const value = at(envConfig, key) as SettingValue<K> | undefined;
       if (given(value)) return { value: d.type.fromConfig ? d.type.fromConfig(value!) : value!, source: 'config', origin: `environments.${envName}.${key}` };
       const fallback = d.config === 'both' ? (at(config.defaults, key) as SettingValue<K> | undefined) : undefined;
-      if (given(fallback)) return { value: fallback!, source: 'config', origin: `defaults.${key}` };
+      if (given(fallback)) return { value: d.type.fromConfig ? d.type.fromConfig(fallback!) : fallback!, source: 'config', origin: `defaults.${key}` };
     }
   }
   if (d.default !== undefined) {
@@ -190,14 +190,19 @@ export function resolveDirs(opts: GlobalOptions, env: Env): { configDir: string;
   };
 }
 
-/** --log-level, else -q, -v/-vv, --debug, else LEGACY_LOG_LEVEL, else warn. */
+/** --log-level, else -q, -v/-vv, --debug, else LEGACY_LOG_LEVEL, else warn; and what set it. */
+function logLevelOf(opts: GlobalOptions, env: Env): Resolved<LogLevel> {
+  const flag = (value: LogLevel, origin: string): Resolved<LogLevel> => ({ value, source: 'flag', origin });
+  if (opts.logLevel !== undefined) return resolveSetting('logLevel', { opts, env })!;
+  if (opts.quiet) return flag('error', '--quiet');
+  if (opts.verbose && opts.verbose >= 2) return flag('debug', '-vv');
+  if (opts.verbose === 1) return flag('info', '--verbose');
+  if (opts.debug) return flag('debug', '--debug');
+  return resolveSetting('logLevel', { opts, env })!;
+}
+
 export function resolveLogLevel(opts: GlobalOptions, env: Env): LogLevel {
-  if (given(opts.logLevel)) return resolveSetting('logLevel', { opts, env })!.value;
-  if (opts.quiet) return 'error';
-  if (opts.verbose && opts.verbose >= 2) return 'debug';
-  if (opts.verbose === 1) return 'info';
-  if (opts.debug) return 'debug';
-  return settingValue('logLevel', { opts, env });
+  return logLevelOf(opts, env).value;
 }
 
 export function resolveLogFormat(opts: GlobalOptions, env: Env): 'text' | 'json' {
@@ -239,6 +244,7 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     env: resolveSetting('env', inputs)?.origin,
     configDir: resolveSetting('configDir', inputs)?.origin ?? 'default',
     dataDir: resolveSetting('dataDir', inputs)?.origin ?? 'default',
+    logLevel: logLevelOf(opts, env).origin,
   };
   const get = <K extends SettingName>(name: K): Resolved<SettingValue<K>> | undefined => {
     const r = resolveSetting(name, inputs);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ConfigError, cannotWriteError, noSpaceReason } from '../errors/index.js';
 import { didYouMean } from '../errors/suggest.js';
 import { ensurePrivateDir, type FileErrorFactory, withLock, writeFileAtomic } from '../fs/index.js';
-import { type EnvironmentSettings, SETTINGS, SHARED_CONFIG_KEYS, type SettingDefinition, type SettingName, saying } from './definitions.js';
+import { type EnvironmentSettings, problemToShow, SETTINGS, SHARED_CONFIG_KEYS, type SettingDefinition, type SettingName, saying } from './definitions.js';
 import { validateEnvName } from './values.js';
 
 export interface SyncTableConfig {
@@ -69,8 +69,9 @@ const ENVIRONMENT_KEYS = [...SHARED_CONFIG_KEYS, ...ENVIRONMENT_ONLY_KEYS, 'sync
 function checkSettings(where: string, value: Record<string, unknown>, keys: readonly SettingName[], problems: string[]): void {
   for (const key of keys) {
     if (value[key] === undefined) continue;
-    const problem = (SETTINGS[key] as SettingDefinition).type.problem(value[key]);
-    if (problem) problems.push(saying(`${where}.${key}`, problem));
+    const row = SETTINGS[key] as SettingDefinition;
+    const problem = row.type.problem(value[key]);
+    if (problem) problems.push(saying(`${where}.${key}`, problemToShow(row, problem)));
   }
 }
 

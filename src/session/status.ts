@@ -100,7 +100,10 @@ export function lifeTimeUnit(list: Array<Record<string, unknown>>, ours: Cookies
  * their names. `serverNowMs` is the server's clock (its Date header) when known.
  */
 export function serverSessions(info: Record<string, unknown>, ours: Cookies | undefined, serverNowMs = Date.now()): ServerSession[] {
-  const list = Array.isArray(info.sessionInfo) ? (info.sessionInfo as Array<Record<string, unknown>>) : [];
+  // Items that are not objects say nothing about a session (a proxy's or a broken answer): left out.
+  const list = Array.isArray(info.sessionInfo)
+    ? (info.sessionInfo as unknown[]).filter((s): s is Record<string, unknown> => s !== null && typeof s === 'object' && !Array.isArray(s))
+    : [];
   const factor = lifeTimeUnit(list, ours, serverNowMs) === 'minutes' ? 60 : 1;
   return list.map((s) => {
     const id = String(s.sessionID ?? '');

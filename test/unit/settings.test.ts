@@ -10,6 +10,7 @@ import { FLAG_SETTINGS, SETTINGS, type SettingDefinition, type SettingName } fro
 import { resolveSetting, resolveSettings } from '../../src/config/settings.js';
 import { type ConfigFile, validateConfig } from '../../src/config/store.js';
 import { ConfigError, UsageError } from '../../src/errors/index.js';
+import { serverSessions } from '../../src/session/status.js';
 
 const rows = Object.entries(SETTINGS) as Array<[SettingName, SettingDefinition]>;
 const BASE = 'http://127.0.0.1:1';
@@ -164,5 +165,37 @@ describe('the settings table', () => {
       /LEGACY_WEBHOOK_BACKOFF_MS must be a whole number from 1, got 'soon'/,
     );
     expect(resolveSettings({}, { LEGACY_DEBUG: '0' }, config).debug).toBe(false);
+  });
+
+  it('a secret is never quoted in a message, and an empty flag value is a usage error, not "not given"', () => {
+    // A password of the wrong type in the config: the message says what it must be, not what it is.
+    const problems = validateConfig({ environments: { a: { baseUrl: BASE, password: 12345, username: 67890 } } });
+    expect(problems.sort()).toEqual(['environments.a.password must be text', 'environments.a.username must be text, got 67890']);
+    expect(() => resolveSetting('timeout', { opts: { timeout: '' }, env: { LEGACY_TIMEOUT: '5' } })).toThrow(UsageError);
+    expect(() => resolveSetting('env', { opts: { env: '' }, env: {} })).toThrow(/--env/);
+    // A counter commander starts at 0 is not given; -v is.
+    expect(resolveSetting('verbose', { opts: { verbose: 0 }, env: {} })).toBeUndefined();
+    expect(resolveSetting('verbose', { opts: { verbose: 2 }, env: {} })).toMatchObject({ source: 'flag', value: 2 });
+  });
+
+  it('origins say what set the log level and each part of the breaker', () => {
+    const config: ConfigFile = { environments: { live: { baseUrl: BASE } }, defaults: { breakerWindowMs: 5000 } };
+    const quiet = resolveSettings({ quiet: true }, { LEGACY_LOG_LEVEL: 'debug', LEGACY_BREAKER_FAILURES: '7' }, config);
+    expect(quiet.origins).toMatchObject({
+      logLevel: '--quiet',
+      breakerFailures: 'LEGACY_BREAKER_FAILURES',
+      breakerWindowMs: 'defaults.breakerWindowMs',
+      breaker: 'default',
+    });
+    expect(resolveSettings({}, { LEGACY_LOG_LEVEL: 'debug' }, config).origins.logLevel).toBe('LEGACY_LOG_LEVEL');
+    expect(resolveSettings({ verbose: 2 }, {}, config).origins.logLevel).toBe('-vv');
+  });
+});
+
+describe("the server's session list", () => {
+  it('items that are not objects are left out, not a crash', () => {
+    const sessions = serverSessions({ sessionInfo: [null, 'x', [1], { sessionID: 'ABCDEF12', userName: 'u', lifeTime: 3600 }] }, undefined);
+    expect(sessions).toHaveLength(1);
+    expect(sessions[0]).toMatchObject({ masked: 'ABCD…', userName: 'u' });
   });
 });
