@@ -10,7 +10,7 @@
  * and settings.ts resolves it with the row's type.
  */
 import { isAbsolute } from 'node:path';
-import { authentifyBodyProblem, normaliseBaseUrl, sessionStoreProblem } from './values.js';
+import { authentifyBodyProblem, normaliseBaseUrl, sessionStoreProblem, validateEnvName } from './values.js';
 
 /** Where a setting's value came from. */
 export type Source = 'flag' | 'env' | 'config' | 'default';
@@ -199,7 +199,7 @@ export const SETTINGS = {
     env: 'LEGACY_ENV',
     config: 'top',
     configKey: 'defaultEnv',
-    type: checked('an environment name', (raw) => (/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(raw) ? undefined : `'${raw}' is not an environment name`)),
+    type: checked('an environment name', (raw) => (validateEnvName(raw) ? `'${raw}' is not an environment name` : undefined)),
     default: 'live',
     defaultText: 'the config\'s defaultEnv, else "live"',
     description: 'environment to use',

@@ -236,15 +236,17 @@ export function resolveMetricsFile(opts: GlobalOptions, env: Env, config: Config
 
 export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFile, passwordFromStdin?: string): Settings {
   const { configDir, dataDir } = resolveDirs(opts, env);
-  const [envName, envSource] = resolveEnvName(opts, env, config);
+  const chosen = resolveSetting('env', { opts, env, config })!;
+  const { value: envName, source: envSource } = chosen;
   const envConfig = Object.hasOwn(config.environments, envName) ? config.environments[envName] : undefined;
   const inputs: Inputs = { opts, env, config, envName };
+  const logLevel = logLevelOf(opts, env);
   // What set each setting, for `env current`.
   const origins: Partial<Record<SettingName, string>> = {
-    env: resolveSetting('env', inputs)?.origin,
+    env: chosen.origin,
     configDir: resolveSetting('configDir', inputs)?.origin ?? 'default',
     dataDir: resolveSetting('dataDir', inputs)?.origin ?? 'default',
-    logLevel: logLevelOf(opts, env).origin,
+    logLevel: logLevel.origin,
   };
   const get = <K extends SettingName>(name: K): Resolved<SettingValue<K>> | undefined => {
     const r = resolveSetting(name, inputs);
@@ -282,7 +284,7 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     sessionStoreSource: store.source,
     sessionStoreStrict: value('sessionStoreStrict'),
     maxSessions: get('maxSessions')?.value,
-    logLevel: resolveLogLevel(opts, env),
+    logLevel: logLevel.value,
     logFile: get('logFile')?.value,
     logFormat: resolveLogFormat(opts, env),
     debug: value('debug'),
