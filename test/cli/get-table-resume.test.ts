@@ -13,6 +13,11 @@ import { startServer, type TestServer } from '../helpers/emulator.js';
 afterAll(cleanupTempDirs);
 
 const ROWS = 2000;
+/**
+ * Per request: 20 pages of 100 rows take about 0.8 s, and a kill point found by polling every 10 ms
+ * has at least three pages (120 ms) before the export ends.
+ */
+const LATENCY_MS = 40;
 const PAGE = ['--page-size', '100', '--concurrency', '1'];
 const FORMATS = ['csv', 'ndjson', 'json'] as const;
 type Fmt = (typeof FORMATS)[number];
@@ -21,8 +26,7 @@ let server: TestServer;
 const reference = new Map<string, Buffer>();
 
 beforeAll(async () => {
-  // 100 ms per request: 20 pages of 100 rows take about two seconds.
-  server = await startServer({ rows: { Artikel: ROWS }, latencyMs: 100 });
+  server = await startServer({ rows: { Artikel: ROWS }, latencyMs: LATENCY_MS });
 });
 afterAll(() => server?.stop());
 
@@ -279,7 +283,7 @@ describe('the final name and the count over the whole file', () => {
   });
 
   it('rows deleted below the resume point between the runs: exit 65, no file, nothing left to resume', async () => {
-    const server2 = await startServer({ rows: { Artikel: ROWS }, latencyMs: 100 });
+    const server2 = await startServer({ rows: { Artikel: ROWS }, latencyMs: LATENCY_MS });
     try {
       const dir = tempDir('legacy-resume-');
       const file = join(dir, 'Artikel.csv');
