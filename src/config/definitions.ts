@@ -335,6 +335,13 @@ export const SETTINGS = {
     type: integer(1),
     description: 'licence budget: at most this many server sessions for the server, across every host (Redis store)',
   }),
+  licenceLeaseMs: def({
+    env: 'LEGACY_LICENCE_LEASE_MS',
+    config: 'both',
+    type: integer(1000),
+    default: 30_000,
+    description: 'with a licence budget: how long the place of a run that died stays taken, in ms (a live run renews it)',
+  }),
   syncBusyTimeoutMs: def({
     env: 'LEGACY_SYNC_BUSY_TIMEOUT_MS',
     config: 'both',

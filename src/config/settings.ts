@@ -67,6 +67,7 @@ export interface Settings {
   sessionStoreStrict: boolean;
   /** Licence budget per server across hosts (Redis store only). */
   maxSessions?: number;
+  licenceLeaseMs: number;
   logLevel: LogLevel;
   logFile?: string;
   logFormat: 'text' | 'json';
@@ -284,6 +285,7 @@ export function resolveSettings(opts: GlobalOptions, env: Env, config: ConfigFil
     sessionStoreSource: store.source,
     sessionStoreStrict: value('sessionStoreStrict'),
     maxSessions: get('maxSessions')?.value,
+    licenceLeaseMs: value('licenceLeaseMs'),
     logLevel: logLevel.value,
     logFile: get('logFile')?.value,
     logFormat: resolveLogFormat(opts, env),

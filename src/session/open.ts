@@ -9,7 +9,10 @@ import { UnavailableError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { SessionStore, type SessionBackend } from './store.js';
 
-export type SessionStoreSettings = Pick<Settings, 'configDir' | 'sessionStore' | 'sessionStoreStrict' | 'maxSessions' | 'sessionIdleMinutes'>;
+export type SessionStoreSettings = Pick<
+  Settings,
+  'configDir' | 'sessionStore' | 'sessionStoreStrict' | 'maxSessions' | 'licenceLeaseMs' | 'sessionIdleMinutes'
+>;
 
 export async function openSessionStore(settings: SessionStoreSettings, logger: Logger): Promise<SessionBackend> {
   const fileStore = () => new SessionStore(settings.configDir, logger);
@@ -25,6 +28,7 @@ export async function openSessionStore(settings: SessionStoreSettings, logger: L
       url: settings.sessionStore,
       logger,
       maxSessions: settings.maxSessions,
+      leaseTtlMs: settings.licenceLeaseMs,
       idleMinutes: settings.sessionIdleMinutes,
       strict: settings.sessionStoreStrict,
     });

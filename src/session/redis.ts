@@ -112,7 +112,7 @@ export interface RedisStoreOptions {
    * the store (reads find nothing, writes are dropped, locks are skipped) after one warning.
    */
   strict?: boolean;
-  /** Lease and lock lifetimes (ms), renewed at a third while held. Small values are for tests. */
+  /** Lease (licenceLeaseMs) and lock lifetimes (ms), renewed at a third while held. A small lock lifetime is for tests. */
   leaseTtlMs?: number;
   lockTtlMs?: number;
 }

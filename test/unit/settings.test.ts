@@ -53,11 +53,14 @@ function samples(name: SettingName, d: SettingDefinition): Array<{ text: string;
   };
   if (special[name]) return special[name]!;
   const expect = d.type.expect;
-  if (expect.startsWith('a whole number'))
+  if (expect.startsWith('a whole number')) {
+    // Above the row's least value (`a whole number from 1000`).
+    const least = Number(/from (\d+)/.exec(expect)?.[1] ?? 0);
     return [
-      { text: '7', value: 7 },
-      { text: ' 9 ', value: 9 },
+      { text: String(least + 7), value: least + 7 },
+      { text: ` ${least + 9} `, value: least + 9 },
     ];
+  }
   if (expect === 'a number above 0')
     return [
       { text: '2.5', value: 2.5 },
