@@ -211,8 +211,11 @@ describe('state in PostgreSQL, and sync --follow', async () => {
   });
 });
 
-/** Start a follower, SIGINT it `afterMs` after it said it is watching (a loaded machine starts slowly). */
-async function interruptWhenFollowing(args: string[], env: Record<string, string>, afterMs = 1000) {
+/**
+ * Start a follower, SIGINT it `afterMs` after it said it is watching (a loaded machine starts
+ * slowly), or once its stderr so far satisfies `after`.
+ */
+async function interruptWhenFollowing(args: string[], env: Record<string, string>, after: number | ((stderr: string) => boolean) = 1000) {
   const child = spawnCli(args, { env });
   const done = collect(child, { timeoutMs: 60_000 });
   let seen = '';
@@ -227,7 +230,8 @@ async function interruptWhenFollowing(args: string[], env: Record<string, string
     await done.catch(() => undefined);
     throw error;
   }
-  await new Promise((resolve) => setTimeout(resolve, afterMs));
+  if (typeof after === 'number') await new Promise((resolve) => setTimeout(resolve, after));
+  else await waitUntil(() => after(seen)).catch(() => undefined); // not met: the test's checks say why
   child.kill('SIGINT');
   return done;
 }
@@ -277,7 +281,10 @@ describe('polling that is kind to the server', () => {
   it('one request per table per round when nothing changed (no entity set, no deletions query)', async () => {
     server = await startServer({ rows: { Kunden: 30, Artikel: 30 }, changeTracking: ['Kunden'] });
     expect((await watch(['Kunden', 'Artikel', '--once'], server.env)).code).toBe(0);
-    const r = await interruptWhenFollowing(['watch', 'Kunden', 'Artikel', '--interval', '100ms', '--max-interval', '100ms', '-vv'], server.env, 2500);
+    const r = await interruptWhenFollowing(['watch', 'Kunden', 'Artikel', '--interval', '100ms', '--max-interval', '100ms', '-vv'], server.env, (stderr) =>
+      // Six rounds after the first, and the sixth one's requests logged.
+      /round 7:/.test(stderr),
+    );
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stderr.split('\n');
     const firstRound = lines.findIndex((l) => /round 1:/.test(l));
