@@ -32,6 +32,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: 'forks',
     maxWorkers: 2,
+    isolate: false,
     projects: [
       { extends: true, test: { name: 'v20r', include: ['test/**/*.test.ts'] } },
       ...MATRIX.map(({ name, env }) => ({ extends: true, test: { name, include: BEHAVIOUR, env } })),
