@@ -33,6 +33,7 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     isolate: false,
+    setupFiles: ['test/setup.ts'],
     projects: [
       { extends: true, test: { name: 'v20r', include: ['test/**/*.test.ts'] } },
       ...MATRIX.map(({ name, env }) => ({ extends: true, test: { name, include: BEHAVIOUR, env } })),
