@@ -23,7 +23,7 @@ export function registerSecret(value: string | undefined | null, always = false)
  * Forget every registered secret. Secrets are kept for the life of the process, whichever run
  * registered them, so that no record of any run can show one; a host that runs one run after
  * another and has nothing left to write from the earlier ones may start afresh (the test runner,
- * between test files: a password "000" of one file's runs masked digits in another's messages).
+ * between test files: a value one file's runs registered masked the digits of a number in another's message).
  */
 export function forgetSecrets(): void {
   secrets.clear();
