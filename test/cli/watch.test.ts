@@ -212,8 +212,8 @@ describe('state in PostgreSQL, and sync --follow', async () => {
 });
 
 /**
- * Start a follower, SIGINT it `afterMs` after it said it is watching (a loaded machine starts
- * slowly), or once its stderr so far satisfies `after`.
+ * Start a follower and SIGINT it `after` ms after it said it is watching (a loaded machine starts
+ * slowly), or, given a test, once its stderr so far passes it.
  */
 async function interruptWhenFollowing(args: string[], env: Record<string, string>, after: number | ((stderr: string) => boolean) = 1000) {
   const child = spawnCli(args, { env });
@@ -282,7 +282,7 @@ describe('polling that is kind to the server', () => {
     server = await startServer({ rows: { Kunden: 30, Artikel: 30 }, changeTracking: ['Kunden'] });
     expect((await watch(['Kunden', 'Artikel', '--once'], server.env)).code).toBe(0);
     const r = await interruptWhenFollowing(['watch', 'Kunden', 'Artikel', '--interval', '100ms', '--max-interval', '100ms', '-vv'], server.env, (stderr) =>
-      // Six rounds after the first, and the sixth one's requests logged.
+      // Seven rounds done: each logs its line when it ends.
       /round 7:/.test(stderr),
     );
     expect(r.code, r.stderr).toBe(0);
