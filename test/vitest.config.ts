@@ -18,6 +18,7 @@ const BEHAVIOUR = [
   'test/cli/sync.test.ts',
   'test/cli/watch.test.ts',
 ];
+const MEMORY = ['test/emulator/scale.test.ts'];
 const MATRIX: Array<{ name: string; env: Record<string, string> }> = [
   { name: 'v18', env: { EMU_GENERATION: 'v18' } },
   { name: 'v20', env: { EMU_GENERATION: 'v20' } },
@@ -35,7 +36,9 @@ export default defineConfig({
     isolate: false,
     setupFiles: ['test/setup.ts'],
     projects: [
-      { extends: true, test: { name: 'v20r', include: ['test/**/*.test.ts'] } },
+      { extends: true, test: { name: 'v20r', include: ['test/**/*.test.ts'], exclude: MEMORY } },
+      // Measures this process's memory: alone in a fresh worker, never after other files' garbage.
+      { extends: true, test: { name: 'memory', include: MEMORY, isolate: true } },
       ...MATRIX.map(({ name, env }) => ({ extends: true, test: { name, include: BEHAVIOUR, env } })),
     ],
   },

@@ -338,7 +338,9 @@ export const SETTINGS = {
   licenceLeaseMs: def({
     env: 'LEGACY_LICENCE_LEASE_MS',
     config: 'both',
-    type: integer(1000),
+    // A run renews it every third; shorter, a pause of the run (GC, a large page) would let another
+    // run take the place of a live session and log it out.
+    type: integer(5000),
     default: 30_000,
     description: 'with a licence budget: how long the place of a run that died stays taken, in ms (a live run renews it)',
   }),

@@ -67,6 +67,7 @@ export interface Settings {
   sessionStoreStrict: boolean;
   /** Licence budget per server across hosts (Redis store only). */
   maxSessions?: number;
+  /** How long a dead run's place in the licence budget stays taken (ms; renewed while the run lives). */
   licenceLeaseMs: number;
   logLevel: LogLevel;
   logFile?: string;

@@ -9,10 +9,8 @@ import { UnavailableError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { SessionStore, type SessionBackend } from './store.js';
 
-export type SessionStoreSettings = Pick<
-  Settings,
-  'configDir' | 'sessionStore' | 'sessionStoreStrict' | 'maxSessions' | 'licenceLeaseMs' | 'sessionIdleMinutes'
->;
+export type SessionStoreSettings = Pick<Settings, 'configDir' | 'sessionStore' | 'sessionStoreStrict' | 'maxSessions' | 'sessionIdleMinutes'> &
+  Partial<Pick<Settings, 'licenceLeaseMs'>>;
 
 export async function openSessionStore(settings: SessionStoreSettings, logger: Logger): Promise<SessionBackend> {
   const fileStore = () => new SessionStore(settings.configDir, logger);

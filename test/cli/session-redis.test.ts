@@ -118,33 +118,36 @@ describe.skipIf(!redis)('sessions in Redis', () => {
   });
 
   it('a run slower than its lease keeps its place; killed, it gives the place back once the lease lapses', async () => {
-    const LEASE_MS = 2000;
-    // 40 pages of 300 ms: still running well after the lease would have lapsed unrenewed.
-    server = await startServer({ maxSessions: 10, latencyMs: 300, rows: { Artikel: 4000 } });
+    const LEASE_MS = 5000; // the least licenceLeaseMs takes
+    // 60 pages of 300 ms: still running well after the lease would have lapsed unrenewed.
+    server = await startServer({ maxSessions: 10, latencyMs: 300, rows: { Artikel: 6000 } });
     const env = host(server, { LEGACY_MAX_SESSIONS: '1', LEGACY_LICENCE_WAIT_MS: '60000', LEGACY_LICENCE_LEASE_MS: String(LEASE_MS) });
     const leases = `legacy:v1:leases:${server.url}`;
+    const redisNow = async () => {
+      const [seconds, micros] = await client!.time();
+      return Number(seconds) * 1000 + Number(micros) / 1000;
+    };
     const victim = spawnCli(['--session', 'killed', 'get-table', 'Artikel', '--csv', '--page-size', '100', '--concurrency', '1'], { env });
     const done = collect(victim);
     // Killed once it holds its lease and has stored the session it opened (killed earlier, its first
     // request may still reach the server and open a session nobody ever hears of: a live orphan).
     const holding = async () => (await client!.zcard(leases)) > 0 && (await client!.hlen('legacy:v1:sessions')) > 0;
     for (let i = 0; i < 100 && !(await holding()); i++) await new Promise((r) => setTimeout(r, 50));
-    // Held for one and a half leases: renewed, never lapsed.
-    await new Promise((r) => setTimeout(r, LEASE_MS * 1.5));
-    const [seconds, micros] = await client!.time();
-    const [, expiry] = await client!.zrange(leases, 0, -1, 'WITHSCORES');
-    expect(Number(expiry)).toBeGreaterThan(Number(seconds) * 1000 + Number(micros) / 1000);
+    // Held for longer than a lease: renewed, never lapsed.
+    await new Promise((r) => setTimeout(r, LEASE_MS * 1.2));
+    const expiryWhileHeld = Number((await client!.zrange(leases, 0, -1, 'WITHSCORES'))[1]);
+    expect(expiryWhileHeld).toBeGreaterThan(await redisNow());
     victim.kill('SIGKILL');
     const killed = Date.now();
     expect((await done).signal).toBe('SIGKILL');
+    // When the dead run's lease lapses (its last renewal plus a lease), by Redis's clock.
+    const lapses = Number((await client!.zrange(leases, 0, -1, 'WITHSCORES'))[1]);
     await server.control('options', { latencyMs: 0 });
     const r = await runCli(['--session', 'next', 'tables'], { env });
     expect(r.code, r.stderr).toBe(0);
-    // Renewed every third of the lease, it lapses two thirds of it or more after the kill: the next
-    // run got the place then, not before (half a lease: room for a renewal that ran late).
-    const waited = Date.now() - killed;
-    expect(waited).toBeGreaterThanOrEqual(LEASE_MS / 2);
-    expect(waited).toBeLessThan(LEASE_MS + 15_000);
+    // The next run got the place once the lease lapsed, not before, and not much later.
+    expect(await redisNow()).toBeGreaterThanOrEqual(lapses);
+    expect(Date.now() - killed).toBeLessThan(LEASE_MS + 15_000);
     expect((await server.stats()).maxLiveSessions).toBeLessThanOrEqual(1);
   });
 

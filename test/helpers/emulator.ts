@@ -48,7 +48,9 @@ export interface TestServer {
 export async function startServer(options: EmulatorOptions = {}): Promise<TestServer> {
   // A worker reused across projects (no isolation) would keep another project's generation.
   if ((process.env.EMU_GENERATION ?? 'v20r') !== GENERATION || Number(process.env.EMU_REFUSAL_STATUS ?? 401) !== REFUSAL_STATUS) {
-    throw new Error(`this worker loaded the helpers under ${GENERATION}/${REFUSAL_STATUS}, but runs project ${process.env.EMU_GENERATION ?? 'v20r'}`);
+    throw new Error(
+      `this worker loaded the helpers under ${GENERATION}/${REFUSAL_STATUS}, but runs ${process.env.EMU_GENERATION ?? 'v20r'}/${process.env.EMU_REFUSAL_STATUS ?? 401}`,
+    );
   }
   const generation = options.generation ?? GENERATION;
   const matrixAuth = generation === 'v21' && options.auth === undefined;
